@@ -1,0 +1,67 @@
+/* bench_main.c: `ibrl-bench <what> [flags]`, the committed benchmarks of ibrl.
+ *
+ * Each benchmark lives in its own bench_<what>.c and defines `int bench_<what>(int argc, char
+ * **argv)`; CMake compiles the ones present and defines IB_BENCH_<WHAT> for each, so this table
+ * lists exactly what was built. Benchmarks print medians and the peer figure measured in the same
+ * run; timings are never asserted by tests. */
+#include <stdio.h>
+#include <string.h>
+
+typedef struct bench_entry {
+  const char *name;
+  int (*fn)(int argc, char **argv);
+  const char *what;
+} bench_entry;
+
+#define BENCH_DECL(x) int bench_##x(int argc, char **argv);
+#ifdef IB_BENCH_NN
+BENCH_DECL(nn)
+#endif
+#ifdef IB_BENCH_ENVS
+BENCH_DECL(envs)
+#endif
+#ifdef IB_BENCH_REPLAY
+BENCH_DECL(replay)
+#endif
+#ifdef IB_BENCH_LEARNER
+BENCH_DECL(learner)
+#endif
+#ifdef IB_BENCH_E2E
+BENCH_DECL(e2e)
+#endif
+
+static const bench_entry benches[] = {
+#ifdef IB_BENCH_NN
+    {"nn", bench_nn, "forward+backward+Adam of the paper's critic ensemble and actor vs plain sgemm"},
+#endif
+#ifdef IB_BENCH_ENVS
+    {"envs", bench_envs, "env steps/s per task"},
+#endif
+#ifdef IB_BENCH_REPLAY
+    {"replay", bench_replay, "replay insert/sample throughput over loopback gRPC"},
+#endif
+#ifdef IB_BENCH_LEARNER
+    {"learner", bench_learner, "one IBRL learning step (5 critic + 1 actor update)"},
+#endif
+#ifdef IB_BENCH_E2E
+    {"e2e", bench_e2e, "env steps/s and updates/s of the whole system"},
+#endif
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: ibrl-bench <benchmark> [flags]   (ibrl-bench <benchmark> --help for its flags)\n\nbenchmarks:\n");
+  for (const bench_entry *b = benches; b->name; b++) fprintf(f, "  %-8s %s\n", b->name, b->what);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  for (const bench_entry *b = benches; b->name; b++)
+    if (!strcmp(b->name, argv[1])) return b->fn(argc - 1, argv + 1);
+  fprintf(stderr, "ibrl-bench: unknown benchmark '%s'\n", argv[1]);
+  usage(stderr);
+  return 2;
+}
