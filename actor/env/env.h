@@ -46,11 +46,20 @@ typedef struct env_ops {
   int (*reset)(env *e, uint64_t seed, float *obs);
   int (*step)(env *e, const float *action, float *obs, env_info *info);
   int (*expert)(env *e, rng *r, float noise, float *action);
-  void (*destroy)(env *e);
+  void (*destroy)(env *e); /* releases everything the task allocated, the env struct included */
 } env_ops;
+
+/* One named part of an observation, as stored in a robomimic-style demo file (obs/<name>). */
+typedef struct env_obs_key {
+  const char *name; /* e.g. "state", "lidar", "hand_pos" */
+  int dim;          /* floats */
+} env_obs_key;
 
 struct env {
   const env_ops *ops; /* borrowed: static table of the task */
+  const env_obs_key *obs_keys; /* borrowed: the observation is these parts concatenated in order
+                                  (NULL with n_obs_keys 0: demo files store one part "obs") */
+  int n_obs_keys;
   char name[64];      /* registry name, e.g. "metaworld/coffeepush" */
   int obs_dim;        /* floats per observation (one frame) */
   int act_dim;        /* floats per action */

@@ -1,0 +1,295 @@
+/* nn.h: the neural-network core of ibrl: layer kernels, an MLP container, a critic ensemble,
+ * a tanh-squashed Gaussian (SAC) head, Adam, Polyak averaging and checkpoints, on OpenBLAS.
+ *
+ * Conventions (docs/style.md 2.5). Row-major. Activations are (B, C): B batch rows, C features.
+ * A Linear has W (OC, C) and b (OC), exactly as torch.nn.Linear, so Y = X·Wᵀ + b. Kernel
+ * arguments are outputs first, then inputs, then sizes; a gradient is d<name>. Forward
+ * OVERWRITES its outputs; backward ACCUMULATES (+=) into every gradient it writes, including
+ * the input gradient; zeroing is explicit (nn_mlp_zero_grad, nn_ens_zero_grad).
+ *
+ * Arenas (style.md 2.4.5). A network keeps params, grads, Adam m and Adam v in four flat float
+ * arrays of n_params floats with the same layout; per-layer tensors are views into them. So an
+ * MPI allreduce of gradients is one call on (grads, n_params), a broadcast is one call on
+ * (params, n_params), Adam is one loop, and a checkpoint is one write. Arena layout of a net:
+ * for each Linear layer l in order: W_l (out·in), b_l (out), then, if the layer has LayerNorm,
+ * gamma_l (out), beta_l (out). This is the order of torch's Sequential.parameters().
+ * An ensemble's arena is the E head arenas back to back (head 0 first).
+ *
+ * Memory. Every workspace (activations, masks, LayerNorm statistics, gradient scratch) is sized
+ * at init for spec.max_batch rows; forward/backward/Adam never allocate. Out-of-memory aborts.
+ *
+ * Errors. Programming errors (B > max_batch, NULL where not allowed, backward without forward,
+ * param-grad backward on a net built with no_train) abort through IB_CHECK. Bad specs and bad
+ * files return a negative IB_E* status with ib_errmsg() naming the thing and giving a HINT.
+ *
+ * Threads. An nn_mlp / nn_ens belongs to one thread at a time (forward caches activations in
+ * the object). Different objects may be used from different threads concurrently. BLAS
+ * threading is global to the process (nn_set_threads).
+ *
+ * Numerics know nothing of gRPC or MPI. Randomness comes only from explicit rng streams. */
+#ifndef IB_NN_H
+#define IB_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rng.h"
+
+#define NN_MAX_HIDDEN 8   /* hidden layers per MLP */
+#define NN_MAX_HEADS 16   /* heads per ensemble */
+#define NN_LN_EPS 1e-5f   /* LayerNorm eps, as torch.nn.LayerNorm's default */
+
+/* ------------------------------------------------------------------------------------------ */
+/* ---- layer kernels (stateless; used by the containers and by the tests) ---- */
+
+/* Linear forward: out = inp·weightᵀ + bias. out (B,OC), inp (B,C), weight (OC,C), bias (OC)
+ * or NULL. One cblas_sgemm with beta 0, then the bias. */
+void nn_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
+                       int B, int C, int OC);
+/* Linear backward, accumulating: dinp += dout·weight, dweight += doutᵀ·inp, dbias += colsum(dout).
+ * dinp (B,C), dweight (OC,C), dbias (OC); any of the three may be NULL to skip it. */
+void nn_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, int B, int C, int OC);
+
+/* LayerNorm over the last dim (torch.nn.LayerNorm(C), eps NN_LN_EPS, biased variance):
+ * out = (inp - mean) * rstd * weight + bias. out, inp (B,C); weight, bias (C); mean, rstd (B)
+ * are written for the backward. Statistics are accumulated in double. */
+void nn_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                          const float *weight, const float *bias, int B, int C);
+/* LayerNorm backward, accumulating into dinp (B,C), dweight (C), dbias (C) (any may be NULL). */
+void nn_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *mean, const float *rstd,
+                           const float *weight, int B, int C);
+
+/* Elementwise activations over n values. Backward accumulates into dinp and takes the forward
+ * OUTPUT (relu: out > 0; tanh: 1 - out²). out may equal inp for the forwards. */
+void nn_relu_forward(float *out, const float *inp, size_t n);
+void nn_relu_backward(float *dinp, const float *dout, const float *out, size_t n);
+void nn_tanh_forward(float *out, const float *inp, size_t n);
+void nn_tanh_backward(float *dinp, const float *dout, const float *out, size_t n);
+
+/* Inverted dropout (torch.nn.Dropout in train mode). nn_dropout_mask fills mask[0..n) with 0
+ * (probability p) or 1/(1-p) by comparing a 24-bit uniform with p (two uniforms per rng_u64
+ * draw, elements in order), so a mask is reproducible from the rng state. p must be in [0,1). forward: out = inp * mask; backward: dinp += dout * mask. */
+void nn_dropout_mask(float *mask, size_t n, float p, rng *r);
+void nn_dropout_forward(float *out, const float *inp, const float *mask, size_t n);
+void nn_dropout_backward(float *dinp, const float *dout, const float *mask, size_t n);
+
+/* ------------------------------------------------------------------------------------------ */
+/* ---- MLP ---- */
+
+typedef enum nn_act { NN_ACT_NONE = 0, NN_ACT_RELU = 1, NN_ACT_TANH = 2 } nn_act;
+
+/* What an MLP is. A zeroed spec plus in_dim, n_hidden, hidden[], out_dim and max_batch is a
+ * plain trainable ReLU MLP. Each hidden layer is
+ *     Linear → [LayerNorm if layernorm] → [Dropout(dropout) if dropout > 0] → ReLU
+ * (the IBRL actor/BC is Linear→Dropout→ReLU, the critic Linear→LayerNorm→ReLU), and the output
+ * layer is Linear → out_act (NN_ACT_NONE or NN_ACT_TANH). */
+typedef struct nn_mlp_spec {
+  int in_dim;                  /* input features, > 0 */
+  int n_hidden;                /* hidden layers, 0..NN_MAX_HIDDEN */
+  int hidden[NN_MAX_HIDDEN];   /* their widths, > 0 */
+  int out_dim;                 /* output features, > 0 */
+  int layernorm;               /* 1: LayerNorm (affine, eps 1e-5) after each hidden Linear */
+  float dropout;               /* dropout probability in [0,1) after each hidden layer; 0: none */
+  nn_act out_act;              /* NN_ACT_NONE or NN_ACT_TANH */
+  int max_batch;               /* largest B ever passed to forward, > 0 */
+  int no_train;                /* 1: no grads and no Adam arenas (frozen BC, target nets); the
+                                  input gradient is still available (nn_mlp_backward, accum 0) */
+} nn_mlp_spec;
+
+/* Views of one Linear layer (and its LayerNorm) into the arenas. Never freed by the user. */
+typedef struct nn_layer {
+  int in, out;        /* Linear (out, in) */
+  int ln;             /* 1 if followed by LayerNorm */
+  size_t offset;      /* index of w in the arenas */
+  size_t size;        /* floats of this layer in the arenas (w, b, and gamma, beta if ln) */
+  float *w, *b;       /* (out,in), (out): views into params */
+  float *ln_g, *ln_b; /* (out), (out) views into params, or NULL */
+  float *dw, *db;     /* views into grads, NULL if no_train */
+  float *dln_g, *dln_b;
+} nn_layer;
+
+/* An MLP. Caller-allocated (a struct, like libuv handles); nn_mlp_init fills it and
+ * nn_mlp_free releases it. Fields are read-only for users except the arena CONTENTS
+ * (params may be overwritten, e.g. by a broadcast; grads by an allreduce). */
+typedef struct nn_mlp {
+  nn_mlp_spec spec;
+  int n_layers;              /* Linear layers = n_hidden + 1 */
+  nn_layer layer[NN_MAX_HIDDEN + 1];
+  size_t n_params;           /* floats in each arena */
+  float *params;             /* (n_params) owned unless the net is an ensemble head */
+  float *grads;              /* (n_params) or NULL if no_train */
+  float *adam_m, *adam_v;    /* (n_params) or NULL if no_train */
+  long adam_t;               /* Adam steps taken (torch's `step`); saved in checkpoints */
+  int batch;                 /* B of the last forward, 0 before any */
+  int owns_arenas;           /* internal */
+  struct nn_mlp_ws *ws;      /* owned workspaces (internal) */
+} nn_mlp;
+
+/* Validates `spec`, allocates the arenas and workspaces, and initialises the parameters as
+ * PyTorch does by default: W and b of each Linear ~ U(-1/√in, 1/√in) drawn from `init_rng`
+ * (W row-major first, then b, layer by layer), LayerNorm gamma 1 and beta 0. init_rng NULL
+ * leaves W and b zero (for a net that will receive a copy or a checkpoint). Grads and Adam
+ * moments start at zero, adam_t 0.
+ * Returns IB_OK, or IB_EINVAL naming the bad field (net is then zeroed; nn_mlp_free is safe). */
+int nn_mlp_init(nn_mlp *net, const nn_mlp_spec *spec, rng *init_rng);
+/* Releases everything init allocated. Accepts a zeroed or freed struct. */
+void nn_mlp_free(nn_mlp *net);
+
+/* Forward pass for B rows (1 <= B <= max_batch). x (B, in_dim) is copied, so the caller may
+ * reuse it at once. train 1: dropout active with masks drawn from `r` (r must be non-NULL when
+ * dropout > 0; the masks are drawn with nn_dropout_mask layer by layer, B·hidden[l] values
+ * each, so the same r state gives the same masks); train 0: dropout is the identity and r is
+ * unused (may be NULL). Activations are
+ * cached for one following backward. If out is non-NULL the output (B, out_dim) is also copied
+ * there. Returns the net's own output buffer (B, out_dim), valid until the next forward. */
+const float *nn_mlp_forward(nn_mlp *net, float *out, const float *x, int B, int train, rng *r);
+
+/* Backward from dout (B, out_dim) of the LAST forward (same B). accum_params 1: accumulates the
+ * parameter gradients into net->grads (requires a trainable net). accum_params 0: leaves
+ * grads untouched (a frozen critic inside the actor loss). dx (B, in_dim), if non-NULL,
+ * receives += the gradient w.r.t. the input (used for dQ/da). With accum_params 0 and dx NULL
+ * it does nothing. The cached activations stay valid, so backward may be called again. */
+void nn_mlp_backward(nn_mlp *net, float *dx, const float *dout, int accum_params);
+
+/* grads = 0. */
+void nn_mlp_zero_grad(nn_mlp *net);
+/* dst->params = src->params; both nets must have the same layer shapes (IB_CHECK). Works between
+ * a trainable and a no_train net. */
+void nn_mlp_copy_params(nn_mlp *dst, const nn_mlp *src);
+/* target = (1 - tau)·target + tau·online over the param arenas (same shapes, IB_CHECK). */
+void nn_mlp_polyak(nn_mlp *target, const nn_mlp *online, float tau);
+/* 1 if both nets have the same layer shapes (and LayerNorm flags), else 0. */
+int nn_mlp_same_shape(const nn_mlp *a, const nn_mlp *b);
+
+/* ------------------------------------------------------------------------------------------ */
+/* ---- critic ensemble ---- */
+
+/* E heads with the same spec (out_dim 1), all params in one arena (head e at e·head_params).
+ * Each head has ordinary per-unit biases and its OWN LayerNorm gamma/beta. NOTE: the IBRL
+ * reference (rl/critic.py MultiFcQ) uses a single scalar bias per head per layer and one
+ * LayerNorm affine shared by all heads; that quirk is deliberately NOT reproduced here. */
+typedef struct nn_ens {
+  int E;
+  nn_mlp head[NN_MAX_HEADS]; /* heads; their arenas are views into the arenas below. Use them
+                                for reading shapes and params only: nn_mlp_forward and
+                                nn_mlp_save on a head abort (it has no input buffer of its own
+                                and does not own its arenas) */
+  size_t head_params;        /* floats per head */
+  size_t n_params;           /* E · head_params */
+  float *params, *grads;     /* (n_params), owned; grads NULL if no_train */
+  float *adam_m, *adam_v;    /* (n_params), owned; NULL if no_train */
+  long adam_t;
+  int batch;                 /* B of the last forward */
+  int k;                     /* heads evaluated by the last forward */
+  int idx[NN_MAX_HEADS];     /* which heads, in output column order */
+  float *x;                  /* (max_batch, in_dim) copy of the last input (owned) */
+  float *dh;                 /* (max_batch) scratch (internal) */
+} nn_ens;
+
+/* Builds E (1..NN_MAX_HEADS) heads of `head_spec` (out_dim must be 1). Head e is initialised
+ * from init_rng in order e = 0..E-1, exactly as E separate nn_mlp_init calls on one stream.
+ * Returns IB_OK or IB_EINVAL (ens zeroed; nn_ens_free is safe). */
+int nn_ens_init(nn_ens *ens, int E, const nn_mlp_spec *head_spec, rng *init_rng);
+void nn_ens_free(nn_ens *ens);
+
+/* Evaluates the k heads listed in heads[0..k) (distinct, in [0,E)) on the same input x (B,in),
+ * writing q (B,k) with q[b*k + j] = Q_{heads[j]}(x_b). heads NULL means all E heads in order
+ * (k must then be E). train/r as in nn_mlp_forward. Caches for one backward. */
+void nn_ens_forward(nn_ens *ens, float *q, const float *x, int B, const int *heads, int k,
+                    int train, rng *r);
+/* Backward of the last forward from dq (B,k). accum_params as in nn_mlp_backward (only the
+ * evaluated heads get gradients). dx (B,in), if non-NULL, gets += the sum over heads. */
+void nn_ens_backward(nn_ens *ens, float *dx, const float *dq, int accum_params);
+
+/* Min over the k columns of q (B,k): qmin (B), argmin (B) the column of the minimum (the first
+ * one on ties, as torch.min). */
+void nn_ens_min_forward(float *qmin, int *argmin, const float *q, int B, int k);
+/* Backward of the min: dq[b*k + argmin[b]] += dqmin[b]; other columns get nothing. */
+void nn_ens_min_backward(float *dq, const float *dqmin, const int *argmin, int B, int k);
+
+void nn_ens_zero_grad(nn_ens *ens);
+void nn_ens_copy_params(nn_ens *dst, const nn_ens *src);
+void nn_ens_polyak(nn_ens *target, const nn_ens *online, float tau);
+
+/* ------------------------------------------------------------------------------------------ */
+/* ---- SAC head: tanh-squashed diagonal Gaussian ---- */
+
+/* log_std is clamped to [NN_SAC_LOG_STD_MIN, NN_SAC_LOG_STD_MAX] (hard clamp as torch.clamp:
+ * zero gradient outside the range), the range of the original SAC code. */
+#define NN_SAC_LOG_STD_MIN (-20.0f)
+#define NN_SAC_LOG_STD_MAX (2.0f)
+
+/* eps[0..n) ~ N(0,1) from r (rng_normal). */
+void nn_sac_noise(float *eps, size_t n, rng *r);
+/* From the net output h (B, 2A) = [mean (A) | log_std (A)] per row and noise eps (B,A):
+ *   u = mean + exp(clamp(log_std))·eps,  a = tanh(u)   (a: (B,A))
+ *   logp = Σ_j [ -eps_j²/2 - log_std_j - log(2π)/2 - log(1 - tanh²(u_j)) ]   (logp: (B))
+ * with log(1 - tanh²u) = 2·(log 2 - u - softplus(-2u)) (stable for large |u|). logp may be NULL. */
+void nn_sac_forward(float *a, float *logp, const float *h, const float *eps, int B, int A);
+/* Accumulates dh (B,2A) += d(loss)/dh for a loss with dloss/da = da (B,A) and dloss/dlogp =
+ * dlogp (B); either may be NULL (zero). Recomputes from h and eps (no state). */
+void nn_sac_backward(float *dh, const float *da, const float *dlogp, const float *h,
+                     const float *eps, int B, int A);
+/* Deterministic action a = tanh(mean) (B,A), for evaluation. */
+void nn_sac_mean(float *a, const float *h, int B, int A);
+
+/* ------------------------------------------------------------------------------------------ */
+/* ---- optimiser and arena helpers ---- */
+
+/* torch.optim.Adam semantics: with t the step number after increment (1, 2, ...):
+ *   g += weight_decay·p   (coupled L2, as Adam's weight_decay, not AdamW)
+ *   m = β1 m + (1-β1) g;  v = β2 v + (1-β2) g²
+ *   p -= lr · (m / (1-β1^t)) / (sqrt(v / (1-β2^t)) + eps)            */
+typedef struct nn_adam_cfg {
+  float lr, beta1, beta2, eps, weight_decay;
+} nn_adam_cfg;
+/* lr with torch's defaults: betas (0.9, 0.999), eps 1e-8, weight_decay 0. */
+nn_adam_cfg nn_adam_defaults(float lr);
+/* One Adam update over a flat arena of n floats at step t (>= 1). One loop, no allocation. */
+void nn_adam_update(float *params, float *m, float *v, const float *grads, size_t n,
+                    const nn_adam_cfg *cfg, long t);
+/* ++adam_t, then nn_adam_update over the whole arena (trainable nets only). */
+void nn_mlp_adam_step(nn_mlp *net, const nn_adam_cfg *cfg);
+void nn_ens_adam_step(nn_ens *ens, const nn_adam_cfg *cfg);
+
+/* target = (1 - tau)·target + tau·online, n floats. */
+void nn_arena_polyak(float *target, const float *online, size_t n, float tau);
+/* Euclidean norm (accumulated in double) of x[0..n). */
+double nn_arena_norm(const float *x, size_t n);
+/* x *= s. (Gradient-norm clipping: s = min(1, max_norm / (norm + 1e-6)), as torch.) */
+void nn_arena_scale(float *x, size_t n, float s);
+
+/* Sets the OpenBLAS thread count for the whole process (openblas_set_num_threads). */
+void nn_set_threads(int n);
+/* The OpenBLAS kernel in use (openblas_get_corename), e.g. "SkylakeX", "Haswell", "Prescott". */
+const char *nn_blas_core(void);
+/* Checks that OpenBLAS picked a kernel that uses the CPU's vector units. OpenBLAS 0.3.21 does
+ * not know newer Xeons (e.g. with avx512_fp16) and falls back to the SSE3 "Prescott" kernel,
+ * measured 3x slower here. Returns IB_OK, or IB_ESTATE with ib_errmsg() naming the kernel and
+ * the HINT (export OPENBLAS_CORETYPE=SkylakeX or Haswell before the process starts; the
+ * variable is read when the library loads). Callers log it as a warning; results are correct
+ * either way. */
+int nn_blas_check(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* ---- checkpoints ---- */
+
+/* File: magic "IBNN", version, kind (mlp/ensemble), the spec (in, hidden, out, layernorm,
+ * dropout, out_act), E, n_params, adam_t, flags, then params [, adam m, adam v], then a CRC-32
+ * (ib_crc32) of everything before it. Written to "<path>.tmp", fsync'd, then renamed over path,
+ * so a reader never sees a half-written file. with_adam 1 also stores m, v and adam_t (the net
+ * must be trainable, else IB_EINVAL). Returns IB_OK or IB_EIO naming the path. */
+int nn_mlp_save(const nn_mlp *net, const char *path, int with_adam);
+int nn_ens_save(const nn_ens *ens, const char *path, int with_adam);
+/* Loads into an initialised net of the SAME structure. Refuses (and leaves the net unchanged)
+ * with IB_EIO (cannot open/read), IB_EPROTO (bad magic, version, truncated), IB_ECHECKSUM (CRC
+ * mismatch), IB_ENONFINITE (a stored parameter is NaN/Inf) or IB_EMISMATCH saying exactly what
+ * differs, e.g. "layer 0: file has 1024x76, network has 1024x69" (layer shapes are out x in;
+ * layernorm, out_act, dropout and the head count must match too). If the file has Adam state and the net is trainable, m, v and adam_t
+ * are loaded too; otherwise the net's Adam state is zeroed (adam_t 0) if it is trainable. */
+int nn_mlp_load(nn_mlp *net, const char *path);
+int nn_ens_load(nn_ens *ens, const char *path);
+
+#endif /* IB_NN_H */

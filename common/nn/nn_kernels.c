@@ -1,0 +1,223 @@
+/* nn_kernels.c: the stateless layer kernels, Adam and the arena helpers of nn.h.
+ *
+ * Design. Each kernel is a plain function over row-major arrays, written to be read next to
+ * the PyTorch doc it mirrors. Matrix products go through cblas_sgemm with the three layouts of
+ * docs/style.md 2.5 (forward NT with beta 0, dX NN and dW TN with beta 1, so backward
+ * accumulates). Elementwise loops are simple enough for the compiler to vectorise; reductions
+ * that feed a normalisation (LayerNorm mean/variance, norms) are accumulated in double so the
+ * result does not depend on the row width. These kernels are the reference the fused MLP path
+ * (nn_mlp.c) is tested against; they favour clarity over the last percent of speed. */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+#include <strings.h>
+
+#include "ib.h"
+#include "nn.h"
+
+/* ---- Linear (https://pytorch.org/docs/stable/generated/torch.nn.Linear.html) ---- */
+
+void nn_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
+                       int B, int C, int OC) {
+  IB_CHECK(out && inp && weight && B > 0 && C > 0 && OC > 0);
+  /* out (B,OC) = inp (B,C) · weightᵀ (C,OC) */
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OC, C, 1.0f, inp, C, weight, C, 0.0f,
+              out, OC);
+  if (bias)
+    for (int b = 0; b < B; b++) {
+      float *o = out + (size_t)b * OC;
+      for (int j = 0; j < OC; j++) o[j] += bias[j];
+    }
+}
+
+void nn_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, int B, int C, int OC) {
+  IB_CHECK(dout && B > 0 && C > 0 && OC > 0);
+  if (dinp) { /* dinp (B,C) += dout (B,OC) · weight (OC,C) */
+    IB_CHECK(weight);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, OC, 1.0f, dout, OC, weight, C,
+                1.0f, dinp, C);
+  }
+  if (dweight) { /* dweight (OC,C) += doutᵀ (OC,B) · inp (B,C) */
+    IB_CHECK(inp);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, B, 1.0f, dout, OC, inp, C, 1.0f,
+                dweight, C);
+  }
+  if (dbias)
+    for (int b = 0; b < B; b++) {
+      const float *d = dout + (size_t)b * OC;
+      for (int j = 0; j < OC; j++) dbias[j] += d[j];
+    }
+}
+
+/* ---- LayerNorm (https://pytorch.org/docs/stable/generated/torch.nn.LayerNorm.html) ---- */
+
+void nn_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                          const float *weight, const float *bias, int B, int C) {
+  IB_CHECK(out && mean && rstd && inp && weight && bias && B > 0 && C > 0);
+  for (int b = 0; b < B; b++) {
+    const float *x = inp + (size_t)b * C;
+    float *o = out + (size_t)b * C;
+    /* Two passes (mean, then the centred second moment) avoid the cancellation of E[x²]-E[x]². */
+    double s = 0.0;
+    for (int i = 0; i < C; i++) s += x[i];
+    double m = s / C;
+    double ss = 0.0;
+    for (int i = 0; i < C; i++) ss += (x[i] - m) * (x[i] - m);
+    float r = (float)(1.0 / sqrt(ss / C + (double)NN_LN_EPS));
+    float mf = (float)m;
+    for (int i = 0; i < C; i++) o[i] = (x[i] - mf) * r * weight[i] + bias[i];
+    mean[b] = mf;
+    rstd[b] = r;
+  }
+}
+
+void nn_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *mean, const float *rstd,
+                           const float *weight, int B, int C) {
+  IB_CHECK(dout && inp && mean && rstd && weight && B > 0 && C > 0);
+  for (int b = 0; b < B; b++) {
+    const float *x = inp + (size_t)b * C, *dy = dout + (size_t)b * C;
+    float m = mean[b], r = rstd[b];
+    /* With xhat = (x-m)·r and g = dy·weight:
+     *   dx = r · (g - mean(g) - xhat·mean(g·xhat)). */
+    double sg = 0.0, sgx = 0.0;
+    for (int i = 0; i < C; i++) {
+      float xh = (x[i] - m) * r;
+      float g = dy[i] * weight[i];
+      sg += g;
+      sgx += (double)g * xh;
+    }
+    float mg = (float)(sg / C), mgx = (float)(sgx / C);
+    for (int i = 0; i < C; i++) {
+      float xh = (x[i] - m) * r;
+      if (dweight) dweight[i] += dy[i] * xh;
+      if (dbias) dbias[i] += dy[i];
+      if (dinp) dinp[(size_t)b * C + i] += r * (dy[i] * weight[i] - mg - xh * mgx);
+    }
+  }
+}
+
+/* ---- activations ---- */
+
+void nn_relu_forward(float *out, const float *inp, size_t n) {
+  for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+}
+
+void nn_relu_backward(float *dinp, const float *dout, const float *out, size_t n) {
+  for (size_t i = 0; i < n; i++) dinp[i] += out[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+void nn_tanh_forward(float *out, const float *inp, size_t n) {
+  for (size_t i = 0; i < n; i++) out[i] = tanhf(inp[i]);
+}
+
+void nn_tanh_backward(float *dinp, const float *dout, const float *out, size_t n) {
+  for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * (1.0f - out[i] * out[i]);
+}
+
+/* ---- dropout (https://pytorch.org/docs/stable/generated/torch.nn.Dropout.html) ---- */
+
+void nn_dropout_mask(float *mask, size_t n, float p, rng *r) {
+  IB_CHECK(mask && r && p >= 0.0f && p < 1.0f);
+  float keep = 1.0f / (1.0f - p);
+  /* Two 24-bit uniforms per 64-bit draw: the mask is the hot part of a dropout forward
+   * (B·width draws per layer), and 24 bits resolve p as finely as a float uniform does. */
+  const float scale = 1.0f / 16777216.0f;
+  size_t i = 0;
+  for (; i + 1 < n; i += 2) {
+    uint64_t u = rng_u64(r);
+    mask[i] = (float)(u >> 40) * scale < p ? 0.0f : keep;
+    mask[i + 1] = (float)((u >> 8) & 0xffffffu) * scale < p ? 0.0f : keep;
+  }
+  if (i < n) mask[i] = (float)(rng_u64(r) >> 40) * scale < p ? 0.0f : keep;
+}
+
+void nn_dropout_forward(float *out, const float *inp, const float *mask, size_t n) {
+  for (size_t i = 0; i < n; i++) out[i] = inp[i] * mask[i];
+}
+
+void nn_dropout_backward(float *dinp, const float *dout, const float *mask, size_t n) {
+  for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * mask[i];
+}
+
+/* ---- Adam (https://pytorch.org/docs/stable/generated/torch.optim.Adam.html) ---- */
+
+nn_adam_cfg nn_adam_defaults(float lr) {
+  nn_adam_cfg c = {.lr = lr, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.0f};
+  return c;
+}
+
+void nn_adam_update(float *params, float *m, float *v, const float *grads, size_t n,
+                    const nn_adam_cfg *cfg, long t) {
+  IB_CHECK(params && m && v && grads && cfg && t >= 1);
+  /* torch computes the bias corrections in double-precision Python floats; so do we, once. */
+  double bc1 = 1.0 - pow((double)cfg->beta1, (double)t);
+  double bc2 = 1.0 - pow((double)cfg->beta2, (double)t);
+  const float step = (float)(cfg->lr / bc1);
+  const float bc2s = (float)sqrt(bc2);
+  const float b1 = cfg->beta1, b2 = cfg->beta2, eps = cfg->eps, wd = cfg->weight_decay;
+  const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+  /* One pass over the four arrays: they are streamed once, which is what bounds this loop.
+   * denom = sqrt(v)/sqrt(bc2) + eps is torch's _single_tensor_adam order (eps after the sqrt of
+   * the bias-corrected v). */
+  for (size_t i = 0; i < n; i++) {
+    float g = grads[i] + wd * params[i];
+    float mi = b1 * m[i] + c1 * g;
+    float vi = b2 * v[i] + c2 * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    params[i] -= step * mi / (sqrtf(vi) / bc2s + eps);
+  }
+}
+
+/* ---- arena helpers ---- */
+
+void nn_arena_polyak(float *target, const float *online, size_t n, float tau) {
+  IB_CHECK(target && online && tau >= 0.0f && tau <= 1.0f);
+  /* torch's lerp form t + tau·(o - t) equals (1-tau)·t + tau·o in exact arithmetic. */
+  for (size_t i = 0; i < n; i++) target[i] += tau * (online[i] - target[i]);
+}
+
+double nn_arena_norm(const float *x, size_t n) {
+  double s = 0.0;
+  for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+  return sqrt(s);
+}
+
+void nn_arena_scale(float *x, size_t n, float s) {
+  for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
+void nn_set_threads(int n) {
+  IB_CHECK(n >= 1);
+  openblas_set_num_threads(n);
+}
+
+const char *nn_blas_core(void) {
+  const char *c = openblas_get_corename();
+  return c ? c : "unknown";
+}
+
+/* 1 if the kernel name is one of the listed ones (case-insensitive). */
+static int core_is(const char *core, const char *const *names, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!strcasecmp(core, names[i])) return 1;
+  return 0;
+}
+
+int nn_blas_check(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
+  static const char *const avx2[] = {"SkylakeX", "Cooperlake", "SapphireRapids", "Haswell", "Zen"};
+  const char *core = nn_blas_core();
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && !core_is(core, avx512, IB_ARRAY_LEN(avx512)))
+    return ib_fail(IB_ESTATE, "OpenBLAS uses the '%s' kernel on a CPU with AVX-512 (HINT: export "
+                   "OPENBLAS_CORETYPE=SkylakeX before starting the process)", core);
+  if (__builtin_cpu_supports("avx2") && !core_is(core, avx2, IB_ARRAY_LEN(avx2)))
+    return ib_fail(IB_ESTATE, "OpenBLAS uses the '%s' kernel on a CPU with AVX2 (HINT: export "
+                   "OPENBLAS_CORETYPE=Haswell before starting the process)", core);
+#endif
+  return IB_OK;
+}

@@ -1,0 +1,595 @@
+/* nn_mlp.c: the MLP container and the critic ensemble of nn.h.
+ *
+ * Design. An MLP is a list of Linear layers whose tensors are views into four flat arenas
+ * (params, grads, adam_m, adam_v) with one layout (see nn.h). Workspaces are allocated once at
+ * init for spec.max_batch rows:
+ *   z[l]    (B, out_l)  Linear output incl. bias; only for LayerNorm layers (LN backward needs it)
+ *   h[l]    (B, out_l)  the layer's output after LN/dropout/ReLU (hidden) or out_act (last);
+ *                       it is the input of layer l+1 and, for ReLU/tanh, all their backward needs
+ *   mask[l] (B, out_l)  dropout masks of the last train-mode forward
+ *   mean[l], rstd[l] (B) LayerNorm statistics
+ *   d0, d1  (B, max width) gradient ping-pong buffers
+ * Forward per hidden layer is one sgemm (beta 0) followed by ONE fused row pass that adds the
+ * bias, normalises, applies the dropout mask and the ReLU, so each activation is touched once
+ * after the matmul. Backward per hidden layer is one fused row pass that gates by ReLU and the
+ * mask, runs the LayerNorm backward in place, and accumulates db and the LN affine grads, then
+ * the dW (beta 1) and dX (beta 0 into the other buffer) sgemms. Dropout after LayerNorm and
+ * before ReLU equals dropout after ReLU since the mask is non-negative.
+ *
+ * An ensemble owns one arena set of E·head_params floats; each head is an nn_mlp whose arenas
+ * are views into slice e (owns_arenas 0) and which reads its input from the ensemble's copy of
+ * x, so E heads cost one input copy. Heads are evaluated one after another: their weights
+ * differ, so there is no shared matmul to batch, and each sgemm is already large. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ib.h"
+#include "nn.h"
+
+struct nn_mlp_ws {
+  float *x;         /* (max_batch, in) owned input copy; NULL for ensemble heads */
+  const float *in0; /* input of the last forward (x, or the ensemble's copy) */
+  float *z[NN_MAX_HIDDEN + 1];
+  float *h[NN_MAX_HIDDEN + 1];
+  float *mask[NN_MAX_HIDDEN + 1];
+  float *mean[NN_MAX_HIDDEN + 1], *rstd[NN_MAX_HIDDEN + 1];
+  int masked;       /* 1 if the last forward applied dropout masks */
+  float *d0, *d1;
+};
+
+/* ---- spec and layout ---- */
+
+static int spec_check(const nn_mlp_spec *s) {
+  if (s->in_dim <= 0)
+    return ib_fail(IB_EINVAL, "nn spec: in_dim %d is not positive (HINT: the observation size)", s->in_dim);
+  if (s->out_dim <= 0)
+    return ib_fail(IB_EINVAL, "nn spec: out_dim %d is not positive", s->out_dim);
+  if (s->n_hidden < 0 || s->n_hidden > NN_MAX_HIDDEN)
+    return ib_fail(IB_EINVAL, "nn spec: n_hidden %d is outside 0..%d", s->n_hidden, NN_MAX_HIDDEN);
+  for (int i = 0; i < s->n_hidden; i++)
+    if (s->hidden[i] <= 0)
+      return ib_fail(IB_EINVAL, "nn spec: hidden[%d] = %d is not positive", i, s->hidden[i]);
+  if (!(s->dropout >= 0.0f && s->dropout < 1.0f))
+    return ib_fail(IB_EINVAL, "nn spec: dropout %g is outside [0,1) (HINT: 0 disables it)",
+                   (double)s->dropout);
+  if (s->out_act != NN_ACT_NONE && s->out_act != NN_ACT_TANH)
+    return ib_fail(IB_EINVAL, "nn spec: out_act %d is not NN_ACT_NONE or NN_ACT_TANH", (int)s->out_act);
+  if (s->layernorm != 0 && s->layernorm != 1)
+    return ib_fail(IB_EINVAL, "nn spec: layernorm %d is not 0 or 1", s->layernorm);
+  if (s->max_batch <= 0)
+    return ib_fail(IB_EINVAL, "nn spec: max_batch %d is not positive (HINT: the largest batch you will forward)",
+                   s->max_batch);
+  return IB_OK;
+}
+
+/* Fills net->layer[] shapes and offsets; returns the arena size. */
+static size_t layout_plan(nn_mlp *net) {
+  const nn_mlp_spec *s = &net->spec;
+  size_t off = 0;
+  int in = s->in_dim;
+  net->n_layers = s->n_hidden + 1;
+  for (int l = 0; l < net->n_layers; l++) {
+    nn_layer *L = &net->layer[l];
+    int hidden = l < s->n_hidden;
+    L->in = in;
+    L->out = hidden ? s->hidden[l] : s->out_dim;
+    L->ln = hidden && s->layernorm;
+    L->offset = off;
+    L->size = (size_t)L->out * L->in + L->out + (L->ln ? 2u * L->out : 0u);
+    off += L->size;
+    in = L->out;
+  }
+  return off;
+}
+
+/* Points the layer views into the arenas (grads may be NULL). */
+static void layout_bind(nn_mlp *net) {
+  for (int l = 0; l < net->n_layers; l++) {
+    nn_layer *L = &net->layer[l];
+    size_t wsz = (size_t)L->out * L->in;
+    float *p = net->params + L->offset;
+    L->w = p;
+    L->b = p + wsz;
+    L->ln_g = L->ln ? p + wsz + L->out : NULL;
+    L->ln_b = L->ln ? p + wsz + 2 * (size_t)L->out : NULL;
+    if (net->grads) {
+      float *g = net->grads + L->offset;
+      L->dw = g;
+      L->db = g + wsz;
+      L->dln_g = L->ln ? g + wsz + L->out : NULL;
+      L->dln_b = L->ln ? g + wsz + 2 * (size_t)L->out : NULL;
+    } else {
+      L->dw = L->db = L->dln_g = L->dln_b = NULL;
+    }
+  }
+}
+
+static void params_init(nn_mlp *net, rng *r) {
+  for (int l = 0; l < net->n_layers; l++) {
+    nn_layer *L = &net->layer[l];
+    if (r) {
+      /* torch.nn.Linear.reset_parameters: kaiming_uniform_(a=√5) is U(-1/√in, 1/√in) for W,
+       * and the bias is U(-1/√in, 1/√in) too. */
+      float bound = 1.0f / sqrtf((float)L->in);
+      size_t wsz = (size_t)L->out * L->in;
+      for (size_t i = 0; i < wsz; i++) L->w[i] = (2.0f * rng_uniform(r) - 1.0f) * bound;
+      for (int i = 0; i < L->out; i++) L->b[i] = (2.0f * rng_uniform(r) - 1.0f) * bound;
+    }
+    if (L->ln)
+      for (int i = 0; i < L->out; i++) {
+        L->ln_g[i] = 1.0f;
+        L->ln_b[i] = 0.0f;
+      }
+  }
+}
+
+/* Allocates the workspaces; own_input 0 for ensemble heads. */
+static struct nn_mlp_ws *ws_create(const nn_mlp *net, int own_input) {
+  struct nn_mlp_ws *ws = ib_xcalloc(1, sizeof *ws);
+  const nn_mlp_spec *s = &net->spec;
+  size_t B = (size_t)s->max_batch;
+  int wmax = s->in_dim;
+  if (own_input) ws->x = ib_xaligned(B * s->in_dim * sizeof(float));
+  for (int l = 0; l < net->n_layers; l++) {
+    const nn_layer *L = &net->layer[l];
+    int hidden = l < s->n_hidden;
+    ws->h[l] = ib_xaligned(B * L->out * sizeof(float));
+    if (L->ln) {
+      ws->z[l] = ib_xaligned(B * L->out * sizeof(float));
+      ws->mean[l] = ib_xaligned(B * sizeof(float));
+      ws->rstd[l] = ib_xaligned(B * sizeof(float));
+    }
+    if (hidden && s->dropout > 0.0f) ws->mask[l] = ib_xaligned(B * L->out * sizeof(float));
+    wmax = IB_MAX(wmax, L->out);
+  }
+  ws->d0 = ib_xaligned(B * wmax * sizeof(float));
+  ws->d1 = ib_xaligned(B * wmax * sizeof(float));
+  return ws;
+}
+
+static void ws_destroy(struct nn_mlp_ws *ws) {
+  if (!ws) return;
+  free(ws->x);
+  for (int l = 0; l < NN_MAX_HIDDEN + 1; l++) {
+    free(ws->z[l]);
+    free(ws->h[l]);
+    free(ws->mask[l]);
+    free(ws->mean[l]);
+    free(ws->rstd[l]);
+  }
+  free(ws->d0);
+  free(ws->d1);
+  free(ws);
+}
+
+int nn_mlp_init(nn_mlp *net, const nn_mlp_spec *spec, rng *init_rng) {
+  IB_CHECK(net && spec);
+  memset(net, 0, sizeof *net);
+  int rc = spec_check(spec);
+  if (rc != IB_OK) return rc;
+  net->spec = *spec;
+  net->n_params = layout_plan(net);
+  size_t bytes = net->n_params * sizeof(float);
+  net->params = ib_xaligned(bytes);
+  if (!spec->no_train) {
+    net->grads = ib_xaligned(bytes);
+    net->adam_m = ib_xaligned(bytes);
+    net->adam_v = ib_xaligned(bytes);
+  }
+  net->owns_arenas = 1;
+  layout_bind(net);
+  params_init(net, init_rng);
+  net->ws = ws_create(net, 1);
+  return IB_OK;
+}
+
+void nn_mlp_free(nn_mlp *net) {
+  if (!net) return;
+  if (net->owns_arenas) {
+    free(net->params);
+    free(net->grads);
+    free(net->adam_m);
+    free(net->adam_v);
+  }
+  ws_destroy(net->ws);
+  memset(net, 0, sizeof *net);
+}
+
+/* ---- row reductions ----
+ * LayerNorm needs three row sums per row and pass. A plain `double s += x[i]` loop is one long
+ * dependency chain (the compiler may not reorder float additions), which costs ~4 cycles per
+ * element. These keep NN_LANES independent double partial sums, combined at the end: the same
+ * double accuracy, but the lanes vectorise and pipeline. */
+#define NN_LANES 8
+
+static double lane_sum(const float *x, int n) {
+  double acc[NN_LANES] = {0};
+  int i = 0;
+  for (; i + NN_LANES <= n; i += NN_LANES)
+    for (int j = 0; j < NN_LANES; j++) acc[j] += x[i + j];
+  double s = 0.0;
+  for (; i < n; i++) s += x[i];
+  for (int j = 0; j < NN_LANES; j++) s += acc[j];
+  return s;
+}
+
+static double lane_sumsq_centred(const float *x, double m, int n) {
+  double acc[NN_LANES] = {0};
+  int i = 0;
+  for (; i + NN_LANES <= n; i += NN_LANES)
+    for (int j = 0; j < NN_LANES; j++) {
+      double d = x[i + j] - m;
+      acc[j] += d * d;
+    }
+  double s = 0.0;
+  for (; i < n; i++) s += (x[i] - m) * (x[i] - m);
+  for (int j = 0; j < NN_LANES; j++) s += acc[j];
+  return s;
+}
+
+/* sg = Σ g·gamma and sgx = Σ g·gamma·xhat with xhat = (z - m)·r, for the LayerNorm backward. */
+static void lane_ln_sums(double *sg, double *sgx, const float *g, const float *gamma, const float *z, float m,
+                         float r, int n) {
+  double a[NN_LANES] = {0}, b[NN_LANES] = {0};
+  int i = 0;
+  for (; i + NN_LANES <= n; i += NN_LANES)
+    for (int j = 0; j < NN_LANES; j++) {
+      float gw = g[i + j] * gamma[i + j];
+      a[j] += gw;
+      b[j] += (double)gw * ((z[i + j] - m) * r);
+    }
+  double s = 0.0, t = 0.0;
+  for (; i < n; i++) {
+    float gw = g[i] * gamma[i];
+    s += gw;
+    t += (double)gw * ((z[i] - m) * r);
+  }
+  for (int j = 0; j < NN_LANES; j++) s += a[j], t += b[j];
+  *sg = s;
+  *sgx = t;
+}
+
+/* ---- forward ---- */
+
+/* The fused row pass of a hidden layer: h = relu(mask ⊙ LN(z + b)) or relu(mask ⊙ (z + b)).
+ * Without LayerNorm, z and h are the same buffer (the sgemm wrote into h). */
+static void hidden_rows_forward(struct nn_mlp_ws *ws, const nn_layer *L, int l, int B,
+                                const float *mask) {
+  const int C = L->out;
+  for (int b = 0; b < B; b++) {
+    float *h = ws->h[l] + (size_t)b * C;
+    const float *mk = mask ? mask + (size_t)b * C : NULL;
+    if (L->ln) {
+      float *z = ws->z[l] + (size_t)b * C;
+      for (int i = 0; i < C; i++) z[i] += L->b[i];
+      double m = lane_sum(z, C) / C;
+      double ss = lane_sumsq_centred(z, m, C);
+      float r = (float)(1.0 / sqrt(ss / C + (double)NN_LN_EPS));
+      float mf = (float)m;
+      ws->mean[l][b] = mf;
+      ws->rstd[l][b] = r;
+      if (mk)
+        for (int i = 0; i < C; i++) {
+          float y = ((z[i] - mf) * r * L->ln_g[i] + L->ln_b[i]) * mk[i];
+          h[i] = y > 0.0f ? y : 0.0f;
+        }
+      else
+        for (int i = 0; i < C; i++) {
+          float y = (z[i] - mf) * r * L->ln_g[i] + L->ln_b[i];
+          h[i] = y > 0.0f ? y : 0.0f;
+        }
+    } else if (mk) {
+      for (int i = 0; i < C; i++) {
+        float y = (h[i] + L->b[i]) * mk[i];
+        h[i] = y > 0.0f ? y : 0.0f;
+      }
+    } else {
+      for (int i = 0; i < C; i++) {
+        float y = h[i] + L->b[i];
+        h[i] = y > 0.0f ? y : 0.0f;
+      }
+    }
+  }
+}
+
+/* Forward from an input the workspace does not own (the ensemble's copy) or its own copy. */
+static const float *mlp_forward_from(nn_mlp *net, const float *in0, int B, int train, rng *r) {
+  const nn_mlp_spec *s = &net->spec;
+  struct nn_mlp_ws *ws = net->ws;
+  IB_CHECK(B >= 1 && B <= s->max_batch);
+  int use_mask = train && s->dropout > 0.0f;
+  IB_CHECK(!use_mask || r != NULL);
+  ws->in0 = in0;
+  ws->masked = use_mask;
+  const float *inp = in0;
+  for (int l = 0; l < net->n_layers; l++) {
+    const nn_layer *L = &net->layer[l];
+    int hidden = l < s->n_hidden;
+    float *dst = L->ln ? ws->z[l] : ws->h[l];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, L->out, L->in, 1.0f, inp, L->in, L->w,
+                L->in, 0.0f, dst, L->out);
+    if (hidden) {
+      const float *mask = NULL;
+      if (use_mask) {
+        nn_dropout_mask(ws->mask[l], (size_t)B * L->out, s->dropout, r);
+        mask = ws->mask[l];
+      }
+      hidden_rows_forward(ws, L, l, B, mask);
+    } else {
+      float *h = ws->h[l];
+      for (int b = 0; b < B; b++) {
+        float *o = h + (size_t)b * L->out;
+        if (s->out_act == NN_ACT_TANH)
+          for (int i = 0; i < L->out; i++) o[i] = tanhf(o[i] + L->b[i]);
+        else
+          for (int i = 0; i < L->out; i++) o[i] += L->b[i];
+      }
+    }
+    inp = ws->h[l];
+  }
+  net->batch = B;
+  return ws->h[net->n_layers - 1];
+}
+
+const float *nn_mlp_forward(nn_mlp *net, float *out, const float *x, int B, int train, rng *r) {
+  IB_CHECK(net && net->ws && net->ws->x && x);
+  IB_CHECK(B >= 1 && B <= net->spec.max_batch);
+  memcpy(net->ws->x, x, (size_t)B * net->spec.in_dim * sizeof(float));
+  const float *y = mlp_forward_from(net, net->ws->x, B, train, r);
+  if (out) memcpy(out, y, (size_t)B * net->spec.out_dim * sizeof(float));
+  return y;
+}
+
+/* ---- backward ---- */
+
+/* In place on d (B, C): d = dLoss/dz of hidden layer l from d = dLoss/dh, accumulating db and,
+ * with LayerNorm, dgamma and dbeta when accum is set. */
+static void hidden_rows_backward(struct nn_mlp_ws *ws, const nn_layer *L, int l, int B, float *d,
+                                 int accum) {
+  const int C = L->out;
+  const float *mask = ws->masked ? ws->mask[l] : NULL;
+  for (int b = 0; b < B; b++) {
+    float *g = d + (size_t)b * C;
+    const float *h = ws->h[l] + (size_t)b * C;
+    const float *mk = mask ? mask + (size_t)b * C : NULL;
+    /* Through ReLU (h > 0) and the dropout mask: g = dLoss/d(LN output). */
+    if (mk)
+      for (int i = 0; i < C; i++) g[i] = h[i] > 0.0f ? g[i] * mk[i] : 0.0f;
+    else
+      for (int i = 0; i < C; i++) g[i] = h[i] > 0.0f ? g[i] : 0.0f;
+    if (L->ln) {
+      const float *z = ws->z[l] + (size_t)b * C;
+      const float m = ws->mean[l][b], r = ws->rstd[l][b];
+      if (accum)
+        for (int i = 0; i < C; i++) {
+          L->dln_g[i] += g[i] * ((z[i] - m) * r);
+          L->dln_b[i] += g[i];
+        }
+      double sg, sgx;
+      lane_ln_sums(&sg, &sgx, g, L->ln_g, z, m, r, C);
+      const float mg = (float)(sg / C), mgx = (float)(sgx / C);
+      for (int i = 0; i < C; i++) {
+        float xh = (z[i] - m) * r;
+        g[i] = r * (g[i] * L->ln_g[i] - mg - xh * mgx);
+      }
+    }
+    if (accum)
+      for (int i = 0; i < C; i++) L->db[i] += g[i];
+  }
+}
+
+void nn_mlp_backward(nn_mlp *net, float *dx, const float *dout, int accum_params) {
+  IB_CHECK(net && net->ws && dout);
+  IB_CHECK(net->batch > 0); /* backward needs a forward */
+  IB_CHECK(!accum_params || net->grads != NULL);
+  if (!accum_params && !dx) return;
+  struct nn_mlp_ws *ws = net->ws;
+  const nn_mlp_spec *s = &net->spec;
+  const int B = net->batch, Lo = net->n_layers - 1;
+  const nn_layer *last = &net->layer[Lo];
+
+  /* dLoss/dz of the output layer. */
+  const float *dz;
+  if (s->out_act == NN_ACT_TANH) {
+    const float *y = ws->h[Lo];
+    size_t n = (size_t)B * last->out;
+    for (size_t i = 0; i < n; i++) ws->d0[i] = dout[i] * (1.0f - y[i] * y[i]);
+    dz = ws->d0;
+  } else {
+    dz = dout;
+  }
+  float *next = s->out_act == NN_ACT_TANH ? ws->d1 : ws->d0;
+
+  for (int l = Lo; l >= 0; l--) {
+    const nn_layer *L = &net->layer[l];
+    const float *inp = l > 0 ? ws->h[l - 1] : ws->in0;
+    if (l < Lo) hidden_rows_backward(ws, L, l, B, (float *)dz, accum_params);
+    else if (accum_params)
+      for (int b = 0; b < B; b++)
+        for (int i = 0; i < L->out; i++) L->db[i] += dz[(size_t)b * L->out + i];
+    if (accum_params) /* dW (out,in) += dzᵀ · inp */
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L->out, L->in, B, 1.0f, dz, L->out,
+                  inp, L->in, 1.0f, L->dw, L->in);
+    if (l > 0) { /* dLoss/dh of layer l-1 = dz · W, overwriting the other buffer */
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, L->in, L->out, 1.0f, dz, L->out,
+                  L->w, L->in, 0.0f, next, L->in);
+      dz = next;
+      next = next == ws->d0 ? ws->d1 : ws->d0;
+    } else if (dx) {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, L->in, L->out, 1.0f, dz, L->out,
+                  L->w, L->in, 1.0f, dx, L->in);
+    }
+  }
+}
+
+/* ---- arena operations ---- */
+
+int nn_mlp_same_shape(const nn_mlp *a, const nn_mlp *b) {
+  if (a->n_layers != b->n_layers || a->n_params != b->n_params) return 0;
+  for (int l = 0; l < a->n_layers; l++)
+    if (a->layer[l].in != b->layer[l].in || a->layer[l].out != b->layer[l].out ||
+        a->layer[l].ln != b->layer[l].ln)
+      return 0;
+  return 1;
+}
+
+void nn_mlp_zero_grad(nn_mlp *net) {
+  IB_CHECK(net && net->grads);
+  memset(net->grads, 0, net->n_params * sizeof(float));
+}
+
+void nn_mlp_copy_params(nn_mlp *dst, const nn_mlp *src) {
+  IB_CHECK(dst && src && nn_mlp_same_shape(dst, src));
+  memcpy(dst->params, src->params, dst->n_params * sizeof(float));
+}
+
+void nn_mlp_polyak(nn_mlp *target, const nn_mlp *online, float tau) {
+  IB_CHECK(target && online && nn_mlp_same_shape(target, online));
+  nn_arena_polyak(target->params, online->params, target->n_params, tau);
+}
+
+void nn_mlp_adam_step(nn_mlp *net, const nn_adam_cfg *cfg) {
+  IB_CHECK(net && net->grads && cfg);
+  net->adam_t++;
+  nn_adam_update(net->params, net->adam_m, net->adam_v, net->grads, net->n_params, cfg, net->adam_t);
+}
+
+/* ---- ensemble ---- */
+
+int nn_ens_init(nn_ens *ens, int E, const nn_mlp_spec *head_spec, rng *init_rng) {
+  IB_CHECK(ens && head_spec);
+  memset(ens, 0, sizeof *ens);
+  if (E < 1 || E > NN_MAX_HEADS)
+    return ib_fail(IB_EINVAL, "nn ensemble: E = %d heads is outside 1..%d", E, NN_MAX_HEADS);
+  if (head_spec->out_dim != 1)
+    return ib_fail(IB_EINVAL, "nn ensemble: head out_dim is %d, must be 1 (one Q value per head)",
+                   head_spec->out_dim);
+  int rc = spec_check(head_spec);
+  if (rc != IB_OK) return rc;
+  ens->E = E;
+  /* Plan one head to learn its size, then carve all heads from one arena set. */
+  nn_mlp probe;
+  memset(&probe, 0, sizeof probe);
+  probe.spec = *head_spec;
+  ens->head_params = layout_plan(&probe);
+  ens->n_params = (size_t)E * ens->head_params;
+  size_t bytes = ens->n_params * sizeof(float);
+  ens->params = ib_xaligned(bytes);
+  if (!head_spec->no_train) {
+    ens->grads = ib_xaligned(bytes);
+    ens->adam_m = ib_xaligned(bytes);
+    ens->adam_v = ib_xaligned(bytes);
+  }
+  ens->x = ib_xaligned((size_t)head_spec->max_batch * head_spec->in_dim * sizeof(float));
+  ens->dh = ib_xaligned((size_t)head_spec->max_batch * sizeof(float));
+  for (int e = 0; e < E; e++) {
+    nn_mlp *h = &ens->head[e];
+    size_t off = (size_t)e * ens->head_params;
+    h->spec = *head_spec;
+    h->n_params = layout_plan(h);
+    h->params = ens->params + off;
+    if (ens->grads) {
+      h->grads = ens->grads + off;
+      h->adam_m = ens->adam_m + off;
+      h->adam_v = ens->adam_v + off;
+    }
+    h->owns_arenas = 0;
+    layout_bind(h);
+    params_init(h, init_rng);
+    h->ws = ws_create(h, 0);
+  }
+  return IB_OK;
+}
+
+void nn_ens_free(nn_ens *ens) {
+  if (!ens) return;
+  for (int e = 0; e < NN_MAX_HEADS; e++) nn_mlp_free(&ens->head[e]);
+  free(ens->params);
+  free(ens->grads);
+  free(ens->adam_m);
+  free(ens->adam_v);
+  free(ens->x);
+  free(ens->dh);
+  memset(ens, 0, sizeof *ens);
+}
+
+void nn_ens_forward(nn_ens *ens, float *q, const float *x, int B, const int *heads, int k,
+                    int train, rng *r) {
+  IB_CHECK(ens && q && x && ens->E > 0);
+  IB_CHECK(B >= 1 && B <= ens->head[0].spec.max_batch);
+  if (!heads) IB_CHECK(k == ens->E);
+  IB_CHECK(k >= 1 && k <= ens->E);
+  unsigned used = 0;
+  for (int j = 0; j < k; j++) {
+    int e = heads ? heads[j] : j;
+    IB_CHECK(e >= 0 && e < ens->E && !(used & (1u << e))); /* distinct heads in range */
+    used |= 1u << e;
+    ens->idx[j] = e;
+  }
+  memcpy(ens->x, x, (size_t)B * ens->head[0].spec.in_dim * sizeof(float));
+  for (int j = 0; j < k; j++) {
+    const float *y = mlp_forward_from(&ens->head[ens->idx[j]], ens->x, B, train, r);
+    for (int b = 0; b < B; b++) q[(size_t)b * k + j] = y[b];
+  }
+  ens->batch = B;
+  ens->k = k;
+}
+
+void nn_ens_backward(nn_ens *ens, float *dx, const float *dq, int accum_params) {
+  IB_CHECK(ens && dq && ens->batch > 0);
+  IB_CHECK(!accum_params || ens->grads != NULL);
+  const int B = ens->batch, k = ens->k;
+  for (int j = 0; j < k; j++) {
+    nn_mlp *h = &ens->head[ens->idx[j]];
+    IB_CHECK(h->batch == B); /* the head's caches are from this ensemble forward */
+    for (int b = 0; b < B; b++) ens->dh[b] = dq[(size_t)b * k + j];
+    nn_mlp_backward(h, dx, ens->dh, accum_params);
+  }
+}
+
+void nn_ens_min_forward(float *qmin, int *argmin, const float *q, int B, int k) {
+  IB_CHECK(qmin && argmin && q && B > 0 && k > 0);
+  for (int b = 0; b < B; b++) {
+    const float *row = q + (size_t)b * k;
+    int a = 0;
+    for (int j = 1; j < k; j++)
+      if (row[j] < row[a]) a = j;
+    qmin[b] = row[a];
+    argmin[b] = a;
+  }
+}
+
+void nn_ens_min_backward(float *dq, const float *dqmin, const int *argmin, int B, int k) {
+  IB_CHECK(dq && dqmin && argmin && B > 0 && k > 0);
+  for (int b = 0; b < B; b++) {
+    IB_ASSERT(argmin[b] >= 0 && argmin[b] < k);
+    dq[(size_t)b * k + argmin[b]] += dqmin[b];
+  }
+}
+
+static int ens_same_shape(const nn_ens *a, const nn_ens *b) {
+  return a->E == b->E && a->n_params == b->n_params && nn_mlp_same_shape(&a->head[0], &b->head[0]);
+}
+
+void nn_ens_zero_grad(nn_ens *ens) {
+  IB_CHECK(ens && ens->grads);
+  memset(ens->grads, 0, ens->n_params * sizeof(float));
+}
+
+void nn_ens_copy_params(nn_ens *dst, const nn_ens *src) {
+  IB_CHECK(dst && src && ens_same_shape(dst, src));
+  memcpy(dst->params, src->params, dst->n_params * sizeof(float));
+}
+
+void nn_ens_polyak(nn_ens *target, const nn_ens *online, float tau) {
+  IB_CHECK(target && online && ens_same_shape(target, online));
+  nn_arena_polyak(target->params, online->params, target->n_params, tau);
+}
+
+void nn_ens_adam_step(nn_ens *ens, const nn_adam_cfg *cfg) {
+  IB_CHECK(ens && ens->grads && cfg);
+  ens->adam_t++;
+  nn_adam_update(ens->params, ens->adam_m, ens->adam_v, ens->grads, ens->n_params, cfg, ens->adam_t);
+}

@@ -1,0 +1,1147 @@
+/* replay_client.c: the replay service client (see replay_client.h for the contract).
+ *
+ * Design.
+ * - One channel per shard, created by wire_channel_create (receive limit, short reconnect
+ *   backoff). The C core only does connection work while some thread polls a completion queue,
+ *   so a poller thread loops on a private CQ with 100 ms timeouts; with it a restarted shard is
+ *   reachable again within about one backoff period (grpc-core.md pitfall 4).
+ * - Unary calls use a fresh pluck CQ per call (cheap next to the round trip, and it makes every
+ *   call independent, so the client is thread-safe without per-thread state). A call is one
+ *   6-op batch; its deadline bounds the pluck, so nothing waits forever. Calls fail fast on a
+ *   shard that is down (no WAIT_FOR_READY): the caller sees IB_EUNAVAIL at once and decides.
+ * - Inserts: a writer keeps every item it sent but that is not acknowledged yet in a retry
+ *   buffer of at most max_pending (<= the store's dedup window, 1024) rows, sends each batch as
+ *   one message of an open Insert client stream, and treats the stream's final reply as the
+ *   acknowledgement of everything sent on it. If anything fails it reopens the stream and
+ *   resends the whole buffer with the same (actor_id, seq), which the shard deduplicates; so an
+ *   item is stored at most once and, unless the error is permanent, at least once. Each
+ *   stream op is bounded by the client's deadline by plucking with a timeout and cancelling
+ *   the call when it passes (the stream itself may live longer than one deadline).
+ * - Sampling: each row is assigned to a (shard, table) pair with probability proportional to
+ *   that table's size (a multinomial draw with the client's rng), given the demo/online split.
+ *   Sizes come from the last reply of each shard (SampleReply carries them) or from Info the
+ *   first time. The per-shard Sample calls are started together on one CQ and collected after,
+ *   so shards work in parallel; each reply is decoded straight into its rows of the batch.
+ * - InsertRequest and SampleReply, which carry the items, go through a small hand codec (see
+ *   "item codec" below) instead of nanopb, because they are the whole data volume; everything
+ *   else uses wire_encode / wire_decode. */
+#include "replay_client.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "ib.h"
+#include "log.h"
+#include "rng.h"
+#include "wire.h"
+
+#define WRITER_MAX_PENDING 1024 /* STORE_DEDUP_WINDOW and RSRV_MAX_INSERT_ITEMS */
+#define STREAM_LIFETIME_MS (10L * 60 * 1000)
+
+typedef struct shard {
+  char *target;      /* owned */
+  grpc_channel *ch;  /* owned */
+  int sizes_known;   /* under client lock */
+  uint64_t demo_size, online_size;
+} shard;
+
+struct rc_client {
+  int n;
+  shard sh[RC_MAX_SHARDS];
+  wire_auth auth;    /* owned */
+  long deadline_ms;
+  long max_msg;
+  pthread_mutex_t lock; /* guards rng and the cached sizes */
+  rng r;
+  grpc_completion_queue *poll_cq; /* owned: kept polled so channels make progress */
+  pthread_t poller;
+  atomic_int stop;
+};
+
+/* ---- status mapping ---- */
+
+static int map_status(grpc_status_code st) {
+  switch (st) {
+    case GRPC_STATUS_OK: return IB_OK;
+    case GRPC_STATUS_UNAVAILABLE:
+    case GRPC_STATUS_CANCELLED: return IB_EUNAVAIL;
+    case GRPC_STATUS_DEADLINE_EXCEEDED: return IB_ETIMEDOUT;
+    case GRPC_STATUS_INVALID_ARGUMENT:
+    case GRPC_STATUS_UNAUTHENTICATED:
+    case GRPC_STATUS_PERMISSION_DENIED: return IB_EINVAL;
+    case GRPC_STATUS_NOT_FOUND: return IB_ENOTFOUND;
+    case GRPC_STATUS_RESOURCE_EXHAUSTED: return IB_EFULL;
+    case GRPC_STATUS_FAILED_PRECONDITION: return IB_ESTATE;
+    default: return IB_EPROTO;
+  }
+}
+
+static const char *status_hint(grpc_status_code st) {
+  switch (st) {
+    case GRPC_STATUS_UNAVAILABLE: return "is ibrl-replay running there and is the address right? (--shards / IBRL_REPLAY_SHARDS)";
+    case GRPC_STATUS_DEADLINE_EXCEEDED: return "the shard is slow, blocked by its rate limiter, or unreachable; raise the deadline or check the shard";
+    case GRPC_STATUS_UNAUTHENTICATED: return "pass the shard's shared token (--token / IBRL_REPLAY_TOKEN)";
+    case GRPC_STATUS_UNIMPLEMENTED: return "the peer is not an ibrl-replay of this protocol version";
+    case GRPC_STATUS_RESOURCE_EXHAUSTED: return "a table or the actor registry is full, the rate limiter gave up, or a message is over the size limit";
+    default: return "see the server's message";
+  }
+}
+
+/* Records the failure of a call and returns its IB_E* code. */
+static int call_fail(const rc_client *c, int i, const char *what, grpc_status_code st, grpc_slice details) {
+  int code = map_status(st);
+  char *msg = grpc_slice_to_c_string(details);
+  /* The server's message usually carries its own HINT; add ours only when it does not. */
+  int has_hint = strstr(msg, "HINT") != NULL;
+  ib_fail(code, "replay shard %d (%s) %s: %s%s%s%s%s", i, c->sh[i].target, what, wire_status_name(st),
+          msg[0] ? ": " : "", msg, has_hint ? "" : " HINT: ", has_hint ? "" : status_hint(st));
+  gpr_free(msg);
+  return code;
+}
+
+/* ---- connection ---- */
+
+static void *poller_main(void *arg) {
+  rc_client *c = arg;
+  while (!atomic_load(&c->stop)) {
+    grpc_event ev = grpc_completion_queue_next(c->poll_cq, wire_deadline_ms(100), NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+  }
+  /* drain after shutdown */
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_next(c->poll_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+  }
+  return NULL;
+}
+
+int rc_client_open(rc_client **out, const rc_opts *opts) {
+  IB_CHECK(out != NULL && opts != NULL);
+  *out = NULL;
+  if (opts->shards == NULL || opts->shards[0] == '\0')
+    return ib_fail(IB_EINVAL, "no replay shards given HINT: pass --shards host:port[,host:port...] or set IBRL_REPLAY_SHARDS");
+  /* Parse first, so a bad list creates nothing. */
+  char *list = ib_xstrdup(opts->shards);
+  char *targets[RC_MAX_SHARDS];
+  int n = 0, rc = IB_OK;
+  char *save = NULL;
+  for (char *tok = strtok_r(list, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+    while (*tok == ' ') tok++;
+    char *colon = strrchr(tok, ':');
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : -1;
+    if (colon == NULL || colon == tok || end == colon + 1 || *end != '\0' || port <= 0 || port > 65535) {
+      rc = ib_fail(IB_EINVAL, "replay shard '%s' in '%s' is not host:port HINT: e.g. 127.0.0.1:50051,127.0.0.1:50052",
+                   tok, opts->shards);
+      break;
+    }
+    if (n == RC_MAX_SHARDS) {
+      rc = ib_fail(IB_EINVAL, "more than %d replay shards in '%s' HINT: at most %d are supported", RC_MAX_SHARDS,
+                   opts->shards, RC_MAX_SHARDS);
+      break;
+    }
+    targets[n++] = tok;
+  }
+  if (rc == IB_OK && n == 0)
+    rc = ib_fail(IB_EINVAL, "no replay shards in '%s' HINT: pass host:port[,host:port...]", opts->shards);
+  if (rc != IB_OK) {
+    free(list);
+    return rc;
+  }
+  grpc_init();
+  rc_client *c = ib_xcalloc(1, sizeof *c);
+  c->n = n;
+  c->deadline_ms = opts->deadline_ms > 0 ? opts->deadline_ms : RC_DEFAULT_DEADLINE_MS;
+  c->max_msg = opts->max_message_bytes != 0 ? opts->max_message_bytes : WIRE_DEFAULT_MAX_MESSAGE_BYTES;
+  wire_channel_opts co = {c->max_msg, opts->tls_roots, opts->reconnect_ms};
+  for (int i = 0; i < n; i++) {
+    c->sh[i].target = ib_xstrdup(targets[i]);
+    c->sh[i].ch = wire_channel_create(targets[i], &co);
+    if (c->sh[i].ch == NULL) {
+      rc = IB_EIO; /* message set by wire_channel_create */
+      break;
+    }
+  }
+  free(list);
+  if (rc != IB_OK) {
+    for (int i = 0; i < n; i++) {
+      if (c->sh[i].ch) grpc_channel_destroy(c->sh[i].ch);
+      free(c->sh[i].target);
+    }
+    free(c);
+    grpc_shutdown();
+    return rc;
+  }
+  wire_auth_init(&c->auth, opts->token);
+  pthread_mutex_init(&c->lock, NULL);
+  rng_seed(&c->r, opts->seed, "replay_client", 0, "sample");
+  c->poll_cq = grpc_completion_queue_create_for_next(NULL);
+  IB_CHECK(pthread_create(&c->poller, NULL, poller_main, c) == 0);
+  *out = c;
+  return IB_OK;
+}
+
+void rc_client_close(rc_client *c) {
+  if (c == NULL) return;
+  atomic_store(&c->stop, 1);
+  grpc_completion_queue_shutdown(c->poll_cq);
+  pthread_join(c->poller, NULL);
+  grpc_completion_queue_destroy(c->poll_cq);
+  for (int i = 0; i < c->n; i++) {
+    grpc_channel_destroy(c->sh[i].ch);
+    free(c->sh[i].target);
+  }
+  wire_auth_free(&c->auth);
+  pthread_mutex_destroy(&c->lock);
+  free(c);
+  grpc_shutdown();
+}
+
+int rc_client_shard_count(const rc_client *c) { return c->n; }
+
+const char *rc_client_target(const rc_client *c, int i) {
+  IB_CHECK(i >= 0 && i < c->n);
+  return c->sh[i].target;
+}
+
+int rc_client_shard_of(const rc_client *c, uint32_t actor_id) { return (int)(actor_id % (uint32_t)c->n); }
+
+long rc__max_message_bytes(const rc_client *c) { return c->max_msg; }
+
+/* ---- unary calls ---- */
+
+typedef struct ucall {
+  grpc_call *call;
+  grpc_metadata_array md_init, md_trail;
+  grpc_byte_buffer *reply;
+  grpc_status_code status;
+  grpc_slice details;
+  const char *error_string;
+} ucall;
+
+/* Starts a unary call of `path` on shard i with `req` on `cq`, tagged by `u`. */
+static void ucall_start(rc_client *c, int i, ucall *u, grpc_completion_queue *cq, const char *path,
+                        grpc_byte_buffer *req, long deadline_ms) {
+  memset(u, 0, sizeof *u);
+  long ms = deadline_ms < 0 ? c->deadline_ms : deadline_ms;
+  u->call = grpc_channel_create_call(c->sh[i].ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, grpc_slice_from_static_string(path),
+                                     NULL, wire_deadline_ms(ms), NULL);
+  IB_CHECK(u->call != NULL);
+  grpc_metadata_array_init(&u->md_init);
+  grpc_metadata_array_init(&u->md_trail);
+  grpc_op ops[6];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].data.send_initial_metadata.count = c->auth.set ? 1 : 0;
+  ops[0].data.send_initial_metadata.metadata = c->auth.set ? &c->auth.md : NULL;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = req;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &u->md_init;
+  ops[4].op = GRPC_OP_RECV_MESSAGE;
+  ops[4].data.recv_message.recv_message = &u->reply;
+  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[5].data.recv_status_on_client.trailing_metadata = &u->md_trail;
+  ops[5].data.recv_status_on_client.status = &u->status;
+  ops[5].data.recv_status_on_client.status_details = &u->details;
+  ops[5].data.recv_status_on_client.error_string = &u->error_string;
+  grpc_call_error e = grpc_call_start_batch(u->call, ops, 6, u, NULL);
+  IB_CHECK(e == GRPC_CALL_OK);
+}
+
+/* Releases everything of u except u->reply (which the caller takes or destroys). */
+static void ucall_release(ucall *u) {
+  grpc_metadata_array_destroy(&u->md_init);
+  grpc_metadata_array_destroy(&u->md_trail);
+  grpc_slice_unref(u->details);
+  gpr_free((void *)u->error_string);
+  grpc_call_unref(u->call);
+}
+
+static void cq_destroy(grpc_completion_queue *cq) {
+  grpc_completion_queue_shutdown(cq);
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+  }
+  grpc_completion_queue_destroy(cq);
+}
+
+int rc__unary(rc_client *c, int i, const char *path, const char *what, grpc_byte_buffer *req,
+              grpc_byte_buffer **reply, long deadline_ms) {
+  IB_CHECK(c != NULL && i >= 0 && i < c->n && req != NULL && reply != NULL);
+  *reply = NULL;
+  grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+  ucall u;
+  ucall_start(c, i, &u, cq, path, req, deadline_ms);
+  grpc_event ev = grpc_completion_queue_pluck(cq, &u, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  IB_CHECK(ev.type == GRPC_OP_COMPLETE);
+  int rc = IB_OK;
+  if (u.status != GRPC_STATUS_OK) {
+    rc = call_fail(c, i, what, u.status, u.details);
+  } else if (u.reply == NULL) {
+    rc = ib_fail(IB_EPROTO, "replay shard %d (%s) %s: OK status without a reply message HINT: the peer is not a "
+                 "compatible ibrl-replay", i, c->sh[i].target, what);
+  }
+  if (rc == IB_OK) {
+    *reply = u.reply;
+  } else if (u.reply) {
+    grpc_byte_buffer_destroy(u.reply);
+  }
+  ucall_release(&u);
+  cq_destroy(cq);
+  return rc;
+}
+
+/* Encodes `msg`, calls, decodes the reply into `rmsg`. */
+static int unary_msg(rc_client *c, int i, const char *path, const char *what, const pb_msgdesc_t *qf, const void *qmsg,
+                     const pb_msgdesc_t *rf, void *rmsg, long deadline_ms) {
+  grpc_byte_buffer *req = NULL, *rep = NULL;
+  int rc = wire_encode(&req, qf, qmsg);
+  if (rc != IB_OK) return rc;
+  rc = rc__unary(c, i, path, what, req, &rep, deadline_ms);
+  grpc_byte_buffer_destroy(req);
+  if (rc != IB_OK) return rc;
+  rc = wire_decode(rmsg, rf, rep, what);
+  grpc_byte_buffer_destroy(rep);
+  return rc;
+}
+
+/* ---- batches ---- */
+
+void rc_batch_init(rc_batch *b, int cap, int obs_dim, int act_dim) {
+  IB_CHECK(b != NULL && cap > 0 && obs_dim > 0 && act_dim > 0);
+  memset(b, 0, sizeof *b);
+  b->cap = cap;
+  b->obs_dim = obs_dim;
+  b->act_dim = act_dim;
+  size_t n = (size_t)cap;
+  b->obs = ib_xcalloc(n * (size_t)obs_dim, sizeof(float));
+  b->next_obs = ib_xcalloc(n * (size_t)obs_dim, sizeof(float));
+  b->action = ib_xcalloc(n * (size_t)act_dim, sizeof(float));
+  b->reward = ib_xcalloc(n, sizeof(float));
+  b->discount = ib_xcalloc(n, sizeof(float));
+  b->proposer = ib_xcalloc(n, 1);
+  b->episode_end = ib_xcalloc(n, 1);
+  b->episode_success = ib_xcalloc(n, 1);
+  b->from_demo = ib_xcalloc(n, 1);
+  b->actor_id = ib_xcalloc(n, sizeof(uint32_t));
+  b->seq = ib_xcalloc(n, sizeof(uint64_t));
+  b->weight_version = ib_xcalloc(n, sizeof(uint64_t));
+}
+
+void rc_batch_free(rc_batch *b) {
+  if (b == NULL) return;
+  free(b->obs);
+  free(b->next_obs);
+  free(b->action);
+  free(b->reward);
+  free(b->discount);
+  free(b->proposer);
+  free(b->episode_end);
+  free(b->episode_success);
+  free(b->from_demo);
+  free(b->actor_id);
+  free(b->seq);
+  free(b->weight_version);
+  memset(b, 0, sizeof *b);
+}
+
+/* Copies row `src_row` of `src` into row `dst_row` of `dst` (same dims). */
+static void batch_row_copy(rc_batch *dst, int dst_row, const rc_batch *src, int src_row) {
+  size_t od = (size_t)src->obs_dim, ad = (size_t)src->act_dim;
+  memcpy(dst->obs + (size_t)dst_row * od, src->obs + (size_t)src_row * od, od * sizeof(float));
+  memcpy(dst->next_obs + (size_t)dst_row * od, src->next_obs + (size_t)src_row * od, od * sizeof(float));
+  memcpy(dst->action + (size_t)dst_row * ad, src->action + (size_t)src_row * ad, ad * sizeof(float));
+  dst->reward[dst_row] = src->reward[src_row];
+  dst->discount[dst_row] = src->discount[src_row];
+  dst->proposer[dst_row] = src->proposer[src_row];
+  dst->episode_end[dst_row] = src->episode_end[src_row];
+  dst->episode_success[dst_row] = src->episode_success[src_row];
+  dst->from_demo[dst_row] = src->from_demo[src_row];
+  dst->weight_version[dst_row] = src->weight_version[src_row];
+}
+
+/* ---- item codec ----
+ * The hot messages (InsertRequest out, SampleReply in) are encoded and parsed here by hand
+ * rather than through nanopb: nanopb moves a packed float array one element at a time through
+ * its stream callback and fills a 4.6 kB static ibrl_Item per item, which made the client
+ * several times slower than the transport (ibrl-bench replay). Packed floats are little-endian
+ * IEEE-754 on the wire, the same bytes as a float array on the hosts we build for, so a field
+ * is one memcpy. The parser follows the protobuf rules a conforming decoder must: fields in any
+ * order, unknown fields skipped by wire type, repeated floats packed (possibly in several
+ * chunks) or not, missing scalars = 0; every length is bounds-checked against the buffer and
+ * every array against the batch's dims, so a malformed reply is refused, never read past. */
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "replay_client.c copies packed floats as host floats: little-endian hosts only"
+#endif
+
+static size_t varint_len(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) v >>= 7, n++;
+  return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v) {
+  while (v >= 0x80) *p++ = (uint8_t)(v | 0x80), v >>= 7;
+  *p++ = (uint8_t)v;
+  return p;
+}
+
+static uint8_t *put_floats(uint8_t *p, uint8_t tag, const float *x, size_t n) {
+  *p++ = tag;
+  p = put_varint(p, n * 4);
+  memcpy(p, x, n * 4);
+  return p + n * 4;
+}
+
+/* Encoded size of row i's Item body. */
+static size_t item_body_len(const rc_batch *b, int i) {
+  size_t od = (size_t)b->obs_dim * 4, ad = (size_t)b->act_dim * 4;
+  return 2 * (1 + varint_len(od) + od) + (1 + varint_len(ad) + ad) + 2 * 5 + 1 + varint_len(b->proposer[i]) + 1 +
+         varint_len(b->actor_id[i]) + 1 + varint_len(b->seq[i]) + 1 + varint_len(b->weight_version[i]) + 2 * 2;
+}
+
+grpc_byte_buffer *rc__encode_insert(const rc_batch *b, int lo, int hi, const char *table) {
+  IB_CHECK(b != NULL && table != NULL && 0 <= lo && lo <= hi && hi <= b->n);
+  size_t tl = strlen(table), total = tl ? 1 + varint_len(tl) + tl : 0;
+  for (int i = lo; i < hi; i++) {
+    size_t body = item_body_len(b, i);
+    total += 1 + varint_len(body) + body;
+  }
+  grpc_slice s = grpc_slice_malloc(total);
+  uint8_t *p = GRPC_SLICE_START_PTR(s);
+  if (tl) {
+    *p++ = 0x0A; /* InsertRequest.table = 1, length-delimited */
+    p = put_varint(p, tl);
+    memcpy(p, table, tl);
+    p += tl;
+  }
+  size_t od = (size_t)b->obs_dim, ad = (size_t)b->act_dim;
+  for (int i = lo; i < hi; i++) {
+    *p++ = 0x12; /* InsertRequest.items = 2 */
+    p = put_varint(p, item_body_len(b, i));
+    /* Item: obs 1, action 2, reward 3 (fixed32), discount 4 (fixed32), next_obs 5, proposer 6,
+     * actor_id 7, seq 8, weight_version 9, episode_end 10, episode_success 11. Defaults are
+     * written too (legal protobuf), which keeps the size computation simple. */
+    p = put_floats(p, 0x0A, b->obs + (size_t)i * od, od);
+    p = put_floats(p, 0x12, b->action + (size_t)i * ad, ad);
+    *p++ = 0x1D;
+    memcpy(p, &b->reward[i], 4), p += 4;
+    *p++ = 0x25;
+    memcpy(p, &b->discount[i], 4), p += 4;
+    p = put_floats(p, 0x2A, b->next_obs + (size_t)i * od, od);
+    *p++ = 0x30, p = put_varint(p, b->proposer[i]);
+    *p++ = 0x38, p = put_varint(p, b->actor_id[i]);
+    *p++ = 0x40, p = put_varint(p, b->seq[i]);
+    *p++ = 0x48, p = put_varint(p, b->weight_version[i]);
+    *p++ = 0x50, *p++ = b->episode_end[i] ? 1 : 0;
+    *p++ = 0x58, *p++ = b->episode_success[i] ? 1 : 0;
+  }
+  IB_CHECK((size_t)(p - GRPC_SLICE_START_PTR(s)) == total);
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  return bb;
+}
+
+typedef struct rd {
+  const uint8_t *p, *end;
+} rd;
+
+static int get_varint(rd *r, uint64_t *v) {
+  uint64_t x = 0;
+  for (int shift = 0; shift < 64 && r->p < r->end; shift += 7) {
+    uint8_t c = *r->p++;
+    x |= (uint64_t)(c & 0x7F) << shift;
+    if (!(c & 0x80)) {
+      *v = x;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* Skips a field of wire type wt. */
+static int skip_field(rd *r, int wt) {
+  uint64_t v;
+  switch (wt) {
+    case 0: return get_varint(r, &v);
+    case 1: if (r->end - r->p < 8) return -1; r->p += 8; return 0;
+    case 2: if (get_varint(r, &v) || v > (uint64_t)(r->end - r->p)) return -1; r->p += v; return 0;
+    case 5: if (r->end - r->p < 4) return -1; r->p += 4; return 0;
+    default: return -1;
+  }
+}
+
+/* Appends floats of a repeated float field (packed wt 2 or single wt 5) to dst[*n..cap). */
+static int get_floats(rd *r, int wt, float *dst, int *n, int cap) {
+  if (wt == 5) {
+    if (r->end - r->p < 4 || *n >= cap) return -1;
+    memcpy(dst + *n, r->p, 4);
+    r->p += 4;
+    (*n)++;
+    return 0;
+  }
+  uint64_t len;
+  if (wt != 2 || get_varint(r, &len) || len > (uint64_t)(r->end - r->p) || len % 4) return -1;
+  if (len / 4 > (uint64_t)(cap - *n)) return -1;
+  memcpy(dst + *n, r->p, len);
+  r->p += len;
+  *n += (int)(len / 4);
+  return 0;
+}
+
+/* Parses one Item body [r->p, r->end) into row `row` of b. Returns 0, -1 (malformed) or -2
+ * (array sizes that differ from b's dims; *what names the field). */
+static int parse_item(rc_batch *b, int row, rd *r, const char **what, int *got) {
+  size_t od = (size_t)b->obs_dim, ad = (size_t)b->act_dim;
+  float *obs = b->obs + (size_t)row * od, *nobs = b->next_obs + (size_t)row * od, *act = b->action + (size_t)row * ad;
+  int n_obs = 0, n_nobs = 0, n_act = 0;
+  b->reward[row] = b->discount[row] = 0;
+  b->proposer[row] = b->episode_end[row] = b->episode_success[row] = 0;
+  b->actor_id[row] = 0;
+  b->seq[row] = b->weight_version[row] = 0;
+  while (r->p < r->end) {
+    uint64_t key, v;
+    if (get_varint(r, &key)) return -1;
+    int f = (int)(key >> 3), wt = (int)(key & 7);
+    switch (f) {
+      case 1:
+      case 2:
+      case 5: {
+        float *dst = f == 1 ? obs : f == 2 ? act : nobs;
+        int *n = f == 1 ? &n_obs : f == 2 ? &n_act : &n_nobs;
+        int cap = f == 2 ? b->act_dim : b->obs_dim;
+        const uint8_t *at = r->p;
+        if (get_floats(r, wt, dst, n, cap) == 0) break;
+        /* More floats than the batch holds: a dims mismatch rather than garbage, if the field
+         * itself is well formed. */
+        r->p = at;
+        uint64_t len;
+        if (wt == 2 && get_varint(r, &len) == 0 && len <= (uint64_t)(r->end - r->p) && len % 4 == 0) {
+          *what = f == 1 ? "obs" : f == 2 ? "action" : "next_obs";
+          *got = *n + (int)(len / 4);
+          return -2;
+        }
+        if (wt == 5 && *n >= cap) {
+          *what = f == 1 ? "obs" : f == 2 ? "action" : "next_obs";
+          *got = *n + 1;
+          return -2;
+        }
+        return -1;
+      }
+      case 3:
+      case 4:
+        if (wt != 5 || r->end - r->p < 4) return -1;
+        memcpy(f == 3 ? &b->reward[row] : &b->discount[row], r->p, 4);
+        r->p += 4;
+        break;
+      case 6: case 7: case 8: case 9: case 10: case 11:
+        if (wt != 0 || get_varint(r, &v)) return -1;
+        if (f == 6) b->proposer[row] = (uint8_t)IB_MIN(v, 255);
+        else if (f == 7) b->actor_id[row] = (uint32_t)v;
+        else if (f == 8) b->seq[row] = v;
+        else if (f == 9) b->weight_version[row] = v;
+        else if (f == 10) b->episode_end[row] = v != 0;
+        else b->episode_success[row] = v != 0;
+        break;
+      default:
+        if (skip_field(r, wt)) return -1;
+    }
+  }
+  if (n_obs != b->obs_dim || n_nobs != b->obs_dim || n_act != b->act_dim) {
+    *what = n_obs != b->obs_dim ? "obs" : n_nobs != b->obs_dim ? "next_obs" : "action";
+    *got = n_obs != b->obs_dim ? n_obs : n_nobs != b->obs_dim ? n_nobs : n_act;
+    return -2;
+  }
+  return 0;
+}
+
+int rc__decode_sample_reply(rc_batch *b, int demo_off, int n_demo_req, int online_off, int max_items,
+                            const grpc_byte_buffer *bb, rc__reply_info *out, const char *who) {
+  IB_CHECK(b != NULL && out != NULL && who != NULL);
+  memset(out, 0, sizeof *out);
+  if (bb == NULL) return ib_fail(IB_EPROTO, "%s: no reply message HINT: the call was cancelled", who);
+  grpc_byte_buffer_reader reader;
+  if (!grpc_byte_buffer_reader_init(&reader, (grpc_byte_buffer *)bb))
+    return ib_fail(IB_EPROTO, "%s: cannot read the reply (compression?) HINT: incompatible server", who);
+  grpc_slice s = grpc_byte_buffer_reader_readall(&reader);
+  grpc_byte_buffer_reader_destroy(&reader);
+  rd r = {GRPC_SLICE_START_PTR(s), GRPC_SLICE_START_PTR(s) + GRPC_SLICE_LENGTH(s)};
+  int rc = IB_OK, n = 0;
+  while (r.p < r.end && rc == IB_OK) {
+    uint64_t key, v;
+    if (get_varint(&r, &key)) {
+      rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply (truncated key) HINT: incompatible server", who);
+      break;
+    }
+    int f = (int)(key >> 3), wt = (int)(key & 7);
+    if (f == 1 && wt == 2) {
+      uint64_t len;
+      if (get_varint(&r, &len) || len > (uint64_t)(r.end - r.p)) {
+        rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply (item %d runs past the message) HINT: incompatible server",
+                     who, n);
+        break;
+      }
+      if (n >= max_items) {
+        rc = ib_fail(IB_EPROTO, "%s: SampleReply has more than the %d items asked for HINT: incompatible server", who,
+                     max_items);
+        break;
+      }
+      rd ir = {r.p, r.p + len};
+      r.p += len;
+      int row = n < n_demo_req ? demo_off + n : online_off + (n - n_demo_req);
+      const char *what = "";
+      int got = 0, e = parse_item(b, row, &ir, &what, &got);
+      if (e == -2)
+        rc = ib_fail(IB_EMISMATCH, "%s: item %d has %d %s values, the batch expects obs %d action %d HINT: the "
+                     "learner's dims must match the shard's --obs-dim/--act-dim", who, n, got, what, b->obs_dim,
+                     b->act_dim);
+      else if (e != 0)
+        rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply item %d HINT: incompatible server", who, n);
+      n++;
+    } else if (f >= 2 && f <= 5 && wt == 0) {
+      if (get_varint(&r, &v)) {
+        rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply (truncated field %d) HINT: incompatible server", who, f);
+        break;
+      }
+      if (f == 2) out->n_demo = (uint32_t)v;
+      else if (f == 3) out->n_online = (uint32_t)v;
+      else if (f == 4) out->demo_size = v;
+      else out->online_size = v;
+    } else if ((f >= 1 && f <= 5) || skip_field(&r, wt)) {
+      rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply (field %d, wire type %d) HINT: incompatible server", who, f,
+                   wt);
+    }
+  }
+  grpc_slice_unref(s);
+  out->n_items = n;
+  return rc;
+}
+
+/* ---- writer ---- */
+
+struct rc_writer {
+  rc_client *c;          /* borrowed */
+  int shard;
+  char table[32];
+  uint32_t actor_id;
+  uint64_t next_seq;
+  int max_pending;
+  rc_batch pend;         /* owned: rows [0, pend.n) sent or to send, not acknowledged */
+  int dims_set;
+  int sent;              /* rows of pend already sent on the open stream */
+  grpc_completion_queue *cq; /* owned, pluck */
+  grpc_call *call;       /* the open Insert stream, or NULL */
+  int broken;            /* the open stream failed: finish it and resend */
+  rc_writer_stats st;
+};
+
+int rc_writer_open(rc_writer **out, rc_client *c, const char *table, uint32_t actor_id, uint64_t first_seq,
+                   int max_pending) {
+  IB_CHECK(out != NULL && c != NULL);
+  *out = NULL;
+  if (table == NULL) table = WIRE_TABLE_ONLINE;
+  if (table[0] == '\0' || strlen(table) >= 32)
+    return ib_fail(IB_EINVAL, "replay table name '%s' is empty or longer than 31 characters HINT: use \"online\" or \"demo\"",
+                   table);
+  if (max_pending == 0) max_pending = WRITER_MAX_PENDING;
+  if (max_pending < 1 || max_pending > WRITER_MAX_PENDING)
+    return ib_fail(IB_EINVAL, "writer max_pending %d is outside [1, %d] HINT: the shard deduplicates retries only "
+                   "within its window of %d seqs", max_pending, WRITER_MAX_PENDING, WRITER_MAX_PENDING);
+  rc_writer *w = ib_xcalloc(1, sizeof *w);
+  w->c = c;
+  w->shard = rc_client_shard_of(c, actor_id);
+  snprintf(w->table, sizeof w->table, "%s", table);
+  w->actor_id = actor_id;
+  w->next_seq = first_seq;
+  w->max_pending = max_pending;
+  w->cq = grpc_completion_queue_create_for_pluck(NULL);
+  *out = w;
+  return IB_OK;
+}
+
+/* Waits for the batch tagged `tag` for at most ms; on timeout cancels the call and waits for
+ * the (then prompt) completion. Returns the event's success flag (1/0), or -1 after a timeout. */
+static int writer_wait(rc_writer *w, void *tag, long ms) {
+  grpc_event ev = grpc_completion_queue_pluck(w->cq, tag, wire_deadline_ms(ms), NULL);
+  if (ev.type == GRPC_QUEUE_TIMEOUT) {
+    grpc_call_cancel(w->call, NULL);
+    ev = grpc_completion_queue_pluck(w->cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    IB_CHECK(ev.type == GRPC_OP_COMPLETE);
+    return -1;
+  }
+  IB_CHECK(ev.type == GRPC_OP_COMPLETE);
+  return ev.success ? 1 : 0;
+}
+
+static void writer_stream_open(rc_writer *w) {
+  IB_CHECK(w->call == NULL);
+  rc_client *c = w->c;
+  w->call = grpc_channel_create_call(c->sh[w->shard].ch, NULL, GRPC_PROPAGATE_DEFAULTS, w->cq,
+                                     grpc_slice_from_static_string(WIRE_PATH_INSERT), NULL,
+                                     wire_deadline_ms(STREAM_LIFETIME_MS), NULL);
+  IB_CHECK(w->call != NULL);
+  w->broken = 0;
+  w->sent = 0;
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_SEND_INITIAL_METADATA;
+  op.data.send_initial_metadata.count = c->auth.set ? 1 : 0;
+  op.data.send_initial_metadata.metadata = c->auth.set ? &c->auth.md : NULL;
+  IB_CHECK(grpc_call_start_batch(w->call, &op, 1, &w->call, NULL) == GRPC_CALL_OK);
+  if (writer_wait(w, &w->call, c->deadline_ms) != 1) w->broken = 1;
+}
+
+/* Sends pend rows [w->sent, pend.n) as one message on the open stream. */
+static void writer_send_rest(rc_writer *w) {
+  if (w->broken || w->sent >= w->pend.n) return;
+  grpc_byte_buffer *bb = rc__encode_insert(&w->pend, w->sent, w->pend.n, w->table);
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_SEND_MESSAGE;
+  op.data.send_message.send_message = bb;
+  IB_CHECK(grpc_call_start_batch(w->call, &op, 1, &w->sent, NULL) == GRPC_CALL_OK);
+  int ok = writer_wait(w, &w->sent, w->c->deadline_ms);
+  grpc_byte_buffer_destroy(bb);
+  if (ok == 1)
+    w->sent = w->pend.n;
+  else
+    w->broken = 1;
+}
+
+/* Half-closes the open stream and reads its reply. Returns IB_OK with *rep filled, or the
+ * error. The call is released either way. */
+static int writer_stream_finish(rc_writer *w, ibrl_InsertReply *rep, long ms) {
+  IB_CHECK(w->call != NULL);
+  grpc_metadata_array md_init, md_trail;
+  grpc_metadata_array_init(&md_init);
+  grpc_metadata_array_init(&md_trail);
+  grpc_byte_buffer *bb = NULL;
+  grpc_status_code status = GRPC_STATUS_UNKNOWN;
+  grpc_slice details = grpc_empty_slice();
+  const char *errstr = NULL;
+  if (w->broken) grpc_call_cancel(w->call, NULL); /* unsent rows: this stream cannot ack them */
+  grpc_op ops[4];
+  memset(ops, 0, sizeof ops);
+  int k = 0;
+  if (!w->broken) ops[k++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[k].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[k++].data.recv_initial_metadata.recv_initial_metadata = &md_init;
+  ops[k].op = GRPC_OP_RECV_MESSAGE;
+  ops[k++].data.recv_message.recv_message = &bb;
+  ops[k].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[k].data.recv_status_on_client.trailing_metadata = &md_trail;
+  ops[k].data.recv_status_on_client.status = &status;
+  ops[k].data.recv_status_on_client.status_details = &details;
+  ops[k++].data.recv_status_on_client.error_string = &errstr;
+  IB_CHECK(grpc_call_start_batch(w->call, ops, (size_t)k, &w->cq, NULL) == GRPC_CALL_OK);
+  int ok = writer_wait(w, &w->cq, ms);
+  int rc;
+  if (ok < 0) {
+    rc = ib_fail(IB_ETIMEDOUT, "replay shard %d (%s) Insert: no reply within %ld ms HINT: the shard is slow or blocked by "
+                 "its rate limiter", w->shard, w->c->sh[w->shard].target, ms);
+  } else if (status != GRPC_STATUS_OK) {
+    rc = call_fail(w->c, w->shard, "Insert", status, details);
+  } else if (w->broken) {
+    rc = ib_fail(IB_EUNAVAIL, "replay shard %d (%s) Insert: the stream broke while sending HINT: retrying", w->shard,
+                 w->c->sh[w->shard].target);
+  } else {
+    *rep = (ibrl_InsertReply)ibrl_InsertReply_init_zero;
+    rc = wire_decode(rep, ibrl_InsertReply_fields, bb, "InsertReply");
+  }
+  if (bb) grpc_byte_buffer_destroy(bb);
+  grpc_metadata_array_destroy(&md_init);
+  grpc_metadata_array_destroy(&md_trail);
+  grpc_slice_unref(details);
+  gpr_free((void *)errstr);
+  grpc_call_unref(w->call);
+  w->call = NULL;
+  w->sent = 0;
+  w->broken = 0;
+  return rc;
+}
+
+static void sleep_ms(long ms) {
+  if (ms <= 0) return;
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+int rc_writer_flush(rc_writer *w, long timeout_ms) {
+  IB_CHECK(w != NULL);
+  if (w->pend.n == 0 && w->call == NULL) return IB_OK;
+  long budget = timeout_ms < 0 ? w->c->deadline_ms : timeout_ms;
+  uint64_t t_end = ib_now_ns() + (uint64_t)budget * 1000000ull;
+  long backoff = 20;
+  int rc = IB_OK;
+  for (int attempt = 0;; attempt++) {
+    if (w->call == NULL) {
+      writer_stream_open(w);
+      w->sent = 0;
+    }
+    writer_send_rest(w);
+    long left = (long)((int64_t)(t_end - ib_now_ns()) / 1000000);
+    ibrl_InsertReply rep;
+    rc = writer_stream_finish(w, &rep, left > 0 ? left : 1);
+    if (rc == IB_OK) {
+      w->st.acked += rep.received;
+      w->st.inserted += rep.inserted;
+      w->st.duplicates += rep.duplicates;
+      w->pend.n = 0;
+      return IB_OK;
+    }
+    int retryable = rc == IB_EUNAVAIL || rc == IB_ETIMEDOUT || rc == IB_EFULL;
+    if (!retryable) {
+      char msg[512];
+      snprintf(msg, sizeof msg, "%s", ib_errmsg());
+      int dropped = w->pend.n;
+      w->pend.n = 0;
+      return ib_fail(rc, "%s (%d unacknowledged items of actor %u dropped: resending cannot succeed)", msg, dropped,
+                     w->actor_id);
+    }
+    long now_left = (long)((int64_t)(t_end - ib_now_ns()) / 1000000);
+    if (now_left <= 0) return rc;
+    w->st.retries++;
+    sleep_ms(IB_MIN(backoff, now_left));
+    backoff = IB_MIN(backoff * 2, 1000);
+    (void)attempt;
+  }
+}
+
+int rc_writer_write(rc_writer *w, const rc_batch *b) {
+  IB_CHECK(w != NULL && b != NULL);
+  if (b->n <= 0) return IB_OK;
+  if (b->n > w->max_pending)
+    return ib_fail(IB_EINVAL, "insert batch of %d rows exceeds the writer's max_pending %d HINT: split the batch", b->n,
+                   w->max_pending);
+  if (!w->dims_set) {
+    rc_batch_init(&w->pend, w->max_pending, b->obs_dim, b->act_dim);
+    w->dims_set = 1;
+  } else if (b->obs_dim != w->pend.obs_dim || b->act_dim != w->pend.act_dim) {
+    return ib_fail(IB_EINVAL, "insert batch dims obs %d act %d differ from this writer's obs %d act %d HINT: one writer "
+                   "per item layout", b->obs_dim, b->act_dim, w->pend.obs_dim, w->pend.act_dim);
+  }
+  if (w->pend.n + b->n > w->max_pending) {
+    int rc = rc_writer_flush(w, -1);
+    if (rc != IB_OK) return rc;
+  }
+  for (int i = 0; i < b->n; i++) {
+    int r = w->pend.n + i;
+    batch_row_copy(&w->pend, r, b, i);
+    w->pend.actor_id[r] = w->actor_id;
+    w->pend.seq[r] = w->next_seq++;
+  }
+  w->pend.n += b->n;
+  if (w->call == NULL) writer_stream_open(w);
+  writer_send_rest(w);
+  return IB_OK;
+}
+
+void rc_writer_stats_get(const rc_writer *w, rc_writer_stats *out) {
+  *out = w->st;
+  out->pending = (uint64_t)w->pend.n;
+  out->next_seq = w->next_seq;
+}
+
+int rc_writer_close(rc_writer *w) {
+  if (w == NULL) return IB_OK;
+  int rc = rc_writer_flush(w, -1);
+  if (rc != IB_OK) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", ib_errmsg());
+    ib_fail(rc, "%s (closing: %d items of actor %u were never acknowledged)", msg, w->pend.n, w->actor_id);
+  }
+  if (w->call) {
+    ibrl_InsertReply rep;
+    w->broken = 1;
+    writer_stream_finish(w, &rep, 100);
+  }
+  cq_destroy(w->cq);
+  rc_batch_free(&w->pend);
+  free(w);
+  return rc;
+}
+
+/* ---- sample ---- */
+
+/* Where one shard's rows go in the batch: its demo rows from demo_off, online rows from online_off. */
+typedef struct sample_sink {
+  int demo_off, online_off;
+} sample_sink;
+
+/* Refreshes the cached sizes of shard i from Info. */
+static int sizes_refresh(rc_client *c, int i) {
+  rc_shard_info *info = ib_xmalloc(sizeof *info);
+  int rc = rc_info_get(c, i, info);
+  free(info);
+  return rc;
+}
+
+int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction) {
+  IB_CHECK(c != NULL && b != NULL);
+  b->n = 0;
+  b->n_demo = 0;
+  if (n <= 0 || n > b->cap)
+    return ib_fail(IB_EINVAL, "sample size %d is outside [1, %d] (the batch capacity) HINT: size the batch for the "
+                   "largest sample", n, b->cap);
+  if (isnan(demo_fraction) || demo_fraction > 1)
+    return ib_fail(IB_EINVAL, "demo fraction %g is not in [0, 1] (or < 0 for proportional) HINT: e.g. 0.5", demo_fraction);
+  for (int i = 0; i < c->n; i++) {
+    pthread_mutex_lock(&c->lock);
+    int known = c->sh[i].sizes_known;
+    pthread_mutex_unlock(&c->lock);
+    if (!known) {
+      int rc = sizes_refresh(c, i);
+      if (rc != IB_OK) return rc;
+    }
+  }
+  /* Assign rows to (shard, table) with probability proportional to the table sizes. */
+  int nd[RC_MAX_SHARDS] = {0}, no[RC_MAX_SHARDS] = {0};
+  pthread_mutex_lock(&c->lock);
+  uint64_t tot_d = 0, tot_o = 0;
+  for (int i = 0; i < c->n; i++) {
+    tot_d += c->sh[i].demo_size;
+    tot_o += c->sh[i].online_size;
+  }
+  int want_d;
+  if (tot_d + tot_o == 0) {
+    pthread_mutex_unlock(&c->lock);
+    return ib_fail(IB_ESTATE, "every replay table of the %d shard(s) is empty HINT: wait for actors to insert or "
+                   "import demos first", c->n);
+  }
+  if (demo_fraction >= 0) {
+    want_d = (int)lround(n * demo_fraction);
+    if (tot_d == 0) want_d = 0;      /* empty demo tables: their share comes from online ones */
+    if (tot_o == 0) want_d = n;      /* and the other way round */
+  } else {
+    want_d = -1; /* each row picks a table over the union */
+  }
+  for (int k = 0; k < n; k++) {
+    int demo;
+    double u = rng_uniform_d(&c->r);
+    if (want_d >= 0) {
+      demo = k < want_d;
+    } else {
+      demo = u * (double)(tot_d + tot_o) < (double)tot_d;
+      u = rng_uniform_d(&c->r);
+    }
+    uint64_t tot = demo ? tot_d : tot_o;
+    double x = u * (double)tot, acc = 0;
+    int pick = -1;
+    for (int i = 0; i < c->n; i++) {
+      uint64_t sz = demo ? c->sh[i].demo_size : c->sh[i].online_size;
+      if (sz == 0) continue;
+      acc += (double)sz;
+      pick = i;
+      if (x < acc) break;
+    }
+    IB_CHECK(pick >= 0);
+    if (demo)
+      nd[pick]++;
+    else
+      no[pick]++;
+  }
+  pthread_mutex_unlock(&c->lock);
+  int total_d = 0;
+  for (int i = 0; i < c->n; i++) total_d += nd[i];
+
+  /* Start every shard's call, then collect. */
+  grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+  ucall *u = ib_xcalloc((size_t)c->n, sizeof *u);
+  int started[RC_MAX_SHARDS] = {0};
+  int doff = 0, ooff = total_d;
+  sample_sink sinks[RC_MAX_SHARDS];
+  for (int i = 0; i < c->n; i++) {
+    int ni = nd[i] + no[i];
+    if (ni == 0) continue;
+    sinks[i] = (sample_sink){doff, ooff};
+    doff += nd[i];
+    ooff += no[i];
+    ibrl_SampleRequest req = ibrl_SampleRequest_init_zero;
+    req.batch_size = (uint32_t)ni;
+    req.has_mix = true;
+    req.mix.demo_fraction = (float)((double)nd[i] / (double)ni);
+    grpc_byte_buffer *bb = NULL;
+    IB_CHECK(wire_encode(&bb, ibrl_SampleRequest_fields, &req) == IB_OK);
+    ucall_start(c, i, &u[i], cq, WIRE_PATH_SAMPLE, bb, -1);
+    grpc_byte_buffer_destroy(bb); /* the call holds its own reference until the batch is done */
+    started[i] = 1;
+  }
+  int rc = IB_OK;
+  for (int i = 0; i < c->n; i++) {
+    if (!started[i]) continue;
+    grpc_event ev = grpc_completion_queue_pluck(cq, &u[i], gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    IB_CHECK(ev.type == GRPC_OP_COMPLETE);
+    if (rc == IB_OK) {
+      if (u[i].status != GRPC_STATUS_OK) {
+        rc = call_fail(c, i, "Sample", u[i].status, u[i].details);
+      } else {
+        rc__reply_info rep;
+        char who[320];
+        snprintf(who, sizeof who, "replay shard %d (%s) Sample", i, c->sh[i].target);
+        rc = rc__decode_sample_reply(b, sinks[i].demo_off, nd[i], sinks[i].online_off, nd[i] + no[i], u[i].reply, &rep,
+                                     who);
+        if (rc == IB_OK && rep.n_items != nd[i] + no[i])
+          rc = ib_fail(IB_EPROTO, "replay shard %d (%s) Sample: %d items for a request of %d HINT: incompatible server",
+                       i, c->sh[i].target, rep.n_items, nd[i] + no[i]);
+        if (rc == IB_OK) {
+          for (int k = 0; k < nd[i] + no[i]; k++) {
+            int r = k < nd[i] ? sinks[i].demo_off + k : sinks[i].online_off + (k - nd[i]);
+            b->from_demo[r] = k < (int)rep.n_demo;
+          }
+          b->n_demo += (int)rep.n_demo;
+          pthread_mutex_lock(&c->lock);
+          c->sh[i].demo_size = rep.demo_size;
+          c->sh[i].online_size = rep.online_size;
+          pthread_mutex_unlock(&c->lock);
+        }
+      }
+    }
+    if (u[i].reply) grpc_byte_buffer_destroy(u[i].reply);
+    ucall_release(&u[i]);
+  }
+  free(u);
+  cq_destroy(cq);
+  if (rc == IB_OK)
+    b->n = n;
+  else
+    b->n_demo = 0;
+  return rc;
+}
+
+/* ---- info and control ---- */
+
+static void limiter_from(rc_limiter_info *o, const ibrl_RateLimitInfo *l) {
+  o->paused = l->paused;
+  o->samples_per_insert = l->samples_per_insert;
+  o->error_buffer = l->error_buffer;
+  o->min_size = l->min_size;
+  o->inserts = l->inserts;
+  o->samples = l->samples;
+  o->insert_blocked_s = l->insert_blocked_s;
+  o->sample_blocked_s = l->sample_blocked_s;
+  o->insert_timeouts = l->insert_timeouts;
+  o->sample_timeouts = l->sample_timeouts;
+}
+
+int rc_info_get(rc_client *c, int i, rc_shard_info *out) {
+  IB_CHECK(c != NULL && out != NULL);
+  if (i < 0 || i >= c->n)
+    return ib_fail(IB_EINVAL, "replay shard index %d is outside [0, %d) HINT: count the --shards list", i, c->n);
+  ibrl_InfoRequest req = ibrl_InfoRequest_init_zero;
+  ibrl_InfoReply *rep = ib_xmalloc(sizeof *rep);
+  *rep = (ibrl_InfoReply)ibrl_InfoReply_init_zero;
+  uint64_t t0 = ib_now_ns();
+  int rc = unary_msg(c, i, WIRE_PATH_INFO, "Info", ibrl_InfoRequest_fields, &req, ibrl_InfoReply_fields, rep, -1);
+  double rtt = (double)(ib_now_ns() - t0) / 1e6;
+  if (rc == IB_OK) {
+    memset(out, 0, sizeof *out);
+    out->rtt_ms = rtt;
+    out->shard_index = (int)rep->shard_index;
+    out->obs_dim = (int)rep->obs_dim;
+    out->act_dim = (int)rep->act_dim;
+    out->n_tables = (int)IB_MIN(rep->tables_count, IB_ARRAY_LEN(out->tables));
+    uint64_t dsz = 0, osz = 0;
+    for (int t = 0; t < out->n_tables; t++) {
+      const ibrl_TableInfo *ti = &rep->tables[t];
+      rc_table_info *o = &out->tables[t];
+      snprintf(o->name, sizeof o->name, "%s", ti->name);
+      o->kind = (int)ti->kind;
+      o->size = ti->size;
+      o->capacity = ti->capacity;
+      o->inserted = ti->inserted;
+      o->sampled = ti->sampled;
+      o->duplicates = ti->duplicates;
+      if (ti->kind == 0) dsz += ti->size;
+      else osz += ti->size;
+    }
+    if (rep->has_limiter) limiter_from(&out->limiter, &rep->limiter);
+    out->n_actors = (int)IB_MIN(rep->actors_count, RC_MAX_ACTORS);
+    for (int a = 0; a < out->n_actors; a++) {
+      out->actors[a].actor_id = rep->actors[a].actor_id;
+      out->actors[a].last_seq = rep->actors[a].last_seq;
+      out->actors[a].episodes = rep->actors[a].episodes;
+      out->actors[a].successes = rep->actors[a].successes;
+      out->actors[a].weight_version = rep->actors[a].weight_version;
+    }
+    out->params_version = rep->params_version;
+    out->checkpoints = rep->checkpoints;
+    snprintf(out->durability, sizeof out->durability, "%s", rep->durability);
+    pthread_mutex_lock(&c->lock);
+    c->sh[i].demo_size = dsz;
+    c->sh[i].online_size = osz;
+    c->sh[i].sizes_known = 1;
+    pthread_mutex_unlock(&c->lock);
+  }
+  free(rep);
+  return rc;
+}
+
+int rc_checkpoint(rc_client *c, int i, rc_checkpoint_info *out) {
+  IB_CHECK(c != NULL);
+  if (i < 0 || i >= c->n)
+    return ib_fail(IB_EINVAL, "replay shard index %d is outside [0, %d) HINT: count the --shards list", i, c->n);
+  ibrl_CheckpointRequest req = ibrl_CheckpointRequest_init_zero;
+  ibrl_CheckpointReply rep = ibrl_CheckpointReply_init_zero;
+  /* A checkpoint of a big table takes a while: allow 10x the normal deadline. */
+  int rc = unary_msg(c, i, WIRE_PATH_CHECKPOINT, "Checkpoint", ibrl_CheckpointRequest_fields, &req,
+                     ibrl_CheckpointReply_fields, &rep, c->deadline_ms * 10);
+  if (rc == IB_OK && out != NULL) {
+    snprintf(out->path, sizeof out->path, "%s", rep.path);
+    out->items = rep.items;
+    out->seconds = rep.seconds;
+  }
+  return rc;
+}
+
+int rc_ratelimit(rc_client *c, int i, rc_limit_op op, const rc_limiter_info *set, rc_limiter_info *out) {
+  IB_CHECK(c != NULL);
+  if (i < 0 || i >= c->n)
+    return ib_fail(IB_EINVAL, "replay shard index %d is outside [0, %d) HINT: count the --shards list", i, c->n);
+  ibrl_RateLimitRequest req = ibrl_RateLimitRequest_init_zero;
+  req.op = (ibrl_RateLimitRequest_Op)op;
+  if (op == RC_LIMIT_SET) {
+    IB_CHECK(set != NULL);
+    req.samples_per_insert = set->samples_per_insert;
+    req.error_buffer = set->error_buffer;
+    req.min_size = set->min_size;
+  }
+  ibrl_RateLimitReply rep = ibrl_RateLimitReply_init_zero;
+  int rc = unary_msg(c, i, WIRE_PATH_RATELIMIT, "RateLimit", ibrl_RateLimitRequest_fields, &req,
+                     ibrl_RateLimitReply_fields, &rep, -1);
+  if (rc == IB_OK && out != NULL) limiter_from(out, &rep.limiter);
+  return rc;
+}
+
+int rc_health(rc_client *c, int i, const char *service, int *serving) {
+  IB_CHECK(c != NULL && serving != NULL);
+  *serving = 0;
+  if (i < 0 || i >= c->n)
+    return ib_fail(IB_EINVAL, "replay shard index %d is outside [0, %d) HINT: count the --shards list", i, c->n);
+  grpc_health_v1_HealthCheckRequest req = grpc_health_v1_HealthCheckRequest_init_zero;
+  if (service != NULL) {
+    if (strlen(service) >= sizeof req.service)
+      return ib_fail(IB_EINVAL, "health service name '%s' is too long HINT: at most %zu characters", service,
+                     sizeof req.service - 1);
+    snprintf(req.service, sizeof req.service, "%s", service);
+  }
+  grpc_health_v1_HealthCheckResponse rep = grpc_health_v1_HealthCheckResponse_init_zero;
+  int rc = unary_msg(c, i, WIRE_PATH_HEALTH_CHECK, "Health/Check", grpc_health_v1_HealthCheckRequest_fields, &req,
+                     grpc_health_v1_HealthCheckResponse_fields, &rep, -1);
+  if (rc == IB_OK) *serving = rep.status == grpc_health_v1_HealthCheckResponse_ServingStatus_SERVING;
+  return rc;
+}

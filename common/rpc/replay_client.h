@@ -1,0 +1,243 @@
+/* replay_client.h: the client of the sharded replay service (ibrl-replay, proto/ibrl.proto).
+ * Actors stream their transitions to one shard through an rc_writer; the learner samples
+ * mixed demo/online batches from all shards in proportion to their sizes; tools read Info,
+ * ask for checkpoints, steer the rate limiter and check health.
+ *
+ * Connection model: one rc_client holds one gRPC channel per shard ("host:port,..."), an
+ * optional shared token (sent as "authorization: Bearer <token>") and optional TLS roots, plus
+ * a background thread that polls the channels so a shard that went away is reconnected within
+ * the reconnect backoff (docs/grpc-core.md pitfall 4). Every call has a deadline: a shard that
+ * is down gives IB_EUNAVAIL (fail fast) or IB_ETIMEDOUT, never a hang.
+ *
+ * Status mapping (gRPC -> IB_E*): UNAVAILABLE, CANCELLED -> IB_EUNAVAIL; DEADLINE_EXCEEDED ->
+ * IB_ETIMEDOUT; INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED -> IB_EINVAL; NOT_FOUND ->
+ * IB_ENOTFOUND; RESOURCE_EXHAUSTED -> IB_EFULL; FAILED_PRECONDITION -> IB_ESTATE; anything else
+ * (UNIMPLEMENTED, INTERNAL, a reply that does not decode) -> IB_EPROTO. ib_errmsg() then names
+ * the shard and the method, carries the server's message and gives a HINT.
+ *
+ * Thread-safety: an rc_client is thread-safe (the channels are; the sampling rng and the
+ * cached table sizes are under the client's mutex); several threads may call rc_sample,
+ * rc_info_get, ... on one client at once. An rc_writer belongs to one thread. */
+#ifndef IB_REPLAY_CLIENT_H
+#define IB_REPLAY_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <grpc/grpc.h>
+
+#define RC_MAX_SHARDS 64
+#define RC_MAX_ACTORS 64 /* actor records per shard in rc_shard_info (the proto bound) */
+#define RC_DEFAULT_DEADLINE_MS 5000
+#define RC_PROPOSER_IL 0
+#define RC_PROPOSER_RL 1
+#define RC_PROPOSER_DEMO 2
+
+/* ---- connection ---- */
+
+typedef struct rc_opts {
+  const char *shards;    /* "host:port,host:port,..." (required; 1..RC_MAX_SHARDS entries) */
+  const char *token;     /* shared token or NULL/"" (none) */
+  const char *tls_roots; /* PEM file of trusted roots: use TLS; NULL = plaintext */
+  int deadline_ms;       /* deadline of each call; 0 = RC_DEFAULT_DEADLINE_MS */
+  long max_message_bytes; /* receive limit; 0 = 16 MiB (the server's default) */
+  int reconnect_ms;      /* reconnect backoff; 0 = 250 ms */
+  uint64_t seed;         /* seed of the sampling rng (shard choice per row) */
+} rc_opts;
+
+typedef struct rc_client rc_client;
+
+/* Parses the shard list and creates one channel per shard (no I/O yet: connecting happens on
+ * the first call). Calls grpc_init() (balanced by rc_client_close). On success *out owns the
+ * client. Errors: IB_EINVAL (empty or malformed shard list, too many shards: the message
+ * names the entry), IB_EIO (unreadable TLS roots file). */
+int rc_client_open(rc_client **out, const rc_opts *opts);
+/* Stops the poller, destroys the channels, frees the client. Accepts NULL. No call may be
+ * running on the client, and its writers must be closed first. */
+void rc_client_close(rc_client *c);
+
+int rc_client_shard_count(const rc_client *c);
+/* The "host:port" of shard i (borrowed, valid while c is open). */
+const char *rc_client_target(const rc_client *c, int i);
+/* The shard an actor's inserts go to: actor_id % shard count. */
+int rc_client_shard_of(const rc_client *c, uint32_t actor_id);
+
+/* ---- batches (caller-owned, structure of arrays) ---- */
+
+/* Rows of transitions. For inserts the caller fills rows [0, n); rc_writer_write stamps
+ * actor_id and seq. rc_sample fills rows [0, n) grouped by shard (demo rows first within a
+ * shard); `proposer` and `from_demo` tell each row's origin. */
+typedef struct rc_batch {
+  int cap;                 /* rows allocated */
+  int obs_dim, act_dim;
+  int n;                   /* rows filled */
+  float *obs;              /* [cap x obs_dim] owned */
+  float *action;           /* [cap x act_dim] owned */
+  float *reward;           /* [cap] owned */
+  float *discount;         /* [cap] owned */
+  float *next_obs;         /* [cap x obs_dim] owned */
+  uint8_t *proposer;       /* [cap] owned: RC_PROPOSER_* */
+  uint8_t *episode_end;    /* [cap] owned: 0/1 */
+  uint8_t *episode_success; /* [cap] owned: 0/1 */
+  uint8_t *from_demo;      /* [cap] owned: sample only, 1 if the row came from a demo table */
+  uint32_t *actor_id;      /* [cap] owned */
+  uint64_t *seq;           /* [cap] owned */
+  uint64_t *weight_version; /* [cap] owned */
+  int n_demo;              /* sample only: rows drawn from demo tables */
+} rc_batch;
+
+/* Allocates `b` for up to `cap` rows (all > 0, else a bug; OOM aborts); n = 0. */
+void rc_batch_init(rc_batch *b, int cap, int obs_dim, int act_dim);
+/* Frees the arrays and zeroes `b`. Accepts a zeroed batch. */
+void rc_batch_free(rc_batch *b);
+
+/* ---- insert (actor side) ---- */
+
+typedef struct rc_writer rc_writer;
+
+typedef struct rc_writer_stats {
+  uint64_t acked;       /* items the server acknowledged (inserted + duplicates) */
+  uint64_t inserted;    /* of those, newly stored */
+  uint64_t duplicates;  /* of those, already stored (a retry of an earlier send) */
+  uint64_t pending;     /* items sent or buffered but not acknowledged yet */
+  uint64_t retries;     /* stream restarts after a failure */
+  uint64_t next_seq;    /* the seq the next written item gets */
+} rc_writer_stats;
+
+/* Opens a writer for `actor_id` into table `table` ("online", "demo"; NULL = "online") of
+ * shard actor_id % n_shards. Items get seq = first_seq, first_seq + 1, ... in write order.
+ * `max_pending` bounds the items kept for retry (1..1024, the store's dedup window; 0 = 1024):
+ * when a write would exceed it, the writer flushes first. No I/O happens until the first
+ * write. `c` is borrowed and must outlive the writer. Errors: IB_EINVAL (bad table name or
+ * max_pending). */
+int rc_writer_open(rc_writer **out, rc_client *c, const char *table, uint32_t actor_id,
+                   uint64_t first_seq, int max_pending);
+
+/* Stamps rows [0, b->n) with actor_id and consecutive seqs, copies them into the writer's
+ * retry buffer and sends them as one message of the open Insert stream (opening it if
+ * needed). The rows count as acknowledged only after a flush succeeds. Returns IB_OK (sent,
+ * not yet acknowledged), or a flush error (see rc_writer_flush) when the buffer had to be
+ * flushed first; then nothing of `b` was taken and the caller may retry the same call.
+ * IB_EINVAL if b->n exceeds max_pending or b's dims differ from the first batch's. */
+int rc_writer_write(rc_writer *w, const rc_batch *b);
+
+/* Finishes the open stream and waits for the server's reply, which acknowledges every pending
+ * item. If the stream or the reply fails, the stream is reopened and every pending item is
+ * resent with the same seqs (the shard drops the ones it already stored), with backoff, until
+ * `timeout_ms` (< 0: the client's deadline) has passed. Returns IB_OK (all acknowledged), or
+ * the last error (IB_EUNAVAIL, IB_ETIMEDOUT, ...) with the items still pending; IB_EINVAL /
+ * IB_ENONFINITE / IB_EFULL from the server are not retried (the items are dropped from the
+ * buffer, because resending them would fail again, and the message says so). */
+int rc_writer_flush(rc_writer *w, long timeout_ms);
+
+void rc_writer_stats_get(const rc_writer *w, rc_writer_stats *out);
+
+/* Flushes (with the client's deadline) and frees the writer. Returns the flush status (items
+ * still pending are lost and counted in the message). Accepts NULL (returns IB_OK). */
+int rc_writer_close(rc_writer *w);
+
+/* ---- sample (learner side) ---- */
+
+/* Draws `n` rows (1..b->cap) into `b` from all shards. demo_fraction in [0, 1]:
+ * round(n * demo_fraction) rows from the demo tables and the rest from the online tables; < 0:
+ * plain proportional to the total sizes. Each row's shard is drawn in proportion to that
+ * shard's table size (sizes cached from the last reply or Info, refreshed by every reply), and
+ * the per-shard calls run in parallel. b's dims must match the shards'. Errors: IB_EINVAL (bad
+ * n or fraction, dims), IB_ESTATE (all tables empty), IB_EUNAVAIL (a shard down), IB_ETIMEDOUT,
+ * server errors; on error b->n = 0. */
+int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction);
+
+/* ---- info and control ---- */
+
+typedef struct rc_table_info {
+  char name[32];
+  int kind; /* 0 = DEMO, 1 = ONLINE */
+  uint64_t size, capacity, inserted, sampled, duplicates;
+} rc_table_info;
+
+typedef struct rc_limiter_info {
+  bool paused;
+  double samples_per_insert, error_buffer;
+  uint64_t min_size, inserts, samples;
+  double insert_blocked_s, sample_blocked_s;
+  uint64_t insert_timeouts, sample_timeouts;
+} rc_limiter_info;
+
+typedef struct rc_actor_info {
+  uint32_t actor_id;
+  uint64_t last_seq;
+  uint32_t episodes, successes;
+  uint64_t weight_version;
+} rc_actor_info;
+
+typedef struct rc_shard_info {
+  int shard_index;
+  int obs_dim, act_dim;
+  int n_tables;
+  rc_table_info tables[4];
+  rc_limiter_info limiter;
+  int n_actors;
+  rc_actor_info actors[RC_MAX_ACTORS];
+  uint64_t params_version, checkpoints;
+  char durability[8];
+  double rtt_ms; /* measured round trip of this Info call */
+} rc_shard_info;
+
+/* Info of shard i into *out (also refreshes the cached table sizes). */
+int rc_info_get(rc_client *c, int shard, rc_shard_info *out);
+
+typedef struct rc_checkpoint_info {
+  char path[256];
+  uint64_t items;
+  double seconds;
+} rc_checkpoint_info;
+
+/* Asks shard i to write a checkpoint now (out may be NULL). IB_ESTATE if the shard has no
+ * checkpoint directory. */
+int rc_checkpoint(rc_client *c, int shard, rc_checkpoint_info *out);
+
+typedef enum rc_limit_op {
+  RC_LIMIT_GET = 0,
+  RC_LIMIT_PAUSE = 1,  /* stop limiting, e.g. while preloading demos */
+  RC_LIMIT_RESUME = 2,
+  RC_LIMIT_SET = 3,    /* set samples_per_insert, error_buffer, min_size */
+} rc_limit_op;
+
+/* Rate-limiter control on shard i; `set` is read for RC_LIMIT_SET only (its three settings),
+ * `out` (may be NULL) receives the limiter state after the operation. */
+int rc_ratelimit(rc_client *c, int shard, rc_limit_op op, const rc_limiter_info *set,
+                 rc_limiter_info *out);
+
+/* grpc.health.v1 Check of `service` ("" = the server) on shard i: *serving = 1 for SERVING,
+ * 0 otherwise. Returns the call status (IB_EUNAVAIL when unreachable, IB_ENOTFOUND for an
+ * unknown service name). */
+int rc_health(rc_client *c, int shard, const char *service, int *serving);
+
+/* ---- internal, shared with params_client.c ---- */
+
+/* Runs one unary call of `path` on shard i: sends `req` (borrowed), waits up to deadline_ms
+ * (< 0: the client's), and returns the reply in *reply (caller destroys it) or an IB_E* with
+ * the message naming the shard and `what`. */
+int rc__unary(rc_client *c, int shard, const char *path, const char *what, grpc_byte_buffer *req,
+              grpc_byte_buffer **reply, long deadline_ms);
+long rc__max_message_bytes(const rc_client *c);
+
+/* The hand codec of the hot messages (exposed for tests). rc__encode_insert returns a new
+ * InsertRequest for `table` holding rows [lo, hi) of b (caller destroys it). */
+grpc_byte_buffer *rc__encode_insert(const rc_batch *b, int lo, int hi, const char *table);
+
+typedef struct rc__reply_info {
+  uint32_t n_demo, n_online;
+  uint64_t demo_size, online_size;
+  int n_items;
+} rc__reply_info;
+
+/* Parses SampleReply `bb` (borrowed) into b: item i goes to row demo_off + i for i < n_demo_req,
+ * else online_off + (i - n_demo_req); at most max_items items. Returns IB_OK, IB_EPROTO
+ * (malformed, too many items) or IB_EMISMATCH (array sizes differ from b's dims), with the
+ * message starting with `who`. Rows written before an error hold partial data. */
+int rc__decode_sample_reply(rc_batch *b, int demo_off, int n_demo_req, int online_off, int max_items,
+                            const grpc_byte_buffer *bb, rc__reply_info *out, const char *who);
+
+#endif /* IB_REPLAY_CLIENT_H */

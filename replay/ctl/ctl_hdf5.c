@@ -1,0 +1,382 @@
+/* ctl_hdf5.c: `ibrl-replayctl export` and `import-demos`: replay tables <-> robomimic-style HDF5
+ * files through ib_demo (common/demo/demo.h).
+ *
+ * Import. Each step t of each loaded episode becomes one transition built by demo_transition
+ * (frame stack --stack, action chunk --chunk, reward and discount over the chunk with --gamma;
+ * the exact arithmetic is documented in demo.h), with proposer = demonstration, weight version 0,
+ * episode_end on the last step and episode_success when that episode reached reward >= 1. The
+ * transitions go to the demo tables through one rc_writer per shard, whose actor id is the
+ * largest uint32 that maps to that shard (so demo loaders never collide with real actors, which
+ * count up from 0) and whose seqs start at --seq-base: importing a file twice is idempotent.
+ * The shard's --obs-dim / --act-dim must equal stack x obs width and chunk x action width.
+ *
+ * Export. The service has no scan call, only uniform sampling with replacement, and sampled
+ * items do not carry their seq. So export samples the table repeatedly and keeps each distinct
+ * item once (equal content = the same item; a 64-bit hash plus a full compare), until it holds
+ * as many items as the table or it has drawn --max-draws rows (coupon collecting: about
+ * size x ln(size) draws). Episodes are then rebuilt by chaining: a non-terminal item is followed
+ * by the item of the same actor whose obs equals its next_obs bit for bit (each item follows at
+ * most one other); chains start at items that follow nothing, and an item with discount 0 ends
+ * its chain. Each chain is written as one demo: obs (one key "obs"), next_obs, actions (the
+ * stored chunk), rewards (the stored chunk reward) and dones (1 on a terminal last row). A file
+ * exported this way re-imports to the same transitions with --chunk 1 --stack 1 --no-cut and
+ * --gamma equal to the stored discount of non-terminal items; with chunks longer than one step
+ * the chains are the k interleaved sub-sequences t, t+k, ... of an episode. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "demo.h"
+#include "ib.h"
+#include "replay_client.h"
+
+#define IMPORT_BATCH 256
+
+/* ---- import ---- */
+
+static uint32_t demo_actor_for_shard(int shard, int n) {
+  uint32_t top = UINT32_MAX;
+  uint32_t r = top % (uint32_t)n;
+  return top - ((r + (uint32_t)n - (uint32_t)shard) % (uint32_t)n);
+}
+
+int ctl_import(rc_client *c, const ctl_args *a) {
+  if (a->in == NULL) {
+    fprintf(stderr, "ibrl-replayctl: import-demos needs the HDF5 file as its argument (see import-demos --help)\n");
+    return CTL_EUSAGE;
+  }
+  int n_shards = rc_client_shard_count(c);
+  rc_shard_info *info = ib_xmalloc(sizeof *info);
+  int rc = rc_info_get(c, a->shard >= 0 ? a->shard : 0, info);
+  int od = info->obs_dim, ad = info->act_dim;
+  free(info);
+  if (rc != IB_OK) return ctl_fail(rc, "import-demos");
+  demo_set set;
+  memset(&set, 0, sizeof set);
+  demo_load_opts lo = {a->obs_keys, a->cut_at_success, a->max_episodes};
+  rc = demo_load(&set, a->in, &lo);
+  if (rc != IB_OK) {
+    fprintf(stderr, "ibrl-replayctl: import-demos: %s\n", ib_errmsg());
+    return CTL_EUSAGE;
+  }
+  if (set.obs_dim * a->stack != od || set.act_dim * a->chunk != ad) {
+    fprintf(stderr,
+            "ibrl-replayctl: import-demos: '%s' has obs width %d and action width %d, so --stack %d --chunk %d gives "
+            "obs %d and action %d, but the shard holds obs %d and action %d HINT: pick --stack/--chunk (or --obs-keys) "
+            "so that stack x obs = %d and chunk x action = %d\n",
+            a->in, set.obs_dim, set.act_dim, a->stack, a->chunk, set.obs_dim * a->stack, set.act_dim * a->chunk, od, ad,
+            od, ad);
+    demo_set_free(&set);
+    return CTL_EUSAGE;
+  }
+  rc_writer *w[RC_MAX_SHARDS] = {0};
+  rc_batch b[RC_MAX_SHARDS];
+  memset(b, 0, sizeof b);
+  int code = CTL_OK;
+  for (int s = 0; s < n_shards && code == CTL_OK; s++) {
+    if (a->shard >= 0 && a->shard != s) continue;
+    rc = rc_writer_open(&w[s], c, "demo", demo_actor_for_shard(s, n_shards), a->seq_base, 0);
+    if (rc != IB_OK) code = ctl_fail(rc, "import-demos");
+    rc_batch_init(&b[s], IMPORT_BATCH, od, ad);
+  }
+  long done = 0;
+  for (int e = 0; e < set.n_episodes && code == CTL_OK; e++) {
+    int s = a->shard >= 0 ? a->shard : e % n_shards;
+    const demo_episode *ep = &set.episodes[e];
+    int success = 0;
+    for (int t = 0; t < ep->T; t++) success |= ep->rewards[t] >= 1.0f;
+    for (int t = 0; t < ep->T && code == CTL_OK; t++) {
+      rc_batch *bb = &b[s];
+      int r = bb->n;
+      demo_transition(bb->obs + (size_t)r * od, bb->action + (size_t)r * ad, &bb->reward[r], &bb->discount[r],
+                      bb->next_obs + (size_t)r * od, &set, e, t, a->chunk, a->stack, (float)a->gamma);
+      bb->proposer[r] = RC_PROPOSER_DEMO;
+      bb->weight_version[r] = 0;
+      bb->episode_end[r] = t == ep->T - 1;
+      bb->episode_success[r] = t == ep->T - 1 && success;
+      bb->n++;
+      if (bb->n == bb->cap) {
+        rc = rc_writer_write(w[s], bb);
+        if (rc != IB_OK) code = ctl_fail(rc, "import-demos");
+        bb->n = 0;
+      }
+      done++;
+    }
+    if (!a->json && (e + 1) % 50 == 0)
+      fprintf(stderr, "import-demos: %d/%d episodes, %ld transitions sent\n", e + 1, set.n_episodes, done);
+  }
+  uint64_t inserted = 0, dups = 0;
+  for (int s = 0; s < n_shards; s++) {
+    if (w[s] == NULL) continue;
+    if (code == CTL_OK && b[s].n > 0) {
+      rc = rc_writer_write(w[s], &b[s]);
+      if (rc != IB_OK) code = ctl_fail(rc, "import-demos");
+    }
+    if (code == CTL_OK) {
+      rc = rc_writer_flush(w[s], -1);
+      if (rc != IB_OK) code = ctl_fail(rc, "import-demos");
+    }
+    rc_writer_stats st;
+    rc_writer_stats_get(w[s], &st);
+    inserted += st.inserted;
+    dups += st.duplicates;
+    rc_writer_close(w[s]);
+    rc_batch_free(&b[s]);
+  }
+  if (code == CTL_OK) {
+    if (a->json)
+      printf("{\"file\":\"%s\",\"episodes\":%d,\"transitions\":%ld,\"inserted\":%llu,\"duplicates\":%llu}\n", a->in,
+             set.n_episodes, done, (unsigned long long)inserted, (unsigned long long)dups);
+    else
+      printf("imported %d episodes, %ld transitions from %s: %llu stored, %llu duplicates%s\n", set.n_episodes, done,
+             a->in, (unsigned long long)inserted, (unsigned long long)dups,
+             dups ? " (already imported? use --seq-base to import another file)" : "");
+  }
+  demo_set_free(&set);
+  return code;
+}
+
+/* ---- export ---- */
+
+/* The distinct items collected so far, grown by doubling, and an open-addressing set over
+ * their contents (index + 1 per slot, 0 = empty). */
+typedef struct pool {
+  rc_batch b;
+  uint64_t *hash;  /* [b.cap] content hash of each row */
+  uint32_t *set;   /* [kcap] */
+  size_t kcap;
+} pool;
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+  const uint8_t *x = p;
+  for (size_t i = 0; i < n; i++) h = (h ^ x[i]) * 0x100000001b3ull;
+  return h;
+}
+
+/* Hash of everything the shard sends back about an item. */
+static uint64_t row_hash(const rc_batch *b, int r) {
+  size_t od = (size_t)b->obs_dim, ad = (size_t)b->act_dim;
+  uint64_t h = 0xcbf29ce484222325ull;
+  h = fnv(h, b->obs + r * od, od * sizeof(float));
+  h = fnv(h, b->next_obs + r * od, od * sizeof(float));
+  h = fnv(h, b->action + r * ad, ad * sizeof(float));
+  h = fnv(h, &b->reward[r], sizeof(float));
+  h = fnv(h, &b->discount[r], sizeof(float));
+  h = fnv(h, &b->actor_id[r], sizeof(uint32_t));
+  h = fnv(h, &b->weight_version[r], sizeof(uint64_t));
+  return fnv(h, &b->proposer[r], 1);
+}
+
+static int rows_equal(const rc_batch *x, int i, const rc_batch *y, int j) {
+  size_t od = (size_t)x->obs_dim, ad = (size_t)x->act_dim;
+  return !memcmp(x->obs + i * od, y->obs + j * od, od * sizeof(float)) &&
+         !memcmp(x->next_obs + i * od, y->next_obs + j * od, od * sizeof(float)) &&
+         !memcmp(x->action + i * ad, y->action + j * ad, ad * sizeof(float)) && x->reward[i] == y->reward[j] &&
+         x->discount[i] == y->discount[j] && x->actor_id[i] == y->actor_id[j] &&
+         x->weight_version[i] == y->weight_version[j] && x->proposer[i] == y->proposer[j];
+}
+
+static void copy_row(rc_batch *dst, int d, const rc_batch *src, int r) {
+  size_t od = (size_t)src->obs_dim, ad = (size_t)src->act_dim;
+  memcpy(dst->obs + d * od, src->obs + r * od, od * sizeof(float));
+  memcpy(dst->next_obs + d * od, src->next_obs + r * od, od * sizeof(float));
+  memcpy(dst->action + d * ad, src->action + r * ad, ad * sizeof(float));
+  dst->reward[d] = src->reward[r];
+  dst->discount[d] = src->discount[r];
+  dst->actor_id[d] = src->actor_id[r];
+  dst->weight_version[d] = src->weight_version[r];
+  dst->proposer[d] = src->proposer[r];
+}
+
+/* Adds row r of s to the pool unless an equal item is there. Returns 1 if added. */
+static int pool_add(pool *p, const rc_batch *s, int r) {
+  uint64_t h = row_hash(s, r);
+  size_t m = p->kcap - 1;
+  size_t slot = (size_t)(h ^ (h >> 29)) & m;
+  for (;; slot = (slot + 1) & m) {
+    uint32_t v = p->set[slot];
+    if (v == 0) break;
+    if (p->hash[v - 1] == h && rows_equal(&p->b, (int)v - 1, s, r)) return 0;
+  }
+  if (p->b.n == p->b.cap) {
+    rc_batch nb;
+    rc_batch_init(&nb, p->b.cap * 2, p->b.obs_dim, p->b.act_dim);
+    for (int i = 0; i < p->b.n; i++) copy_row(&nb, i, &p->b, i);
+    nb.n = p->b.n;
+    rc_batch_free(&p->b);
+    p->b = nb;
+    p->hash = ib_xrealloc(p->hash, (size_t)p->b.cap * sizeof *p->hash);
+  }
+  int d = p->b.n++;
+  copy_row(&p->b, d, s, r);
+  p->hash[d] = h;
+  p->set[slot] = (uint32_t)d + 1;
+  return 1;
+}
+
+/* Links each non-terminal item to an unclaimed item of the same actor whose obs equals its
+ * next_obs (succ[i], or -1), so chains of transitions become episodes. */
+static void link_successors(int *succ, int *pred, const rc_batch *b) {
+  int n = b->n;
+  size_t od = (size_t)b->obs_dim;
+  size_t kcap = 1;
+  while (kcap < 2 * (size_t)n + 16) kcap <<= 1;
+  int *head = ib_xmalloc(kcap * sizeof *head), *next = ib_xmalloc((size_t)IB_MAX(n, 1) * sizeof *next);
+  for (size_t k = 0; k < kcap; k++) head[k] = -1;
+  for (int i = 0; i < n; i++) {
+    succ[i] = pred[i] = -1;
+    uint64_t h = fnv(fnv(0xcbf29ce484222325ull, b->obs + i * od, od * sizeof(float)), &b->actor_id[i], 4);
+    size_t k = (size_t)(h ^ (h >> 31)) & (kcap - 1);
+    next[i] = head[k];
+    head[k] = i;
+  }
+  for (int i = 0; i < n; i++) {
+    if (b->discount[i] == 0) continue; /* terminal: the episode ends here */
+    uint64_t h = fnv(fnv(0xcbf29ce484222325ull, b->next_obs + i * od, od * sizeof(float)), &b->actor_id[i], 4);
+    for (int j = head[(size_t)(h ^ (h >> 31)) & (kcap - 1)]; j >= 0; j = next[j]) {
+      if (j == i || pred[j] >= 0 || b->actor_id[j] != b->actor_id[i]) continue;
+      if (memcmp(b->obs + j * od, b->next_obs + i * od, od * sizeof(float)) != 0) continue;
+      succ[i] = j;
+      pred[j] = i;
+      break;
+    }
+  }
+  free(head);
+  free(next);
+}
+
+int ctl_export(rc_client *c, const ctl_args *a) {
+  if (a->table == NULL || (strcmp(a->table, "demo") != 0 && strcmp(a->table, "online") != 0)) {
+    fprintf(stderr, "ibrl-replayctl: export needs --table demo or --table online (got '%s')\n",
+            a->table ? a->table : "");
+    return CTL_EUSAGE;
+  }
+  if (a->out == NULL) {
+    fprintf(stderr, "ibrl-replayctl: export needs --out FILE.hdf5\n");
+    return CTL_EUSAGE;
+  }
+  int want_demo = !strcmp(a->table, "demo");
+  int n_shards = rc_client_shard_count(c);
+  uint64_t total = 0;
+  int od = 0, ad = 0;
+  rc_shard_info *info = ib_xmalloc(sizeof *info);
+  for (int s = 0; s < n_shards; s++) {
+    int rc = rc_info_get(c, s, info);
+    if (rc != IB_OK) {
+      free(info);
+      return ctl_fail(rc, "export");
+    }
+    od = info->obs_dim;
+    ad = info->act_dim;
+    for (int t = 0; t < info->n_tables; t++)
+      if ((info->tables[t].kind == 0) == want_demo) total += info->tables[t].size;
+  }
+  free(info);
+  if (total == 0) {
+    fprintf(stderr, "ibrl-replayctl: export: the %s tables of the %d shard(s) are empty HINT: nothing to export\n",
+            a->table, n_shards);
+    return CTL_ESERVER;
+  }
+  if (total > 50000000) {
+    fprintf(stderr, "ibrl-replayctl: export: %llu items is more than export handles (50M) HINT: checkpoint the shard "
+                    "instead\n", (unsigned long long)total);
+    return CTL_EUSAGE;
+  }
+  long max_draws = a->max_draws > 0 ? a->max_draws : (long)IB_MAX(50 * total, 10000);
+  pool p;
+  memset(&p, 0, sizeof p);
+  rc_batch_init(&p.b, 1024, od, ad);
+  p.hash = ib_xmalloc((size_t)p.b.cap * sizeof *p.hash);
+  p.kcap = 1;
+  while (p.kcap < 2 * total + 16) p.kcap <<= 1;
+  p.set = ib_xcalloc(p.kcap, sizeof *p.set);
+  int bn = (int)IB_MIN(total, 1024);
+  rc_batch s;
+  rc_batch_init(&s, bn, od, ad);
+  long draws = 0;
+  int code = CTL_OK;
+  double t_last = ib_now_s();
+  while ((uint64_t)p.b.n < total && draws < max_draws) {
+    int rc = rc_sample(c, &s, bn, want_demo ? 1.0 : 0.0);
+    if (rc != IB_OK) {
+      code = ctl_fail(rc, "export");
+      break;
+    }
+    draws += s.n;
+    for (int r = 0; r < s.n && (uint64_t)p.b.n < total; r++)
+      if (s.from_demo[r] == want_demo) pool_add(&p, &s, r);
+    if (!a->json && ib_now_s() - t_last > 1.0) {
+      fprintf(stderr, "export: %d/%llu distinct items after %ld draws\n", p.b.n, (unsigned long long)total, draws);
+      t_last = ib_now_s();
+    }
+  }
+  rc_batch_free(&s);
+  if (code == CTL_OK && (uint64_t)p.b.n < total)
+    fprintf(stderr, "ibrl-replayctl: export: WARNING only %d of %llu items found in %ld draws (identical items count "
+                    "once; or raise --max-draws)\n", p.b.n, (unsigned long long)total, draws);
+  int n = p.b.n, episodes = 0;
+  if (code == CTL_OK) {
+    int *succ = ib_xmalloc((size_t)n * sizeof *succ), *pred = ib_xmalloc((size_t)n * sizeof *pred);
+    uint8_t *seen = ib_xcalloc((size_t)n, 1);
+    link_successors(succ, pred, &p.b);
+    demo_key key = {"obs", od};
+    demo_writer *dw = NULL;
+    int rc = demo_writer_open(&dw, a->out, &key, 1, ad, NULL);
+    if (rc != IB_OK) {
+      fprintf(stderr, "ibrl-replayctl: export: %s\n", ib_errmsg());
+      code = CTL_EUSAGE;
+    }
+    /* Episode rows are gathered contiguously into scratch arrays sized for the whole pool. */
+    rc_batch ep;
+    rc_batch_init(&ep, IB_MAX(n, 1), od, ad);
+    /* Chains start at items nobody leads to; a second pass takes what is left (cycles). */
+    for (int pass = 0; pass < 2 && code == CTL_OK; pass++) {
+      for (int i = 0; i < n && code == CTL_OK; i++) {
+        if (seen[i] || (pass == 0 && pred[i] >= 0)) continue;
+        int T = 0;
+        for (int j = i; j >= 0 && !seen[j]; j = succ[j]) {
+          seen[j] = 1;
+          copy_row(&ep, T, &p.b, j);
+          ep.episode_end[T] = 0;
+          T++;
+        }
+        ep.episode_end[T - 1] = ep.discount[T - 1] == 0;
+        rc = demo_writer_add(dw, ep.obs, ep.action, ep.reward, ep.episode_end, ep.next_obs, T);
+        if (rc != IB_OK) {
+          fprintf(stderr, "ibrl-replayctl: export: %s\n", ib_errmsg());
+          code = CTL_ESERVER;
+        }
+        episodes++;
+      }
+    }
+    if (dw != NULL) {
+      if (code == CTL_OK) {
+        rc = demo_writer_close(dw);
+        if (rc != IB_OK) {
+          fprintf(stderr, "ibrl-replayctl: export: %s\n", ib_errmsg());
+          code = CTL_EUSAGE;
+        }
+      } else {
+        demo_writer_abort(dw);
+      }
+    }
+    rc_batch_free(&ep);
+    free(succ);
+    free(pred);
+    free(seen);
+  }
+  if (code == CTL_OK) {
+    if (a->json) {
+      printf("{\"table\":\"%s\",\"out\":\"%s\",\"items\":%d,\"table_size\":%llu,\"episodes\":%d,\"draws\":%ld}\n",
+             a->table, a->out, n, (unsigned long long)total, episodes, draws);
+    } else {
+      printf("exported %d of %llu items of table '%s' as %d episodes to %s (%ld draws)\n", n,
+             (unsigned long long)total, a->table, episodes, a->out, draws);
+    }
+  }
+  free(p.set);
+  free(p.hash);
+  rc_batch_free(&p.b);
+  return code;
+}

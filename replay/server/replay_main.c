@@ -1,0 +1,264 @@
+/* replay_main.c: ibrl-replay, one replay shard as a gRPC server (see rsrv.h for the service).
+ *
+ * Design. Flags come from getopt_long; every flag can also come from the environment as
+ * IBRL_REPLAY_<FLAG> (upper case, '-' -> '_'), for Kubernetes; a flag on the command line wins.
+ * Both paths go through one setter, so they validate identically. SIGTERM/SIGINT are blocked
+ * in every thread before gRPC starts its own, and the main thread waits for them with
+ * sigtimedwait, waking every 100 ms to run the periodic checkpoint. On a signal it drains and
+ * stops in the order of docs/grpc-core.md (rsrv_stop) and writes a final checkpoint. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <grpc/grpc.h>
+
+#include "ib.h"
+#include "log.h"
+#include "rsrv.h"
+
+enum {
+  O_PORT = 256, O_BIND, O_SHARD, O_OBS, O_ACT, O_ONCAP, O_DEMOCAP, O_SPI, O_EBUF, O_MINSIZE, O_CKDIR,
+  O_CKPER, O_DUR, O_TOKEN, O_INSECURE, O_CERT, O_KEY, O_MAXMB, O_THREADS, O_MAXBATCH, O_MAXBLOCK, O_SEED,
+  O_HELP
+};
+
+static const struct option opts[] = {
+    {"port", required_argument, NULL, O_PORT},
+    {"bind", required_argument, NULL, O_BIND},
+    {"shard-index", required_argument, NULL, O_SHARD},
+    {"obs-dim", required_argument, NULL, O_OBS},
+    {"act-dim", required_argument, NULL, O_ACT},
+    {"online-capacity", required_argument, NULL, O_ONCAP},
+    {"demo-capacity", required_argument, NULL, O_DEMOCAP},
+    {"samples-per-insert", required_argument, NULL, O_SPI},
+    {"error-buffer", required_argument, NULL, O_EBUF},
+    {"min-size", required_argument, NULL, O_MINSIZE},
+    {"ckpt-dir", required_argument, NULL, O_CKDIR},
+    {"ckpt-period", required_argument, NULL, O_CKPER},
+    {"durability", required_argument, NULL, O_DUR},
+    {"token", required_argument, NULL, O_TOKEN},
+    {"insecure", no_argument, NULL, O_INSECURE},
+    {"tls-cert", required_argument, NULL, O_CERT},
+    {"tls-key", required_argument, NULL, O_KEY},
+    {"max-message-mb", required_argument, NULL, O_MAXMB},
+    {"threads", required_argument, NULL, O_THREADS},
+    {"max-sample-batch", required_argument, NULL, O_MAXBATCH},
+    {"max-block-ms", required_argument, NULL, O_MAXBLOCK},
+    {"seed", required_argument, NULL, O_SEED},
+    {"help", no_argument, NULL, O_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: ibrl-replay --obs-dim N --act-dim N [options]\n"
+          "One replay shard (demo + online table) served over gRPC: ibrl.Replay, ibrl.Params and\n"
+          "grpc.health.v1.Health. Every flag may also be set as IBRL_REPLAY_<FLAG> (e.g.\n"
+          "IBRL_REPLAY_OBS_DIM=39); the command line wins.\n"
+          "  --port N               listen port; 0 = pick one (printed as 'listening on HOST:PORT') [0]\n"
+          "  --bind HOST            listen address [127.0.0.1]; non-loopback needs --token or --insecure\n"
+          "  --shard-index N        this shard's index (clients send actor_id %% n_shards here) [0]\n"
+          "  --obs-dim N            observation size (1..512), required\n"
+          "  --act-dim N            action chunk size k*a (1..128), required\n"
+          "  --online-capacity N    online FIFO ring size in transitions [1000000]\n"
+          "  --demo-capacity N      demo table size in transitions [100000]\n"
+          "  --samples-per-insert X rate limiter ratio (UTD x batch); 0 = no ratio [0]\n"
+          "  --error-buffer X       allowed drift of the ratio; 0 = max(1, spi) * 1000 [0]\n"
+          "  --min-size N           online items before sampling may start [0]\n"
+          "  --ckpt-dir DIR         checkpoint (and log) directory; restored from on start\n"
+          "  --ckpt-period S        seconds between periodic checkpoints; 0 = off [0]\n"
+          "  --durability ckpt|wal  wal = acknowledge inserts only once logged to disk [ckpt]\n"
+          "  --token T              shared token: calls need 'authorization: Bearer T' (env IBRL_REPLAY_TOKEN)\n"
+          "  --insecure             allow a non-loopback address without a token\n"
+          "  --tls-cert PEM --tls-key PEM   serve TLS\n"
+          "  --max-message-mb N     largest message accepted [16]\n"
+          "  --threads N            worker threads [4]\n"
+          "  --max-sample-batch N   largest Sample batch [4096]\n"
+          "  --max-block-ms N       cap on any rate-limited wait [10000]\n"
+          "  --seed N               sampling seed [1]\n"
+          "  --help                 this text\n");
+}
+
+typedef struct args {
+  rsrv_config cfg;
+  int insecure;
+  int have_obs, have_act;
+} args;
+
+static int parse_long(const char *flag, const char *v, long lo, long hi, long *out) {
+  char *end;
+  errno = 0;
+  long x = strtol(v, &end, 10);
+  if (errno != 0 || end == v || *end != '\0' || x < lo || x > hi) {
+    fprintf(stderr, "ibrl-replay: --%s '%s' is not an integer in [%ld, %ld]\n", flag, v, lo, hi);
+    return -1;
+  }
+  *out = x;
+  return 0;
+}
+
+static int parse_u64(const char *flag, const char *v, uint64_t lo, uint64_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long x = strtoull(v, &end, 10);
+  if (errno != 0 || end == v || *end != '\0' || v[0] == '-' || x < lo) {
+    fprintf(stderr, "ibrl-replay: --%s '%s' is not an integer >= %llu\n", flag, v, (unsigned long long)lo);
+    return -1;
+  }
+  *out = x;
+  return 0;
+}
+
+static int parse_double(const char *flag, const char *v, double *out) {
+  char *end;
+  errno = 0;
+  double x = strtod(v, &end);
+  if (errno != 0 || end == v || *end != '\0' || !isfinite(x) || x < 0) {
+    fprintf(stderr, "ibrl-replay: --%s '%s' is not a finite number >= 0\n", flag, v);
+    return -1;
+  }
+  *out = x;
+  return 0;
+}
+
+/* Applies one flag; returns 0, or -1 after printing what was wrong. */
+static int apply(args *a, int id, const char *name, const char *v) {
+  rsrv_config *c = &a->cfg;
+  long l;
+  switch (id) {
+    case O_PORT: if (parse_long(name, v, 0, 65535, &l)) return -1; c->port = (int)l; return 0;
+    case O_BIND: c->bind = v; return 0;
+    case O_SHARD: if (parse_long(name, v, 0, 1 << 20, &l)) return -1; c->shard_index = (int)l; return 0;
+    case O_OBS: if (parse_long(name, v, 1, 512, &l)) return -1; c->obs_dim = (int)l; a->have_obs = 1; return 0;
+    case O_ACT: if (parse_long(name, v, 1, 128, &l)) return -1; c->act_dim = (int)l; a->have_act = 1; return 0;
+    case O_ONCAP: return parse_u64(name, v, 1, &c->online_capacity);
+    case O_DEMOCAP: return parse_u64(name, v, 1, &c->demo_capacity);
+    case O_SPI: return parse_double(name, v, &c->samples_per_insert);
+    case O_EBUF: return parse_double(name, v, &c->error_buffer);
+    case O_MINSIZE: return parse_u64(name, v, 0, &c->min_size);
+    case O_CKDIR: c->ckpt_dir = v; return 0;
+    case O_CKPER: return parse_double(name, v, &c->ckpt_period_s);
+    case O_DUR:
+      if (strcmp(v, "ckpt") == 0) c->durability = PERSIST_CKPT_ONLY;
+      else if (strcmp(v, "wal") == 0) c->durability = PERSIST_WAL;
+      else {
+        fprintf(stderr, "ibrl-replay: --durability '%s' is unknown; use ckpt or wal\n", v);
+        return -1;
+      }
+      return 0;
+    case O_TOKEN: c->token = v; return 0;
+    case O_INSECURE:
+      if (v != NULL && strcmp(v, "1") != 0 && strcmp(v, "true") != 0 && strcmp(v, "0") != 0 && strcmp(v, "false") != 0) {
+        fprintf(stderr, "ibrl-replay: IBRL_REPLAY_INSECURE '%s' must be 1/true or 0/false\n", v);
+        return -1;
+      }
+      a->insecure = v == NULL || strcmp(v, "1") == 0 || strcmp(v, "true") == 0;
+      return 0;
+    case O_CERT: c->tls_cert = v; return 0;
+    case O_KEY: c->tls_key = v; return 0;
+    case O_MAXMB: if (parse_long(name, v, 1, 2047, &l)) return -1; c->max_message_bytes = l * 1024 * 1024; return 0;
+    case O_THREADS: if (parse_long(name, v, 1, 64, &l)) return -1; c->threads = (int)l; return 0;
+    case O_MAXBATCH: if (parse_long(name, v, 1, 1 << 20, &l)) return -1; c->max_sample_batch = (uint32_t)l; return 0;
+    case O_MAXBLOCK: if (parse_long(name, v, 1, 3600000, &l)) return -1; c->max_block_ms = l; return 0;
+    case O_SEED: return parse_u64(name, v, 0, &c->seed);
+    default: return -1;
+  }
+}
+
+static int apply_env(args *a) {
+  for (const struct option *o = opts; o->name != NULL; o++) {
+    if (o->val == O_HELP) continue;
+    char key[64] = "IBRL_REPLAY_";
+    size_t k = strlen(key);
+    for (const char *p = o->name; *p && k + 1 < sizeof key; p++) key[k++] = *p == '-' ? '_' : (char)(*p & ~0x20);
+    key[k] = '\0';
+    const char *v = getenv(key);
+    if (v == NULL) continue;
+    if (apply(a, o->val, o->name, v) != 0) {
+      fprintf(stderr, "ibrl-replay: (from environment variable %s)\n", key);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  args a;
+  memset(&a, 0, sizeof a);
+  rsrv_config_default(&a.cfg);
+  log_set_role("replay", 0);
+  if (apply_env(&a) != 0) return 2;
+  int c;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    if (c == O_HELP || c == 'h') {
+      usage(stdout);
+      return 0;
+    }
+    if (c == '?') {
+      fprintf(stderr, "ibrl-replay: bad flag (see --help)\n");
+      return 2;
+    }
+    const char *name = "?";
+    for (const struct option *o = opts; o->name != NULL; o++)
+      if (o->val == c) name = o->name;
+    if (apply(&a, c, name, optarg) != 0) return 2;
+  }
+  if (optind < argc) {
+    fprintf(stderr, "ibrl-replay: unexpected argument '%s' (see --help)\n", argv[optind]);
+    return 2;
+  }
+  if (!a.have_obs || !a.have_act) {
+    fprintf(stderr, "ibrl-replay: --obs-dim and --act-dim are required HINT: the stacked observation size and "
+                    "the action chunk size k*a of the task\n");
+    return 2;
+  }
+  log_set_role("replay", a.cfg.shard_index);
+
+  /* Block the stop signals before any thread exists, so only sigtimedwait below sees them. */
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, NULL);
+
+  grpc_init();
+  rsrv *s = NULL;
+  int rc = rsrv_start(&s, &a.cfg, a.insecure);
+  if (rc != IB_OK) {
+    fprintf(stderr, "ibrl-replay: %s\n", ib_errmsg());
+    grpc_shutdown_blocking();
+    return 1;
+  }
+  printf("listening on %s:%d\n", a.cfg.bind, rsrv_port(s));
+  fflush(stdout);
+  log_info("shard %d: obs_dim %d act_dim %d online %llu demo %llu spi %g min_size %llu durability %s ckpt_dir %s "
+           "threads %d token %s", a.cfg.shard_index, a.cfg.obs_dim, a.cfg.act_dim,
+           (unsigned long long)a.cfg.online_capacity, (unsigned long long)a.cfg.demo_capacity,
+           a.cfg.samples_per_insert, (unsigned long long)a.cfg.min_size,
+           a.cfg.durability == PERSIST_WAL ? "wal" : "ckpt", a.cfg.ckpt_dir ? a.cfg.ckpt_dir : "(none)",
+           a.cfg.threads, a.cfg.token && a.cfg.token[0] ? "on" : "off");
+
+  double next_ckpt = a.cfg.ckpt_period_s > 0 && a.cfg.ckpt_dir ? ib_now_s() + a.cfg.ckpt_period_s : INFINITY;
+  for (;;) {
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    int sig = sigtimedwait(&stop, NULL, &ts);
+    if (sig == SIGTERM || sig == SIGINT) {
+      log_info("signal %d: draining and stopping", sig);
+      break;
+    }
+    if (ib_now_s() >= next_ckpt) {
+      if (rsrv_checkpoint(s, NULL) != IB_OK) log_error("periodic checkpoint failed: %s", ib_errmsg());
+      next_ckpt = ib_now_s() + a.cfg.ckpt_period_s;
+    }
+  }
+  rc = rsrv_stop(s);
+  grpc_shutdown_blocking();
+  log_info("stopped%s", rc == IB_OK ? "" : " (final checkpoint failed)");
+  return rc == IB_OK ? 0 : 1;
+}

@@ -1,0 +1,771 @@
+/* rsrv.c: the handlers of the replay shard service (see rsrv.h for the status mapping).
+ *
+ * Design. The store, the rate limiter and persistence do the data work (replay/store); this file
+ * only translates: protobuf in (wire_decode with per-item callbacks), store calls, protobuf out.
+ *   Insert   a client stream; each InsertRequest is decoded item by item into an insert slot
+ *            (RSRV_MAX_INSERT_ITEMS rows, from a pool sized to the worker count and held only
+ *            while one message is handled, so memory does not grow with the number of open
+ *            streams), then goes through the limiter (online table only) and one store_insert. Duplicates are given back to
+ *            the limiter. With a write-ahead log store_insert returns only once the batch is
+ *            durable, and the reply is sent only after the last batch: the ack means durable.
+ *   Sample   takes a sampling slot (rng + store_batch + scratch Item) from a pool sized to the
+ *            worker count, so nothing is allocated per call; waits in the limiter; samples; the
+ *            reply's items are encoded straight from the batch rows by the items callback.
+ *   Params   keeps the latest blob under a mutex + condvar; GetIfNewer long-polls on the
+ *            condvar up to min(wait_ms, the call deadline, max_block_ms).
+ * Blocking: every wait holds a worker thread, so a counter admits at most threads-1 waiters;
+ * over that, calls try once and fail RESOURCE_EXHAUSTED rather than starve the server.
+ * Shutdown: rlim_shutdown and the params `closing` flag release every waiter first, then the
+ * rpc server stops (its handlers all return), then the final checkpoint is written. */
+#include "rsrv.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ib.h"
+#include "log.h"
+#include "ratelim.h"
+#include "rng.h"
+#include "rpc_server.h"
+#include "store.h"
+#include "wire.h"
+
+/* An insert slot: the decode buffer of one InsertRequest, reused across messages and streams. */
+typedef struct insert_slot {
+  store_item *items; /* owned [RSRV_MAX_INSERT_ITEMS] */
+  float *floats;     /* owned [RSRV_MAX_INSERT_ITEMS * (2*obs_dim + act_dim)] */
+  ibrl_Item *scratch; /* owned */
+  int obs_dim, act_dim;
+  struct insert_slot *next;
+} insert_slot;
+
+/* A sampling slot: everything one Sample call needs, reused across calls. */
+typedef struct sample_slot {
+  rng r;
+  store_batch batch; /* owned */
+  ibrl_Item *item;   /* owned scratch */
+  struct sample_slot *next;
+} sample_slot;
+
+struct rsrv {
+  rsrv_config cfg;
+  char durability[8];
+  store *st;       /* owned */
+  rlim *lim;       /* owned */
+  persist *per;    /* owned; NULL without ckpt_dir */
+  rpc_server *rpc; /* owned */
+  int t_demo, t_online;
+  uint64_t checkpoints;
+  pthread_mutex_t ckpt_mu; /* one checkpoint at a time */
+
+  pthread_mutex_t mu;      /* guards the slot pool and the blocking counter */
+  sample_slot *slots_all;  /* owned array */
+  sample_slot *free_slots;
+  int nslots;
+  insert_slot *islots_all; /* owned array [nslots] */
+  insert_slot *free_islots;
+  int blocked, max_blocked;
+
+  pthread_mutex_t pmu;     /* guards the params */
+  pthread_cond_t pcv;
+  uint64_t pversion;
+  uint8_t *pblob;          /* owned */
+  size_t plen;
+  int closing;
+};
+
+void rsrv_config_default(rsrv_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->bind = "127.0.0.1";
+  cfg->online_capacity = 1000000;
+  cfg->demo_capacity = 100000;
+  cfg->durability = PERSIST_CKPT_ONLY;
+  cfg->max_message_bytes = WIRE_DEFAULT_MAX_MESSAGE_BYTES;
+  cfg->threads = 4;
+  cfg->max_sample_batch = 4096;
+  cfg->max_block_ms = 10000;
+  cfg->seed = 1;
+}
+
+/* ---- blocking budget ---- */
+
+static int block_enter(rsrv *s) {
+  pthread_mutex_lock(&s->mu);
+  int ok = s->blocked < s->max_blocked;
+  if (ok) s->blocked++;
+  pthread_mutex_unlock(&s->mu);
+  return ok;
+}
+
+static void block_leave(rsrv *s) {
+  pthread_mutex_lock(&s->mu);
+  s->blocked--;
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* The absolute ib_now_ns() deadline of a wait: the call's deadline capped by max_block_ms.
+ * *capped says whether the cap (not the client) set it. */
+static uint64_t wait_deadline(const rsrv *s, gpr_timespec call_deadline, int *capped) {
+  long ms = wire_ms_until(call_deadline);
+  *capped = ms > s->cfg.max_block_ms;
+  if (*capped) ms = s->cfg.max_block_ms;
+  return ib_now_ns() + (uint64_t)ms * 1000000ull;
+}
+
+/* Maps a limiter result to a status. */
+static void limiter_fail(rpc_reply *rep, int rc, const char *what, int capped, int could_block, long cap_ms) {
+  if (rc == IB_EUNAVAIL) {
+    rpc_reply_fail(rep, GRPC_STATUS_UNAVAILABLE, "%s: the server is shutting down HINT: retry on another "
+                   "connection after the restart", what);
+  } else if (!could_block) {
+    rpc_reply_fail(rep, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s: rate limited and every blocking slot is in use "
+                   "HINT: raise --threads or lower the number of concurrent blocked callers", what);
+  } else if (capped) {
+    rpc_reply_fail(rep, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s: rate limited for the server's cap of %ld ms "
+                   "HINT: the other side (inserts vs samples) is not keeping up; check Info and "
+                   "--samples-per-insert/--error-buffer", what, cap_ms);
+  } else {
+    rpc_reply_fail(rep, GRPC_STATUS_DEADLINE_EXCEEDED, "%s: rate limited until the call deadline "
+                   "HINT: the other side (inserts vs samples) is not keeping up; see Info", what);
+  }
+}
+
+static grpc_status_code status_of(int rc) {
+  switch (rc) {
+    case IB_EINVAL:
+    case IB_ENONFINITE:
+    case IB_ENOTFOUND:
+    case IB_EMISMATCH:
+    case IB_EPROTO: return GRPC_STATUS_INVALID_ARGUMENT;
+    case IB_EFULL: return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    case IB_EUNAVAIL: return GRPC_STATUS_FAILED_PRECONDITION;
+    case IB_ESTATE: return GRPC_STATUS_FAILED_PRECONDITION;
+    case IB_ETIMEDOUT: return GRPC_STATUS_DEADLINE_EXCEEDED;
+    case IB_EIO: return GRPC_STATUS_UNAVAILABLE;
+    default: return GRPC_STATUS_INTERNAL;
+  }
+}
+
+/* ---- Insert (client stream) ---- */
+
+/* Per-stream state: only the totals for the final reply. */
+typedef struct insert_state {
+  uint64_t received, inserted, duplicates;
+} insert_state;
+
+/* Copies one decoded Item into row i of the stream's buffer. Sizes are not checked here:
+ * the claimed counts go to store_insert, which validates them against the table spec. */
+static int insert_put(void *arg, size_t i, const ibrl_Item *it) {
+  insert_slot *st = arg;
+  size_t row = (size_t)(2 * st->obs_dim + st->act_dim);
+  float *f = st->floats + i * row;
+  store_item *d = &st->items[i];
+  memset(d, 0, sizeof *d);
+  /* Copy at most the declared dims; a longer field keeps its claimed count and is refused. */
+  uint32_t no = IB_MIN(it->obs_count, (pb_size_t)st->obs_dim);
+  uint32_t na = IB_MIN(it->action_count, (pb_size_t)st->act_dim);
+  uint32_t nn = IB_MIN(it->next_obs_count, (pb_size_t)st->obs_dim);
+  memcpy(f, it->obs, no * sizeof(float));
+  memcpy(f + st->obs_dim, it->next_obs, nn * sizeof(float));
+  memcpy(f + 2 * st->obs_dim, it->action, na * sizeof(float));
+  d->obs = f;
+  d->next_obs = f + st->obs_dim;
+  d->action = f + 2 * st->obs_dim;
+  d->obs_n = it->obs_count;
+  d->next_obs_n = it->next_obs_count;
+  d->act_n = it->action_count;
+  /* A claimed count above the copied data would make the store read past the row; such an
+   * item is refused by the size check before any read, because the count != dim. */
+  d->reward = it->reward;
+  d->discount = it->discount;
+  d->proposer = it->proposer;
+  d->actor_id = it->actor_id;
+  d->seq = it->seq;
+  d->weight_version = it->weight_version;
+  d->episode_end = it->episode_end;
+  d->episode_success = it->episode_success;
+  return 0;
+}
+
+static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_slot *slot,
+                        const grpc_byte_buffer *msg, rpc_reply *rep);
+
+static int h_insert(void *ctx, rpc_call_info *info, const grpc_byte_buffer *msg, rpc_reply *rep) {
+  rsrv *s = ctx;
+  insert_state *st = info->state;
+  if (msg == NULL) { /* end of stream: reply with the totals and free the state */
+    if (!info->cancelled && st == NULL) {
+      ibrl_InsertReply r = ibrl_InsertReply_init_zero;
+      r.durable = s->cfg.durability == PERSIST_WAL;
+      if (wire_encode(&rep->bb, ibrl_InsertReply_fields, &r) != IB_OK)
+        rpc_reply_fail(rep, GRPC_STATUS_INTERNAL, "%s", ib_errmsg());
+    } else if (!info->cancelled) {
+      ibrl_InsertReply r = ibrl_InsertReply_init_zero;
+      r.received = st->received;
+      r.inserted = st->inserted;
+      r.duplicates = st->duplicates;
+      r.durable = s->cfg.durability == PERSIST_WAL && s->per != NULL;
+      if (wire_encode(&rep->bb, ibrl_InsertReply_fields, &r) != IB_OK)
+        rpc_reply_fail(rep, GRPC_STATUS_INTERNAL, "%s", ib_errmsg());
+    }
+    free(st);
+    info->state = NULL;
+    return 0;
+  }
+  if (st == NULL) {
+    st = ib_xcalloc(1, sizeof *st);
+    info->state = st;
+  }
+  pthread_mutex_lock(&s->mu);
+  insert_slot *slot = s->free_islots;
+  if (slot != NULL) s->free_islots = slot->next;
+  pthread_mutex_unlock(&s->mu);
+  IB_CHECK(slot != NULL); /* at most `threads` handlers run at once and there are `threads` slots */
+  int stop = insert_batch(s, info, st, slot, msg, rep);
+  pthread_mutex_lock(&s->mu);
+  slot->next = s->free_islots;
+  s->free_islots = slot;
+  pthread_mutex_unlock(&s->mu);
+  return stop;
+}
+
+/* Decodes one InsertRequest into `slot` and stores it. Returns 0, or 1 with rep set. */
+static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_slot *slot,
+                        const grpc_byte_buffer *msg, rpc_reply *rep) {
+  ibrl_InsertRequest req = ibrl_InsertRequest_init_zero;
+  wire_items_sink sink = {insert_put, slot, slot->scratch, RSRV_MAX_INSERT_ITEMS, 0};
+  wire_items_set_sink(&req.items, &sink);
+  if (wire_decode(&req, ibrl_InsertRequest_fields, msg, "InsertRequest") != IB_OK) {
+    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s (at most %d items per message)", ib_errmsg(),
+                   RSRV_MAX_INSERT_ITEMS);
+    return 1;
+  }
+  const char *table = req.table[0] == '\0' ? WIRE_TABLE_ONLINE : req.table;
+  int t = store_table_find(s->st, table);
+  if (t < 0) {
+    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Insert: %s", ib_errmsg());
+    return 1;
+  }
+  size_t n = sink.n;
+  st->received += n;
+  int limited = t == s->t_online && n > 0;
+  if (limited) {
+    int could_block = block_enter(s), capped = 0;
+    uint64_t dl = could_block ? wait_deadline(s, info->deadline, &capped) : 0;
+    int rc = rlim_await_insert(s->lim, n, dl);
+    if (could_block) block_leave(s);
+    if (rc != IB_OK) {
+      limiter_fail(rep, rc, "Insert", capped, could_block, s->cfg.max_block_ms);
+      return 1;
+    }
+  }
+  store_insert_result res = {0, 0, 0};
+  int rc = store_insert(s->st, table, slot->items, n, &res);
+  if (rc != IB_OK) {
+    if (limited) rlim_undo_insert(s->lim, n);
+    rpc_reply_fail(rep, status_of(rc), "Insert into '%s': %s", table, ib_errmsg());
+    return 1;
+  }
+  if (limited && res.duplicates > 0) rlim_undo_insert(s->lim, res.duplicates);
+  st->inserted += res.stored;
+  st->duplicates += res.duplicates;
+  return 0;
+}
+
+/* ---- Sample ---- */
+
+static void sample_get(void *arg, size_t i, ibrl_Item *it) {
+  const store_batch *b = arg;
+  it->obs_count = (pb_size_t)b->obs_dim;
+  memcpy(it->obs, b->obs + i * (size_t)b->obs_dim, (size_t)b->obs_dim * sizeof(float));
+  it->next_obs_count = (pb_size_t)b->obs_dim;
+  memcpy(it->next_obs, b->next_obs + i * (size_t)b->obs_dim, (size_t)b->obs_dim * sizeof(float));
+  it->action_count = (pb_size_t)b->act_dim;
+  memcpy(it->action, b->action + i * (size_t)b->act_dim, (size_t)b->act_dim * sizeof(float));
+  it->reward = b->reward[i];
+  it->discount = b->discount[i];
+  it->proposer = b->proposer[i];
+  it->actor_id = b->actor_id[i];
+  it->seq = 0;
+  it->weight_version = b->weight_version[i];
+  it->episode_end = false;
+  it->episode_success = false;
+}
+
+static void h_sample(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
+  rsrv *s = ctx;
+  ibrl_SampleRequest req = ibrl_SampleRequest_init_zero;
+  if (wire_decode(&req, ibrl_SampleRequest_fields, req_bb, "SampleRequest") != IB_OK) {
+    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
+    return;
+  }
+  if (req.batch_size == 0 || req.batch_size > s->cfg.max_sample_batch) {
+    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Sample: batch_size %u out of range HINT: use 1..%u "
+                   "(the server's max sample batch)", req.batch_size, s->cfg.max_sample_batch);
+    return;
+  }
+  double frac = -1.0;
+  if (req.has_mix) {
+    frac = req.mix.demo_fraction;
+    if (!(frac >= 0.0 && frac <= 1.0)) {
+      rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Sample: mix.demo_fraction %g is not in [0, 1] HINT: "
+                     "leave mix unset for a size-proportional mix", frac);
+      return;
+    }
+  }
+  int could_block = block_enter(s), capped = 0;
+  uint64_t dl = could_block ? wait_deadline(s, info->deadline, &capped) : 0;
+  int rc = rlim_await_sample(s->lim, req.batch_size, dl);
+  if (could_block) block_leave(s);
+  if (rc != IB_OK) {
+    limiter_fail(rep, rc, "Sample", capped, could_block, s->cfg.max_block_ms);
+    return;
+  }
+  pthread_mutex_lock(&s->mu);
+  sample_slot *slot = s->free_slots;
+  if (slot != NULL) s->free_slots = slot->next;
+  pthread_mutex_unlock(&s->mu);
+  if (slot == NULL) { /* more concurrent samplers than workers cannot happen; be safe anyway */
+    rlim_undo_sample(s->lim, req.batch_size);
+    rpc_reply_fail(rep, GRPC_STATUS_RESOURCE_EXHAUSTED, "Sample: no sampling slot free HINT: retry");
+    return;
+  }
+  rc = store_sample(s->st, &slot->r, req.batch_size, frac, &slot->batch);
+  if (rc != IB_OK) {
+    rlim_undo_sample(s->lim, req.batch_size);
+    if (rc == IB_EUNAVAIL)
+      rpc_reply_fail(rep, GRPC_STATUS_FAILED_PRECONDITION, "Sample: %s HINT: insert items (or load demos) "
+                     "first", ib_errmsg());
+    else
+      rpc_reply_fail(rep, status_of(rc), "Sample: %s", ib_errmsg());
+  } else {
+    ibrl_SampleReply r = ibrl_SampleReply_init_zero;
+    wire_items_src src = {slot->batch.n, sample_get, &slot->batch, slot->item};
+    wire_items_set_src(&r.items, &src);
+    r.n_demo = slot->batch.n_demo;
+    r.n_online = slot->batch.n_online;
+    r.demo_size = slot->batch.demo_size;
+    r.online_size = slot->batch.online_size;
+    if (wire_encode(&rep->bb, ibrl_SampleReply_fields, &r) != IB_OK)
+      rpc_reply_fail(rep, GRPC_STATUS_INTERNAL, "Sample: %s", ib_errmsg());
+  }
+  pthread_mutex_lock(&s->mu);
+  slot->next = s->free_slots;
+  s->free_slots = slot;
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- Info, RateLimit, Checkpoint ---- */
+
+static void limiter_info(rsrv *s, ibrl_RateLimitInfo *o) {
+  rlim_info li;
+  rlim_info_get(s->lim, &li);
+  o->paused = li.cfg.paused;
+  o->samples_per_insert = li.cfg.samples_per_insert;
+  o->error_buffer = li.cfg.error_buffer;
+  o->min_size = li.cfg.min_size_to_sample;
+  o->inserts = li.inserts;
+  o->samples = li.samples;
+  o->insert_blocked_s = (double)li.insert_blocked_ns * 1e-9;
+  o->sample_blocked_s = (double)li.sample_blocked_ns * 1e-9;
+  o->insert_timeouts = li.insert_timeouts;
+  o->sample_timeouts = li.sample_timeouts;
+}
+
+static int actor_cmp(const void *a, const void *b) {
+  uint32_t x = ((const store_actor_info *)a)->actor_id, y = ((const store_actor_info *)b)->actor_id;
+  return (x > y) - (x < y);
+}
+
+static void h_info(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
+  (void)info;
+  rsrv *s = ctx;
+  ibrl_InfoRequest req = ibrl_InfoRequest_init_zero;
+  if (wire_decode(&req, ibrl_InfoRequest_fields, req_bb, "InfoRequest") != IB_OK) {
+    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
+    return;
+  }
+  ibrl_InfoReply *r = ib_xcalloc(1, sizeof *r);
+  r->shard_index = (uint32_t)s->cfg.shard_index;
+  r->obs_dim = (uint32_t)s->cfg.obs_dim;
+  r->act_dim = (uint32_t)s->cfg.act_dim;
+  int nt = store_table_count(s->st);
+  for (int t = 0; t < nt && t < (int)IB_ARRAY_LEN(r->tables); t++) {
+    store_table_info ti;
+    store_table_info_get(s->st, t, &ti);
+    ibrl_TableInfo *o = &r->tables[r->tables_count++];
+    snprintf(o->name, sizeof o->name, "%s", ti.spec.name);
+    o->kind = (uint32_t)ti.spec.kind;
+    o->size = ti.size;
+    o->capacity = ti.spec.capacity;
+    o->inserted = ti.total_inserts;
+    o->sampled = ti.total_samples;
+    o->duplicates = ti.duplicates;
+  }
+  r->has_limiter = true;
+  limiter_info(s, &r->limiter);
+  enum { MAXA = (int)(sizeof r->actors / sizeof r->actors[0]) };
+  store_actor_info *ai = ib_xcalloc(4096, sizeof *ai);
+  uint32_t na = store_actors_get(s->st, s->t_online, ai, 4096);
+  if (na > 4096) na = 4096;
+  qsort(ai, na, sizeof *ai, actor_cmp);
+  for (uint32_t i = 0; i < na && i < MAXA; i++) {
+    ibrl_ActorInfo *o = &r->actors[r->actors_count++];
+    o->actor_id = ai[i].actor_id;
+    o->last_seq = ai[i].highest_seq;
+    o->episodes = ai[i].recent_episodes;
+    o->successes = ai[i].recent_successes;
+    o->weight_version = ai[i].last_weight_version;
+  }
+  free(ai);
+  pthread_mutex_lock(&s->pmu);
+  r->params_version = s->pversion;
+  pthread_mutex_unlock(&s->pmu);
+  pthread_mutex_lock(&s->ckpt_mu);
+  r->checkpoints = s->checkpoints;
+  pthread_mutex_unlock(&s->ckpt_mu);
+  snprintf(r->durability, sizeof r->durability, "%s", s->durability);
+  if (wire_encode(&rep->bb, ibrl_InfoReply_fields, r) != IB_OK)
+    rpc_reply_fail(rep, GRPC_STATUS_INTERNAL, "Info: %s", ib_errmsg());
+  free(r);
+}
+
+static void h_ratelimit(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
+  (void)info;
+  rsrv *s = ctx;
+  ibrl_RateLimitRequest req = ibrl_RateLimitRequest_init_zero;
+  if (wire_decode(&req, ibrl_RateLimitRequest_fields, req_bb, "RateLimitRequest") != IB_OK) {
+    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
+    return;
+  }
+  switch (req.op) {
+    case ibrl_RateLimitRequest_Op_GET: break;
+    case ibrl_RateLimitRequest_Op_PAUSE: rlim_pause(s->lim, true); log_info("rate limiter paused"); break;
+    case ibrl_RateLimitRequest_Op_RESUME: rlim_pause(s->lim, false); log_info("rate limiter resumed"); break;
+    case ibrl_RateLimitRequest_Op_SET: {
+      rlim_info li;
+      rlim_info_get(s->lim, &li);
+      rlim_config c = li.cfg;
+      c.samples_per_insert = req.samples_per_insert;
+      c.error_buffer = req.error_buffer;
+      c.min_size_to_sample = req.min_size;
+      if (rlim_config_set(s->lim, &c) != IB_OK) {
+        rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "RateLimit SET: %s", ib_errmsg());
+        return;
+      }
+      log_info("rate limiter set: spi %g error_buffer %g min_size %llu", c.samples_per_insert, c.error_buffer,
+               (unsigned long long)c.min_size_to_sample);
+      break;
+    }
+    default:
+      rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "RateLimit: unknown op %d HINT: GET, PAUSE, RESUME or SET",
+                     (int)req.op);
+      return;
+  }
+  ibrl_RateLimitReply r = ibrl_RateLimitReply_init_zero;
+  r.has_limiter = true;
+  limiter_info(s, &r.limiter);
+  if (wire_encode(&rep->bb, ibrl_RateLimitReply_fields, &r) != IB_OK)
+    rpc_reply_fail(rep, GRPC_STATUS_INTERNAL, "RateLimit: %s", ib_errmsg());
+}
+
+int rsrv_checkpoint(rsrv *s, persist_ckpt_info *info) {
+  IB_CHECK(s != NULL);
+  if (s->per == NULL)
+    return ib_fail(IB_ESTATE, "no checkpoint directory HINT: start ibrl-replay with --ckpt-dir DIR");
+  persist_ckpt_info ci;
+  pthread_mutex_lock(&s->ckpt_mu);
+  int rc = persist_checkpoint(s->per, &ci);
+  if (rc == IB_OK) s->checkpoints++;
+  pthread_mutex_unlock(&s->ckpt_mu);
+  if (rc != IB_OK) return rc;
+  log_info("checkpoint %llu: %llu items, %.1f MB in %.3f s to %s", (unsigned long long)ci.epoch,
+           (unsigned long long)ci.items, (double)ci.bytes / 1e6, ci.seconds, s->cfg.ckpt_dir);
+  if (info != NULL) *info = ci;
+  return IB_OK;
+}
+
+static void h_checkpoint(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
+  (void)info;
+  rsrv *s = ctx;
+  ibrl_CheckpointRequest req = ibrl_CheckpointRequest_init_zero;
+  if (wire_decode(&req, ibrl_CheckpointRequest_fields, req_bb, "CheckpointRequest") != IB_OK) {
+    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
+    return;
+  }
+  persist_ckpt_info ci;
+  int rc = rsrv_checkpoint(s, &ci);
+  if (rc != IB_OK) {
+    rpc_reply_fail(rep, status_of(rc), "Checkpoint: %s", ib_errmsg());
+    return;
+  }
+  ibrl_CheckpointReply r = ibrl_CheckpointReply_init_zero;
+  snprintf(r.path, sizeof r.path, "%s", s->cfg.ckpt_dir);
+  r.items = ci.items;
+  r.seconds = ci.seconds;
+  if (wire_encode(&rep->bb, ibrl_CheckpointReply_fields, &r) != IB_OK)
+    rpc_reply_fail(rep, GRPC_STATUS_INTERNAL, "Checkpoint: %s", ib_errmsg());
+}
+
+/* ---- Params ---- */
+
+static void h_publish(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
+  (void)info;
+  rsrv *s = ctx;
+  ibrl_PublishRequest req = ibrl_PublishRequest_init_zero;
+  wire_blob_sink sink = {NULL, 0, 0, (size_t)s->cfg.max_message_bytes};
+  wire_blob_set_sink(&req.blob, &sink);
+  if (wire_decode(&req, ibrl_PublishRequest_fields, req_bb, "PublishRequest") != IB_OK) {
+    free(sink.data);
+    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
+    return;
+  }
+  pthread_mutex_lock(&s->pmu);
+  if (req.version <= s->pversion) {
+    uint64_t have = s->pversion;
+    pthread_mutex_unlock(&s->pmu);
+    free(sink.data);
+    rpc_reply_fail(rep, GRPC_STATUS_FAILED_PRECONDITION, "Publish: version %llu is not newer than the stored "
+                   "version %llu HINT: versions must increase (a restarted learner continues its count)",
+                   (unsigned long long)req.version, (unsigned long long)have);
+    return;
+  }
+  free(s->pblob);
+  s->pblob = sink.data; /* takes the decoded buffer */
+  s->plen = sink.len;
+  s->pversion = req.version;
+  pthread_cond_broadcast(&s->pcv);
+  pthread_mutex_unlock(&s->pmu);
+  ibrl_PublishReply r = ibrl_PublishReply_init_zero;
+  r.version = req.version;
+  if (wire_encode(&rep->bb, ibrl_PublishReply_fields, &r) != IB_OK)
+    rpc_reply_fail(rep, GRPC_STATUS_INTERNAL, "Publish: %s", ib_errmsg());
+}
+
+static void h_getifnewer(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
+  rsrv *s = ctx;
+  ibrl_GetIfNewerRequest req = ibrl_GetIfNewerRequest_init_zero;
+  if (wire_decode(&req, ibrl_GetIfNewerRequest_fields, req_bb, "GetIfNewerRequest") != IB_OK) {
+    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
+    return;
+  }
+  int could_block = req.wait_ms > 0 && block_enter(s), capped = 0;
+  pthread_mutex_lock(&s->pmu);
+  if (could_block && s->pversion <= req.version) {
+    uint64_t dl = wait_deadline(s, info->deadline, &capped);
+    uint64_t want = ib_now_ns() + (uint64_t)req.wait_ms * 1000000ull;
+    if (want < dl) dl = want;
+    /* The condvar uses CLOCK_REALTIME by default; wait in short slices against the monotonic
+     * deadline so a wall-clock jump cannot stretch the wait. */
+    while (s->pversion <= req.version && !s->closing) {
+      uint64_t now = ib_now_ns();
+      if (now >= dl) break;
+      uint64_t step = IB_MIN(dl - now, 50000000ull);
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_nsec += (long)step;
+      ts.tv_sec += ts.tv_nsec / 1000000000L;
+      ts.tv_nsec %= 1000000000L;
+      pthread_cond_timedwait(&s->pcv, &s->pmu, &ts);
+    }
+  }
+  ibrl_GetIfNewerReply r = ibrl_GetIfNewerReply_init_zero;
+  r.version = s->pversion;
+  r.newer = s->pversion > req.version;
+  wire_blob_src src = {s->pblob, s->plen};
+  if (r.newer) wire_blob_set_src(&r.blob, &src);
+  int rc = wire_encode(&rep->bb, ibrl_GetIfNewerReply_fields, &r); /* copies the blob under the lock */
+  int closing = s->closing;
+  pthread_mutex_unlock(&s->pmu);
+  if (could_block) block_leave(s);
+  if (rc != IB_OK) rpc_reply_fail(rep, GRPC_STATUS_INTERNAL, "GetIfNewer: %s", ib_errmsg());
+  else if (closing && !r.newer)
+    rpc_reply_fail(rep, GRPC_STATUS_UNAVAILABLE, "GetIfNewer: the server is shutting down HINT: retry later");
+}
+
+/* ---- lifecycle ---- */
+
+static int is_loopback(const char *host) {
+  return strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 || strcmp(host, "[::1]") == 0 ||
+         strncmp(host, "127.", 4) == 0;
+}
+
+static int check_config(const rsrv_config *c, int insecure) {
+  if (c->obs_dim <= 0 || c->obs_dim > (int)IB_ARRAY_LEN(((ibrl_Item *)0)->obs))
+    return ib_fail(IB_EINVAL, "obs-dim %d out of range HINT: use 1..%d (proto/ibrl.options Item.obs)", c->obs_dim,
+                   (int)IB_ARRAY_LEN(((ibrl_Item *)0)->obs));
+  if (c->act_dim <= 0 || c->act_dim > (int)IB_ARRAY_LEN(((ibrl_Item *)0)->action))
+    return ib_fail(IB_EINVAL, "act-dim %d out of range HINT: use 1..%d (proto/ibrl.options Item.action)", c->act_dim,
+                   (int)IB_ARRAY_LEN(((ibrl_Item *)0)->action));
+  if (c->online_capacity == 0 || c->demo_capacity == 0)
+    return ib_fail(IB_EINVAL, "capacities must be positive (online %llu, demo %llu)",
+                   (unsigned long long)c->online_capacity, (unsigned long long)c->demo_capacity);
+  if (!(c->samples_per_insert >= 0) || !isfinite(c->samples_per_insert))
+    return ib_fail(IB_EINVAL, "samples-per-insert %g must be finite and >= 0 HINT: 0 disables the ratio",
+                   c->samples_per_insert);
+  if (!(c->error_buffer >= 0))
+    return ib_fail(IB_EINVAL, "error-buffer %g must be >= 0 HINT: 0 picks max(1, spi) * 1000", c->error_buffer);
+  if (c->durability == PERSIST_WAL && c->ckpt_dir == NULL)
+    return ib_fail(IB_EINVAL, "--durability wal needs --ckpt-dir HINT: give a directory for the log and checkpoints");
+  if (c->ckpt_period_s < 0) return ib_fail(IB_EINVAL, "ckpt-period %g must be >= 0", c->ckpt_period_s);
+  if (c->threads < 1 || c->threads > 64) return ib_fail(IB_EINVAL, "threads %d out of range HINT: 1..64", c->threads);
+  if (c->max_message_bytes < 4096)
+    return ib_fail(IB_EINVAL, "max message size %ld bytes too small HINT: --max-message-mb >= 1", c->max_message_bytes);
+  if (c->max_sample_batch == 0) return ib_fail(IB_EINVAL, "max sample batch must be positive");
+  if ((c->tls_cert == NULL) != (c->tls_key == NULL))
+    return ib_fail(IB_EINVAL, "--tls-cert and --tls-key go together HINT: give both PEM files or neither");
+  int has_token = c->token != NULL && c->token[0] != '\0';
+  if (!is_loopback(c->bind) && !has_token && !insecure)
+    return ib_fail(IB_EINVAL, "refusing to listen on non-loopback address '%s' without a token HINT: set "
+                   "--token (or IBRL_REPLAY_TOKEN), or pass --insecure on a trusted network", c->bind);
+  return IB_OK;
+}
+
+int rsrv_port(const rsrv *s) { return rpc_server_port(s->rpc); }
+
+static void rsrv_free(rsrv *s) {
+  rpc_server_destroy(s->rpc);
+  persist_close(s->per);
+  rlim_destroy(s->lim);
+  store_destroy(s->st);
+  for (int i = 0; i < s->nslots; i++) {
+    store_batch_free(&s->slots_all[i].batch);
+    free(s->slots_all[i].item);
+    free(s->islots_all[i].items);
+    free(s->islots_all[i].floats);
+    free(s->islots_all[i].scratch);
+  }
+  free(s->slots_all);
+  free(s->islots_all);
+  free(s->pblob);
+  pthread_mutex_destroy(&s->mu);
+  pthread_mutex_destroy(&s->pmu);
+  pthread_mutex_destroy(&s->ckpt_mu);
+  pthread_cond_destroy(&s->pcv);
+  free(s);
+}
+
+int rsrv_start(rsrv **out, const rsrv_config *cfg, int insecure) {
+  IB_CHECK(out != NULL && cfg != NULL);
+  *out = NULL;
+  int rc = check_config(cfg, insecure);
+  if (rc != IB_OK) return rc;
+  rsrv *s = ib_xcalloc(1, sizeof *s);
+  s->cfg = *cfg;
+  snprintf(s->durability, sizeof s->durability, "%s", cfg->durability == PERSIST_WAL ? "wal" : "ckpt");
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_mutex_init(&s->pmu, NULL);
+  pthread_mutex_init(&s->ckpt_mu, NULL);
+  pthread_cond_init(&s->pcv, NULL);
+
+  store_spec specs[2];
+  store_specs_default(specs, cfg->obs_dim, cfg->act_dim, cfg->demo_capacity, cfg->online_capacity);
+  store_config sc = {0, RSRV_MAX_INSERT_ITEMS, 0};
+  rc = store_create(&s->st, specs, 2, &sc);
+  if (rc != IB_OK) goto fail;
+  s->t_demo = store_table_of_kind(s->st, STORE_DEMO);
+  s->t_online = store_table_of_kind(s->st, STORE_ONLINE);
+
+  rlim_config lc;
+  lc.samples_per_insert = cfg->samples_per_insert > 0 ? cfg->samples_per_insert : 1.0;
+  lc.error_buffer = cfg->samples_per_insert > 0
+                        ? (cfg->error_buffer > 0 ? cfg->error_buffer : IB_MAX(1.0, cfg->samples_per_insert) * 1000.0)
+                        : INFINITY; /* no ratio: only the min-size gate */
+  lc.min_size_to_sample = cfg->min_size;
+  lc.paused = false;
+  rc = rlim_create(&s->lim, &lc);
+  if (rc != IB_OK) goto fail;
+
+  if (cfg->ckpt_dir != NULL) {
+    persist_restore_info ri;
+    rc = persist_open(&s->per, s->st, cfg->ckpt_dir, cfg->durability, &ri);
+    if (rc != IB_OK) goto fail;
+    if (ri.ckpt_found || ri.wal_found)
+      log_info("restored from %s: checkpoint %s (epoch %llu, %llu items), log %s (%llu records, %llu items, "
+               "%llu torn bytes dropped)", cfg->ckpt_dir, ri.ckpt_found ? "yes" : "no",
+               (unsigned long long)ri.ckpt_epoch, (unsigned long long)ri.ckpt_items,
+               ri.wal_found ? (ri.wal_stale ? "stale" : "yes") : "no", (unsigned long long)ri.wal_records,
+               (unsigned long long)ri.wal_items, (unsigned long long)ri.wal_torn_bytes);
+    /* Re-seed the limiter from the restored counters (checkpoints do not hold it). */
+    store_table_info to, td;
+    store_table_info_get(s->st, s->t_online, &to);
+    store_table_info_get(s->st, s->t_demo, &td);
+    rlim_counts_set(s->lim, to.total_inserts, to.total_samples + td.total_samples);
+  }
+
+  s->nslots = cfg->threads;
+  s->slots_all = ib_xcalloc((size_t)s->nslots, sizeof *s->slots_all);
+  s->islots_all = ib_xcalloc((size_t)s->nslots, sizeof *s->islots_all);
+  size_t row = (size_t)(2 * cfg->obs_dim + cfg->act_dim);
+  for (int i = 0; i < s->nslots; i++) {
+    insert_slot *is = &s->islots_all[i];
+    is->obs_dim = cfg->obs_dim;
+    is->act_dim = cfg->act_dim;
+    is->items = ib_xcalloc(RSRV_MAX_INSERT_ITEMS, sizeof *is->items);
+    is->floats = ib_xmalloc((size_t)RSRV_MAX_INSERT_ITEMS * row * sizeof(float));
+    is->scratch = ib_xmalloc(sizeof *is->scratch);
+    is->next = s->free_islots;
+    s->free_islots = is;
+  }
+  for (int i = 0; i < s->nslots; i++) {
+    sample_slot *sl = &s->slots_all[i];
+    rng_seed(&sl->r, cfg->seed, "replay", (int64_t)cfg->shard_index * 1024 + i, "sample");
+    store_batch_init(&sl->batch, cfg->max_sample_batch, cfg->obs_dim, cfg->act_dim);
+    sl->item = ib_xmalloc(sizeof *sl->item);
+    sl->next = s->free_slots;
+    s->free_slots = sl;
+  }
+  s->max_blocked = cfg->threads - 1;
+
+  rpc_method methods[] = {
+      {WIRE_PATH_INSERT, RPC_CLIENT_STREAM, NULL, h_insert, s},
+      {WIRE_PATH_SAMPLE, RPC_UNARY, h_sample, NULL, s},
+      {WIRE_PATH_INFO, RPC_UNARY, h_info, NULL, s},
+      {WIRE_PATH_CHECKPOINT, RPC_UNARY, h_checkpoint, NULL, s},
+      {WIRE_PATH_RATELIMIT, RPC_UNARY, h_ratelimit, NULL, s},
+      {WIRE_PATH_PUBLISH, RPC_UNARY, h_publish, NULL, s},
+      {WIRE_PATH_GETIFNEWER, RPC_UNARY, h_getifnewer, NULL, s},
+  };
+  rpc_server_opts ro = {cfg->bind, cfg->port, cfg->threads, cfg->max_message_bytes, cfg->token, cfg->tls_cert,
+                        cfg->tls_key};
+  rc = rpc_server_create(&s->rpc, &ro, methods, IB_ARRAY_LEN(methods));
+  if (rc != IB_OK) goto fail;
+  rpc_server_health_set(s->rpc, "", 1);
+  rpc_server_health_set(s->rpc, "liveness", 1);
+  rpc_server_health_set(s->rpc, "ibrl.Replay", 1);
+  rpc_server_health_set(s->rpc, "ibrl.Params", 1);
+  *out = s;
+  return IB_OK;
+fail:
+  {
+    /* Keep the failing call's message across the cleanup. */
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", ib_errmsg());
+    rsrv_free(s);
+    return ib_fail(rc, "%s", msg);
+  }
+}
+
+int rsrv_stop(rsrv *s) {
+  if (s == NULL) return IB_OK;
+  rpc_server_health_set(s->rpc, "", 2);
+  rpc_server_health_set(s->rpc, "ibrl.Replay", 2);
+  rpc_server_health_set(s->rpc, "ibrl.Params", 2);
+  rlim_shutdown(s->lim); /* releases blocked inserts and samples */
+  pthread_mutex_lock(&s->pmu);
+  s->closing = 1; /* releases GetIfNewer long polls */
+  pthread_cond_broadcast(&s->pcv);
+  pthread_mutex_unlock(&s->pmu);
+  rpc_server_stop(s->rpc);
+  int rc = IB_OK;
+  if (s->per != NULL) {
+    rc = rsrv_checkpoint(s, NULL);
+    if (rc != IB_OK) log_error("final checkpoint failed: %s", ib_errmsg());
+  }
+  rsrv_free(s);
+  return rc;
+}

@@ -1,0 +1,73 @@
+/* rsrv.h: the replay shard service: one process = one shard = a store (demo + online table),
+ * its rate limiter, its persistence and the latest published weights, served over gRPC as
+ * ibrl.Replay, ibrl.Params and grpc.health.v1.Health (proto/ibrl.proto). ibrl-replay's main()
+ * parses flags into an rsrv_config and runs rsrv_start / rsrv_stop; tests may do the same
+ * in-process.
+ *
+ * Status mapping (what clients see): malformed protobuf, wrong sizes, NaN/Inf, unknown tables,
+ * bad batch sizes or fractions -> INVALID_ARGUMENT; a rate-limited call that waited until its
+ * own deadline -> DEADLINE_EXCEEDED, until the server's cap (max_block_ms) or with every blocking
+ * slot taken -> RESOURCE_EXHAUSTED; a full demo table or actor registry -> RESOURCE_EXHAUSTED;
+ * sampling two empty tables, a checkpoint without a directory, a stale weight version ->
+ * FAILED_PRECONDITION; a failing disk -> UNAVAILABLE; shutdown -> UNAVAILABLE; a missing or wrong
+ * token -> UNAUTHENTICATED; unknown methods -> UNIMPLEMENTED. Every message names the thing
+ * and gives a HINT.
+ *
+ * Threads: rsrv_start/rsrv_checkpoint/rsrv_stop are called by one controlling thread; the
+ * handlers run on the server's worker threads. A blocked call (rate limiter, GetIfNewer long
+ * poll) holds a worker, so at most threads-1 calls may block at once; further ones do not wait. */
+#ifndef IB_RSRV_H
+#define IB_RSRV_H
+
+#include <stdint.h>
+
+#include "persist.h"
+
+#define RSRV_MAX_INSERT_ITEMS 1024 /* items per InsertRequest message */
+
+typedef struct rsrv_config {
+  const char *bind;          /* listen host (default "127.0.0.1") */
+  int port;                  /* 0 = any free port */
+  int shard_index;
+  int obs_dim, act_dim;      /* > 0, <= the proto bounds (512, 128) */
+  uint64_t online_capacity, demo_capacity;
+  double samples_per_insert; /* 0 = no ratio (only the min_size gate) */
+  double error_buffer;       /* 0 = max(1, spi) * 1000 */
+  uint64_t min_size;         /* online items before sampling may start */
+  const char *ckpt_dir;      /* NULL = no persistence */
+  double ckpt_period_s;      /* 0 = only on request and at shutdown (driven by the caller) */
+  persist_mode durability;   /* PERSIST_CKPT_ONLY or PERSIST_WAL (needs ckpt_dir) */
+  const char *token;         /* NULL = no token */
+  const char *tls_cert, *tls_key;
+  long max_message_bytes;
+  int threads;               /* worker threads, >= 1 */
+  uint32_t max_sample_batch; /* largest Sample batch_size (default 4096) */
+  long max_block_ms;         /* cap on any blocking wait (default 10000) */
+  uint64_t seed;             /* sampling rng seed */
+} rsrv_config;
+
+/* Fills the defaults above (bind 127.0.0.1, port 0, obs/act dims unset = 0, capacities 1e6 online /
+ * 1e5 demo, 4 threads, 16 MiB messages, ckpt durability). */
+void rsrv_config_default(rsrv_config *cfg);
+
+typedef struct rsrv rsrv;
+
+/* Validates cfg, creates the store and limiter, restores from cfg->ckpt_dir (checkpoint + log),
+ * then starts listening (health "" = SERVING once started). Requires grpc_init(). On success
+ * *out owns the running service. Errors: IB_EINVAL (a bad setting, named, with a HINT; also a
+ * non-loopback bind without a token unless `insecure`), the persist_open errors, the
+ * rpc_server_create errors. */
+int rsrv_start(rsrv **out, const rsrv_config *cfg, int insecure);
+
+/* The bound port. */
+int rsrv_port(const rsrv *s);
+
+/* Writes a checkpoint now (as the Checkpoint RPC does). IB_ESTATE without a ckpt_dir. */
+int rsrv_checkpoint(rsrv *s, persist_ckpt_info *info);
+
+/* Drains and stops: health NOT_SERVING, blocked calls released (UNAVAILABLE), the gRPC server
+ * shut down in order, a final checkpoint if ckpt_dir is set, everything freed. Returns the status
+ * of the final checkpoint (IB_OK without one). Accepts NULL. */
+int rsrv_stop(rsrv *s);
+
+#endif /* IB_RSRV_H */

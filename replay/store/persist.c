@@ -1,0 +1,1190 @@
+/* persist.c: checkpoints and the write-ahead log of a replay store (file formats and the crash
+ * rules are in persist.h; this is how they are kept).
+ *
+ * Checkpoint file (native little-endian, checked through an endian word):
+ *   file header   magic "IBRLCKPT", u32 version, u32 endian 0x01020304, u32 ntables, u32 0,
+ *                 u64 epoch
+ *   table headers ntables x { spec, stride, head, size, counters, nactors }
+ *   table bodies  ntables x { actor entries, records [size x stride] floats, proposer[size],
+ *                 flags[size], actor_id[size], seq[size], wv[size] }
+ *   footer        u32 CRC-32 of every byte before it, magic "IBRLDONE"
+ * Restore first streams the file once to check the CRC and the footer, and only then parses, so
+ * a damaged file never half-fills the store.
+ *
+ * Checkpoints do not stop the store. persist_checkpoint takes every table's write lock only for
+ * the cut: it makes the current log durable, starts the log of the next epoch, and fork()s. The
+ * child process owns a copy-on-write image of the store at the cut and writes the file with plain
+ * write() calls from a buffer allocated before the fork (no malloc, no locks, no stdio in the
+ * child), then reports through a pipe and _exit()s. The parent releases the locks at once, so
+ * inserts and samples continue while the child writes; only pages the parent modifies meanwhile
+ * are copied by the kernel. If fork() fails (e.g. strict overcommit), the same writer runs in the
+ * calling thread with the locks held, as Reverb does.
+ *
+ * Log files store.wal.<epoch, 16 hex digits>: header { magic "IBRLWAL1", u32 version, u32 endian,
+ * u64 epoch, u32 ntables, u32 obs_dim, u32 act_dim, u32 CRC of the header before it }, then
+ * records { u32 payload length, u32 CRC of the payload, payload = u32 table, u32 n, n fixed-size
+ * items }. Log k holds the batches stored after cut k. A record is built in a preallocated buffer
+ * and written with one write() under the log mutex (the store calls the append hook with the
+ * table's write lock held, so log order = memory order per table). Durability is group commit:
+ * positions are logical byte counts that only grow (they survive log switches); a syncer whose
+ * ticket is not yet durable either runs fdatasync for everything written so far or waits for the
+ * one running. A failed write or fsync marks the log broken: later inserts fail with IB_EIO until
+ * a checkpoint starts a fresh log, because records after a hole could not be replayed.
+ *
+ * Restore: checkpoint k (or none: k = 0), then logs k, k+1, ... in order (more than one exists
+ * only if a checkpoint failed after its cut). Logs older than k are already in the checkpoint and
+ * are deleted; a gap in the chain, or a first log newer than the checkpoint, means data is missing
+ * and is refused. */
+#include "persist.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ib.h"
+#include "log.h"
+#include "store_impl.h"
+
+#define CKPT_MAGIC "IBRLCKPT"
+#define CKPT_END "IBRLDONE"
+#define WAL_MAGIC "IBRLWAL1"
+#define FMT_VERSION 1u
+#define ENDIAN_WORD 0x01020304u
+#define PATH_MAX_LEN 1024
+#define WBUF_BYTES (1u << 20) /* checkpoint write buffer, allocated before any fork */
+#define MAX_LOGS 64           /* log files one restore accepts (one per failed checkpoint) */
+
+struct persist {
+  store *s;
+  persist_mode mode;
+  char dir[PATH_MAX_LEN];
+  char ckpt_path[PATH_MAX_LEN + 16];
+  char ckpt_tmp[PATH_MAX_LEN + 32];
+  char wal_path[PATH_MAX_LEN + 32]; /* the current log (PERSIST_WAL) */
+  uint64_t epoch;                   /* epoch of the current log: the next checkpoint is epoch + 1 */
+  pthread_mutex_t ckpt_mu;          /* one checkpoint at a time */
+  uint8_t *wbuf;                    /* [WBUF_BYTES] owned: the checkpoint writer's buffer */
+  /* Log state, under mu. */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int fd;           /* the log, or -1 */
+  bool broken;      /* a write or sync failed; inserts fail until a checkpoint */
+  bool syncing;     /* an fdatasync is running outside the mutex */
+  uint64_t written; /* logical bytes appended (grows across log switches) */
+  uint64_t synced;  /* logical bytes known durable */
+  uint64_t lost;    /* tickets <= lost and > synced can never become durable (IB_EIO) */
+  uint8_t *buf;     /* record buffer for max_insert_batch items */
+  size_t buf_cap;
+};
+
+/* ---- small I/O helpers ---- */
+
+static int io_fail(const char *what, const char *path) {
+  return ib_fail(IB_EIO,
+                 "%s '%s' failed: %s (HINT: check that the directory exists, is writable "
+                 "and the disk is not full)",
+                 what, path, strerror(errno));
+}
+
+static int write_all(int fd, const void *p, size_t n) {
+  const uint8_t *b = p;
+  while (n > 0) {
+    ssize_t k = write(fd, b, n);
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    b += k;
+    n -= (size_t)k;
+  }
+  return 0;
+}
+
+static int fsync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return io_fail("open directory", dir);
+  int rc = fsync(fd);
+  int e = errno;
+  close(fd);
+  errno = e;
+  return rc == 0 ? IB_OK : io_fail("fsync directory", dir);
+}
+
+/* Item bytes in a log record for table tb. */
+static size_t item_bytes(const store_spec *sp) {
+  return (size_t)(2 * sp->obs_dim + sp->act_dim + 2) * sizeof(float) + 4 + 4 + 8 + 8 + 8;
+}
+
+/* A buffered writer on a file descriptor that keeps a running CRC. It only uses write(), memcpy
+ * and ib_crc32 on a buffer allocated beforehand, so it is safe in a forked child of a
+ * multithreaded process. `err` keeps the first errno. */
+typedef struct wr {
+  int fd;
+  uint8_t *buf;
+  size_t len;
+  uint32_t crc;
+  uint64_t bytes;
+  int err;
+} wr;
+
+static void wr_flush(wr *w) {
+  if (!w->err && w->len > 0 && write_all(w->fd, w->buf, w->len) != 0) w->err = errno ? errno : EIO;
+  w->len = 0;
+}
+
+static void wr_put(wr *w, const void *p, size_t n) {
+  if (w->err || n == 0) return;
+  w->crc = ib_crc32(w->crc, p, n);
+  w->bytes += n;
+  if (n >= WBUF_BYTES) { /* large arrays go straight to the file */
+    wr_flush(w);
+    if (!w->err && write_all(w->fd, p, n) != 0) w->err = errno ? errno : EIO;
+    return;
+  }
+  const uint8_t *b = p;
+  while (n > 0) {
+    size_t k = IB_MIN(n, (size_t)WBUF_BYTES - w->len);
+    memcpy(w->buf + w->len, b, k);
+    w->len += k;
+    b += k;
+    n -= k;
+    if (w->len == WBUF_BYTES) wr_flush(w);
+  }
+}
+static void wr_u32(wr *w, uint32_t v) { wr_put(w, &v, 4); }
+static void wr_u64(wr *w, uint64_t v) { wr_put(w, &v, 8); }
+
+/* A reader over a whole file in memory would double the footprint of a large store; this one
+ * reads through stdio and reports short reads as a format error. */
+typedef struct rd {
+  FILE *f;
+  const char *path;
+  int err; /* 0 or an IB_E* already recorded with ib_fail */
+} rd;
+
+static void rd_get(rd *r, void *p, size_t n, const char *what) {
+  if (r->err || n == 0) return;
+  if (fread(p, 1, n, r->f) != n)
+    r->err = ib_fail(IB_EPROTO,
+                     "checkpoint '%s' ends early while reading %s (HINT: the file is "
+                     "truncated; restore an older copy or start empty)",
+                     r->path, what);
+}
+static uint32_t rd_u32(rd *r, const char *what) {
+  uint32_t v = 0;
+  rd_get(r, &v, 4, what);
+  return v;
+}
+static uint64_t rd_u64(rd *r, const char *what) {
+  uint64_t v = 0;
+  rd_get(r, &v, 8, what);
+  return v;
+}
+
+/* ---- checkpoint: table header ---- */
+
+typedef struct thdr {
+  store_spec spec;
+  uint32_t stride;
+  uint64_t head, size, total_inserts, total_evicted, duplicates, rejected, episodes, successes;
+  uint64_t wv_min, wv_max, wv_last, total_samples;
+  uint32_t nactors;
+} thdr;
+
+static void thdr_write(wr *w, const store__table *tb, uint64_t total_samples) {
+  wr_put(w, tb->spec.name, STORE_NAME_MAX);
+  wr_u32(w, (uint32_t)tb->spec.obs_dim);
+  wr_u32(w, (uint32_t)tb->spec.act_dim);
+  wr_u64(w, tb->spec.capacity);
+  wr_u32(w, (uint32_t)tb->spec.kind);
+  wr_u32(w, tb->stride);
+  uint64_t v[] = {tb->head,          tb->size,       tb->total_inserts,
+                  tb->total_evicted, tb->duplicates, tb->rejected_batches,
+                  tb->episodes,      tb->successes,  tb->wv_min,
+                  tb->wv_max,        tb->wv_last,    total_samples};
+  for (size_t i = 0; i < IB_ARRAY_LEN(v); i++) wr_u64(w, v[i]);
+  wr_u32(w, tb->nactors);
+  wr_u32(w, 0);
+}
+
+static void thdr_read(rd *r, thdr *h) {
+  memset(h, 0, sizeof *h);
+  rd_get(r, h->spec.name, STORE_NAME_MAX, "a table name");
+  h->spec.name[STORE_NAME_MAX - 1] = 0;
+  h->spec.obs_dim = (int)rd_u32(r, "obs_dim");
+  h->spec.act_dim = (int)rd_u32(r, "act_dim");
+  h->spec.capacity = rd_u64(r, "capacity");
+  h->spec.kind = (store_kind)rd_u32(r, "kind");
+  h->stride = rd_u32(r, "stride");
+  uint64_t *v[] = {&h->head,       &h->size,     &h->total_inserts, &h->total_evicted,
+                   &h->duplicates, &h->rejected, &h->episodes,      &h->successes,
+                   &h->wv_min,     &h->wv_max,   &h->wv_last,       &h->total_samples};
+  for (size_t i = 0; i < IB_ARRAY_LEN(v); i++) *v[i] = rd_u64(r, "table counters");
+  h->nactors = rd_u32(r, "nactors");
+  (void)rd_u32(r, "padding");
+}
+
+static void actor_write(wr *w, const store__actor *a) {
+  wr_u32(w, a->id);
+  wr_u32(w, a->has_seq);
+  wr_u64(w, a->high);
+  wr_put(w, a->win, sizeof a->win);
+  wr_u64(w, a->inserts);
+  wr_u64(w, a->duplicates);
+  wr_u64(w, a->last_wv);
+  wr_u64(w, a->episodes);
+  wr_u32(w, a->success_bits);
+  wr_u32(w, 0);
+}
+
+static void actor_read(rd *r, store__actor *a) {
+  memset(a, 0, sizeof *a);
+  a->id = rd_u32(r, "an actor id");
+  a->has_seq = (uint8_t)(rd_u32(r, "an actor entry") != 0);
+  a->high = rd_u64(r, "an actor entry");
+  rd_get(r, a->win, sizeof a->win, "an actor window");
+  a->inserts = rd_u64(r, "an actor entry");
+  a->duplicates = rd_u64(r, "an actor entry");
+  a->last_wv = rd_u64(r, "an actor entry");
+  a->episodes = rd_u64(r, "an actor entry");
+  a->success_bits = rd_u32(r, "an actor entry");
+  (void)rd_u32(r, "padding");
+}
+
+/* ---- checkpoint: write ---- */
+
+/* Where a checkpoint write failed, for the message. */
+enum { CK_OK = 0, CK_CREATE, CK_WRITE, CK_FSYNC, CK_CLOSE, CK_RENAME, CK_DIRSYNC };
+static const char *ck_step_name(int step) {
+  static const char *names[] = {
+      "ok", "create", "write", "fsync", "close", "rename", "fsync directory of"};
+  return step >= 0 && step < (int)IB_ARRAY_LEN(names) ? names[step] : "write";
+}
+
+/* What the checkpoint writer reports (through a pipe when it runs in a child). */
+typedef struct ck_result {
+  int step;       /* CK_OK or the failing step */
+  int err;        /* errno of the failure */
+  uint64_t bytes; /* file size written */
+} ck_result;
+
+/* Writes checkpoint `epoch` of the store (all table locks held by the caller, or a forked image)
+ * to p->ckpt_tmp, fsyncs it, renames it onto p->ckpt_path and fsyncs the directory. Uses no
+ * malloc, no locks and no stdio. `samples` are the tables' total_samples at the cut. */
+static ck_result ckpt_write_image(persist *p, uint64_t epoch, const uint64_t *samples) {
+  ck_result res = {CK_OK, 0, 0};
+  store *s = p->s;
+  int fd = open(p->ckpt_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return (ck_result){CK_CREATE, errno, 0};
+  wr w = {fd, p->wbuf, 0, 0, 0, 0};
+  wr_put(&w, CKPT_MAGIC, 8);
+  wr_u32(&w, FMT_VERSION);
+  wr_u32(&w, ENDIAN_WORD);
+  wr_u32(&w, (uint32_t)s->ntables);
+  wr_u32(&w, 0);
+  wr_u64(&w, epoch);
+  for (int t = 0; t < s->ntables; t++) thdr_write(&w, &s->tables[t], samples[t]);
+  for (int t = 0; t < s->ntables; t++) {
+    const store__table *tb = &s->tables[t];
+    for (uint32_t i = 0; i < tb->actor_cap; i++)
+      if (tb->actors[i].used) actor_write(&w, &tb->actors[i]);
+    wr_put(&w, tb->rec, (size_t)tb->size * tb->stride * sizeof(float));
+    wr_put(&w, tb->proposer, (size_t)tb->size);
+    wr_put(&w, tb->flags, (size_t)tb->size);
+    wr_put(&w, tb->actor_id, (size_t)tb->size * sizeof(uint32_t));
+    wr_put(&w, tb->seq, (size_t)tb->size * sizeof(uint64_t));
+    wr_put(&w, tb->wv, (size_t)tb->size * sizeof(uint64_t));
+  }
+  uint32_t crc = w.crc;
+  wr_u32(&w, crc);
+  wr_put(&w, CKPT_END, 8);
+  wr_flush(&w);
+  res.bytes = w.bytes;
+  if (w.err)
+    res = (ck_result){CK_WRITE, w.err, 0};
+  else if (fsync(fd) != 0)
+    res = (ck_result){CK_FSYNC, errno, 0};
+  if (close(fd) != 0 && res.step == CK_OK) res = (ck_result){CK_CLOSE, errno, 0};
+  if (res.step == CK_OK && rename(p->ckpt_tmp, p->ckpt_path) != 0)
+    res = (ck_result){CK_RENAME, errno, 0};
+  if (res.step != CK_OK) {
+    unlink(p->ckpt_tmp);
+    return res;
+  }
+  int dfd = open(p->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0 || fsync(dfd) != 0) res = (ck_result){CK_DIRSYNC, errno, res.bytes};
+  if (dfd >= 0) close(dfd);
+  return res;
+}
+
+/* ---- checkpoint: read ---- */
+
+/* Streams the file once: checks the length, the CRC and the end magic. */
+static int ckpt_verify(const char *path, FILE *f, uint64_t *file_bytes) {
+  if (fseek(f, 0, SEEK_END) != 0) return io_fail("seek checkpoint", path);
+  long len = ftell(f);
+  if (len < 0) return io_fail("tell checkpoint", path);
+  *file_bytes = (uint64_t)len;
+  const long hdr = 8 + 4 * 4 + 8, foot = 4 + 8;
+  if (len < hdr + foot)
+    return ib_fail(IB_EPROTO,
+                   "checkpoint '%s' is %ld bytes, too short to be a checkpoint (HINT: it "
+                   "was truncated; move it away to start empty)",
+                   path, len);
+  rewind(f);
+  uint8_t *buf = ib_xmalloc(1 << 20);
+  uint32_t crc = 0;
+  long left = len - foot;
+  while (left > 0) {
+    size_t want = (size_t)IB_MIN(left, 1L << 20);
+    if (fread(buf, 1, want, f) != want) {
+      free(buf);
+      return io_fail("read checkpoint", path);
+    }
+    crc = ib_crc32(crc, buf, want);
+    left -= (long)want;
+  }
+  uint32_t stored = 0;
+  char end[8];
+  int ok = fread(&stored, 4, 1, f) == 1 && fread(end, 8, 1, f) == 1;
+  free(buf);
+  if (!ok) return io_fail("read checkpoint footer of", path);
+  if (memcmp(end, CKPT_END, 8) != 0)
+    return ib_fail(IB_EPROTO,
+                   "checkpoint '%s' has no end marker (HINT: it was truncated or is not a "
+                   "checkpoint; move it away to start empty)",
+                   path);
+  if (stored != crc)
+    return ib_fail(IB_ECHECKSUM,
+                   "checkpoint '%s' CRC-32 is 0x%08x but the content gives 0x%08x (HINT: "
+                   "the file is corrupted; restore an older copy or move it away to start empty)",
+                   path, stored, crc);
+  rewind(f);
+  return IB_OK;
+}
+
+static int ckpt_header(rd *r, uint32_t *ntables, uint64_t *epoch) {
+  char magic[8];
+  rd_get(r, magic, 8, "the magic");
+  if (r->err) return r->err;
+  if (memcmp(magic, CKPT_MAGIC, 8) != 0)
+    return ib_fail(IB_EPROTO,
+                   "'%s' is not a replay checkpoint (bad magic) (HINT: wrong file or "
+                   "directory)",
+                   r->path);
+  uint32_t version = rd_u32(r, "the version");
+  uint32_t endian = rd_u32(r, "the endian word");
+  *ntables = rd_u32(r, "the table count");
+  (void)rd_u32(r, "padding");
+  *epoch = rd_u64(r, "the epoch");
+  if (r->err) return r->err;
+  if (version != FMT_VERSION)
+    return ib_fail(IB_EMISMATCH,
+                   "checkpoint '%s' has format version %u, this build reads %u (HINT: "
+                   "restore with the matching ibrl version)",
+                   r->path, version, FMT_VERSION);
+  if (endian != ENDIAN_WORD)
+    return ib_fail(IB_EMISMATCH, "checkpoint '%s' was written on a machine of another byte order",
+                   r->path);
+  if (*ntables < 1 || *ntables > STORE_MAX_TABLES)
+    return ib_fail(IB_EPROTO, "checkpoint '%s' claims %u tables", r->path, *ntables);
+  return IB_OK;
+}
+
+static int spec_compare(const char *path, int t, const thdr *h, const store__table *tb) {
+  const store_spec *a = &h->spec, *b = &tb->spec;
+  const char *what = NULL;
+  long long va = 0, vb = 0;
+  if (strcmp(a->name, b->name) != 0) {
+    return ib_fail(IB_EMISMATCH,
+                   "checkpoint '%s' table %d is named '%s', this store's is '%s' (HINT: "
+                   "start with the same table specs, or move the checkpoint away to start empty)",
+                   path, t, a->name, b->name);
+  } else if (a->kind != b->kind) {
+    what = "kind", va = a->kind, vb = b->kind;
+  } else if (a->obs_dim != b->obs_dim) {
+    what = "obs_dim", va = a->obs_dim, vb = b->obs_dim;
+  } else if (a->act_dim != b->act_dim) {
+    what = "act_dim", va = a->act_dim, vb = b->act_dim;
+  } else if (a->capacity != b->capacity) {
+    what = "capacity", va = (long long)a->capacity, vb = (long long)b->capacity;
+  } else if (h->stride != tb->stride) {
+    what = "record stride", va = h->stride, vb = tb->stride;
+  }
+  if (what)
+    return ib_fail(
+        IB_EMISMATCH,
+        "checkpoint '%s' table '%s': %s is %lld in the checkpoint but %lld in "
+        "this store (HINT: start with the same table specs, or move the checkpoint away to "
+        "start empty)",
+        path, a->name, what, va, vb);
+  /* Slots [0, size) are filled and the ring writes at head (store_impl.h), so a partly filled table
+   * has head == size. */
+  bool ring_ok = h->size <= a->capacity && h->head < a->capacity &&
+                 (h->size == a->capacity || h->head == h->size);
+  if (!ring_ok || h->nactors > tb->max_actors)
+    return ib_fail(
+        h->nactors > tb->max_actors ? IB_EMISMATCH : IB_EPROTO,
+        "checkpoint '%s' table '%s': size %llu, head %llu or actors %u do not fit capacity %llu "
+        "/ max_actors %u (HINT: raise max_actors, or the file is damaged)",
+        path, a->name, (unsigned long long)h->size, (unsigned long long)h->head, h->nactors,
+        (unsigned long long)a->capacity, tb->max_actors);
+  return IB_OK;
+}
+
+/* Empties every table (after a failed restore). All locks held. */
+static void tables_clear(store *s) {
+  for (int t = 0; t < s->ntables; t++) {
+    store__table *tb = &s->tables[t];
+    tb->head = tb->size = 0;
+    tb->total_inserts = tb->total_evicted = tb->duplicates = tb->rejected_batches = 0;
+    tb->episodes = tb->successes = tb->wv_min = tb->wv_max = tb->wv_last = 0;
+    memset(tb->actors, 0, (size_t)tb->actor_cap * sizeof *tb->actors);
+    tb->nactors = 0;
+    pthread_mutex_lock(&tb->stat_mu);
+    tb->total_samples = 0;
+    pthread_mutex_unlock(&tb->stat_mu);
+  }
+}
+
+/* Loads the checkpoint at p->ckpt_path into the (empty) store. IB_ENOTFOUND if there is none. */
+static int ckpt_load(persist *p, uint64_t *epoch, uint64_t *items) {
+  store *s = p->s;
+  FILE *f = fopen(p->ckpt_path, "rb");
+  if (!f) {
+    if (errno == ENOENT) return IB_ENOTFOUND;
+    return io_fail("open checkpoint", p->ckpt_path);
+  }
+  uint64_t file_bytes = 0;
+  int rc = ckpt_verify(p->ckpt_path, f, &file_bytes);
+  if (rc) {
+    fclose(f);
+    return rc;
+  }
+  rd r = {f, p->ckpt_path, 0};
+  uint32_t nt = 0;
+  rc = ckpt_header(&r, &nt, epoch);
+  if (rc) {
+    fclose(f);
+    return rc;
+  }
+  if ((int)nt != s->ntables) {
+    fclose(f);
+    return ib_fail(IB_EMISMATCH,
+                   "checkpoint '%s' holds %u tables, this store has %d (HINT: start with "
+                   "the same table specs, or move the checkpoint away to start empty)",
+                   p->ckpt_path, nt, s->ntables);
+  }
+  thdr h[STORE_MAX_TABLES];
+  for (int t = 0; t < s->ntables; t++) thdr_read(&r, &h[t]);
+  if (r.err) {
+    fclose(f);
+    return r.err;
+  }
+  for (int t = 0; t < s->ntables; t++) {
+    if ((rc = spec_compare(p->ckpt_path, t, &h[t], &s->tables[t]))) {
+      fclose(f);
+      return rc;
+    }
+  }
+  store__lock_all(s);
+  *items = 0;
+  for (int t = 0; t < s->ntables && !r.err; t++) {
+    store__table *tb = &s->tables[t];
+    for (uint32_t k = 0; k < h[t].nactors && !r.err; k++) {
+      store__actor a;
+      actor_read(&r, &a);
+      store__actor *dst = store__actor_find(tb, a.id, false);
+      if (dst) {
+        r.err = ib_fail(IB_EPROTO, "checkpoint '%s' table '%s' lists actor %u twice", p->ckpt_path,
+                        tb->spec.name, a.id);
+        break;
+      }
+      dst = store__actor_find(tb, a.id, true);
+      IB_CHECK(dst != NULL); /* nactors <= max_actors was checked */
+      *dst = a;
+      dst->used = 1;
+    }
+    size_t sz = (size_t)h[t].size;
+    rd_get(&r, tb->rec, sz * tb->stride * sizeof(float), "the records");
+    rd_get(&r, tb->proposer, sz, "the proposers");
+    rd_get(&r, tb->flags, sz, "the flags");
+    rd_get(&r, tb->actor_id, sz * sizeof(uint32_t), "the actor ids");
+    rd_get(&r, tb->seq, sz * sizeof(uint64_t), "the seqs");
+    rd_get(&r, tb->wv, sz * sizeof(uint64_t), "the weight versions");
+    tb->head = h[t].head;
+    tb->size = h[t].size;
+    tb->total_inserts = h[t].total_inserts;
+    tb->total_evicted = h[t].total_evicted;
+    tb->duplicates = h[t].duplicates;
+    tb->rejected_batches = h[t].rejected;
+    tb->episodes = h[t].episodes;
+    tb->successes = h[t].successes;
+    tb->wv_min = h[t].wv_min;
+    tb->wv_max = h[t].wv_max;
+    tb->wv_last = h[t].wv_last;
+    pthread_mutex_lock(&tb->stat_mu);
+    tb->total_samples = h[t].total_samples;
+    pthread_mutex_unlock(&tb->stat_mu);
+    *items += tb->size;
+  }
+  rc = r.err;
+  if (rc) tables_clear(s);
+  store__unlock_all(s);
+  fclose(f);
+  return rc;
+}
+
+int persist_ckpt_inspect(const char *dir, persist_ckpt_summary *out) {
+  IB_CHECK(dir != NULL && out != NULL);
+  memset(out, 0, sizeof *out);
+  char path[PATH_MAX_LEN + 16];
+  snprintf(path, sizeof path, "%s/store.ckpt", dir);
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    if (errno == ENOENT)
+      return ib_fail(IB_ENOTFOUND,
+                     "no checkpoint '%s' (HINT: the server writes one on request, on its "
+                     "period and on SIGTERM)",
+                     path);
+    return io_fail("open checkpoint", path);
+  }
+  int rc = ckpt_verify(path, f, &out->file_bytes);
+  rd r = {f, path, 0};
+  uint32_t nt = 0;
+  if (!rc) rc = ckpt_header(&r, &nt, &out->epoch);
+  if (!rc) {
+    out->version = FMT_VERSION;
+    out->ntables = (int)nt;
+    for (uint32_t t = 0; t < nt && !r.err; t++) {
+      thdr h;
+      thdr_read(&r, &h);
+      out->specs[t] = h.spec;
+      out->sizes[t] = h.size;
+      out->total_inserts[t] = h.total_inserts;
+    }
+    rc = r.err;
+  }
+  fclose(f);
+  return rc;
+}
+
+/* ---- write-ahead log ---- */
+
+static void wal_header_bytes(const persist *p, uint64_t epoch, uint8_t out[44]) {
+  const store_spec *sp = &p->s->tables[0].spec;
+  uint32_t v32[] = {FMT_VERSION, ENDIAN_WORD};
+  memcpy(out, WAL_MAGIC, 8);
+  memcpy(out + 8, v32, 8);
+  memcpy(out + 16, &epoch, 8);
+  uint32_t w[] = {(uint32_t)p->s->ntables, (uint32_t)sp->obs_dim, (uint32_t)sp->act_dim};
+  memcpy(out + 24, w, 12);
+  uint32_t crc = ib_crc32(0, out, 36);
+  memcpy(out + 36, &crc, 4);
+  memset(out + 40, 0, 4);
+}
+#define WAL_HDR 44
+
+static void wal_name(const persist *p, uint64_t epoch, char *out, size_t n) {
+  snprintf(out, n, "%s/store.wal.%016llx", p->dir, (unsigned long long)epoch);
+}
+
+/* Creates the log of `epoch` (tmp + fsync + rename + fsync dir), opened for appending in *fd_out,
+ * its path in path_out[PATH_MAX_LEN + 32]. Nothing changes on error. */
+static int wal_create(persist *p, uint64_t epoch, int *fd_out, char *path_out) {
+  char path[PATH_MAX_LEN + 32], tmp[PATH_MAX_LEN + 48];
+  wal_name(p, epoch, path, sizeof path);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return io_fail("create log", tmp);
+  uint8_t hdr[WAL_HDR];
+  wal_header_bytes(p, epoch, hdr);
+  if (write_all(fd, hdr, WAL_HDR) != 0 || fsync(fd) != 0) {
+    int rc = io_fail("write log header", tmp);
+    close(fd);
+    unlink(tmp);
+    return rc;
+  }
+  if (rename(tmp, path) != 0) {
+    int rc = io_fail("rename log onto", path);
+    close(fd);
+    unlink(tmp);
+    return rc;
+  }
+  int rc = fsync_dir(p->dir);
+  if (rc) {
+    close(fd);
+    return rc;
+  }
+  *fd_out = fd;
+  memcpy(path_out, path, sizeof path);
+  return IB_OK;
+}
+
+static int wal_append(void *ctx, int table, const store_item *items, size_t n, uint64_t *ticket) {
+  persist *p = ctx;
+  const store_spec *sp = &p->s->tables[table].spec;
+  size_t ib = item_bytes(sp), payload = 8 + n * ib, total = 8 + payload;
+  IB_CHECK(total <= p->buf_cap);
+  /* The buffer is shared by both tables' inserts, so it is filled under the log mutex too. */
+  pthread_mutex_lock(&p->mu);
+  uint8_t *b = p->buf;
+  uint32_t hdr[2] = {(uint32_t)table, (uint32_t)n};
+  memcpy(b + 8, hdr, 8);
+  uint8_t *q = b + 16;
+  size_t O = (size_t)sp->obs_dim, A = (size_t)sp->act_dim;
+  for (size_t i = 0; i < n; i++) {
+    const store_item *it = &items[i];
+    memcpy(q, it->obs, O * 4), q += O * 4;
+    memcpy(q, it->next_obs, O * 4), q += O * 4;
+    memcpy(q, it->action, A * 4), q += A * 4;
+    memcpy(q, &it->reward, 4), q += 4;
+    memcpy(q, &it->discount, 4), q += 4;
+    uint32_t u[2] = {it->proposer, it->actor_id};
+    memcpy(q, u, 8), q += 8;
+    memcpy(q, &it->seq, 8), q += 8;
+    memcpy(q, &it->weight_version, 8), q += 8;
+    uint8_t fl[8] = {it->episode_end, it->episode_success, 0, 0, 0, 0, 0, 0};
+    memcpy(q, fl, 8), q += 8;
+  }
+  IB_ASSERT((size_t)(q - b) == total);
+  uint32_t len = (uint32_t)payload, crc = ib_crc32(0, b + 8, payload);
+  memcpy(b, &len, 4);
+  memcpy(b + 4, &crc, 4);
+  int rc = IB_OK;
+  if (p->broken || p->fd < 0) {
+    rc = ib_fail(IB_EIO,
+                 "log '%s' is unusable after an earlier write or fsync error (HINT: a "
+                 "checkpoint starts a fresh log; check the disk)",
+                 p->wal_path);
+  } else {
+    off_t at = lseek(p->fd, 0, SEEK_END);
+    if (write_all(p->fd, b, total) != 0) {
+      rc = io_fail("append to log", p->wal_path);
+      /* Cut the partial record off; if even that fails, no later record may follow it. */
+      if (at < 0 || ftruncate(p->fd, at) != 0) {
+        p->broken = true;
+        p->lost = p->written;
+      }
+    } else {
+      p->written += total;
+      *ticket = p->written;
+    }
+  }
+  pthread_mutex_unlock(&p->mu);
+  return rc;
+}
+
+static int wal_sync(void *ctx, uint64_t ticket) {
+  persist *p = ctx;
+  pthread_mutex_lock(&p->mu);
+  int rc = IB_OK;
+  while (p->synced < ticket) {
+    if (p->broken || ticket <= p->lost) {
+      rc = ib_fail(IB_EIO,
+                   "log '%s': fsync failed, the batch is not durable (HINT: check the disk; "
+                   "a checkpoint starts a fresh log)",
+                   p->wal_path);
+      break;
+    }
+    if (p->syncing) {
+      pthread_cond_wait(&p->cv, &p->mu);
+      continue;
+    }
+    /* Become the syncer for everything written so far (group commit). */
+    p->syncing = true;
+    uint64_t target = p->written;
+    int fd = p->fd;
+    pthread_mutex_unlock(&p->mu);
+    int e = fdatasync(fd);
+    int err = errno;
+    pthread_mutex_lock(&p->mu);
+    p->syncing = false;
+    if (e != 0) {
+      errno = err;
+      p->broken = true;
+      p->lost = p->written;
+      log_error("log '%s': fdatasync failed: %s", p->wal_path, strerror(err));
+    } else if (target > p->synced) {
+      p->synced = target;
+    }
+    pthread_cond_broadcast(&p->cv);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return rc;
+}
+
+/* Replays the log file `path` of epoch `want_epoch` into the store; truncates a torn tail. */
+static int wal_replay(persist *p, const char *path, uint64_t want_epoch,
+                      persist_restore_info *info) {
+  store *s = p->s;
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  if (fd < 0) return io_fail("open log", path);
+  info->wal_found = true;
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int rc = io_fail("stat log", path);
+    close(fd);
+    return rc;
+  }
+  uint64_t len = (uint64_t)st.st_size;
+  uint8_t hdr[WAL_HDR];
+  if (len < WAL_HDR || pread(fd, hdr, WAL_HDR, 0) != WAL_HDR) {
+    /* A crash while creating a fresh log leaves at most a short tmp file, never a short log (the
+     * rename comes after the fsync), so a short header is damage. */
+    close(fd);
+    return ib_fail(IB_EPROTO,
+                   "log '%s' is %llu bytes, shorter than its header (HINT: the file is "
+                   "damaged; move it away to restore from the checkpoint alone)",
+                   path, (unsigned long long)len);
+  }
+  uint32_t crc, ver, endian, nt, od, ad;
+  uint64_t epoch;
+  memcpy(&ver, hdr + 8, 4);
+  memcpy(&endian, hdr + 12, 4);
+  memcpy(&epoch, hdr + 16, 8);
+  memcpy(&nt, hdr + 24, 4);
+  memcpy(&od, hdr + 28, 4);
+  memcpy(&ad, hdr + 32, 4);
+  memcpy(&crc, hdr + 36, 4);
+  if (memcmp(hdr, WAL_MAGIC, 8) != 0 || crc != ib_crc32(0, hdr, 36)) {
+    close(fd);
+    return ib_fail(IB_ECHECKSUM,
+                   "log '%s' has a bad magic or header CRC (HINT: not a replay log, or "
+                   "damaged; move it away to restore from the checkpoint alone)",
+                   path);
+  }
+  const store_spec *sp = &s->tables[0].spec;
+  if (ver != FMT_VERSION || endian != ENDIAN_WORD || (int)nt != s->ntables ||
+      (int)od != sp->obs_dim || (int)ad != sp->act_dim) {
+    close(fd);
+    return ib_fail(
+        IB_EMISMATCH,
+        "log '%s' was written for version %u, %u tables, obs_dim %u, act_dim %u; "
+        "this store is version %u, %d tables, obs_dim %d, act_dim %d (HINT: start with the "
+        "same table specs)",
+        path, ver, nt, od, ad, FMT_VERSION, s->ntables, sp->obs_dim, sp->act_dim);
+  }
+  if (epoch != want_epoch) {
+    close(fd);
+    return ib_fail(IB_EPROTO,
+                   "log '%s' says epoch %llu inside but its name says %llu (HINT: log files "
+                   "must not be renamed; move it away to restore without it)",
+                   path, (unsigned long long)epoch, (unsigned long long)want_epoch);
+  }
+  /* Records, one at a time through the preallocated buffer. */
+  uint64_t off = WAL_HDR;
+  int rc = IB_OK;
+  store_item *items =
+      ib_xcalloc(s->cfg.max_insert_batch ? s->cfg.max_insert_batch : 1, sizeof *items);
+  for (;;) {
+    if (off == len) break;
+    uint32_t rh[2];
+    const char *why = NULL;
+    if (len - off < 8 || pread(fd, rh, 8, (off_t)off) != 8) {
+      why = "a torn record header";
+    } else if (rh[0] < 8 || (uint64_t)rh[0] + 8 > len - off) {
+      why = "a record length past the end of the file";
+    } else {
+      /* A complete record larger than this store's batches (a log written with a larger
+       * max_insert_batch) grows the buffer, so it is refused below with a clear message instead
+       * of being mistaken for a torn tail and cut off. */
+      if (p->buf_cap < (size_t)rh[0] + 16) {
+        p->buf_cap = (size_t)rh[0] + 16;
+        p->buf = ib_xrealloc(p->buf, p->buf_cap);
+      }
+      if (pread(fd, p->buf, rh[0], (off_t)(off + 8)) != (ssize_t)rh[0]) {
+        rc = io_fail("read log", path);
+        break;
+      }
+      if (ib_crc32(0, p->buf, rh[0]) != rh[1]) why = "a record CRC mismatch";
+    }
+    if (why) {
+      info->wal_torn_bytes = len - off;
+      log_warn("log '%s': %s at byte %llu; dropping the last %llu bytes (a write torn by a crash)",
+               path, why, (unsigned long long)off, (unsigned long long)(len - off));
+      if (ftruncate(fd, (off_t)off) != 0 || fsync(fd) != 0) rc = io_fail("truncate log", path);
+      break;
+    }
+    uint32_t t, n;
+    memcpy(&t, p->buf, 4);
+    memcpy(&n, p->buf + 4, 4);
+    if ((int)t < s->ntables && n > s->cfg.max_insert_batch &&
+        (uint64_t)rh[0] == 8 + (uint64_t)n * item_bytes(&s->tables[t].spec)) {
+      rc = ib_fail(
+          IB_EMISMATCH,
+          "log '%s': record at byte %llu holds %u items, above this store's "
+          "max_insert_batch %u (HINT: restart with the max_insert_batch the log was written "
+          "with)",
+          path, (unsigned long long)off, n, s->cfg.max_insert_batch);
+      break;
+    }
+    if ((int)t >= s->ntables || n > s->cfg.max_insert_batch ||
+        (uint64_t)rh[0] != 8 + (uint64_t)n * item_bytes(&s->tables[t].spec)) {
+      rc = ib_fail(IB_EPROTO,
+                   "log '%s': record at byte %llu has a valid CRC but names table %u with %u "
+                   "items in %u bytes (HINT: written by another build?)",
+                   path, (unsigned long long)off, t, n, rh[0]);
+      break;
+    }
+    const store_spec *ts = &s->tables[t].spec;
+    size_t O = (size_t)ts->obs_dim, A = (size_t)ts->act_dim;
+    const uint8_t *q = p->buf + 8;
+    for (uint32_t i = 0; i < n; i++) {
+      store_item *it = &items[i];
+      memset(it, 0, sizeof *it);
+      it->obs = (const float *)q, q += O * 4;
+      it->next_obs = (const float *)q, q += O * 4;
+      it->action = (const float *)q, q += A * 4;
+      it->obs_n = it->next_obs_n = (uint32_t)O;
+      it->act_n = (uint32_t)A;
+      memcpy(&it->reward, q, 4), q += 4;
+      memcpy(&it->discount, q, 4), q += 4;
+      uint32_t u[2];
+      memcpy(u, q, 8), q += 8;
+      it->proposer = u[0];
+      it->actor_id = u[1];
+      memcpy(&it->seq, q, 8), q += 8;
+      memcpy(&it->weight_version, q, 8), q += 8;
+      it->episode_end = q[0] != 0;
+      it->episode_success = q[1] != 0;
+      q += 8;
+    }
+    rc = store__validate(s, (int)t, items, n);
+    store_insert_result res = {0, 0, 0};
+    if (rc == IB_OK) rc = store__insert_apply(s, (int)t, items, n, false, false, &res);
+    if (rc != IB_OK) {
+      char msg[768];
+      snprintf(msg, sizeof msg, "%s", ib_errmsg());
+      rc = ib_fail(rc, "log '%s': record at byte %llu cannot be replayed: %s", path,
+                   (unsigned long long)off, msg);
+      break;
+    }
+    info->wal_records++;
+    info->wal_items += res.stored;
+    off += 8 + rh[0];
+  }
+  free(items);
+  close(fd);
+  return rc;
+}
+
+/* ---- log files ---- */
+
+/* Epochs of the log files in p->dir, ascending, into epochs[0..max). Returns the count or a
+ * negative IB_E*. Ignores every other name (including *.tmp). */
+static int wal_list(const persist *p, uint64_t *epochs, int max) {
+  DIR *d = opendir(p->dir);
+  if (!d) return io_fail("list directory", p->dir);
+  int n = 0, rc = IB_OK;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    const char *nm = e->d_name;
+    if (strncmp(nm, "store.wal.", 10) != 0 || strlen(nm) != 26) continue;
+    uint64_t v = 0;
+    bool ok = true;
+    for (int i = 10; i < 26 && ok; i++) {
+      char c = nm[i];
+      int x = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+      ok = x >= 0;
+      v = (v << 4) | (uint64_t)(x < 0 ? 0 : x);
+    }
+    if (!ok) continue;
+    if (n == max) {
+      rc = ib_fail(IB_EPROTO,
+                   "directory '%s' holds more than %d log files (HINT: checkpoints keep "
+                   "failing; check the disk and the server log)",
+                   p->dir, max);
+      break;
+    }
+    epochs[n++] = v;
+  }
+  closedir(d);
+  if (rc) return rc;
+  for (int i = 1; i < n; i++) { /* insertion sort: a handful of entries */
+    uint64_t v = epochs[i];
+    int j = i - 1;
+    while (j >= 0 && epochs[j] > v) {
+      epochs[j + 1] = epochs[j];
+      j--;
+    }
+    epochs[j + 1] = v;
+  }
+  return n;
+}
+
+/* Deletes the logs older than `epoch` (already contained in checkpoint `epoch`). */
+static int wal_remove_older(persist *p, uint64_t epoch, bool *removed) {
+  uint64_t ep[MAX_LOGS];
+  int n = wal_list(p, ep, MAX_LOGS);
+  if (n < 0) return n;
+  char path[PATH_MAX_LEN + 32];
+  bool any = false;
+  for (int i = 0; i < n; i++) {
+    if (ep[i] >= epoch) continue;
+    wal_name(p, ep[i], path, sizeof path);
+    if (unlink(path) != 0 && errno != ENOENT) return io_fail("remove the old log", path);
+    any = true;
+  }
+  if (removed) *removed = any;
+  return any ? fsync_dir(p->dir) : IB_OK;
+}
+
+/* ---- public ---- */
+
+int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
+                 persist_restore_info *info) {
+  IB_CHECK(out != NULL && s != NULL && dir != NULL);
+  *out = NULL;
+  persist_restore_info ri;
+  memset(&ri, 0, sizeof ri);
+  if (mode != PERSIST_CKPT_ONLY && mode != PERSIST_WAL)
+    return ib_fail(IB_EINVAL, "persist: unknown durability mode %d (HINT: checkpoint-only or wal)",
+                   (int)mode);
+  if (strlen(dir) == 0 || strlen(dir) >= PATH_MAX_LEN)
+    return ib_fail(IB_EINVAL, "persist: directory name '%s' is empty or too long", dir);
+  if (s->log_append != NULL)
+    return ib_fail(IB_ESTATE, "persist: this store already has durability attached");
+  for (int t = 0; t < s->ntables; t++)
+    if (s->tables[t].size != 0 || s->tables[t].total_inserts != 0)
+      return ib_fail(IB_ESTATE,
+                     "persist: table '%s' already holds items; restore needs an empty store "
+                     "(HINT: call persist_open right after store_create)",
+                     s->tables[t].spec.name);
+  if (mkdir(dir, 0755) != 0 && errno != EEXIST) return io_fail("create directory", dir);
+  struct stat st;
+  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+    return ib_fail(IB_EIO,
+                   "persist: '%s' is not a directory (HINT: give a directory for the store's "
+                   "checkpoint and log)",
+                   dir);
+
+  persist *p = ib_xcalloc(1, sizeof *p);
+  p->s = s;
+  p->mode = mode;
+  p->fd = -1;
+  snprintf(p->dir, sizeof p->dir, "%s", dir);
+  snprintf(p->ckpt_path, sizeof p->ckpt_path, "%s/store.ckpt", dir);
+  snprintf(p->ckpt_tmp, sizeof p->ckpt_tmp, "%s/store.ckpt.tmp", dir);
+  size_t maxib = 0;
+  for (int t = 0; t < s->ntables; t++) maxib = IB_MAX(maxib, item_bytes(&s->tables[t].spec));
+  p->buf_cap = 16 + (size_t)s->cfg.max_insert_batch * maxib;
+  p->buf = ib_xmalloc(p->buf_cap);
+  p->wbuf = ib_xmalloc(WBUF_BYTES);
+  IB_CHECK(pthread_mutex_init(&p->mu, NULL) == 0);
+  IB_CHECK(pthread_cond_init(&p->cv, NULL) == 0);
+  IB_CHECK(pthread_mutex_init(&p->ckpt_mu, NULL) == 0);
+
+  uint64_t epoch = 0, items = 0;
+  int rc = ckpt_load(p, &epoch, &items);
+  if (rc == IB_OK) {
+    ri.ckpt_found = true;
+    ri.ckpt_epoch = epoch;
+    ri.ckpt_items = items;
+  } else if (rc == IB_ENOTFOUND) {
+    rc = IB_OK;
+  }
+  /* The chain of logs to replay: epoch, epoch + 1, ... with no gap. */
+  uint64_t ep[MAX_LOGS];
+  int nlogs = 0, first = 0;
+  if (rc == IB_OK) {
+    nlogs = wal_list(p, ep, MAX_LOGS);
+    if (nlogs < 0) rc = nlogs;
+  }
+  if (rc == IB_OK) {
+    while (first < nlogs && ep[first] < epoch) first++;
+    ri.wal_stale = first > 0;
+    if (first < nlogs && ep[first] != epoch)
+      rc = ib_fail(
+          IB_EMISMATCH,
+          "directory '%s': the oldest log has epoch %llu but the checkpoint has "
+          "epoch %llu%s, so the records in between are missing (HINT: put back the matching "
+          "store.ckpt, or move the logs away to accept the loss)",
+          dir, (unsigned long long)ep[first], (unsigned long long)epoch,
+          ri.ckpt_found ? "" : " (none found)");
+    for (int i = first + 1; rc == IB_OK && i < nlogs; i++)
+      if (ep[i] != ep[i - 1] + 1)
+        rc = ib_fail(
+            IB_EMISMATCH,
+            "directory '%s': log epoch %llu follows %llu; a log in between is "
+            "missing (HINT: restore the missing store.wal.* file, or move the later logs away "
+            "to accept the loss)",
+            dir, (unsigned long long)ep[i], (unsigned long long)ep[i - 1]);
+  }
+  char path[PATH_MAX_LEN + 32];
+  for (int i = first; rc == IB_OK && i < nlogs; i++) {
+    wal_name(p, ep[i], path, sizeof path);
+    rc = wal_replay(p, path, ep[i], &ri);
+  }
+  p->epoch = (first < nlogs) ? ep[nlogs - 1] : epoch;
+  if (rc == IB_OK && mode == PERSIST_WAL) {
+    if (first < nlogs) {
+      wal_name(p, p->epoch, p->wal_path, sizeof p->wal_path);
+      p->fd = open(p->wal_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+      if (p->fd < 0) rc = io_fail("open log for appending", p->wal_path);
+    } else {
+      rc = wal_create(p, p->epoch, &p->fd, p->wal_path);
+    }
+  }
+  if (rc == IB_OK && ri.wal_stale) {
+    log_info("persist: removing logs older than checkpoint epoch %llu (their records are in it)",
+             (unsigned long long)epoch);
+    rc = wal_remove_older(p, epoch, NULL);
+  }
+  if (rc != IB_OK) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", ib_errmsg());
+    store__lock_all(s);
+    tables_clear(s);
+    store__unlock_all(s);
+    if (p->fd >= 0) close(p->fd);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->ckpt_mu);
+    free(p->buf);
+    free(p->wbuf);
+    free(p);
+    ib_fail(rc, "%s", msg);
+    return rc;
+  }
+  if (mode == PERSIST_WAL) store_log_hook_set(s, wal_append, wal_sync, p);
+  if (info) *info = ri;
+  *out = p;
+  return IB_OK;
+}
+
+/* The cut: with every table write-locked and no fsync running, make the current log durable and
+ * switch to the log of `next`. Nothing changes on error. */
+static int wal_cut(persist *p, uint64_t next) {
+  if (!p->broken && fdatasync(p->fd) != 0) {
+    log_error("log '%s': fdatasync at checkpoint failed: %s", p->wal_path, strerror(errno));
+    p->broken = true;
+    p->lost = p->written;
+  }
+  int nfd = -1;
+  char npath[PATH_MAX_LEN + 32];
+  int rc = wal_create(p, next, &nfd, npath);
+  if (rc) return rc;
+  close(p->fd);
+  p->fd = nfd;
+  memcpy(p->wal_path, npath, sizeof npath);
+  /* Unsynced tails of a broken log stay lost (their callers get IB_EIO); the rest is durable. */
+  if (!p->broken) p->synced = p->written;
+  p->broken = false;
+  return IB_OK;
+}
+
+int persist_checkpoint(persist *p, persist_ckpt_info *info) {
+  IB_CHECK(p != NULL);
+  store *s = p->s;
+  pthread_mutex_lock(&p->ckpt_mu);
+  uint64_t t0 = ib_now_ns();
+  store__lock_all(s);
+  pthread_mutex_lock(&p->mu);
+  while (p->syncing) pthread_cond_wait(&p->cv, &p->mu);
+  uint64_t next = p->epoch + 1;
+  int rc = IB_OK;
+  if (p->mode == PERSIST_WAL) rc = wal_cut(p, next);
+  if (rc != IB_OK) {
+    pthread_mutex_unlock(&p->mu);
+    store__unlock_all(s);
+    pthread_mutex_unlock(&p->ckpt_mu);
+    return rc;
+  }
+  p->epoch = next;
+  pthread_cond_broadcast(&p->cv);
+  uint64_t samples[STORE_MAX_TABLES] = {0}, items = 0;
+  for (int t = 0; t < s->ntables; t++) {
+    pthread_mutex_lock(&s->tables[t].stat_mu);
+    samples[t] = s->tables[t].total_samples;
+    pthread_mutex_unlock(&s->tables[t].stat_mu);
+    items += s->tables[t].size;
+  }
+  /* ib_crc32 builds its table under pthread_once: make sure that happened before the fork, so
+   * the child can never inherit a half-run initialisation. */
+  (void)ib_crc32(0, "", 0);
+  /* Fork a writer that owns a copy-on-write image of this cut; fall back to writing here. */
+  ck_result res = {CK_OK, 0, 0};
+  int pfd[2] = {-1, -1};
+  pid_t pid = -1;
+  if (pipe2(pfd, O_CLOEXEC) == 0) {
+    pid = fork();
+    if (pid == 0) {
+      /* The writer finishes even if the terminal or the launcher signals the whole process group
+       * (the parent waits for it, and SIGKILL still works). */
+      signal(SIGINT, SIG_IGN);
+      signal(SIGTERM, SIG_IGN);
+      close(pfd[0]);
+      res = ckpt_write_image(p, next, samples);
+      (void)!write(pfd[1], &res, sizeof res);
+      _exit(res.step == CK_OK ? 0 : 1);
+    }
+    close(pfd[1]);
+    if (pid < 0) close(pfd[0]);
+  }
+  bool forked = pid > 0;
+  if (!forked) {
+    log_warn("persist: fork for a background checkpoint failed (%s); writing with the store locked",
+             strerror(errno));
+    res = ckpt_write_image(p, next, samples);
+  }
+  pthread_mutex_unlock(&p->mu);
+  store__unlock_all(s);
+  uint64_t t_cut = ib_now_ns();
+  if (forked) {
+    ssize_t k;
+    do {
+      k = read(pfd[0], &res, sizeof res);
+    } while (k < 0 && errno == EINTR);
+    if (k != (ssize_t)sizeof res) res = (ck_result){CK_WRITE, ECHILD, 0};
+    close(pfd[0]);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+  }
+  if (res.step != CK_OK) {
+    const char *path = res.step == CK_RENAME    ? p->ckpt_path
+                       : res.step == CK_DIRSYNC ? p->dir
+                                                : p->ckpt_tmp;
+    rc = ib_fail(IB_EIO,
+                 "checkpoint: %s '%s' failed: %s%s (HINT: check free space and permissions; "
+                 "the previous checkpoint and the logs since it are still valid)",
+                 ck_step_name(res.step), path,
+                 res.err == ECHILD ? "the writer process died" : strerror(res.err),
+                 forked ? " (in the background writer)" : "");
+  } else {
+    /* Checkpoint `next` holds everything the older logs held. */
+    rc = wal_remove_older(p, next, NULL);
+  }
+  if (rc == IB_OK && info) {
+    info->epoch = next;
+    info->items = items;
+    info->bytes = res.bytes;
+    info->seconds = (double)(ib_now_ns() - t0) * 1e-9;
+    info->blocked_seconds = (double)(t_cut - t0) * 1e-9;
+    info->background = forked;
+  }
+  pthread_mutex_unlock(&p->ckpt_mu);
+  return rc;
+}
+
+void persist_close(persist *p) {
+  if (!p) return;
+  if (p->s->log_ctx == p) store_log_hook_set(p->s, NULL, NULL, NULL);
+  if (p->fd >= 0) close(p->fd);
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->cv);
+  pthread_mutex_destroy(&p->ckpt_mu);
+  free(p->buf);
+  free(p->wbuf);
+  free(p);
+}

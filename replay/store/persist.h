@@ -1,0 +1,116 @@
+/* persist.h: durability for a replay store: atomic checkpoints and an optional write-ahead log.
+ *
+ * A store directory holds:
+ *   store.ckpt  the last checkpoint: magic, format version, epoch, the table specs, every table's
+ *               items, counters and per-actor dedup state, and a CRC-32 over everything
+ *               (ib_crc32). Written as store.ckpt.tmp, fsync'ed, renamed over store.ckpt, then the
+ *               directory is fsync'ed, so a crash leaves either the old or the new checkpoint.
+ *   store.wal.<epoch as 16 hex digits>   (PERSIST_WAL only) the write-ahead log since checkpoint
+ *               <epoch>: a header, then one record per insert batch (length, CRC-32, table, items).
+ *               store_insert returns only after its record is fsync'ed (group commit: one
+ *               fdatasync serves every batch written before it), so an acknowledged item survives
+ *               a crash of the process or the machine.
+ *
+ * A checkpoint does not stop the store: it holds every table's write lock only for the cut (make
+ * the current log durable, start log epoch+1, fork()), then a child process writes the file from
+ * a copy-on-write image while inserts and samples go on. If fork() is not possible the file is
+ * written with the store locked instead (persist_ckpt_info says which). After the new checkpoint
+ * is durable, the logs older than it are deleted.
+ *
+ * Restore = checkpoint k (if any) + logs k, k+1, ... in order (several only after failed
+ * checkpoints). Logs older than the checkpoint are deleted (their records are in it). A torn last
+ * record (a crash in the middle of a write) fails its length or CRC check and is dropped with
+ * everything after it in that file; the file is truncated there. Refused, with a message saying
+ * what differs (the server decides: start empty, use a fallback, or stop): a damaged checkpoint
+ * (bad magic, version, CRC, size), one whose specs differ from the store's, a damaged log header,
+ * a log chain with a gap or starting after the checkpoint (data missing), a log whose records hold
+ * more items than the store's max_insert_batch.
+ *
+ * What a checkpoint does not hold: the rate limiter (re-seed it with rlim_counts_set from
+ * store_table_info) and the insert/sample rate meters. What the log does not hold: calls that
+ * stored nothing, and samples; so after a log replay the duplicates, rejected_batches and
+ * total_samples counters are those of the checkpoint (items, dedup state, per-actor history and
+ * total_inserts are exact).
+ *
+ * Thread safety: persist_open and persist_close must not race with other calls on the store.
+ * persist_checkpoint is thread-safe with respect to inserts, samples and other checkpoints (which
+ * wait for it). Only one persist object may be attached to a store. The background writer is a
+ * child process: a server that reaps children with a SIGCHLD handler must not reap it (waitpid on
+ * its own pid). */
+#ifndef IB_PERSIST_H
+#define IB_PERSIST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store.h"
+
+typedef enum persist_mode {
+  PERSIST_CKPT_ONLY = 0, /* checkpoints only: inserts since the last checkpoint can be lost */
+  PERSIST_WAL = 1,       /* checkpoints + write-ahead log: acknowledged inserts are durable */
+} persist_mode;
+
+/* What persist_open found and restored. */
+typedef struct persist_restore_info {
+  bool ckpt_found;         /* a checkpoint was loaded */
+  uint64_t ckpt_epoch;     /* its epoch (0 if none) */
+  uint64_t ckpt_items;     /* items it held, all tables */
+  bool wal_found;          /* a current log file was replayed */
+  bool wal_stale;          /* logs older than the checkpoint were found and deleted */
+  uint64_t wal_records;    /* records replayed */
+  uint64_t wal_items;      /* items stored by the replay (after dedup) */
+  uint64_t wal_torn_bytes; /* bytes dropped from log tails (a torn or corrupt last record) */
+} persist_restore_info;
+
+/* What one persist_checkpoint wrote. */
+typedef struct persist_ckpt_info {
+  uint64_t epoch;
+  uint64_t items;
+  uint64_t bytes;
+  double seconds;         /* the whole call */
+  double blocked_seconds; /* how long inserts and samples were held (the cut) */
+  bool background;        /* written by a forked child (false: written with the store locked) */
+} persist_ckpt_info;
+
+/* A checkpoint's header, read without a store (for inspection tools). */
+typedef struct persist_ckpt_summary {
+  uint32_t version;
+  uint64_t epoch;
+  int ntables;
+  store_spec specs[STORE_MAX_TABLES];
+  uint64_t sizes[STORE_MAX_TABLES];
+  uint64_t total_inserts[STORE_MAX_TABLES];
+  uint64_t file_bytes;
+} persist_ckpt_summary;
+
+typedef struct persist persist;
+
+/* Attaches durability in directory `dir` (created if missing, one level) to the store `s`, which
+ * must be empty (freshly created; else IB_ESTATE). First restores: loads dir/store.ckpt if present,
+ * then replays the chain of logs dir/store.wal.* (in either mode, so no logged item is lost when
+ * switching modes), truncating a torn tail and deleting logs older than the checkpoint. Then, in
+ * PERSIST_WAL mode, opens the newest log (or a fresh one) for appending and installs the store's
+ * log hook. `info` (may be NULL) says what was restored.
+ * Errors (nothing attached and the store is left empty): IB_EIO (cannot create or open the
+ * directory or files), IB_EPROTO / IB_ECHECKSUM (damaged checkpoint or log header),
+ * IB_EMISMATCH (checkpoint specs differ from the store's: the message names the table and field;
+ * or logs are missing from the chain), IB_ESTATE (store not empty).
+ * On success *out is owned by the caller; release it with persist_close. */
+int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
+                 persist_restore_info *info);
+
+/* Writes a checkpoint of the whole store atomically (see the top of this file); returns when it
+ * is durable. Inserts and samples are held only for the cut (milliseconds) unless fork() fails.
+ * Errors: IB_EIO naming the file and the failing operation; the previous checkpoint and the logs
+ * since it stay valid, so nothing is lost. `info` may be NULL. */
+int persist_checkpoint(persist *p, persist_ckpt_info *info);
+
+/* Detaches from the store (removes the log hook), closes the files, frees p. Does not write a
+ * checkpoint. Accepts NULL. */
+void persist_close(persist *p);
+
+/* Reads and checks (magic, version, CRC) the checkpoint in `dir` without a store.
+ * Errors: IB_ENOTFOUND (no checkpoint), IB_EIO, IB_EPROTO, IB_ECHECKSUM. */
+int persist_ckpt_inspect(const char *dir, persist_ckpt_summary *out);
+
+#endif /* IB_PERSIST_H */

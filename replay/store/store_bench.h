@@ -1,0 +1,62 @@
+/* store_bench.h: measurement hooks for the replay store, for `ibrl-bench` (the bench front end
+ * lives in tests/bench and belongs to the replay-bench owner; these functions do the timing).
+ *
+ * store_bench_gather fills an online table (and a small demo table) and times store_sample of
+ * one learner batch, the hot path of the replay shard (anchors.md: ~35-100 us for 256 x 147
+ * floats from a 1 GiB replay on the development machine). store_bench_persist times logged
+ * inserts (1 and N threads, showing the group commit), a checkpoint (and how long a thread that
+ * samples meanwhile waits at worst) and a restore.
+ *
+ * Both allocate what they need, print progress with log_info, and return IB_OK or the IB_E* of
+ * the store call that failed (message in ib_errmsg()). Not thread-safe; run one at a time. */
+#ifndef IB_STORE_BENCH_H
+#define IB_STORE_BENCH_H
+
+#include <stdint.h>
+
+typedef struct store_bench_gather_cfg {
+  int obs_dim, act_dim;   /* e.g. 69 and 7: 147 floats per transition with reward and discount */
+  uint64_t capacity;      /* online items, e.g. 1826091 (~1.2 GB) */
+  uint64_t demo_capacity; /* demo items, e.g. 10000 */
+  uint32_t batch;         /* rows per sample, e.g. 256 */
+  double demo_fraction;   /* as store_sample */
+  int iters;              /* timed samples per repetition */
+  int reps;               /* repetitions (the median of each is reported) */
+  uint64_t seed;
+} store_bench_gather_cfg;
+
+typedef struct store_bench_gather_result {
+  double fill_inserts_per_s; /* single-threaded, no log, batches of 256 */
+  uint64_t table_bytes;
+  double us_median[8]; /* per repetition (reps <= 8): median us per batch */
+  double us_p10[8], us_p90[8];
+} store_bench_gather_result;
+
+/* Errors: IB_EINVAL for a bad config (reps outside 1..8, iters < 1, ...), else a store error. */
+int store_bench_gather(const store_bench_gather_cfg *cfg, store_bench_gather_result *out);
+
+typedef struct store_bench_persist_cfg {
+  const char *dir; /* an empty scratch directory (created; files are left for inspection) */
+  int obs_dim, act_dim;
+  uint64_t capacity; /* online items the checkpoint holds, e.g. 300000 */
+  int threads;       /* inserter threads for the group-commit figure (1..16) */
+  int batches;       /* logged batches per thread */
+  uint32_t batch;    /* items per logged batch */
+} store_bench_persist_cfg;
+
+typedef struct store_bench_persist_result {
+  double wal1_batches_per_s; /* one thread: each batch waits for its own fdatasync */
+  double waln_batches_per_s; /* `threads` threads sharing fdatasyncs (group commit) */
+  double bulk_items_per_s;   /* logged batches of 4096 */
+  double ckpt_mb_per_s, ckpt_s;
+  double ckpt_blocked_s;            /* how long the checkpoint held the store (the cut) */
+  int ckpt_background;              /* 1 if a forked child wrote it */
+  double sample_max_us_during_ckpt; /* worst store_sample latency of a thread sampling meanwhile */
+  uint64_t samples_during_ckpt;     /* batches that thread completed during the checkpoint */
+  double restore_mb_per_s, restore_s;
+  uint64_t ckpt_bytes;
+} store_bench_persist_result;
+
+int store_bench_persist(const store_bench_persist_cfg *cfg, store_bench_persist_result *out);
+
+#endif /* IB_STORE_BENCH_H */

@@ -1,0 +1,291 @@
+#!/usr/bin/env python3
+"""ctl_replayctl_test.py: ibrl-replayctl against ibrl-replay children on 127.0.0.1.
+
+Checks the exit codes scripts rely on (0 ok, 1 server error/unhealthy, 2 usage, 3 unreachable),
+that every --json output parses and carries the right numbers, and the HDF5 round trip:
+a robomimic-style file written here with h5py -> import-demos -> export -> the exported episodes
+equal the transitions computed here from the file -> import of the export into a fresh shard ->
+export again gives the same transitions. Every child and command is bounded in time.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import h5py
+import numpy as np
+
+BIN_DIR = os.path.dirname(os.environ.get("IBRL_REPLAY_BIN", ""))
+REPLAY = os.environ.get("IBRL_REPLAY_BIN", "")
+CTL = os.path.join(BIN_DIR, "ibrl-replayctl")
+FAILS = []
+
+
+def check(cond, what):
+    print(("  ok   " if cond else "  FAIL ") + what, flush=True)
+    if not cond:
+        FAILS.append(what)
+
+
+def start_server(*extra):
+    p = subprocess.Popen([REPLAY, "--port", "0", "--obs-dim", "3", "--act-dim", "2", *extra],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    t0 = time.time()
+    while time.time() - t0 < 10:
+        line = p.stdout.readline()
+        if line.startswith("listening on "):
+            return p, line.split()[-1]
+        if p.poll() is not None:
+            break
+    p.kill()
+    raise RuntimeError("ibrl-replay did not start")
+
+
+def ctl(*args, shards=None, timeout=60):
+    env = dict(os.environ)
+    env.pop("IBRL_REPLAY_SHARDS", None)
+    env.pop("IBRL_REPLAY_TOKEN", None)
+    if shards is not None:
+        env["IBRL_REPLAY_SHARDS"] = shards
+    r = subprocess.run([CTL, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return r.returncode, r.stdout, r.stderr
+
+
+def ctl_json(*args, shards=None):
+    code, out, err = ctl("--json", *args, shards=shards)
+    try:
+        doc = json.loads(out)
+    except ValueError:
+        doc = None
+    return code, doc, err
+
+
+def write_demos(path, episodes):
+    """episodes: list of (obs_a (T,2), obs_b (T,1), actions (T,2), rewards (T,))"""
+    with h5py.File(path, "w") as f:
+        data = f.create_group("data")
+        total = 0
+        for i, (oa, ob, ac, rw) in enumerate(episodes):
+            g = data.create_group("demo_%d" % i)
+            g.attrs["num_samples"] = len(rw)
+            g.create_dataset("obs/a", data=oa)
+            g.create_dataset("obs/b", data=ob)
+            g.create_dataset("actions", data=ac)
+            g.create_dataset("rewards", data=rw)
+            d = np.zeros(len(rw))
+            d[-1] = 1
+            g.create_dataset("dones", data=d)
+            total += len(rw)
+        data.attrs["total"] = total
+
+
+def transitions_of(episodes, gamma):
+    """The stack-1, chunk-1 transitions of each episode, as lists of tuples (obs, act, r, disc, next)."""
+    eps = []
+    for oa, ob, ac, rw in episodes:
+        obs = np.concatenate([oa, ob.reshape(-1, 1)], axis=1).astype(np.float32)
+        T = len(rw)
+        rows = []
+        for t in range(T):
+            disc = 0.0 if t == T - 1 else np.float32(gamma)
+            nxt = obs[min(t + 1, T - 1)]
+            rows.append((tuple(obs[t]), tuple(ac[t].astype(np.float32)), np.float32(rw[t]), np.float32(disc),
+                         tuple(nxt)))
+        eps.append(rows)
+    return eps
+
+
+def read_export(path):
+    """Episodes of an exported file as lists of (obs, act, r, done, next)."""
+    eps = []
+    with h5py.File(path, "r") as f:
+        names = sorted(f["data"].keys(), key=lambda s: int(s.split("_")[1]))
+        for n in names:
+            g = f["data"][n]
+            obs = np.asarray(g["obs/obs"], dtype=np.float32)
+            nxt = np.asarray(g["next_obs/obs"], dtype=np.float32)
+            ac = np.asarray(g["actions"], dtype=np.float32)
+            rw = np.asarray(g["rewards"], dtype=np.float32)
+            dn = np.asarray(g["dones"])
+            eps.append([(tuple(obs[t]), tuple(ac[t]), rw[t], int(dn[t]), tuple(nxt[t])) for t in range(len(rw))])
+    return eps
+
+
+def main():
+    if not os.path.exists(CTL) or not os.path.exists(REPLAY):
+        print("ibrl-replayctl or ibrl-replay is not built (looked for %s and %s); build both targets" % (CTL, REPLAY))
+        return 1
+    tmp = tempfile.mkdtemp(prefix="ctl_test_")
+    procs = []
+    try:
+        # ---- usage and unreachable ----
+        check(ctl()[0] == 2, "no command -> exit 2")
+        code, out, _ = ctl("--help")
+        check(code == 0 and "import-demos" in out, "--help -> exit 0 and lists the commands")
+        code, out, _ = ctl("export", "--help")
+        check(code == 0 and "--table" in out, "export --help -> exit 0")
+        check(ctl("info", "--bogus", shards="127.0.0.1:1")[0] == 2, "unknown flag -> exit 2")
+        check(ctl("frobnicate", shards="127.0.0.1:1")[0] == 2, "unknown command -> exit 2")
+        check(ctl("info", "--n", "4", shards="127.0.0.1:1")[0] == 2, "flag of another command -> exit 2")
+        check(ctl("sample", shards="127.0.0.1:1")[0] == 2, "sample without --n -> exit 2")
+        check(ctl("info", "--rate-ms", "x", shards="127.0.0.1:1")[0] == 2, "non-numeric value -> exit 2")
+        code, _, err = ctl("info", shards="nonsense")
+        check(code == 2 and "host:port" in err, "malformed --shards -> exit 2 with a hint")
+        check(ctl("info")[0] == 2, "no shards at all -> exit 2")
+        code, doc, err = ctl_json("info", "--rate-ms", "0", shards="127.0.0.1:1")
+        check(code == 3, "unreachable shard: info -> exit 3 (got %d)" % code)
+        check(doc is not None and doc["shards"][0]["reachable"] is False, "unreachable shard: valid JSON, reachable false")
+        code, doc, _ = ctl_json("health", shards="127.0.0.1:1")
+        check(code == 3 and doc is not None and doc["shards"][0]["status"] == "UNREACHABLE", "health unreachable -> 3")
+
+        srv, target = start_server()
+        procs.append(srv)
+        code, doc, _ = ctl_json("health", shards=target)
+        check(code == 0 and doc["shards"][0]["status"] == "SERVING", "health -> exit 0, SERVING")
+        code, doc, _ = ctl_json("--shards", target + ",127.0.0.1:1", "health")
+        check(code == 3 and [s["status"] for s in doc["shards"]] == ["SERVING", "UNREACHABLE"],
+              "health with one shard down -> exit 3, per-shard status")
+        code, _, err = ctl("checkpoint", shards=target)
+        check(code == 1 and "ckpt-dir" in err, "checkpoint without a directory -> exit 1 with a hint")
+        code, doc, _ = ctl_json("params", shards=target)
+        check(code == 0 and doc["version"] == 0 and doc["bytes"] == 0, "params before any publish: version 0")
+        code, _, err = ctl("sample", "--n", "3", shards=target)
+        check(code == 1 and "empty" in err, "sample of empty tables -> exit 1")
+        code, _, _ = ctl("info", "--shard", "3", shards=target)
+        check(code == 2, "--shard out of range -> exit 2")
+
+        # ---- import ----
+        rng = np.random.default_rng(5)
+        episodes = []
+        for T in (7, 5, 9):
+            oa = rng.standard_normal((T, 2)).astype(np.float32)
+            ob = rng.standard_normal((T, 1)).astype(np.float32)
+            ac = rng.uniform(-1, 1, (T, 2)).astype(np.float32)
+            rw = np.zeros(T, dtype=np.float32)
+            rw[-1] = 1
+            episodes.append((oa, ob, ac, rw))
+        total = sum(len(e[3]) for e in episodes)
+        demo_path = os.path.join(tmp, "demos.hdf5")
+        write_demos(demo_path, episodes)
+        imp = ["import-demos", demo_path, "--stack", "1", "--chunk", "1", "--gamma", "0.9", "--no-cut"]
+        code, doc, err = ctl_json(*imp, shards=target)
+        check(code == 0 and doc is not None and doc["inserted"] == total and doc["duplicates"] == 0,
+              "import-demos stores every step once (%s %s)" % (doc, err.strip()[:200]))
+        code, doc, _ = ctl_json(*imp, shards=target)
+        check(code == 0 and doc["inserted"] == 0 and doc["duplicates"] == total, "a second import is all duplicates")
+        code, _, err = ctl("import-demos", demo_path, "--stack", "3", shards=target)
+        check(code == 2 and "--stack" in err, "import with a stack that does not fit the shard -> exit 2 naming it")
+        code, _, err = ctl("import-demos", os.path.join(tmp, "missing.hdf5"), shards=target)
+        check(code == 2 and "missing.hdf5" in err, "import of a missing file -> exit 2 naming it")
+        code, _, _ = ctl("import-demos", shards=target)
+        check(code == 2, "import-demos without a file -> exit 2")
+
+        code, doc, _ = ctl_json("info", "--rate-ms", "200", shards=target)
+        tables = {t["name"]: t for t in doc["shards"][0]["tables"]} if doc else {}
+        check(code == 0 and tables.get("demo", {}).get("size") == total, "info: demo table holds the imported steps")
+        check(doc is not None and tables["demo"]["inserts_per_s"] is not None, "info: rates present")
+        check(doc is not None and doc["shards"][0]["obs_dim"] == 3 and doc["shards"][0]["act_dim"] == 2, "info: dims")
+
+        # ---- sample ----
+        want = {}
+        for ep in transitions_of(episodes, 0.9):
+            for (o, a, r, d, n) in ep:
+                want[(o, a)] = (r, d, n)
+        code, doc, _ = ctl_json("sample", "--n", "40", "--demo-fraction", "1", shards=target)
+        ok = code == 0 and doc is not None and doc["n"] == 40 and doc["n_demo"] == 40
+        for it in (doc or {}).get("items", []):
+            key = (tuple(np.float32(it["obs"])), tuple(np.float32(it["action"])))
+            exp = want.get(key)
+            ok = ok and exp is not None and it["from_demo"] and it["proposer"] == "demo"
+            ok = ok and exp is not None and np.float32(it["reward"]) == exp[0] and np.float32(it["discount"]) == exp[1]
+            ok = ok and exp is not None and tuple(np.float32(it["next_obs"])) == exp[2]
+        check(ok, "sample --json: 40 demo items, each one of the imported transitions")
+
+        # ---- export and round trip ----
+        out1 = os.path.join(tmp, "export1.hdf5")
+        code, doc, err = ctl_json("export", "--table", "demo", "--out", out1, shards=target)
+        check(code == 0 and doc is not None and doc["items"] == total, "export finds every item (%s)" % err.strip()[:200])
+        check(doc is not None and doc["episodes"] == 3, "export rebuilds the 3 episodes")
+        exp_eps = read_export(out1) if code == 0 else []
+        ref = transitions_of(episodes, 0.9)
+        ref_as_file = sorted([[(o, a, r, int(d == 0), n) for (o, a, r, d, n) in ep] for ep in ref])
+        check(sorted(exp_eps) == ref_as_file, "exported episodes equal the file's transitions, in order")
+        code, _, err = ctl("export", "--table", "online", "--out", os.path.join(tmp, "x.hdf5"), shards=target)
+        check(code == 1 and "empty" in err, "export of an empty table -> exit 1")
+        code, _, _ = ctl("export", "--table", "nope", "--out", out1, shards=target)
+        check(code == 2, "export of an unknown table -> exit 2")
+
+        srv2, target2 = start_server()
+        procs.append(srv2)
+        code, doc, err = ctl_json("import-demos", out1, "--stack", "1", "--chunk", "1", "--gamma", "0.9", "--no-cut",
+                                  shards=target2)
+        check(code == 0 and doc["inserted"] == total, "re-import of the export (%s)" % err.strip()[:200])
+        out2 = os.path.join(tmp, "export2.hdf5")
+        code, doc, _ = ctl_json("export", "--table", "demo", "--out", out2, shards=target2)
+        check(code == 0 and sorted(read_export(out2)) == sorted(exp_eps), "export -> import -> export is the identity")
+
+        # ---- two shards: import spreads episodes ----
+        code, doc, _ = ctl_json("import-demos", demo_path, "--stack", "1", "--no-cut", "--seq-base", "1000",
+                                shards=target + "," + target2)
+        check(code == 0 and doc["inserted"] == total, "import over two shards")
+        code, doc, _ = ctl_json("info", "--rate-ms", "0", shards=target + "," + target2)
+        sizes = [{t["name"]: t["size"] for t in s["tables"]}["demo"] for s in doc["shards"]]
+        check(sizes == [total + 7 + 9, total + 5], "episodes spread round-robin over the shards (%s)" % sizes)
+
+        # ---- watch, ratelimit, params ----
+        code, out, _ = ctl("--json", "watch", "--count", "2", "--interval", "0.2", shards=target)
+        lines = [l for l in out.splitlines() if l.strip()]
+        docs = []
+        for l in lines:
+            try:
+                docs.append(json.loads(l))
+            except ValueError:
+                pass
+        check(code == 0 and len(docs) == 2, "watch --count 2 --json: two JSON lines")
+        check(len(docs) == 2 and docs[1]["shards"][0]["tables"][0]["samples_per_s"] is not None,
+              "watch: rates from the second refresh")
+        code, doc, _ = ctl_json("ratelimit", "pause", shards=target)
+        check(code == 0 and doc["shards"][0]["paused"] is True, "ratelimit pause")
+        code, doc, _ = ctl_json("ratelimit", "get", shards=target)
+        check(code == 0 and doc["shards"][0]["paused"] is True, "ratelimit get sees the pause")
+        code, doc, _ = ctl_json("ratelimit", "resume", shards=target)
+        check(code == 0 and doc["shards"][0]["paused"] is False, "ratelimit resume")
+        check(ctl("ratelimit", "sideways", shards=target)[0] == 2, "ratelimit with an unknown op -> exit 2")
+        check(ctl("ratelimit", "set", "--spi", "2", shards=target)[0] == 2, "ratelimit set without all values -> exit 2")
+        code, _, err = ctl("ratelimit", "set", "--spi", "0", "--error-buffer", "0", "--min-size", "0", shards=target)
+        check(code == 1 and "RateLimit" in err, "ratelimit set refused by the shard -> exit 1")
+        code, doc, _ = ctl_json("params", "--wait-ms", "200", shards=target)
+        check(code == 0 and doc["newer_version"] == 0 and doc["waited_s"] >= 0.15, "params --wait-ms waits")
+
+        # ---- a shard with a token ----
+        srv3, target3 = start_server("--token", "tok")
+        procs.append(srv3)
+        code, out, err = ctl("info", "--rate-ms", "0", shards=target3)
+        check(code == 1 and "UNAUTHENTICATED" in out + err and "token" in (out + err).lower(),
+              "missing token -> exit 1 with a hint")
+        code, _, _ = ctl("info", "--rate-ms", "0", "--token", "tok", shards=target3)
+        check(code == 0, "--token -> exit 0")
+        env_code = subprocess.run([CTL, "info", "--rate-ms", "0"], capture_output=True, timeout=30,
+                                  env=dict(os.environ, IBRL_REPLAY_SHARDS=target3, IBRL_REPLAY_TOKEN="tok")).returncode
+        check(env_code == 0, "IBRL_REPLAY_SHARDS / IBRL_REPLAY_TOKEN from the environment")
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for root, dirs, files in os.walk(tmp, topdown=False):
+            for f in files:
+                os.unlink(os.path.join(root, f))
+            for d in dirs:
+                os.rmdir(os.path.join(root, d))
+        os.rmdir(tmp)
+    print("%d failed" % len(FAILS))
+    return 1 if FAILS else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Interop test: Python grpcio (Debian python3-grpcio) against the C ibrl-replay server.
+
+Starts ibrl-replay on 127.0.0.1 with port 0, reads the bound port from its stdout, then with the
+stubs generated from proto/ibrl.proto at build time: streams inserts, samples at a fixed demo
+fraction, reads Info, checks the standard health protocol with raw bytes (the generated
+grpc.health.v1 package would shadow grpcio's own `grpc` package), an unknown method, and a NaN
+insert. Exits nonzero on the first failed check. Bounded: every call has a 5 s deadline and the
+server is killed after 60 s at the latest."""
+import math
+import os
+import signal
+import subprocess
+import sys
+
+sys.path.insert(0, os.environ["IB_PY_GEN"])
+import grpc  # noqa: E402
+import ibrl_pb2  # noqa: E402
+import ibrl_pb2_grpc  # noqa: E402
+
+OBS, ACT = 5, 3
+failures = 0
+
+
+def check(cond, what):
+    global failures
+    print(("PASS " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures += 1
+
+
+def item(actor, seq, value, proposer=1):
+    return ibrl_pb2.Item(obs=[value] * OBS, action=[value / 2] * ACT, reward=value, discount=0.99,
+                         next_obs=[value + 1] * OBS, proposer=proposer, actor_id=actor, seq=seq,
+                         weight_version=7)
+
+
+def main():
+    binary = os.environ["IBRL_REPLAY_BIN"]
+    proc = subprocess.Popen([binary, "--port", "0", "--obs-dim", str(OBS), "--act-dim", str(ACT),
+                             "--online-capacity", "1000", "--demo-capacity", "100"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        check(line.startswith("listening on 127.0.0.1:"), "server prints its port: %r" % line)
+        port = int(line.strip().rsplit(":", 1)[1])
+        ch = grpc.insecure_channel("127.0.0.1:%d" % port)
+        stub = ibrl_pb2_grpc.ReplayStub(ch)
+
+        def batches():
+            yield ibrl_pb2.InsertRequest(table="demo", items=[item(99, i, 100.0 + i, 2) for i in range(10)])
+            yield ibrl_pb2.InsertRequest(table="online", items=[item(1, i, float(i)) for i in range(20)])
+            yield ibrl_pb2.InsertRequest(table="", items=[item(1, i, float(i)) for i in range(15, 30)])
+
+        rep = stub.Insert(batches(), timeout=5)
+        check(rep.received == 45 and rep.inserted == 40 and rep.duplicates == 5,
+              "insert stream counts %d/%d/%d" % (rep.received, rep.inserted, rep.duplicates))
+
+        s = stub.Sample(ibrl_pb2.SampleRequest(batch_size=40, mix=ibrl_pb2.Mix(demo_fraction=0.25)), timeout=5)
+        check(len(s.items) == 40 and s.n_demo == 10 and s.n_online == 30, "sample mix 10/30 of 40")
+        check(s.demo_size == 10 and s.online_size == 30, "sample reports table sizes")
+        demo_ok = all(it.proposer == 2 and it.reward >= 100 for it in s.items[:10])
+        online_ok = all(it.proposer == 1 and it.reward < 100 for it in s.items[10:])
+        check(demo_ok and online_ok, "demo rows first, then online rows")
+        consistent = all(list(it.obs) == [it.reward] * OBS and list(it.next_obs) == [it.reward + 1] * OBS
+                         and list(it.action) == [it.reward / 2] * ACT for it in s.items)
+        check(consistent, "sampled items are intact (obs/action/next_obs match reward)")
+
+        info = stub.Info(ibrl_pb2.InfoRequest(), timeout=5)
+        sizes = {t.name: t.size for t in info.tables}
+        check(sizes == {"demo": 10, "online": 30}, "Info table sizes %r" % sizes)
+        check(info.obs_dim == OBS and info.act_dim == ACT, "Info dims")
+
+        try:
+            stub.Insert(iter([ibrl_pb2.InsertRequest(items=[item(2, 0, float("nan"))])]), timeout=5)
+            check(False, "NaN insert refused")
+        except grpc.RpcError as e:
+            check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and "not finite" in e.details(),
+                  "NaN insert -> INVALID_ARGUMENT: %s" % e.details())
+
+        health = ch.unary_unary("/grpc.health.v1.Health/Check")
+        check(health(b"", timeout=5) == b"\x08\x01", "health '' -> SERVING")
+        check(health(b"\x0a\x08liveness", timeout=5) == b"\x08\x01", "health 'liveness' -> SERVING")
+        try:
+            health(b"\x0a\x04nope", timeout=5)
+            check(False, "health unknown service -> NOT_FOUND")
+        except grpc.RpcError as e:
+            check(e.code() == grpc.StatusCode.NOT_FOUND, "health unknown service -> NOT_FOUND")
+        try:
+            ch.unary_unary("/ibrl.Replay/NoSuchMethod")(b"", timeout=5)
+            check(False, "unknown method -> UNIMPLEMENTED")
+        except grpc.RpcError as e:
+            check(e.code() == grpc.StatusCode.UNIMPLEMENTED, "unknown method -> UNIMPLEMENTED")
+        ch.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = -9
+    check(rc == 0, "server exits 0 on SIGTERM (rc %d)" % rc)
+    print("%s" % ("OK" if failures == 0 else "%d FAILED" % failures))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

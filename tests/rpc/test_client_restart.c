@@ -1,0 +1,139 @@
+/* test_client_restart.c: a writer rides out a shard restart without duplicating items.
+ *
+ * The shard runs with a write-ahead log, so whatever it stored survives a SIGKILL. The writer
+ * sends batch 1 and flushes (acknowledged), then sends batch 2, which the shard stores, but the
+ * shard is killed before the writer flushes, so batch 2 is never acknowledged. The shard comes
+ * back on the same port; the flush reconnects, resends batch 2 with the same seqs, and the
+ * shard reports them as duplicates. The table then holds exactly batch 1 + batch 2 + batch 3
+ * (written after the restart), each item once, and a flush while the shard is down returns
+ * IB_EUNAVAIL/IB_ETIMEDOUT in bounded time with the items still pending. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ib.h"
+#include "replay_client.h"
+#include "rpc_testutil.h"
+#include "th.h"
+
+#define OD 4
+#define AD 2
+
+static void fill(rc_batch *b, int k0, int n) {
+  b->n = n;
+  for (int r = 0; r < n; r++) {
+    for (int j = 0; j < OD; j++) b->obs[r * OD + j] = b->next_obs[r * OD + j] = (float)(k0 + r);
+    for (int j = 0; j < AD; j++) b->action[r * AD + j] = -0.5f;
+    b->reward[r] = (float)(k0 + r);
+    b->discount[r] = 0.99f;
+    b->proposer[r] = RC_PROPOSER_RL;
+  }
+}
+
+static uint64_t online_size(rc_client *c, uint64_t *dups) {
+  rc_shard_info *info = malloc(sizeof *info);
+  uint64_t n = UINT64_MAX;
+  if (rc_info_get(c, 0, info) == IB_OK)
+    for (int t = 0; t < info->n_tables; t++)
+      if (info->tables[t].kind == 1) {
+        n = info->tables[t].size;
+        if (dups) *dups = info->tables[t].duplicates;
+      }
+  free(info);
+  return n;
+}
+
+static void test_retry_after_restart(void) {
+  char dir[256];
+  rt_tmpdir(dir, sizeof dir, "client_restart");
+  const char *args[] = {"--obs-dim", "4", "--act-dim", "2", "--ckpt-dir", dir, "--durability", "wal", NULL, NULL, NULL};
+  rt_server s;
+  int code;
+  if (rt_server_start(&s, args, &code) != 0) {
+    TH_CHECK_MSG(0, "ibrl-replay did not start (%d)", code);
+    rt_rmdir(dir);
+    return;
+  }
+  char port[16];
+  snprintf(port, sizeof port, "%d", s.port);
+  rc_opts o = {0};
+  o.shards = s.target;
+  o.deadline_ms = 2000;
+  rc_client *c = NULL;
+  TH_CHECK(rc_client_open(&c, &o) == IB_OK);
+  rc_writer *w = NULL;
+  TH_CHECK(rc_writer_open(&w, c, "online", 5, 1000, 0) == IB_OK);
+  rc_batch b;
+  rc_batch_init(&b, 100, OD, AD);
+  fill(&b, 0, 100);
+  TH_CHECK(rc_writer_write(w, &b) == IB_OK);
+  TH_CHECK_MSG(rc_writer_flush(w, -1) == IB_OK, "%s", ib_errmsg());
+  fill(&b, 100, 100);
+  TH_CHECK(rc_writer_write(w, &b) == IB_OK);
+  /* Wait until the shard has stored batch 2 (it inserts each stream message as it arrives). */
+  double t0 = ib_now_s();
+  while (online_size(c, NULL) != 200 && ib_now_s() - t0 < 5) usleep(20000);
+  TH_CHECK_EQ_INT(online_size(c, NULL), 200);
+  rc_writer_stats st;
+  rc_writer_stats_get(w, &st);
+  TH_CHECK_EQ_INT(st.pending, 100);
+  TH_CHECK_EQ_INT(st.acked, 100);
+
+  TH_CHECK_EQ_INT(rt_server_stop(&s, 9), 128 + 9);
+  /* Down: the flush gives up in bounded time and keeps the items. */
+  t0 = ib_now_s();
+  int rc = rc_writer_flush(w, 500);
+  TH_CHECK_MSG(rc == IB_EUNAVAIL || rc == IB_ETIMEDOUT, "rc %d %s", rc, ib_errmsg());
+  TH_CHECK(ib_now_s() - t0 < 3);
+  rc_writer_stats_get(w, &st);
+  TH_CHECK_EQ_INT(st.pending, 100);
+
+  args[8] = "--port";
+  args[9] = port;
+  if (rt_server_start(&s, args, &code) != 0) {
+    TH_CHECK_MSG(0, "ibrl-replay did not restart on port %s (%d)", port, code);
+    rc_writer_close(w);
+    rc_client_close(c);
+    rc_batch_free(&b);
+    rt_rmdir(dir);
+    return;
+  }
+  /* Flush at once: the writer's own retry loop has to ride out the reconnect. */
+  rc = rc_writer_flush(w, 5000);
+  TH_CHECK_MSG(rc == IB_OK, "flush after restart: %s", ib_errmsg());
+  rc_writer_stats_get(w, &st);
+  TH_CHECK_EQ_INT(st.pending, 0);
+  TH_CHECK_EQ_INT(st.acked, 200);
+  TH_CHECK_EQ_INT(st.inserted, 100);   /* batch 1 only */
+  TH_CHECK_EQ_INT(st.duplicates, 100); /* batch 2 was already stored */
+  TH_CHECK(st.retries >= 1);
+  uint64_t dups = 0;
+  TH_CHECK_EQ_INT(online_size(c, &dups), 200); /* batch 1 + batch 2, each once */
+  TH_CHECK_EQ_INT(dups, 100);
+  fill(&b, 200, 100);
+  TH_CHECK(rc_writer_write(w, &b) == IB_OK);
+  TH_CHECK(rc_writer_flush(w, -1) == IB_OK);
+  TH_CHECK_EQ_INT(online_size(c, NULL), 300);
+  /* The rows are the items written (reward k, obs k), from actor 5. */
+  rc_batch sb;
+  rc_batch_init(&sb, 512, OD, AD);
+  TH_CHECK(rc_sample(c, &sb, 512, 0) == IB_OK);
+  int ok = 1;
+  for (int r = 0; r < sb.n; r++)
+    ok &= sb.actor_id[r] == 5 && sb.reward[r] >= 0 && sb.reward[r] < 300 && sb.obs[r * OD] == sb.reward[r];
+  TH_CHECK(ok);
+  rc_batch_free(&sb);
+  TH_CHECK(rc_writer_close(w) == IB_OK);
+  rc_client_close(c);
+  rc_batch_free(&b);
+  TH_CHECK_EQ_INT(rt_server_stop(&s, 15), 0);
+  rt_rmdir(dir);
+}
+
+static const th_case cases[] = {
+    {"retry after restart does not duplicate", test_retry_after_restart},
+    {NULL, NULL},
+};
+
+int main(int argc, char **argv) { return th_main(argc, argv, cases); }

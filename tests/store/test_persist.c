@@ -1,0 +1,742 @@
+/* test_persist.c: checkpoints and the write-ahead log: round trips that compare every slot,
+ * damaged and mismatching checkpoints refused, log replay with a torn tail, a stale log after a
+ * crash between checkpoint and log restart, and a real crash: a forked child inserting with the
+ * log is SIGKILLed mid-stream and every item it acknowledged must be restored. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ib.h"
+#include "persist.h"
+#include "rng.h"
+#include "store.h"
+#include "store_fixture.h"
+#include "th.h"
+
+/* ---- helpers ---- */
+
+static void tmpdir(char *out, size_t n) {
+  snprintf(out, n, "/tmp/ibrl-store-test-XXXXXX");
+  IB_CHECK(mkdtemp(out) != NULL);
+}
+
+/* Removes everything in `dir` (files, and a directory planted to make a write fail), then dir. */
+static void rmdir_all(const char *dir) {
+  DIR *d = opendir(dir);
+  if (d) {
+    struct dirent *e;
+    char p[512];
+    while ((e = readdir(d)) != NULL) {
+      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+      snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+      if (unlink(p) != 0) rmdir(p);
+    }
+    closedir(d);
+  }
+  rmdir(dir);
+}
+
+/* The file name of log `epoch`. */
+static const char *wal(uint64_t epoch) {
+  static char names[4][40];
+  static int k;
+  char *out = names[k++ % 4];
+  snprintf(out, 40, "store.wal.%016llx", (unsigned long long)epoch);
+  return out;
+}
+
+/* How many store.wal.* files `dir` holds. */
+static int count_logs(const char *dir) {
+  DIR *d = opendir(dir);
+  int n = 0;
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL) n += strncmp(e->d_name, "store.wal.", 10) == 0;
+  if (d) closedir(d);
+  return n;
+}
+
+static long file_size(const char *dir, const char *name) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  struct stat st;
+  return stat(p, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static void copy_file(const char *dir, const char *from, const char *to) {
+  char a[512], b[512];
+  snprintf(a, sizeof a, "%s/%s", dir, from);
+  snprintf(b, sizeof b, "%s/%s", dir, to);
+  FILE *f = fopen(a, "rb"), *g = fopen(b, "wb");
+  IB_CHECK(f && g);
+  char buf[4096];
+  size_t k;
+  while ((k = fread(buf, 1, sizeof buf, f)) > 0) IB_CHECK(fwrite(buf, 1, k, g) == k);
+  fclose(f);
+  fclose(g);
+}
+
+static store *mk(uint64_t demo_cap, uint64_t online_cap) {
+  store_spec sp[2];
+  store_specs_default(sp, FX_O, FX_A, demo_cap, online_cap);
+  store *s = NULL;
+  IB_CHECK(store_create(&s, sp, 2, NULL) == IB_OK);
+  return s;
+}
+
+static void put(store *s, const char *table, uint32_t actor, uint64_t from, uint64_t to, int bs) {
+  fx_item xs[32];
+  store_item v[32];
+  IB_CHECK(bs <= 32);
+  for (uint64_t q = from; q < to;) {
+    int n = 0;
+    while (n < bs && q < to)
+      fx_fill(&xs[n++], actor, q++, actor == 9 ? STORE_PROPOSER_DEMO : STORE_PROPOSER_RL);
+    fx_views(v, xs, n);
+    int rc = store_insert(s, table, v, (size_t)n, NULL);
+    TH_CHECK_MSG(rc == IB_OK, "insert: %s", ib_errmsg());
+  }
+}
+
+/* slot -> key map of one table, found by sampling until every slot was seen (or a bound).
+ * Every sampled row is also checked field by field. Returns the number of slots seen. */
+static uint64_t slot_map(store *s, bool demo, uint64_t *map, uint64_t cap, int *bad_rows) {
+  store_batch b;
+  store_batch_init(&b, 256, FX_O, FX_A);
+  rng r;
+  rng_seed(&r, 11, "test", demo, "slots");
+  int t = store_table_of_kind(s, demo ? STORE_DEMO : STORE_ONLINE);
+  store_table_info ti;
+  store_table_info_get(s, t, &ti);
+  for (uint64_t i = 0; i < cap; i++) map[i] = UINT64_MAX;
+  uint64_t seen = 0;
+  for (int k = 0; k < 4000 && seen < ti.size; k++) {
+    if (store_sample(s, &r, 256, demo ? 1.0 : 0.0, &b) != IB_OK) break;
+    for (uint32_t i = 0; i < b.n; i++) {
+      if (!fx_row_ok(&b, i)) (*bad_rows)++;
+      if (map[b.slot[i]] == UINT64_MAX) seen++;
+      map[b.slot[i]] = b.weight_version[i];
+    }
+  }
+  store_batch_free(&b);
+  return seen;
+}
+
+/* Checks that two stores hold the same items in the same slots and the same counters. The
+ * duplicate counter is compared only for checkpoints: the log holds stored items, not the calls
+ * that stored nothing. */
+static void same_store_(store *a, store *b, uint64_t demo_cap, uint64_t online_cap, bool dups) {
+  for (int demo = 0; demo <= 1; demo++) {
+    uint64_t cap = demo ? demo_cap : online_cap;
+    uint64_t *ma = calloc(cap, 8), *mb = calloc(cap, 8);
+    int bad = 0;
+    uint64_t na = slot_map(a, demo, ma, cap, &bad), nb = slot_map(b, demo, mb, cap, &bad);
+    TH_CHECK_EQ_INT(na, nb);
+    TH_CHECK_EQ_INT(bad, 0);
+    int diff = 0;
+    for (uint64_t i = 0; i < cap; i++) diff += ma[i] != mb[i];
+    TH_CHECK_MSG(diff == 0, "%s table: %d slots differ", demo ? "demo" : "online", diff);
+    int t = store_table_of_kind(a, demo ? STORE_DEMO : STORE_ONLINE);
+    store_table_info ia, ib;
+    store_table_info_get(a, t, &ia);
+    store_table_info_get(b, t, &ib);
+    TH_CHECK_EQ_INT(ia.size, ib.size);
+    TH_CHECK_EQ_INT(ia.size, na);
+    TH_CHECK_EQ_INT(ia.total_inserts, ib.total_inserts);
+    TH_CHECK_EQ_INT(ia.total_evicted, ib.total_evicted);
+    if (dups) TH_CHECK_EQ_INT(ia.duplicates, ib.duplicates);
+    TH_CHECK_EQ_INT(ia.wv_min, ib.wv_min);
+    TH_CHECK_EQ_INT(ia.wv_max, ib.wv_max);
+    TH_CHECK_EQ_INT(ia.wv_last, ib.wv_last);
+    TH_CHECK_EQ_INT(ia.episodes, ib.episodes);
+    TH_CHECK_EQ_INT(ia.successes, ib.successes);
+    TH_CHECK_EQ_INT(ia.actors, ib.actors);
+    free(ma);
+    free(mb);
+  }
+}
+
+static void same_store(store *a, store *b, uint64_t demo_cap, uint64_t online_cap) {
+  same_store_(a, b, demo_cap, online_cap, true);
+}
+static void same_items(store *a, store *b, uint64_t demo_cap, uint64_t online_cap) {
+  same_store_(a, b, demo_cap, online_cap, false);
+}
+
+/* A store with wrapped online ring, demo items, two actors and some duplicates. */
+static void fill(store *s) {
+  put(s, "demo", 9, 0, 50, 7);
+  put(s, "online", 1, 0, 30, 4);
+  put(s, "online", 2, 0, 10, 3);
+  put(s, "online", 1, 20, 34, 5); /* 20..29 are duplicates */
+}
+
+/* ---- checkpoint ---- */
+
+static void test_ckpt_round_trip(void) {
+  char dir[64];
+  tmpdir(dir, sizeof dir);
+  store *a = mk(64, 16);
+  persist *pa = NULL;
+  persist_restore_info ri;
+  TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_CKPT_ONLY, &ri), IB_OK);
+  TH_CHECK(!ri.ckpt_found && !ri.wal_found);
+  fill(a);
+  persist_ckpt_info ci;
+  TH_CHECK_EQ_INT(persist_checkpoint(pa, &ci), IB_OK);
+  TH_CHECK_EQ_INT(ci.epoch, 1);
+  TH_CHECK_EQ_INT(ci.items, 50 + 16);
+  TH_CHECK_EQ_INT(file_size(dir, "store.ckpt"), (long)ci.bytes);
+  TH_CHECK_EQ_INT(file_size(dir, "store.ckpt.tmp"), -1);
+  TH_CHECK_EQ_INT(count_logs(dir), 0); /* checkpoint-only mode writes no log */
+  TH_CHECK(ci.background);             /* written by a forked child */
+  TH_CHECK(ci.blocked_seconds <= ci.seconds);
+
+  persist_ckpt_summary sum;
+  TH_CHECK_EQ_INT(persist_ckpt_inspect(dir, &sum), IB_OK);
+  TH_CHECK_EQ_INT(sum.ntables, 2);
+  TH_CHECK_EQ_INT(sum.epoch, 1);
+  TH_CHECK(strcmp(sum.specs[1].name, "online") == 0);
+  TH_CHECK_EQ_INT(sum.sizes[0], 50);
+  TH_CHECK_EQ_INT(sum.sizes[1], 16);
+  TH_CHECK_EQ_INT(sum.total_inserts[1], 44); /* 30 + 10 + 4 new of 14 */
+
+  store *b = mk(64, 16);
+  persist *pb = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_CKPT_ONLY, &ri), IB_OK);
+  TH_CHECK(ri.ckpt_found);
+  TH_CHECK_EQ_INT(ri.ckpt_items, 66);
+  same_store(a, b, 64, 16);
+  /* The dedup state came back: a retried batch is all duplicates in both. */
+  fx_item xs[4];
+  store_item v[4];
+  for (int i = 0; i < 4; i++) fx_fill(&xs[i], 1, (uint64_t)(30 + i), STORE_PROPOSER_RL);
+  fx_views(v, xs, 4);
+  store_insert_result r;
+  TH_CHECK_EQ_INT(store_insert(b, "online", v, 4, &r), IB_OK);
+  TH_CHECK_EQ_INT(r.duplicates, 4);
+  TH_CHECK_EQ_INT(store_insert(a, "online", v, 4, &r), IB_OK);
+  TH_CHECK_EQ_INT(r.duplicates, 4);
+  /* The ring continues at the same head: one more item in both gives the same slots. */
+  put(a, "online", 2, 10, 13, 3);
+  put(b, "online", 2, 10, 13, 3);
+  same_store(a, b, 64, 16);
+  /* Per-actor success history is restored too. */
+  store_actor_info x, y;
+  TH_CHECK_EQ_INT(store_actor_get(a, 1, 1, &x), IB_OK);
+  TH_CHECK_EQ_INT(store_actor_get(b, 1, 1, &y), IB_OK);
+  TH_CHECK_EQ_INT(x.recent_successes, y.recent_successes);
+  TH_CHECK_EQ_INT(x.episodes, y.episodes);
+  TH_CHECK_EQ_INT(x.highest_seq, 33);
+  TH_CHECK_EQ_INT(y.highest_seq, 33);
+  persist_close(pa);
+  persist_close(pb);
+  store_destroy(a);
+  store_destroy(b);
+  rmdir_all(dir);
+}
+
+static void flip_byte(const char *dir, const char *name, long off) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  int fd = open(p, O_RDWR);
+  IB_CHECK(fd >= 0);
+  if (off < 0) off += lseek(fd, 0, SEEK_END);
+  unsigned char c;
+  IB_CHECK(pread(fd, &c, 1, off) == 1);
+  c ^= 0x5a;
+  IB_CHECK(pwrite(fd, &c, 1, off) == 1);
+  close(fd);
+}
+
+static void truncate_by(const char *dir, const char *name, long bytes) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  long sz = file_size(dir, name);
+  IB_CHECK(truncate(p, sz - bytes) == 0);
+}
+
+/* Opening a fresh store on `dir` must fail with `code` and a message holding `needle`; the
+ * store must stay empty. */
+static void expect_refused(const char *dir, uint64_t demo_cap, uint64_t online_cap, int code,
+                           const char *needle) {
+  store *s = mk(demo_cap, online_cap);
+  persist *p = NULL;
+  int rc = persist_open(&p, s, dir, PERSIST_CKPT_ONLY, NULL);
+  TH_CHECK_MSG(rc == code, "expected %s, got %s: %s", ib_strerror(code), ib_strerror(rc),
+               ib_errmsg());
+  TH_CHECK_MSG(strstr(ib_errmsg(), needle) != NULL, "message '%s' lacks '%s'", ib_errmsg(), needle);
+  TH_CHECK(p == NULL);
+  for (int t = 0; t < 2; t++) {
+    store_table_info ti;
+    store_table_info_get(s, t, &ti);
+    TH_CHECK_EQ_INT(ti.size, 0);
+    TH_CHECK_EQ_INT(ti.total_inserts, 0);
+  }
+  store_destroy(s);
+}
+
+static void test_ckpt_corrupt_and_mismatch_refused(void) {
+  char dir[64];
+  tmpdir(dir, sizeof dir);
+  store *a = mk(64, 16);
+  persist *pa = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_CKPT_ONLY, NULL), IB_OK);
+  fill(a);
+  TH_CHECK_EQ_INT(persist_checkpoint(pa, NULL), IB_OK);
+  persist_close(pa);
+  store_destroy(a);
+  copy_file(dir, "store.ckpt", "wal.copy"); /* a pristine copy to restore between cases */
+
+  /* Spec mismatches, each naming the field and both values. */
+  expect_refused(dir, 64, 32, IB_EMISMATCH, "capacity is 16 in the checkpoint but 32");
+  {
+    store_spec sp[2];
+    store_specs_default(sp, FX_O + 1, FX_A, 64, 16);
+    store *s = NULL;
+    IB_CHECK(store_create(&s, sp, 2, NULL) == IB_OK);
+    persist *p = NULL;
+    TH_CHECK_EQ_INT(persist_open(&p, s, dir, PERSIST_CKPT_ONLY, NULL), IB_EMISMATCH);
+    TH_CHECK(strstr(ib_errmsg(), "obs_dim is 5 in the checkpoint but 6") != NULL);
+    store_destroy(s);
+    store_specs_default(sp, FX_O, FX_A, 64, 16);
+    snprintf(sp[1].name, STORE_NAME_MAX, "fresh");
+    IB_CHECK(store_create(&s, sp, 2, NULL) == IB_OK);
+    TH_CHECK_EQ_INT(persist_open(&p, s, dir, PERSIST_CKPT_ONLY, NULL), IB_EMISMATCH);
+    TH_CHECK(strstr(ib_errmsg(), "'online'") != NULL && strstr(ib_errmsg(), "'fresh'") != NULL);
+    store_destroy(s);
+  }
+  /* A flipped byte in the records, in the header, in the CRC itself. */
+  long sz = file_size(dir, "store.ckpt");
+  long offs[] = {sz / 2, 3, sz - 12};
+  for (size_t i = 0; i < IB_ARRAY_LEN(offs); i++) {
+    copy_file(dir, "wal.copy", "store.ckpt");
+    flip_byte(dir, "store.ckpt", offs[i]);
+    expect_refused(dir, 64, 16, IB_ECHECKSUM, "CRC-32");
+  }
+  /* Truncated: no end marker. Too short to be a checkpoint at all. */
+  copy_file(dir, "wal.copy", "store.ckpt");
+  truncate_by(dir, "store.ckpt", 100);
+  expect_refused(dir, 64, 16, IB_EPROTO, "no end marker");
+  truncate_by(dir, "store.ckpt", file_size(dir, "store.ckpt") - 10);
+  expect_refused(dir, 64, 16, IB_EPROTO, "too short");
+  persist_ckpt_summary sum;
+  TH_CHECK_EQ_INT(persist_ckpt_inspect(dir, &sum), IB_EPROTO);
+  /* The pristine copy still restores (the refusals changed nothing on disk). */
+  copy_file(dir, "wal.copy", "store.ckpt");
+  store *b = mk(64, 16);
+  persist *pb = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_CKPT_ONLY, NULL), IB_OK);
+  persist_close(pb);
+  store_destroy(b);
+  /* No checkpoint at all: inspect says so; open starts empty. */
+  rmdir_all(dir);
+  TH_CHECK_EQ_INT(persist_ckpt_inspect(dir, &sum), IB_ENOTFOUND);
+  rmdir_all(dir);
+}
+
+static void test_open_requires_empty_store(void) {
+  char dir[64];
+  tmpdir(dir, sizeof dir);
+  store *s = mk(8, 8);
+  put(s, "online", 1, 0, 2, 2);
+  persist *p = NULL;
+  TH_CHECK_EQ_INT(persist_open(&p, s, dir, PERSIST_WAL, NULL), IB_ESTATE);
+  store_destroy(s);
+  s = mk(8, 8);
+  TH_CHECK_EQ_INT(persist_open(&p, s, "/proc/definitely/not/here", PERSIST_WAL, NULL), IB_EIO);
+  TH_CHECK(strstr(ib_errmsg(), "/proc/definitely/not/here") != NULL);
+  store_destroy(s);
+  rmdir_all(dir);
+}
+
+/* ---- write-ahead log ---- */
+
+static void test_wal_recovery_and_truncation(void) {
+  char dir[64];
+  tmpdir(dir, sizeof dir);
+  store *a = mk(64, 16);
+  persist *pa = NULL;
+  persist_restore_info ri;
+  TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, &ri), IB_OK);
+  TH_CHECK_EQ_INT(file_size(dir, wal(0)), 44);
+  fill(a);
+  /* "Crash": drop the process state without a checkpoint. */
+  persist_close(pa);
+  store *b = mk(64, 16);
+  persist *pb = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_WAL, &ri), IB_OK);
+  TH_CHECK(!ri.ckpt_found && ri.wal_found && !ri.wal_stale);
+  TH_CHECK_EQ_INT(ri.wal_records, 8 + 8 + 4 + 1); /* duplicates-only batches are not logged */
+  TH_CHECK_EQ_INT(ri.wal_items, 50 + 30 + 10 + 4);
+  TH_CHECK_EQ_INT(ri.wal_torn_bytes, 0);
+  same_items(a, b, 64, 16);
+  /* Checkpoint truncates the log; later inserts go to the fresh log; restore = ckpt + log. */
+  TH_CHECK_EQ_INT(persist_checkpoint(pb, NULL), IB_OK);
+  TH_CHECK_EQ_INT(file_size(dir, wal(1)), 44);
+  TH_CHECK_EQ_INT(count_logs(dir), 1); /* log 0 is inside checkpoint 1 and was deleted */
+  put(b, "online", 3, 0, 9, 4);
+  put(a, "online", 3, 0, 9, 4);
+  persist_close(pb);
+  store *c = mk(64, 16);
+  persist *pc = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_WAL, &ri), IB_OK);
+  TH_CHECK(ri.ckpt_found);
+  TH_CHECK_EQ_INT(ri.ckpt_epoch, 1);
+  TH_CHECK_EQ_INT(ri.wal_records, 3);
+  TH_CHECK_EQ_INT(ri.wal_items, 9);
+  same_items(a, c, 64, 16);
+  persist_close(pc);
+  store_destroy(a);
+  store_destroy(b);
+  store_destroy(c);
+  rmdir_all(dir);
+}
+
+static void test_wal_torn_tail(void) {
+  char dir[64];
+  tmpdir(dir, sizeof dir);
+  store *a = mk(8, 64);
+  persist *pa = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, NULL), IB_OK);
+  put(a, "online", 1, 0, 12, 4); /* three records */
+  persist_close(pa);
+  /* Tear the last record: cut 10 bytes off its end. */
+  truncate_by(dir, wal(0), 10);
+  store *b = mk(8, 64);
+  persist *pb = NULL;
+  persist_restore_info ri;
+  TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_WAL, &ri), IB_OK);
+  TH_CHECK_EQ_INT(ri.wal_records, 2);
+  TH_CHECK_EQ_INT(ri.wal_items, 8);
+  TH_CHECK(ri.wal_torn_bytes > 0);
+  store_actor_info ai;
+  TH_CHECK_EQ_INT(store_actor_get(b, 1, 1, &ai), IB_OK);
+  TH_CHECK_EQ_INT(ai.highest_seq, 7);
+  /* The actor retries the unacknowledged batch; it lands after the good records. */
+  put(b, "online", 1, 8, 12, 4);
+  persist_close(pb);
+  store *c = mk(8, 64);
+  persist *pc = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_WAL, &ri), IB_OK);
+  TH_CHECK_EQ_INT(ri.wal_records, 3);
+  TH_CHECK_EQ_INT(ri.wal_torn_bytes, 0);
+  same_items(a, c, 8, 64);
+  persist_close(pc);
+  /* A flipped byte in the last record's payload is a CRC mismatch: dropped the same way. */
+  flip_byte(dir, wal(0), -5);
+  store *d = mk(8, 64);
+  persist *pd = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pd, d, dir, PERSIST_WAL, &ri), IB_OK);
+  TH_CHECK_EQ_INT(ri.wal_records, 2);
+  TH_CHECK(ri.wal_torn_bytes > 0);
+  persist_close(pd);
+  /* A damaged log header is refused, not silently ignored. */
+  flip_byte(dir, wal(0), 20);
+  store *e = mk(8, 64);
+  persist *pe = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pe, e, dir, PERSIST_WAL, &ri), IB_ECHECKSUM);
+  TH_CHECK(strstr(ib_errmsg(), wal(0)) != NULL);
+  store_destroy(a);
+  store_destroy(b);
+  store_destroy(c);
+  store_destroy(d);
+  store_destroy(e);
+  rmdir_all(dir);
+}
+
+static void test_wal_stale_and_orphan(void) {
+  char dir[64];
+  tmpdir(dir, sizeof dir);
+  store *a = mk(8, 64);
+  persist *pa = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, NULL), IB_OK);
+  put(a, "online", 1, 0, 12, 4);
+  copy_file(dir, wal(0), "wal.copy"); /* the log as it was just before the checkpoint */
+  TH_CHECK_EQ_INT(persist_checkpoint(pa, NULL), IB_OK);
+  persist_close(pa);
+  TH_CHECK_EQ_INT(file_size(dir, wal(0)), -1);
+  /* Crash after the checkpoint, before the old log was deleted: log 0 next to checkpoint 1.
+   * Its records are in the checkpoint and must not be applied twice. */
+  copy_file(dir, "wal.copy", wal(0));
+  store *b = mk(8, 64);
+  persist *pb = NULL;
+  persist_restore_info ri;
+  TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_WAL, &ri), IB_OK);
+  TH_CHECK(ri.wal_stale);
+  TH_CHECK_EQ_INT(ri.wal_records, 0);
+  TH_CHECK_EQ_INT(file_size(dir, wal(0)), -1);
+  same_store(a, b, 8, 64);
+  put(b, "online", 1, 12, 16, 4);
+  persist_close(pb);
+  /* Log 1 continues checkpoint 1; without that checkpoint it is refused. */
+  copy_file(dir, "store.ckpt", "ckpt.copy");
+  char p[512];
+  snprintf(p, sizeof p, "%s/store.ckpt", dir);
+  unlink(p);
+  store *c = mk(8, 64);
+  persist *pc = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_WAL, &ri), IB_EMISMATCH);
+  TH_CHECK(strstr(ib_errmsg(), "missing") != NULL);
+  copy_file(dir, "ckpt.copy", "store.ckpt");
+  store_destroy(a);
+  store_destroy(b);
+  store_destroy(c);
+  rmdir_all(dir);
+}
+
+static void test_failed_checkpoint_keeps_log_chain(void) {
+  char dir[64];
+  tmpdir(dir, sizeof dir);
+  store *a = mk(8, 64);
+  persist *pa = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, NULL), IB_OK);
+  put(a, "online", 1, 0, 8, 4);
+  TH_CHECK_EQ_INT(persist_checkpoint(pa, NULL), IB_OK); /* checkpoint 1, log 1 */
+  put(a, "online", 1, 8, 16, 4);
+  /* A directory where the temporary checkpoint goes makes the next checkpoint fail. */
+  char p[512];
+  snprintf(p, sizeof p, "%s/store.ckpt.tmp", dir);
+  IB_CHECK(mkdir(p, 0755) == 0);
+  TH_CHECK_EQ_INT(persist_checkpoint(pa, NULL), IB_EIO); /* cut 2 happened: log 2 exists */
+  TH_CHECK(strstr(ib_errmsg(), "store.ckpt.tmp") != NULL &&
+           strstr(ib_errmsg(), "still valid") != NULL);
+  put(a, "online", 2, 0, 8, 4); /* goes to log 2 */
+  TH_CHECK_EQ_INT(count_logs(dir), 2);
+  persist_close(pa);
+  /* Restore = checkpoint 1 + log 1 + log 2. */
+  store *b = mk(8, 64);
+  persist *pb = NULL;
+  persist_restore_info ri;
+  TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_WAL, &ri), IB_OK);
+  TH_CHECK_EQ_INT(ri.ckpt_epoch, 1);
+  TH_CHECK_EQ_INT(ri.wal_records, 4);
+  same_items(a, b, 8, 64);
+  /* Once the disk is fine again, the next checkpoint (3) replaces the whole chain. */
+  rmdir(p);
+  persist_ckpt_info ci;
+  TH_CHECK_EQ_INT(persist_checkpoint(pb, &ci), IB_OK);
+  TH_CHECK_EQ_INT(ci.epoch, 3);
+  TH_CHECK_EQ_INT(count_logs(dir), 1);
+  TH_CHECK(file_size(dir, wal(3)) == 44);
+  persist_close(pb);
+  /* A gap in the chain (log 3 kept, log 4 missing, log 5 present) is refused. */
+  copy_file(dir, wal(3), wal(5));
+  store *c = mk(8, 64);
+  persist *pc = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_WAL, &ri), IB_EMISMATCH);
+  TH_CHECK(strstr(ib_errmsg(), "missing") != NULL);
+  snprintf(p, sizeof p, "%s/%s", dir, wal(5));
+  unlink(p);
+  /* A renamed log (file 4 whose header says 3) is refused too. */
+  copy_file(dir, wal(3), wal(4));
+  TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_WAL, &ri), IB_EPROTO);
+  TH_CHECK(strstr(ib_errmsg(), "renamed") != NULL);
+  store_destroy(a);
+  store_destroy(b);
+  store_destroy(c);
+  rmdir_all(dir);
+}
+
+static void test_wal_batch_limit_mismatch(void) {
+  char dir[64];
+  tmpdir(dir, sizeof dir);
+  store_spec sp[2];
+  store_specs_default(sp, FX_O, FX_A, 8, 64);
+  store_config big = {.max_insert_batch = 64}, small = {.max_insert_batch = 16};
+  store *a = NULL, *b = NULL;
+  IB_CHECK(store_create(&a, sp, 2, &big) == IB_OK);
+  persist *pa = NULL, *pb = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, NULL), IB_OK);
+  put(a, "online", 1, 0, 32, 32); /* one record of 32 items */
+  persist_close(pa);
+  long before = file_size(dir, wal(0));
+  /* A store that only takes batches of 16 refuses the log instead of cutting it as torn. */
+  IB_CHECK(store_create(&b, sp, 2, &small) == IB_OK);
+  TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_WAL, NULL), IB_EMISMATCH);
+  TH_CHECK(strstr(ib_errmsg(), "max_insert_batch 16") != NULL);
+  TH_CHECK_EQ_INT(file_size(dir, wal(0)), before);
+  store_destroy(a);
+  store_destroy(b);
+  rmdir_all(dir);
+}
+
+/* ---- group commit and checkpoints under concurrent inserts ---- */
+
+typedef struct wal_worker {
+  store *s;
+  uint32_t actor;
+  int errors;
+} wal_worker;
+
+static void *wal_inserter(void *arg) {
+  wal_worker *w = arg;
+  fx_item xs[8];
+  store_item v[8];
+  for (uint64_t q = 0; q < 400; q += 8) {
+    for (int i = 0; i < 8; i++) fx_fill(&xs[i], w->actor, q + (uint64_t)i, STORE_PROPOSER_RL);
+    fx_views(v, xs, 8);
+    if (store_insert(w->s, "online", v, 8, NULL) != IB_OK) w->errors++;
+  }
+  return NULL;
+}
+
+typedef struct ckpt_worker {
+  persist *p;
+  int count, errors;
+} ckpt_worker;
+
+static void *checkpointer(void *arg) {
+  ckpt_worker *c = arg;
+  for (int i = 0; i < 5; i++) {
+    struct timespec ts = {0, 20 * 1000000L};
+    nanosleep(&ts, NULL);
+    if (persist_checkpoint(c->p, NULL) != IB_OK)
+      c->errors++;
+    else
+      c->count++;
+  }
+  return NULL;
+}
+
+static void test_wal_concurrent_with_checkpoints(void) {
+  char dir[64];
+  tmpdir(dir, sizeof dir);
+  store *a = mk(8, 2048);
+  persist *pa = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, NULL), IB_OK);
+  wal_worker w[3] = {{a, 1, 0}, {a, 2, 0}, {a, 3, 0}};
+  ckpt_worker c = {pa, 0, 0};
+  pthread_t th[4];
+  for (int i = 0; i < 3; i++) pthread_create(&th[i], NULL, wal_inserter, &w[i]);
+  pthread_create(&th[3], NULL, checkpointer, &c);
+  for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+  TH_CHECK_EQ_INT(w[0].errors + w[1].errors + w[2].errors, 0);
+  TH_CHECK_EQ_INT(c.errors, 0);
+  TH_CHECK_EQ_INT(c.count, 5);
+  persist_close(pa);
+  /* Whatever interleaving happened, checkpoint + log restore exactly the same store. */
+  store *b = mk(8, 2048);
+  persist *pb = NULL;
+  persist_restore_info ri;
+  TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_WAL, &ri), IB_OK);
+  TH_CHECK_EQ_INT(ri.ckpt_epoch, 5);
+  store_table_info ti;
+  store_table_info_get(b, 1, &ti);
+  TH_CHECK_EQ_INT(ti.total_inserts, 1200);
+  same_items(a, b, 8, 2048);
+  persist_close(pb);
+  store_destroy(a);
+  store_destroy(b);
+  rmdir_all(dir);
+}
+
+/* ---- crash: SIGKILL a child in the middle of logged inserts ---- */
+
+#define CRASH_CAP 8192
+
+static void crash_child(const char *dir, int wfd) {
+  store *s = mk(8, CRASH_CAP);
+  persist *p = NULL;
+  if (persist_open(&p, s, dir, PERSIST_WAL, NULL) != IB_OK) _exit(3);
+  fx_item xs[4];
+  store_item v[4];
+  for (uint64_t q = 0; q + 4 <= CRASH_CAP / 2; q += 4) {
+    for (int i = 0; i < 4; i++) fx_fill(&xs[i], 1, q + (uint64_t)i, STORE_PROPOSER_RL);
+    fx_views(v, xs, 4);
+    if (store_insert(s, "online", v, 4, NULL) != IB_OK) _exit(4);
+    uint64_t acked = q + 3; /* acknowledged: seqs <= acked are durable */
+    if (write(wfd, &acked, sizeof acked) != (ssize_t)sizeof acked) _exit(5);
+  }
+  for (;;) pause(); /* wait for the kill */
+}
+
+static void test_crash_sigkill_keeps_acknowledged(void) {
+  char dir[64];
+  tmpdir(dir, sizeof dir);
+  int fds[2];
+  IB_CHECK(pipe(fds) == 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  IB_CHECK(pid >= 0);
+  if (pid == 0) {
+    close(fds[0]);
+    crash_child(dir, fds[1]);
+    _exit(0);
+  }
+  close(fds[1]);
+  /* Read acknowledgements for a while, then kill in the middle of the stream. */
+  uint64_t acked = 0, got = 0, v;
+  uint64_t t_end = ib_now_ns() + 400000000ull;
+  while (ib_now_ns() < t_end && got < 600) {
+    ssize_t k = read(fds[0], &v, sizeof v);
+    if (k != (ssize_t)sizeof v) break;
+    acked = v;
+    got++;
+  }
+  kill(pid, SIGKILL);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  TH_CHECK_MSG(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+               "child did not die by SIGKILL (status %d)", st);
+  /* Acknowledgements already in the pipe count too. */
+  while (read(fds[0], &v, sizeof v) == (ssize_t)sizeof v) {
+    acked = v;
+    got++;
+  }
+  close(fds[0]);
+  TH_CHECK_MSG(got > 0, "the child acknowledged nothing");
+  if (got == 0) {
+    rmdir_all(dir);
+    return;
+  }
+  store *s = mk(8, CRASH_CAP);
+  persist *p = NULL;
+  persist_restore_info ri;
+  TH_CHECK_EQ_INT(persist_open(&p, s, dir, PERSIST_WAL, &ri), IB_OK);
+  store_table_info ti;
+  store_table_info_get(s, 1, &ti);
+  printf(
+      "  crash: %llu batches acknowledged (last seq %llu), restored %llu items from %llu records, "
+      "torn tail %llu bytes\n",
+      (unsigned long long)got, (unsigned long long)acked, (unsigned long long)ti.size,
+      (unsigned long long)ri.wal_records, (unsigned long long)ri.wal_torn_bytes);
+  TH_CHECK(ti.size >= acked + 1);
+  /* Slot q holds seq q (FIFO from slot 0, no eviction): check every acknowledged one. */
+  uint64_t *map = calloc(CRASH_CAP, 8);
+  int bad = 0;
+  slot_map(s, false, map, CRASH_CAP, &bad);
+  TH_CHECK_EQ_INT(bad, 0);
+  uint64_t missing = 0;
+  for (uint64_t q = 0; q <= acked; q++) missing += map[q] != fx_key(1, q);
+  TH_CHECK_MSG(missing == 0, "%llu acknowledged items missing after the crash",
+               (unsigned long long)missing);
+  free(map);
+  persist_close(p);
+  store_destroy(s);
+  rmdir_all(dir);
+}
+
+static const th_case cases[] = {
+    {"checkpoint round trip", test_ckpt_round_trip},
+    {"corrupt or mismatching checkpoint refused", test_ckpt_corrupt_and_mismatch_refused},
+    {"open requires an empty store", test_open_requires_empty_store},
+    {"wal recovery and truncation by checkpoint", test_wal_recovery_and_truncation},
+    {"wal torn tail dropped", test_wal_torn_tail},
+    {"wal stale after checkpoint crash; orphan refused", test_wal_stale_and_orphan},
+    {"failed checkpoint keeps the log chain", test_failed_checkpoint_keeps_log_chain},
+    {"wal written with larger batches refused, not cut", test_wal_batch_limit_mismatch},
+    {"wal group commit with concurrent checkpoints", test_wal_concurrent_with_checkpoints},
+    {"crash: SIGKILL keeps every acknowledged item", test_crash_sigkill_keeps_acknowledged},
+    {NULL, NULL},
+};
+
+int main(int argc, char **argv) { return th_main(argc, argv, cases); }

@@ -1,0 +1,275 @@
+/* test_ratelim.c: the samples-per-insert limiter: the worked example of ratelim.h step by step,
+ * blocking and release by another thread, timeouts, pause, undo, shutdown, oversized batches and
+ * the realised ratio under two racing threads. All waits are bounded by deadlines of <= 5 s. */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+
+#include "ib.h"
+#include "ratelim.h"
+#include "th.h"
+
+#define MS 1000000ull
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static rlim *mk(double spi, double eb, uint64_t min_size) {
+  rlim_config c = {.samples_per_insert = spi, .error_buffer = eb, .min_size_to_sample = min_size};
+  rlim *l = NULL;
+  int rc = rlim_create(&l, &c);
+  TH_CHECK_MSG(rc == IB_OK, "rlim_create: %s", ib_errmsg());
+  return l;
+}
+
+static void test_config_errors(void) {
+  rlim *l = NULL;
+  rlim_config c = {.samples_per_insert = 0, .error_buffer = 10, .min_size_to_sample = 1};
+  TH_CHECK_EQ_INT(rlim_create(&l, &c), IB_EINVAL);
+  TH_CHECK(strstr(ib_errmsg(), "samples_per_insert") != NULL);
+  c.samples_per_insert = NAN;
+  TH_CHECK_EQ_INT(rlim_create(&l, &c), IB_EINVAL);
+  c.samples_per_insert = 4;
+  c.error_buffer = 3;
+  TH_CHECK_EQ_INT(rlim_create(&l, &c), IB_EINVAL);
+  TH_CHECK(strstr(ib_errmsg(), "error_buffer 3") != NULL && strstr(ib_errmsg(), "HINT") != NULL);
+  c.error_buffer = NAN;
+  TH_CHECK_EQ_INT(rlim_create(&l, &c), IB_EINVAL);
+  TH_CHECK(l == NULL);
+  c.error_buffer = INFINITY;
+  TH_CHECK_EQ_INT(rlim_create(&l, &c), IB_OK);
+  /* A bad update leaves the settings as they were. */
+  rlim_config bad = c;
+  bad.samples_per_insert = -1;
+  TH_CHECK_EQ_INT(rlim_config_set(l, &bad), IB_EINVAL);
+  rlim_info inf;
+  rlim_info_get(l, &inf);
+  TH_CHECK_NEAR(inf.cfg.samples_per_insert, 4, 0);
+  rlim_destroy(l);
+}
+
+static void test_worked_example(void) {
+  rlim *l = mk(2, 50, 100);
+  rlim_info inf;
+  rlim_info_get(l, &inf);
+  TH_CHECK_NEAR(inf.min_diff, 150, 0);
+  TH_CHECK_NEAR(inf.max_diff, 250, 0);
+  /* Before min_size, samples wait. */
+  TH_CHECK_EQ_INT(rlim_await_sample(l, 1, 0), IB_ETIMEDOUT);
+  for (int i = 0; i < 100; i++) TH_CHECK_EQ_INT(rlim_await_insert(l, 1, 0), IB_OK);
+  rlim_info_get(l, &inf);
+  TH_CHECK_NEAR(inf.cursor, 200, 0);
+  TH_CHECK_EQ_INT(rlim_await_sample(l, 32, 0), IB_OK);
+  TH_CHECK_EQ_INT(rlim_await_sample(l, 32, 0), IB_ETIMEDOUT);
+  TH_CHECK_EQ_INT(rlim_await_insert(l, 1, 0), IB_OK);
+  TH_CHECK_EQ_INT(rlim_await_sample(l, 32, 0), IB_ETIMEDOUT);
+  for (int i = 0; i < 5; i++) TH_CHECK_EQ_INT(rlim_await_insert(l, 1, 0), IB_OK);
+  TH_CHECK_EQ_INT(rlim_await_sample(l, 32, 0), IB_ETIMEDOUT); /* c = 180: 148 < 150 */
+  TH_CHECK_EQ_INT(rlim_await_insert(l, 1, 0), IB_OK);
+  TH_CHECK_EQ_INT(rlim_await_sample(l, 32, 0), IB_OK); /* c = 182: 150 >= 150 */
+  rlim_info_get(l, &inf);
+  TH_CHECK_NEAR(inf.cursor, 150, 0);
+  /* Inserts pass until c = 250: exactly 50 more. */
+  int passed = 0;
+  while (rlim_await_insert(l, 1, 0) == IB_OK && passed < 1000) passed++;
+  TH_CHECK_EQ_INT(passed, 50);
+  rlim_info_get(l, &inf);
+  TH_CHECK_NEAR(inf.cursor, 250, 0);
+  TH_CHECK_EQ_INT(inf.sample_timeouts, 4);
+  TH_CHECK_EQ_INT(inf.insert_timeouts, 1);
+  rlim_destroy(l);
+}
+
+typedef struct later {
+  rlim *l;
+  int delay_ms;
+  int what; /* 0 insert 1, 1 sample 8, 2 shutdown, 3 resume */
+} later;
+
+static void *do_later(void *arg) {
+  later *x = arg;
+  sleep_ms(x->delay_ms);
+  if (x->what == 0) TH_CHECK_EQ_INT(rlim_await_insert(x->l, 1, ib_now_ns() + 5000 * MS), IB_OK);
+  if (x->what == 1) TH_CHECK_EQ_INT(rlim_await_sample(x->l, 8, ib_now_ns() + 5000 * MS), IB_OK);
+  if (x->what == 2) rlim_shutdown(x->l);
+  return NULL;
+}
+
+static void test_blocks_then_released(void) {
+  /* A sample waits for min_size; a thread inserts the missing item after 100 ms. */
+  rlim *l = mk(1, 10, 5);
+  for (int i = 0; i < 4; i++) TH_CHECK_EQ_INT(rlim_await_insert(l, 1, 0), IB_OK);
+  later x = {l, 100, 0};
+  pthread_t th;
+  pthread_create(&th, NULL, do_later, &x);
+  uint64_t t0 = ib_now_ns();
+  int rc = rlim_await_sample(l, 1, t0 + 5000 * MS);
+  uint64_t dt = ib_now_ns() - t0;
+  pthread_join(th, NULL);
+  TH_CHECK_EQ_INT(rc, IB_OK);
+  TH_CHECK_MSG(dt >= 80 * MS && dt < 4000 * MS, "released after %.1f ms", (double)dt / 1e6);
+  rlim_info inf;
+  rlim_info_get(l, &inf);
+  TH_CHECK_MSG(inf.sample_blocked_ns >= 80 * MS, "blocked %.1f ms",
+               (double)inf.sample_blocked_ns / 1e6);
+  TH_CHECK_EQ_INT(inf.waiting_samples, 0);
+
+  /* An insert waits for the learner: cursor at the top of the band, a sample frees room. */
+  rlim *m = mk(8, 8, 0);                              /* band [-8, 8] */
+  TH_CHECK_EQ_INT(rlim_await_insert(m, 1, 0), IB_OK); /* c = 8 */
+  TH_CHECK_EQ_INT(rlim_await_insert(m, 1, 0), IB_ETIMEDOUT);
+  later y = {m, 100, 1};
+  pthread_create(&th, NULL, do_later, &y);
+  t0 = ib_now_ns();
+  rc = rlim_await_insert(m, 1, t0 + 5000 * MS);
+  dt = ib_now_ns() - t0;
+  pthread_join(th, NULL);
+  TH_CHECK_EQ_INT(rc, IB_OK);
+  TH_CHECK(dt >= 80 * MS);
+  rlim_info_get(m, &inf);
+  TH_CHECK(inf.insert_blocked_ns >= 80 * MS);
+  rlim_destroy(m);
+  rlim_destroy(l);
+}
+
+static void test_timeout(void) {
+  rlim *l = mk(1, 10, 5);
+  uint64_t t0 = ib_now_ns();
+  int rc = rlim_await_sample(l, 1, t0 + 150 * MS);
+  uint64_t dt = ib_now_ns() - t0;
+  TH_CHECK_EQ_INT(rc, IB_ETIMEDOUT);
+  TH_CHECK(strstr(ib_errmsg(), "min_size_to_sample") != NULL);
+  TH_CHECK_MSG(dt >= 150 * MS && dt < 3000 * MS, "timed out after %.1f ms", (double)dt / 1e6);
+  rlim_info inf;
+  rlim_info_get(l, &inf);
+  TH_CHECK_EQ_INT(inf.sample_timeouts, 1);
+  TH_CHECK_EQ_INT(inf.samples, 0); /* nothing counted */
+  /* A deadline in the past returns at once. */
+  t0 = ib_now_ns();
+  TH_CHECK_EQ_INT(rlim_await_sample(l, 1, 1), IB_ETIMEDOUT);
+  TH_CHECK(ib_now_ns() - t0 < 100 * MS);
+  rlim_destroy(l);
+}
+
+static void test_pause_undo_counts(void) {
+  rlim *l = mk(1, 4, 100);
+  rlim_pause(l, true);
+  TH_CHECK_EQ_INT(rlim_await_sample(l, 50, 0), IB_OK); /* not enforced, but counted */
+  rlim_info inf;
+  rlim_info_get(l, &inf);
+  TH_CHECK_EQ_INT(inf.samples, 50);
+  rlim_pause(l, false);
+  TH_CHECK_EQ_INT(rlim_await_sample(l, 1, 0), IB_ETIMEDOUT);
+  rlim_undo_sample(l, 50);
+  for (int i = 0; i < 100; i++) TH_CHECK_EQ_INT(rlim_await_insert(l, 1, 0), IB_OK);
+  TH_CHECK_EQ_INT(rlim_await_insert(l, 5, 0), IB_ETIMEDOUT); /* 105 > 104 */
+  TH_CHECK_EQ_INT(rlim_await_insert(l, 4, 0), IB_OK);
+  rlim_undo_insert(l, 4);
+  rlim_info_get(l, &inf);
+  TH_CHECK_EQ_INT(inf.inserts, 100);
+  TH_CHECK_EQ_INT(inf.samples, 0);
+  /* Restore-style counter seeding. */
+  rlim_counts_set(l, 1000, 900);
+  rlim_info_get(l, &inf);
+  TH_CHECK_NEAR(inf.cursor, 100, 0);
+  TH_CHECK_EQ_INT(rlim_await_sample(l, 4, 0), IB_OK);
+  rlim_destroy(l);
+}
+
+static void test_shutdown_wakes_waiters(void) {
+  rlim *l = mk(1, 10, 5);
+  later x = {l, 50, 2};
+  pthread_t th;
+  pthread_create(&th, NULL, do_later, &x);
+  uint64_t t0 = ib_now_ns();
+  int rc = rlim_await_sample(l, 1, t0 + 5000 * MS);
+  uint64_t dt = ib_now_ns() - t0;
+  pthread_join(th, NULL);
+  TH_CHECK_EQ_INT(rc, IB_EUNAVAIL);
+  TH_CHECK(dt < 3000 * MS);
+  TH_CHECK_EQ_INT(rlim_await_insert(l, 1, 0), IB_EUNAVAIL);
+  rlim_destroy(l);
+}
+
+static void test_oversized_batch(void) {
+  /* Band [-1, 1] with spi 1: a batch of 10 inserts is wider than the band; it passes when its
+   * first item fits, and a sample batch of 10 likewise. */
+  rlim *l = mk(1, 1, 0);
+  TH_CHECK_EQ_INT(rlim_await_insert(l, 10, 0), IB_OK);
+  TH_CHECK_EQ_INT(rlim_await_insert(l, 1, 0), IB_ETIMEDOUT);
+  TH_CHECK_EQ_INT(rlim_await_sample(l, 10, 0), IB_OK); /* c = 0 */
+  TH_CHECK_EQ_INT(rlim_await_sample(l, 10, 0), IB_OK); /* c - 1 = -1 >= -1: first item fits */
+  TH_CHECK_EQ_INT(rlim_await_sample(l, 10, 0), IB_ETIMEDOUT);
+  rlim_destroy(l);
+}
+
+typedef struct racer {
+  rlim *l;
+  atomic_int *stop;
+  uint64_t count;
+  int errors;
+} racer;
+
+static void *race_insert(void *arg) {
+  racer *r = arg;
+  for (int i = 0; i < 400; i++) {
+    if (rlim_await_insert(r->l, 1, ib_now_ns() + 5000 * MS) != IB_OK)
+      r->errors++;
+    else
+      r->count++;
+  }
+  *r->stop = 1;
+  return NULL;
+}
+
+static void *race_sample(void *arg) {
+  racer *r = arg;
+  while (!*r->stop) {
+    int rc = rlim_await_sample(r->l, 8, ib_now_ns() + 20 * MS);
+    if (rc == IB_OK)
+      r->count += 8;
+    else if (rc != IB_ETIMEDOUT)
+      r->errors++;
+  }
+  return NULL;
+}
+
+static void test_realised_ratio_two_threads(void) {
+  /* spi 4, min 10, eb 24: band [16, 64]; 2*eb = 48 >= 8 + 1*4, so no deadlock. */
+  rlim *l = mk(4, 24, 10);
+  atomic_int stop = 0;
+  racer ri = {l, &stop, 0, 0}, rs = {l, &stop, 0, 0};
+  pthread_t a, b;
+  pthread_create(&b, NULL, race_sample, &rs);
+  pthread_create(&a, NULL, race_insert, &ri);
+  pthread_join(a, NULL);
+  pthread_join(b, NULL);
+  TH_CHECK_EQ_INT(ri.errors + rs.errors, 0);
+  TH_CHECK_EQ_INT(ri.count, 400);
+  rlim_info inf;
+  rlim_info_get(l, &inf);
+  TH_CHECK_EQ_INT(inf.samples, rs.count);
+  /* The cursor stayed in the band: S = 4*400 - c with c in [16, 64]. */
+  TH_CHECK_MSG(inf.cursor >= 16 && inf.cursor <= 64, "cursor %.1f left the band [16, 64]",
+               inf.cursor);
+  TH_CHECK(rs.count >= 1600 - 64 && rs.count <= 1600 - 16);
+  rlim_destroy(l);
+}
+
+static const th_case cases[] = {
+    {"config errors", test_config_errors},
+    {"worked example of the header", test_worked_example},
+    {"blocks, then released by another thread", test_blocks_then_released},
+    {"times out at the deadline", test_timeout},
+    {"pause, undo, counts", test_pause_undo_counts},
+    {"shutdown wakes waiters", test_shutdown_wakes_waiters},
+    {"oversized batches", test_oversized_batch},
+    {"realised ratio with two threads", test_realised_ratio_two_threads},
+    {NULL, NULL},
+};
+
+int main(int argc, char **argv) { return th_main(argc, argv, cases); }
