@@ -19,6 +19,7 @@
 #include "ib.h"
 #include "log.h"
 #include "lrun.h"
+#include "nn.h"
 #include "tcfg.h"
 
 static volatile sig_atomic_t g_stop;
@@ -94,7 +95,7 @@ static void usage(FILE *f) {
           "  --seed S               seed of every random stream [1]\n"
           "  --deadline-ms MS       deadline of each replay call [5000]\n"
           "  --wait S               give up after S seconds without a batch [300]\n"
-          "  --threads N            OpenBLAS threads per rank (sets OPENBLAS_NUM_THREADS) [1]\n"
+          "  --threads N            OpenBLAS threads per rank [1]\n"
           "  --quiet                no progress lines\n"
           "  --help                 this text\n"
           "Runs until --updates / --minutes, or SIGTERM / SIGINT (then: final checkpoint, exit 0).\n");
@@ -232,9 +233,9 @@ int main(int argc, char **argv) {
   tcfg tc;
   if (apply(val, src, &o, &tc) != 0) return 2;
 
-  char threads[16];
-  snprintf(threads, sizeof threads, "%d", tc.threads);
-  setenv("OPENBLAS_NUM_THREADS", threads, 0); /* an explicit environment setting wins */
+  /* OpenBLAS read OPENBLAS_NUM_THREADS when it loaded; --threads (default 1) decides now, so
+   * ranks never oversubscribe the cores by accident. */
+  nn_set_threads(tc.threads);
 
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);

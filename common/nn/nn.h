@@ -209,6 +209,7 @@ void nn_ens_min_forward(float *qmin, int *argmin, const float *q, int B, int k);
 /* Backward of the min: dq[b*k + argmin[b]] += dqmin[b]; other columns get nothing. */
 void nn_ens_min_backward(float *dq, const float *dqmin, const int *argmin, int B, int k);
 
+/* As the nn_mlp_ versions, over the whole ensemble arena (same E and head shapes, IB_CHECK). */
 void nn_ens_zero_grad(nn_ens *ens);
 void nn_ens_copy_params(nn_ens *dst, const nn_ens *src);
 void nn_ens_polyak(nn_ens *target, const nn_ens *online, float tau);
@@ -280,7 +281,9 @@ int nn_blas_check(void);
  * dropout, out_act), E, n_params, adam_t, flags, then params [, adam m, adam v], then a CRC-32
  * (ib_crc32) of everything before it. Written to "<path>.tmp", fsync'd, then renamed over path,
  * so a reader never sees a half-written file. with_adam 1 also stores m, v and adam_t (the net
- * must be trainable, else IB_EINVAL). Returns IB_OK or IB_EIO naming the path. */
+ * must be trainable, else IB_EINVAL). Non-finite params are written as they are (a diverged net
+ * can be kept for a post-mortem); nn_*_load refuses them. Returns IB_OK or IB_EIO naming the
+ * path. */
 int nn_mlp_save(const nn_mlp *net, const char *path, int with_adam);
 int nn_ens_save(const nn_ens *ens, const char *path, int with_adam);
 /* Loads into an initialised net of the SAME structure. Refuses (and leaves the net unchanged)

@@ -9,14 +9,17 @@
  *   call independent, so the client is thread-safe without per-thread state). A call is one
  *   6-op batch; its deadline bounds the pluck, so nothing waits forever. Calls fail fast on a
  *   shard that is down (no WAIT_FOR_READY): the caller sees IB_EUNAVAIL at once and decides.
- * - Inserts: a writer keeps every item it sent but that is not acknowledged yet in a retry
- *   buffer of at most max_pending (<= the store's dedup window, 1024) rows, sends each batch as
- *   one message of an open Insert client stream, and treats the stream's final reply as the
- *   acknowledgement of everything sent on it. If anything fails it reopens the stream and
- *   resends the whole buffer with the same (actor_id, seq), which the shard deduplicates; so an
+ * - Inserts: a writer encodes each batch once, straight from the caller's rows, into one
+ *   message, keeps the messages that are not acknowledged yet (at most max_pending <= 1024 rows,
+ *   the store's dedup window), sends each on an open Insert client stream, and treats the
+ *   stream's final reply as the acknowledgement of everything sent on it. If anything fails it
+ *   reopens the stream and resends the same bytes, i.e. the same (actor_id, seq), which the
+ *   shard deduplicates; so an
  *   item is stored at most once and, unless the error is permanent, at least once. Each
  *   stream op is bounded by the client's deadline by plucking with a timeout and cancelling
- *   the call when it passes (the stream itself may live longer than one deadline).
+ *   the call when it passes (the stream itself may live longer than one deadline). A write
+ *   leaves its message in flight and returns, so the actor prepares its next batch while the
+ *   transport sends; the next write (or the flush) waits for it.
  * - Sampling: each row is assigned to a (shard, table) pair with probability proportional to
  *   that table's size (a multinomial draw with the client's rng), given the demo/online split.
  *   Sizes come from the last reply of each shard (SampleReply carries them) or from Info the
@@ -48,11 +51,12 @@
 
 #define WRITER_MAX_PENDING 1024 /* STORE_DEDUP_WINDOW and RSRV_MAX_INSERT_ITEMS */
 #define STREAM_LIFETIME_MS (10L * 60 * 1000)
+#define RC_SIZES_TTL_MS 1000 /* cached table sizes of a shard not sampled lately are re-read after this */
 
 typedef struct shard {
   char *target;      /* owned */
   grpc_channel *ch;  /* owned */
-  int sizes_known;   /* under client lock */
+  uint64_t sizes_ns; /* when the cached sizes were read (0 = never); under client lock */
   uint64_t demo_size, online_size;
 } shard;
 
@@ -89,7 +93,9 @@ static int map_status(grpc_status_code st) {
 
 static const char *status_hint(grpc_status_code st) {
   switch (st) {
-    case GRPC_STATUS_UNAVAILABLE: return "is ibrl-replay running there and is the address right? (--shards / IBRL_REPLAY_SHARDS)";
+    case GRPC_STATUS_UNAVAILABLE:
+      return "is ibrl-replay running there, is the address right (--shards / IBRL_REPLAY_SHARDS), and does TLS match "
+             "(--tls-roots for a shard started with --tls-cert)?";
     case GRPC_STATUS_DEADLINE_EXCEEDED: return "the shard is slow, blocked by its rate limiter, or unreachable; raise the deadline or check the shard";
     case GRPC_STATUS_UNAUTHENTICATED: return "pass the shard's shared token (--token / IBRL_REPLAY_TOKEN)";
     case GRPC_STATUS_UNIMPLEMENTED: return "the peer is not an ibrl-replay of this protocol version";
@@ -359,21 +365,6 @@ void rc_batch_free(rc_batch *b) {
   memset(b, 0, sizeof *b);
 }
 
-/* Copies row `src_row` of `src` into row `dst_row` of `dst` (same dims). */
-static void batch_row_copy(rc_batch *dst, int dst_row, const rc_batch *src, int src_row) {
-  size_t od = (size_t)src->obs_dim, ad = (size_t)src->act_dim;
-  memcpy(dst->obs + (size_t)dst_row * od, src->obs + (size_t)src_row * od, od * sizeof(float));
-  memcpy(dst->next_obs + (size_t)dst_row * od, src->next_obs + (size_t)src_row * od, od * sizeof(float));
-  memcpy(dst->action + (size_t)dst_row * ad, src->action + (size_t)src_row * ad, ad * sizeof(float));
-  dst->reward[dst_row] = src->reward[src_row];
-  dst->discount[dst_row] = src->discount[src_row];
-  dst->proposer[dst_row] = src->proposer[src_row];
-  dst->episode_end[dst_row] = src->episode_end[src_row];
-  dst->episode_success[dst_row] = src->episode_success[src_row];
-  dst->from_demo[dst_row] = src->from_demo[src_row];
-  dst->weight_version[dst_row] = src->weight_version[src_row];
-}
-
 /* ---- item codec ----
  * The hot messages (InsertRequest out, SampleReply in) are encoded and parsed here by hand
  * rather than through nanopb: nanopb moves a packed float array one element at a time through
@@ -407,18 +398,21 @@ static uint8_t *put_floats(uint8_t *p, uint8_t tag, const float *x, size_t n) {
   return p + n * 4;
 }
 
-/* Encoded size of row i's Item body. */
-static size_t item_body_len(const rc_batch *b, int i) {
+/* Encoded size of row i's Item body when it carries actor id `aid` and `seq`. */
+static size_t item_body_len(const rc_batch *b, int i, uint32_t aid, uint64_t seq) {
   size_t od = (size_t)b->obs_dim * 4, ad = (size_t)b->act_dim * 4;
   return 2 * (1 + varint_len(od) + od) + (1 + varint_len(ad) + ad) + 2 * 5 + 1 + varint_len(b->proposer[i]) + 1 +
-         varint_len(b->actor_id[i]) + 1 + varint_len(b->seq[i]) + 1 + varint_len(b->weight_version[i]) + 2 * 2;
+         varint_len(aid) + 1 + varint_len(seq) + 1 + varint_len(b->weight_version[i]) + 2 * 2;
 }
 
-grpc_byte_buffer *rc__encode_insert(const rc_batch *b, int lo, int hi, const char *table) {
+/* Encodes rows [lo, hi) of b as an InsertRequest for `table` into one new slice (caller unrefs).
+ * With `stamp`, item k carries actor_id and seq0 + k instead of the rows' own ids. */
+static grpc_slice encode_rows(const rc_batch *b, int lo, int hi, const char *table, int stamp, uint32_t actor_id,
+                              uint64_t seq0) {
   IB_CHECK(b != NULL && table != NULL && 0 <= lo && lo <= hi && hi <= b->n);
   size_t tl = strlen(table), total = tl ? 1 + varint_len(tl) + tl : 0;
   for (int i = lo; i < hi; i++) {
-    size_t body = item_body_len(b, i);
+    size_t body = item_body_len(b, i, stamp ? actor_id : b->actor_id[i], stamp ? seq0 + (uint64_t)(i - lo) : b->seq[i]);
     total += 1 + varint_len(body) + body;
   }
   grpc_slice s = grpc_slice_malloc(total);
@@ -431,8 +425,10 @@ grpc_byte_buffer *rc__encode_insert(const rc_batch *b, int lo, int hi, const cha
   }
   size_t od = (size_t)b->obs_dim, ad = (size_t)b->act_dim;
   for (int i = lo; i < hi; i++) {
+    uint32_t aid = stamp ? actor_id : b->actor_id[i];
+    uint64_t seq = stamp ? seq0 + (uint64_t)(i - lo) : b->seq[i];
     *p++ = 0x12; /* InsertRequest.items = 2 */
-    p = put_varint(p, item_body_len(b, i));
+    p = put_varint(p, item_body_len(b, i, aid, seq));
     /* Item: obs 1, action 2, reward 3 (fixed32), discount 4 (fixed32), next_obs 5, proposer 6,
      * actor_id 7, seq 8, weight_version 9, episode_end 10, episode_success 11. Defaults are
      * written too (legal protobuf), which keeps the size computation simple. */
@@ -444,13 +440,18 @@ grpc_byte_buffer *rc__encode_insert(const rc_batch *b, int lo, int hi, const cha
     memcpy(p, &b->discount[i], 4), p += 4;
     p = put_floats(p, 0x2A, b->next_obs + (size_t)i * od, od);
     *p++ = 0x30, p = put_varint(p, b->proposer[i]);
-    *p++ = 0x38, p = put_varint(p, b->actor_id[i]);
-    *p++ = 0x40, p = put_varint(p, b->seq[i]);
+    *p++ = 0x38, p = put_varint(p, aid);
+    *p++ = 0x40, p = put_varint(p, seq);
     *p++ = 0x48, p = put_varint(p, b->weight_version[i]);
     *p++ = 0x50, *p++ = b->episode_end[i] ? 1 : 0;
     *p++ = 0x58, *p++ = b->episode_success[i] ? 1 : 0;
   }
   IB_CHECK((size_t)(p - GRPC_SLICE_START_PTR(s)) == total);
+  return s;
+}
+
+grpc_byte_buffer *rc__encode_insert(const rc_batch *b, int lo, int hi, const char *table) {
+  grpc_slice s = encode_rows(b, lo, hi, table, 0, 0, 0);
   grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
   grpc_slice_unref(s);
   return bb;
@@ -569,17 +570,63 @@ static int parse_item(rc_batch *b, int row, rd *r, const char **what, int *got) 
   return 0;
 }
 
+/* A received message usually arrives as several slices. The parser wants contiguous bytes,
+ * so the slices are copied into a buffer kept per thread (a sample reply is ~150 kB: a fresh
+ * allocation per call would be mmap'ed and page-faulted every time). One slice is used as is. */
+typedef struct flat_buf {
+  uint8_t *p;
+  size_t cap;
+} flat_buf;
+static pthread_key_t flat_key;
+static pthread_once_t flat_once = PTHREAD_ONCE_INIT;
+
+static void flat_buf_free(void *arg) {
+  flat_buf *f = arg;
+  free(f->p);
+  free(f);
+}
+
+static void flat_key_make(void) { IB_CHECK(pthread_key_create(&flat_key, flat_buf_free) == 0); }
+
+/* Points *base at the bytes of bb (valid until bb is destroyed or this thread's next call). */
+static int flat_view(const grpc_byte_buffer *bb, const uint8_t **base, size_t *len) {
+  if (bb->type != GRPC_BB_RAW || bb->data.raw.compression != GRPC_COMPRESS_NONE) return -1;
+  const grpc_slice_buffer *sb = &bb->data.raw.slice_buffer;
+  if (sb->count == 1) {
+    *base = GRPC_SLICE_START_PTR(sb->slices[0]);
+    *len = GRPC_SLICE_LENGTH(sb->slices[0]);
+    return 0;
+  }
+  pthread_once(&flat_once, flat_key_make);
+  flat_buf *f = pthread_getspecific(flat_key);
+  if (f == NULL) {
+    f = ib_xcalloc(1, sizeof *f);
+    IB_CHECK(pthread_setspecific(flat_key, f) == 0);
+  }
+  if (sb->length > f->cap) {
+    f->p = ib_xrealloc(f->p, sb->length);
+    f->cap = sb->length;
+  }
+  size_t off = 0;
+  for (size_t k = 0; k < sb->count; k++) {
+    memcpy(f->p + off, GRPC_SLICE_START_PTR(sb->slices[k]), GRPC_SLICE_LENGTH(sb->slices[k]));
+    off += GRPC_SLICE_LENGTH(sb->slices[k]);
+  }
+  *base = f->p;
+  *len = off;
+  return 0;
+}
+
 int rc__decode_sample_reply(rc_batch *b, int demo_off, int n_demo_req, int online_off, int max_items,
                             const grpc_byte_buffer *bb, rc__reply_info *out, const char *who) {
   IB_CHECK(b != NULL && out != NULL && who != NULL);
   memset(out, 0, sizeof *out);
   if (bb == NULL) return ib_fail(IB_EPROTO, "%s: no reply message HINT: the call was cancelled", who);
-  grpc_byte_buffer_reader reader;
-  if (!grpc_byte_buffer_reader_init(&reader, (grpc_byte_buffer *)bb))
+  const uint8_t *base;
+  size_t msg_len;
+  if (flat_view(bb, &base, &msg_len) != 0)
     return ib_fail(IB_EPROTO, "%s: cannot read the reply (compression?) HINT: incompatible server", who);
-  grpc_slice s = grpc_byte_buffer_reader_readall(&reader);
-  grpc_byte_buffer_reader_destroy(&reader);
-  rd r = {GRPC_SLICE_START_PTR(s), GRPC_SLICE_START_PTR(s) + GRPC_SLICE_LENGTH(s)};
+  rd r = {base, base + msg_len};
   int rc = IB_OK, n = 0;
   while (r.p < r.end && rc == IB_OK) {
     uint64_t key, v;
@@ -626,12 +673,18 @@ int rc__decode_sample_reply(rc_batch *b, int demo_off, int n_demo_req, int onlin
                    wt);
     }
   }
-  grpc_slice_unref(s);
   out->n_items = n;
   return rc;
 }
 
 /* ---- writer ---- */
+
+/* One pending message: an encoded InsertRequest kept until the shard acknowledges it, so a
+ * retry resends the same bytes (same seqs) without encoding again. */
+typedef struct pmsg {
+  grpc_slice s; /* owned */
+  int rows;
+} pmsg;
 
 struct rc_writer {
   rc_client *c;          /* borrowed */
@@ -640,11 +693,13 @@ struct rc_writer {
   uint32_t actor_id;
   uint64_t next_seq;
   int max_pending;
-  rc_batch pend;         /* owned: rows [0, pend.n) sent or to send, not acknowledged */
-  int dims_set;
-  int sent;              /* rows of pend already sent on the open stream */
+  int obs_dim, act_dim;  /* of the first batch (0 before it) */
+  pmsg *msgs;            /* owned, [max_pending]: messages not acknowledged yet */
+  int n_msgs, n_rows;
+  int sent;              /* messages [0, sent) went out on the open stream */
   grpc_completion_queue *cq; /* owned, pluck */
   grpc_call *call;       /* the open Insert stream, or NULL */
+  grpc_byte_buffer *inflight; /* owned: message number `sent` being sent, or NULL */
   int broken;            /* the open stream failed: finish it and resend */
   rc_writer_stats st;
 };
@@ -668,9 +723,16 @@ int rc_writer_open(rc_writer **out, rc_client *c, const char *table, uint32_t ac
   w->actor_id = actor_id;
   w->next_seq = first_seq;
   w->max_pending = max_pending;
+  w->msgs = ib_xcalloc((size_t)max_pending, sizeof *w->msgs);
   w->cq = grpc_completion_queue_create_for_pluck(NULL);
   *out = w;
   return IB_OK;
+}
+
+/* Drops every pending message. */
+static void writer_drop(rc_writer *w) {
+  for (int k = 0; k < w->n_msgs; k++) grpc_slice_unref(w->msgs[k].s);
+  w->n_msgs = w->n_rows = 0;
 }
 
 /* Waits for the batch tagged `tag` for at most ms; on timeout cancels the call and waits for
@@ -705,27 +767,43 @@ static void writer_stream_open(rc_writer *w) {
   if (writer_wait(w, &w->call, c->deadline_ms) != 1) w->broken = 1;
 }
 
-/* Sends pend rows [w->sent, pend.n) as one message on the open stream. */
-static void writer_send_rest(rc_writer *w) {
-  if (w->broken || w->sent >= w->pend.n) return;
-  grpc_byte_buffer *bb = rc__encode_insert(&w->pend, w->sent, w->pend.n, w->table);
-  grpc_op op;
-  memset(&op, 0, sizeof op);
-  op.op = GRPC_OP_SEND_MESSAGE;
-  op.data.send_message.send_message = bb;
-  IB_CHECK(grpc_call_start_batch(w->call, &op, 1, &w->sent, NULL) == GRPC_CALL_OK);
+/* Waits for the send in flight (if any): its message then counts as sent, or the stream as
+ * broken. */
+static void writer_send_wait(rc_writer *w) {
+  if (w->inflight == NULL) return;
   int ok = writer_wait(w, &w->sent, w->c->deadline_ms);
-  grpc_byte_buffer_destroy(bb);
+  grpc_byte_buffer_destroy(w->inflight);
+  w->inflight = NULL;
   if (ok == 1)
-    w->sent = w->pend.n;
+    w->sent++;
   else
     w->broken = 1;
+}
+
+/* Sends the pending messages not sent on the open stream yet, one at a time (one SEND_MESSAGE
+ * per call may be outstanding). The last one is left in flight, so the caller can prepare its
+ * next batch meanwhile; the next send or the finish waits for it. */
+static void writer_send_rest(rc_writer *w) {
+  for (;;) {
+    int next = w->sent + (w->inflight != NULL);
+    if (w->broken || next >= w->n_msgs) return;
+    writer_send_wait(w);
+    if (w->broken) return;
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_SEND_MESSAGE;
+    w->inflight = grpc_raw_byte_buffer_create(&w->msgs[next].s, 1); /* a ref, not a copy */
+    op.data.send_message.send_message = w->inflight;
+    IB_CHECK(grpc_call_start_batch(w->call, &op, 1, &w->sent, NULL) == GRPC_CALL_OK);
+  }
 }
 
 /* Half-closes the open stream and reads its reply. Returns IB_OK with *rep filled, or the
  * error. The call is released either way. */
 static int writer_stream_finish(rc_writer *w, ibrl_InsertReply *rep, long ms) {
   IB_CHECK(w->call != NULL);
+  writer_send_wait(w);
+  if (w->sent < w->n_msgs) w->broken = 1; /* unsent messages: this stream cannot ack them */
   grpc_metadata_array md_init, md_trail;
   grpc_metadata_array_init(&md_init);
   grpc_metadata_array_init(&md_trail);
@@ -733,7 +811,7 @@ static int writer_stream_finish(rc_writer *w, ibrl_InsertReply *rep, long ms) {
   grpc_status_code status = GRPC_STATUS_UNKNOWN;
   grpc_slice details = grpc_empty_slice();
   const char *errstr = NULL;
-  if (w->broken) grpc_call_cancel(w->call, NULL); /* unsent rows: this stream cannot ack them */
+  if (w->broken) grpc_call_cancel(w->call, NULL);
   grpc_op ops[4];
   memset(ops, 0, sizeof ops);
   int k = 0;
@@ -783,16 +861,13 @@ static void sleep_ms(long ms) {
 
 int rc_writer_flush(rc_writer *w, long timeout_ms) {
   IB_CHECK(w != NULL);
-  if (w->pend.n == 0 && w->call == NULL) return IB_OK;
+  if (w->n_msgs == 0 && w->call == NULL) return IB_OK;
   long budget = timeout_ms < 0 ? w->c->deadline_ms : timeout_ms;
   uint64_t t_end = ib_now_ns() + (uint64_t)budget * 1000000ull;
   long backoff = 20;
   int rc = IB_OK;
-  for (int attempt = 0;; attempt++) {
-    if (w->call == NULL) {
-      writer_stream_open(w);
-      w->sent = 0;
-    }
+  for (;;) {
+    if (w->call == NULL) writer_stream_open(w);
     writer_send_rest(w);
     long left = (long)((int64_t)(t_end - ib_now_ns()) / 1000000);
     ibrl_InsertReply rep;
@@ -801,15 +876,15 @@ int rc_writer_flush(rc_writer *w, long timeout_ms) {
       w->st.acked += rep.received;
       w->st.inserted += rep.inserted;
       w->st.duplicates += rep.duplicates;
-      w->pend.n = 0;
+      writer_drop(w);
       return IB_OK;
     }
     int retryable = rc == IB_EUNAVAIL || rc == IB_ETIMEDOUT || rc == IB_EFULL;
     if (!retryable) {
       char msg[512];
       snprintf(msg, sizeof msg, "%s", ib_errmsg());
-      int dropped = w->pend.n;
-      w->pend.n = 0;
+      int dropped = w->n_rows;
+      writer_drop(w);
       return ib_fail(rc, "%s (%d unacknowledged items of actor %u dropped: resending cannot succeed)", msg, dropped,
                      w->actor_id);
     }
@@ -818,8 +893,32 @@ int rc_writer_flush(rc_writer *w, long timeout_ms) {
     w->st.retries++;
     sleep_ms(IB_MIN(backoff, now_left));
     backoff = IB_MIN(backoff * 2, 1000);
-    (void)attempt;
   }
+}
+
+/* Checks rows [0, b->n) as the shard would (finite values, discount in [0, 1], a known
+ * proposer), so one bad row is refused here, alone, instead of failing a whole stream of
+ * pending items at the shard. */
+static int batch_check(const rc_batch *b, uint32_t actor_id) {
+  size_t od = (size_t)b->obs_dim, ad = (size_t)b->act_dim;
+  for (int i = 0; i < b->n; i++) {
+    const char *what = NULL;
+    long j = -1;
+    if ((j = ib_first_nonfinite(b->obs + i * od, od)) >= 0) what = "obs";
+    else if ((j = ib_first_nonfinite(b->next_obs + i * od, od)) >= 0) what = "next_obs";
+    else if ((j = ib_first_nonfinite(b->action + i * ad, ad)) >= 0) what = "action";
+    else if (!isfinite(b->reward[i])) what = "reward", j = 0;
+    if (what != NULL)
+      return ib_fail(IB_ENONFINITE, "actor %u insert row %d: %s[%ld] is not finite HINT: check the environment and "
+                     "policy outputs before sending; nothing of this batch was taken", actor_id, i, what, j);
+    if (!(b->discount[i] >= 0 && b->discount[i] <= 1))
+      return ib_fail(IB_EINVAL, "actor %u insert row %d: discount %g is not in [0, 1] HINT: gamma^n, or 0 when "
+                     "terminal; nothing of this batch was taken", actor_id, i, b->discount[i]);
+    if (b->proposer[i] > RC_PROPOSER_DEMO)
+      return ib_fail(IB_EINVAL, "actor %u insert row %d: proposer %u is unknown HINT: RC_PROPOSER_IL, _RL or _DEMO; "
+                     "nothing of this batch was taken", actor_id, i, b->proposer[i]);
+  }
+  return IB_OK;
 }
 
 int rc_writer_write(rc_writer *w, const rc_batch *b) {
@@ -828,24 +927,25 @@ int rc_writer_write(rc_writer *w, const rc_batch *b) {
   if (b->n > w->max_pending)
     return ib_fail(IB_EINVAL, "insert batch of %d rows exceeds the writer's max_pending %d HINT: split the batch", b->n,
                    w->max_pending);
-  if (!w->dims_set) {
-    rc_batch_init(&w->pend, w->max_pending, b->obs_dim, b->act_dim);
-    w->dims_set = 1;
-  } else if (b->obs_dim != w->pend.obs_dim || b->act_dim != w->pend.act_dim) {
+  if (w->obs_dim == 0) {
+    w->obs_dim = b->obs_dim;
+    w->act_dim = b->act_dim;
+  } else if (b->obs_dim != w->obs_dim || b->act_dim != w->act_dim) {
     return ib_fail(IB_EINVAL, "insert batch dims obs %d act %d differ from this writer's obs %d act %d HINT: one writer "
-                   "per item layout", b->obs_dim, b->act_dim, w->pend.obs_dim, w->pend.act_dim);
+                   "per item layout", b->obs_dim, b->act_dim, w->obs_dim, w->act_dim);
   }
-  if (w->pend.n + b->n > w->max_pending) {
-    int rc = rc_writer_flush(w, -1);
+  int rc = batch_check(b, w->actor_id);
+  if (rc != IB_OK) return rc;
+  if (w->n_rows + b->n > w->max_pending) {
+    rc = rc_writer_flush(w, -1);
     if (rc != IB_OK) return rc;
   }
-  for (int i = 0; i < b->n; i++) {
-    int r = w->pend.n + i;
-    batch_row_copy(&w->pend, r, b, i);
-    w->pend.actor_id[r] = w->actor_id;
-    w->pend.seq[r] = w->next_seq++;
-  }
-  w->pend.n += b->n;
+  /* Encode straight from the caller's rows, stamped with this writer's actor id and seqs. */
+  pmsg *m = &w->msgs[w->n_msgs++];
+  m->s = encode_rows(b, 0, b->n, w->table, 1, w->actor_id, w->next_seq);
+  m->rows = b->n;
+  w->n_rows += b->n;
+  w->next_seq += (uint64_t)b->n;
   if (w->call == NULL) writer_stream_open(w);
   writer_send_rest(w);
   return IB_OK;
@@ -853,7 +953,7 @@ int rc_writer_write(rc_writer *w, const rc_batch *b) {
 
 void rc_writer_stats_get(const rc_writer *w, rc_writer_stats *out) {
   *out = w->st;
-  out->pending = (uint64_t)w->pend.n;
+  out->pending = (uint64_t)w->n_rows;
   out->next_seq = w->next_seq;
 }
 
@@ -863,15 +963,16 @@ int rc_writer_close(rc_writer *w) {
   if (rc != IB_OK) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", ib_errmsg());
-    ib_fail(rc, "%s (closing: %d items of actor %u were never acknowledged)", msg, w->pend.n, w->actor_id);
+    ib_fail(rc, "%s (closing: %d items of actor %u were never acknowledged)", msg, w->n_rows, w->actor_id);
   }
   if (w->call) {
     ibrl_InsertReply rep;
     w->broken = 1;
     writer_stream_finish(w, &rep, 100);
   }
+  writer_drop(w);
   cq_destroy(w->cq);
-  rc_batch_free(&w->pend);
+  free(w->msgs);
   free(w);
   return rc;
 }
@@ -900,14 +1001,21 @@ int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction) {
                    "largest sample", n, b->cap);
   if (isnan(demo_fraction) || demo_fraction > 1)
     return ib_fail(IB_EINVAL, "demo fraction %g is not in [0, 1] (or < 0 for proportional) HINT: e.g. 0.5", demo_fraction);
+  /* A shard that got no rows lately has no fresh sizes (replies refresh them): ask it with Info
+   * when its sizes are older than RC_SIZES_TTL_MS, so a shard that was empty joins in once it
+   * fills; and when every cached size is 0, ask all of them before reporting empty tables. */
+  uint64_t now = ib_now_ns(), total = 0;
+  int stale[RC_MAX_SHARDS];
+  pthread_mutex_lock(&c->lock);
   for (int i = 0; i < c->n; i++) {
-    pthread_mutex_lock(&c->lock);
-    int known = c->sh[i].sizes_known;
-    pthread_mutex_unlock(&c->lock);
-    if (!known) {
-      int rc = sizes_refresh(c, i);
-      if (rc != IB_OK) return rc;
-    }
+    stale[i] = c->sh[i].sizes_ns == 0 || now - c->sh[i].sizes_ns > (uint64_t)RC_SIZES_TTL_MS * 1000000ull;
+    total += c->sh[i].demo_size + c->sh[i].online_size;
+  }
+  pthread_mutex_unlock(&c->lock);
+  for (int i = 0; i < c->n; i++) {
+    if (!stale[i] && total > 0) continue;
+    int rc = sizes_refresh(c, i);
+    if (rc != IB_OK) return rc;
   }
   /* Assign rows to (shard, table) with probability proportional to the table sizes. */
   int nd[RC_MAX_SHARDS] = {0}, no[RC_MAX_SHARDS] = {0};
@@ -961,7 +1069,7 @@ int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction) {
 
   /* Start every shard's call, then collect. */
   grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-  ucall *u = ib_xcalloc((size_t)c->n, sizeof *u);
+  ucall u[RC_MAX_SHARDS];
   int started[RC_MAX_SHARDS] = {0};
   int doff = 0, ooff = total_d;
   sample_sink sinks[RC_MAX_SHARDS];
@@ -1007,6 +1115,7 @@ int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction) {
           pthread_mutex_lock(&c->lock);
           c->sh[i].demo_size = rep.demo_size;
           c->sh[i].online_size = rep.online_size;
+          c->sh[i].sizes_ns = ib_now_ns();
           pthread_mutex_unlock(&c->lock);
         }
       }
@@ -1014,7 +1123,6 @@ int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction) {
     if (u[i].reply) grpc_byte_buffer_destroy(u[i].reply);
     ucall_release(&u[i]);
   }
-  free(u);
   cq_destroy(cq);
   if (rc == IB_OK)
     b->n = n;
@@ -1084,7 +1192,7 @@ int rc_info_get(rc_client *c, int i, rc_shard_info *out) {
     pthread_mutex_lock(&c->lock);
     c->sh[i].demo_size = dsz;
     c->sh[i].online_size = osz;
-    c->sh[i].sizes_known = 1;
+    c->sh[i].sizes_ns = ib_now_ns();
     pthread_mutex_unlock(&c->lock);
   }
   free(rep);

@@ -66,8 +66,10 @@ int rc_client_shard_of(const rc_client *c, uint32_t actor_id);
 /* ---- batches (caller-owned, structure of arrays) ---- */
 
 /* Rows of transitions. For inserts the caller fills rows [0, n); rc_writer_write stamps
- * actor_id and seq. rc_sample fills rows [0, n) grouped by shard (demo rows first within a
- * shard); `proposer` and `from_demo` tell each row's origin. */
+ * actor_id and seq. rc_sample fills rows [0, n): the demo rows first (rows [0, n_demo), unless
+ * a shard's demo table was empty and it fell back to online items), then the online rows;
+ * `from_demo` tells each row's table and `proposer` who acted. seq, episode_end and
+ * episode_success are whatever the shard sends back (ibrl-replay currently sends 0). */
 typedef struct rc_batch {
   int cap;                 /* rows allocated */
   int obs_dim, act_dim;
@@ -116,19 +118,23 @@ int rc_writer_open(rc_writer **out, rc_client *c, const char *table, uint32_t ac
 
 /* Stamps rows [0, b->n) with actor_id and consecutive seqs, copies them into the writer's
  * retry buffer and sends them as one message of the open Insert stream (opening it if
- * needed). The rows count as acknowledged only after a flush succeeds. Returns IB_OK (sent,
- * not yet acknowledged), or a flush error (see rc_writer_flush) when the buffer had to be
- * flushed first; then nothing of `b` was taken and the caller may retry the same call.
- * IB_EINVAL if b->n exceeds max_pending or b's dims differ from the first batch's. */
+ * needed). The send completes in the background: the next write or flush waits for it (at
+ * most the client's deadline). The rows count as acknowledged only after a flush succeeds.
+ * Returns IB_OK (buffered and sent or being sent; a send that fails is retried by the flush),
+ * or a flush error (see rc_writer_flush) when the buffer had to be flushed first; then nothing
+ * of `b` was taken and the caller may retry the same call. IB_EINVAL if b->n exceeds
+ * max_pending or b's dims differ from the first batch's. */
 int rc_writer_write(rc_writer *w, const rc_batch *b);
 
 /* Finishes the open stream and waits for the server's reply, which acknowledges every pending
  * item. If the stream or the reply fails, the stream is reopened and every pending item is
- * resent with the same seqs (the shard drops the ones it already stored), with backoff, until
- * `timeout_ms` (< 0: the client's deadline) has passed. Returns IB_OK (all acknowledged), or
- * the last error (IB_EUNAVAIL, IB_ETIMEDOUT, ...) with the items still pending; IB_EINVAL /
- * IB_ENONFINITE / IB_EFULL from the server are not retried (the items are dropped from the
- * buffer, because resending them would fail again, and the message says so). */
+ * resent with the same seqs (the shard drops the ones it already stored), with backoff (20 ms
+ * doubling to 1 s), until `timeout_ms` (< 0: the client's deadline) has passed. Retried:
+ * IB_EUNAVAIL, IB_ETIMEDOUT and IB_EFULL (the shard's rate limiter gave up, or a full demo
+ * table). Returns IB_OK (all acknowledged), or the last error with the items still pending.
+ * Refusals a resend cannot fix (IB_EINVAL: a malformed item, NaN/Inf, an unknown table, a
+ * missing token; IB_ENOTFOUND, IB_ESTATE, IB_EPROTO) are not retried: the pending items are
+ * dropped, and the message says how many. */
 int rc_writer_flush(rc_writer *w, long timeout_ms);
 
 void rc_writer_stats_get(const rc_writer *w, rc_writer_stats *out);
@@ -142,8 +148,9 @@ int rc_writer_close(rc_writer *w);
 /* Draws `n` rows (1..b->cap) into `b` from all shards. demo_fraction in [0, 1]:
  * round(n * demo_fraction) rows from the demo tables and the rest from the online tables; < 0:
  * plain proportional to the total sizes. Each row's shard is drawn in proportion to that
- * shard's table size (sizes cached from the last reply or Info, refreshed by every reply), and
- * the per-shard calls run in parallel. b's dims must match the shards'. Errors: IB_EINVAL (bad
+ * shard's table size (sizes cached from each shard's last reply; a shard whose sizes are older
+ * than 1 s, or every shard when all cached sizes are 0, is asked with Info first), and the
+ * per-shard calls run in parallel. b's dims must match the shards'. Errors: IB_EINVAL (bad
  * n or fraction, dims), IB_ESTATE (all tables empty), IB_EUNAVAIL (a shard down), IB_ETIMEDOUT,
  * server errors; on error b->n = 0. */
 int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction);

@@ -425,7 +425,7 @@ int rpc_server_create(rpc_server **out, const rpc_server_opts *opts, const rpc_m
 
   long maxb = opts->max_message_bytes;
   if (maxb <= 0 || maxb > 0x7fffffffL) maxb = 0x7fffffffL;
-  grpc_arg args[4];
+  grpc_arg args[5];
   memset(args, 0, sizeof args);
   args[0].type = GRPC_ARG_INTEGER;
   args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
@@ -440,6 +440,11 @@ int rpc_server_create(rpc_server **out, const rpc_server_opts *opts, const rpc_m
   args[3].type = GRPC_ARG_INTEGER;
   args[3].key = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
   args[3].value.integer = 1;
+  /* gRPC sets SO_REUSEPORT by default: a second server on the same port would then start and
+   * silently take half the connections. One port = one shard, so refuse instead. */
+  args[4].type = GRPC_ARG_INTEGER;
+  args[4].key = GRPC_ARG_ALLOW_REUSEPORT;
+  args[4].value.integer = 0;
   grpc_channel_args ca = {IB_ARRAY_LEN(args), args};
   srv->gs = grpc_server_create(&ca, NULL);
 

@@ -1,23 +1,38 @@
 #!/bin/sh
-# table.sh: a markdown table of ibrl-train run directories from their summary.json files.
-#   table.sh RUN_DIR...   -> | run | method | seed | env steps | final eval | best eval | IL alone | wall s |
-# Then one line per method: the mean final eval success over its runs.
+# table.sh: a markdown table of ibrl-train run directories.
+#   table.sh RUN_DIR...        final eval success from each run's summary.json
+#   AT=N table.sh RUN_DIR...   eval success of each run's metrics.csv row at env_steps == N
+#                              (runs are deterministic, so this is what a run of budget N ends with)
+# Then one line per method: mean (and min-max) over its runs.
 set -eu
-echo "| run | method | seed | env steps | final eval success | best eval success | IL policy alone | wall s |"
-echo "|---|---|---|---|---|---|---|---|"
+AT=${AT:-}
+echo "| run | method | seed | env steps | eval success | best eval success so far | IL policy alone |"
+echo "|---|---|---|---|---|---|---|"
 for r in "$@"; do
-  s=$r/summary.json
-  [ -f "$s" ] || { echo "| $(basename "$r") | (no summary.json: unfinished) | | | | | | |"; continue; }
-  get() { sed -n "s/^  \"$1\": \"*\([^\",]*\)\"*,*$/\1/p" "$s"; }
-  echo "| $(basename "$r") | $(get method) | $(get seed) | $(get env_steps) | $(get final_eval_success) | $(get best_eval_success) | $(get il_eval_success) | $(get wall_s) |"
+  s=$r/summary.json c=$r/config.json
+  [ -f "$c" ] || continue
+  m=$(sed -n 's/^  "method": "\(.*\)",$/\1/p' "$c")
+  seed=$(sed -n 's/^  "seed": \([0-9]*\),$/\1/p' "$c")
+  il=$(sed -n 's/^  "il_eval_success": \(.*\),$/\1/p' "$s" 2>/dev/null || true)
+  if [ -n "$AT" ]; then
+    # bc runs have rows at 0 and at their budget only: the IL policy does not change
+    row=$(awk -F, -v at="$AT" 'NR > 1 && ($1 == at || ($1 > at && !done)) {print; done = 1}' "$r/metrics.csv")
+    [ -n "$row" ] || row=$(tail -n 1 "$r/metrics.csv")
+    steps=$(echo "$row" | cut -d, -f1)
+    ev=$(echo "$row" | cut -d, -f5)
+    best=$(awk -F, -v at="$steps" 'NR > 1 && $1 <= at && $5 > b {b = $5} END {print b + 0}' "$r/metrics.csv")
+  else
+    [ -f "$s" ] || { echo "| $(basename "$r") | $m | $seed | (unfinished) | | | |"; continue; }
+    steps=$(sed -n 's/^  "env_steps": \(.*\),$/\1/p' "$s")
+    ev=$(sed -n 's/^  "final_eval_success": \(.*\),$/\1/p' "$s")
+    best=$(sed -n 's/^  "best_eval_success": \(.*\),$/\1/p' "$s")
+  fi
+  echo "| $(basename "$r") | $m | $seed | $steps | $ev | $best | ${il:-} |"
+  echo "$m $ev" >>"${TMPDIR:-/tmp}/table.$$"
 done
 echo
-echo "| method | runs | mean final eval success |"
-echo "|---|---|---|"
-for r in "$@"; do
-  s=$r/summary.json
-  [ -f "$s" ] || continue
-  m=$(sed -n 's/^  "method": "\(.*\)",$/\1/p' "$s")
-  v=$(sed -n 's/^  "final_eval_success": \(.*\),$/\1/p' "$s")
-  echo "$m $v"
-done | awk '{n[$1]++; s[$1]+=$2} END {for (m in n) printf "| %s | %d | %.3f |\n", m, n[m], s[m]/n[m]}' | sort
+echo "| method | runs | mean eval success | min | max |"
+echo "|---|---|---|---|---|"
+[ -f "${TMPDIR:-/tmp}/table.$$" ] && awk '{n[$1]++; s[$1]+=$2; if (!($1 in lo) || $2 < lo[$1]) lo[$1]=$2; if (!($1 in hi) || $2 > hi[$1]) hi[$1]=$2}
+  END {for (m in n) printf "| %s | %d | %.3f | %.2f | %.2f |\n", m, n[m], s[m]/n[m], lo[m], hi[m]}' "${TMPDIR:-/tmp}/table.$$" | sort
+rm -f "${TMPDIR:-/tmp}/table.$$"

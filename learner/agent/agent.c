@@ -105,9 +105,6 @@ int agent_config_check(const agent_config *c) {
       return ib_fail(IB_EINVAL, "agent config: SAC init_temperature %g and lr_temperature %g must be positive, "
                      "target_entropy %g finite", (double)c->init_temperature, (double)c->lr_temperature,
                      (double)c->target_entropy);
-    if (c->method == AGENT_RFT)
-      return ib_fail(IB_EINVAL, "agent config: RFT is implemented on the TD3 backbone only "
-                     "(HINT: --backbone td3)");
   }
   if (!(c->rft_bc_weight >= 0.0f) || !isfinite(c->rft_bc_weight))
     return ib_fail(IB_EINVAL, "agent config: rft_bc_weight %g must be finite and >= 0", (double)c->rft_bc_weight);
@@ -182,6 +179,20 @@ void agent__noisy(float *out, const float *x, size_t n, float std, float clip, r
     float v = x[i] + e;
     out[i] = v < -AGENT_ACT_LIMIT ? -AGENT_ACT_LIMIT : v > AGENT_ACT_LIMIT ? AGENT_ACT_LIMIT : v;
   }
+}
+
+double agent__norm(const float *x, size_t n) {
+  double total = 0.0;
+  size_t i = 0;
+  while (i < n) {
+    size_t end = n - i > 4096 ? i + 4096 : n;
+    float lane[16] = {0};
+    for (; i + 16 <= end; i += 16)
+      for (int l = 0; l < 16; l++) lane[l] += x[i + l] * x[i + l];
+    for (; i < end; i++) lane[0] += x[i] * x[i];
+    for (int l = 0; l < 16; l++) total += lane[l];
+  }
+  return sqrt(total);
 }
 
 int agent__uses_il(const agent *a) { return a->cfg.method == AGENT_IBRL || a->cfg.method == AGENT_BC; }

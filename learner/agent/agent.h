@@ -36,17 +36,21 @@
  *   heads instead of the min.
  * SAC actor loss = mean_b (alpha * logp(a|s) - min_k Q_k(s,a)), a ~ pi(s) (reparameterised);
  *   temperature loss = mean_b alpha * (-logp - target_entropy), over log(alpha).
- * RFT adds rft_bc_weight * ratio * mean_b sum_j (actor(s_d) - a_d)^2 on a separate demo batch,
+ * RFT adds rft_bc_weight * ratio * mean_b sum_j (actor(s_d) - a_d)^2 on a separate demo batch
+ *   (actor(s) = the deterministic action: TD3 output, SAC tanh(mean); ratio is a constant),
  *   ratio = fraction of demo rows with min_{P} Q(s_d, a_d) > min_{P} Q(s_d, actor(s_d)) (online
  *   critic, a random pair P, actor in eval mode).
  *
  * Acting (agent_act): a_rl = actor mean (+ N(0, act_noise^2), unclipped, TD3; a sample, SAC),
  * dropout OFF, clamped to +-(1 - 1e-6); a_il = il(s); the TARGET critic scores both with one
- * random pair; greedy or soft pick per row. The actor proposal can be switched off (RL only).
+ * random pair; greedy or soft pick per row. The actor proposal can be switched off (RL only;
+ * this applies to the EXPLORE and both IBRL eval modes).
  *
  * Randomness: every draw comes from a named stream seeded from (cfg.seed, "agent", cfg.rank,
- * name): "dropout", "target_noise", "act_noise", "heads", "select", "sac", "init". Same seed,
- * same calls -> bit-identical arenas (with OPENBLAS_NUM_THREADS=1).
+ * name): "dropout", "target_noise", "heads", "select", "sac" (learning), "act_noise" (EVERY
+ * acting draw: noise, the head subset and soft picks, so acting never shifts the learning
+ * streams), "init" (weights). Same seed, same calls -> bit-identical arenas (with
+ * OPENBLAS_NUM_THREADS=1).
  *
  * Errors: bad configs return IB_EINVAL naming the field with a HINT; a non-finite loss or
  * gradient returns IB_ENONFINITE from the grads step (nothing applied); files return IB_EIO,
@@ -179,6 +183,8 @@ typedef struct agent_metrics {
   double rft_ratio;         /* RFT Q-filter ratio of the last actor update */
   double rft_bc_loss;       /* RFT BC MSE of the last actor update */
   double pretrain_loss;     /* last agent_actor_bc_step loss */
+  double critic_grad_norm;  /* global gradient norm of the last critic / actor grads step */
+  double actor_grad_norm;
 } agent_metrics;
 
 /* Read-only views of the last agent_target_compute (for tests and logging), each (n) or (n, A);
@@ -266,9 +272,10 @@ int agent_actor_update(agent *a, const agent_batch *b, const agent_batch *demo);
  * Stops at the first error and returns it. */
 int agent_learn_step(agent *a, const agent_batch *batches, int G, const agent_batch *demo);
 
-/* RFT pretraining: one BC step of the RL actor (MSE on chunks, dropout per config, Adam
- * lr_actor, no target EMA; the actor target is reset to the actor by agent_actor_sync).
- * obs (B, obs_dim), act (B, act_dim). TD3 only (IB_ESTATE for SAC). IB_OK or IB_ENONFINITE. */
+/* RFT pretraining: one BC step of the RL actor (MSE on chunks of its deterministic action:
+ * TD3 the tanh output, SAC tanh(mean); dropout per config; Adam lr_actor; no target EMA: the
+ * actor target is reset to the actor by agent_actor_sync). obs (B, obs_dim), act (B, act_dim).
+ * IB_OK or IB_ENONFINITE (nothing applied). */
 int agent_actor_bc_step(agent *a, const float *obs, const float *act, int B);
 /* actor_target = actor (after pretraining). */
 void agent_actor_sync(agent *a);

@@ -40,6 +40,10 @@ struct agent_ws {
 void agent__rows(float *dst, const float *s, const float *act, int n, int O, int A);
 /* out = clamp(x + clip(std·N(0,1), ±clip), ±AGENT_ACT_LIMIT); clip <= 0 means unclipped. */
 void agent__noisy(float *out, const float *x, size_t n, float std, float clip, rng *r);
+/* Euclidean norm of x[0..n) for the per-update finiteness check: 16 independent float lanes
+ * (vectorised, no reassociation needed) folded into a double per 4096-element block. Any NaN or
+ * Inf in x makes the result non-finite. */
+double agent__norm(const float *x, size_t n);
 /* Returns 1 if the method uses an IL policy (IBRL, BC). */
 int agent__uses_il(const agent *a);
 

@@ -176,7 +176,8 @@ int agent_critic_grads(agent *a, const agent_batch *b) {
     return ib_fail(IB_ENONFINITE, "agent critic: loss is %g after %ld critic updates (HINT: check the "
                    "batch rewards/discounts for NaN, or lower lr_critic)", loss, a->metrics.critic_updates);
   nn_ens_backward(&a->critic, NULL, w->dq, 1);
-  double gn = nn_arena_norm(a->critic.grads, a->critic.n_params);
+  double gn = agent__norm(a->critic.grads, a->critic.n_params);
+  a->metrics.critic_grad_norm = gn;
   if (!isfinite(gn))
     return ib_fail(IB_ENONFINITE, "agent critic: gradient norm is %g after %ld critic updates "
                    "(HINT: lower lr_critic)", gn, a->metrics.critic_updates);
@@ -225,14 +226,46 @@ static double actor_q_reduce(agent *a, int n, float weight) {
   return s / n;
 }
 
+/* The deterministic action of the actor for obs (n rows) into out: TD3 its tanh output, SAC
+ * tanh(mean). train selects dropout. Returns the raw net output (valid until the next forward). */
+static const float *actor_mean(agent *a, float *out, const float *obs, int n, int train) {
+  const int A = a->cfg.act_dim;
+  const float *h = nn_mlp_forward(&a->actor, NULL, obs, n, train, train ? &a->r_dropout : NULL);
+  if (a->cfg.backbone == AGENT_SAC) nn_sac_mean(out, h, n, A);
+  else memcpy(out, h, sizeof(float) * (size_t)n * A);
+  return h;
+}
+
+/* BC MSE mean_b sum_j (mean action - act)^2 of the LAST actor forward, whose deterministic action
+ * is in `out`; accumulates weight * its gradient into the actor grads (skipped when weight is 0).
+ * For SAC the gradient reaches the mean half of the head through tanh; log_std gets none. */
+static double actor_bc_backward(agent *a, const float *out, const float *act, int n, float weight) {
+  struct agent_ws *w = a->ws;
+  const int A = a->cfg.act_dim, sac = a->cfg.backbone == AGENT_SAC;
+  double mse = 0.0;
+  const float g = weight * 2.0f / (float)n;
+  if (sac) memset(w->dh, 0, sizeof(float) * (size_t)n * 2 * A);
+  for (int b = 0; b < n; b++)
+    for (int j = 0; j < A; j++) {
+      size_t i = (size_t)b * A + j;
+      float e = out[i] - act[i];
+      mse += (double)e * e;
+      if (sac) w->dh[(size_t)b * 2 * A + j] = g * e * (1.0f - out[i] * out[i]);
+      else w->da[i] = g * e;
+    }
+  if (g != 0.0f) nn_mlp_backward(&a->actor, NULL, sac ? w->dh : w->da, 1);
+  return mse / n;
+}
+
 /* RFT: Q-filtered BC term on the demo batch, accumulated into the actor grads. */
 static double rft_term(agent *a, const agent_batch *d) {
   const agent_config *c = &a->cfg;
   struct agent_ws *w = a->ws;
   const int n = d->n, O = c->obs_dim, A = c->act_dim, X = O + A, k = c->n_min;
   IB_CHECK(n >= 1 && n <= c->max_batch);
-  /* ratio: Q(s, a_demo) > Q(s, pi(s)) under the online critic, min over a random subset. */
-  nn_mlp_forward(&a->actor, w->a_pi, d->obs, n, 0, NULL);
+  /* ratio: Q(s, a_demo) > Q(s, pi(s)) under the online critic, min over a random subset, with
+   * pi's deterministic action (eval mode). */
+  actor_mean(a, w->a_pi, d->obs, n, 0);
   agent__rows(w->xin, d->obs, d->action, n, O, A);
   agent__rows(w->xin + (size_t)n * X, d->obs, w->a_pi, n, O, A);
   int heads[NN_MAX_HEADS];
@@ -243,16 +276,8 @@ static double rft_term(agent *a, const agent_batch *d) {
   for (int i = 0; i < n; i++) better += w->qmin[i] > w->qmin[n + i];
   const float ratio = (float)better / (float)n;
   /* BC MSE with the actor in train mode (its dropout; 0 in the RFT configs). */
-  const float *out = nn_mlp_forward(&a->actor, NULL, d->obs, n, 1, &a->r_dropout);
-  double mse = 0.0;
-  const float g = c->rft_bc_weight * ratio * 2.0f / (float)n;
-  for (size_t i = 0; i < (size_t)n * A; i++) {
-    float e = out[i] - d->action[i];
-    mse += (double)e * e;
-    w->da[i] = g * e;
-  }
-  mse /= n;
-  if (g != 0.0f) nn_mlp_backward(&a->actor, NULL, w->da, 1);
+  actor_mean(a, w->a_pi, d->obs, n, 1);
+  double mse = actor_bc_backward(a, w->a_pi, d->action, n, c->rft_bc_weight * ratio);
   a->metrics.rft_ratio = ratio;
   a->metrics.rft_bc_loss = mse;
   return (double)c->rft_bc_weight * ratio * mse;
@@ -312,7 +337,8 @@ int agent_actor_grads(agent *a, const agent_batch *b, const agent_batch *demo) {
   if (!isfinite(loss))
     return ib_fail(IB_ENONFINITE, "agent actor: loss is %g after %ld actor updates (HINT: the critic "
                    "may have diverged; check critic_loss)", loss, a->metrics.actor_updates);
-  double gn = nn_arena_norm(a->actor.grads, a->actor.n_params);
+  double gn = agent__norm(a->actor.grads, a->actor.n_params);
+  a->metrics.actor_grad_norm = gn;
   if (!isfinite(gn) || !isfinite(a->dlog_alpha[0]))
     return ib_fail(IB_ENONFINITE, "agent actor: gradient norm is %g after %ld actor updates "
                    "(HINT: lower lr_actor)", gn, a->metrics.actor_updates);
@@ -356,23 +382,19 @@ int agent_learn_step(agent *a, const agent_batch *batches, int G, const agent_ba
 int agent_actor_bc_step(agent *a, const float *obs, const float *act, int B) {
   IB_CHECK(a && obs && act && !a->cfg.acting_only);
   IB_CHECK(B >= 1 && B <= a->cfg.max_batch);
-  if (a->cfg.backbone != AGENT_TD3)
-    return ib_fail(IB_ESTATE, "agent: BC pretraining of the actor needs the TD3 backbone");
   struct agent_ws *w = a->ws;
-  const int A = a->cfg.act_dim;
   nn_mlp_zero_grad(&a->actor);
-  const float *out = nn_mlp_forward(&a->actor, NULL, obs, B, 1, &a->r_dropout);
+  actor_mean(a, w->a_pi, obs, B, 1);
+  /* The loss is known before the backward; a non-finite one must not reach the grads. */
   double mse = 0.0;
-  for (size_t i = 0; i < (size_t)B * A; i++) {
-    float e = out[i] - act[i];
+  for (size_t i = 0; i < (size_t)B * a->cfg.act_dim; i++) {
+    float e = w->a_pi[i] - act[i];
     mse += (double)e * e;
-    w->da[i] = 2.0f * e / (float)B;
   }
-  mse /= B;
-  a->metrics.pretrain_loss = mse;
+  a->metrics.pretrain_loss = mse / B;
   if (!isfinite(mse))
-    return ib_fail(IB_ENONFINITE, "agent: actor BC loss is %g (HINT: check the demo actions)", mse);
-  nn_mlp_backward(&a->actor, NULL, w->da, 1);
+    return ib_fail(IB_ENONFINITE, "agent: actor BC loss is %g (HINT: check the demo actions for NaN)", mse / B);
+  actor_bc_backward(a, w->a_pi, act, B, 1.0f);
   nn_adam_cfg ac = nn_adam_defaults(a->cfg.lr_actor);
   nn_mlp_adam_step(&a->actor, &ac);
   return IB_OK;

@@ -77,6 +77,8 @@ typedef struct lrun {
   double wall_before;  /* training seconds of earlier processes */
   double t0;           /* this process's start */
   char agent_file[64]; /* current checkpoint's agent file ("" = none) */
+  uint64_t updates0;   /* updates when this process started training */
+  uint64_t ckpt_at;    /* updates of the last checkpoint (every rank knows it); UINT64_MAX = none */
   /* log window */
   double w_t;
   uint64_t w_updates;
@@ -351,6 +353,8 @@ static int setup_run_dir(lrun *L) {
       char cfg_path[TCFG_STR + 64];
       path_join(cfg_path, sizeof cfg_path, L->tc.out, "config.json");
       if (rc == IB_OK) rc = tcfg_write_json(&L->tc, cfg_path);
+      path_join(cfg_path, sizeof cfg_path, L->tc.out, "learner.cfg");
+      if (rc == IB_OK) rc = lstate_cfg_save(cfg_path, &L->tc, sizeof L->tc);
       if (rc == IB_OK) rc = learner_json_write(L);
       if (rc == IB_OK) rc = metrics_prepare(L, 0);
     }
@@ -369,6 +373,7 @@ static int setup_run_dir(lrun *L) {
       L->samples = st.samples;
       L->wall_before = st.wall_s;
       snprintf(L->agent_file, sizeof L->agent_file, "%s", st.agent_file);
+      L->ckpt_at = st.updates;
       if (L->rank < st.ranks) {
         lstate_streams_set(&L->ag, st.streams + (size_t)L->rank * LSTATE_STREAMS);
       } else {
@@ -423,7 +428,9 @@ static int checkpoint(lrun *L) {
     }
   }
   free(all);
-  return agree(rc, "checkpoint");
+  rc = agree(rc, "checkpoint");
+  if (rc == IB_OK) L->ckpt_at = L->updates;
+  return rc;
 }
 
 /* Rank 0 only. Returns IB_OK or the publish error (already logged once per streak). */
@@ -681,13 +688,37 @@ int lrun_main(const lrun_opts *o, const tcfg *tc, volatile sig_atomic_t *stop) {
   L->rank = dist_rank();
   L->size = dist_size();
   L->t0 = ib_now_s();
+  L->ckpt_at = UINT64_MAX;
   int code = 1, rc;
-  if (L->tc.batch % L->size != 0 || L->tc.batch / L->size < 1) {
+  if (!o->resume && L->tc.batch % L->size != 0) {
     if (L->rank == 0)
       fprintf(stderr, "ibrl-learner: --batch %d does not split evenly over %d ranks (HINT: use a multiple of %d)\n",
               L->tc.batch, L->size, L->size);
     free(L);
     return 2;
+  }
+  if (o->resume) {
+    /* Hyperparameters come from the run itself; only the run-control settings (replay
+     * addresses, limits, periods) and the BLAS threads come from this command line. */
+    char cp[TCFG_STR + 64];
+    path_join(cp, sizeof cp, tc->out, "learner.cfg");
+    tcfg saved;
+    rc = agree(lstate_cfg_load(cp, &saved, sizeof saved), "reading learner.cfg");
+    if (rc != IB_OK) {
+      log_error("%s", ib_errmsg());
+      free(L);
+      return rc == IB_EIO || rc == IB_EUNAVAIL ? 1 : 2;
+    }
+    snprintf(saved.out, sizeof saved.out, "%s", tc->out);
+    saved.threads = tc->threads;
+    L->tc = saved;
+    if (L->tc.batch % L->size != 0) {
+      if (L->rank == 0)
+        fprintf(stderr, "ibrl-learner: the run's batch %d does not split evenly over %d ranks (HINT: resume with a divisor of %d ranks)\n",
+                L->tc.batch, L->size, L->tc.batch);
+      free(L);
+      return 2;
+    }
   }
   L->share = L->tc.batch / L->size;
 
@@ -724,6 +755,7 @@ int lrun_main(const lrun_opts *o, const tcfg *tc, volatile sig_atomic_t *stop) {
   }
   if ((rc = version_sync(L)) != IB_OK) goto done;
 
+  L->updates0 = L->updates;
   rc = train(L);
   int train_rc = rc;
   char train_msg[512];
@@ -734,7 +766,7 @@ int lrun_main(const lrun_opts *o, const tcfg *tc, volatile sig_atomic_t *stop) {
   if (train_rc != IB_EIO) {
     int frc = L->updates > L->w_updates ? log_row(L) : IB_OK;
     if (frc == IB_OK) frc = lstep_params_check(&L->ag, NULL);
-    if (frc == IB_OK) frc = checkpoint(L);
+    if (frc == IB_OK && L->ckpt_at != L->updates) frc = checkpoint(L); /* not if just taken */
     if (frc == IB_OK && L->rank == 0 && L->updates > 0) publish(L);
     if (frc != IB_OK && train_rc == IB_OK) {
       train_rc = frc;
@@ -758,7 +790,7 @@ int lrun_main(const lrun_opts *o, const tcfg *tc, volatile sig_atomic_t *stop) {
     if (!o->quiet)
       log_info("done: %llu critic updates, %llu actor updates, weight version %llu, allreduce %.3f ms per update (%ld calls, %.1f MB each)",
                (unsigned long long)L->updates, (unsigned long long)L->actor_updates, (unsigned long long)L->weight_version,
-               L->updates ? 1e3 * ds.allreduce_s / (double)L->updates : 0.0, ds.allreduce_calls,
+               L->updates > L->updates0 ? 1e3 * ds.allreduce_s / (double)(L->updates - L->updates0) : 0.0, ds.allreduce_calls,
                ds.allreduce_calls ? ds.allreduce_bytes / ds.allreduce_calls / 1e6 : 0.0);
   }
   if (train_rc != IB_OK) {

@@ -122,3 +122,41 @@ void lstate_free(lstate *s) {
   free(s->streams);
   memset(s, 0, sizeof *s);
 }
+
+int lstate_cfg_save(const char *path, const void *cfg, size_t n) {
+  IB_CHECK(path && cfg && n > 0 && n < UINT32_MAX);
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "wb");
+  if (!f) return ib_fail(IB_EIO, "cannot write %s: %s (HINT: is the run directory writable?)", tmp, strerror(errno));
+  uint32_t len = (uint32_t)n, crc = ib_crc32(0, cfg, n);
+  int ok = fwrite("IBLC", 1, 4, f) == 4 && fwrite(&len, 4, 1, f) == 1 && fwrite(cfg, 1, n, f) == n &&
+           fwrite(&crc, 4, 1, f) == 1;
+  ok = (fclose(f) == 0) && ok;
+  if (!ok) return ib_fail(IB_EIO, "writing %s failed (HINT: is the disk full?)", tmp);
+  if (rename(tmp, path) != 0) return ib_fail(IB_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+  return IB_OK;
+}
+
+int lstate_cfg_load(const char *path, void *cfg, size_t n) {
+  IB_CHECK(path && cfg && n > 0);
+  FILE *f = fopen(path, "rb");
+  if (!f) return ib_fail(IB_EIO, "cannot open %s: %s (HINT: --resume needs a run directory written by ibrl-learner)", path, strerror(errno));
+  char magic[4];
+  uint32_t len = 0, crc = 0;
+  int rc = IB_OK;
+  if (fread(magic, 1, 4, f) != 4 || memcmp(magic, "IBLC", 4) != 0 || fread(&len, 4, 1, f) != 1) {
+    rc = ib_fail(IB_EPROTO, "%s is not a learner config file (bad magic or truncated)", path);
+  } else if (len != n) {
+    rc = ib_fail(IB_EMISMATCH, "%s holds a %u-byte config, this build's is %zu bytes (HINT: resume with the build that started the run)",
+                 path, (unsigned)len, n);
+  } else {
+    uint8_t *buf = ib_xmalloc(n);
+    if (fread(buf, 1, n, f) != n || fread(&crc, 4, 1, f) != 1) rc = ib_fail(IB_EPROTO, "%s is truncated", path);
+    else if (ib_crc32(0, buf, n) != crc) rc = ib_fail(IB_ECHECKSUM, "%s: CRC mismatch (HINT: the file is corrupted)", path);
+    else memcpy(cfg, buf, n);
+    free(buf);
+  }
+  fclose(f);
+  return rc;
+}

@@ -40,4 +40,11 @@ int lstate_save(const char *path, const lstate *s);
 int lstate_load(lstate *s, const char *path);
 void lstate_free(lstate *s);
 
+/* The run's hyperparameters (a tcfg, stored raw as n bytes) in "learner.cfg": magic "IBLC",
+ * u32 byte count, the bytes, CRC-32. A resumed run takes its hyperparameters from here, never
+ * from the (possibly changed) presets. Load fails with IB_EMISMATCH when the byte count
+ * differs (a build with another tcfg layout). */
+int lstate_cfg_save(const char *path, const void *cfg, size_t n);
+int lstate_cfg_load(const char *path, void *cfg, size_t n);
+
 #endif /* IB_LSTATE_H */

@@ -30,7 +30,6 @@ int evalr_init(evalr *ev, const char *task, const env_config *ecfg, const chunk_
   ev->obs = ib_xcalloc((size_t)n * ev->obs_dim, sizeof(float));
   ev->bobs = ib_xcalloc((size_t)n * ev->obs_dim, sizeof(float));
   ev->bact = ib_xcalloc((size_t)n * ev->act_dim, sizeof(float));
-  ev->next = ib_xcalloc((size_t)ev->obs_dim, sizeof(float));
   ev->idx = ib_xcalloc((size_t)n, sizeof(int));
   return IB_OK;
 }
@@ -45,7 +44,6 @@ void evalr_free(evalr *ev) {
   free(ev->obs);
   free(ev->bobs);
   free(ev->bact);
-  free(ev->next);
   free(ev->idx);
   memset(ev, 0, sizeof *ev);
 }

@@ -27,7 +27,6 @@ typedef struct evalr {
   chunk_runner *runners; /* owned, n */
   float *obs;            /* owned (n, obs_dim): current obs of every episode */
   float *bobs, *bact;    /* owned (n, obs_dim), (n, act_dim): the batch of running episodes */
-  float *next;           /* owned (obs_dim) */
   int *idx;              /* owned (n): episode of each batch row */
   long env_steps;        /* env steps of the last evalr_run */
 } evalr;

@@ -104,12 +104,13 @@ static void preset_metaworld_state(tcfg *c) {
   c->env_steps = 40000;
   c->eval_every = 5000;
   c->eval_episodes = 20;
+  c->ckpt_every = 5000;
   c->warmup_episodes = 20;
   c->max_demos = 3;
-  c->batch = 256;
+  c->batch = 128;
   c->update_every = 2;
-  c->critic_updates = 2;
-  c->actor_hidden = c->critic_hidden = 256;
+  c->critic_updates = 1; /* UTD 0.5, as the reference's pixel configs; the machine is small */
+  c->actor_hidden = c->critic_hidden = 128;
   c->actor_layers = c->critic_layers = 2;
   c->critic_heads = 5;
   c->lr = 3e-4f;
@@ -118,6 +119,8 @@ static void preset_metaworld_state(tcfg *c) {
   c->nstep = 3;
   c->replay_capacity = 100000;
   c->il_steps = 3000;
+  c->il_hidden = 256;
+  c->il_layers = 2;
 }
 
 /* The reference's state configuration (ibrl-reference.md section 1). */
@@ -163,7 +166,7 @@ static const preset presets[] = {
     {"nav2d-quick", preset_nav2d_quick, "nav2d, 5k env steps, 2x128 nets, eval 20 ep / 1k steps (about 2 min on 2 cores)"},
     {"nav2d", preset_nav2d, "nav2d, 10k env steps, 2x128 nets, eval 50 ep / 1k steps (the evidence runs)"},
     {"metaworld-state", preset_metaworld_state,
-     "metaworld/coffeepush state, 3 demos, 40k env steps, 2x256 nets, eval 20 ep / 5k steps"},
+     "metaworld/coffeepush state, 3 demos, 40k env steps, 2x128 nets, G=1 U=2, eval 20 ep / 5k steps"},
     {"paper-state", preset_paper_state,
      "the reference's state config: 3x1024 nets, 5 critics, G=5 U=2, soft beta 10, stack 3, 200k steps"},
 };

@@ -90,7 +90,11 @@ struct trainer {
   double t0;               /* ib_now_s() at open, minus the restored wall time */
   double ups_t;            /* for updates/s in progress lines */
   long ups_updates;
+  double beat_t;           /* last progress line (ib_now_s) */
 };
+
+/* Seconds between progress lines when no evaluation happens (stderr only; metrics unaffected). */
+#define TRAINER_BEAT_S 30.0
 
 /* ---- small file helpers ---- */
 
@@ -457,7 +461,7 @@ static int eval_and_log(trainer *t) {
   if (succ > s->best_eval) s->best_eval = succ;
   double now = ib_now_s();
   double ups = now > t->ups_t ? (double)(s->updates - t->ups_updates) / (now - t->ups_t) : 0;
-  t->ups_t = now;
+  t->ups_t = t->beat_t = now;
   t->ups_updates = s->updates;
   if (!t->cfg.quiet)
     log_info("steps %ld/%ld | %.1f upd/s | eval %.2f train %.2f | il-win act %.2f boot %.2f | critic %.4g actor %.4g q %.3g",
@@ -654,6 +658,14 @@ int trainer_run(trainer *t, int *stopped) {
       running = 0;
     }
     if (s->transitions % c->update_every == 0 && (rc = learn_step(t)) != IB_OK) return rc;
+    if (!c->quiet && (s->transitions & 63) == 0 && ib_now_s() - t->beat_t > TRAINER_BEAT_S) {
+      double now = ib_now_s();
+      log_info("steps %ld/%ld | %.1f upd/s | %ld episodes, train success %.2f | critic %.4g actor %.4g", s->env_steps,
+               c->env_steps, (double)(s->updates - t->ups_updates) / (now - t->ups_t), s->episodes,
+               ratio(s->win_succ, s->win_eps), s->win_cn ? s->win_closs / s->win_cn : NAN,
+               s->win_an ? s->win_aloss / s->win_an : NAN);
+      t->beat_t = now;
+    }
   }
 summary:;
   runlog_summary sm = {0};

@@ -19,7 +19,6 @@
  * rpc server stops (its handlers all return), then the final checkpoint is written. */
 #include "rsrv.h"
 
-#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -59,6 +58,7 @@ struct rsrv {
   persist *per;    /* owned; NULL without ckpt_dir */
   rpc_server *rpc; /* owned */
   int t_demo, t_online;
+  int ready; /* atomic: 0 while restoring (calls get UNAVAILABLE), then 1 */
   uint64_t checkpoints;
   pthread_mutex_t ckpt_mu; /* one checkpoint at a time */
 
@@ -150,6 +150,14 @@ static grpc_status_code status_of(int rc) {
   }
 }
 
+/* UNAVAILABLE while the store is being restored. Returns 1 if the call must stop. */
+static int not_ready(rsrv *s, rpc_reply *rep, const char *what) {
+  if (__atomic_load_n(&s->ready, __ATOMIC_ACQUIRE)) return 0;
+  rpc_reply_fail(rep, GRPC_STATUS_UNAVAILABLE, "%s: the shard is restoring from %s HINT: retry when the health "
+                 "check of \"\" says SERVING", what, s->cfg.ckpt_dir ? s->cfg.ckpt_dir : "(none)");
+  return 1;
+}
+
 /* ---- Insert (client stream) ---- */
 
 /* Per-stream state: only the totals for the final reply. */
@@ -216,6 +224,7 @@ static int h_insert(void *ctx, rpc_call_info *info, const grpc_byte_buffer *msg,
     info->state = NULL;
     return 0;
   }
+  if (not_ready(s, rep, "Insert")) return 1;
   if (st == NULL) {
     st = ib_xcalloc(1, sizeof *st);
     info->state = st;
@@ -298,6 +307,7 @@ static void sample_get(void *arg, size_t i, ibrl_Item *it) {
 
 static void h_sample(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
   rsrv *s = ctx;
+  if (not_ready(s, rep, "Sample")) return;
   ibrl_SampleRequest req = ibrl_SampleRequest_init_zero;
   if (wire_decode(&req, ibrl_SampleRequest_fields, req_bb, "SampleRequest") != IB_OK) {
     rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
@@ -384,6 +394,7 @@ static int actor_cmp(const void *a, const void *b) {
 static void h_info(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
   (void)info;
   rsrv *s = ctx;
+  if (not_ready(s, rep, "Info")) return;
   ibrl_InfoRequest req = ibrl_InfoRequest_init_zero;
   if (wire_decode(&req, ibrl_InfoRequest_fields, req_bb, "InfoRequest") != IB_OK) {
     rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
@@ -437,6 +448,7 @@ static void h_info(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_b
 static void h_ratelimit(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
   (void)info;
   rsrv *s = ctx;
+  if (not_ready(s, rep, "RateLimit")) return;
   ibrl_RateLimitRequest req = ibrl_RateLimitRequest_init_zero;
   if (wire_decode(&req, ibrl_RateLimitRequest_fields, req_bb, "RateLimitRequest") != IB_OK) {
     rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
@@ -492,6 +504,7 @@ int rsrv_checkpoint(rsrv *s, persist_ckpt_info *info) {
 static void h_checkpoint(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
   (void)info;
   rsrv *s = ctx;
+  if (not_ready(s, rep, "Checkpoint")) return;
   ibrl_CheckpointRequest req = ibrl_CheckpointRequest_init_zero;
   if (wire_decode(&req, ibrl_CheckpointRequest_fields, req_bb, "CheckpointRequest") != IB_OK) {
     rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
@@ -516,6 +529,7 @@ static void h_checkpoint(void *ctx, rpc_call_info *info, const grpc_byte_buffer 
 static void h_publish(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
   (void)info;
   rsrv *s = ctx;
+  if (not_ready(s, rep, "Publish")) return;
   ibrl_PublishRequest req = ibrl_PublishRequest_init_zero;
   wire_blob_sink sink = {NULL, 0, 0, (size_t)s->cfg.max_message_bytes};
   wire_blob_set_sink(&req.blob, &sink);
@@ -548,6 +562,7 @@ static void h_publish(void *ctx, rpc_call_info *info, const grpc_byte_buffer *re
 
 static void h_getifnewer(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
   rsrv *s = ctx;
+  if (not_ready(s, rep, "GetIfNewer")) return;
   ibrl_GetIfNewerRequest req = ibrl_GetIfNewerRequest_init_zero;
   if (wire_decode(&req, ibrl_GetIfNewerRequest_fields, req_bb, "GetIfNewerRequest") != IB_OK) {
     rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
@@ -680,23 +695,6 @@ int rsrv_start(rsrv **out, const rsrv_config *cfg, int insecure) {
   rc = rlim_create(&s->lim, &lc);
   if (rc != IB_OK) goto fail;
 
-  if (cfg->ckpt_dir != NULL) {
-    persist_restore_info ri;
-    rc = persist_open(&s->per, s->st, cfg->ckpt_dir, cfg->durability, &ri);
-    if (rc != IB_OK) goto fail;
-    if (ri.ckpt_found || ri.wal_found)
-      log_info("restored from %s: checkpoint %s (epoch %llu, %llu items), log %s (%llu records, %llu items, "
-               "%llu torn bytes dropped)", cfg->ckpt_dir, ri.ckpt_found ? "yes" : "no",
-               (unsigned long long)ri.ckpt_epoch, (unsigned long long)ri.ckpt_items,
-               ri.wal_found ? (ri.wal_stale ? "stale" : "yes") : "no", (unsigned long long)ri.wal_records,
-               (unsigned long long)ri.wal_items, (unsigned long long)ri.wal_torn_bytes);
-    /* Re-seed the limiter from the restored counters (checkpoints do not hold it). */
-    store_table_info to, td;
-    store_table_info_get(s->st, s->t_online, &to);
-    store_table_info_get(s->st, s->t_demo, &td);
-    rlim_counts_set(s->lim, to.total_inserts, to.total_samples + td.total_samples);
-  }
-
   s->nslots = cfg->threads;
   s->slots_all = ib_xcalloc((size_t)s->nslots, sizeof *s->slots_all);
   s->islots_all = ib_xcalloc((size_t)s->nslots, sizeof *s->islots_all);
@@ -734,8 +732,32 @@ int rsrv_start(rsrv **out, const rsrv_config *cfg, int insecure) {
                         cfg->tls_key};
   rc = rpc_server_create(&s->rpc, &ro, methods, IB_ARRAY_LEN(methods));
   if (rc != IB_OK) goto fail;
-  rpc_server_health_set(s->rpc, "", 1);
+  /* Listening already, so probes can tell "alive but restoring" (liveness SERVING, readiness
+   * "" NOT_SERVING, docs/deploy.md 2.4) while a large checkpoint loads; every other call gets
+   * UNAVAILABLE until `ready`. */
   rpc_server_health_set(s->rpc, "liveness", 1);
+  rpc_server_health_set(s->rpc, "ibrl.Replay", 2);
+  rpc_server_health_set(s->rpc, "ibrl.Params", 2);
+  if (cfg->ckpt_dir != NULL) {
+    persist_restore_info ri;
+    log_info("restoring from %s ...", cfg->ckpt_dir);
+    rc = persist_open(&s->per, s->st, cfg->ckpt_dir, cfg->durability, &ri);
+    if (rc != IB_OK) goto fail;
+    if (ri.ckpt_found || ri.wal_found)
+      log_info("restored from %s: checkpoint %s (epoch %llu, %llu items), log %s (%llu records, %llu items, "
+               "%llu torn bytes dropped)", cfg->ckpt_dir, ri.ckpt_found ? "yes" : "no",
+               (unsigned long long)ri.ckpt_epoch, (unsigned long long)ri.ckpt_items,
+               ri.wal_found ? (ri.wal_stale ? "stale" : "yes") : "no", (unsigned long long)ri.wal_records,
+               (unsigned long long)ri.wal_items, (unsigned long long)ri.wal_torn_bytes);
+    /* Re-seed the limiter from the restored counters (checkpoints do not hold it). */
+    store_table_info to, td;
+    store_table_info_get(s->st, s->t_online, &to);
+    store_table_info_get(s->st, s->t_demo, &td);
+    rlim_counts_set(s->lim, to.total_inserts, to.total_samples + td.total_samples);
+  }
+
+  __atomic_store_n(&s->ready, 1, __ATOMIC_RELEASE);
+  rpc_server_health_set(s->rpc, "", 1);
   rpc_server_health_set(s->rpc, "ibrl.Replay", 1);
   rpc_server_health_set(s->rpc, "ibrl.Params", 1);
   *out = s;

@@ -9,7 +9,8 @@
  * own deadline -> DEADLINE_EXCEEDED, until the server's cap (max_block_ms) or with every blocking
  * slot taken -> RESOURCE_EXHAUSTED; a full demo table or actor registry -> RESOURCE_EXHAUSTED;
  * sampling two empty tables, a checkpoint without a directory, a stale weight version ->
- * FAILED_PRECONDITION; a failing disk -> UNAVAILABLE; shutdown -> UNAVAILABLE; a missing or wrong
+ * FAILED_PRECONDITION; a failing disk -> UNAVAILABLE; restoring or shutting down -> UNAVAILABLE
+ * (health "" says NOT_SERVING then; "liveness" stays SERVING while the process runs); a missing or wrong
  * token -> UNAUTHENTICATED; unknown methods -> UNIMPLEMENTED. Every message names the thing
  * and gives a HINT.
  *
@@ -52,8 +53,9 @@ void rsrv_config_default(rsrv_config *cfg);
 
 typedef struct rsrv rsrv;
 
-/* Validates cfg, creates the store and limiter, restores from cfg->ckpt_dir (checkpoint + log),
- * then starts listening (health "" = SERVING once started). Requires grpc_init(). On success
+/* Validates cfg, creates the store and limiter, starts listening (health "liveness" SERVING,
+ * "" NOT_SERVING, other calls UNAVAILABLE), restores from cfg->ckpt_dir (checkpoint + log), then
+ * turns ready (health "" SERVING) and returns. Requires grpc_init(). On success
  * *out owns the running service. Errors: IB_EINVAL (a bad setting, named, with a HINT; also a
  * non-loopback bind without a token unless `insecure`), the persist_open errors, the
  * rpc_server_create errors. */

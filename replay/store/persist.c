@@ -45,6 +45,7 @@
 #include <string.h>
 #include <dirent.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -861,7 +862,7 @@ static int wal_replay(persist *p, const char *path, uint64_t want_epoch,
     }
     rc = store__validate(s, (int)t, items, n);
     store_insert_result res = {0, 0, 0};
-    if (rc == IB_OK) rc = store__insert_apply(s, (int)t, items, n, false, false, &res);
+    if (rc == IB_OK) rc = store__insert_apply(s, (int)t, items, n, false, &res);
     if (rc != IB_OK) {
       char msg[768];
       snprintf(msg, sizeof msg, "%s", ib_errmsg());
@@ -1063,24 +1064,20 @@ int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
 }
 
 /* The cut: with every table write-locked and no fsync running, make the current log durable and
- * switch to the log of `next`. Nothing changes on error. */
-static int wal_cut(persist *p, uint64_t next) {
+ * switch to the already created log `nfd` of the next epoch. Most of the old log was synced just
+ * before the locks were taken, so this fdatasync covers only the batches logged since. */
+static void wal_cut(persist *p, int nfd, const char *npath) {
   if (!p->broken && fdatasync(p->fd) != 0) {
     log_error("log '%s': fdatasync at checkpoint failed: %s", p->wal_path, strerror(errno));
     p->broken = true;
     p->lost = p->written;
   }
-  int nfd = -1;
-  char npath[PATH_MAX_LEN + 32];
-  int rc = wal_create(p, next, &nfd, npath);
-  if (rc) return rc;
   close(p->fd);
   p->fd = nfd;
-  memcpy(p->wal_path, npath, sizeof npath);
+  snprintf(p->wal_path, sizeof p->wal_path, "%s", npath);
   /* Unsynced tails of a broken log stay lost (their callers get IB_EIO); the rest is durable. */
   if (!p->broken) p->synced = p->written;
   p->broken = false;
-  return IB_OK;
 }
 
 int persist_checkpoint(persist *p, persist_ckpt_info *info) {
@@ -1088,18 +1085,26 @@ int persist_checkpoint(persist *p, persist_ckpt_info *info) {
   store *s = p->s;
   pthread_mutex_lock(&p->ckpt_mu);
   uint64_t t0 = ib_now_ns();
+  /* Only checkpoints change the epoch and the log fd, and they are serialised by ckpt_mu, so both
+   * can be read here without the log mutex. The next log is created (and fsynced) before the
+   * store is held: if we crash before the cut it is just an empty log at the end of the chain. */
+  uint64_t next = p->epoch + 1;
+  int nfd = -1;
+  char npath[PATH_MAX_LEN + 32];
+  if (p->mode == PERSIST_WAL) {
+    int rc = wal_create(p, next, &nfd, npath);
+    if (rc != IB_OK) {
+      pthread_mutex_unlock(&p->ckpt_mu);
+      return rc;
+    }
+    (void)fdatasync(p->fd); /* best effort: the cut syncs again and handles a failure */
+  }
+  uint64_t t_lock = ib_now_ns();
   store__lock_all(s);
   pthread_mutex_lock(&p->mu);
   while (p->syncing) pthread_cond_wait(&p->cv, &p->mu);
-  uint64_t next = p->epoch + 1;
   int rc = IB_OK;
-  if (p->mode == PERSIST_WAL) rc = wal_cut(p, next);
-  if (rc != IB_OK) {
-    pthread_mutex_unlock(&p->mu);
-    store__unlock_all(s);
-    pthread_mutex_unlock(&p->ckpt_mu);
-    return rc;
-  }
+  if (p->mode == PERSIST_WAL) wal_cut(p, nfd, npath);
   p->epoch = next;
   pthread_cond_broadcast(&p->cv);
   uint64_t samples[STORE_MAX_TABLES] = {0}, items = 0;
@@ -1117,8 +1122,13 @@ int persist_checkpoint(persist *p, persist_ckpt_info *info) {
   int pfd[2] = {-1, -1};
   pid_t pid = -1;
   if (pipe2(pfd, O_CLOEXEC) == 0) {
+    pid_t parent = getpid();
     pid = fork();
     if (pid == 0) {
+      /* If the server dies (even by SIGKILL), the writer dies too: an orphan finishing later could
+       * rename an old checkpoint over a newer one written by the restarted server. The forking
+       * thread waits for the writer, so "parent thread exits" means the server died. */
+      if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(1);
       /* The writer finishes even if the terminal or the launcher signals the whole process group
        * (the parent waits for it, and SIGKILL still works). */
       signal(SIGINT, SIG_IGN);
@@ -1139,7 +1149,7 @@ int persist_checkpoint(persist *p, persist_ckpt_info *info) {
   }
   pthread_mutex_unlock(&p->mu);
   store__unlock_all(s);
-  uint64_t t_cut = ib_now_ns();
+  uint64_t t_unlock = ib_now_ns();
   if (forked) {
     ssize_t k;
     do {
@@ -1170,7 +1180,7 @@ int persist_checkpoint(persist *p, persist_ckpt_info *info) {
     info->items = items;
     info->bytes = res.bytes;
     info->seconds = (double)(ib_now_ns() - t0) * 1e-9;
-    info->blocked_seconds = (double)(t_cut - t0) * 1e-9;
+    info->blocked_seconds = (double)(t_unlock - t_lock) * 1e-9;
     info->background = forked;
   }
   pthread_mutex_unlock(&p->ckpt_mu);

@@ -416,10 +416,10 @@ static void write_slot(store__table *tb, uint64_t slot, const store_item *it) {
 }
 
 int store__insert_apply(store *s, int t, const store_item *items, size_t n, bool use_log,
-                        bool locked, store_insert_result *res) {
+                        store_insert_result *res) {
   store__table *tb = &s->tables[t];
   store_insert_result r = {0, 0, 0};
-  if (!locked) IB_CHECK(pthread_rwlock_wrlock(&tb->lock) == 0);
+  IB_CHECK(pthread_rwlock_wrlock(&tb->lock) == 0);
   tb->gen++;
   uint32_t nundo = 0, nactors_before = tb->nactors;
   uint32_t nkeep = 0;
@@ -467,7 +467,7 @@ int store__insert_apply(store *s, int t, const store_item *items, size_t n, bool
   if (rc != IB_OK) {
     undo_actors(tb, nundo, nactors_before);
     tb->rejected_batches++;
-    if (!locked) pthread_rwlock_unlock(&tb->lock);
+    pthread_rwlock_unlock(&tb->lock);
     return rc;
   }
   /* Pass 2: commit. */
@@ -506,7 +506,7 @@ int store__insert_apply(store *s, int t, const store_item *items, size_t n, bool
   }
   tb->total_evicted += r.evicted;
   tb->duplicates += r.duplicates;
-  if (!locked) pthread_rwlock_unlock(&tb->lock);
+  pthread_rwlock_unlock(&tb->lock);
 
   pthread_mutex_lock(&tb->stat_mu);
   meter_add(&tb->m_insert, now, r.stored);
@@ -535,7 +535,7 @@ int store_insert(store *s, const char *table, const store_item *items, size_t n,
     return rc;
   }
   if (n == 0) return IB_OK;
-  return store__insert_apply(s, t, items, n, true, false, res);
+  return store__insert_apply(s, t, items, n, true, res);
 }
 
 void store_log_hook_set(store *s, store_log_append_fn append, store_log_sync_fn sync, void *ctx) {

@@ -45,8 +45,8 @@ typedef struct store_bench_persist_cfg {
 } store_bench_persist_cfg;
 
 typedef struct store_bench_persist_result {
-  double wal1_batches_per_s; /* one thread: each batch waits for its own fdatasync */
-  double waln_batches_per_s; /* `threads` threads sharing fdatasyncs (group commit) */
+  double wal1_batches_per_s; /* one thread, each batch waits for its own fdatasync (median of 3) */
+  double waln_batches_per_s; /* `threads` threads sharing fdatasyncs (group commit), median of 3 */
   double bulk_items_per_s;   /* logged batches of 4096 */
   double ckpt_mb_per_s, ckpt_s;
   double ckpt_blocked_s;            /* how long the checkpoint held the store (the cut) */

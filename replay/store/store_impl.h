@@ -74,9 +74,9 @@ struct store {
 };
 
 /* Stores items[0..n) into table t: the body of store_insert after validation, with the log hook
- * used only if `use_log`. Takes the table's write lock unless `locked` (the caller holds it). */
+ * used only if `use_log`. Takes the table's write lock. */
 int store__insert_apply(store *s, int t, const store_item *items, size_t n, bool use_log,
-                        bool locked, store_insert_result *res);
+                        store_insert_result *res);
 /* Validates items for table t (no lock needed: specs are immutable). */
 int store__validate(const store *s, int t, const store_item *items, size_t n);
 /* Finds the actor entry of `id` in table tb; creates it if `create` and there is room.

@@ -20,6 +20,9 @@ BENCH_DECL(nn)
 #ifdef IB_BENCH_ENVS
 BENCH_DECL(envs)
 #endif
+#ifdef IB_BENCH_STORE
+BENCH_DECL(store)
+#endif
 #ifdef IB_BENCH_REPLAY
 BENCH_DECL(replay)
 #endif
@@ -36,6 +39,9 @@ static const bench_entry benches[] = {
 #endif
 #ifdef IB_BENCH_ENVS
     {"envs", bench_envs, "env steps/s per task"},
+#endif
+#ifdef IB_BENCH_STORE
+    {"store", bench_store, "in-process replay store: batch gathering, checkpoints, write-ahead log"},
 #endif
 #ifdef IB_BENCH_REPLAY
     {"replay", bench_replay, "replay insert/sample throughput over loopback gRPC"},

@@ -10,9 +10,11 @@
  * of the BLAS rate the whole step keeps after bias, LayerNorm, ReLU, dropout, the input copy,
  * zero-grad and Adam. Every figure is the median over --reps timed repeats after 2 warm-ups. */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cblas.h>
 
@@ -25,11 +27,20 @@ enum { BATCH = 256, HID = 1024, E = 5, OBS = 69, ACT = 7 };
 typedef struct bn_times {
   double zero, fwd, bwd, adam, step, sgemm, sgemm_net;
   double step_min, sgemm_min, sgemm_net_min; /* best repeat: robust to other load on the machine */
+  double step_cpu, sgemm_cpu;                 /* medians of the calling thread's CPU time */
 } bn_times;
 
 static int cmp_d(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
+}
+
+/* CPU time of the calling thread: with one BLAS thread all the work runs here, so this is the
+ * work done, not counting time the scheduler gave to other processes on a shared machine. */
+static double thread_cpu_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static double minimum(const double *v, int n) {
@@ -136,11 +147,12 @@ static bn_times run(nn_ens *ens, nn_mlp *actor, int B, int reps, rng *r) {
   for (int i = 0; i < B * out; i++) dout[i] = (rng_uniform(r) * 2 - 1) / B;
   nn_adam_cfg cfg = nn_adam_defaults(1e-4f);
   int n = reps + 2;
-  double *t[7];
-  for (int k = 0; k < 7; k++) t[k] = calloc(n, sizeof(double));
+  double *t[9];
+  for (int k = 0; k < 9; k++) t[k] = calloc(n, sizeof(double));
   peer p;
   peer_init(&p, shape, heads, B);
   for (int i = 0; i < n; i++) {
+    double c0 = thread_cpu_s();
     double t0 = ib_now_s();
     if (ens) nn_ens_zero_grad(ens);
     else nn_mlp_zero_grad(actor);
@@ -154,18 +166,20 @@ static bn_times run(nn_ens *ens, nn_mlp *actor, int B, int reps, rng *r) {
     if (ens) nn_ens_adam_step(ens, &cfg);
     else nn_mlp_adam_step(actor, &cfg);
     double t4 = ib_now_s();
+    double c1 = thread_cpu_s();
     peer_step(&p, shape, B, 1);
     double t5 = ib_now_s();
+    double c2 = thread_cpu_s();
     peer_step(&p, shape, B, 0);
     double t6 = ib_now_s();
     t[0][i] = t1 - t0, t[1][i] = t2 - t1, t[2][i] = t3 - t2, t[3][i] = t4 - t3, t[4][i] = t4 - t0;
-    t[5][i] = t5 - t4, t[6][i] = t6 - t5;
+    t[5][i] = t5 - t4, t[6][i] = t6 - t5, t[7][i] = c1 - c0, t[8][i] = c2 - c1;
   }
   bn_times m = {median(t[0] + 2, reps), median(t[1] + 2, reps), median(t[2] + 2, reps),
                 median(t[3] + 2, reps), median(t[4] + 2, reps), median(t[5] + 2, reps),
                 median(t[6] + 2, reps), minimum(t[4] + 2, reps), minimum(t[5] + 2, reps),
-                minimum(t[6] + 2, reps)};
-  for (int k = 0; k < 7; k++) free(t[k]);
+                minimum(t[6] + 2, reps), median(t[7] + 2, reps), median(t[8] + 2, reps)};
+  for (int k = 0; k < 9; k++) free(t[k]);
   peer_free(&p);
   free(x), free(dout), free(q);
   return m;
@@ -254,11 +268,12 @@ int bench_nn(int argc, char **argv) {
     printf("ibrl-bench nn: batch %d, %d reps, OpenBLAS core %s; critic E=%d 76-1024x3-1 LN (%.2f GFLOP/step, %zu "
            "params), actor 69-1024x3-7 drop 0.5 (%.2f GFLOP/step, %zu params)\n"
            "  sgemm warm: the same sgemm calls on cache-warm shared buffers; sgemm net: on per-layer buffers;\n"
-           "  ratios of medians, and best/warm = fastest sgemm-warm repeat / fastest nn repeat\n"
-           "%-7s %3s %8s %8s %8s %8s %8s %9s %10s %9s %7s %7s %9s\n",
+           "  ratios of medians; best/warm = fastest sgemm-warm repeat / fastest nn repeat; cpu/warm = the\n"
+           "  same from the thread's CPU time (1 thread only; robust to other load on a shared machine)\n"
+           "%-7s %3s %8s %8s %8s %8s %8s %9s %10s %9s %7s %7s %9s %8s\n",
            B, reps, nn_blas_core(), E, fl_c * 1e-9, critic.n_params, fl_a * 1e-9, actor.n_params, "net", "thr",
            "zero ms", "fwd ms", "bwd ms", "adam ms", "step ms", "nn GF/s", "warm GF/s", "net GF/s", "/warm",
-           "/net", "best/warm");
+           "/net", "best/warm", "cpu/warm");
   for (int ti = 0; ti < nthreads; ti++) {
     nn_set_threads(threads[ti]);
     for (int k = 0; k < 2; k++) {
@@ -272,14 +287,16 @@ int bench_nn(int argc, char **argv) {
                "\"gflop_per_step\":%.4f,\"zero_ms\":%.3f,\"fwd_ms\":%.3f,\"bwd_ms\":%.3f,\"adam_ms\":%.3f,"
                "\"step_ms\":%.3f,\"sgemm_warm_ms\":%.3f,\"sgemm_net_ms\":%.3f,\"nn_gflops\":%.2f,"
                "\"sgemm_warm_gflops\":%.2f,\"sgemm_net_gflops\":%.2f,\"ratio_warm\":%.4f,\"ratio_net\":%.4f,"
-               "\"step_min_ms\":%.3f,\"sgemm_warm_min_ms\":%.3f,\"sgemm_net_min_ms\":%.3f}\n",
+               "\"step_min_ms\":%.3f,\"sgemm_warm_min_ms\":%.3f,\"sgemm_net_min_ms\":%.3f,"
+               "\"step_cpu_ms\":%.3f,\"sgemm_warm_cpu_ms\":%.3f}\n",
                name, threads[ti], B, reps, nn_blas_core(), fl * 1e-9, m.zero * 1e3, m.fwd * 1e3, m.bwd * 1e3,
                m.adam * 1e3, m.step * 1e3, m.sgemm * 1e3, m.sgemm_net * 1e3, gn, gs, gt, gn / gs, gn / gt,
-               m.step_min * 1e3, m.sgemm_min * 1e3, m.sgemm_net_min * 1e3);
+               m.step_min * 1e3, m.sgemm_min * 1e3, m.sgemm_net_min * 1e3, m.step_cpu * 1e3, m.sgemm_cpu * 1e3);
       else
-        printf("%-7s %3d %8.2f %8.2f %8.2f %8.2f %8.2f %9.1f %10.1f %9.1f %6.1f%% %6.1f%% %8.1f%%\n", name,
+        printf("%-7s %3d %8.2f %8.2f %8.2f %8.2f %8.2f %9.1f %10.1f %9.1f %6.1f%% %6.1f%% %8.1f%% %7.1f%%\n", name,
                threads[ti], m.zero * 1e3, m.fwd * 1e3, m.bwd * 1e3, m.adam * 1e3, m.step * 1e3, gn, gs, gt,
-               100 * gn / gs, 100 * gn / gt, 100 * m.sgemm_min / m.step_min);
+               100 * gn / gs, 100 * gn / gt, 100 * m.sgemm_min / m.step_min,
+               threads[ti] == 1 ? 100 * m.sgemm_cpu / m.step_cpu : NAN);
       fflush(stdout);
     }
   }

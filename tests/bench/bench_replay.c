@@ -3,8 +3,8 @@
  * baseline for the same bytes, in the same run.
  *
  * Design. Items are the paper's state setting: obs 69 (23 x stack 3), action chunk 7, so one
- * encoded item is ~600 B, in batches of 256. Four phases per thread count (1 and 4 client
- * threads, each with its own client and channel):
+ * encoded item is ~600 B, in batches of 256. Phases per thread count (1 and 4 client threads,
+ * each with its own client and channel):
  *   insert/ours  rc_writer streams batches; its retry buffer of 1024 items makes it close the
  *                stream (and wait for the acknowledgement) every 4 batches;
  *   insert/raw   the same pattern on bare gRPC core: 4 pre-encoded InsertRequest messages of the
@@ -17,7 +17,13 @@
  * handlers and the same 4 worker threads as ibrl-replay, so both sides pay the same process and
  * scheduling costs and the ratio isolates what the client, the store and the encoding add.
  * The raw child is forked before gRPC is initialised in this process (gRPC does not survive a
- * fork). Every phase runs for --seconds (default 3 s); the default run takes about 35 s. */
+ * fork). The raw server answers the real method paths (Insert, Sample, Info), so the replay client
+ * also runs against it: that "client" column isolates what the client library adds to the
+ * transport, while "full" adds the ibrl-replay server's decoding, validation, store and encoding.
+ * Each configuration (operation x thread count) runs --rounds rounds (default 5); a round measures
+ * the three variants for --seconds each (default 0.5 s) in a rotating order, so load changes on a
+ * shared machine hit all three alike, and the table reports medians and the medians of the
+ * per-round ratios. The default run takes about 35 s. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -28,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,13 +48,15 @@
 #include "rpc_server.h"
 #include "wire.h"
 
-#define RAW_INSERT_PATH "/ibrl.BenchRaw/Insert"
-#define RAW_SAMPLE_PATH "/ibrl.BenchRaw/Sample"
+#define RAW_INSERT_PATH WIRE_PATH_INSERT
+#define RAW_SAMPLE_PATH WIRE_PATH_SAMPLE
 #define MSGS_PER_STREAM 4
 #define MAX_THREADS 8
+#define MAX_ROUNDS 64
 
 typedef struct bcfg {
-  int obs_dim, act_dim, batch;
+  int obs_dim, act_dim, batch, rounds;
+  int only; /* -1 both, 0 insert, 1 sample */
   double seconds;
   const char *replay_bin;
 } bcfg;
@@ -130,6 +139,20 @@ static int raw_insert(void *ctx, rpc_call_info *info, const grpc_byte_buffer *ms
   return 0;
 }
 
+static void raw_info(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req, rpc_reply *rep) {
+  const bcfg *cfg = ctx;
+  (void)info, (void)req;
+  ibrl_InfoReply *r = ib_xcalloc(1, sizeof *r);
+  r->obs_dim = (uint32_t)cfg->obs_dim;
+  r->act_dim = (uint32_t)cfg->act_dim;
+  r->tables_count = 1;
+  snprintf(r->tables[0].name, sizeof r->tables[0].name, "online");
+  r->tables[0].kind = 1;
+  r->tables[0].size = r->tables[0].capacity = 100000;
+  IB_CHECK(wire_encode(&rep->bb, ibrl_InfoReply_fields, r) == IB_OK);
+  free(r);
+}
+
 /* Runs in the forked child: serves until the parent closes `ctl_fd`. */
 static void raw_server_main(const bcfg *cfg, int port_fd, int ctl_fd) {
   grpc_init();
@@ -138,14 +161,16 @@ static void raw_server_main(const bcfg *cfg, int port_fd, int ctl_fd) {
   fill_batch(&b, cfg->batch, 2);
   g_sample_reply = encode_batch(&b, 0);
   rc_batch_free(&b);
-  rpc_method m[2] = {
+  /* The real paths, so the replay client can run against the no-op server too. */
+  rpc_method m[3] = {
       {RAW_INSERT_PATH, RPC_CLIENT_STREAM, NULL, raw_insert, NULL},
       {RAW_SAMPLE_PATH, RPC_UNARY, raw_sample, NULL, NULL},
+      {WIRE_PATH_INFO, RPC_UNARY, raw_info, NULL, (void *)cfg},
   };
   rpc_server_opts o = {"127.0.0.1", 0, 4, 64L * 1024 * 1024, NULL, NULL, NULL};
   rpc_server *srv = NULL;
   int port = -1;
-  if (rpc_server_create(&srv, &o, m, 2) == IB_OK) port = rpc_server_port(srv);
+  if (rpc_server_create(&srv, &o, m, 3) == IB_OK) port = rpc_server_port(srv);
   else fprintf(stderr, "bench replay: raw server: %s\n", ib_errmsg());
   IB_CHECK(write(port_fd, &port, sizeof port) == (ssize_t)sizeof port);
   close(port_fd);
@@ -236,7 +261,7 @@ static void *job_ours(job *j) {
     }
     rc_writer_stats st;
     rc_writer_stats_get(w, &st);
-    j->items = st.acked;
+    j->items = st.next_seq; /* written and flushed (the no-op server acknowledges without counting) */
     rc_writer_close(w);
   } else {
     while (!atomic_load(j->stop)) {
@@ -355,10 +380,52 @@ static void *job_main(void *arg) {
 }
 
 /* Runs `threads` jobs of `kind` for cfg->seconds; returns items/s, or -1 on error. */
-static double run_phase(const bcfg *cfg, int kind, int threads, const char *target, const grpc_slice *payload) {
+static double median(const double *x, int n) {
+  double t[MAX_ROUNDS];
+  memcpy(t, x, (size_t)n * sizeof *t);
+  for (int i = 1; i < n; i++)
+    for (int j = i; j > 0 && t[j - 1] > t[j]; j--) {
+      double tmp = t[j];
+      t[j] = t[j - 1];
+      t[j - 1] = tmp;
+    }
+  return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+/* CPU seconds (user + system) of this process, and of a child from /proc/<pid>/stat. */
+static double cpu_self(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+}
+
+static double cpu_of(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return 0;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+  unsigned long ut = 0, st = 0;
+  if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) return 0;
+  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+typedef struct phase_result {
+  double rate;      /* items/s, or -1 on error */
+  double client_us; /* CPU microseconds per item in this process (the client threads) */
+  double server_us; /* CPU microseconds per item in the server process */
+} phase_result;
+
+/* Runs `threads` jobs of `kind` for cfg->seconds against `target` (served by process `srv`). */
+static phase_result run_phase(const bcfg *cfg, int kind, int threads, const char *target, const grpc_slice *payload,
+                              pid_t srv) {
   atomic_int stop = 0;
   job jobs[MAX_THREADS];
   pthread_t th[MAX_THREADS];
+  double c0 = cpu_self(), s0 = cpu_of(srv);
   for (int t = 0; t < threads; t++) {
     jobs[t] = (job){cfg, kind, t, target, payload, &stop, 0, 0, ""};
     IB_CHECK(pthread_create(&th[t], NULL, job_main, &jobs[t]) == 0);
@@ -377,7 +444,13 @@ static double run_phase(const bcfg *cfg, int kind, int threads, const char *targ
     }
   }
   double dt = ib_now_s() - t0; /* includes the final flush of the writers */
-  return err ? -1 : (double)items / dt;
+  phase_result r = {-1, 0, 0};
+  if (!err && items > 0) {
+    r.rate = (double)items / dt;
+    r.client_us = (cpu_self() - c0) * 1e6 / (double)items;
+    r.server_us = (cpu_of(srv) - s0) * 1e6 / (double)items;
+  }
+  return r;
 }
 
 /* ---- main ---- */
@@ -386,10 +459,12 @@ int bench_replay(int argc, char **argv); /* called by bench_main.c */
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: ibrl-bench replay [--seconds S] [--batch N] [--obs-dim N] [--act-dim N] [--replay-bin PATH]\n"
+          "usage: ibrl-bench replay [--rounds R] [--seconds S] [--batch N] [--obs-dim N] [--act-dim N] [--replay-bin P]\n"
           "Insert and sample throughput of the replay client against an ibrl-replay child on 127.0.0.1, with\n"
           "1 and 4 client threads, next to a raw gRPC baseline (no-op handlers, same bytes) in the same run.\n"
-          "  --seconds S      length of each of the 8 phases [3]\n"
+          "  --rounds R       rounds per configuration; the table shows medians [5]\n"
+          "  --seconds S      length of each measurement (3 per round) [0.5]\n"
+          "  --only OP        insert or sample only [both]\n"
           "  --batch N        transitions per message [256]\n"
           "  --obs-dim N      stacked observation size [69]\n"
           "  --act-dim N      action chunk size [7]\n"
@@ -397,9 +472,11 @@ static void usage(FILE *f) {
 }
 
 int bench_replay(int argc, char **argv) {
-  bcfg cfg = {69, 7, 256, 3.0, NULL};
+  bcfg cfg = {69, 7, 256, 5, -1, 0.5, NULL};
   static char default_bin[PATH_MAX];
-  static const struct option lo[] = {{"seconds", required_argument, NULL, 's'}, {"batch", required_argument, NULL, 'b'},
+  static const struct option lo[] = {{"seconds", required_argument, NULL, 's'}, {"rounds", required_argument, NULL, 'n'},
+                                     {"only", required_argument, NULL, 'y'},
+                                     {"batch", required_argument, NULL, 'b'},
                                      {"obs-dim", required_argument, NULL, 'o'}, {"act-dim", required_argument, NULL, 'a'},
                                      {"replay-bin", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
                                      {NULL, 0, NULL, 0}};
@@ -409,11 +486,13 @@ int bench_replay(int argc, char **argv) {
     char *end = NULL;
     int bad = 0;
     switch (ch) {
-      case 's': cfg.seconds = strtod(optarg, &end); bad = *end || !(cfg.seconds >= 0.2 && cfg.seconds <= 600); break;
+      case 's': cfg.seconds = strtod(optarg, &end); bad = *end || !(cfg.seconds >= 0.1 && cfg.seconds <= 600); break;
+      case 'n': cfg.rounds = (int)strtol(optarg, &end, 10); bad = *end || cfg.rounds < 1 || cfg.rounds > MAX_ROUNDS; break;
       case 'b': cfg.batch = (int)strtol(optarg, &end, 10); bad = *end || cfg.batch < 1 || cfg.batch > 1024; break;
       case 'o': cfg.obs_dim = (int)strtol(optarg, &end, 10); bad = *end || cfg.obs_dim < 1 || cfg.obs_dim > 512; break;
       case 'a': cfg.act_dim = (int)strtol(optarg, &end, 10); bad = *end || cfg.act_dim < 1 || cfg.act_dim > 128; break;
       case 'r': cfg.replay_bin = optarg; break;
+      case 'y': cfg.only = !strcmp(optarg, "insert") ? 0 : !strcmp(optarg, "sample") ? 1 : -2; bad = cfg.only == -2; break;
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;
     }
@@ -477,25 +556,79 @@ int bench_replay(int argc, char **argv) {
     double item_b = (double)GRPC_SLICE_LENGTH(ins) / cfg.batch;
     rc_batch_free(&b);
     printf("ibrl-bench replay: obs %d, action %d, batch %d, %.0f B per encoded transition (InsertRequest %zu B, "
-           "SampleReply %zu B); %.1f s per phase\n",
-           cfg.obs_dim, cfg.act_dim, cfg.batch, item_b, GRPC_SLICE_LENGTH(ins), GRPC_SLICE_LENGTH(smp), cfg.seconds);
-    printf("%-8s %-8s %10s %14s %10s %14s %10s %8s\n", "op", "threads", "ours/s", "ours MB/s", "raw/s", "raw MB/s",
-           "batches/s", "ours/raw");
+           "SampleReply %zu B); medians of %d rounds of %.2f s per variant\n",
+           cfg.obs_dim, cfg.act_dim, cfg.batch, item_b, GRPC_SLICE_LENGTH(ins), GRPC_SLICE_LENGTH(smp), cfg.rounds,
+           cfg.seconds);
+    printf("  full = replay client -> ibrl-replay (decode, validate, store, sample, encode)\n"
+           "  client = replay client -> no-op server (the client library and transport only)\n"
+           "  raw = bare gRPC core, pre-encoded messages -> no-op server\n");
+    printf("%-7s %-7s %10s %9s %10s %9s %10s %9s %8s %8s\n", "op", "threads", "full/s", "full MB/s", "client/s",
+           "cl. MB/s", "raw/s", "raw MB/s", "full/raw", "cl./raw");
+    /* Prefill, so sampling has something to draw even with --only sample. */
+    {
+      rc_opts po = {0};
+      po.shards = replay_target;
+      po.max_message_bytes = 64L * 1024 * 1024;
+      rc_client *pc = NULL;
+      rc_writer *pw = NULL;
+      rc_batch pb;
+      rc_batch_init(&pb, cfg.batch, cfg.obs_dim, cfg.act_dim);
+      fill_batch(&pb, cfg.batch, 3);
+      int rc = rc_client_open(&pc, &po);
+      if (rc == IB_OK) rc = rc_writer_open(&pw, pc, "online", 999999, 0, 0);
+      for (int k = 0; k < 40 && rc == IB_OK; k++) rc = rc_writer_write(pw, &pb);
+      if (rc == IB_OK) rc = rc_writer_close(pw);
+      else rc_writer_close(pw);
+      if (rc != IB_OK) {
+        fprintf(stderr, "bench replay: prefill: %s\n", ib_errmsg());
+        code = 1;
+      }
+      rc_client_close(pc);
+      rc_batch_free(&pb);
+    }
     static const char *names[] = {"insert", "sample"};
     const int thr[] = {1, 4};
+    char cpu_lines[4][160];
+    int n_cpu = 0;
     for (int op = 0; op < 2 && code == 0; op++) {
+      if (cfg.only >= 0 && cfg.only != op) continue;
       for (int ti = 0; ti < 2 && code == 0; ti++) {
-        fprintf(stderr, "  running %s with %d thread(s) ...\n", names[op], thr[ti]);
-        double ours = run_phase(&cfg, op == 0 ? 0 : 2, thr[ti], replay_target, NULL);
-        double raw = run_phase(&cfg, op == 0 ? 1 : 3, thr[ti], raw_target, op == 0 ? &ins : NULL);
-        if (ours < 0 || raw < 0) {
-          code = 1;
-          break;
+        fprintf(stderr, "  running %s with %d thread(s): %d rounds ...\n", names[op], thr[ti], cfg.rounds);
+        /* Rounds interleave the three variants (in a rotating order), so a change in the
+         * machine's load hits all of them alike; the table shows medians over the rounds and
+         * the medians of the per-round ratios. */
+        double v[3][MAX_ROUNDS], cu[3][MAX_ROUNDS], su[3][MAX_ROUNDS], rf[MAX_ROUNDS], rc_[MAX_ROUNDS];
+        for (int r = 0; r < cfg.rounds && code == 0; r++) {
+          for (int k = 0; k < 3 && code == 0; k++) {
+            int var = (k + r) % 3;
+            int kind = var == 2 ? (op == 0 ? 1 : 3) : (op == 0 ? 0 : 2);
+            phase_result pr = run_phase(&cfg, kind, thr[ti], var == 0 ? replay_target : raw_target,
+                                        op == 0 ? &ins : NULL, var == 0 ? replay_pid : raw_pid);
+            v[var][r] = pr.rate;
+            cu[var][r] = pr.client_us;
+            su[var][r] = pr.server_us;
+            if (pr.rate < 0) code = 1;
+          }
+          rf[r] = v[0][r] / v[2][r];
+          rc_[r] = v[1][r] / v[2][r];
         }
-        printf("%-8s %-8d %10.0f %14.1f %10.0f %14.1f %10.1f %7.0f%%\n", names[op], thr[ti], ours, ours * item_b / 1e6,
-               raw, raw * item_b / 1e6, ours / cfg.batch, 100.0 * ours / raw);
+        if (code != 0) break;
+        double full = median(v[0], cfg.rounds), cl = median(v[1], cfg.rounds), raw = median(v[2], cfg.rounds);
+        printf("%-7s %-7d %10.0f %9.1f %10.0f %9.1f %10.0f %9.1f %7.0f%% %7.0f%%\n", names[op], thr[ti], full,
+               full * item_b / 1e6, cl, cl * item_b / 1e6, raw, raw * item_b / 1e6, 100.0 * median(rf, cfg.rounds),
+               100.0 * median(rc_, cfg.rounds));
+        snprintf(cpu_lines[n_cpu++], sizeof cpu_lines[0],
+                 "%-7s %-7d %8.2f / %-8.2f %8.2f / %-8.2f %8.2f / %-8.2f\n", names[op], thr[ti],
+                 median(cu[0], cfg.rounds), median(su[0], cfg.rounds), median(cu[1], cfg.rounds),
+                 median(su[1], cfg.rounds), median(cu[2], cfg.rounds), median(su[2], cfg.rounds));
         fflush(stdout);
       }
+    }
+    if (code == 0) {
+      /* CPU time per item does not depend on how busy the machine is, unlike the rates. */
+      printf("\nCPU microseconds per transition, client process / server process (medians):\n");
+      printf("%-7s %-7s %19s %19s %19s\n", "op", "threads", "full", "client", "raw");
+      for (int k = 0; k < n_cpu; k++) fputs(cpu_lines[k], stdout);
     }
     grpc_slice_unref(ins);
     grpc_slice_unref(smp);

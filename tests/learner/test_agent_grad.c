@@ -139,6 +139,7 @@ static double critic_loss(agent *a, const data *d) {
 
 static void actor_check(agent_method m, agent_backbone bb, const char *what) {
   agent_config c = small_cfg(m, bb);
+  c.rft_bc_weight = 5.0f; /* make the Q-filtered BC term as large as the Q term */
   agent a;
   TH_CHECK_EQ_INT(agent_init(&a, &c), IB_OK);
   if (m == AGENT_IBRL) set_il(&a);
@@ -147,6 +148,9 @@ static void actor_check(agent_method m, agent_backbone bb, const char *what) {
   streams st = save_streams(&a);
   double l0 = actor_loss(&a, &d);
   TH_CHECK(isfinite(l0));
+  if (m == AGENT_RFT) /* the BC term must be active for the check to cover it */
+    TH_CHECK_MSG(a.metrics.rft_ratio > 0.0 && a.metrics.rft_bc_loss > 0.0, "%s: ratio %g, bc %g", what,
+                 a.metrics.rft_ratio, a.metrics.rft_bc_loss);
   size_t n = a.actor.n_params;
   float *g = malloc(n * sizeof(float));
   memcpy(g, a.actor.grads, n * sizeof(float));
@@ -166,7 +170,10 @@ static void actor_check(agent_method m, agent_backbone bb, const char *what) {
 
 static void test_td3_actor(void) { actor_check(AGENT_IBRL, AGENT_TD3, "td3 actor (dropout 0.5, min over heads)"); }
 static void test_sac_actor(void) { actor_check(AGENT_RLPD, AGENT_SAC, "sac actor (mean over heads)"); }
-static void test_rft_actor(void) { actor_check(AGENT_RFT, AGENT_TD3, "rft actor (TD3 + Q-filtered BC)"); }
+static void test_rft_actor(void) {
+  actor_check(AGENT_RFT, AGENT_TD3, "rft actor (TD3 + Q-filtered BC)");
+  actor_check(AGENT_RFT, AGENT_SAC, "rft actor (SAC + Q-filtered BC on tanh(mean))");
+}
 
 static void test_critic(void) {
   agent_config c = small_cfg(AGENT_IBRL, AGENT_TD3);

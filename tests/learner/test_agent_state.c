@@ -301,9 +301,10 @@ static void test_errors(void) {
   c.boot_proposal = 1;
   TH_CHECK_EQ_INT(agent_init(&a, &c), IB_EINVAL);
   TH_CHECK(strstr(ib_errmsg(), "boot_proposal") != NULL);
-  c = small_cfg(AGENT_RFT, AGENT_SAC);
+  c = small_cfg(AGENT_IBRL, AGENT_SAC);
+  c.init_temperature = 0.0f;
   TH_CHECK_EQ_INT(agent_init(&a, &c), IB_EINVAL);
-  TH_CHECK(strstr(ib_errmsg(), "RFT") != NULL);
+  TH_CHECK(strstr(ib_errmsg(), "init_temperature") != NULL);
   c = small_cfg(AGENT_IBRL, AGENT_TD3);
   c.tau = 0.0f;
   TH_CHECK_EQ_INT(agent_init(&a, &c), IB_EINVAL);
@@ -373,12 +374,55 @@ static void test_errors(void) {
   agent_free(&a);
 }
 
+
+/* SAC temperature: alpha falls when the policy's entropy is above the target and rises when it
+ * is below (the sign of the temperature gradient). */
+static void test_sac_temperature(void) {
+  data d;
+  make_data(&d, 8, 0.97f);
+  for (int k = 0; k < 2; k++) {
+    agent_config c = small_cfg(AGENT_RLPD, AGENT_SAC);
+    c.target_entropy = k == 0 ? -100.0f : 100.0f;
+    agent a;
+    TH_CHECK_EQ_INT(agent_init(&a, &c), IB_OK);
+    for (int s = 0; s < 20; s++) TH_CHECK_EQ_INT(agent_actor_update(&a, &d.b[0], NULL), IB_OK);
+    if (k == 0) TH_CHECK_MSG(a.metrics.alpha < 0.999, "entropy %g above target -100: alpha %g should fall",
+                             a.metrics.entropy, a.metrics.alpha);
+    else TH_CHECK_MSG(a.metrics.alpha > 1.001, "entropy %g below target 100: alpha %g should rise",
+                      a.metrics.entropy, a.metrics.alpha);
+    agent_free(&a);
+  }
+}
+
+/* The BC baseline acts with the IL policy in every mode. */
+static void test_bc_method(void) {
+  agent_config c = small_cfg(AGENT_BC, AGENT_TD3);
+  c.actor_proposal = c.boot_proposal = 0;
+  agent a;
+  TH_CHECK_EQ_INT(agent_init(&a, &c), IB_OK);
+  set_il(&a, 12);
+  data d;
+  make_data(&d, 9, 0.97f);
+  float x[NB * A], ref[NB * A];
+  uint8_t who[NB];
+  il_predict(&a.il, ref, d.obs[0], NB);
+  const agent_mode modes[3] = {AGENT_MODE_EXPLORE, AGENT_MODE_EVAL_RL, AGENT_MODE_EVAL_IBRL};
+  for (int m = 0; m < 3; m++) {
+    TH_CHECK_EQ_INT(agent_act(&a, x, who, d.obs[0], NB, modes[m]), IB_OK);
+    TH_CHECK(memcmp(x, ref, sizeof x) == 0);
+    for (int i = 0; i < NB; i++) TH_CHECK_EQ_INT(who[i], 0);
+  }
+  agent_free(&a);
+}
+
 static const th_case cases[] = {
     {"determinism (ibrl td3, rlpd sac, rft td3)", test_determinism},
     {"frozen IL policy cannot move", test_frozen_il},
     {"checkpoint resume and bad files", test_checkpoint},
     {"critic regression and actor ascent", test_critic_regression},
     {"acting weights blob", test_acting_blob},
+    {"sac temperature direction", test_sac_temperature},
+    {"bc baseline acts with the IL policy", test_bc_method},
     {"errors", test_errors},
     {NULL, NULL},
 };

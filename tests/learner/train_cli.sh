@@ -107,6 +107,20 @@ sed 's/"wall_s".*//' runA/summary.json >sa.json
 sed 's/"wall_s".*//' runC/summary.json >sc.json
 cmp -s sa.json sc.json && pass "resumed summary equal" || fail "summaries differ: $(diff sa.json sc.json)"
 
+# ---- the other methods and the SAC backbone run end to end ----
+small="--task nav2d --demos demos.hdf5 --env-steps 300 --eval-every 150 --eval-episodes 2 --warmup 1 --hidden 16
+ --critic-hidden 16 --batch 16 --quiet"
+for v in "rlpd" "rft --rft-pretrain 20" "bc --il il.ckpt" "ibrl-neither --il il.ckpt" "ibrl --il il.ckpt --backbone sac --soft"; do
+  name=$(echo "$v" | tr -c 'a-z\n' '_')
+  # shellcheck disable=SC2086
+  if "$B/ibrl-train" $small --method $v --out "m_$name" 2>"$W/err" && grep -q '"final_eval_success": [0-9]' "m_$name/summary.json"; then
+    pass "method $v"
+  else
+    fail "method $v: $(cat "$W/err")"
+  fi
+done
+grep -q '"demo_ratio": 0.5,' m_rlpd/config.json && pass "rlpd demo ratio 0.5" || fail "rlpd demo ratio not 0.5"
+
 # ---- errors: exit 2 with a message naming the thing ----
 expect_exit 2 "unknown flag" "$B/ibrl-train" --bogus
 expect_exit 2 "unknown task 'nav3d'" "$B/ibrl-train" --task nav3d --demos demos.hdf5 --il il.ckpt --out e1

@@ -10,10 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent.h"
 #include "dist.h"
 #include "ib.h"
+#include "lstate.h"
 #include "lstep.h"
 #include "rng.h"
 #include "th.h"
@@ -263,11 +265,75 @@ static void test_drift_detected(void) {
   il_free(&il);
 }
 
+/* ---- checkpoint + resume continues bit-identically ---- */
+
+/* K distributed updates (critic, and actor every 2nd) on rows of `d` from update u0 on. */
+static void run_updates(agent *a, const data *d, int u0, int K) {
+  for (int u = u0; u < u0 + K; u++) {
+    agent_batch b = view(d, (u % 4) * 32, 32);
+    lstep_ctl c = {0, 0};
+    TH_CHECK_EQ_INT(lstep_critic(a, &b, &c), IB_OK);
+    if (u % 2 == 1) TH_CHECK_EQ_INT(lstep_actor(a, &b, NULL, &c), IB_OK);
+  }
+}
+
+static void test_resume_identical(void) {
+  int rank = dist_rank();
+  char path[512];
+  /* Same path on every rank: rank 0's pid, broadcast. */
+  int pid = (int)getpid();
+  TH_CHECK_EQ_INT(dist_bcast_bytes(&pid, sizeof pid, 0), IB_OK);
+  snprintf(path, sizeof path, "%s/test_lstep_%d.ckpt", IB_BINARY_DIR, pid);
+  data d;
+  data_make(&d, 128, 21, rank);
+  agent a = {0}, r = {0};
+  il_policy il = {0}, il2 = {0};
+  TH_CHECK_EQ_INT(make_agent(&a, &il, 32, 1), IB_OK); /* dropout, noise, soft selection all on */
+  lstep_streams_split(&a, 11, rank);
+  run_updates(&a, &d, 0, 6);
+  /* The learner's checkpoint: agent_save on rank 0 + every rank's per-row streams. */
+  rng mine[LSTATE_STREAMS];
+  lstate_streams_get(&a, mine);
+  if (rank == 0) TH_CHECK_EQ_INT(agent_save(&a, path), IB_OK);
+  TH_CHECK_EQ_INT(dist_barrier(), IB_OK);
+  run_updates(&a, &d, 6, 6);
+  uint32_t straight = lstep_params_crc(&a);
+  /* A new process would: build the agent, load the file, take its streams back. */
+  TH_CHECK_EQ_INT(make_agent(&r, &il2, 32, 1), IB_OK);
+  lstep_streams_split(&r, 11, rank);
+  TH_CHECK_EQ_INT(agent_load(&r, path), IB_OK);
+  lstate_streams_set(&r, mine);
+  run_updates(&r, &d, 6, 6);
+  TH_CHECK_MSG(lstep_params_crc(&r) == straight, "rank %d: resumed weights differ from the uninterrupted run", rank);
+  TH_CHECK_MSG(memcmp(r.critic.params, a.critic.params, a.critic.n_params * sizeof(float)) == 0, "critic differs");
+  TH_CHECK_EQ_INT(r.metrics.critic_updates, a.metrics.critic_updates);
+  /* Without the per-rank streams (only rank 0's, from the agent file) rank 1 would diverge
+   * from the uninterrupted run: the streams are needed. */
+  if (dist_size() > 1) {
+    agent w = {0};
+    il_policy il3 = {0};
+    TH_CHECK_EQ_INT(make_agent(&w, &il3, 32, 1), IB_OK);
+    TH_CHECK_EQ_INT(agent_load(&w, path), IB_OK); /* rank 0's streams on every rank */
+    run_updates(&w, &d, 6, 6);
+    double differs = lstep_params_crc(&w) != straight;
+    TH_CHECK_EQ_INT(dist_allreduce_max_d(&differs, 1), IB_OK);
+    TH_CHECK_MSG(differs > 0, "resuming without the per-rank streams gave the same weights (test cannot fail)");
+    agent_free(&w);
+    il_free(&il3);
+  }
+  TH_CHECK_EQ_INT(dist_barrier(), IB_OK);
+  if (rank == 0) unlink(path);
+  data_free(&d);
+  agent_free(&a), agent_free(&r);
+  il_free(&il), il_free(&il2);
+}
+
 static const th_case cases[] = {
     {"identical weights after N updates", test_identical},
     {"2x128 equals 1x256", test_equivalence},
     {"consensus on nan, stop, no batch", test_consensus},
     {"drifted replica is named", test_drift_detected},
+    {"resume continues bit-identically", test_resume_identical},
     {NULL, NULL},
 };
 

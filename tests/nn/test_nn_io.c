@@ -2,6 +2,7 @@
  * every refusal: shape, layernorm, head count and kind mismatches, a flipped byte, truncation,
  * a bad magic, a newer version, a missing file, an unwritable folder. A refused load must
  * leave the network unchanged. Files go to a fresh mkdtemp folder that is removed at the end. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +197,15 @@ static void test_corruption(void) {
                  cases[i].word);
     TH_CHECK(memcmp(keep, a.params, a.n_params * sizeof(float)) == 0);
   }
+  /* A diverged net can be saved (for post-mortems) but is refused on load. */
+  nn_mlp nan_net;
+  TH_CHECK_EQ_INT(nn_mlp_init(&nan_net, &s, NULL), IB_OK);
+  nan_net.params[3] = NAN;
+  TH_CHECK_EQ_INT(nn_mlp_save(&nan_net, p, 0), IB_OK);
+  TH_CHECK_EQ_INT(nn_mlp_load(&a, p), IB_ENONFINITE);
+  TH_CHECK_MSG(strstr(ib_errmsg(), "parameter 3") != NULL, "got: %s", ib_errmsg());
+  TH_CHECK(memcmp(keep, a.params, a.n_params * sizeof(float)) == 0);
+  nn_mlp_free(&nan_net);
   TH_CHECK_EQ_INT(nn_mlp_load(&a, tmp_path("missing.ibnn")), IB_EIO);
   TH_CHECK(strstr(ib_errmsg(), "missing.ibnn") != NULL);
   TH_CHECK_EQ_INT(nn_mlp_save(&a, "/nonexistent-dir/x.ibnn", 0), IB_EIO);

@@ -488,6 +488,39 @@ static void test_bad_specs(void) {
   nn_ens_free(&ens);
 }
 
+/* Same seeds, same inputs: bit-identical outputs, gradients and Adam steps (style.md 2.5). */
+static void test_determinism(void) {
+  nn_mlp_spec s = small_spec(69, 64, 48, 7, 1, 0.5f, NN_ACT_TANH, 32);
+  nn_mlp a, b;
+  rng ia, ib_, da, db;
+  rng_seed(&ia, 5, "learner", 0, "init");
+  ib_ = ia;
+  rng_seed(&da, 5, "learner", 0, "dropout");
+  db = da;
+  TH_CHECK_EQ_INT(nn_mlp_init(&a, &s, &ia), IB_OK);
+  TH_CHECK_EQ_INT(nn_mlp_init(&b, &s, &ib_), IB_OK);
+  float x[32 * 69], d[32 * 7];
+  rng r;
+  rng_seed(&r, 6, "test", 0, "data");
+  nt_fill(x, 32 * 69, -1, 1, &r);
+  nt_fill(d, 32 * 7, -1, 1, &r);
+  nn_adam_cfg cfg = nn_adam_defaults(1e-3f);
+  nn_mlp *nets[2] = {&a, &b};
+  rng *drs[2] = {&da, &db};
+  for (int k = 0; k < 2; k++)
+    for (int step = 0; step < 3; step++) {
+      nn_mlp_zero_grad(nets[k]);
+      nn_mlp_forward(nets[k], NULL, x, 32, 1, drs[k]);
+      nn_mlp_backward(nets[k], NULL, d, 1);
+      nn_mlp_adam_step(nets[k], &cfg);
+    }
+  TH_CHECK(memcmp(a.params, b.params, a.n_params * sizeof(float)) == 0);
+  TH_CHECK(memcmp(a.grads, b.grads, a.n_params * sizeof(float)) == 0);
+  TH_CHECK(memcmp(&da, &db, sizeof da) == 0);
+  nn_mlp_free(&a);
+  nn_mlp_free(&b);
+}
+
 /* The checks above are only worth something if they can fail: corrupt one analytic gradient
  * element in memory and require both checks to report it. */
 static void test_checks_can_fail(void) {
@@ -533,6 +566,7 @@ static const th_case cases[] = {
     {"polyak and copy", test_polyak_copy},
     {"init", test_init},
     {"bad specs", test_bad_specs},
+    {"determinism", test_determinism},
     {"checks can fail", test_checks_can_fail},
     {NULL, NULL},
 };

@@ -260,7 +260,9 @@ def main():
         check(code == 0 and doc["newer_version"] == 0 and doc["waited_s"] >= 0.15, "params --wait-ms waits")
 
         # ---- a shard with a token ----
-        srv3, target3 = start_server("--token", "tok")
+        ckdir = os.path.join(tmp, "ckpt")
+        os.mkdir(ckdir)
+        srv3, target3 = start_server("--token", "tok", "--ckpt-dir", ckdir)
         procs.append(srv3)
         code, out, err = ctl("info", "--rate-ms", "0", shards=target3)
         check(code == 1 and "UNAUTHENTICATED" in out + err and "token" in (out + err).lower(),
@@ -270,6 +272,9 @@ def main():
         env_code = subprocess.run([CTL, "info", "--rate-ms", "0"], capture_output=True, timeout=30,
                                   env=dict(os.environ, IBRL_REPLAY_SHARDS=target3, IBRL_REPLAY_TOKEN="tok")).returncode
         check(env_code == 0, "IBRL_REPLAY_SHARDS / IBRL_REPLAY_TOKEN from the environment")
+        code, doc, err = ctl_json("checkpoint", "--token", "tok", shards=target3)
+        check(code == 0 and doc["shards"][0]["ok"] is True and doc["shards"][0]["items"] == 0,
+              "checkpoint with a directory -> exit 0 (%s)" % err.strip()[:200])
     finally:
         for p in procs:
             p.terminate()

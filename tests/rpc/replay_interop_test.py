@@ -90,6 +90,29 @@ def main():
             check(False, "unknown method -> UNIMPLEMENTED")
         except grpc.RpcError as e:
             check(e.code() == grpc.StatusCode.UNIMPLEMENTED, "unknown method -> UNIMPLEMENTED")
+        try:
+            watch = ch.unary_stream("/grpc.health.v1.Health/Watch")
+            list(watch(b"", timeout=5))
+            check(False, "health Watch -> UNIMPLEMENTED")
+        except grpc.RpcError as e:
+            check(e.code() == grpc.StatusCode.UNIMPLEMENTED, "health Watch -> UNIMPLEMENTED")
+
+        rl = stub.RateLimit(ibrl_pb2.RateLimitRequest(op=ibrl_pb2.RateLimitRequest.PAUSE), timeout=5)
+        check(rl.limiter.paused, "RateLimit PAUSE")
+        try:
+            stub.RateLimit(ibrl_pb2.RateLimitRequest(op=ibrl_pb2.RateLimitRequest.SET, samples_per_insert=-1),
+                           timeout=5)
+            check(False, "RateLimit SET spi -1 refused")
+        except grpc.RpcError as e:
+            check(e.code() == grpc.StatusCode.INVALID_ARGUMENT, "RateLimit SET spi -1 -> INVALID_ARGUMENT")
+
+        params = ibrl_pb2_grpc.ParamsStub(ch)
+        blob = bytes(range(256)) * 1000
+        check(params.Publish(ibrl_pb2.PublishRequest(version=3, blob=blob), timeout=5).version == 3, "Publish v3")
+        got = params.GetIfNewer(ibrl_pb2.GetIfNewerRequest(version=0), timeout=5)
+        check(got.newer and got.version == 3 and got.blob == blob, "GetIfNewer returns the blob")
+        got = params.GetIfNewer(ibrl_pb2.GetIfNewerRequest(version=3, wait_ms=100), timeout=5)
+        check(not got.newer and got.version == 3 and got.blob == b"", "GetIfNewer: nothing newer")
         ch.close()
     finally:
         proc.send_signal(signal.SIGTERM)

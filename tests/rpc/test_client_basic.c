@@ -228,25 +228,41 @@ static void test_bad_items_not_retried(void) {
   rc_batch b;
   rc_batch_init(&b, 10, OD, AD);
   fill_rows(&b, 11, 0, 10, RC_PROPOSER_RL);
+  /* Bad rows are refused by the writer itself, alone, before anything is buffered. */
   b.obs[3 * OD + 2] = NAN;
-  TH_CHECK(rc_writer_write(w, &b) == IB_OK);
-  double t0 = ib_now_s();
-  int rc = rc_writer_flush(w, 2000);
-  TH_CHECK_EQ_INT(rc, IB_EINVAL);
-  TH_CHECK_MSG(strstr(ib_errmsg(), "dropped") != NULL, "%s", ib_errmsg());
-  TH_CHECK(ib_now_s() - t0 < 1.5); /* not retried until the timeout */
+  TH_CHECK_EQ_INT(rc_writer_write(w, &b), IB_ENONFINITE);
+  TH_CHECK_MSG(strstr(ib_errmsg(), "row 3") != NULL && strstr(ib_errmsg(), "obs[2]") != NULL, "%s", ib_errmsg());
+  fill_rows(&b, 11, 0, 10, RC_PROPOSER_RL);
+  b.reward[9] = INFINITY;
+  TH_CHECK_EQ_INT(rc_writer_write(w, &b), IB_ENONFINITE);
+  fill_rows(&b, 11, 0, 10, RC_PROPOSER_RL);
+  b.discount[0] = 1.5f;
+  TH_CHECK_EQ_INT(rc_writer_write(w, &b), IB_EINVAL);
+  TH_CHECK(strstr(ib_errmsg(), "discount") != NULL);
+  fill_rows(&b, 11, 0, 10, RC_PROPOSER_RL);
+  b.proposer[4] = 7;
+  TH_CHECK_EQ_INT(rc_writer_write(w, &b), IB_EINVAL);
   rc_writer_stats st;
   rc_writer_stats_get(w, &st);
   TH_CHECK_EQ_INT(st.pending, 0);
-  TH_CHECK_EQ_INT(st.retries, 0);
-  /* Unknown table. */
+  TH_CHECK_EQ_INT(st.next_seq, 0);
+  fill_rows(&b, 11, 0, 10, RC_PROPOSER_RL);
+  TH_CHECK(rc_writer_write(w, &b) == IB_OK);
+  TH_CHECK(rc_writer_flush(w, -1) == IB_OK);
+  /* A refusal by the shard that a resend cannot fix (an unknown table) is not retried. */
   rc_writer *w2 = NULL;
   TH_CHECK(rc_writer_open(&w2, c, "nosuch", 12, 0, 0) == IB_OK);
   fill_rows(&b, 12, 0, 10, RC_PROPOSER_RL);
   TH_CHECK(rc_writer_write(w2, &b) == IB_OK);
-  rc = rc_writer_flush(w2, 2000);
+  double t0 = ib_now_s();
+  int rc = rc_writer_flush(w2, 2000);
   TH_CHECK_MSG(rc == IB_EINVAL || rc == IB_ENOTFOUND, "rc %d: %s", rc, ib_errmsg());
   TH_CHECK_MSG(strstr(ib_errmsg(), "nosuch") != NULL, "%s", ib_errmsg());
+  TH_CHECK_MSG(strstr(ib_errmsg(), "dropped") != NULL, "%s", ib_errmsg());
+  TH_CHECK(ib_now_s() - t0 < 1.5); /* not retried until the timeout */
+  rc_writer_stats_get(w2, &st);
+  TH_CHECK_EQ_INT(st.pending, 0);
+  TH_CHECK_EQ_INT(st.retries, 0);
   rc_writer_close(w2);
   /* Writer argument checks. */
   rc_writer *w3 = NULL;
@@ -389,6 +405,58 @@ static void test_token(void) {
   rt_server_stop(&ts, 15);
 }
 
+static void test_tls(void) {
+  char dir[256], cmd[1024], cert[300], key[300];
+  rt_tmpdir(dir, sizeof dir, "client_tls");
+  snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+  snprintf(key, sizeof key, "%s/key.pem", dir);
+  snprintf(cmd, sizeof cmd,
+           "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s -out %s -subj /CN=localhost "
+           "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -days 2 >/dev/null 2>&1", key, cert);
+  if (system(cmd) != 0) {
+    rt_rmdir(dir);
+    th_skip("openssl cannot make a test certificate");
+    return;
+  }
+  const char *args[] = {"--obs-dim", "5", "--act-dim", "3", "--tls-cert", cert, "--tls-key", key, NULL};
+  rt_server ts;
+  int code;
+  if (rt_server_start(&ts, args, &code) != 0) {
+    TH_CHECK_MSG(0, "ibrl-replay with TLS did not start (exit %d)", code);
+    rt_rmdir(dir);
+    return;
+  }
+  rc_opts o = {0};
+  o.shards = ts.target;
+  o.tls_roots = cert;
+  o.deadline_ms = 3000;
+  rc_client *c = NULL;
+  TH_CHECK(rc_client_open(&c, &o) == IB_OK);
+  int serving = 0;
+  TH_CHECK_MSG(rc_health(c, 0, "", &serving) == IB_OK && serving, "%s", ib_errmsg());
+  rc_batch b;
+  rc_batch_init(&b, 16, OD, AD);
+  fill_rows(&b, 2, 0, 16, RC_PROPOSER_RL);
+  rc_writer *w = NULL;
+  TH_CHECK(rc_writer_open(&w, c, "online", 2, 0, 0) == IB_OK);
+  TH_CHECK(rc_writer_write(w, &b) == IB_OK);
+  TH_CHECK_MSG(rc_writer_close(w) == IB_OK, "%s", ib_errmsg());
+  TH_CHECK(rc_sample(c, &b, 16, -1) == IB_OK);
+  TH_CHECK(row_intact(&b, 5));
+  rc_client_close(c);
+  /* Plaintext against a TLS shard: unavailable, with the TLS hint. */
+  o.tls_roots = NULL;
+  o.deadline_ms = 1500;
+  TH_CHECK(rc_client_open(&c, &o) == IB_OK);
+  int rc = rc_health(c, 0, "", &serving);
+  TH_CHECK(rc == IB_EUNAVAIL || rc == IB_ETIMEDOUT);
+  TH_CHECK_MSG(strstr(ib_errmsg(), "tls-roots") != NULL, "%s", ib_errmsg());
+  rc_client_close(c);
+  rc_batch_free(&b);
+  rt_server_stop(&ts, 15);
+  rt_rmdir(dir);
+}
+
 static void test_zz_stop_server(void) {
   if (srv_up) TH_CHECK_EQ_INT(rt_server_stop(&srv, 15), 0);
   srv_up = 0;
@@ -402,6 +470,7 @@ static const th_case cases[] = {
     {"bad shard lists", test_bad_shard_lists},
     {"unreachable is bounded", test_unreachable_is_bounded},
     {"token", test_token},
+    {"tls", test_tls},
     {"zz stop server", test_zz_stop_server},
     {NULL, NULL},
 };

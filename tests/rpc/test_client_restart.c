@@ -125,6 +125,11 @@ static void test_retry_after_restart(void) {
   TH_CHECK(ok);
   rc_batch_free(&sb);
   TH_CHECK(rc_writer_close(w) == IB_OK);
+  /* The Checkpoint call writes the 300 items. */
+  rc_checkpoint_info ci;
+  TH_CHECK_MSG(rc_checkpoint(c, 0, &ci) == IB_OK, "%s", ib_errmsg());
+  TH_CHECK_EQ_INT(ci.items, 300);
+  TH_CHECK(strlen(ci.path) > 0);
   rc_client_close(c);
   rc_batch_free(&b);
   TH_CHECK_EQ_INT(rt_server_stop(&s, 15), 0);

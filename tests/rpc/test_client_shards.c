@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ib.h"
 #include "replay_client.h"
@@ -136,8 +137,53 @@ static void test_proportional_two_shards(void) {
   rt_server_stop(&s0, 15);
 }
 
+/* The client caches table sizes; a shard that was empty must still join once it fills. */
+static void test_empty_shard_joins(void) {
+  static const char *const args[] = {"--obs-dim", "4", "--act-dim", "2", "--threads", "2", NULL};
+  rt_server s0, s1;
+  int code;
+  if (rt_server_start(&s0, args, &code) != 0 || rt_server_start(&s1, args, &code) != 0) {
+    TH_CHECK_MSG(0, "shards did not start (%d)", code);
+    return;
+  }
+  char shards[160];
+  snprintf(shards, sizeof shards, "%s,%s", s0.target, s1.target);
+  rc_opts o = {0};
+  o.shards = shards;
+  o.deadline_ms = 3000;
+  o.seed = 11;
+  rc_client *c = NULL;
+  TH_CHECK(rc_client_open(&c, &o) == IB_OK);
+  rc_batch b;
+  rc_batch_init(&b, 256, OD, AD);
+  /* Everything empty: a clear error, then data right away is seen at once. */
+  TH_CHECK_EQ_INT(rc_sample(c, &b, 16, -1), IB_ESTATE);
+  TH_CHECK(strstr(ib_errmsg(), "empty") != NULL);
+  put(c, "online", 0, 100, RC_PROPOSER_RL);
+  TH_CHECK_MSG(rc_sample(c, &b, 256, -1) == IB_OK, "%s", ib_errmsg());
+  int from1 = 0;
+  for (int r = 0; r < b.n; r++) from1 += b.actor_id[r] == 1;
+  TH_CHECK_EQ_INT(from1, 0);
+  /* Shard 1 fills; within the size cache's lifetime (1 s) it takes its share. */
+  put(c, "online", 1, 100, RC_PROPOSER_RL);
+  usleep(1200 * 1000);
+  long rows = 0;
+  from1 = 0;
+  for (int it = 0; it < 10; it++) {
+    TH_CHECK(rc_sample(c, &b, 256, -1) == IB_OK);
+    for (int r = 0; r < b.n; r++) from1 += b.actor_id[r] == 1;
+    rows += b.n;
+  }
+  TH_CHECK_NEAR((double)from1 / rows, 0.5, 5 * sqrt(0.25 / rows));
+  rc_batch_free(&b);
+  rc_client_close(c);
+  rt_server_stop(&s0, 15);
+  rt_server_stop(&s1, 15);
+}
+
 static const th_case cases[] = {
     {"proportional sampling over two shards", test_proportional_two_shards},
+    {"an empty shard joins once it fills", test_empty_shard_joins},
     {NULL, NULL},
 };
 

@@ -198,6 +198,14 @@ static void test_bad_input(void) {
   expect(rt_call(&c, WIRE_PATH_CHECKPOINT, &bb, 1, NULL, det, sizeof det, TMO), GRPC_STATUS_FAILED_PRECONDITION,
          det, "ckpt-dir", "checkpoint without dir");
   grpc_byte_buffer_destroy(bb);
+  /* A full demo table (capacity 1000) refuses the batch as a whole; more than 1024 items in one
+   * message are refused before anything is stored. */
+  rt_items demo = items(8, 0, 1001, 2);
+  expect(rt_insert(&c, "demo", &demo, NULL, det, sizeof det, TMO), GRPC_STATUS_RESOURCE_EXHAUSTED, det, "demo",
+         "demo table full");
+  rt_items many = items(8, 0, 1025, 1);
+  expect(rt_insert(&c, "online", &many, NULL, det, sizeof det, TMO), GRPC_STATUS_INVALID_ARGUMENT, det,
+         "too many items", "1025 items in one message");
   /* Still serving after all that. */
   TH_CHECK_EQ_INT(rt_sample_call(&c, 8, -1, sm, det, sizeof det, TMO), GRPC_STATUS_OK);
   TH_CHECK_EQ_INT(sm->n, 8);
@@ -748,6 +756,11 @@ static void test_flags(void) {
   TH_CHECK_EQ_INT(rt_insert(&tok, "online", &it, NULL, NULL, 0, TMO), GRPC_STATUS_OK);
   rt_client_close(&anon);
   rt_client_close(&tok);
+  /* A second server on the same port fails to start with exit code 1 (the port is named). */
+  char port[16];
+  snprintf(port, sizeof port, "%d", s.port);
+  const char *same_port[] = {"--obs-dim", "6", "--act-dim", "4", "--port", port, NULL};
+  TH_CHECK_EQ_INT(rt_run_binary(same_port), 1);
   stop_ok(&s);
 }
 

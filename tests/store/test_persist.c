@@ -1,6 +1,7 @@
-/* test_persist.c: checkpoints and the write-ahead log: round trips that compare every slot,
- * damaged and mismatching checkpoints refused, log replay with a torn tail, a stale log after a
- * crash between checkpoint and log restart, and a real crash: a forked child inserting with the
+/* test_persist.c: checkpoints and the write-ahead log: round trips that compare every slot
+ * (checkpoints are written by a forked child), damaged and mismatching checkpoints refused, log
+ * replay with a torn tail, stale and missing logs, a failed checkpoint that keeps the log chain,
+ * logged inserts racing with checkpoints, and a real crash: a forked child inserting with the
  * log is SIGKILLed mid-stream and every item it acknowledged must be restored. */
 #include <dirent.h>
 #include <errno.h>
@@ -643,10 +644,29 @@ static void test_wal_concurrent_with_checkpoints(void) {
 
 #define CRASH_CAP 8192
 
-static void crash_child(const char *dir, int wfd) {
+typedef struct crash_ckpt {
+  persist *p;
+} crash_ckpt;
+
+/* Checkpoints every ~15 ms until the process is killed. */
+static void *crash_checkpointer(void *arg) {
+  crash_ckpt *c = arg;
+  for (;;) {
+    struct timespec ts = {0, 15 * 1000000L};
+    nanosleep(&ts, NULL);
+    if (persist_checkpoint(c->p, NULL) != IB_OK) _exit(6);
+  }
+  return NULL;
+}
+
+static void crash_child(const char *dir, int wfd, bool checkpoints) {
   store *s = mk(8, CRASH_CAP);
   persist *p = NULL;
   if (persist_open(&p, s, dir, PERSIST_WAL, NULL) != IB_OK) _exit(3);
+  static crash_ckpt cc;
+  cc.p = p;
+  pthread_t th;
+  if (checkpoints && pthread_create(&th, NULL, crash_checkpointer, &cc) != 0) _exit(7);
   fx_item xs[4];
   store_item v[4];
   for (uint64_t q = 0; q + 4 <= CRASH_CAP / 2; q += 4) {
@@ -659,7 +679,7 @@ static void crash_child(const char *dir, int wfd) {
   for (;;) pause(); /* wait for the kill */
 }
 
-static void test_crash_sigkill_keeps_acknowledged(void) {
+static void crash_run(bool checkpoints) {
   char dir[64];
   tmpdir(dir, sizeof dir);
   int fds[2];
@@ -669,7 +689,7 @@ static void test_crash_sigkill_keeps_acknowledged(void) {
   IB_CHECK(pid >= 0);
   if (pid == 0) {
     close(fds[0]);
-    crash_child(dir, fds[1]);
+    crash_child(dir, fds[1], checkpoints);
     _exit(0);
   }
   close(fds[1]);
@@ -704,11 +724,12 @@ static void test_crash_sigkill_keeps_acknowledged(void) {
   TH_CHECK_EQ_INT(persist_open(&p, s, dir, PERSIST_WAL, &ri), IB_OK);
   store_table_info ti;
   store_table_info_get(s, 1, &ti);
-  printf(
-      "  crash: %llu batches acknowledged (last seq %llu), restored %llu items from %llu records, "
-      "torn tail %llu bytes\n",
-      (unsigned long long)got, (unsigned long long)acked, (unsigned long long)ti.size,
-      (unsigned long long)ri.wal_records, (unsigned long long)ri.wal_torn_bytes);
+  printf("  crash%s: %llu batches acknowledged (last seq %llu), restored %llu items: checkpoint "
+         "epoch %llu with %llu, then %llu log records; torn tail %llu bytes\n",
+         checkpoints ? " during checkpoints" : "", (unsigned long long)got,
+         (unsigned long long)acked, (unsigned long long)ti.size, (unsigned long long)ri.ckpt_epoch,
+         (unsigned long long)ri.ckpt_items, (unsigned long long)ri.wal_records,
+         (unsigned long long)ri.wal_torn_bytes);
   TH_CHECK(ti.size >= acked + 1);
   /* Slot q holds seq q (FIFO from slot 0, no eviction): check every acknowledged one. */
   uint64_t *map = calloc(CRASH_CAP, 8);
@@ -725,6 +746,12 @@ static void test_crash_sigkill_keeps_acknowledged(void) {
   rmdir_all(dir);
 }
 
+static void test_crash_sigkill_keeps_acknowledged(void) { crash_run(false); }
+
+/* The same while another thread checkpoints every ~15 ms: the kill can land during a cut, while a
+ * background writer runs (it dies with its parent), or between checkpoint and log cleanup. */
+static void test_crash_during_checkpoints(void) { crash_run(true); }
+
 static const th_case cases[] = {
     {"checkpoint round trip", test_ckpt_round_trip},
     {"corrupt or mismatching checkpoint refused", test_ckpt_corrupt_and_mismatch_refused},
@@ -736,6 +763,7 @@ static const th_case cases[] = {
     {"wal written with larger batches refused, not cut", test_wal_batch_limit_mismatch},
     {"wal group commit with concurrent checkpoints", test_wal_concurrent_with_checkpoints},
     {"crash: SIGKILL keeps every acknowledged item", test_crash_sigkill_keeps_acknowledged},
+    {"crash during checkpoints keeps every acknowledged item", test_crash_during_checkpoints},
     {NULL, NULL},
 };
 

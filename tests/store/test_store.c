@@ -561,7 +561,6 @@ static void test_stats(void) {
   store_destroy(s);
 }
 
-
 /* Resident set size in bytes, from /proc/self/statm (0 if unavailable). */
 static long rss_bytes(void) {
   FILE *f = fopen("/proc/self/statm", "r");
@@ -591,10 +590,12 @@ static void test_memory_flat_over_a_long_run(void) {
     return;
   }
   /* 25 x capacity more inserts (the ring wraps 25 times) from 8 actors, and 2000 samples. */
-  for (uint32_t a = 1; a <= 8; a++) put_range(s, "online", a, 4096, 4096 + 12800, 64, STORE_PROPOSER_RL);
+  for (uint32_t a = 1; a <= 8; a++)
+    put_range(s, "online", a, 4096, 4096 + 12800, 64, STORE_PROPOSER_RL);
   for (int k = 0; k < 2000; k++) TH_CHECK_EQ_INT(store_sample(s, &r, 256, 0.5, &b), IB_OK);
   long after = rss_bytes();
-  TH_CHECK_MSG(after - before < 512 * 1024, "RSS grew by %ld KB over 102400 inserts", (after - before) / 1024);
+  TH_CHECK_MSG(after - before < 512 * 1024, "RSS grew by %ld KB over 102400 inserts",
+               (after - before) / 1024);
   store_table_info ti;
   store_table_info_get(s, store_table_find(s, "online"), &ti);
   TH_CHECK_EQ_INT(ti.size, 4096);

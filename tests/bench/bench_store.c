@@ -1,4 +1,4 @@
-/* store_bench_main.c: `ibrl-store-bench`, the in-process benchmark of the replay store (no gRPC):
+/* bench_store.c: `ibrl-bench store`, the in-process benchmark of the replay store (no gRPC):
  * the sample gather of one learner batch, logged inserts with group commit, and a background
  * checkpoint with a sampler running meanwhile, plus restore. The timing lives in
  * replay/store/store_bench.c so `ibrl-bench` can call the same functions.
@@ -18,7 +18,7 @@
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: ibrl-store-bench [flags]\n"
+          "usage: ibrl-bench store [flags]\n"
           "  --what W            gather, persist or all (default all)\n"
           "  --obs-dim N         observation floats (default 69)\n"
           "  --act-dim N         action-chunk floats (default 7)\n"
@@ -38,7 +38,7 @@ static int parse_u64(const char *flag, const char *v, uint64_t lo, uint64_t hi, 
   errno = 0;
   unsigned long long x = strtoull(v, &end, 10);
   if (errno || !end || *end || v[0] == '-' || x < lo || x > hi) {
-    fprintf(stderr, "ibrl-store-bench: %s '%s' is not an integer in [%llu, %llu]\n", flag, v,
+    fprintf(stderr, "ibrl-bench store: %s '%s' is not an integer in [%llu, %llu]\n", flag, v,
             (unsigned long long)lo, (unsigned long long)hi);
     return -1;
   }
@@ -46,58 +46,90 @@ static int parse_u64(const char *flag, const char *v, uint64_t lo, uint64_t hi, 
   return 0;
 }
 
-int main(int argc, char **argv) {
+int bench_store(int argc, char **argv);
+int bench_store(int argc, char **argv) {
   const char *what = "all", *dir = NULL;
   uint64_t obs = 69, act = 7, cap = 1826091, batch = 256, iters = 20000, reps = 3;
   uint64_t ckpt_items = 300000, threads = 4;
   double frac = -2; /* -2: run 0 and 0.5 */
-  static const struct option opts[] = {
-      {"what", required_argument, 0, 'w'},      {"obs-dim", required_argument, 0, 'o'},
-      {"act-dim", required_argument, 0, 'a'},   {"capacity", required_argument, 0, 'c'},
-      {"batch", required_argument, 0, 'b'},     {"demo-fraction", required_argument, 0, 'f'},
-      {"iters", required_argument, 0, 'i'},     {"reps", required_argument, 0, 'r'},
-      {"dir", required_argument, 0, 'd'},       {"ckpt-items", required_argument, 0, 'k'},
-      {"threads", required_argument, 0, 't'},   {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
+  static const struct option opts[] = {{"what", required_argument, 0, 'w'},
+                                       {"obs-dim", required_argument, 0, 'o'},
+                                       {"act-dim", required_argument, 0, 'a'},
+                                       {"capacity", required_argument, 0, 'c'},
+                                       {"batch", required_argument, 0, 'b'},
+                                       {"demo-fraction", required_argument, 0, 'f'},
+                                       {"iters", required_argument, 0, 'i'},
+                                       {"reps", required_argument, 0, 'r'},
+                                       {"dir", required_argument, 0, 'd'},
+                                       {"ckpt-items", required_argument, 0, 'k'},
+                                       {"threads", required_argument, 0, 't'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
   int c, bad = 0;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
-    case 'w': what = optarg; break;
-    case 'o': bad |= parse_u64("--obs-dim", optarg, 1, 1 << 20, &obs); break;
-    case 'a': bad |= parse_u64("--act-dim", optarg, 1, 1 << 20, &act); break;
-    case 'c': bad |= parse_u64("--capacity", optarg, 1, INT32_MAX, &cap); break;
-    case 'b': bad |= parse_u64("--batch", optarg, 1, 1 << 20, &batch); break;
-    case 'i': bad |= parse_u64("--iters", optarg, 1, 100000000, &iters); break;
-    case 'r': bad |= parse_u64("--reps", optarg, 1, 8, &reps); break;
-    case 'k': bad |= parse_u64("--ckpt-items", optarg, 1, INT32_MAX, &ckpt_items); break;
-    case 't': bad |= parse_u64("--threads", optarg, 1, 16, &threads); break;
-    case 'd': dir = optarg; break;
+    case 'w':
+      what = optarg;
+      break;
+    case 'o':
+      bad |= parse_u64("--obs-dim", optarg, 1, 1 << 20, &obs);
+      break;
+    case 'a':
+      bad |= parse_u64("--act-dim", optarg, 1, 1 << 20, &act);
+      break;
+    case 'c':
+      bad |= parse_u64("--capacity", optarg, 1, INT32_MAX, &cap);
+      break;
+    case 'b':
+      bad |= parse_u64("--batch", optarg, 1, 1 << 20, &batch);
+      break;
+    case 'i':
+      bad |= parse_u64("--iters", optarg, 1, 100000000, &iters);
+      break;
+    case 'r':
+      bad |= parse_u64("--reps", optarg, 1, 8, &reps);
+      break;
+    case 'k':
+      bad |= parse_u64("--ckpt-items", optarg, 1, INT32_MAX, &ckpt_items);
+      break;
+    case 't':
+      bad |= parse_u64("--threads", optarg, 1, 16, &threads);
+      break;
+    case 'd':
+      dir = optarg;
+      break;
     case 'f': {
       char *end = NULL;
       frac = strtod(optarg, &end);
       if (!end || *end || !(frac <= 1)) {
-        fprintf(stderr, "ibrl-store-bench: --demo-fraction '%s' is not a number <= 1\n", optarg);
+        fprintf(stderr, "ibrl-bench store: --demo-fraction '%s' is not a number <= 1\n", optarg);
         bad = 1;
       }
       break;
     }
-    case 'h': usage(stdout); return 0;
-    default: usage(stderr); return 2;
+    case 'h':
+      usage(stdout);
+      return 0;
+    default:
+      usage(stderr);
+      return 2;
     }
   }
   if (optind < argc) {
-    fprintf(stderr, "ibrl-store-bench: unexpected argument '%s' (HINT: see --help)\n", argv[optind]);
+    fprintf(stderr, "ibrl-bench store: unexpected argument '%s' (HINT: see --help)\n",
+            argv[optind]);
     return 2;
   }
   if (bad) return 2;
   bool do_gather = !strcmp(what, "gather") || !strcmp(what, "all");
   bool do_persist = !strcmp(what, "persist") || !strcmp(what, "all");
   if (!do_gather && !do_persist) {
-    fprintf(stderr, "ibrl-store-bench: --what '%s' is unknown (HINT: gather, persist or all)\n", what);
+    fprintf(stderr, "ibrl-bench store: --what '%s' is unknown (HINT: gather, persist or all)\n",
+            what);
     return 2;
   }
   if (do_persist && !dir) {
-    fprintf(stderr, "ibrl-store-bench: the persist part needs --dir (an empty scratch directory), "
+    fprintf(stderr, "ibrl-bench store: the persist part needs --dir (an empty scratch directory), "
                     "or use --what gather\n");
     return 2;
   }
@@ -107,14 +139,14 @@ int main(int argc, char **argv) {
     int nf = 2;
     if (frac != -2) fr[0] = frac, nf = 1;
     for (int k = 0; k < nf; k++) {
-      store_bench_gather_cfg g = {(int)obs, (int)act, cap, 10000, (uint32_t)batch, fr[k],
-                                  (int)iters, (int)reps, 1};
+      store_bench_gather_cfg g = {(int)obs, (int)act,   cap,       10000, (uint32_t)batch,
+                                  fr[k],    (int)iters, (int)reps, 1};
       store_bench_gather_result r;
       fprintf(stderr, "gather: filling %llu items, then %d x %llu samples of %llu rows...\n",
               (unsigned long long)cap, (int)reps, (unsigned long long)iters,
               (unsigned long long)batch);
       if (store_bench_gather(&g, &r) != IB_OK) {
-        fprintf(stderr, "ibrl-store-bench: %s\n", ib_errmsg());
+        fprintf(stderr, "ibrl-bench store: %s\n", ib_errmsg());
         return 1;
       }
       printf("gather  obs %llu act %llu batch %llu demo_fraction %.2f table %.2f GB (fill %.0f "
@@ -129,10 +161,11 @@ int main(int argc, char **argv) {
   if (do_persist) {
     store_bench_persist_cfg pc = {dir, (int)obs, (int)act, ckpt_items, (int)threads, 200, 16};
     store_bench_persist_result r;
-    fprintf(stderr, "persist: logged inserts, then a checkpoint of %llu items and a restore in %s...\n",
+    fprintf(stderr,
+            "persist: logged inserts, then a checkpoint of %llu items and a restore in %s...\n",
             (unsigned long long)ckpt_items, dir);
     if (store_bench_persist(&pc, &r) != IB_OK) {
-      fprintf(stderr, "ibrl-store-bench: %s\n", ib_errmsg());
+      fprintf(stderr, "ibrl-bench store: %s\n", ib_errmsg());
       return 1;
     }
     printf("wal     batches of 16: %.0f acknowledged batches/s with 1 thread, %.0f with %llu "

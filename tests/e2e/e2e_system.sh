@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# e2e_system.sh: one replay shard + 2 actors + an evaluator + a 2-rank MPI learner on nav2d with
+# a small budget. Checks: weight versions advance at the actors (their status and the versions
+# stamped on stored items), the replay fills, every logged loss is finite, the learner's
+# checkpoint resumes (a second run continues from it), and SIGTERM stops the actors cleanly.
+. "$(dirname "$0")/e2e_lib.sh"
+e2e_il
+P=$(ibc_replay r0 0 --obs-dim 37 --act-dim 2 --samples-per-insert 64 --error-buffer 20000 --min-size 300 --threads 6)
+"$B/ibrl-replayctl" --shards "$P" import-demos "$W/demos.hdf5" --chunk 1 --stack 1 >"$IBC_LOGS/import.log" 2>&1
+COMMON=(--replay "$P" --il "$W/il.ckpt" --preset nav2d-quick --task nav2d)
+for i in 0 1; do
+  ibc_start "a$i" "$B/ibrl-actor" "${COMMON[@]}" --actor-id "$i" --log-every 1 --status "$W/a$i.json" --poll-ms 200
+done
+ibc_start ev "$B/ibrl-actor" --role eval "${COMMON[@]}" --out "$W/eval" --eval-episodes 5 --eval-every 2 --poll-ms 200
+
+learn() { # learn UPDATES [--resume]
+  timeout 240 mpirun --bind-to none -np 2 "$B/ibrl-learner" "${COMMON[@]}" --updates "$1" --publish-every 20 \
+    --ckpt-every 100 --log-every 25 --wait 120 --out "$W/learner" "${@:2}" >>"$IBC_LOGS/learner.log" 2>&1
+}
+check "learner runs 300 updates and exits 0" learn 300
+# The actors poll every 200 ms: give them a moment to take the final version.
+sleep 1.5
+for i in 0 1; do
+  v=$(ibc_json_num "$W/a$i.json" weight_version)
+  check "actor $i acts with weights from the learner (version ${v:-none} >= 5)" test "${v:-0}" -ge 5
+done
+info=$("$B/ibrl-replayctl" --shards "$P" --json info --rate-ms 0)
+stamps=$(printf '%s' "$info" | grep -o '"weight_version":[0-9]*' | sed 's/.*://' | sort -n | tail -n 1)
+check "stored items carry advancing weight versions (newest stamp ${stamps:-none} >= 3)" test "${stamps:-0}" -ge 3
+size=$(online_sizes "$P")
+check "the replay fills (online size ${size:-none} >= 300)" test "${size:-0}" -ge 300
+finite_losses() { # critic_loss and actor_loss columns (10, 11) of every row are finite numbers
+  awk -F, 'NR > 1 { n++; for (c = 10; c <= 11; c++) if ($c !~ /^-?[0-9.]+(e[-+]?[0-9]+)?$/) bad++ }
+           END { exit !(n >= 3 && bad == 0) }' "$W/learner/metrics.csv"
+}
+check "every logged critic and actor loss is finite" finite_losses
+check "checkpoint written" test -f "$W/learner/learner.state" -a -f "$W/learner/agent-300.ckpt"
+check "resumed learner continues to 400 updates" learn 400 --resume
+check "the resumed run said so" grep -q "resuming" "$IBC_LOGS/learner.log"
+check "the resumed run checkpointed at 400" test -f "$W/learner/agent-400.ckpt"
+rows_after=$(awk -F, 'NR > 1 && $3 > 300' "$W/learner/metrics.csv" | wc -l)
+check "metrics rows past the checkpoint appended ($rows_after)" test "$rows_after" -ge 2
+sleep 1
+for i in 0 1; do
+  p=$(ibc_pid "a$i")
+  kill -TERM "$p"
+  rc=0
+  wait "$p" || rc=$?
+  check "actor $i exits 0 on SIGTERM" test "$rc" -eq 0
+  check "actor $i reported its totals" grep -q "actor $i done" "$IBC_LOGS/a$i.log"
+done
+p=$(ibc_pid ev)
+kill -TERM "$p"
+rc=0
+wait "$p" || rc=$?
+check "evaluator exits 0 on SIGTERM" test "$rc" -eq 0
+check "evaluator scored the IL policy" grep -q '"il_eval_success": [0-9]' "$W/eval/summary.json"
+check "evaluator wrote evaluation rows" test "$(wc -l <"$W/eval/metrics.csv")" -ge 2

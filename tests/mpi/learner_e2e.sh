@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# learner_e2e.sh (label mpi): the real ibrl-learner under mpirun -np 2 against an ibrl-replay
+# started here on 127.0.0.1 with preloaded nav2d demos and a fake actor (fake_actor.c) that
+# inserts online transitions stamped with the published weight versions.
+#   A. 60 updates: exit 0, weight versions advance, losses finite, staleness measured, files.
+#   B. --resume to 100 updates: continues from 60 (rows appended, versions keep rising).
+#   C. a replay whose rate limiter blocks (samples-per-insert, no inserts): the learner waits
+#      without hanging and exits 0 with a final checkpoint on SIGTERM.
+#   D. bad inputs: missing IL file, wrong dims, unreachable replay, uneven batch, resume of
+#      nothing; each a clear message and a nonzero exit, bounded in time.
+# Every wait is bounded; all processes started here are stopped by PID on exit.
+set -u
+BIN="${IB_BIN_DIR:?IB_BIN_DIR not set}"
+FAKE="${FAKE_ACTOR:?FAKE_ACTOR not set}"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/ibrl-learner-e2e-XXXXXX")
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  sleep 0.3
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  if [ -n "${KEEP_TMP:-}" ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+export OMPI_MCA_mpi_yield_when_idle=1 # oversubscribed 2-core CI: do not spin while waiting
+mpi() { timeout 150 mpirun -np 2 --bind-to none "$@" </dev/null; } # no stdin: mpirun would forward it
+fails=0
+check() { # check <description> <command...>
+  local what=$1; shift
+  if "$@"; then echo "  PASS $what"; else echo "  FAIL $what"; fails=$((fails + 1)); fi
+}
+# The column of metrics.csv named $2 of the row whose `updates` column is $3 (file $1).
+col() { awk -F, -v name="$2" -v up="$3" 'NR==1{for(i=1;i<=NF;i++) if($i==name) c=i; next} $3==up{print $c}' "$1"; }
+finite() { [[ "$1" =~ ^-?[0-9.]+(e[-+]?[0-9]+)?$ ]]; }
+start_replay() { # start_replay <log> <args...>: sets PORT
+  local log=$1; shift
+  "$BIN/ibrl-replay" --port 0 --obs-dim 37 --act-dim 2 "$@" >"$log" 2>&1 &
+  PIDS+=($!)
+  PORT=""
+  for _ in $(seq 1 100); do
+    PORT=$(grep -o "listening on 127.0.0.1:[0-9]*" "$log" | grep -o "[0-9]*$")
+    [ -n "$PORT" ] && return 0
+    sleep 0.1
+  done
+  echo "    ibrl-replay did not start:"; sed 's/^/    | /' "$log"; return 1
+}
+
+cd "$TMP" || exit 1
+echo "setup: demos, IL policy, replay, fake actor"
+"$BIN/ibrl-demos" generate --task nav2d --episodes 10 --seed 3 --out demos.hdf5 >demos.log 2>&1 || { cat demos.log; exit 1; }
+"$BIN/ibrl-il" train --demos demos.hdf5 --out il.ckpt --steps 100 --hidden 32 --quiet >il.log 2>&1 || { cat il.log; exit 1; }
+start_replay replay1.log || exit 1
+R1="127.0.0.1:$PORT"
+"$BIN/ibrl-replayctl" --shards "$R1" import-demos demos.hdf5 --stack 1 --chunk 1 >import.log 2>&1 || { cat import.log; exit 1; }
+timeout 120 "$FAKE" --replay "$R1" --obs-dim 37 --act-dim 2 --items 20000 --rate 400 --seconds 100 >fake.log 2>&1 &
+FAKE_PID=$!
+PIDS+=($FAKE_PID)
+
+COMMON=(--replay "$R1" --il il.ckpt --preset nav2d-quick --wait 30 --publish-every 10 --check-every 10 --log-every 20 --ckpt-every 30)
+echo "A. 60 updates"
+mpi "$BIN/ibrl-learner" "${COMMON[@]}" --updates 60 --out run >a.log 2>&1
+rc=$?
+check "run exits 0 (got $rc)" test $rc = 0
+[ $rc = 0 ] || sed 's/^/    | /' a.log | grep -v "^    | \[vm" | tail -20
+check "run directory files" test -f run/learner.state -a -f run/learner.cfg -a -f run/config.json -a -f run/metrics.csv -a -f run/summary.json
+check "rows at 20, 40, 60 updates" test "$(awk -F, 'NR>1{printf "%s ", $3}' run/metrics.csv)" = "20 40 60 "
+V20=$(col run/metrics.csv weight_version 20); V60=$(col run/metrics.csv weight_version 60)
+check "weight versions advance ($V20 -> $V60)" test "${V60:-0}" -gt "${V20:-0}"
+check "critic loss finite at 60" finite "$(col run/metrics.csv critic_loss 60)"
+check "actor loss finite at 60" finite "$(col run/metrics.csv actor_loss 60)"
+check "throughput logged" finite "$(col run/metrics.csv updates_per_s 60)"
+check "staleness measured from the actor's rows" finite "$(col run/metrics.csv staleness_mean 60)"
+check "weights checked equal across ranks" grep -q "weights crc" a.log
+check "agent checkpoint of update 60" test -f run/agent-60.ckpt
+
+echo "B. --resume to 100 updates"
+mpi "$BIN/ibrl-learner" --replay "$R1" --il il.ckpt --wait 30 --publish-every 10 --check-every 10 --log-every 20 \
+  --ckpt-every 30 --updates 100 --out run --resume >b.log 2>&1
+rc=$?
+check "resume exits 0 (got $rc)" test $rc = 0
+[ $rc = 0 ] || sed 's/^/    | /' b.log | grep -v "^    | \[vm" | tail -20
+check "resumed, not restarted" grep -q "resuming ibrl" b.log
+check "rows continue at 80, 100" test "$(awk -F, 'NR>1{printf "%s ", $3}' run/metrics.csv)" = "20 40 60 80 100 "
+V100=$(col run/metrics.csv weight_version 100)
+check "versions keep rising ($V60 -> $V100)" test "${V100:-0}" -gt "${V60:-0}"
+check "critic loss finite at 100" finite "$(col run/metrics.csv critic_loss 100)"
+check "old agent checkpoints removed" test "$(ls run/agent-*.ckpt | wc -l)" = 1
+"$BIN/ibrl-replayctl" --shards "$R1" info >info.log 2>&1
+kill -TERM $FAKE_PID 2>/dev/null
+wait $FAKE_PID 2>/dev/null
+check "the fake actor verified the published blobs ($(grep -c "checked blob" fake.log))" test "$(grep -c "checked blob" fake.log)" -ge 3
+
+echo "C. rate limiter blocks, SIGTERM stops cleanly"
+start_replay replay2.log --samples-per-insert 4 --error-buffer 300 || exit 1
+R2="127.0.0.1:$PORT"
+"$BIN/ibrl-replayctl" --shards "$R2" import-demos demos.hdf5 --stack 1 --chunk 1 >import2.log 2>&1
+mpi "$BIN/ibrl-learner" --replay "$R2" --il il.ckpt --preset nav2d-quick --log-every 1 --deadline-ms 300 \
+  --out run2 >c.log 2>&1 &
+MP=$!
+PIDS+=($MP)
+for _ in $(seq 1 200); do grep -q "replay not giving batches" c.log && break; sleep 0.1; done
+check "learner waits on the limiter (and says so)" grep -q "replay not giving batches" c.log
+# What Kubernetes does to the ranks: SIGTERM to each (mpirun itself exits 1 when signalled).
+# The ranks are the ibrl-learner processes among $MP's descendants (subshell, timeout, mpirun).
+descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
+RANKS=""
+for p in $(descendants $MP); do [ "$(ps -o comm= -p "$p")" = ibrl-learner ] && RANKS="$RANKS $p"; done
+check "found the 2 ranks ($RANKS)" test "$(echo $RANKS | wc -w)" = 2
+kill -TERM $RANKS 2>/dev/null
+T0=$(date +%s)
+wait $MP
+rc=$?
+T1=$(date +%s)
+check "exits 0 after SIGTERM (got $rc)" test $rc = 0
+check "within 15 s of the signal ($((T1 - T0)) s)" test $((T1 - T0)) -le 15
+check "final checkpoint on SIGTERM" grep -q "stopped by signal" c.log
+check "state file written" test -f run2/learner.state
+[ $rc = 0 ] || sed 's/^/    | /' c.log | grep -v "^    | \[vm" | tail -20
+
+echo "D. bad inputs"
+mpi "$BIN/ibrl-learner" --replay "$R1" --il nothere.ckpt --out bad1 --updates 5 >d1.log 2>&1
+check "missing IL file: nonzero exit" test $? != 0
+check "missing IL file: named" grep -q "nothere.ckpt" d1.log
+mpi "$BIN/ibrl-learner" --replay "$R1" --il il.ckpt --obs-dim 5 --act-dim 2 --out bad2 --updates 5 >d2.log 2>&1
+check "wrong dims: nonzero exit" test $? != 0
+check "wrong dims: shard and dims named" grep -q "obs_dim 37 act_dim 2 but the learner uses 5 2" d2.log
+T0=$(date +%s)
+mpi "$BIN/ibrl-learner" --replay 127.0.0.1:1 --il il.ckpt --out bad3 --updates 5 --wait 2 --deadline-ms 300 >d3.log 2>&1
+rc=$?
+T1=$(date +%s)
+check "unreachable replay: nonzero exit" test $rc != 0
+check "unreachable replay: bounded ($((T1 - T0)) s)" test $((T1 - T0)) -le 30
+check "unreachable replay: shard named" grep -q "127.0.0.1:1" d3.log
+mpi "$BIN/ibrl-learner" --replay "$R1" --il il.ckpt --batch 127 --out bad4 --updates 5 >d4.log 2>&1
+check "uneven batch: exit 2" test $? = 2
+check "uneven batch: explained" grep -q "does not split evenly over 2 ranks" d4.log
+mpi "$BIN/ibrl-learner" --replay "$R1" --out nothing --resume >d5.log 2>&1
+check "resume of nothing: nonzero exit" test $? != 0
+check "resume of nothing: file named" grep -q "nothing/learner.cfg" d5.log
+"$BIN/ibrl-learner" --replay "$R1" --out x --bogus >d6.log 2>&1
+check "bad flag: exit 2 without mpirun" test $? = 2
+mpi "$BIN/ibrl-learner" "${COMMON[@]}" --updates 5 --out run >d7.log 2>&1
+check "existing run without --resume: refused" grep -q "already holds a learner run" d7.log
+
+echo "learner_e2e: $fails failed"
+[ $fails = 0 ]
