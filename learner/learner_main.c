@@ -32,7 +32,7 @@ static void on_signal(int sig) {
 enum {
   O_REPLAY = 0, O_PARAMS, O_TOKEN, O_TASK, O_OBS, O_ACT, O_IL, O_METHOD, O_BACKBONE, O_PRESET, O_BATCH,
   O_CRITIC_UPDATES, O_UPDATES, O_MINUTES, O_PUBLISH, O_CHECK, O_CKPT, O_LOG, O_OUT, O_RESUME, O_SEED,
-  O_DEADLINE, O_WAIT, O_THREADS, O_QUIET, O_HELP, O_COUNT
+  O_DEADLINE, O_MAXMB, O_WAIT, O_THREADS, O_QUIET, O_HELP, O_COUNT
 };
 
 static const struct option opts[] = {
@@ -58,6 +58,7 @@ static const struct option opts[] = {
     {"resume", no_argument, NULL, O_RESUME},
     {"seed", required_argument, NULL, O_SEED},
     {"deadline-ms", required_argument, NULL, O_DEADLINE},
+    {"max-message-mb", required_argument, NULL, O_MAXMB},
     {"wait", required_argument, NULL, O_WAIT},
     {"threads", required_argument, NULL, O_THREADS},
     {"quiet", no_argument, NULL, O_QUIET},
@@ -94,6 +95,8 @@ static void usage(FILE *f) {
           "  --resume               continue the run in RUN_DIR from its last checkpoint\n"
           "  --seed S               seed of every random stream [1]\n"
           "  --deadline-ms MS       deadline of each replay call [5000]\n"
+          "  --max-message-mb N     gRPC message limit; the weight blob must fit (the Params shard's\n"
+          "                         ibrl-replay needs the same --max-message-mb) [16]\n"
           "  --wait S               give up after S seconds without a batch [300]\n"
           "  --threads N            OpenBLAS threads per rank [1]\n"
           "  --quiet                no progress lines\n"
@@ -173,6 +176,7 @@ static int apply(const char *const *val, const char *const *src, lrun_opts *o, t
   o->ckpt_every = 5000;
   o->log_every = 200;
   o->deadline_ms = 5000;
+  o->max_message_mb = 16;
   o->wait_s = 300;
   if (val[O_UPDATES] && tcfg_parse_long(&o->updates, val[O_UPDATES], 0, (long)1e15, P, FLAG(O_UPDATES))) return -1;
   if (val[O_MINUTES] && parse_double(&o->minutes, val[O_MINUTES], 0, 1e7, FLAG(O_MINUTES))) return -1;
@@ -181,6 +185,7 @@ static int apply(const char *const *val, const char *const *src, lrun_opts *o, t
   if (val[O_CKPT] && tcfg_parse_long(&o->ckpt_every, val[O_CKPT], 0, (long)1e12, P, FLAG(O_CKPT))) return -1;
   if (val[O_LOG] && tcfg_parse_long(&o->log_every, val[O_LOG], 1, (long)1e12, P, FLAG(O_LOG))) return -1;
   if (val[O_DEADLINE] && tcfg_parse_int(&o->deadline_ms, val[O_DEADLINE], 1, 3600000, P, FLAG(O_DEADLINE))) return -1;
+  if (val[O_MAXMB] && tcfg_parse_int(&o->max_message_mb, val[O_MAXMB], 1, 2047, P, FLAG(O_MAXMB))) return -1;
   if (val[O_WAIT] && parse_double(&o->wait_s, val[O_WAIT], 0.1, 1e7, FLAG(O_WAIT))) return -1;
   if (val[O_THREADS] && tcfg_parse_int(&tc->threads, val[O_THREADS], 1, 256, P, FLAG(O_THREADS))) return -1;
   o->resume = val[O_RESUME] && strcmp(val[O_RESUME], "0") != 0;

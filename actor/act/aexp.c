@@ -67,6 +67,7 @@ typedef struct aexp {
   int flush_failing;
   double stalled_s;       /* time spent waiting for the replay with a full buffer */
   int backpressure;       /* the rate limiter held the last periodic flush: skip them */
+  double next_log;        /* time of the next progress report */
 } aexp;
 
 static void fifo_push(slot *s, int n, uint8_t prop, uint64_t ver) {
@@ -109,6 +110,8 @@ static int row_commit(aexp *a, slot *s, const chunk_nstep_out *o) {
   return r;
 }
 
+static void report(aexp *a, int final);
+
 static int nap_stop(aexp *a, double s) {
   arun__nap(&a->x, s);
   return *a->x.stop != 0;
@@ -145,6 +148,10 @@ static int send_rows(aexp *a) {
     }
     int wrc = arun__weights_update(&a->x);
     if (wrc < 0) return wrc;
+    if (ib_now_s() >= a->next_log) {
+      report(a, 0); /* the status file keeps showing the wait */
+      a->next_log = ib_now_s() + a->x.o->log_every_s;
+    }
     if (nap_stop(a, backoff)) {
       a->stalled_s += ib_now_s() - t0;
       return 1;
@@ -371,7 +378,7 @@ int arun_explore(const arun_opts *o, const tcfg *tc, volatile sig_atomic_t *stop
   arun_ctx *x = &a->x;
   int code = 0;
   a->w_t = a->last_flush = ib_now_s();
-  double next_log = a->w_t + o->log_every_s;
+  a->next_log = a->w_t + o->log_every_s;
   report(a, 0);
   for (;;) {
     if (*stop) break;
@@ -407,9 +414,9 @@ int arun_explore(const arun_opts *o, const tcfg *tc, volatile sig_atomic_t *stop
         break;
       }
     }
-    if (now >= next_log) {
+    if (now >= a->next_log) {
       report(a, 0);
-      next_log = now + o->log_every_s;
+      a->next_log = now + o->log_every_s;
     }
   }
   /* Wind down: what is complete goes out, with one client deadline to be acknowledged. Items

@@ -14,16 +14,15 @@
  *   the store's dedup window), sends each on an open Insert client stream, and treats the
  *   stream's final reply as the acknowledgement of everything sent on it. If anything fails it
  *   reopens the stream and resends the same bytes, i.e. the same (actor_id, seq), which the
- *   shard deduplicates; so an
- *   item is stored at most once and, unless the error is permanent, at least once. Each
- *   stream op is bounded by the client's deadline by plucking with a timeout and cancelling
+ *   shard deduplicates; so an item is stored at most once and, unless the error is permanent,
+ *   at least once. Each stream op is bounded by the client's deadline by plucking with a timeout and cancelling
  *   the call when it passes (the stream itself may live longer than one deadline). A write
  *   leaves its message in flight and returns, so the actor prepares its next batch while the
  *   transport sends; the next write (or the flush) waits for it.
  * - Sampling: each row is assigned to a (shard, table) pair with probability proportional to
  *   that table's size (a multinomial draw with the client's rng), given the demo/online split.
- *   Sizes come from the last reply of each shard (SampleReply carries them) or from Info the
- *   first time. The per-shard Sample calls are started together on one CQ and collected after,
+ *   Sizes come from the last reply of each shard (SampleReply carries them), or from Info for
+ *   a shard not sampled within RC_SIZES_TTL_MS (so a shard that was empty joins once it fills). The per-shard Sample calls are started together on one CQ and collected after,
  *   so shards work in parallel; each reply is decoded straight into its rows of the batch.
  * - InsertRequest and SampleReply, which carry the items, go through a small hand codec (see
  *   "item codec" below) instead of nanopb, because they are the whole data volume; everything
@@ -45,6 +44,7 @@
 #include <grpc/support/time.h>
 
 #include "ib.h"
+#include "itemcodec.h"
 #include "log.h"
 #include "rng.h"
 #include "wire.h"
@@ -57,6 +57,7 @@ typedef struct shard {
   char *target;      /* owned */
   grpc_channel *ch;  /* owned */
   uint64_t sizes_ns; /* when the cached sizes were read (0 = never); under client lock */
+  uint64_t down_until_ns; /* rc_sample skips the shard until then (0 = up); under client lock */
   uint64_t demo_size, online_size;
 } shard;
 
@@ -366,43 +367,14 @@ void rc_batch_free(rc_batch *b) {
 }
 
 /* ---- item codec ----
- * The hot messages (InsertRequest out, SampleReply in) are encoded and parsed here by hand
- * rather than through nanopb: nanopb moves a packed float array one element at a time through
- * its stream callback and fills a 4.6 kB static ibrl_Item per item, which made the client
- * several times slower than the transport (ibrl-bench replay). Packed floats are little-endian
- * IEEE-754 on the wire, the same bytes as a float array on the hosts we build for, so a field
- * is one memcpy. The parser follows the protobuf rules a conforming decoder must: fields in any
- * order, unknown fields skipped by wire type, repeated floats packed (possibly in several
- * chunks) or not, missing scalars = 0; every length is bounds-checked against the buffer and
- * every array against the batch's dims, so a malformed reply is refused, never read past. */
-#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "replay_client.c copies packed floats as host floats: little-endian hosts only"
-#endif
+ * The hot messages (InsertRequest out, SampleReply in) go through the hand codec of
+ * itemcodec.h, shared with the shard server, rather than through nanopb (see there why). */
 
-static size_t varint_len(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) v >>= 7, n++;
-  return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, uint64_t v) {
-  while (v >= 0x80) *p++ = (uint8_t)(v | 0x80), v >>= 7;
-  *p++ = (uint8_t)v;
-  return p;
-}
-
-static uint8_t *put_floats(uint8_t *p, uint8_t tag, const float *x, size_t n) {
-  *p++ = tag;
-  p = put_varint(p, n * 4);
-  memcpy(p, x, n * 4);
-  return p + n * 4;
-}
-
-/* Encoded size of row i's Item body when it carries actor id `aid` and `seq`. */
-static size_t item_body_len(const rc_batch *b, int i, uint32_t aid, uint64_t seq) {
-  size_t od = (size_t)b->obs_dim * 4, ad = (size_t)b->act_dim * 4;
-  return 2 * (1 + varint_len(od) + od) + (1 + varint_len(ad) + ad) + 2 * 5 + 1 + varint_len(b->proposer[i]) + 1 +
-         varint_len(aid) + 1 + varint_len(seq) + 1 + varint_len(b->weight_version[i]) + 2 * 2;
+/* The codec's view of b's columns. */
+static ic_rows rows_of(const rc_batch *b) {
+  ic_rows r = {b->obs_dim, b->act_dim, b->obs, b->action, b->next_obs, b->reward, b->discount, b->proposer,
+               b->episode_end, b->episode_success, b->actor_id, b->seq, b->weight_version};
+  return r;
 }
 
 /* Encodes rows [lo, hi) of b as an InsertRequest for `table` into one new slice (caller unrefs).
@@ -410,42 +382,15 @@ static size_t item_body_len(const rc_batch *b, int i, uint32_t aid, uint64_t seq
 static grpc_slice encode_rows(const rc_batch *b, int lo, int hi, const char *table, int stamp, uint32_t actor_id,
                               uint64_t seq0) {
   IB_CHECK(b != NULL && table != NULL && 0 <= lo && lo <= hi && hi <= b->n);
-  size_t tl = strlen(table), total = tl ? 1 + varint_len(tl) + tl : 0;
-  for (int i = lo; i < hi; i++) {
-    size_t body = item_body_len(b, i, stamp ? actor_id : b->actor_id[i], stamp ? seq0 + (uint64_t)(i - lo) : b->seq[i]);
-    total += 1 + varint_len(body) + body;
-  }
+  ic_rows r = rows_of(b);
+  ic_stamp st = {actor_id, seq0};
+  size_t tl = strlen(table);
+  size_t total = (tl ? ic_bytes_field_len(IC_INSERT_TABLE, tl) : 0) +
+                 ic_items_len(&r, (size_t)lo, (size_t)hi, IC_INSERT_ITEMS, stamp ? &st : NULL);
   grpc_slice s = grpc_slice_malloc(total);
   uint8_t *p = GRPC_SLICE_START_PTR(s);
-  if (tl) {
-    *p++ = 0x0A; /* InsertRequest.table = 1, length-delimited */
-    p = put_varint(p, tl);
-    memcpy(p, table, tl);
-    p += tl;
-  }
-  size_t od = (size_t)b->obs_dim, ad = (size_t)b->act_dim;
-  for (int i = lo; i < hi; i++) {
-    uint32_t aid = stamp ? actor_id : b->actor_id[i];
-    uint64_t seq = stamp ? seq0 + (uint64_t)(i - lo) : b->seq[i];
-    *p++ = 0x12; /* InsertRequest.items = 2 */
-    p = put_varint(p, item_body_len(b, i, aid, seq));
-    /* Item: obs 1, action 2, reward 3 (fixed32), discount 4 (fixed32), next_obs 5, proposer 6,
-     * actor_id 7, seq 8, weight_version 9, episode_end 10, episode_success 11. Defaults are
-     * written too (legal protobuf), which keeps the size computation simple. */
-    p = put_floats(p, 0x0A, b->obs + (size_t)i * od, od);
-    p = put_floats(p, 0x12, b->action + (size_t)i * ad, ad);
-    *p++ = 0x1D;
-    memcpy(p, &b->reward[i], 4), p += 4;
-    *p++ = 0x25;
-    memcpy(p, &b->discount[i], 4), p += 4;
-    p = put_floats(p, 0x2A, b->next_obs + (size_t)i * od, od);
-    *p++ = 0x30, p = put_varint(p, b->proposer[i]);
-    *p++ = 0x38, p = put_varint(p, aid);
-    *p++ = 0x40, p = put_varint(p, seq);
-    *p++ = 0x48, p = put_varint(p, b->weight_version[i]);
-    *p++ = 0x50, *p++ = b->episode_end[i] ? 1 : 0;
-    *p++ = 0x58, *p++ = b->episode_success[i] ? 1 : 0;
-  }
+  if (tl) p = ic_put_bytes_field(p, IC_INSERT_TABLE, table, tl);
+  p = ic_items_put(p, &r, (size_t)lo, (size_t)hi, IC_INSERT_ITEMS, stamp ? &st : NULL);
   IB_CHECK((size_t)(p - GRPC_SLICE_START_PTR(s)) == total);
   return s;
 }
@@ -457,164 +402,28 @@ grpc_byte_buffer *rc__encode_insert(const rc_batch *b, int lo, int hi, const cha
   return bb;
 }
 
-typedef struct rd {
-  const uint8_t *p, *end;
-} rd;
-
-static int get_varint(rd *r, uint64_t *v) {
-  uint64_t x = 0;
-  for (int shift = 0; shift < 64 && r->p < r->end; shift += 7) {
-    uint8_t c = *r->p++;
-    x |= (uint64_t)(c & 0x7F) << shift;
-    if (!(c & 0x80)) {
-      *v = x;
-      return 0;
-    }
-  }
-  return -1;
-}
-
-/* Skips a field of wire type wt. */
-static int skip_field(rd *r, int wt) {
-  uint64_t v;
-  switch (wt) {
-    case 0: return get_varint(r, &v);
-    case 1: if (r->end - r->p < 8) return -1; r->p += 8; return 0;
-    case 2: if (get_varint(r, &v) || v > (uint64_t)(r->end - r->p)) return -1; r->p += v; return 0;
-    case 5: if (r->end - r->p < 4) return -1; r->p += 4; return 0;
-    default: return -1;
-  }
-}
-
-/* Appends floats of a repeated float field (packed wt 2 or single wt 5) to dst[*n..cap). */
-static int get_floats(rd *r, int wt, float *dst, int *n, int cap) {
-  if (wt == 5) {
-    if (r->end - r->p < 4 || *n >= cap) return -1;
-    memcpy(dst + *n, r->p, 4);
-    r->p += 4;
-    (*n)++;
-    return 0;
-  }
-  uint64_t len;
-  if (wt != 2 || get_varint(r, &len) || len > (uint64_t)(r->end - r->p) || len % 4) return -1;
-  if (len / 4 > (uint64_t)(cap - *n)) return -1;
-  memcpy(dst + *n, r->p, len);
-  r->p += len;
-  *n += (int)(len / 4);
-  return 0;
-}
-
-/* Parses one Item body [r->p, r->end) into row `row` of b. Returns 0, -1 (malformed) or -2
- * (array sizes that differ from b's dims; *what names the field). */
-static int parse_item(rc_batch *b, int row, rd *r, const char **what, int *got) {
-  size_t od = (size_t)b->obs_dim, ad = (size_t)b->act_dim;
-  float *obs = b->obs + (size_t)row * od, *nobs = b->next_obs + (size_t)row * od, *act = b->action + (size_t)row * ad;
-  int n_obs = 0, n_nobs = 0, n_act = 0;
-  b->reward[row] = b->discount[row] = 0;
-  b->proposer[row] = b->episode_end[row] = b->episode_success[row] = 0;
-  b->actor_id[row] = 0;
-  b->seq[row] = b->weight_version[row] = 0;
-  while (r->p < r->end) {
-    uint64_t key, v;
-    if (get_varint(r, &key)) return -1;
-    int f = (int)(key >> 3), wt = (int)(key & 7);
-    switch (f) {
-      case 1:
-      case 2:
-      case 5: {
-        float *dst = f == 1 ? obs : f == 2 ? act : nobs;
-        int *n = f == 1 ? &n_obs : f == 2 ? &n_act : &n_nobs;
-        int cap = f == 2 ? b->act_dim : b->obs_dim;
-        const uint8_t *at = r->p;
-        if (get_floats(r, wt, dst, n, cap) == 0) break;
-        /* More floats than the batch holds: a dims mismatch rather than garbage, if the field
-         * itself is well formed. */
-        r->p = at;
-        uint64_t len;
-        if (wt == 2 && get_varint(r, &len) == 0 && len <= (uint64_t)(r->end - r->p) && len % 4 == 0) {
-          *what = f == 1 ? "obs" : f == 2 ? "action" : "next_obs";
-          *got = *n + (int)(len / 4);
-          return -2;
-        }
-        if (wt == 5 && *n >= cap) {
-          *what = f == 1 ? "obs" : f == 2 ? "action" : "next_obs";
-          *got = *n + 1;
-          return -2;
-        }
-        return -1;
-      }
-      case 3:
-      case 4:
-        if (wt != 5 || r->end - r->p < 4) return -1;
-        memcpy(f == 3 ? &b->reward[row] : &b->discount[row], r->p, 4);
-        r->p += 4;
-        break;
-      case 6: case 7: case 8: case 9: case 10: case 11:
-        if (wt != 0 || get_varint(r, &v)) return -1;
-        if (f == 6) b->proposer[row] = (uint8_t)IB_MIN(v, 255);
-        else if (f == 7) b->actor_id[row] = (uint32_t)v;
-        else if (f == 8) b->seq[row] = v;
-        else if (f == 9) b->weight_version[row] = v;
-        else if (f == 10) b->episode_end[row] = v != 0;
-        else b->episode_success[row] = v != 0;
-        break;
-      default:
-        if (skip_field(r, wt)) return -1;
-    }
-  }
-  if (n_obs != b->obs_dim || n_nobs != b->obs_dim || n_act != b->act_dim) {
-    *what = n_obs != b->obs_dim ? "obs" : n_nobs != b->obs_dim ? "next_obs" : "action";
-    *got = n_obs != b->obs_dim ? n_obs : n_nobs != b->obs_dim ? n_nobs : n_act;
-    return -2;
-  }
-  return 0;
-}
-
-/* A received message usually arrives as several slices. The parser wants contiguous bytes,
- * so the slices are copied into a buffer kept per thread (a sample reply is ~150 kB: a fresh
- * allocation per call would be mmap'ed and page-faulted every time). One slice is used as is. */
-typedef struct flat_buf {
-  uint8_t *p;
-  size_t cap;
-} flat_buf;
+/* A received message usually arrives as several slices; the parser wants contiguous bytes, so
+ * they are copied into a buffer kept per thread (a sample reply is ~150 kB: a fresh allocation
+ * per call would be mmap'ed and page-faulted every time). */
 static pthread_key_t flat_key;
 static pthread_once_t flat_once = PTHREAD_ONCE_INIT;
 
 static void flat_buf_free(void *arg) {
-  flat_buf *f = arg;
-  free(f->p);
-  free(f);
+  ic_flat_free(arg);
+  free(arg);
 }
 
 static void flat_key_make(void) { IB_CHECK(pthread_key_create(&flat_key, flat_buf_free) == 0); }
 
 /* Points *base at the bytes of bb (valid until bb is destroyed or this thread's next call). */
 static int flat_view(const grpc_byte_buffer *bb, const uint8_t **base, size_t *len) {
-  if (bb->type != GRPC_BB_RAW || bb->data.raw.compression != GRPC_COMPRESS_NONE) return -1;
-  const grpc_slice_buffer *sb = &bb->data.raw.slice_buffer;
-  if (sb->count == 1) {
-    *base = GRPC_SLICE_START_PTR(sb->slices[0]);
-    *len = GRPC_SLICE_LENGTH(sb->slices[0]);
-    return 0;
-  }
   pthread_once(&flat_once, flat_key_make);
-  flat_buf *f = pthread_getspecific(flat_key);
+  ic_flat *f = pthread_getspecific(flat_key);
   if (f == NULL) {
     f = ib_xcalloc(1, sizeof *f);
     IB_CHECK(pthread_setspecific(flat_key, f) == 0);
   }
-  if (sb->length > f->cap) {
-    f->p = ib_xrealloc(f->p, sb->length);
-    f->cap = sb->length;
-  }
-  size_t off = 0;
-  for (size_t k = 0; k < sb->count; k++) {
-    memcpy(f->p + off, GRPC_SLICE_START_PTR(sb->slices[k]), GRPC_SLICE_LENGTH(sb->slices[k]));
-    off += GRPC_SLICE_LENGTH(sb->slices[k]);
-  }
-  *base = f->p;
-  *len = off;
-  return 0;
+  return ic_flat_view(bb, f, base, len);
 }
 
 int rc__decode_sample_reply(rc_batch *b, int demo_off, int n_demo_req, int online_off, int max_items,
@@ -626,18 +435,19 @@ int rc__decode_sample_reply(rc_batch *b, int demo_off, int n_demo_req, int onlin
   size_t msg_len;
   if (flat_view(bb, &base, &msg_len) != 0)
     return ib_fail(IB_EPROTO, "%s: cannot read the reply (compression?) HINT: incompatible server", who);
-  rd r = {base, base + msg_len};
+  ic_reader r = {base, base + msg_len};
+  ic_rows rows = rows_of(b);
   int rc = IB_OK, n = 0;
   while (r.p < r.end && rc == IB_OK) {
     uint64_t key, v;
-    if (get_varint(&r, &key)) {
+    if (ic_get_varint(&r, &key)) {
       rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply (truncated key) HINT: incompatible server", who);
       break;
     }
     int f = (int)(key >> 3), wt = (int)(key & 7);
     if (f == 1 && wt == 2) {
       uint64_t len;
-      if (get_varint(&r, &len) || len > (uint64_t)(r.end - r.p)) {
+      if (ic_get_varint(&r, &len) || len > (uint64_t)(r.end - r.p)) {
         rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply (item %d runs past the message) HINT: incompatible server",
                      who, n);
         break;
@@ -647,20 +457,20 @@ int rc__decode_sample_reply(rc_batch *b, int demo_off, int n_demo_req, int onlin
                      max_items);
         break;
       }
-      rd ir = {r.p, r.p + len};
+      const uint8_t *body = r.p;
       r.p += len;
       int row = n < n_demo_req ? demo_off + n : online_off + (n - n_demo_req);
-      const char *what = "";
-      int got = 0, e = parse_item(b, row, &ir, &what, &got);
-      if (e == -2)
-        rc = ib_fail(IB_EMISMATCH, "%s: item %d has %d %s values, the batch expects obs %d action %d HINT: the "
-                     "learner's dims must match the shard's --obs-dim/--act-dim", who, n, got, what, b->obs_dim,
+      ic_error ie;
+      int e = ic_item_parse(&rows, (size_t)row, body, (size_t)len, 0, &ie);
+      if (e == IC_EDIMS)
+        rc = ib_fail(IB_EMISMATCH, "%s: item %d has %ld %s values, the batch expects obs %d action %d HINT: the "
+                     "learner's dims must match the shard's --obs-dim/--act-dim", who, n, ie.got, ie.field, b->obs_dim,
                      b->act_dim);
       else if (e != 0)
         rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply item %d HINT: incompatible server", who, n);
       n++;
     } else if (f >= 2 && f <= 5 && wt == 0) {
-      if (get_varint(&r, &v)) {
+      if (ic_get_varint(&r, &v)) {
         rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply (truncated field %d) HINT: incompatible server", who, f);
         break;
       }
@@ -668,7 +478,7 @@ int rc__decode_sample_reply(rc_batch *b, int demo_off, int n_demo_req, int onlin
       else if (f == 3) out->n_online = (uint32_t)v;
       else if (f == 4) out->demo_size = v;
       else out->online_size = v;
-    } else if ((f >= 1 && f <= 5) || skip_field(&r, wt)) {
+    } else if ((f >= 1 && f <= 5) || ic_skip_field(&r, wt)) {
       rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply (field %d, wire type %d) HINT: incompatible server", who, f,
                    wt);
     }
@@ -900,7 +710,14 @@ int rc_writer_flush(rc_writer *w, long timeout_ms) {
  * proposer), so one bad row is refused here, alone, instead of failing a whole stream of
  * pending items at the shard. */
 static int batch_check(const rc_batch *b, uint32_t actor_id) {
-  size_t od = (size_t)b->obs_dim, ad = (size_t)b->act_dim;
+  size_t od = (size_t)b->obs_dim, ad = (size_t)b->act_dim, n = (size_t)b->n;
+  /* The common case in one vector pass per column; the row loop below only runs to name a
+   * bad row (or a bad discount / proposer, which the pass does not look at). */
+  int finite = ic_floats_finite(b->obs, n * od) && ic_floats_finite(b->next_obs, n * od) &&
+               ic_floats_finite(b->action, n * ad) && ic_floats_finite(b->reward, n);
+  int scalars_ok = 1;
+  for (size_t i = 0; i < n; i++) scalars_ok &= (b->discount[i] >= 0 && b->discount[i] <= 1) & (b->proposer[i] <= RC_PROPOSER_DEMO);
+  if (finite && scalars_ok) return IB_OK;
   for (int i = 0; i < b->n; i++) {
     const char *what = NULL;
     long j = -1;
@@ -992,15 +809,35 @@ static int sizes_refresh(rc_client *c, int i) {
   return rc;
 }
 
-int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction) {
-  IB_CHECK(c != NULL && b != NULL);
+/* Whether a call error means "the shard is not there" (sampling then goes on without it) rather
+ * than a refusal that the other shards would repeat. */
+static int is_down(int rc) { return rc == IB_EUNAVAIL || rc == IB_ETIMEDOUT; }
+
+/* Marks shard i down for RC_SIZES_TTL_MS after error rc (message in ib_errmsg()), warning once
+ * per outage. */
+static void shard_mark_down(rc_client *c, int i) {
+  pthread_mutex_lock(&c->lock);
+  int was_up = c->sh[i].down_until_ns == 0;
+  c->sh[i].down_until_ns = ib_now_ns() + (uint64_t)RC_SIZES_TTL_MS * 1000000ull;
+  c->sh[i].sizes_ns = 0; /* re-read its sizes when it is back */
+  pthread_mutex_unlock(&c->lock);
+  if (was_up) log_warn("sampling without replay shard %d (%s) for now: %s", i, c->sh[i].target, ib_errmsg());
+}
+
+static void shard_mark_up(rc_client *c, int i) {
+  pthread_mutex_lock(&c->lock);
+  int was_down = c->sh[i].down_until_ns != 0;
+  c->sh[i].down_until_ns = 0;
+  pthread_mutex_unlock(&c->lock);
+  if (was_down) log_info("replay shard %d (%s) is back in the sample", i, c->sh[i].target);
+}
+
+/* One attempt of rc_sample over the shards not in *down. Returns IB_OK, an IB_E* error, or 1
+ * when a shard turned out to be down during this attempt (its bit is then added to *down, and
+ * the caller tries again without it). */
+static int sample_once(rc_client *c, rc_batch *b, int n, double demo_fraction, uint64_t *down) {
   b->n = 0;
   b->n_demo = 0;
-  if (n <= 0 || n > b->cap)
-    return ib_fail(IB_EINVAL, "sample size %d is outside [1, %d] (the batch capacity) HINT: size the batch for the "
-                   "largest sample", n, b->cap);
-  if (isnan(demo_fraction) || demo_fraction > 1)
-    return ib_fail(IB_EINVAL, "demo fraction %g is not in [0, 1] (or < 0 for proportional) HINT: e.g. 0.5", demo_fraction);
   /* A shard that got no rows lately has no fresh sizes (replies refresh them): ask it with Info
    * when its sizes are older than RC_SIZES_TTL_MS, so a shard that was empty joins in once it
    * fills; and when every cached size is 0, ask all of them before reporting empty tables. */
@@ -1009,12 +846,17 @@ int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction) {
   pthread_mutex_lock(&c->lock);
   for (int i = 0; i < c->n; i++) {
     stale[i] = c->sh[i].sizes_ns == 0 || now - c->sh[i].sizes_ns > (uint64_t)RC_SIZES_TTL_MS * 1000000ull;
-    total += c->sh[i].demo_size + c->sh[i].online_size;
+    if (!(*down >> i & 1)) total += c->sh[i].demo_size + c->sh[i].online_size;
   }
   pthread_mutex_unlock(&c->lock);
   for (int i = 0; i < c->n; i++) {
-    if (!stale[i] && total > 0) continue;
+    if ((*down >> i & 1) || (!stale[i] && total > 0)) continue;
     int rc = sizes_refresh(c, i);
+    if (is_down(rc)) {
+      shard_mark_down(c, i);
+      *down |= 1ull << i;
+      return 1;
+    }
     if (rc != IB_OK) return rc;
   }
   /* Assign rows to (shard, table) with probability proportional to the table sizes. */
@@ -1022,6 +864,7 @@ int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction) {
   pthread_mutex_lock(&c->lock);
   uint64_t tot_d = 0, tot_o = 0;
   for (int i = 0; i < c->n; i++) {
+    if (*down >> i & 1) continue;
     tot_d += c->sh[i].demo_size;
     tot_o += c->sh[i].online_size;
   }
@@ -1052,7 +895,7 @@ int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction) {
     int pick = -1;
     for (int i = 0; i < c->n; i++) {
       uint64_t sz = demo ? c->sh[i].demo_size : c->sh[i].online_size;
-      if (sz == 0) continue;
+      if (sz == 0 || (*down >> i & 1)) continue;
       acc += (double)sz;
       pick = i;
       if (x < acc) break;
@@ -1094,10 +937,17 @@ int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction) {
     if (!started[i]) continue;
     grpc_event ev = grpc_completion_queue_pluck(cq, &u[i], gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     IB_CHECK(ev.type == GRPC_OP_COMPLETE);
-    if (rc == IB_OK) {
+    if (rc == IB_OK || rc == 1) {
       if (u[i].status != GRPC_STATUS_OK) {
-        rc = call_fail(c, i, "Sample", u[i].status, u[i].details);
-      } else {
+        int e = call_fail(c, i, "Sample", u[i].status, u[i].details);
+        if (is_down(e)) {
+          shard_mark_down(c, i);
+          *down |= 1ull << i;
+          rc = 1; /* collect the other calls, then try again without this shard */
+        } else {
+          rc = e;
+        }
+      } else if (rc == IB_OK) {
         rc__reply_info rep;
         char who[320];
         snprintf(who, sizeof who, "replay shard %d (%s) Sample", i, c->sh[i].target);
@@ -1117,6 +967,7 @@ int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction) {
           c->sh[i].online_size = rep.online_size;
           c->sh[i].sizes_ns = ib_now_ns();
           pthread_mutex_unlock(&c->lock);
+          shard_mark_up(c, i);
         }
       }
     }
@@ -1124,10 +975,46 @@ int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction) {
     ucall_release(&u[i]);
   }
   cq_destroy(cq);
-  if (rc == IB_OK)
-    b->n = n;
-  else
+  return rc;
+}
+
+int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction) {
+  IB_CHECK(c != NULL && b != NULL);
+  b->n = 0;
+  b->n_demo = 0;
+  b->shards_skipped = 0;
+  if (n <= 0 || n > b->cap)
+    return ib_fail(IB_EINVAL, "sample size %d is outside [1, %d] (the batch capacity) HINT: size the batch for the "
+                   "largest sample", n, b->cap);
+  if (isnan(demo_fraction) || demo_fraction > 1)
+    return ib_fail(IB_EINVAL, "demo fraction %g is not in [0, 1] (or < 0 for proportional) HINT: e.g. 0.5", demo_fraction);
+  /* Shards that failed lately are left out until their backoff passes (then probed again). */
+  uint64_t down = 0, now = ib_now_ns();
+  pthread_mutex_lock(&c->lock);
+  for (int i = 0; i < c->n; i++)
+    if (c->sh[i].down_until_ns > now) down |= 1ull << i;
+  pthread_mutex_unlock(&c->lock);
+  uint64_t all = c->n == 64 ? ~0ull : (1ull << c->n) - 1;
+  int rc = 1;
+  char last[512] = "";
+  /* Each retry has one more shard down, so this ends after at most n + 1 attempts. */
+  while (rc == 1 && down != all) {
+    rc = sample_once(c, b, n, demo_fraction, &down);
+    if (rc == 1) snprintf(last, sizeof last, "%s", ib_errmsg());
+  }
+  if (rc == 1 || down == all) {
+    b->n = 0;
     b->n_demo = 0;
+    if (last[0] == '\0') snprintf(last, sizeof last, "every shard failed within the last %d ms", RC_SIZES_TTL_MS);
+    return ib_fail(IB_EUNAVAIL, "no replay shard of %d is reachable for Sample (last error: %s)", c->n, last);
+  }
+  if (rc == IB_OK) {
+    b->n = n;
+    b->shards_skipped = down;
+  } else {
+    b->n = 0;
+    b->n_demo = 0;
+  }
   return rc;
 }
 
@@ -1174,6 +1061,9 @@ int rc_info_get(rc_client *c, int i, rc_shard_info *out) {
       o->inserted = ti->inserted;
       o->sampled = ti->sampled;
       o->duplicates = ti->duplicates;
+      o->inserts_per_s = ti->inserts_per_s;
+      o->samples_per_s = ti->samples_per_s;
+      o->bytes = ti->bytes;
       if (ti->kind == 0) dsz += ti->size;
       else osz += ti->size;
     }
@@ -1188,6 +1078,9 @@ int rc_info_get(rc_client *c, int i, rc_shard_info *out) {
     }
     out->params_version = rep->params_version;
     out->checkpoints = rep->checkpoints;
+    out->params_age_s = rep->params_age_s;
+    out->params_published_unix_ms = rep->params_published_unix_ms;
+    out->params_bytes = rep->params_bytes;
     snprintf(out->durability, sizeof out->durability, "%s", rep->durability);
     pthread_mutex_lock(&c->lock);
     c->sh[i].demo_size = dsz;

@@ -68,8 +68,8 @@ int rc_client_shard_of(const rc_client *c, uint32_t actor_id);
 /* Rows of transitions. For inserts the caller fills rows [0, n); rc_writer_write stamps
  * actor_id and seq. rc_sample fills rows [0, n): the demo rows first (rows [0, n_demo), unless
  * a shard's demo table was empty and it fell back to online items), then the online rows;
- * `from_demo` tells each row's table and `proposer` who acted. seq, episode_end and
- * episode_success are whatever the shard sends back (ibrl-replay currently sends 0). */
+ * `from_demo` tells each row's table and `proposer` who acted; actor_id, seq, weight_version,
+ * episode_end and episode_success are the stored item's (so episodes can be rebuilt). */
 typedef struct rc_batch {
   int cap;                 /* rows allocated */
   int obs_dim, act_dim;
@@ -87,6 +87,7 @@ typedef struct rc_batch {
   uint64_t *seq;           /* [cap] owned */
   uint64_t *weight_version; /* [cap] owned */
   int n_demo;              /* sample only: rows drawn from demo tables */
+  uint64_t shards_skipped; /* sample only: bit i set if shard i was down and the rows came from the others */
 } rc_batch;
 
 /* Allocates `b` for up to `cap` rows (all > 0, else a bug; OOM aborts); n = 0. */
@@ -116,10 +117,12 @@ typedef struct rc_writer_stats {
 int rc_writer_open(rc_writer **out, rc_client *c, const char *table, uint32_t actor_id,
                    uint64_t first_seq, int max_pending);
 
-/* Stamps rows [0, b->n) with actor_id and consecutive seqs, copies them into the writer's
- * retry buffer and sends them as one message of the open Insert stream (opening it if
- * needed). The send completes in the background: the next write or flush waits for it (at
- * most the client's deadline). The rows count as acknowledged only after a flush succeeds.
+/* Checks rows [0, b->n) (finite values, discount in [0, 1], a known proposer: IB_ENONFINITE /
+ * IB_EINVAL naming the row and field, and nothing is taken), stamps them with actor_id and
+ * consecutive seqs, encodes them into one message kept for retry, and sends it on the open
+ * Insert stream (opening it if needed). The send completes in the background: the next write
+ * or flush waits for it (at most the client's deadline). The rows count as acknowledged only
+ * after a flush succeeds.
  * Returns IB_OK (buffered and sent or being sent; a send that fails is retried by the flush),
  * or a flush error (see rc_writer_flush) when the buffer had to be flushed first; then nothing
  * of `b` was taken and the caller may retry the same call. IB_EINVAL if b->n exceeds
@@ -146,13 +149,17 @@ int rc_writer_close(rc_writer *w);
 /* ---- sample (learner side) ---- */
 
 /* Draws `n` rows (1..b->cap) into `b` from all shards. demo_fraction in [0, 1]:
- * round(n * demo_fraction) rows from the demo tables and the rest from the online tables; < 0:
- * plain proportional to the total sizes. Each row's shard is drawn in proportion to that
+ * round(n * demo_fraction) rows from the demo tables and the rest from the online tables (when
+ * every demo table is empty all rows come from the online ones, and the other way round;
+ * b->n_demo says how many came from demo tables); < 0: plain proportional to the total sizes. Each row's shard is drawn in proportion to that
  * shard's table size (sizes cached from each shard's last reply; a shard whose sizes are older
  * than 1 s, or every shard when all cached sizes are 0, is asked with Info first), and the
- * per-shard calls run in parallel. b's dims must match the shards'. Errors: IB_EINVAL (bad
- * n or fraction, dims), IB_ESTATE (all tables empty), IB_EUNAVAIL (a shard down), IB_ETIMEDOUT,
- * server errors; on error b->n = 0. */
+ * per-shard calls run in parallel. A shard that is down (its call fails with UNAVAILABLE or
+ * DEADLINE_EXCEEDED) is skipped: the rows are drawn from the live shards in proportion to their
+ * sizes, b->shards_skipped has its bit set, a warning names it (once per outage), and it is left
+ * out for 1 s before being probed again. b's dims must match the shards'. Errors: IB_EINVAL (bad
+ * n or fraction, dims), IB_ESTATE (all tables of the live shards empty), IB_EUNAVAIL (no shard
+ * reachable; the message carries the last shard's error), server errors; on error b->n = 0. */
 int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction);
 
 /* ---- info and control ---- */
@@ -161,6 +168,8 @@ typedef struct rc_table_info {
   char name[32];
   int kind; /* 0 = DEMO, 1 = ONLINE */
   uint64_t size, capacity, inserted, sampled, duplicates;
+  double inserts_per_s, samples_per_s; /* the shard's own meters (10 s window) */
+  uint64_t bytes;                      /* memory the shard preallocated for the table */
 } rc_table_info;
 
 typedef struct rc_limiter_info {
@@ -187,6 +196,9 @@ typedef struct rc_shard_info {
   int n_actors;
   rc_actor_info actors[RC_MAX_ACTORS];
   uint64_t params_version, checkpoints;
+  double params_age_s;               /* seconds since params_version was published (0 if none) */
+  uint64_t params_published_unix_ms; /* wall-clock ms of that publish (0 if none) */
+  uint64_t params_bytes;             /* size of the published blob */
   char durability[8];
   double rtt_ms; /* measured round trip of this Info call */
 } rc_shard_info;

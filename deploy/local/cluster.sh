@@ -52,8 +52,9 @@ ibc_alive() {
   [ -n "$p" ] && kill -0 "$p" 2>/dev/null
 }
 
-# ibc_replay NAME SHARD_INDEX ARGS...: starts a shard on a free loopback port and prints
-# "host:port" once it listens (ARGS: --obs-dim, --act-dim, limiter, checkpoint flags).
+# ibc_replay NAME SHARD_INDEX ARGS...: starts a shard on a free loopback port (or on IBC_PORT)
+# and sets IBC_ADDR to its "host:port" once it listens (ARGS: --obs-dim, --act-dim, limiter,
+# checkpoint flags). Not for $(...): the pid must be recorded in this shell.
 ibc_replay() {
   local name=$1 idx=$2
   shift 2
@@ -61,13 +62,14 @@ ibc_replay() {
   ibc_wait_listen "$name"
 }
 
-# ibc_wait_listen NAME: waits for the "listening on HOST:PORT" line and prints HOST:PORT.
+# ibc_wait_listen NAME: waits for the "listening on HOST:PORT" line and sets IBC_ADDR to it.
 ibc_wait_listen() {
   local name=$1 t=0 addr=""
+  IBC_ADDR=""
   while [ "$t" -lt $((IBC_PORT_WAIT * 10)) ]; do
-    addr=$(grep -o 'listening on [0-9.]*:[0-9]*' "$IBC_LOGS/$name.log" 2>/dev/null | tail -n 1 | awk '{print $3}')
+    addr=$(grep -o 'listening on [0-9.]*:[0-9]*' "$IBC_LOGS/$name.log" 2>/dev/null | tail -n 1 | awk '{print $3}' || true)
     if [ -n "$addr" ]; then
-      echo "$addr"
+      IBC_ADDR=$addr
       return 0
     fi
     if ! ibc_alive "$name"; then
@@ -128,5 +130,5 @@ ibc_stop_all() {
 
 # ibc_json_num FILE KEY: the first numeric value of "KEY": in a one-line JSON file (no jq needed).
 ibc_json_num() {
-  sed -n "s/.*\"$2\": *\(-\{0,1\}[0-9.eE+-]*\).*/\1/p" "$1" 2>/dev/null | head -n 1
+  sed -n "s/.*\"$2\": *\(-\{0,1\}[0-9.eE+-]*\).*/\1/p" "$1" 2>/dev/null | head -n 1 || true
 }

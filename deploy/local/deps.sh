@@ -14,13 +14,16 @@ BUILD_PKGS=(build-essential cmake pkg-config
   libhdf5-dev
   gnuplot-nox)
 DEV_PKGS=(python3-grpcio python3-grpc-tools python3-numpy python3-h5py)
+# node + npm run the offline deploy validators (tests/deploy, deploy/validate). Asked for only
+# when npm is missing: a nodejs from elsewhere (NodeSource) bundles npm and conflicts with Debian's.
+NODE_PKGS=(nodejs npm)
 # torch is only for regenerating reference vectors and the PyTorch speed peer; tests never need it.
 TORCH_PKGS=(python3-torch)
 
 want=("${BUILD_PKGS[@]}")
 for a in "$@"; do
   case "$a" in
-    --with-dev) want+=("${DEV_PKGS[@]}") ;;
+    --with-dev) want+=("${DEV_PKGS[@]}"); command -v npm >/dev/null 2>&1 || want+=("${NODE_PKGS[@]}") ;;
     --with-torch) want+=("${TORCH_PKGS[@]}") ;;
     -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
     *) echo "deps.sh: unknown flag '$a' (HINT: --with-dev, --with-torch)" >&2; exit 2 ;;

@@ -160,10 +160,10 @@ echo "== 3/4 system: $shards replay shards, $actors actors + 1 evaluator, mpirun
 echo "   rate limiter per shard: $spi samples per insert (UTD $utd x batch $batch), min size 500"
 list=""
 for ((s = 0; s < shards; s++)); do
-  addr=$(ibc_replay "replay-$s" "$s" --obs-dim "$obs_dim" --act-dim "$act_dim" --online-capacity 200000 \
+  ibc_replay "replay-$s" "$s" --obs-dim "$obs_dim" --act-dim "$act_dim" --online-capacity 200000 \
     --samples-per-insert "$spi" --error-buffer "$ebuf" --min-size 500 --threads 6 \
-    --ckpt-dir "$out/replay-$s" --ckpt-period 60 --seed $((seed + s)))
-  list=${list:+$list,}$addr
+    --ckpt-dir "$out/replay-$s" --ckpt-period 60 --seed $((seed + s))
+  list=${list:+$list,}$IBC_ADDR
 done
 echo "   replay shards: $list"
 "$B/ibrl-replayctl" --shards "$list" import-demos "$out/demos.hdf5" --chunk "$chunk" --stack "$n_stack" \

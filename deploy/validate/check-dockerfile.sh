@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
-# check-dockerfile.sh DOCKERFILE TOOLS_DIR [SOURCE_DIR]: static checks of the image recipe,
-# offline (no Docker engine needed). TOOLS_DIR is where setup.sh installed the npm linters.
+# check-dockerfile.sh DOCKERFILE TOOLS_DIR [SOURCE_DIR [BIN_DIR]]: static checks of the image
+# recipe, offline (no Docker engine needed). TOOLS_DIR is where setup.sh installed the npm linters.
 #  1. dockerfile-utils lint and dockerfilelint (syntax, instructions, apt hygiene, ports);
 #  2. what neither linter catches (shared/docs/deploy.md section 6): the final USER is not root,
 #     ENTRYPOINT/CMD are exec form, ENTRYPOINT runs tini, every COPY --from names an earlier
 #     stage, every FROM is a tagged debian:bookworm image;
 #  3. the image holds every binary: each ibrl-* program that SOURCE_DIR's CMake files define
 #     (outside tests/, plus ibrl-bench) is a build target and is copied to /opt/ibrl/bin;
-#  4. every package an apt-get install line names resolves on this Debian (apt-get -s).
+#  4. every package an apt-get install line names resolves on this Debian (apt-get -s);
+#  5. with BIN_DIR (binaries built on this Debian): every shared library an ibrl binary needs
+#     comes from a package the runtime stage installs (or from the base image's libc6).
 # Prints "FAIL <check>: <why>" per problem and "N passed, N failed"; exit 1 on any failure.
 set -uo pipefail
 if [ $# -lt 2 ] || [ "$1" = "--help" ]; then
-  echo "usage: $0 DOCKERFILE TOOLS_DIR [SOURCE_DIR]" >&2
+  echo "usage: $0 DOCKERFILE TOOLS_DIR [SOURCE_DIR [BIN_DIR]]" >&2
   [ "${1:-}" = "--help" ] && exit 0
   exit 2
 fi
 df=$1
 tools=$2
 src=${3:-$(cd "$(dirname "$0")/../.." && pwd)}
+bindir=${4:-}
 [ -f "$df" ] || { echo "check-dockerfile: no file '$df' HINT: deploy/docker/Dockerfile" >&2; exit 2; }
 pass=0
 fail=0
@@ -33,12 +36,14 @@ if [ ! -x "$bin/dockerfile-utils" ] || [ ! -x "$bin/dockerfilelint" ]; then
   echo "check-dockerfile: linters missing in $tools HINT: deploy/validate/setup.sh $tools" >&2
   exit 2
 fi
+# Findings are flattened to one line each, so every FAIL line names its check.
+flat() { printf '%s' "$1" | grep -v '^[[:space:]]*$' | head -20 | tr '\n' ' '; }
 if out=$("$bin/dockerfile-utils" lint "$df" 2>&1); then
-  if [ -n "$(printf '%s' "$out" | tr -d '[:space:]')" ]; then bad "dockerfile-utils lint: $out"; else ok "dockerfile-utils lint"; fi
+  if [ -n "$(printf '%s' "$out" | tr -d '[:space:]')" ]; then bad "dockerfile-utils lint: $(flat "$out")"; else ok "dockerfile-utils lint"; fi
 else
-  bad "dockerfile-utils lint: $out"
+  bad "dockerfile-utils lint: $(flat "$out")"
 fi
-if out=$("$bin/dockerfilelint" "$df" 2>&1); then ok "dockerfilelint"; else bad "dockerfilelint: $(printf '%s' "$out" | grep -v '^$' | head -20)"; fi
+if out=$("$bin/dockerfilelint" "$df" 2>&1); then ok "dockerfilelint"; else bad "dockerfilelint: $(flat "$out")"; fi
 
 # 2. what the linters miss
 last_user=$(printf '%s\n' "$logical" | awk 'toupper($1)=="USER"{u=$2} END{print u}')
@@ -96,8 +101,10 @@ if command -v apt-get >/dev/null 2>&1; then
     else
       # A package already installed from elsewhere (e.g. nodesource) can block a simulation;
       # name what apt cannot find, which is the question asked here.
+      # One apt-cache call: a package it knows is printed as "name:" with a real candidate.
+      known=$(apt-cache policy $pkgs 2>/dev/null | awk '/^[^ ]/{p=$1; sub(/:$/, "", p)} /Candidate:/ && $2 != "(none)" {print p}')
       unknown=""
-      for p in $pkgs; do apt-cache show "$p" >/dev/null 2>&1 || unknown="$unknown $p"; done
+      for p in $pkgs; do printf '%s\n' "$known" | grep -qx -- "$p" || unknown="$unknown $p"; done
       if [ -n "$unknown" ]; then bad "apt packages unknown to this Debian:$unknown"
       else bad "apt-get -s install failed for stage $n: $(printf '%s' "$out" | tail -3)"; fi
     fi
@@ -106,6 +113,31 @@ if command -v apt-get >/dev/null 2>&1; then
   [ "$n" -gt 0 ] || bad "no apt-get install line found"
 else
   echo "note: apt-get not available: package existence not checked"
+fi
+
+# 5. the runtime stage has every shared library the binaries link
+if [ -n "$bindir" ]; then
+  runtime_pkgs=$(printf '%s\n' "$logical" | grep -E '^RUN ' | grep -oE 'apt-get install[^&;|]*' | tail -1 |
+                 sed -E 's/apt-get install//; s/(^|[[:space:]])-[^[:space:]]*//g')
+  base_pkgs="libc6 libgcc-s1 libstdc++6 zlib1g"   # in every debian:bookworm-slim
+  for b in "$bindir"/ibrl-*; do
+    [ -f "$b" ] && head -c 4 "$b" | grep -q 'ELF' || continue
+    for lib in $(readelf -d "$b" 2>/dev/null | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+      path=$(ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')
+      pkg=""
+      if [ -n "$path" ]; then
+        real=$(readlink -f "$path")
+        # dpkg knows the path it installed; with merged /usr that may be /lib/... or /usr/lib/...
+        for q in "$real" "$path" "${real#/usr}" "/usr${real}"; do
+          pkg=$(dpkg -S "$q" 2>/dev/null | head -1 | cut -d: -f1)
+          [ -n "$pkg" ] && break
+        done
+      fi
+      if [ -z "$pkg" ]; then bad "$(basename "$b") needs $lib, which no Debian package on this host provides"
+      elif [[ " $runtime_pkgs $base_pkgs " == *" $pkg "* ]]; then ok "$(basename "$b"): $lib from $pkg"
+      else bad "$(basename "$b") needs $lib from $pkg, which the runtime stage does not install"; fi
+    done
+  done
 fi
 
 echo "$pass passed, $fail failed"

@@ -82,7 +82,9 @@ function shellCommands(script) {
       else cur += ch;
       continue;
     }
-    if (ch === "'" || ch === '"') {
+    if (ch === "\\" && script[i + 1] === "\n") {
+      i++; // line continuation: the command goes on
+    } else if (ch === "'" || ch === '"') {
       q = ch;
       inWord = true;
     } else if (ch === "#" && !inWord) {

@@ -236,12 +236,14 @@ async function validateFile(file) {
     tsDecls.push([id, model.module, model.iface, o, ""]);
   }
 
-  // Layer 2: TypeScript excess-property and type checks.
-  typeCheck(tsDecls, fail);
-
   // Layer 4: cross-references.
   crossCheck(objs, fail);
+  // Layer 2 runs once for all files (one tsc start-up), in main.
+  return { file, objs, failures, tsDecls: tsDecls.map((d) => [...d, fail]) };
+}
 
+// Prints one file's findings and its closing line; returns true if it passed.
+function report({ file, objs, failures }) {
   for (const [id, msgs] of failures) for (const m of msgs) console.log(`FAIL ${id}: ${m}`);
   // Objects with a failure, plus failures not tied to an object (YAML errors, tsc itself).
   const objIds = new Set(objs.map(idOf));
@@ -252,7 +254,8 @@ async function validateFile(file) {
   return failed === 0;
 }
 
-function typeCheck(decls, fail) {
+// decls: [id, interface module, interface name, value, message prefix, fail function of its file].
+function typeCheck(decls, failAll) {
   if (decls.length === 0) return;
   const dir = join(HERE, `.tscheck-${process.pid}`);
   mkdirSync(dir, { recursive: true });
@@ -268,11 +271,11 @@ function typeCheck(decls, fail) {
       lines.push(`import type { ${iface} as ${alias} } from "${mod}";`);
     }
     const ranges = []; // [firstLine, lastLine, id]
-    decls.forEach(([id, mod, iface, value, prefix], i) => {
+    decls.forEach(([id, mod, iface, value, prefix, fail], i) => {
       const body = `export const d${i}: ${aliases.get(`${mod}#${iface}`)} = ${JSON.stringify(value, null, 2)};`;
       const first = lines.length + 1;
       lines.push(...body.split("\n"));
-      ranges.push([first, lines.length, id, prefix]);
+      ranges.push([first, lines.length, id, prefix, fail]);
     });
     writeFileSync(join(dir, "docs.ts"), lines.join("\n") + "\n");
     writeFileSync(
@@ -285,7 +288,7 @@ function typeCheck(decls, fail) {
     const tsc = join(HERE, "node_modules", "typescript", "bin", "tsc");
     const r = spawnSync(process.execPath, [tsc, "-p", join(dir, "tsconfig.json"), "--pretty", "false"], { encoding: "utf8" });
     if (r.error) {
-      fail("typescript", `cannot run tsc: ${r.error.message} (HINT: run deploy/validate/setup.sh)`);
+      failAll("typescript", `cannot run tsc: ${r.error.message} (HINT: run deploy/validate/setup.sh)`);
       return;
     }
     const out = `${r.stdout}${r.stderr}`;
@@ -293,10 +296,11 @@ function typeCheck(decls, fail) {
     for (const m of out.matchAll(/docs\.ts\((\d+),(\d+)\): error (TS\d+): ([^\n]*)/g)) {
       const line = Number(m[1]);
       const hit = ranges.find(([a, b]) => line >= a && line <= b);
-      fail(hit ? hit[2] : "typescript", `${hit ? hit[3] : ""}${m[3]} ${m[4]}`);
+      if (hit) hit[4](hit[2], `${hit[3]}${m[3]} ${m[4]}`);
+      else failAll("typescript", `${m[3]} ${m[4]}`);
       reported++;
     }
-    if (r.status !== 0 && reported === 0) fail("typescript", `tsc failed: ${out.trim().slice(0, 400)}`);
+    if (r.status !== 0 && reported === 0) failAll("typescript", `tsc failed: ${out.trim().slice(0, 400)}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -385,6 +389,11 @@ function crossCheck(objs, fail) {
           for (const m of script.matchAll(/\$\{?([A-Z_][A-Z0-9_]*)/g))
             if (!env.has(m[1]) && !assigned.has(m[1]) && !["HOME", "PATH", "HOSTNAME"].includes(m[1]))
               fail(id, `${cid}: the script uses $${m[1]}, which is not in the container's environment`);
+          const words = script.replace(/\\\n/g, " ").split(/\s+/);
+          for (let i = 0; i < words.length - 1; i++)
+            if (words[i] === "-x" && !words[i + 1].includes("=") && !env.has(words[i + 1]) && !assigned.has(words[i + 1]) &&
+                !["PATH", "LD_LIBRARY_PATH"].includes(words[i + 1]))
+              fail(id, `${cid}: mpirun -x ${words[i + 1]} exports a variable the container does not set`);
         }
         // mpirun -x NAME exports must name a variable the launcher has.
         const mpi = argv.findIndex((a) => /(^|\/)(mpirun|mpiexec)$/.test(a));
@@ -460,6 +469,15 @@ function countsCheck(objs, configMaps, fail) {
   }
 }
 
+const results = [];
+for (const f of files) results.push(await validateFile(f));
+// An error tsc cannot place (or tsc not running) fails every file: none was fully checked.
+typeCheck(results.flatMap((r) => r.tsDecls), (id, msg) => {
+  for (const r of results) {
+    if (!r.failures.has(id)) r.failures.set(id, []);
+    r.failures.get(id).push(msg);
+  }
+});
 let ok = true;
-for (const f of files) ok = (await validateFile(f)) && ok;
+for (const r of results) ok = report(r) && ok;
 process.exit(ok ? 0 : 1);

@@ -46,7 +46,11 @@ fi
 # One run (also the entry point of the parallel workers: run_nav2d.sh --one METHOD SEED).
 run_one() {
   m=$1 s=$2 d=$OUT/runs/$1-s$2
-  [ -f "$d/summary.json" ] && return 0
+  if [ -f "$d/summary.json" ]; then
+    # a finished run is extended (resumed from its last checkpoint) only to a larger STEPS
+    done_steps=$(sed -n 's/^  "env_steps": \([0-9]*\),$/\1/p' "$d/summary.json")
+    [ -n "$STEPS" ] && [ "$done_steps" -lt "$STEPS" ] || return 0
+  fi
   if [ -f "$d/state.bin" ]; then
     "$B/ibrl-train" --resume "$d" ${STEPS:+--env-steps $STEPS} 2>>"$d.log"
   else

@@ -48,7 +48,7 @@ agent_config agent_config_default(agent_method method, agent_backbone backbone) 
   c.boot_select = AGENT_SELECT_SOFT;
   c.beta = 10.0f;
   c.init_temperature = 1.0f;
-  c.target_entropy = -0.5f * (float)c.act_dim;
+  c.target_entropy = NAN; /* resolved by agent_init to -act_dim / 2 */
   c.lr_temperature = 3e-4f;
   c.sac_backup_entropy = 1;
   c.rft_bc_weight = 0.1f;
@@ -101,9 +101,10 @@ int agent_config_check(const agent_config *c) {
   if (!(c->beta >= 0.0f) || !isfinite(c->beta))
     return ib_fail(IB_EINVAL, "agent config: beta %g must be finite and >= 0", (double)c->beta);
   if (c->backbone == AGENT_SAC) {
-    if (!finite_pos(c->init_temperature) || !finite_pos(c->lr_temperature) || !isfinite(c->target_entropy))
+    if (!finite_pos(c->init_temperature) || !finite_pos(c->lr_temperature) ||
+        (!isnan(c->target_entropy) && !isfinite(c->target_entropy)))
       return ib_fail(IB_EINVAL, "agent config: SAC init_temperature %g and lr_temperature %g must be positive, "
-                     "target_entropy %g finite", (double)c->init_temperature, (double)c->lr_temperature,
+                     "target_entropy %g finite or NaN (auto)", (double)c->init_temperature, (double)c->lr_temperature,
                      (double)c->target_entropy);
   }
   if (!(c->rft_bc_weight >= 0.0f) || !isfinite(c->rft_bc_weight))
@@ -272,6 +273,7 @@ int agent_init(agent *a, const agent_config *cfg) {
   if (rc != IB_OK) return rc;
   a->cfg = *cfg;
   agent_config *c = &a->cfg;
+  if (isnan(c->target_entropy)) c->target_entropy = -0.5f * (float)c->act_dim; /* RLPD's default */
   rng init;
   rng_seed(&init, c->seed, "agent", c->rank, "init");
   nn_mlp_spec s;

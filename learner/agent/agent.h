@@ -31,10 +31,12 @@
  * paper's form, and the arithmetic of the bench's "brief" mode). reward and discount are the
  * precomputed n-step return and bootstrap discount of each row (0 when terminal).
  * Critic loss = mean_b sum_{k<E} (Q_k(s,a) - y)^2.
- * TD3 actor loss = -mean_b min_{all k} Q_k(s, clamp(actor(s; dropout on) + clip(N(0,.1^2),.3)))
+ * TD3 actor loss = -mean_b min_{all k} Q_k(s, clamp(actor(s; dropout on) + clip(N(0, target_noise^2),
+ *   +-noise_clip)))
  *   (online critic; clamp straight-through) [+ RFT term]. actor_q_mean 1 uses the mean over
  *   heads instead of the min.
- * SAC actor loss = mean_b (alpha * logp(a|s) - min_k Q_k(s,a)), a ~ pi(s) (reparameterised);
+ * SAC actor loss = mean_b (alpha * logp(a|s) - red_k Q_k(s,a)), a ~ pi(s) (reparameterised),
+ *   red = min over all heads, or the mean with actor_q_mean 1 (RLPD's choice, the SAC default);
  *   temperature loss = mean_b alpha * (-logp - target_entropy), over log(alpha).
  * RFT adds rft_bc_weight * ratio * mean_b sum_j (actor(s_d) - a_d)^2 on a separate demo batch
  *   (actor(s) = the deterministic action: TD3 output, SAC tanh(mean); ratio is a constant),
@@ -125,7 +127,7 @@ typedef struct agent_config {
   float beta;             /* soft-selection inverse temperature on raw Q (10) */
   /* SAC */
   float init_temperature; /* alpha at start, > 0 (1.0) */
-  float target_entropy;   /* (-act_dim / 2) */
+  float target_entropy;   /* NaN (default): -act_dim / 2, resolved by agent_init */
   float lr_temperature;   /* Adam on log(alpha) (3e-4) */
   int sac_backup_entropy; /* 1: subtract alpha*logp from the RL candidate in the bootstrap */
   /* RFT */
@@ -139,7 +141,9 @@ typedef struct agent_config {
   int rank;
 } agent_config;
 
-/* The paper's state configuration for `method` and `backbone` (values in parentheses above):
+/* The paper's state configuration for `method` and `backbone` (values in parentheses above; the
+ * SAC values are RLPD's: temperature 1, lr 3e-4, target entropy NaN = -act_dim/2 of the final
+ * act_dim, resolved by agent_init):
  * obs 69, act 7, actor 3x1024, critic 5 x 3x1024 LN, n_min 2, boot_fresh_pair 1, batch 256,
  * lr 1e-4, tau 0.01, soft selection beta 10, both proposals on. RLPD/RFT: actor_dropout 0,
  * demo_ratio 0.5 (RLPD) / 0 (RFT), no proposals. SAC: actor_q_mean 1. The caller then sets

@@ -99,16 +99,17 @@ static void path_join(char *out, size_t cap, const char *dir, const char *file) 
   IB_CHECK(n > 0 && (size_t)n < cap);
 }
 
-/* Every rank passes its status; returns IB_OK when all are OK, else this rank's error or
- * IB_EUNAVAIL ("another rank failed"). Collective. */
+/* Every rank passes its status; returns IB_OK when all are OK, else this rank's error, or on a
+ * rank that was fine the error code of the failing rank (the most negative code if several
+ * failed) with "failed on another rank", so every rank exits with the same code. Collective. */
 static int agree(int rc, const char *what) {
-  double v[1] = {rc != IB_OK ? 1.0 : 0.0};
+  double v[1] = {rc != IB_OK ? (double)-rc : 0.0};
   char msg[512];
   snprintf(msg, sizeof msg, "%s", rc != IB_OK ? ib_errmsg() : "");
   int mrc = dist_allreduce_max_d(v, 1);
   if (mrc != IB_OK) return mrc;
   if (rc != IB_OK) return ib_fail(rc, "%s", msg);
-  if (v[0] > 0.0) return ib_fail(IB_EUNAVAIL, "%s failed on another rank (see its log)", what);
+  if (v[0] > 0.0) return ib_fail(-(int)v[0], "%s failed on another rank (see its log)", what);
   return IB_OK;
 }
 
@@ -203,6 +204,7 @@ static int setup_clients(lrun *L) {
   ro.shards = L->o->replay;
   ro.token = L->o->token[0] ? L->o->token : NULL;
   ro.deadline_ms = L->o->deadline_ms;
+  ro.max_message_bytes = (long)L->o->max_message_mb << 20;
   ro.seed = seed;
   int rc = rc_client_open(&L->rc, &ro);
   if (rc != IB_OK) return rc;
@@ -727,7 +729,7 @@ int lrun_main(const lrun_opts *o, const tcfg *tc, volatile sig_atomic_t *stop) {
   if (rc == IB_OK) rc = agree(setup_agent(L), "agent setup");
   if (rc == IB_OK) rc = setup_run_dir(L);
   if (rc != IB_OK) {
-    code = rc == IB_EINVAL || rc == IB_EMISMATCH || rc == IB_ESTATE ? 2 : 1;
+    code = rc == IB_EINVAL || rc == IB_EMISMATCH || rc == IB_ESTATE || rc == IB_ENOTFOUND ? 2 : 1;
     goto done;
   }
   /* The sampling stream depends on the resume point (setup_clients ran before the counters
@@ -743,8 +745,16 @@ int lrun_main(const lrun_opts *o, const tcfg *tc, volatile sig_atomic_t *stop) {
   if ((rc = lstep_params_bcast(&L->ag)) != IB_OK) goto done;
   uint32_t crc = 0;
   if ((rc = lstep_params_check(&L->ag, &crc)) != IB_OK) goto done;
+  /* The weight blob must fit in one gRPC message, on our side and on the Params shard's. */
+  L->blob_len = wblob_size(&L->ag);
+  if (L->blob_len + 4096 > ((size_t)o->max_message_mb << 20)) {
+    ib_fail(IB_EINVAL, "the weight blob is %.1f MB but --max-message-mb is %d (HINT: start ibrl-learner and the Params "
+            "shard's ibrl-replay with --max-message-mb %zu or more)", L->blob_len / 1048576.0, o->max_message_mb,
+            (L->blob_len >> 20) + 2);
+    code = 2;
+    goto done;
+  }
   if (L->rank == 0) {
-    L->blob_len = wblob_size(&L->ag);
     L->blob = ib_xmalloc(L->blob_len);
     if (!o->quiet)
       log_info("%s %s: %d ranks x %d rows (global batch %d), obs %d act %d, G %d, weights crc 0x%08x, blob %.2f MB, %s",

@@ -37,6 +37,7 @@ typedef struct lrun_opts {
   long ckpt_every;     /* checkpoint every K updates (0 = only at the end) */
   long log_every;      /* metrics row every L updates */
   int deadline_ms;     /* deadline of each replay call */
+  int max_message_mb;  /* gRPC message limit of the replay clients (the weight blob must fit) */
   double wait_s;       /* give up when no batch could be sampled for this long */
   int resume;
   int quiet;

@@ -187,6 +187,9 @@ static void copy_row(rc_batch *dst, int d, const rc_batch *src, int r) {
   dst->actor_id[d] = src->actor_id[r];
   dst->weight_version[d] = src->weight_version[r];
   dst->proposer[d] = src->proposer[r];
+  dst->seq[d] = src->seq[r];
+  dst->episode_end[d] = src->episode_end[r];
+  dst->episode_success[d] = src->episode_success[r];
 }
 
 /* Adds row r of s to the pool unless an equal item is there. Returns 1 if added. */
@@ -232,7 +235,9 @@ static void link_successors(int *succ, int *pred, const rc_batch *b) {
     head[k] = i;
   }
   for (int i = 0; i < n; i++) {
-    if (b->discount[i] == 0) continue; /* terminal: the episode ends here */
+    /* Terminal or the last step of its episode (the shard sends episode_end back): no successor,
+     * even when a reset observation happens to equal this next_obs. */
+    if (b->discount[i] == 0 || b->episode_end[i]) continue;
     uint64_t h = fnv(fnv(0xcbf29ce484222325ull, b->next_obs + i * od, od * sizeof(float)), &b->actor_id[i], 4);
     for (int j = head[(size_t)(h ^ (h >> 31)) & (kcap - 1)]; j >= 0; j = next[j]) {
       if (j == i || pred[j] >= 0 || b->actor_id[j] != b->actor_id[i]) continue;
@@ -334,14 +339,15 @@ int ctl_export(rc_client *c, const ctl_args *a) {
     for (int pass = 0; pass < 2 && code == CTL_OK; pass++) {
       for (int i = 0; i < n && code == CTL_OK; i++) {
         if (seen[i] || (pass == 0 && pred[i] >= 0)) continue;
-        int T = 0;
+        int T = 0, last = i;
         for (int j = i; j >= 0 && !seen[j]; j = succ[j]) {
           seen[j] = 1;
           copy_row(&ep, T, &p.b, j);
           ep.episode_end[T] = 0;
+          last = j;
           T++;
         }
-        ep.episode_end[T - 1] = ep.discount[T - 1] == 0;
+        ep.episode_end[T - 1] = ep.discount[T - 1] == 0 || p.b.episode_end[last];
         rc = demo_writer_add(dw, ep.obs, ep.action, ep.reward, ep.episode_end, ep.next_obs, T);
         if (rc != IB_OK) {
           fprintf(stderr, "ibrl-replayctl: export: %s\n", ib_errmsg());

@@ -83,8 +83,9 @@ static const cmd_help cmds[] = {
     {"info", f_info,
      "info [--shard I] [--rate-ms MS]\n"
      "  Per shard and table: size, capacity, inserts/s, samples/s (measured over --rate-ms, default 500;\n"
-     "  0 = skip), totals, duplicates, payload bytes; the rate limiter (state, ratio, blocked time,\n"
-     "  timeouts); weight versions seen; recent episode success per actor; params version.\n"},
+     "  0 = skip; and the shard's own 10 s meters), totals, duplicates, payload bytes, preallocated bytes;\n"
+     "  the rate limiter (state, ratio, blocked time, timeouts); weight versions seen; recent episode\n"
+     "  success per actor; params version, size and age.\n"},
     {"watch", f_watch,
      "watch [--shard I] [--interval S] [--count N]\n"
      "  `info` refreshed in place every --interval seconds (default 2), --count times (default 0 = until\n"
@@ -115,9 +116,9 @@ static const cmd_help cmds[] = {
     {"checkpoint", f_ckpt, "checkpoint [--shard I]\n  Asks each shard (or shard I) to write a checkpoint now.\n"},
     {"params", f_params,
      "params [--params-shard I] [--wait-ms MS]\n"
-     "  The published weights on shard I (default 0): version and size. With --wait-ms, waits that long\n"
-     "  for a newer version than the current one and reports the wait. The shard does not report the\n"
-     "  publish time, so no age is shown (age_s is null with --json).\n"},
+     "  The published weights on shard I (default 0): version, size, and age (time since the publish, from\n"
+     "  the shard's Info; age_s is null with --json before any publish). With --wait-ms, waits that long\n"
+     "  for a newer version than the current one and reports the wait.\n"},
     {"health", f_health,
      "health [--shard I]\n  grpc.health.v1 Check of every shard: exit 0 if all SERVING, 1 if one is not, 3 if unreachable.\n"},
     {"ratelimit", f_limit,
@@ -359,6 +360,8 @@ static void print_info(const ctl_args *a, rc_client *c, const int *ok, const rc_
                  (double)(ti->sampled - prev[i].tables[t].sampled) / dt);
         else
           printf(",\"inserts_per_s\":null,\"samples_per_s\":null");
+        printf(",\"shard_inserts_per_s\":%.1f,\"shard_samples_per_s\":%.1f,\"allocated_bytes\":%llu",
+               ti->inserts_per_s, ti->samples_per_s, (unsigned long long)ti->bytes);
         putchar('}');
       }
       const rc_limiter_info *l = &s->limiter;
@@ -390,8 +393,14 @@ static void print_info(const ctl_args *a, rc_client *c, const int *ok, const rc_
         printf("{\"min\":%llu,\"max\":%llu}", (unsigned long long)wmin, (unsigned long long)wmax);
       else
         printf("null");
-      printf(",\"params_version\":%llu,\"checkpoints\":%llu,\"durability\":", (unsigned long long)s->params_version,
-             (unsigned long long)s->checkpoints);
+      printf(",\"params_version\":%llu,\"params_bytes\":%llu,\"params_age_s\":", (unsigned long long)s->params_version,
+             (unsigned long long)s->params_bytes);
+      if (s->params_version)
+        printf("%.3f,\"params_published_unix_ms\":%llu", s->params_age_s,
+               (unsigned long long)s->params_published_unix_ms);
+      else
+        printf("null,\"params_published_unix_ms\":null");
+      printf(",\"checkpoints\":%llu,\"durability\":", (unsigned long long)s->checkpoints);
       json_str(s->durability);
       putchar('}');
     }
@@ -406,11 +415,13 @@ static void print_info(const ctl_args *a, rc_client *c, const int *ok, const rc_
       continue;
     }
     const rc_shard_info *s = &cur[i];
-    printf("shard %d  %s  index %d  obs %d  act %d  rtt %.2f ms  params v%llu  checkpoints %llu  durability %s\n", i,
+    char page[64] = "";
+    if (s->params_version) snprintf(page, sizeof page, " (%.1f MB, %.1f s ago)", s->params_bytes / 1e6, s->params_age_s);
+    printf("shard %d  %s  index %d  obs %d  act %d  rtt %.2f ms  params v%llu%s  checkpoints %llu  durability %s\n", i,
            rc_client_target(c, i), s->shard_index, s->obs_dim, s->act_dim, s->rtt_ms,
-           (unsigned long long)s->params_version, (unsigned long long)s->checkpoints, s->durability);
-    printf("  %-8s %-6s %12s %12s %10s %10s %12s %12s %10s %10s\n", "table", "kind", "size", "capacity", "ins/s",
-           "smp/s", "inserted", "sampled", "dups", "MB");
+           (unsigned long long)s->params_version, page, (unsigned long long)s->checkpoints, s->durability);
+    printf("  %-8s %-6s %12s %12s %10s %10s %10s %10s %12s %12s %10s %10s %10s\n", "table", "kind", "size", "capacity",
+           "ins/s", "smp/s", "ins/s 10s", "smp/s 10s", "inserted", "sampled", "dups", "MB", "alloc MB");
     for (int t = 0; t < s->n_tables; t++) {
       const rc_table_info *ti = &s->tables[t];
       char ins[32] = "-", smp[32] = "-";
@@ -418,10 +429,10 @@ static void print_info(const ctl_args *a, rc_client *c, const int *ok, const rc_
         snprintf(ins, sizeof ins, "%.1f", (double)(ti->inserted - prev[i].tables[t].inserted) / dt);
         snprintf(smp, sizeof smp, "%.1f", (double)(ti->sampled - prev[i].tables[t].sampled) / dt);
       }
-      printf("  %-8s %-6s %12llu %12llu %10s %10s %12llu %12llu %10llu %10.1f\n", ti->name,
+      printf("  %-8s %-6s %12llu %12llu %10s %10s %10.1f %10.1f %12llu %12llu %10llu %10.1f %10.1f\n", ti->name,
              ti->kind == 0 ? "demo" : "online", (unsigned long long)ti->size, (unsigned long long)ti->capacity, ins, smp,
-             (unsigned long long)ti->inserted, (unsigned long long)ti->sampled, (unsigned long long)ti->duplicates,
-             (double)ti->size * item_bytes(s) / 1e6);
+             ti->inserts_per_s, ti->samples_per_s, (unsigned long long)ti->inserted, (unsigned long long)ti->sampled,
+             (unsigned long long)ti->duplicates, (double)ti->size * item_bytes(s) / 1e6, ti->bytes / 1e6);
     }
     const rc_limiter_info *l = &s->limiter;
     printf("  limiter: %s  spi %g  error_buffer %g  min_size %llu  inserts %llu  samples %llu  blocked ins %.2f s / "
@@ -631,9 +642,20 @@ static int cmd_params(rc_client *c, const ctl_args *a) {
     }
   }
   (void)t0;
+  /* The age comes from Info (GetIfNewer carries no time). It describes the shard's current version,
+   * which is `version` unless a newer one arrived in between (then the age is left out). */
+  rc_shard_info *info = ib_xmalloc(sizeof *info);
+  int have_age = rc_info_get(c, a->params_shard, info) == IB_OK && version != 0 && info->params_version == version;
+  double age = have_age ? info->params_age_s : 0;
+  uint64_t pub_ms = have_age ? info->params_published_unix_ms : 0;
+  free(info);
   if (a->json) {
-    printf("{\"shard\":%d,\"version\":%llu,\"bytes\":%zu,\"age_s\":null", a->params_shard, (unsigned long long)version,
+    printf("{\"shard\":%d,\"version\":%llu,\"bytes\":%zu,\"age_s\":", a->params_shard, (unsigned long long)version,
            size);
+    if (have_age)
+      printf("%.3f,\"published_unix_ms\":%llu", age, (unsigned long long)pub_ms);
+    else
+      printf("null,\"published_unix_ms\":null");
     if (a->wait_ms > 0)
       printf(",\"waited_s\":%.3f,\"newer_version\":%llu,\"newer_bytes\":%zu", waited, (unsigned long long)newer,
              newer_size);
@@ -642,7 +664,11 @@ static int cmd_params(rc_client *c, const ctl_args *a) {
     if (version == 0)
       printf("shard %d  %s  no weights published yet\n", a->params_shard, rc_client_target(c, a->params_shard));
     else
-      printf("shard %d  %s  params version %llu  %zu bytes (%.2f MB)  age: not reported by the shard\n",
+    else if (have_age)
+      printf("shard %d  %s  params version %llu  %zu bytes (%.2f MB)  published %.1f s ago\n", a->params_shard,
+             rc_client_target(c, a->params_shard), (unsigned long long)version, size, size / 1e6, age);
+    else
+      printf("shard %d  %s  params version %llu  %zu bytes (%.2f MB)  age: unknown (a newer version arrived)\n",
              a->params_shard, rc_client_target(c, a->params_shard), (unsigned long long)version, size, size / 1e6);
     if (a->wait_ms > 0) {
       if (newer)

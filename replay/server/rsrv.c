@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "ib.h"
+#include "itemcodec.h"
 #include "log.h"
 #include "ratelim.h"
 #include "rng.h"
@@ -33,12 +34,13 @@
 #include "store.h"
 #include "wire.h"
 
-/* An insert slot: the decode buffer of one InsertRequest, reused across messages and streams. */
+/* An insert slot: the decode buffer of one InsertRequest (columns for RSRV_MAX_INSERT_ITEMS
+ * rows, the store_item views into them, and the scratch that flattens a multi-slice message),
+ * reused across messages and streams. */
 typedef struct insert_slot {
   store_item *items; /* owned [RSRV_MAX_INSERT_ITEMS] */
-  float *floats;     /* owned [RSRV_MAX_INSERT_ITEMS * (2*obs_dim + act_dim)] */
-  ibrl_Item *scratch; /* owned */
-  int obs_dim, act_dim;
+  ic_rows rows;      /* the columns, each owned [RSRV_MAX_INSERT_ITEMS x its width] */
+  ic_flat flat;      /* owned */
   struct insert_slot *next;
 } insert_slot;
 
@@ -46,7 +48,6 @@ typedef struct insert_slot {
 typedef struct sample_slot {
   rng r;
   store_batch batch; /* owned */
-  ibrl_Item *item;   /* owned scratch */
   struct sample_slot *next;
 } sample_slot;
 
@@ -73,6 +74,8 @@ struct rsrv {
   pthread_mutex_t pmu;     /* guards the params */
   pthread_cond_t pcv;
   uint64_t pversion;
+  uint64_t ppub_ns;        /* ib_now_ns() of the latest publish (0 = none) */
+  uint64_t ppub_unix_ms;   /* its wall-clock time, for people reading Info */
   uint8_t *pblob;          /* owned */
   size_t plen;
   int closing;
@@ -165,37 +168,99 @@ typedef struct insert_state {
   uint64_t received, inserted, duplicates;
 } insert_state;
 
-/* Copies one decoded Item into row i of the stream's buffer. Sizes are not checked here:
- * the claimed counts go to store_insert, which validates them against the table spec. */
-static int insert_put(void *arg, size_t i, const ibrl_Item *it) {
-  insert_slot *st = arg;
-  size_t row = (size_t)(2 * st->obs_dim + st->act_dim);
-  float *f = st->floats + i * row;
-  store_item *d = &st->items[i];
-  memset(d, 0, sizeof *d);
-  /* Copy at most the declared dims; a longer field keeps its claimed count and is refused. */
-  uint32_t no = IB_MIN(it->obs_count, (pb_size_t)st->obs_dim);
-  uint32_t na = IB_MIN(it->action_count, (pb_size_t)st->act_dim);
-  uint32_t nn = IB_MIN(it->next_obs_count, (pb_size_t)st->obs_dim);
-  memcpy(f, it->obs, no * sizeof(float));
-  memcpy(f + st->obs_dim, it->next_obs, nn * sizeof(float));
-  memcpy(f + 2 * st->obs_dim, it->action, na * sizeof(float));
-  d->obs = f;
-  d->next_obs = f + st->obs_dim;
-  d->action = f + 2 * st->obs_dim;
-  d->obs_n = it->obs_count;
-  d->next_obs_n = it->next_obs_count;
-  d->act_n = it->action_count;
-  /* A claimed count above the copied data would make the store read past the row; such an
-   * item is refused by the size check before any read, because the count != dim. */
-  d->reward = it->reward;
-  d->discount = it->discount;
-  d->proposer = it->proposer;
-  d->actor_id = it->actor_id;
-  d->seq = it->seq;
-  d->weight_version = it->weight_version;
-  d->episode_end = it->episode_end;
-  d->episode_success = it->episode_success;
+/* Decodes InsertRequest `msg` with the hand codec straight into the slot's columns, checking
+ * dims and finiteness in the same pass, and points slot->items at the rows. *table receives the
+ * table name ("" if absent), *n the item count. Returns 0, or 1 with rep set
+ * (INVALID_ARGUMENT naming the item and field). */
+static int insert_decode(rsrv *s, insert_slot *slot, const grpc_byte_buffer *msg, char *table, size_t table_cap,
+                         size_t *n, rpc_reply *rep) {
+  const uint8_t *base;
+  size_t len;
+  table[0] = '\0';
+  *n = 0;
+  if (ic_flat_view(msg, &slot->flat, &base, &len) != 0) {
+    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "InsertRequest: cannot read the message (compressed?) HINT: send "
+                   "it uncompressed");
+    return 1;
+  }
+  ic_reader r = {base, base + len};
+  ic_rows *rows = &slot->rows;
+  const char *bad = NULL;
+  while (r.p < r.end && bad == NULL) {
+    uint64_t key, flen;
+    if (ic_get_varint(&r, &key)) {
+      bad = "truncated field key";
+      break;
+    }
+    int f = (int)(key >> 3), wt = (int)(key & 7);
+    if (f == IC_INSERT_TABLE || f == IC_INSERT_ITEMS) {
+      if (wt != 2 || ic_get_varint(&r, &flen) || flen > (uint64_t)(r.end - r.p)) {
+        bad = f == IC_INSERT_TABLE ? "table field runs past the message" : "item runs past the message";
+        break;
+      }
+      const uint8_t *at = r.p;
+      r.p += flen;
+      if (f == IC_INSERT_TABLE) {
+        if (flen >= table_cap) {
+          rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Insert: table name of %llu bytes is too long HINT: "
+                         "\"online\" or \"demo\"", (unsigned long long)flen);
+          return 1;
+        }
+        memcpy(table, at, (size_t)flen);
+        table[flen] = '\0';
+        continue;
+      }
+      if (*n >= RSRV_MAX_INSERT_ITEMS) {
+        rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "InsertRequest: too many items (at most %d items per message) "
+                       "HINT: split the batch", RSRV_MAX_INSERT_ITEMS);
+        return 1;
+      }
+      ic_error ie;
+      int e = ic_item_parse(rows, *n, at, (size_t)flen, 1, &ie);
+      if (e == IC_EDIMS) {
+        int want = strcmp(ie.field, "action") == 0 ? rows->act_dim : rows->obs_dim;
+        rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Insert item %zu: %s has %ld values, the shard's %s is %d "
+                       "HINT: actor and replay were configured with different tasks, frame stacks or action chunks "
+                       "(--obs-dim/--act-dim)", *n, ie.field, ie.got, strcmp(ie.field, "action") == 0 ? "act_dim" :
+                       "obs_dim", want);
+        return 1;
+      }
+      if (e == IC_ENONFINITE) {
+        rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Insert item %zu: %s[%ld] = %g is not finite HINT: the actor "
+                       "produced NaN/Inf; check the env, the policy and the n-step reward", *n, ie.field, ie.index,
+                       (double)ie.value);
+        return 1;
+      }
+      if (e != IC_OK) {
+        bad = "an item is not a valid Item";
+        break;
+      }
+      store_item *d = &slot->items[*n];
+      size_t i = *n, O = (size_t)rows->obs_dim, A = (size_t)rows->act_dim;
+      d->obs = rows->obs + i * O;
+      d->next_obs = rows->next_obs + i * O;
+      d->action = rows->action + i * A;
+      d->obs_n = d->next_obs_n = (uint32_t)O;
+      d->act_n = (uint32_t)A;
+      d->reward = rows->reward[i];
+      d->discount = rows->discount[i];
+      d->proposer = rows->proposer[i];
+      d->actor_id = rows->actor_id[i];
+      d->seq = rows->seq[i];
+      d->weight_version = rows->weight_version[i];
+      d->episode_end = rows->episode_end[i];
+      d->episode_success = rows->episode_success[i];
+      (*n)++;
+    } else if (ic_skip_field(&r, wt)) {
+      bad = "unknown field with a bad wire type";
+    }
+  }
+  (void)s;
+  if (bad != NULL) {
+    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "InsertRequest: malformed message (%s, after %zu items) HINT: the "
+                   "peer does not speak proto/ibrl.proto", bad, *n);
+    return 1;
+  }
   return 0;
 }
 
@@ -245,21 +310,15 @@ static int h_insert(void *ctx, rpc_call_info *info, const grpc_byte_buffer *msg,
 /* Decodes one InsertRequest into `slot` and stores it. Returns 0, or 1 with rep set. */
 static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_slot *slot,
                         const grpc_byte_buffer *msg, rpc_reply *rep) {
-  ibrl_InsertRequest req = ibrl_InsertRequest_init_zero;
-  wire_items_sink sink = {insert_put, slot, slot->scratch, RSRV_MAX_INSERT_ITEMS, 0};
-  wire_items_set_sink(&req.items, &sink);
-  if (wire_decode(&req, ibrl_InsertRequest_fields, msg, "InsertRequest") != IB_OK) {
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s (at most %d items per message)", ib_errmsg(),
-                   RSRV_MAX_INSERT_ITEMS);
-    return 1;
-  }
-  const char *table = req.table[0] == '\0' ? WIRE_TABLE_ONLINE : req.table;
+  char tname[STORE_NAME_MAX];
+  size_t n = 0;
+  if (insert_decode(s, slot, msg, tname, sizeof tname, &n, rep)) return 1;
+  const char *table = tname[0] == '\0' ? WIRE_TABLE_ONLINE : tname;
   int t = store_table_find(s->st, table);
   if (t < 0) {
     rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Insert: %s", ib_errmsg());
     return 1;
   }
-  size_t n = sink.n;
   st->received += n;
   int limited = t == s->t_online && n > 0;
   if (limited) {
@@ -273,7 +332,8 @@ static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_s
     }
   }
   store_insert_result res = {0, 0, 0};
-  int rc = store_insert(s->st, table, slot->items, n, &res);
+  /* Finiteness was checked inside the decode copy. */
+  int rc = store_insert_prechecked(s->st, table, slot->items, n, &res);
   if (rc != IB_OK) {
     if (limited) rlim_undo_insert(s->lim, n);
     rpc_reply_fail(rep, status_of(rc), "Insert into '%s': %s", table, ib_errmsg());
@@ -287,22 +347,26 @@ static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_s
 
 /* ---- Sample ---- */
 
-static void sample_get(void *arg, size_t i, ibrl_Item *it) {
-  const store_batch *b = arg;
-  it->obs_count = (pb_size_t)b->obs_dim;
-  memcpy(it->obs, b->obs + i * (size_t)b->obs_dim, (size_t)b->obs_dim * sizeof(float));
-  it->next_obs_count = (pb_size_t)b->obs_dim;
-  memcpy(it->next_obs, b->next_obs + i * (size_t)b->obs_dim, (size_t)b->obs_dim * sizeof(float));
-  it->action_count = (pb_size_t)b->act_dim;
-  memcpy(it->action, b->action + i * (size_t)b->act_dim, (size_t)b->act_dim * sizeof(float));
-  it->reward = b->reward[i];
-  it->discount = b->discount[i];
-  it->proposer = b->proposer[i];
-  it->actor_id = b->actor_id[i];
-  it->seq = 0;
-  it->weight_version = b->weight_version[i];
-  it->episode_end = false;
-  it->episode_success = false;
+/* Encodes the sampled rows of `b` as a SampleReply with the hand codec, in one slice sized
+ * exactly (items, then n_demo, n_online, demo_size, online_size, as nanopb would order them). */
+static grpc_byte_buffer *sample_encode(const store_batch *b) {
+  ic_rows r = {b->obs_dim, b->act_dim, b->obs, b->action, b->next_obs, b->reward, b->discount, b->proposer,
+               b->episode_end, b->episode_success, b->actor_id, b->seq, b->weight_version};
+  size_t total = ic_items_len(&r, 0, b->n, IC_REPLY_ITEMS, NULL) + ic_varint_field_len(IC_REPLY_N_DEMO, b->n_demo) +
+                 ic_varint_field_len(IC_REPLY_N_DEMO + 1, b->n_online) +
+                 ic_varint_field_len(IC_REPLY_N_DEMO + 2, b->demo_size) +
+                 ic_varint_field_len(IC_REPLY_N_DEMO + 3, b->online_size);
+  grpc_slice sl = grpc_slice_malloc(total);
+  uint8_t *p = GRPC_SLICE_START_PTR(sl);
+  p = ic_items_put(p, &r, 0, b->n, IC_REPLY_ITEMS, NULL);
+  p = ic_put_varint_field(p, IC_REPLY_N_DEMO, b->n_demo);
+  p = ic_put_varint_field(p, IC_REPLY_N_DEMO + 1, b->n_online);
+  p = ic_put_varint_field(p, IC_REPLY_N_DEMO + 2, b->demo_size);
+  p = ic_put_varint_field(p, IC_REPLY_N_DEMO + 3, b->online_size);
+  IB_CHECK((size_t)(p - GRPC_SLICE_START_PTR(sl)) == total);
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+  grpc_slice_unref(sl);
+  return bb;
 }
 
 static void h_sample(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
@@ -353,15 +417,7 @@ static void h_sample(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req
     else
       rpc_reply_fail(rep, status_of(rc), "Sample: %s", ib_errmsg());
   } else {
-    ibrl_SampleReply r = ibrl_SampleReply_init_zero;
-    wire_items_src src = {slot->batch.n, sample_get, &slot->batch, slot->item};
-    wire_items_set_src(&r.items, &src);
-    r.n_demo = slot->batch.n_demo;
-    r.n_online = slot->batch.n_online;
-    r.demo_size = slot->batch.demo_size;
-    r.online_size = slot->batch.online_size;
-    if (wire_encode(&rep->bb, ibrl_SampleReply_fields, &r) != IB_OK)
-      rpc_reply_fail(rep, GRPC_STATUS_INTERNAL, "Sample: %s", ib_errmsg());
+    rep->bb = sample_encode(&slot->batch);
   }
   pthread_mutex_lock(&s->mu);
   slot->next = s->free_slots;
@@ -416,6 +472,9 @@ static void h_info(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_b
     o->inserted = ti.total_inserts;
     o->sampled = ti.total_samples;
     o->duplicates = ti.duplicates;
+    o->inserts_per_s = ti.inserts_per_s;
+    o->samples_per_s = ti.samples_per_s;
+    o->bytes = ti.bytes;
   }
   r->has_limiter = true;
   limiter_info(s, &r->limiter);
@@ -435,6 +494,11 @@ static void h_info(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_b
   free(ai);
   pthread_mutex_lock(&s->pmu);
   r->params_version = s->pversion;
+  if (s->pversion > 0) {
+    r->params_age_s = (double)(ib_now_ns() - s->ppub_ns) * 1e-9;
+    r->params_published_unix_ms = s->ppub_unix_ms;
+    r->params_bytes = s->plen;
+  }
   pthread_mutex_unlock(&s->pmu);
   pthread_mutex_lock(&s->ckpt_mu);
   r->checkpoints = s->checkpoints;
@@ -552,6 +616,10 @@ static void h_publish(void *ctx, rpc_call_info *info, const grpc_byte_buffer *re
   s->pblob = sink.data; /* takes the decoded buffer */
   s->plen = sink.len;
   s->pversion = req.version;
+  s->ppub_ns = ib_now_ns();
+  struct timespec wall;
+  clock_gettime(CLOCK_REALTIME, &wall);
+  s->ppub_unix_ms = (uint64_t)wall.tv_sec * 1000u + (uint64_t)(wall.tv_nsec / 1000000);
   pthread_cond_broadcast(&s->pcv);
   pthread_mutex_unlock(&s->pmu);
   ibrl_PublishReply r = ibrl_PublishReply_init_zero;
@@ -649,10 +717,20 @@ static void rsrv_free(rsrv *s) {
   store_destroy(s->st);
   for (int i = 0; i < s->nslots; i++) {
     store_batch_free(&s->slots_all[i].batch);
-    free(s->slots_all[i].item);
-    free(s->islots_all[i].items);
-    free(s->islots_all[i].floats);
-    free(s->islots_all[i].scratch);
+    insert_slot *is = &s->islots_all[i];
+    free(is->items);
+    free(is->rows.obs);
+    free(is->rows.action);
+    free(is->rows.next_obs);
+    free(is->rows.reward);
+    free(is->rows.discount);
+    free(is->rows.proposer);
+    free(is->rows.episode_end);
+    free(is->rows.episode_success);
+    free(is->rows.actor_id);
+    free(is->rows.seq);
+    free(is->rows.weight_version);
+    ic_flat_free(&is->flat);
   }
   free(s->slots_all);
   free(s->islots_all);
@@ -698,14 +776,23 @@ int rsrv_start(rsrv **out, const rsrv_config *cfg, int insecure) {
   s->nslots = cfg->threads;
   s->slots_all = ib_xcalloc((size_t)s->nslots, sizeof *s->slots_all);
   s->islots_all = ib_xcalloc((size_t)s->nslots, sizeof *s->islots_all);
-  size_t row = (size_t)(2 * cfg->obs_dim + cfg->act_dim);
   for (int i = 0; i < s->nslots; i++) {
     insert_slot *is = &s->islots_all[i];
-    is->obs_dim = cfg->obs_dim;
-    is->act_dim = cfg->act_dim;
-    is->items = ib_xcalloc(RSRV_MAX_INSERT_ITEMS, sizeof *is->items);
-    is->floats = ib_xmalloc((size_t)RSRV_MAX_INSERT_ITEMS * row * sizeof(float));
-    is->scratch = ib_xmalloc(sizeof *is->scratch);
+    size_t N = RSRV_MAX_INSERT_ITEMS, O = (size_t)cfg->obs_dim, A = (size_t)cfg->act_dim;
+    is->items = ib_xcalloc(N, sizeof *is->items);
+    is->rows.obs_dim = cfg->obs_dim;
+    is->rows.act_dim = cfg->act_dim;
+    is->rows.obs = ib_xmalloc(N * O * sizeof(float));
+    is->rows.action = ib_xmalloc(N * A * sizeof(float));
+    is->rows.next_obs = ib_xmalloc(N * O * sizeof(float));
+    is->rows.reward = ib_xmalloc(N * sizeof(float));
+    is->rows.discount = ib_xmalloc(N * sizeof(float));
+    is->rows.proposer = ib_xmalloc(N);
+    is->rows.episode_end = ib_xmalloc(N);
+    is->rows.episode_success = ib_xmalloc(N);
+    is->rows.actor_id = ib_xmalloc(N * sizeof(uint32_t));
+    is->rows.seq = ib_xmalloc(N * sizeof(uint64_t));
+    is->rows.weight_version = ib_xmalloc(N * sizeof(uint64_t));
     is->next = s->free_islots;
     s->free_islots = is;
   }
@@ -713,7 +800,6 @@ int rsrv_start(rsrv **out, const rsrv_config *cfg, int insecure) {
     sample_slot *sl = &s->slots_all[i];
     rng_seed(&sl->r, cfg->seed, "replay", (int64_t)cfg->shard_index * 1024 + i, "sample");
     store_batch_init(&sl->batch, cfg->max_sample_batch, cfg->obs_dim, cfg->act_dim);
-    sl->item = ib_xmalloc(sizeof *sl->item);
     sl->next = s->free_slots;
     s->free_slots = sl;
   }

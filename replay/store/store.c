@@ -247,6 +247,8 @@ void store__unlock_all(store *s) {
 
 /* ---- validation ---- */
 
+static int validate(const store *s, int t, const store_item *items, size_t n, bool finite);
+
 static int check_finite(const char *table, size_t i, const char *field, const float *x,
                         uint32_t n) {
   long bad = ib_first_nonfinite(x, n);
@@ -258,6 +260,10 @@ static int check_finite(const char *table, size_t i, const char *field, const fl
 }
 
 int store__validate(const store *s, int t, const store_item *items, size_t n) {
+  return validate(s, t, items, n, true);
+}
+
+static int validate(const store *s, int t, const store_item *items, size_t n, bool finite) {
   const store_spec *sp = &s->tables[t].spec;
   if (n > s->cfg.max_insert_batch)
     return ib_fail(IB_EINVAL,
@@ -291,11 +297,13 @@ int store__validate(const store *s, int t, const store_item *items, size_t n) {
                      "2 = demo)",
                      sp->name, i, it->proposer);
     int rc;
-    if ((rc = check_finite(sp->name, i, "obs", it->obs, it->obs_n))) return rc;
-    if ((rc = check_finite(sp->name, i, "action", it->action, it->act_n))) return rc;
-    if ((rc = check_finite(sp->name, i, "next_obs", it->next_obs, it->next_obs_n))) return rc;
-    if ((rc = check_finite(sp->name, i, "reward", &it->reward, 1))) return rc;
-    if ((rc = check_finite(sp->name, i, "discount", &it->discount, 1))) return rc;
+    if (finite) {
+      if ((rc = check_finite(sp->name, i, "obs", it->obs, it->obs_n))) return rc;
+      if ((rc = check_finite(sp->name, i, "action", it->action, it->act_n))) return rc;
+      if ((rc = check_finite(sp->name, i, "next_obs", it->next_obs, it->next_obs_n))) return rc;
+      if ((rc = check_finite(sp->name, i, "reward", &it->reward, 1))) return rc;
+      if ((rc = check_finite(sp->name, i, "discount", &it->discount, 1))) return rc;
+    } /* else: store_insert_prechecked, the caller checked them while decoding */
     if (!(it->discount >= 0.0f && it->discount <= 1.0f))
       return ib_fail(IB_EINVAL,
                      "table '%s' item %zu: discount %g is outside [0, 1] (HINT: it is "
@@ -520,13 +528,13 @@ int store__insert_apply(store *s, int t, const store_item *items, size_t n, bool
   return IB_OK;
 }
 
-int store_insert(store *s, const char *table, const store_item *items, size_t n,
-                 store_insert_result *res) {
+static int insert_(store *s, const char *table, const store_item *items, size_t n, bool finite,
+                   store_insert_result *res) {
   IB_CHECK(s != NULL);
   if (res) memset(res, 0, sizeof *res);
   int t = store_table_find(s, table);
   if (t < 0) return t;
-  int rc = store__validate(s, t, items, n);
+  int rc = validate(s, t, items, n, finite);
   if (rc != IB_OK) {
     store__table *tb = &s->tables[t];
     pthread_rwlock_wrlock(&tb->lock);
@@ -536,6 +544,16 @@ int store_insert(store *s, const char *table, const store_item *items, size_t n,
   }
   if (n == 0) return IB_OK;
   return store__insert_apply(s, t, items, n, true, res);
+}
+
+int store_insert(store *s, const char *table, const store_item *items, size_t n,
+                 store_insert_result *res) {
+  return insert_(s, table, items, n, true, res);
+}
+
+int store_insert_prechecked(store *s, const char *table, const store_item *items, size_t n,
+                            store_insert_result *res) {
+  return insert_(s, table, items, n, false, res);
 }
 
 void store_log_hook_set(store *s, store_log_append_fn append, store_log_sync_fn sync, void *ctx) {
@@ -562,6 +580,9 @@ void store_batch_init(store_batch *b, uint32_t cap, int obs_dim, int act_dim) {
   b->actor_id = ib_xcalloc(cap, sizeof *b->actor_id);
   b->weight_version = ib_xcalloc(cap, sizeof *b->weight_version);
   b->slot = ib_xcalloc(cap, sizeof *b->slot);
+  b->seq = ib_xcalloc(cap, sizeof *b->seq);
+  b->episode_end = ib_xcalloc(cap, 1);
+  b->episode_success = ib_xcalloc(cap, 1);
 }
 
 void store_batch_free(store_batch *b) {
@@ -576,6 +597,9 @@ void store_batch_free(store_batch *b) {
   free(b->actor_id);
   free(b->weight_version);
   free(b->slot);
+  free(b->seq);
+  free(b->episode_end);
+  free(b->episode_success);
   memset(b, 0, sizeof *b);
 }
 
@@ -601,6 +625,9 @@ static void gather(const store__table *tb, store_batch *b, uint32_t r0, uint32_t
     b->proposer[i] = tb->proposer[slot];
     b->actor_id[i] = tb->actor_id[slot];
     b->weight_version[i] = tb->wv[slot];
+    b->seq[i] = tb->seq[slot];
+    b->episode_end[i] = tb->flags[slot] & 1u;
+    b->episode_success[i] = (tb->flags[slot] >> 1) & 1u;
     b->from_demo[i] = demo ? 1 : 0;
   }
 }

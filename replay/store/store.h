@@ -139,6 +139,9 @@ typedef struct store_batch {
   uint32_t *actor_id;       /* [cap] owned */
   uint64_t *weight_version; /* [cap] owned */
   uint64_t *slot;           /* [cap] owned: the table slot each row was copied from */
+  uint64_t *seq;            /* [cap] owned: each row's per-actor seq (STORE_SEQ_NONE if none) */
+  uint8_t *episode_end;     /* [cap] owned: 1 if the row ended its episode */
+  uint8_t *episode_success; /* [cap] owned: 1 if that episode succeeded (only with episode_end) */
   /* Result of the last store_sample: */
   uint32_t n_demo, n_online; /* rows taken from each table (n_demo + n_online == n) */
   store_fallback fallback;   /* whether an empty table's share came from the other one */
@@ -222,6 +225,13 @@ const store_spec *store_table_spec(const store *s, int t);
  * (durable once the next checkpoint succeeds). Thread-safe. */
 int store_insert(store *s, const char *table, const store_item *items, size_t n,
                  store_insert_result *res);
+
+/* As store_insert, for a caller that has already checked every float of every item (obs,
+ * action, next_obs, reward, discount) for NaN/Inf, e.g. inside its decode copy (the replay
+ * server does, itemcodec.h): the store skips that one scan; every other check still runs.
+ * Passing a non-finite value here is a bug of the caller (it would be stored). Thread-safe. */
+int store_insert_prechecked(store *s, const char *table, const store_item *items, size_t n,
+                            store_insert_result *res);
 
 /* ---- sample ---- */
 

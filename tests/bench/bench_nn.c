@@ -10,7 +10,6 @@
  * of the BLAS rate the whole step keeps after bias, LayerNorm, ReLU, dropout, the input copy,
  * zero-grad and Adam. Every figure is the median over --reps timed repeats after 2 warm-ups. */
 #include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,11 +291,13 @@ int bench_nn(int argc, char **argv) {
                name, threads[ti], B, reps, nn_blas_core(), fl * 1e-9, m.zero * 1e3, m.fwd * 1e3, m.bwd * 1e3,
                m.adam * 1e3, m.step * 1e3, m.sgemm * 1e3, m.sgemm_net * 1e3, gn, gs, gt, gn / gs, gn / gt,
                m.step_min * 1e3, m.sgemm_min * 1e3, m.sgemm_net_min * 1e3, m.step_cpu * 1e3, m.sgemm_cpu * 1e3);
-      else
-        printf("%-7s %3d %8.2f %8.2f %8.2f %8.2f %8.2f %9.1f %10.1f %9.1f %6.1f%% %6.1f%% %8.1f%% %7.1f%%\n", name,
+      else {
+        char cpu[16] = "       -";
+        if (threads[ti] == 1) snprintf(cpu, sizeof cpu, "%7.1f%%", 100 * m.sgemm_cpu / m.step_cpu);
+        printf("%-7s %3d %8.2f %8.2f %8.2f %8.2f %8.2f %9.1f %10.1f %9.1f %6.1f%% %6.1f%% %8.1f%% %s\n", name,
                threads[ti], m.zero * 1e3, m.fwd * 1e3, m.bwd * 1e3, m.adam * 1e3, m.step * 1e3, gn, gs, gt,
-               100 * gn / gs, 100 * gn / gt, 100 * m.sgemm_min / m.step_min,
-               threads[ti] == 1 ? 100 * m.sgemm_cpu / m.step_cpu : NAN);
+               100 * gn / gs, 100 * gn / gt, 100 * m.sgemm_min / m.step_min, cpu);
+      }
       fflush(stdout);
     }
   }

@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -521,6 +522,11 @@ int bench_replay(int argc, char **argv) {
             cfg.replay_bin);
     return 2;
   }
+  /* ibrl-replay keeps freed message buffers in its heap (mallopt in replay_main.c); give the
+   * raw server (forked below, so it inherits this) and the client threads the same allocator
+   * settings, so the ratios compare our code with the transport and not two malloc policies. */
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 128 << 20);
   /* Children first: the raw server is forked before gRPC starts in this process. */
   int pfd[2], cfd[2];
   IB_CHECK(pipe(pfd) == 0 && pipe(cfd) == 0);

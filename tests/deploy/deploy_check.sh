@@ -9,7 +9,8 @@
 #   negative   broken variants of the dev render (one mutation each) must each be caught with
 #              the expected message: proves validate and flags can fail
 #   flags      every flag / IBRL_* variable in the manifests is accepted by the binary's --help
-#   dockerfile static checks of deploy/docker/Dockerfile and apt-get -s of its packages
+#   dockerfile static checks of deploy/docker/Dockerfile, apt-get -s of its packages, and the
+#              runtime stage against the shared libraries the built binaries need
 set -u
 what=${1:?usage: deploy_check.sh <check> TOOLS_DIR}
 tools=${2:?usage: deploy_check.sh <check> TOOLS_DIR}
@@ -60,20 +61,23 @@ case "$what" in
     ;;
   dockerfile)
     need_tools
-    exec "$V/check-dockerfile.sh" "$SRC/deploy/docker/Dockerfile" "$tools" "$SRC"
+    exec "$V/check-dockerfile.sh" "$SRC/deploy/docker/Dockerfile" "$tools" "$SRC" "$BIN"
     ;;
   negative)
     need_tools
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/ibrl-deploy-neg-XXXXXX")
     trap 'rm -rf "$tmp"' EXIT
     pass=0 fail=0
-    # mutant <tool> <sed expression> <expected message regex>
+    vfiles=() vdesc=() vre=()
+    # mutant <tool> <sed expression> <expected message regex>: validate mutants are collected
+    # and checked in one validator run (one tsc start-up); flags mutants run at once.
     mutant() {
-      local tool=$1 expr=$2 re=$3 out rc
-      sed -e "$expr" "$R/dev.yaml" >"$tmp/m.yaml"
-      if cmp -s "$R/dev.yaml" "$tmp/m.yaml"; then echo "  FAIL mutation '$expr' changed nothing (stale test?)"; fail=$((fail + 1)); return; fi
-      if [ "$tool" = validate ]; then out=$(node "$tools/validate-k8s.mjs" "$tmp/m.yaml" 2>&1); rc=$?
-      else out=$(node "$tools/check-flags.mjs" --bin-dir "$BIN" "$tmp/m.yaml" 2>&1); rc=$?; fi
+      local tool=$1 expr=$2 re=$3 out rc f
+      f="$tmp/m$((${#vfiles[@]} + pass + fail)).yaml"
+      sed -e "$expr" "$R/dev.yaml" >"$f"
+      if cmp -s "$R/dev.yaml" "$f"; then echo "  FAIL mutation '$expr' changed nothing (stale test?)"; fail=$((fail + 1)); return; fi
+      if [ "$tool" = validate ]; then vfiles+=("$f"); vdesc+=("$expr"); vre+=("$re"); return; fi
+      out=$(node "$tools/check-flags.mjs" --bin-dir "$BIN" "$f" 2>&1); rc=$?
       if [ $rc -eq 1 ] && printf '%s' "$out" | grep -Eq -- "$re"; then echo "  PASS $tool catches '$expr'"; pass=$((pass + 1))
       else echo "  FAIL $tool missed '$expr' (exit $rc, wanted 1 and /$re/):"; printf '%s\n' "$out" | tail -4 | sed 's/^/    | /'; fail=$((fail + 1)); fi
     }
@@ -104,11 +108,59 @@ case "$what" in
     # Flags against the binaries' --help.
     mutant flags 's/- --ckpt-period/- --checkpoint-period/' "ibrl-replay does not accept --checkpoint-period"
     mutant flags 's/- --actor-id/- --actorid/' "ibrl-actor does not accept --actorid"
-    mutant flags 's/- --publish-every/- --publish-evry/' "ibrl-learner does not accept --publish-evry"
+    mutant flags 's/--publish-every "/--publish-evry "/' "ibrl-learner does not accept --publish-evry"
     mutant flags 's/--n-stack/--nstack/' "ibrl-il train does not accept --nstack"
     mutant flags 's/--stack "\$FRAME_STACK"/--stacks "$FRAME_STACK"/' "ibrl-replayctl import-demos does not accept --stacks"
     mutant flags 's/name: IBRL_ACTOR_TOKEN/name: IBRL_ACTOR_TOKN/' "env IBRL_ACTOR_TOKN means --tokn"
     mutant flags 's/name: IBRL_REPLAY_TOKEN/name: IBRL_LEARNER_TOKEN/' "is for an ibrl learner binary"
+    # One validator run over every validate mutant; its output is one block per file, each
+    # closed by "<file>: N passed, N failed" (in argument order).
+    node "$tools/validate-k8s.mjs" "${vfiles[@]}" >"$tmp/all.out" 2>&1
+    awk -v dir="$tmp" '{ print > (dir "/block" k ".out") } /\.yaml: [0-9]+ passed, [0-9]+ failed$/ { close(dir "/block" k ".out"); k++ }' k=0 "$tmp/all.out"
+    for i in "${!vfiles[@]}"; do
+      b="$tmp/block$i.out"
+      if [ -f "$b" ] && tail -1 "$b" | grep -q "^${vfiles[$i]}: [0-9]* passed, [1-9][0-9]* failed$" && grep -Eq -- "${vre[$i]}" "$b"; then
+        echo "  PASS validate catches '${vdesc[$i]}'"; pass=$((pass + 1))
+      else
+        echo "  FAIL validate missed '${vdesc[$i]}' (wanted a failure matching /${vre[$i]}/):"
+        [ -f "$b" ] && tail -4 "$b" | sed 's/^/    | /'
+        fail=$((fail + 1))
+      fi
+    done
+    # Without the component's kustomizeconfig.yaml, kustomize leaves the MPIJob's ConfigMap and
+    # Secret names without their hash suffix: the validator must see that (needs kubectl).
+    if command -v kubectl >/dev/null 2>&1; then
+      cp -r "$SRC/deploy/k8s" "$tmp/k8s"
+      sed -i '/^configurations:/,/kustomizeconfig.yaml/d' "$tmp/k8s/components/learner-mpijob/kustomization.yaml"
+      if kubectl kustomize "$tmp/k8s/overlays/dev" >"$tmp/nocfg.yaml" 2>"$tmp/nocfg.err"; then
+        out=$(node "$tools/validate-k8s.mjs" "$tmp/nocfg.yaml" 2>&1); rc=$?
+        # (kustomize v5.5 replaces images inside any containers[] even without it; names it does not.)
+        for re in "MPIJob/learner: Launcher container 'launcher': envFrom ConfigMap 'ibrl-hparams' is not in this render" \
+                  "MPIJob/learner: Launcher container 'launcher': env IBRL_LEARNER_TOKEN uses Secret 'ibrl-token', which is not in this render"; do
+          if [ $rc -eq 1 ] && printf '%s' "$out" | grep -Fq -- "$re"; then echo "  PASS no kustomizeconfig.yaml caught: $re"; pass=$((pass + 1))
+          else echo "  FAIL no kustomizeconfig.yaml missed: $re (exit $rc)"; fail=$((fail + 1)); fi
+        done
+      else
+        echo "  FAIL kubectl kustomize of the dev overlay without kustomizeconfig.yaml: $(cat "$tmp/nocfg.err")"; fail=$((fail + 1))
+      fi
+    else
+      echo "  note: kubectl not found: the kustomizeconfig.yaml regression check is skipped"
+    fi
+    # The Dockerfile checks: one broken copy carrying every mutation, each finding expected.
+    df="$SRC/deploy/docker/Dockerfile"
+    sed -e 's/^USER 10001:10001/USER root/' -e 's/^CMD .*/CMD ibrl-replay --help/' \
+        -e 's/^ENTRYPOINT .*/ENTRYPOINT ["ibrl-replay"]/' -e 's/libmujoco2.2.2/libmujoco9/' \
+        -e 's/--from=build/--from=bulid/' -e 's| /build/bin/ibrl-bench||' -e 's/^WORKDIR \/src/RUNN true\nWORKDIR \/src/' \
+        -e '0,/^FROM debian:bookworm-slim/s//FROM debian/' "$df" >"$tmp/Dockerfile"
+    out=$("$V/check-dockerfile.sh" "$tmp/Dockerfile" "$tools" "$SRC" "$BIN" 2>&1); rc=$?
+    for re in "dockerfile-utils lint: .*Unknown instruction: RUNN" "dockerfilelint: " "final USER is root" \
+              "CMD is shell form" "ENTRYPOINT does not run tini" "COPY --from=bulid names no earlier stage" \
+              "ibrl-bench .* is not built with --target and copied" "apt packages unknown to this Debian: libmujoco9" \
+              "FROM debian is not debian:bookworm" \
+              "ibrl-learner needs libmujoco.so.2.2.2 from libmujoco2.2.2, which the runtime stage does not install"; do
+      if [ $rc -eq 1 ] && printf '%s' "$out" | grep -Eq -- "^FAIL $re"; then echo "  PASS dockerfile check catches /$re/"; pass=$((pass + 1))
+      else echo "  FAIL dockerfile check missed /$re/ (exit $rc)"; fail=$((fail + 1)); fi
+    done
     echo "$pass passed, $fail failed"
     [ $fail -eq 0 ]
     ;;

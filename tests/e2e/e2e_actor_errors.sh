@@ -24,7 +24,8 @@ expect_exit "IL policy of another frame stack" 2 "HINT: retrain" "$A" --replay 1
   --deadline-ms 200
 expect_exit "replay unreachable" 1 "is ibrl-replay running" "$A" --replay 127.0.0.1:1 --il "$W/il.ckpt" --wait 1 \
   --deadline-ms 200
-P=$(ibc_replay r-small 0 --obs-dim 5 --act-dim 2)
+ibc_replay r-small 0 --obs-dim 5 --act-dim 2
+P=$IBC_ADDR
 expect_exit "replay of other dims" 2 "HINT: start the shards with --obs-dim 37" "$A" --replay "$P" --il "$W/il.ckpt"
 expect_exit "eval role, replay of other dims" 2 "holds obs_dim 5" "$A" --role eval --replay "$P" --il "$W/il.ckpt" \
   --out "$W/ev"

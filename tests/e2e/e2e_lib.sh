@@ -23,7 +23,7 @@ e2e_cleanup() {
       tail -n 15 "$f"
     done
   fi
-  if [ "$FAILS" -eq 0 ] && [ "$rc" -eq 0 ]; then rm -rf "$W"; fi
+  if [ "$FAILS" -eq 0 ] && [ "$rc" -eq 0 ] && [ -z "${IB_E2E_KEEP:-}" ]; then rm -rf "$W"; fi
   [ "$FAILS" -eq 0 ] || exit 1
   exit "$rc"
 }

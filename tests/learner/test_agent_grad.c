@@ -160,7 +160,8 @@ static void actor_check(agent_method m, agent_backbone bb, const char *what) {
   if (bb == AGENT_SAC) {
     /* The temperature loss alpha * (-mean logp - H) in log(alpha): finite difference with the
      * actor fixed (logp does not depend on alpha). */
-    double lp = -a.metrics.entropy, Ht = c.target_entropy, la = a.log_alpha[0];
+    double lp = -a.metrics.entropy, Ht = a.cfg.target_entropy, la = a.log_alpha[0];
+    TH_CHECK_NEAR(Ht, -0.5 * A, 1e-7); /* the NaN default resolves to -act_dim / 2 */
     double num = (exp(la + 1e-3) - exp(la - 1e-3)) / 2e-3 * (-lp - Ht);
     TH_CHECK_NEAR(ga_alpha, num, 1e-3 * fmax(1.0, fabs(num)));
   }

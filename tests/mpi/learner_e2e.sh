@@ -116,6 +116,26 @@ check "final checkpoint on SIGTERM" grep -q "stopped by signal" c.log
 check "state file written" test -f run2/learner.state
 [ $rc = 0 ] || sed 's/^/    | /' c.log | grep -v "^    | \[vm" | tail -20
 
+echo "E. the replay's rate limiter sets the UTD, whatever the number of actors"
+# spi 16 samples per inserted item, min_size 100, error_buffer 1000: the limiter keeps the
+# cursor c = 16 * inserts - samples within [16*100 - 1000, 16*100 + 1000] (up to one batch).
+start_replay replay3.log --samples-per-insert 16 --error-buffer 1000 --min-size 100 || exit 1
+R3="127.0.0.1:$PORT"
+"$BIN/ibrl-replayctl" --shards "$R3" import-demos demos.hdf5 --stack 1 --chunk 1 >import3.log 2>&1
+for a in 1 2; do
+  timeout 100 "$FAKE" --replay "$R3" --obs-dim 37 --act-dim 2 --items 20000 --rate 150 --actor-id $a --seconds 90 >fake3_$a.log 2>&1 &
+  PIDS+=($!)
+done
+mpi "$BIN/ibrl-learner" --replay "$R3" --il il.ckpt --preset nav2d-quick --wait 30 --updates 150 --log-every 50 \
+  --out run3 >e.log 2>&1
+check "limited run exits 0" test $? = 0
+"$BIN/ibrl-replayctl" --shards "$R3" info >info3.log 2>&1
+I=$(grep -o "inserts [0-9]*" info3.log | head -1 | grep -o "[0-9]*"); S=$(grep -o "samples [0-9]*" info3.log | head -1 | grep -o "[0-9]*")
+C=$(( 16 * ${I:-0} - ${S:-0} ))
+check "samples/inserts follows spi 16 (inserts ${I:-?}, samples ${S:-?}, cursor $C in [472, 2856])" \
+  test "${S:-0}" -ge 19200 -a $C -ge 472 -a $C -le 2856
+echo "    learner: $(grep "updates 150 " e.log | sed 's/.*INFO //')"
+
 echo "D. bad inputs"
 mpi "$BIN/ibrl-learner" --replay "$R1" --il nothere.ckpt --out bad1 --updates 5 >d1.log 2>&1
 check "missing IL file: nonzero exit" test $? != 0
@@ -136,6 +156,14 @@ check "uneven batch: explained" grep -q "does not split evenly over 2 ranks" d4.
 mpi "$BIN/ibrl-learner" --replay "$R1" --out nothing --resume >d5.log 2>&1
 check "resume of nothing: nonzero exit" test $? != 0
 check "resume of nothing: file named" grep -q "nothing/learner.cfg" d5.log
+mpi "$BIN/ibrl-learner" --replay "$R1" --il il.ckpt --task nav3d --out bad6 --updates 5 >d8.log 2>&1
+check "unknown task: exit 2" test $? = 2
+check "unknown task: known names listed" grep -q "nav2d" d8.log
+mpi "$BIN/ibrl-learner" --replay "$R1" --il il.ckpt --task nav2d --out bad7 --updates 5 --log-every 5 >d9.log 2>&1
+check "dims from --task nav2d: runs" test $? = 0
+mpi "$BIN/ibrl-learner" --replay "$R1" --il il.ckpt --preset paper-state --out bad8 --updates 5 >d10.log 2>&1
+check "blob larger than the message limit: exit 2" test $? = 2
+check "blob larger than the message limit: explained" grep -q "max-message-mb" d10.log
 "$BIN/ibrl-learner" --replay "$R1" --out x --bogus >d6.log 2>&1
 check "bad flag: exit 2 without mpirun" test $? = 2
 mpi "$BIN/ibrl-learner" "${COMMON[@]}" --updates 5 --out run >d7.log 2>&1

@@ -352,8 +352,18 @@ static void test_ens_matches_mlp(void) {
     snprintf(what, sizeof what, "ensemble column %d = head %d", j, order[j]);
     TH_CHECK(th_allclose(what, col, qe, B, 0, 0));
   }
-  /* Distinct heads draw distinct initial weights. */
+  /* Distinct heads draw distinct initial weights... */
   TH_CHECK(memcmp(ens.params, ens.params + ens.head_params, 64) != 0);
+  /* ...exactly those of E nn_mlp_init calls on one stream (the header's promise). */
+  rng again;
+  rng_seed(&again, 60, "test", 0, "init");
+  for (int e = 0; e < E; e++) {
+    nn_mlp h;
+    TH_CHECK_EQ_INT(nn_mlp_init(&h, &s, &again), IB_OK);
+    TH_CHECK_MSG(memcmp(h.params, ens.params + e * ens.head_params, h.n_params * sizeof(float)) == 0,
+                 "head %d init differs from a standalone init", e);
+    nn_mlp_free(&h);
+  }
   nn_mlp_free(&one);
   nn_ens_free(&ens);
 }

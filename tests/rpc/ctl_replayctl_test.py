@@ -150,7 +150,8 @@ def main():
         code, _, err = ctl("checkpoint", shards=target)
         check(code == 1 and "ckpt-dir" in err, "checkpoint without a directory -> exit 1 with a hint")
         code, doc, _ = ctl_json("params", shards=target)
-        check(code == 0 and doc["version"] == 0 and doc["bytes"] == 0, "params before any publish: version 0")
+        check(code == 0 and doc["version"] == 0 and doc["bytes"] == 0 and doc["age_s"] is None,
+              "params before any publish: version 0, no age")
         code, _, err = ctl("sample", "--n", "3", shards=target)
         check(code == 1 and "empty" in err, "sample of empty tables -> exit 1")
         code, _, _ = ctl("info", "--shard", "3", shards=target)
@@ -186,6 +187,8 @@ def main():
         tables = {t["name"]: t for t in doc["shards"][0]["tables"]} if doc else {}
         check(code == 0 and tables.get("demo", {}).get("size") == total, "info: demo table holds the imported steps")
         check(doc is not None and tables["demo"]["inserts_per_s"] is not None, "info: rates present")
+        check(doc is not None and tables["demo"]["shard_inserts_per_s"] > 0 and tables["demo"]["allocated_bytes"] > 0
+              and doc["shards"][0]["params_age_s"] is None, "info: the shard's meters, allocated bytes, no params age")
         check(doc is not None and doc["shards"][0]["obs_dim"] == 3 and doc["shards"][0]["act_dim"] == 2, "info: dims")
 
         # ---- sample ----

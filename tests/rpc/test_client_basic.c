@@ -119,6 +119,14 @@ static void test_insert_sample_roundtrip(void) {
   for (int t = 0; t < info->n_tables; t++)
     if (info->tables[t].kind == 1) online = info->tables[t].size;
   TH_CHECK_EQ_INT(online, 500);
+  /* The shard's own meters and sizes: 500 items just stored (a 10 s window, so > 0 now), and at
+   * least the record arena (obs, next_obs, action, reward, discount floats) preallocated. */
+  for (int t = 0; t < info->n_tables; t++) {
+    const rc_table_info *ti = &info->tables[t];
+    if (ti->kind == 1) TH_CHECK_MSG(ti->inserts_per_s > 0, "online inserts/s %g", ti->inserts_per_s);
+    TH_CHECK_MSG(ti->bytes >= ti->capacity * (uint64_t)(2 * OD + AD + 2) * 4, "table %s: %llu bytes for capacity %llu",
+                 ti->name, (unsigned long long)ti->bytes, (unsigned long long)ti->capacity);
+  }
   int found3 = 0;
   for (int a = 0; a < info->n_actors; a++)
     if (info->actors[a].actor_id == 3) {
@@ -138,8 +146,10 @@ static void test_insert_sample_roundtrip(void) {
     intact += row_intact(&s, r);
     uint32_t a = s.actor_id[r];
     uint64_t k = (uint64_t)s.reward[r] - (uint64_t)a * 10000u;
-    /* (The shard does not send seq and the episode flags back in samples: not checked.) */
     ids_ok &= (a == 3 || a == 4) && k < (a == 3 ? 300u : 200u) && s.weight_version[r] == 7 && !s.from_demo[r];
+    /* Both writers started at seq 0, so the stamped seq is k; the episode flags come back as sent
+     * (an exporter rebuilds episodes from them). */
+    ids_ok &= s.seq[r] == k && s.episode_end[r] == (k % 10 == 9) && s.episode_success[r] == (k % 20 == 19);
     ids_ok &= s.proposer[r] == (a == 3 ? RC_PROPOSER_RL : RC_PROPOSER_IL);
     if (!ids_ok) {
       printf("    row %d: actor %u seq %llu k %llu wv %llu demo %d proposer %d end %d\n", r, a,

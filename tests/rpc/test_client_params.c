@@ -3,7 +3,9 @@
  * before, not much after), a long poll returns as soon as another thread publishes (well before
  * its wait), blobs arrive byte-exact and the receive buffer is reused, stale versions are
  * refused with IB_ESTATE, and bad arguments are named. */
+#include <math.h>
 #include <pthread.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +58,13 @@ static void test_params(void) {
   double waited = ib_now_s() - t0;
   TH_CHECK_MSG(waited >= 0.35 && waited < 2.0, "waited %.3f s for a 400 ms poll", waited);
 
+  /* Info before any publish: no version, no age, no publish time. */
+  rc_shard_info *info = malloc(sizeof *info);
+  TH_CHECK(rc_info_get(c, 0, info) == IB_OK);
+  TH_CHECK_EQ_INT(info->params_version, 0);
+  TH_CHECK_EQ_INT(info->params_published_unix_ms, 0);
+  TH_CHECK(info->params_age_s == 0);
+
   /* A blob of 300 kB with a recognisable pattern. */
   size_t len = 300000;
   uint8_t *data = malloc(len);
@@ -87,6 +96,20 @@ static void test_params(void) {
   TH_CHECK_EQ_INT(blob.version, 2);
   TH_CHECK_EQ_INT(blob.len, 1000);
   TH_CHECK(blob.data == before);
+  /* Info reports the publish: version, size, an age that grows, the wall-clock time. */
+  struct timespec wall;
+  clock_gettime(CLOCK_REALTIME, &wall);
+  double pub_wall = (double)wall.tv_sec + wall.tv_nsec * 1e-9;
+  usleep(300000);
+  TH_CHECK(rc_info_get(c, 0, info) == IB_OK);
+  TH_CHECK_EQ_INT(info->params_version, 2);
+  TH_CHECK_EQ_INT(info->params_bytes, 1000);
+  TH_CHECK_MSG(info->params_age_s >= 0.25 && info->params_age_s < 5.0, "params age %.3f s, published ~0.3 s ago",
+               info->params_age_s);
+  TH_CHECK_MSG(fabs((double)info->params_published_unix_ms * 1e-3 - pub_wall) < 5.0,
+               "published at unix %.3f, the publish ended at %.3f", (double)info->params_published_unix_ms * 1e-3,
+               pub_wall);
+  free(info);
   TH_CHECK(memcmp(blob.data, data, 1000) == 0);
 
   /* Stale and reserved versions, bad shard. */

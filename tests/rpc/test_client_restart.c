@@ -100,8 +100,10 @@ static void test_retry_after_restart(void) {
     return;
   }
   /* Flush at once: the writer's own retry loop has to ride out the reconnect. */
+  t0 = ib_now_s();
   rc = rc_writer_flush(w, 5000);
   TH_CHECK_MSG(rc == IB_OK, "flush after restart: %s", ib_errmsg());
+  printf("    (acknowledged %.0f ms after the restart)\n", (ib_now_s() - t0) * 1e3);
   rc_writer_stats_get(w, &st);
   TH_CHECK_EQ_INT(st.pending, 0);
   TH_CHECK_EQ_INT(st.acked, 200);

@@ -1,8 +1,9 @@
 /* test_client_shards.c: two ibrl-replay shards on 127.0.0.1. Inserts route to actor_id % 2;
  * sampling draws from both shards in proportion to their table sizes, for the online share
  * and for the demo share separately; the observed fractions over many rows must match the
- * size ratios within a binomial tolerance (5 sigma), and a shard that goes down makes the
- * sample fail with IB_EUNAVAIL instead of hanging. */
+ * size ratios within a binomial tolerance (5 sigma). A shard that goes down is skipped (the rows
+ * come from the live one, and the batch says which shard was skipped); with every shard down
+ * the sample fails with IB_EUNAVAIL instead of hanging. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,17 +125,33 @@ static void test_proportional_two_shards(void) {
   double p0 = 350.0 / 600, pdm = 200.0 / 600;
   TH_CHECK_NEAR((double)s0rows / rows, p0, 5 * sqrt(p0 * (1 - p0) / rows));
   TH_CHECK_NEAR((double)drows / rows, pdm, 5 * sqrt(pdm * (1 - pdm) / rows));
-  /* Shard 1 goes away: the sample fails fast and names it. */
+  TH_CHECK_EQ_INT((int)b.shards_skipped, 0);
+  /* Shard 1 goes away: sampling goes on from shard 0 alone (its rows only, the demo share kept)
+   * and says which shard it skipped; it must not wait for a deadline to find out. */
   TH_CHECK_EQ_INT(rt_server_stop(&s1, 9), 128 + 9);
   double t0 = ib_now_s();
+  for (int it = 0; it < 3; it++) {
+    int rc = rc_sample(c, &b, 256, 0.5);
+    TH_CHECK_MSG(rc == IB_OK, "sample with shard 1 down: %s", ib_errmsg());
+    TH_CHECK_EQ_INT(b.n, 256);
+    TH_CHECK_EQ_INT(b.n_demo, 128);
+    TH_CHECK_EQ_INT((int)b.shards_skipped, 2);
+    int only_s0 = 1;
+    for (int r = 0; r < b.n; r++) only_s0 &= b.actor_id[r] == 0 || b.actor_id[r] == 2;
+    TH_CHECK_MSG(only_s0, "round %d: a row claims to come from the stopped shard 1", it);
+  }
+  TH_CHECK_MSG(ib_now_s() - t0 < 5, "sampling around a down shard took %.3f s", ib_now_s() - t0);
+  /* Both down: a clear error naming a shard, no rows, no hang. */
+  TH_CHECK_EQ_INT(rt_server_stop(&s0, 9), 128 + 9);
+  t0 = ib_now_s();
   int rc = rc_sample(c, &b, 256, 0.5);
-  TH_CHECK_MSG(rc == IB_EUNAVAIL || rc == IB_ETIMEDOUT, "rc %d", rc);
-  TH_CHECK(strstr(ib_errmsg(), s1.target) != NULL);
+  TH_CHECK_MSG(rc == IB_EUNAVAIL, "rc %d (%s)", rc, ib_errmsg());
+  TH_CHECK_MSG(strstr(ib_errmsg(), "no replay shard") != NULL && strstr(ib_errmsg(), "127.0.0.1:") != NULL,
+               "message: %s", ib_errmsg());
   TH_CHECK_EQ_INT(b.n, 0);
   TH_CHECK(ib_now_s() - t0 < 5);
   rc_batch_free(&b);
   rc_client_close(c);
-  rt_server_stop(&s0, 15);
 }
 
 /* The client caches table sizes; a shard that was empty must still join once it fills. */
@@ -182,7 +199,7 @@ static void test_empty_shard_joins(void) {
 }
 
 static const th_case cases[] = {
-    {"proportional sampling over two shards", test_proportional_two_shards},
+    {"proportional sampling over two shards, a down shard skipped", test_proportional_two_shards},
     {"an empty shard joins once it fills", test_empty_shard_joins},
     {NULL, NULL},
 };

@@ -1,0 +1,140 @@
+/* itemcodec.h: the hand codec of the replay service's hot messages, shared by the client
+ * (replay_client.c: InsertRequest out, SampleReply in) and the shard server (rsrv.c:
+ * InsertRequest in, SampleReply out). Prefix ic_.
+ *
+ * Why not nanopb: these two messages carry the whole data volume (~600 B per transition, 256
+ * per batch). nanopb moves a packed float array one element at a time through its stream
+ * callbacks, fills a 4.6 kB static ibrl_Item per item and encodes every message twice (size
+ * pass, then write pass), which made both sides several times slower than the transport
+ * (ibrl-bench replay). Packed floats are little-endian IEEE-754 on the wire, the same bytes as a
+ * float array on the hosts we build for, so a field is one copy.
+ *
+ * Data model: rows of items in structure-of-arrays layout (ic_rows, a borrowed view over the
+ * caller's columns: rc_batch on the client, store_batch or an insert buffer on the server).
+ * Row i's obs is obs[i*obs_dim .. (i+1)*obs_dim), its action action[i*act_dim ..), and so on.
+ *
+ * Wire format (proto/ibrl.proto, Item): obs 1, action 2 (packed floats), reward 3, discount 4
+ * (fixed32), next_obs 5 (packed), proposer 6, actor_id 7, seq 8, weight_version 9, episode_end
+ * 10, episode_success 11 (varints). The encoder writes every field, defaults included (legal
+ * protobuf, and it keeps the length computation simple). The parser follows the rules a
+ * conforming decoder must: fields in any order, unknown fields skipped by wire type, repeated
+ * floats packed (possibly in several chunks) or one at a time, missing scalars = 0; every length
+ * is bounds-checked against the buffer and every array against the row's dims, so a malformed
+ * message is refused, never read past.
+ *
+ * Errors: parse functions return IC_OK or a negative IC_E* code and fill an ic_error that names
+ * the field (the caller turns it into an ib_fail message with its own context). Nothing here
+ * calls ib_fail. Thread-safety: every function is reentrant; an ic_flat belongs to one thread
+ * at a time. Little-endian hosts only (checked at compile time in itemcodec.c). */
+#ifndef IB_ITEMCODEC_H
+#define IB_ITEMCODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <grpc/grpc.h>
+
+/* Field numbers of the messages handled here (proto/ibrl.proto). */
+#define IC_INSERT_TABLE 1  /* InsertRequest.table (string) */
+#define IC_INSERT_ITEMS 2  /* InsertRequest.items (repeated Item) */
+#define IC_REPLY_ITEMS 1   /* SampleReply.items (repeated Item) */
+#define IC_REPLY_N_DEMO 2  /* SampleReply.n_demo, then n_online 3, demo_size 4, online_size 5 */
+
+/* Parse results. */
+#define IC_OK 0
+#define IC_EMALFORMED (-1) /* not valid protobuf for the message (truncated, bad wire type, ...) */
+#define IC_EDIMS (-2)      /* a float array whose length differs from the row's dims */
+#define IC_ENONFINITE (-3) /* a NaN or Inf value (only when asked to check) */
+
+/* A borrowed structure-of-arrays view of item rows. Every pointer must be non-NULL for the
+ * functions that read or write it (all of them, for ic_item_parse). */
+typedef struct ic_rows {
+  int obs_dim, act_dim;        /* > 0 */
+  float *obs;                  /* [rows x obs_dim] */
+  float *action;               /* [rows x act_dim] */
+  float *next_obs;             /* [rows x obs_dim] */
+  float *reward;               /* [rows] */
+  float *discount;             /* [rows] */
+  uint8_t *proposer;           /* [rows] */
+  uint8_t *episode_end;        /* [rows] 0/1 */
+  uint8_t *episode_success;    /* [rows] 0/1 */
+  uint32_t *actor_id;          /* [rows] */
+  uint64_t *seq;               /* [rows] */
+  uint64_t *weight_version;    /* [rows] */
+} ic_rows;
+
+/* Optional stamp for encoding: item k of rows [lo, hi) carries actor_id and seq0 + k instead of
+ * the rows' own actor_id and seq (the client's writer stamps its batches this way). */
+typedef struct ic_stamp {
+  uint32_t actor_id;
+  uint64_t seq0;
+} ic_stamp;
+
+/* What a parse refused, for the caller's message. */
+typedef struct ic_error {
+  const char *field; /* "obs", "action", "next_obs", "reward", "discount", or "" */
+  long got;          /* IC_EDIMS: the number of values the field had (at least) */
+  long index;        /* IC_ENONFINITE: the index of the first bad value within the field */
+  float value;       /* IC_ENONFINITE: that value */
+} ic_error;
+
+/* ---- encoding ---- */
+
+size_t ic_varint_len(uint64_t v);
+/* Writes a varint at p; returns the byte after it. */
+uint8_t *ic_put_varint(uint8_t *p, uint64_t v);
+
+/* Encoded size of a repeated Item field number `field` holding rows [lo, hi) of r (each item:
+ * key, length, body). stamp may be NULL. */
+size_t ic_items_len(const ic_rows *r, size_t lo, size_t hi, uint32_t field, const ic_stamp *stamp);
+/* Writes those items at p (which has room for ic_items_len bytes); returns the byte after. */
+uint8_t *ic_items_put(uint8_t *p, const ic_rows *r, size_t lo, size_t hi, uint32_t field,
+                      const ic_stamp *stamp);
+
+/* Size and writer of a varint field (written even when v == 0) and of a bytes/string field. */
+size_t ic_varint_field_len(uint32_t field, uint64_t v);
+uint8_t *ic_put_varint_field(uint8_t *p, uint32_t field, uint64_t v);
+size_t ic_bytes_field_len(uint32_t field, size_t len);
+uint8_t *ic_put_bytes_field(uint8_t *p, uint32_t field, const void *data, size_t len);
+
+/* ---- parsing ---- */
+
+/* A cursor over contiguous bytes [p, end). */
+typedef struct ic_reader {
+  const uint8_t *p, *end;
+} ic_reader;
+
+/* Reads a varint (0, or -1 if truncated or longer than 10 bytes). */
+int ic_get_varint(ic_reader *r, uint64_t *v);
+/* Skips a field of wire type wt (0, or -1 if malformed or an unsupported wire type). */
+int ic_skip_field(ic_reader *r, int wt);
+
+/* Parses one Item body [p, p + len) into row `row` of dst: obs, action and next_obs must have
+ * exactly dst's dims (IC_EDIMS otherwise); the scalars not present are 0. With check_finite, the
+ * float fields are checked for NaN/Inf in the same pass as the copy (IC_ENONFINITE, err names
+ * the first bad field and index). Returns IC_OK or an IC_E*; on error the row holds partial
+ * data. err must not be NULL. */
+int ic_item_parse(ic_rows *dst, size_t row, const uint8_t *p, size_t len, int check_finite,
+                  ic_error *err);
+
+/* 1 if every x[0..n) is finite, else 0: a branch-free vector scan (a float is NaN/Inf exactly
+ * when its exponent bits are all ones), several times faster than testing isfinite() per value.
+ * Callers find the index for their message only when this says 0. */
+int ic_floats_finite(const float *x, size_t n);
+
+/* ---- contiguous view of a received message ---- */
+
+/* A grow-only scratch buffer for messages that arrive in several slices (caller-owned; start
+ * zeroed, release with ic_flat_free; no allocation once it has grown to the largest message). */
+typedef struct ic_flat {
+  uint8_t *p;
+  size_t cap;
+} ic_flat;
+
+/* Points *base and *len at the bytes of `bb` (borrowed): the slice itself when there is one, else a
+ * copy in `scratch`. Valid until bb is destroyed or scratch is reused. Returns 0, or -1 for a
+ * buffer it cannot read (compressed). */
+int ic_flat_view(const grpc_byte_buffer *bb, ic_flat *scratch, const uint8_t **base, size_t *len);
+void ic_flat_free(ic_flat *f);
+
+#endif /* IB_ITEMCODEC_H */
