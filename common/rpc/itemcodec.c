@@ -2,13 +2,18 @@
  *
  * Design. Encoding is two passes over the rows' scalars (lengths, then bytes) and one copy per
  * float field; the caller sizes one buffer with ic_items_len, so nothing is allocated here.
- * Parsing walks one Item body with a cursor and copies each float field straight into its row.
- * The NaN/Inf check, when asked for, runs inside that copy on 4-lane integer vectors (a float is
- * non-finite exactly when its exponent bits are all ones, i.e. (bits & 0x7fffffff) > 0x7f7fffff):
- * the bytes are in registers anyway, and a separate scan over the stored rows cost the server
- * ~9% of its insert time. Only when a lane trips does a scalar scan find the index to report. */
+ * Reading has two forms: ic_item_parse copies each float field straight into its row (the client
+ * fills its batch this way), and ic_item_view copies nothing and points at the packed floats where
+ * they lie in the message (the server hands those pointers to the store, whose copy into its
+ * table is then the only one). ic_msg walks a received message across its slices, so neither
+ * side flattens a ~150 kB message first. The NaN/Inf check runs on 4-lane integer vectors (a
+ * float is non-finite exactly when its exponent bits are all ones, i.e. (bits & 0x7fffffff) >
+ * 0x7f7fffff), inside the copy when there is one: a separate isfinite() scan over the stored rows
+ * cost the server ~9% of its insert time. Only when a lane trips does a scalar scan find the
+ * index to report. */
 #include "itemcodec.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -175,24 +180,27 @@ static int copy_check(float *dst, const uint8_t *src, size_t n) {
   return bad != 0;
 }
 
-int ic_floats_finite(const float *x, size_t n) {
+/* 1 if the n floats stored at p (any alignment) are all finite. */
+static int finite_bytes(const uint8_t *p, size_t n) {
   const v4i mask = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff};
   const v4i lim = {0x7f7fffff, 0x7f7fffff, 0x7f7fffff, 0x7f7fffff};
   v4i acc = {0, 0, 0, 0};
   size_t i = 0;
   for (; i + 4 <= n; i += 4) {
     v4i v;
-    memcpy(&v, x + i, 16);
+    memcpy(&v, p + 4 * i, 16);
     acc |= (v & mask) > lim;
   }
   int32_t bad = acc[0] | acc[1] | acc[2] | acc[3];
   for (; i < n; i++) {
     int32_t b;
-    memcpy(&b, &x[i], 4);
+    memcpy(&b, p + 4 * i, 4);
     bad |= (b & 0x7fffffff) > 0x7f7fffff;
   }
   return bad == 0;
 }
+
+int ic_floats_finite(const float *x, size_t n) { return finite_bytes((const uint8_t *)x, n); }
 
 static long first_bad(const float *x, size_t n) {
   for (size_t i = 0; i < n; i++) {
@@ -314,35 +322,199 @@ int ic_item_parse(ic_rows *dst, size_t row, const uint8_t *p, size_t len, int ch
   return IC_OK;
 }
 
-/* ---- contiguous view ---- */
-
-int ic_flat_view(const grpc_byte_buffer *bb, ic_flat *scratch, const uint8_t **base, size_t *len) {
-  if (bb->type != GRPC_BB_RAW || bb->data.raw.compression != GRPC_COMPRESS_NONE) return -1;
-  const grpc_slice_buffer *sb = &bb->data.raw.slice_buffer;
-  if (sb->count == 1) {
-    *base = GRPC_SLICE_START_PTR(sb->slices[0]);
-    *len = GRPC_SLICE_LENGTH(sb->slices[0]);
-    return 0;
-  }
-  if (sb->length > scratch->cap) {
-    /* Grow-only, so a long-lived scratch stops allocating after the largest message. */
-    scratch->p = ib_xrealloc(scratch->p, sb->length);
-    scratch->cap = sb->length;
-  }
-  size_t off = 0;
-  for (size_t k = 0; k < sb->count; k++) {
-    size_t l = GRPC_SLICE_LENGTH(sb->slices[k]);
-    if (l) memcpy(scratch->p + off, GRPC_SLICE_START_PTR(sb->slices[k]), l);
-    off += l;
-  }
-  *base = scratch->p;
-  *len = off;
-  return 0;
-}
+/* ---- scratch ---- */
 
 void ic_flat_free(ic_flat *f) {
   if (f == NULL) return;
   free(f->p);
   f->p = NULL;
   f->cap = 0;
+}
+
+/* ---- in-place item view ---- */
+
+int ic_item_view(ic_item_ref *out, const uint8_t *p, size_t len, int obs_dim, int act_dim, int check_finite,
+                 ic_error *err) {
+  memset(out, 0, sizeof *out);
+  memset(err, 0, sizeof *err);
+  err->field = "";
+  const uint8_t *fp[6] = {NULL, NULL, NULL, NULL, NULL, NULL}; /* by field number 1, 2, 5 */
+  ic_reader r = {p, p + len};
+  while (r.p < r.end) {
+    uint64_t key, v;
+    if (ic_get_varint(&r, &key)) return IC_EMALFORMED;
+    int f = (int)(key >> 3), wt = (int)(key & 7);
+    switch (f) {
+      case 1:
+      case 2:
+      case 5: {
+        int dim = f == 2 ? act_dim : obs_dim;
+        if (wt == 5) return r.end - r.p < 4 ? IC_EMALFORMED : IC_ENOVIEW;
+        if (wt != 2 || ic_get_varint(&r, &v) || v > (uint64_t)(r.end - r.p) || v % 4) return IC_EMALFORMED;
+        if (fp[f] != NULL) return IC_ENOVIEW; /* a second run of the same field */
+        if (v != (uint64_t)dim * 4) {
+          err->field = float_field_name(f);
+          err->got = (long)(v / 4);
+          return IC_EDIMS;
+        }
+        fp[f] = r.p;
+        r.p += v;
+        break;
+      }
+      case 3:
+      case 4:
+        if (wt != 5 || r.end - r.p < 4) return IC_EMALFORMED;
+        memcpy(f == 3 ? &out->reward : &out->discount, r.p, 4);
+        r.p += 4;
+        break;
+      case 6: case 7: case 8: case 9: case 10: case 11:
+        if (wt != 0 || ic_get_varint(&r, &v)) return IC_EMALFORMED;
+        if (f == 6) out->proposer = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+        else if (f == 7) out->actor_id = (uint32_t)v;
+        else if (f == 8) out->seq = v;
+        else if (f == 9) out->weight_version = v;
+        else if (f == 10) out->episode_end = v != 0;
+        else out->episode_success = v != 0;
+        break;
+      default:
+        if (ic_skip_field(&r, wt)) return IC_EMALFORMED;
+    }
+  }
+  static const int order[3] = {1, 5, 2};
+  for (int k = 0; k < 3; k++)
+    if (fp[order[k]] == NULL) {
+      err->field = float_field_name(order[k]);
+      err->got = 0;
+      return IC_EDIMS;
+    }
+  out->obs = (const float *)(const void *)fp[1];
+  out->action = (const float *)(const void *)fp[2];
+  out->next_obs = (const float *)(const void *)fp[5];
+  if (check_finite) {
+    const uint8_t *arr[3] = {fp[1], fp[2], fp[5]};
+    const size_t cnt[3] = {(size_t)obs_dim, (size_t)act_dim, (size_t)obs_dim};
+    const int fld[3] = {1, 2, 5};
+    for (int k = 0; k < 3; k++) {
+      if (finite_bytes(arr[k], cnt[k])) continue;
+      /* Rare: find the index (the bytes may be unaligned, so read each value with memcpy). */
+      for (size_t j = 0; j < cnt[k]; j++) {
+        float x;
+        memcpy(&x, arr[k] + 4 * j, 4);
+        if (!isfinite(x)) {
+          err->field = float_field_name(fld[k]);
+          err->index = (long)j;
+          err->value = x;
+          return IC_ENONFINITE;
+        }
+      }
+    }
+    float sc[2] = {out->reward, out->discount};
+    long j = first_bad(sc, 2);
+    if (j >= 0) {
+      err->field = j == 0 ? "reward" : "discount";
+      err->index = 0;
+      err->value = sc[j];
+      return IC_ENONFINITE;
+    }
+  }
+  return IC_OK;
+}
+
+/* ---- message walk ---- */
+
+int ic_msg_init(ic_msg *m, const grpc_byte_buffer *bb, ic_flat *scratch) {
+  memset(m, 0, sizeof *m);
+  if (bb->type != GRPC_BB_RAW || bb->data.raw.compression != GRPC_COMPRESS_NONE) return -1;
+  m->sb = &bb->data.raw.slice_buffer;
+  m->left = m->sb->length;
+  m->scratch = scratch;
+  if (m->sb->count > 1 && scratch->cap < m->left) {
+    /* Grown before the walk, never during it: pointers into it stay valid. */
+    free(scratch->p);
+    scratch->p = ib_xmalloc(m->left);
+    scratch->cap = m->left;
+  }
+  m->k = 0;
+  if (m->sb->count > 0) {
+    m->p = GRPC_SLICE_START_PTR(m->sb->slices[0]);
+    m->end = m->p + GRPC_SLICE_LENGTH(m->sb->slices[0]);
+  }
+  return 0;
+}
+
+/* Moves the cursor to a slice with bytes left (m->left > 0 guaranteed by the callers). */
+static void msg_settle(ic_msg *m) {
+  while (m->p == m->end && m->k + 1 < m->sb->count) {
+    m->k++;
+    m->p = GRPC_SLICE_START_PTR(m->sb->slices[m->k]);
+    m->end = m->p + GRPC_SLICE_LENGTH(m->sb->slices[m->k]);
+  }
+}
+
+/* Copies the next n bytes (n <= m->left) into dst, across slices. */
+static void msg_read(ic_msg *m, uint8_t *dst, size_t n) {
+  m->left -= n;
+  while (n > 0) {
+    msg_settle(m);
+    size_t c = (size_t)(m->end - m->p);
+    if (c > n) c = n;
+    memcpy(dst, m->p, c);
+    dst += c, m->p += c, n -= c;
+  }
+}
+
+static int msg_varint(ic_msg *m, uint64_t *v) {
+  uint64_t x = 0;
+  for (int shift = 0; shift < 64 && m->left > 0; shift += 7) {
+    uint8_t c;
+    msg_read(m, &c, 1);
+    x |= (uint64_t)(c & 0x7F) << shift;
+    if (!(c & 0x80)) {
+      *v = x;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+int ic_msg_next(ic_msg *m, uint32_t *field, int *wt, uint64_t *val, const uint8_t **body, size_t *len) {
+  if (m->left == 0) return 0;
+  uint64_t key;
+  if (msg_varint(m, &key) || (key >> 3) == 0 || (key >> 3) > UINT32_MAX) return -1;
+  *field = (uint32_t)(key >> 3);
+  *wt = (int)(key & 7);
+  *val = 0;
+  *body = NULL;
+  *len = 0;
+  switch (*wt) {
+    case 0: return msg_varint(m, val) ? -1 : 1;
+    case 1:
+    case 5: {
+      size_t n = *wt == 1 ? 8 : 4;
+      if (m->left < n) return -1;
+      uint8_t b[8] = {0};
+      msg_read(m, b, n);
+      memcpy(val, b, 8);
+      return 1;
+    }
+    case 2: {
+      uint64_t n;
+      if (msg_varint(m, &n) || n > m->left) return -1;
+      msg_settle(m);
+      if ((uint64_t)(m->end - m->p) >= n) { /* inside one slice: hand it out in place */
+        *body = m->p;
+        m->p += n;
+        m->left -= (size_t)n;
+      } else {
+        IB_CHECK(m->used + n <= m->scratch->cap);
+        uint8_t *d = m->scratch->p + m->used;
+        msg_read(m, d, (size_t)n);
+        m->used += (size_t)n;
+        *body = d;
+      }
+      *len = (size_t)n;
+      return 1;
+    }
+    default: return -1;
+  }
 }

@@ -122,19 +122,61 @@ int ic_item_parse(ic_rows *dst, size_t row, const uint8_t *p, size_t len, int ch
  * Callers find the index for their message only when this says 0. */
 int ic_floats_finite(const float *x, size_t n);
 
-/* ---- contiguous view of a received message ---- */
+/* Where the float fields of one Item lie inside its encoded body, for a reader that wants to use
+ * them in place instead of copying them out. The pointers may be unaligned: read them with
+ * memcpy only. */
+typedef struct ic_item_ref {
+  const float *obs, *action, *next_obs; /* [obs_dim], [act_dim], [obs_dim]; unaligned */
+  float reward, discount;
+  uint32_t proposer, actor_id;
+  uint64_t seq, weight_version;
+  int episode_end, episode_success;
+} ic_item_ref;
 
-/* A grow-only scratch buffer for messages that arrive in several slices (caller-owned; start
- * zeroed, release with ic_flat_free; no allocation once it has grown to the largest message). */
+#define IC_ENOVIEW (-4) /* ic_item_view only: legal, but a float field is not one packed run */
+
+/* Like ic_item_parse, but copies nothing: points out's float fields into the body [p, p + len)
+ * (which must stay alive while out is used). Each float field must be a single packed run of
+ * exactly the dims; a legal item written otherwise (unpacked, or in several runs) gives
+ * IC_ENOVIEW, and the caller falls back to ic_item_parse. With check_finite, the floats are
+ * checked in place (IC_ENONFINITE). Returns IC_OK or an IC_E*; err must not be NULL. */
+int ic_item_view(ic_item_ref *out, const uint8_t *p, size_t len, int obs_dim, int act_dim, int check_finite,
+                 ic_error *err);
+
+/* ---- received messages ---- */
+
+/* A grow-only scratch buffer for items that straddle two slices of a received message
+ * (caller-owned; start zeroed, release with ic_flat_free; no allocation once it has grown to the
+ * largest message). */
 typedef struct ic_flat {
   uint8_t *p;
   size_t cap;
 } ic_flat;
 
-/* Points *base and *len at the bytes of `bb` (borrowed): the slice itself when there is one, else a
- * copy in `scratch`. Valid until bb is destroyed or scratch is reused. Returns 0, or -1 for a
- * buffer it cannot read (compressed). */
-int ic_flat_view(const grpc_byte_buffer *bb, ic_flat *scratch, const uint8_t **base, size_t *len);
 void ic_flat_free(ic_flat *f);
+
+/* ---- walking a received message field by field, without flattening it ----
+ * A received message is a list of slices (HTTP/2 frames, typically 16 kB). ic_msg walks its
+ * top-level fields across slice borders: a length-delimited field that lies inside one slice is
+ * handed out in place; one that straddles a border is copied into the scratch buffer, which is
+ * grown once to the message size, so every body handed out stays valid for the whole walk (as
+ * long as bb and scratch live). This saves copying the whole message (~150 kB) per call. */
+typedef struct ic_msg {
+  const grpc_slice_buffer *sb; /* borrowed */
+  size_t k;                    /* current slice */
+  const uint8_t *p, *end;      /* cursor in slice k */
+  size_t left;                 /* bytes not read yet, over all slices */
+  ic_flat *scratch;            /* borrowed */
+  size_t used;                 /* scratch bytes handed out */
+} ic_msg;
+
+/* Starts a walk over bb (borrowed). Returns 0, or -1 for a buffer it cannot read (compressed). */
+int ic_msg_init(ic_msg *m, const grpc_byte_buffer *bb, ic_flat *scratch);
+
+/* Reads the next top-level field. Returns 1 with *field and *wt set and, for wire type 2, *body
+ * and *len (the bytes), else *val (varint value, or the raw little-endian bits of a fixed32 /
+ * fixed64); 0 at the end of the message; -1 if the message is malformed (truncated, bad key or
+ * wire type). */
+int ic_msg_next(ic_msg *m, uint32_t *field, int *wt, uint64_t *val, const uint8_t **body, size_t *len);
 
 #endif /* IB_ITEMCODEC_H */

@@ -22,11 +22,16 @@
  * - Sampling: each row is assigned to a (shard, table) pair with probability proportional to
  *   that table's size (a multinomial draw with the client's rng), given the demo/online split.
  *   Sizes come from the last reply of each shard (SampleReply carries them), or from Info for
- *   a shard not sampled within RC_SIZES_TTL_MS (so a shard that was empty joins once it fills). The per-shard Sample calls are started together on one CQ and collected after,
- *   so shards work in parallel; each reply is decoded straight into its rows of the batch.
- * - InsertRequest and SampleReply, which carry the items, go through a small hand codec (see
- *   "item codec" below) instead of nanopb, because they are the whole data volume; everything
- *   else uses wire_encode / wire_decode. */
+ *   a shard not sampled within RC_SIZES_TTL_MS (so a shard that was empty joins once it
+ *   fills). The per-shard Sample calls are started together on one CQ and collected after, so
+ *   shards work in parallel; each reply is walked slice by slice and decoded straight into its
+ *   rows of the batch.
+ * - A shard that is down (UNAVAILABLE or DEADLINE_EXCEEDED) is left out of the sample: the rows
+ *   are redrawn over the live shards, the batch says which shards were skipped, and the shard is
+ *   probed again after RC_SIZES_TTL_MS. Only when no shard answers does rc_sample fail.
+ * - InsertRequest and SampleReply, which carry the items, go through the hand codec of
+ *   itemcodec.h (shared with the server) instead of nanopb, because they are the whole data
+ *   volume; everything else uses wire_encode / wire_decode. */
 #include "replay_client.h"
 
 #include <errno.h>
@@ -402,9 +407,9 @@ grpc_byte_buffer *rc__encode_insert(const rc_batch *b, int lo, int hi, const cha
   return bb;
 }
 
-/* A received message usually arrives as several slices; the parser wants contiguous bytes, so
- * they are copied into a buffer kept per thread (a sample reply is ~150 kB: a fresh allocation
- * per call would be mmap'ed and page-faulted every time). */
+/* A received message usually arrives as several slices; the parser walks them in place and
+ * copies only the items that straddle two slices, into a buffer kept per thread (sized to the
+ * largest reply once: a fresh allocation per call would be mmap'ed and page-faulted each time). */
 static pthread_key_t flat_key;
 static pthread_once_t flat_once = PTHREAD_ONCE_INIT;
 
@@ -415,15 +420,15 @@ static void flat_buf_free(void *arg) {
 
 static void flat_key_make(void) { IB_CHECK(pthread_key_create(&flat_key, flat_buf_free) == 0); }
 
-/* Points *base at the bytes of bb (valid until bb is destroyed or this thread's next call). */
-static int flat_view(const grpc_byte_buffer *bb, const uint8_t **base, size_t *len) {
+/* This thread's scratch for reply items that straddle two slices. */
+static ic_flat *flat_scratch(void) {
   pthread_once(&flat_once, flat_key_make);
   ic_flat *f = pthread_getspecific(flat_key);
   if (f == NULL) {
     f = ib_xcalloc(1, sizeof *f);
     IB_CHECK(pthread_setspecific(flat_key, f) == 0);
   }
-  return ic_flat_view(bb, f, base, len);
+  return f;
 }
 
 int rc__decode_sample_reply(rc_batch *b, int demo_off, int n_demo_req, int online_off, int max_items,
@@ -431,37 +436,33 @@ int rc__decode_sample_reply(rc_batch *b, int demo_off, int n_demo_req, int onlin
   IB_CHECK(b != NULL && out != NULL && who != NULL);
   memset(out, 0, sizeof *out);
   if (bb == NULL) return ib_fail(IB_EPROTO, "%s: no reply message HINT: the call was cancelled", who);
-  const uint8_t *base;
-  size_t msg_len;
-  if (flat_view(bb, &base, &msg_len) != 0)
+  ic_msg m;
+  if (ic_msg_init(&m, bb, flat_scratch()) != 0)
     return ib_fail(IB_EPROTO, "%s: cannot read the reply (compression?) HINT: incompatible server", who);
-  ic_reader r = {base, base + msg_len};
   ic_rows rows = rows_of(b);
   int rc = IB_OK, n = 0;
-  while (r.p < r.end && rc == IB_OK) {
-    uint64_t key, v;
-    if (ic_get_varint(&r, &key)) {
-      rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply (truncated key) HINT: incompatible server", who);
+  while (rc == IB_OK) {
+    uint32_t f;
+    int wt;
+    uint64_t v;
+    const uint8_t *body;
+    size_t len;
+    int more = ic_msg_next(&m, &f, &wt, &v, &body, &len);
+    if (more == 0) break;
+    if (more < 0) {
+      rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply (truncated, or a bad key or length after %d items) HINT: "
+                   "incompatible server", who, n);
       break;
     }
-    int f = (int)(key >> 3), wt = (int)(key & 7);
-    if (f == 1 && wt == 2) {
-      uint64_t len;
-      if (ic_get_varint(&r, &len) || len > (uint64_t)(r.end - r.p)) {
-        rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply (item %d runs past the message) HINT: incompatible server",
-                     who, n);
-        break;
-      }
+    if (f == IC_REPLY_ITEMS && wt == 2) {
       if (n >= max_items) {
         rc = ib_fail(IB_EPROTO, "%s: SampleReply has more than the %d items asked for HINT: incompatible server", who,
                      max_items);
         break;
       }
-      const uint8_t *body = r.p;
-      r.p += len;
       int row = n < n_demo_req ? demo_off + n : online_off + (n - n_demo_req);
       ic_error ie;
-      int e = ic_item_parse(&rows, (size_t)row, body, (size_t)len, 0, &ie);
+      int e = ic_item_parse(&rows, (size_t)row, body, len, 0, &ie);
       if (e == IC_EDIMS)
         rc = ib_fail(IB_EMISMATCH, "%s: item %d has %ld %s values, the batch expects obs %d action %d HINT: the "
                      "learner's dims must match the shard's --obs-dim/--act-dim", who, n, ie.got, ie.field, b->obs_dim,
@@ -470,18 +471,14 @@ int rc__decode_sample_reply(rc_batch *b, int demo_off, int n_demo_req, int onlin
         rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply item %d HINT: incompatible server", who, n);
       n++;
     } else if (f >= 2 && f <= 5 && wt == 0) {
-      if (ic_get_varint(&r, &v)) {
-        rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply (truncated field %d) HINT: incompatible server", who, f);
-        break;
-      }
       if (f == 2) out->n_demo = (uint32_t)v;
       else if (f == 3) out->n_online = (uint32_t)v;
       else if (f == 4) out->demo_size = v;
       else out->online_size = v;
-    } else if ((f >= 1 && f <= 5) || ic_skip_field(&r, wt)) {
-      rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply (field %d, wire type %d) HINT: incompatible server", who, f,
+    } else if (f >= 1 && f <= 5) {
+      rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply (field %u, wire type %d) HINT: incompatible server", who, f,
                    wt);
-    }
+    } /* else an unknown field: skipped */
   }
   out->n_items = n;
   return rc;
@@ -995,6 +992,7 @@ int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction) {
     if (c->sh[i].down_until_ns > now) down |= 1ull << i;
   pthread_mutex_unlock(&c->lock);
   uint64_t all = c->n == 64 ? ~0ull : (1ull << c->n) - 1;
+  if (down == all) down = 0; /* nothing known to be up: probe every shard rather than fail unasked */
   int rc = 1;
   char last[512] = "";
   /* Each retry has one more shard down, so this ends after at most n + 1 attempts. */
@@ -1005,7 +1003,6 @@ int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction) {
   if (rc == 1 || down == all) {
     b->n = 0;
     b->n_demo = 0;
-    if (last[0] == '\0') snprintf(last, sizeof last, "every shard failed within the last %d ms", RC_SIZES_TTL_MS);
     return ib_fail(IB_EUNAVAIL, "no replay shard of %d is reachable for Sample (last error: %s)", c->n, last);
   }
   if (rc == IB_OK) {

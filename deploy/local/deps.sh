@@ -13,7 +13,7 @@ BUILD_PKGS=(build-essential cmake pkg-config
   libmujoco-dev
   libhdf5-dev
   gnuplot-nox)
-DEV_PKGS=(python3-grpcio python3-grpc-tools python3-numpy python3-h5py)
+DEV_PKGS=(python3-grpcio python3-grpc-tools python3-numpy python3-h5py python3-yaml)
 # node + npm run the offline deploy validators (tests/deploy, deploy/validate). Asked for only
 # when npm is missing: a nodejs from elsewhere (NodeSource) bundles npm and conflicts with Debian's.
 NODE_PKGS=(nodejs npm)

@@ -186,6 +186,7 @@ tty=0
 drawn=0
 prev_steps=0
 prev_t=$(date +%s.%N)
+sps=-
 last_plain=0
 progress() {
   local steps=0 eps=0 succ=0 ilw=0 ilt=0 now f v
@@ -199,10 +200,13 @@ progress() {
     v=$(ibc_json_num "$f" il_act_total); ilt=$((ilt + ${v:-0}))
   done
   now=$(date +%s.%N)
-  local sps
-  sps=$(awk -v a="$steps" -v b="$prev_steps" -v t="$now" -v u="$prev_t" 'BEGIN{d = t - u; r = 0; if (d > 0) r = (a - b) / d; printf "%.0f", r}')
-  prev_steps=$steps
-  prev_t=$now
+  # env steps/s over windows of at least 10 s (actors held back by the rate limiter update their
+  # status files in bursts)
+  if awk -v t="$now" -v u="$prev_t" 'BEGIN{exit !(t - u >= 10)}'; then
+    sps=$(awk -v a="$steps" -v b="$prev_steps" -v t="$now" -v u="$prev_t" 'BEGIN{d = t - u; r = 0; if (d > 0) r = (a - b) / d; printf "%.0f", r}')
+    prev_steps=$steps
+    prev_t=$now
+  fi
   local lrow ups stale ver upd erow ev
   lrow=$(last_csv_row "$out/learner/metrics.csv")
   upd=$(col "$lrow" 3); ups=$(col "$lrow" 13); stale=$(col "$lrow" 15); ver=$(col "$lrow" 18)

@@ -72,7 +72,7 @@ else
   cmd+=(--bind-to none)
 fi
 if [ -n "$iface" ]; then
-  cmd+=(--mca btl self,vader,tcp --mca btl_tcp_if_include "$iface" --mca oob_tcp_if_include "$iface")
+  cmd+=(--mca btl "self,vader,tcp" --mca btl_tcp_if_include "$iface" --mca oob_tcp_if_include "$iface")
 fi
 cmd+=(-x PATH -x OPENBLAS_NUM_THREADS)
 [ -n "${LD_LIBRARY_PATH:-}" ] && cmd+=(-x LD_LIBRARY_PATH)

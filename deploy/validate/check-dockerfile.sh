@@ -55,7 +55,7 @@ esac
 for ins in ENTRYPOINT CMD; do
   line=$(printf '%s\n' "$logical" | awk -v i="$ins" 'toupper($1)==i{l=$0} END{print l}')
   if [ -z "$line" ]; then bad "$ins missing"
-  elif printf '%s' "$line" | grep -Eq "^$ins[[:space:]]+\[.*\][[:space:]]*$"; then ok "$ins exec form"
+  elif printf '%s' "$line" | grep -Eq "^${ins}[[:space:]]+\[.*\][[:space:]]*$"; then ok "$ins exec form"
   else bad "$ins is shell form: $line HINT: $ins [\"prog\", \"arg\"]"; fi
 done
 if printf '%s\n' "$logical" | grep -Eq '^ENTRYPOINT[[:space:]]+\[[[:space:]]*"(/usr/bin/)?tini"'; then ok "ENTRYPOINT runs tini"
@@ -96,18 +96,19 @@ if command -v apt-get >/dev/null 2>&1; then
   n=0
   while IFS= read -r pkgs; do
     n=$((n + 1))
-    # shellcheck disable=SC2086
-    if out=$(apt-get install -s --no-install-recommends $pkgs 2>&1); then ok "apt-get -s resolves stage $n packages: $pkgs"
-    else
-      # A package already installed from elsewhere (e.g. nodesource) can block a simulation;
-      # name what apt cannot find, which is the question asked here.
-      # One apt-cache call: a package it knows is printed as "name:" with a real candidate.
-      known=$(apt-cache policy $pkgs 2>/dev/null | awk '/^[^ ]/{p=$1; sub(/:$/, "", p)} /Candidate:/ && $2 != "(none)" {print p}')
-      unknown=""
-      for p in $pkgs; do printf '%s\n' "$known" | grep -qx -- "$p" || unknown="$unknown $p"; done
-      if [ -n "$unknown" ]; then bad "apt packages unknown to this Debian:$unknown"
-      else bad "apt-get -s install failed for stage $n: $(printf '%s' "$out" | tail -3)"; fi
-    fi
+    # apt names what it cannot find ("Unable to locate package X"); any other failure may be
+    # transient (another process updating the lists), so it is retried before it counts.
+    for attempt in 1 2 3; do
+      # shellcheck disable=SC2086
+      out=$(apt-get install -s --no-install-recommends $pkgs 2>&1); apt_rc=$?
+      [ $apt_rc -eq 0 ] && break
+      printf '%s' "$out" | grep -q "Unable to locate package" && break
+      sleep 5
+    done
+    unknown=$(printf '%s\n' "$out" | sed -n 's/^E: Unable to locate package //p' | tr '\n' ' ')
+    if [ -n "$unknown" ]; then bad "apt packages unknown to this Debian: ${unknown% }"
+    elif [ $apt_rc -ne 0 ]; then bad "apt-get -s install failed for stage $n (after $attempt tries): $(printf '%s' "$out" | grep '^E: ' | head -3 | tr '\n' ' ')"
+    else ok "apt-get -s resolves stage $n packages: $pkgs"; fi
   done < <(printf '%s\n' "$logical" | grep -E '^RUN ' | grep -oE 'apt-get install[^&;|]*' |
            sed -E 's/apt-get install//; s/(^|[[:space:]])-[^[:space:]]*//g; s/^[[:space:]]+//; s/[[:space:]]+$//; s/[[:space:]]+/ /g')
   [ "$n" -gt 0 ] || bad "no apt-get install line found"

@@ -11,12 +11,16 @@
 // IBRL_<ROLE>_<FLAG> (the binaries read them as --<flag>) must name a flag of a binary of that
 // role that the container runs. The help texts are the binaries' own, so a renamed or removed
 // flag turns this red without any list kept here. Prints "FAIL <object>: <message>" per problem,
-// then "N passed, N failed" (checked flags); exit 1 on any failure, 2 on bad usage or a missing
-// binary.
+// "<file>: N passed, N failed" (checked flags) after each file and the total when there are
+// several; exit 1 on any failure, 2 on bad usage or a missing binary.
 import { readFileSync, existsSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { join, basename } from "node:path";
-import { parseAllDocuments } from "yaml";
+// The npm dependencies live next to the installed copy of this script (setup.sh), not in the source tree.
+const { parseAllDocuments } = await import("yaml").catch(() => {
+  console.error("check-flags: the npm package 'yaml' is missing (HINT: deploy/validate/setup.sh <build>/deploy-tools, then run the copy there)");
+  process.exit(2);
+});
 
 let binDir = null;
 const files = [];
@@ -130,6 +134,7 @@ let passed = 0;
 let failed = 0;
 let missing = 0;
 for (const file of files) {
+  const before = [passed, failed + missing];
   let text;
   try {
     text = readFileSync(file, "utf8");
@@ -195,6 +200,8 @@ for (const file of files) {
       }
     }
   }
+  // One closing line per file, so one run can check many files and each stays attributable.
+  console.log(`${file}: ${passed - before[0]} passed, ${failed + missing - before[1]} failed`);
 }
-console.log(`${passed} passed, ${failed + missing} failed`);
+if (files.length > 1) console.log(`${passed} passed, ${failed + missing} failed`);
 process.exit(missing ? 2 : failed ? 1 : 0);

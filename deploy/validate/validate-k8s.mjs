@@ -21,8 +21,13 @@ import { readFileSync, mkdirSync, writeFileSync, rmSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseAllDocuments } from "yaml";
-import Ajv from "ajv";
+// The npm dependencies live next to the installed copy of this script (setup.sh), not in the source tree.
+const missing = () => {
+  console.error("validate-k8s: npm packages missing (HINT: deploy/validate/setup.sh <build>/deploy-tools, then run the copy there)");
+  process.exit(2);
+};
+const { parseAllDocuments } = await import("yaml").catch(missing);
+const { default: Ajv } = await import("ajv").catch(missing);
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const PLACEHOLDER_IMAGE = "ibrl-image";

@@ -582,6 +582,7 @@ static int log_row(lrun *L) {
     r.episodes = 0;
     r.eval_success = NAN; /* evaluation is the evaluator actor's job, not the learner's */
     r.train_success = L->train_success;
+    /* Acting IL-win share as the data shows it: online rows the actors stamped proposer IL. */
     r.il_win_act = ratio(s[8], s[7]);
     r.il_win_bootstrap = ratio(s[5], s[6]);
     r.il_win_eval = NAN;

@@ -663,7 +663,6 @@ static int cmd_params(rc_client *c, const ctl_args *a) {
   } else {
     if (version == 0)
       printf("shard %d  %s  no weights published yet\n", a->params_shard, rc_client_target(c, a->params_shard));
-    else
     else if (have_age)
       printf("shard %d  %s  params version %llu  %zu bytes (%.2f MB)  published %.1f s ago\n", a->params_shard,
              rc_client_target(c, a->params_shard), (unsigned long long)version, size, size / 1e6, age);

@@ -1,16 +1,22 @@
 /* rsrv.c: the handlers of the replay shard service (see rsrv.h for the status mapping).
  *
  * Design. The store, the rate limiter and persistence do the data work (replay/store); this file
- * only translates: protobuf in (wire_decode with per-item callbacks), store calls, protobuf out.
- *   Insert   a client stream; each InsertRequest is decoded item by item into an insert slot
- *            (RSRV_MAX_INSERT_ITEMS rows, from a pool sized to the worker count and held only
- *            while one message is handled, so memory does not grow with the number of open
- *            streams), then goes through the limiter (online table only) and one store_insert. Duplicates are given back to
- *            the limiter. With a write-ahead log store_insert returns only once the batch is
- *            durable, and the reply is sent only after the last batch: the ack means durable.
- *   Sample   takes a sampling slot (rng + store_batch + scratch Item) from a pool sized to the
- *            worker count, so nothing is allocated per call; waits in the limiter; samples; the
- *            reply's items are encoded straight from the batch rows by the items callback.
+ * only translates: protobuf in, store calls, protobuf out. The two messages that carry the items
+ * (InsertRequest in, SampleReply out: the whole data volume) go through the hand codec of
+ * itemcodec.h, shared with the client; everything else uses nanopb (wire_decode / wire_encode).
+ *   Insert   a client stream; each InsertRequest is walked slice by slice (no flattening copy) and
+ *            each item is checked in place (dims, NaN/Inf) and handed to the store as pointers into
+ *            the received slices, so the store's copy into its table is the only copy. Items that
+ *            straddle two slices, or use an unusual legal encoding, go through an insert slot (from
+ *            a pool sized to the worker count, held only while one message is handled, so memory
+ *            does not grow with the number of open streams). Then the limiter (online table only)
+ *            and one store_insert_prechecked. Duplicates are given back to the limiter. With a
+ *            write-ahead log store_insert returns only once the batch is durable, and the reply is
+ *            sent only after the last batch: the ack means durable.
+ *   Sample   takes a sampling slot (rng + store_batch) from a pool sized to the worker count, so
+ *            nothing but the reply is allocated per call; waits in the limiter; samples into the
+ *            batch; encodes the reply from the batch rows in one exactly sized slice (the rows carry
+ *            seq and the episode flags, so learners and exporters get them).
  *   Params   keeps the latest blob under a mutex + condvar; GetIfNewer long-polls on the
  *            condvar up to min(wait_ms, the call deadline, max_block_ms).
  * Blocking: every wait holds a worker thread, so a counter admits at most threads-1 waiters;
@@ -34,13 +40,13 @@
 #include "store.h"
 #include "wire.h"
 
-/* An insert slot: the decode buffer of one InsertRequest (columns for RSRV_MAX_INSERT_ITEMS
- * rows, the store_item views into them, and the scratch that flattens a multi-slice message),
- * reused across messages and streams. */
+/* An insert slot: the decode state of one InsertRequest (the store_item views, columns for
+ * items that need a copy, and the scratch for items that straddle two slices), reused across
+ * messages and streams. */
 typedef struct insert_slot {
   store_item *items; /* owned [RSRV_MAX_INSERT_ITEMS] */
   ic_rows rows;      /* the columns, each owned [RSRV_MAX_INSERT_ITEMS x its width] */
-  ic_flat flat;      /* owned */
+  ic_flat flat;      /* owned: straddling items (ic_msg) */
   struct insert_slot *next;
 } insert_slot;
 
@@ -168,80 +174,80 @@ typedef struct insert_state {
   uint64_t received, inserted, duplicates;
 } insert_state;
 
-/* Decodes InsertRequest `msg` with the hand codec straight into the slot's columns, checking
- * dims and finiteness in the same pass, and points slot->items at the rows. *table receives the
- * table name ("" if absent), *n the item count. Returns 0, or 1 with rep set
- * (INVALID_ARGUMENT naming the item and field). */
-static int insert_decode(rsrv *s, insert_slot *slot, const grpc_byte_buffer *msg, char *table, size_t table_cap,
-                         size_t *n, rpc_reply *rep) {
-  const uint8_t *base;
-  size_t len;
+/* Decodes InsertRequest `msg` with the hand codec (itemcodec.h) and points slot->items at the
+ * items. The message is walked slice by slice, and an item's floats are used where they lie in
+ * the received slice (checked for NaN/Inf in place), so the store's copy into its table is the
+ * only copy; an item split over two slices goes through the slot's scratch, and one encoded
+ * unusually (unpacked floats) is parsed into the slot's columns. *table receives the table name
+ * ("" if absent), *n the item count. Returns 0, or 1 with rep set (INVALID_ARGUMENT naming the
+ * item and field). The items point into msg and the slot: use them before either changes. */
+static int insert_decode(insert_slot *slot, const grpc_byte_buffer *msg, char *table, size_t table_cap, size_t *n,
+                         rpc_reply *rep) {
   table[0] = '\0';
   *n = 0;
-  if (ic_flat_view(msg, &slot->flat, &base, &len) != 0) {
+  ic_msg m;
+  if (ic_msg_init(&m, msg, &slot->flat) != 0) {
     rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "InsertRequest: cannot read the message (compressed?) HINT: send "
                    "it uncompressed");
     return 1;
   }
-  ic_reader r = {base, base + len};
   ic_rows *rows = &slot->rows;
+  size_t O = (size_t)rows->obs_dim, A = (size_t)rows->act_dim;
   const char *bad = NULL;
-  while (r.p < r.end && bad == NULL) {
-    uint64_t key, flen;
-    if (ic_get_varint(&r, &key)) {
-      bad = "truncated field key";
+  for (;;) {
+    uint32_t f;
+    int wt, more;
+    uint64_t val;
+    const uint8_t *body;
+    size_t flen;
+    more = ic_msg_next(&m, &f, &wt, &val, &body, &flen);
+    if (more == 0) break;
+    if (more < 0) {
+      bad = "truncated or bad field";
       break;
     }
-    int f = (int)(key >> 3), wt = (int)(key & 7);
-    if (f == IC_INSERT_TABLE || f == IC_INSERT_ITEMS) {
-      if (wt != 2 || ic_get_varint(&r, &flen) || flen > (uint64_t)(r.end - r.p)) {
-        bad = f == IC_INSERT_TABLE ? "table field runs past the message" : "item runs past the message";
-        break;
-      }
-      const uint8_t *at = r.p;
-      r.p += flen;
-      if (f == IC_INSERT_TABLE) {
-        if (flen >= table_cap) {
-          rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Insert: table name of %llu bytes is too long HINT: "
-                         "\"online\" or \"demo\"", (unsigned long long)flen);
-          return 1;
-        }
-        memcpy(table, at, (size_t)flen);
-        table[flen] = '\0';
-        continue;
-      }
-      if (*n >= RSRV_MAX_INSERT_ITEMS) {
-        rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "InsertRequest: too many items (at most %d items per message) "
-                       "HINT: split the batch", RSRV_MAX_INSERT_ITEMS);
+    if (f != IC_INSERT_TABLE && f != IC_INSERT_ITEMS) continue; /* unknown fields are skipped */
+    if (wt != 2) {
+      bad = "table or items field with a wrong wire type";
+      break;
+    }
+    if (f == IC_INSERT_TABLE) {
+      if (flen >= table_cap) {
+        rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Insert: table name of %zu bytes is too long HINT: "
+                       "\"online\" or \"demo\"", flen);
         return 1;
       }
-      ic_error ie;
-      int e = ic_item_parse(rows, *n, at, (size_t)flen, 1, &ie);
-      if (e == IC_EDIMS) {
-        int want = strcmp(ie.field, "action") == 0 ? rows->act_dim : rows->obs_dim;
-        rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Insert item %zu: %s has %ld values, the shard's %s is %d "
-                       "HINT: actor and replay were configured with different tasks, frame stacks or action chunks "
-                       "(--obs-dim/--act-dim)", *n, ie.field, ie.got, strcmp(ie.field, "action") == 0 ? "act_dim" :
-                       "obs_dim", want);
-        return 1;
-      }
-      if (e == IC_ENONFINITE) {
-        rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Insert item %zu: %s[%ld] = %g is not finite HINT: the actor "
-                       "produced NaN/Inf; check the env, the policy and the n-step reward", *n, ie.field, ie.index,
-                       (double)ie.value);
-        return 1;
-      }
-      if (e != IC_OK) {
-        bad = "an item is not a valid Item";
-        break;
-      }
-      store_item *d = &slot->items[*n];
-      size_t i = *n, O = (size_t)rows->obs_dim, A = (size_t)rows->act_dim;
+      memcpy(table, body, flen);
+      table[flen] = '\0';
+      continue;
+    }
+    if (*n >= RSRV_MAX_INSERT_ITEMS) {
+      rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "InsertRequest: too many items (at most %d items per message) "
+                     "HINT: split the batch", RSRV_MAX_INSERT_ITEMS);
+      return 1;
+    }
+    size_t i = *n;
+    store_item *d = &slot->items[i];
+    ic_error ie;
+    ic_item_ref ref;
+    int e = ic_item_view(&ref, body, flen, rows->obs_dim, rows->act_dim, 1, &ie);
+    if (e == IC_OK) {
+      d->obs = ref.obs;
+      d->next_obs = ref.next_obs;
+      d->action = ref.action;
+      d->reward = ref.reward;
+      d->discount = ref.discount;
+      d->proposer = ref.proposer;
+      d->actor_id = ref.actor_id;
+      d->seq = ref.seq;
+      d->weight_version = ref.weight_version;
+      d->episode_end = ref.episode_end;
+      d->episode_success = ref.episode_success;
+    } else if (e == IC_ENOVIEW) {
+      e = ic_item_parse(rows, i, body, flen, 1, &ie);
       d->obs = rows->obs + i * O;
       d->next_obs = rows->next_obs + i * O;
       d->action = rows->action + i * A;
-      d->obs_n = d->next_obs_n = (uint32_t)O;
-      d->act_n = (uint32_t)A;
       d->reward = rows->reward[i];
       d->discount = rows->discount[i];
       d->proposer = rows->proposer[i];
@@ -250,12 +256,29 @@ static int insert_decode(rsrv *s, insert_slot *slot, const grpc_byte_buffer *msg
       d->weight_version = rows->weight_version[i];
       d->episode_end = rows->episode_end[i];
       d->episode_success = rows->episode_success[i];
-      (*n)++;
-    } else if (ic_skip_field(&r, wt)) {
-      bad = "unknown field with a bad wire type";
     }
+    if (e == IC_EDIMS) {
+      int act = strcmp(ie.field, "action") == 0;
+      rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Insert item %zu: %s has %ld values, the shard's %s is %d "
+                     "HINT: actor and replay were configured with different tasks, frame stacks or action chunks "
+                     "(--obs-dim/--act-dim)", i, ie.field, ie.got, act ? "act_dim" : "obs_dim",
+                     act ? rows->act_dim : rows->obs_dim);
+      return 1;
+    }
+    if (e == IC_ENONFINITE) {
+      rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Insert item %zu: %s[%ld] = %g is not finite HINT: the actor "
+                     "produced NaN/Inf; check the env, the policy and the n-step reward", i, ie.field, ie.index,
+                     (double)ie.value);
+      return 1;
+    }
+    if (e != IC_OK) {
+      bad = "an item is not a valid Item";
+      break;
+    }
+    d->obs_n = d->next_obs_n = (uint32_t)O;
+    d->act_n = (uint32_t)A;
+    (*n)++;
   }
-  (void)s;
   if (bad != NULL) {
     rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "InsertRequest: malformed message (%s, after %zu items) HINT: the "
                    "peer does not speak proto/ibrl.proto", bad, *n);
@@ -312,7 +335,7 @@ static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_s
                         const grpc_byte_buffer *msg, rpc_reply *rep) {
   char tname[STORE_NAME_MAX];
   size_t n = 0;
-  if (insert_decode(s, slot, msg, tname, sizeof tname, &n, rep)) return 1;
+  if (insert_decode(slot, msg, tname, sizeof tname, &n, rep)) return 1;
   const char *table = tname[0] == '\0' ? WIRE_TABLE_ONLINE : tname;
   int t = store_table_find(s->st, table);
   if (t < 0) {

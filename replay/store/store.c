@@ -14,7 +14,10 @@
  *    records from DRAM (anchors.md, "replay batch gathering"). Both tables' read locks are held
  *    together (in index order, as every multi-lock path does) so the sizes and the rows agree.
  *  - Counters changed by inserts live under the write lock; the sample counter and both rate
- *    meters have their own mutex because samplers only hold the read lock. */
+ *    meters have their own mutex because samplers only hold the read lock.
+ *  - store_insert_prechecked is store_insert without the NaN/Inf scan, for the replay server,
+ *    which checks while it decodes; on that path item floats are read with memcpy only, since
+ *    they may point (unaligned) into a received message. */
 #include "store_impl.h"
 
 #include <math.h>

@@ -229,7 +229,9 @@ int store_insert(store *s, const char *table, const store_item *items, size_t n,
 /* As store_insert, for a caller that has already checked every float of every item (obs,
  * action, next_obs, reward, discount) for NaN/Inf, e.g. inside its decode copy (the replay
  * server does, itemcodec.h): the store skips that one scan; every other check still runs.
- * Passing a non-finite value here is a bug of the caller (it would be stored). Thread-safe. */
+ * Passing a non-finite value here is a bug of the caller (it would be stored). On this path the
+ * store reads the items' float arrays only with memcpy, so they may be unaligned (e.g. point
+ * straight into a received message). Thread-safe. */
 int store_insert_prechecked(store *s, const char *table, const store_item *items, size_t n,
                             store_insert_result *res);
 

@@ -23,7 +23,12 @@
  * Each configuration (operation x thread count) runs --rounds rounds (default 5); a round measures
  * the three variants for --seconds each (default 0.5 s) in a rotating order, so load changes on a
  * shared machine hit all three alike, and the table reports medians and the medians of the
- * per-round ratios. The default run takes about 35 s. */
+ * per-round ratios. The default run takes about 35 s. A second table gives the CPU time per
+ * transition of each process and, per round, the raw over full CPU ratio: the throughput ratio
+ * a machine limited only by its CPU would show, which unlike the rates does not swing with the
+ * load of a shared machine. Both processes of every variant run with the same malloc settings
+ * as ibrl-replay (large freed blocks stay in the heap), so the ratios compare code, not
+ * allocator policies. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -623,17 +628,22 @@ int bench_replay(int argc, char **argv) {
         printf("%-7s %-7d %10.0f %9.1f %10.0f %9.1f %10.0f %9.1f %7.0f%% %7.0f%%\n", names[op], thr[ti], full,
                full * item_b / 1e6, cl, cl * item_b / 1e6, raw, raw * item_b / 1e6, 100.0 * median(rf, cfg.rounds),
                100.0 * median(rc_, cfg.rounds));
+        /* CPU per transition of both processes together, raw over full: what the throughput ratio
+         * would be if the machine's CPU were the only limit (it does not depend on the load). */
+        double eff[MAX_ROUNDS];
+        for (int r = 0; r < cfg.rounds; r++) eff[r] = (cu[2][r] + su[2][r]) / (cu[0][r] + su[0][r]);
         snprintf(cpu_lines[n_cpu++], sizeof cpu_lines[0],
-                 "%-7s %-7d %8.2f / %-8.2f %8.2f / %-8.2f %8.2f / %-8.2f\n", names[op], thr[ti],
+                 "%-7s %-7d %8.2f / %-8.2f %8.2f / %-8.2f %8.2f / %-8.2f %8.0f%%\n", names[op], thr[ti],
                  median(cu[0], cfg.rounds), median(su[0], cfg.rounds), median(cu[1], cfg.rounds),
-                 median(su[1], cfg.rounds), median(cu[2], cfg.rounds), median(su[2], cfg.rounds));
+                 median(su[1], cfg.rounds), median(cu[2], cfg.rounds), median(su[2], cfg.rounds),
+                 100.0 * median(eff, cfg.rounds));
         fflush(stdout);
       }
     }
     if (code == 0) {
       /* CPU time per item does not depend on how busy the machine is, unlike the rates. */
       printf("\nCPU microseconds per transition, client process / server process (medians):\n");
-      printf("%-7s %-7s %19s %19s %19s\n", "op", "threads", "full", "client", "raw");
+      printf("%-7s %-7s %19s %19s %19s %9s\n", "op", "threads", "full", "client", "raw", "raw/full");
       for (int k = 0; k < n_cpu; k++) fputs(cpu_lines[k], stdout);
     }
     grpc_slice_unref(ins);

@@ -68,18 +68,39 @@ case "$what" in
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/ibrl-deploy-neg-XXXXXX")
     trap 'rm -rf "$tmp"' EXIT
     pass=0 fail=0
-    vfiles=() vdesc=() vre=()
-    # mutant <tool> <sed expression> <expected message regex>: validate mutants are collected
-    # and checked in one validator run (one tsc start-up); flags mutants run at once.
+    # mutant <tool> <sed expression> <expected message regex>: the mutants of each tool are
+    # collected and checked in one run of that tool (one node and tsc start-up, not forty).
+    declare -A files desc re
+    n=0
     mutant() {
-      local tool=$1 expr=$2 re=$3 out rc f
-      f="$tmp/m$((${#vfiles[@]} + pass + fail)).yaml"
+      local tool=$1 expr=$2 want=$3 f="$tmp/m$n.yaml"
       sed -e "$expr" "$R/dev.yaml" >"$f"
       if cmp -s "$R/dev.yaml" "$f"; then echo "  FAIL mutation '$expr' changed nothing (stale test?)"; fail=$((fail + 1)); return; fi
-      if [ "$tool" = validate ]; then vfiles+=("$f"); vdesc+=("$expr"); vre+=("$re"); return; fi
-      out=$(node "$tools/check-flags.mjs" --bin-dir "$BIN" "$f" 2>&1); rc=$?
-      if [ $rc -eq 1 ] && printf '%s' "$out" | grep -Eq -- "$re"; then echo "  PASS $tool catches '$expr'"; pass=$((pass + 1))
-      else echo "  FAIL $tool missed '$expr' (exit $rc, wanted 1 and /$re/):"; printf '%s\n' "$out" | tail -4 | sed 's/^/    | /'; fail=$((fail + 1)); fi
+      files[$tool]+="$f "
+      desc[$f]=$expr
+      re[$f]=$want
+      n=$((n + 1))
+    }
+    # judge <tool> <command...>: runs the tool once over its mutants; its output has one block
+    # per file, closed by "<file>: N passed, N failed" (in argument order).
+    judge() {
+      local tool=$1; shift
+      local list i=0 b
+      read -r -a list <<<"${files[$tool]}"
+      "$@" "${list[@]}" >"$tmp/$tool.out" 2>&1
+      rm -f "$tmp"/"$tool"-block*.out
+      awk -v p="$tmp/$tool-block" '{ print > (p k ".out") } /\.yaml: [0-9]+ passed, [0-9]+ failed$/ { close(p k ".out"); k++ }' k=0 "$tmp/$tool.out"
+      for f in "${list[@]}"; do
+        b="$tmp/$tool-block$i.out"
+        i=$((i + 1))
+        if [ -f "$b" ] && grep -q "^$f: [0-9]* passed, [1-9][0-9]* failed$" "$b" && grep -Eq -- "${re[$f]}" "$b"; then
+          echo "  PASS $tool catches '${desc[$f]}'"; pass=$((pass + 1))
+        else
+          echo "  FAIL $tool missed '${desc[$f]}' (wanted a failure matching /${re[$f]}/):"
+          [ -f "$b" ] && tail -4 "$b" | sed 's/^/    | /'
+          fail=$((fail + 1))
+        fi
+      done
     }
     # Schema, unknown fields, types, enums (layers 1-3).
     mutant validate 's/terminationGracePeriodSeconds: 60/terminationGracePeriodSecond: 60/' "TS2353.*terminationGracePeriodSecond"
@@ -113,20 +134,8 @@ case "$what" in
     mutant flags 's/--stack "\$FRAME_STACK"/--stacks "$FRAME_STACK"/' "ibrl-replayctl import-demos does not accept --stacks"
     mutant flags 's/name: IBRL_ACTOR_TOKEN/name: IBRL_ACTOR_TOKN/' "env IBRL_ACTOR_TOKN means --tokn"
     mutant flags 's/name: IBRL_REPLAY_TOKEN/name: IBRL_LEARNER_TOKEN/' "is for an ibrl learner binary"
-    # One validator run over every validate mutant; its output is one block per file, each
-    # closed by "<file>: N passed, N failed" (in argument order).
-    node "$tools/validate-k8s.mjs" "${vfiles[@]}" >"$tmp/all.out" 2>&1
-    awk -v dir="$tmp" '{ print > (dir "/block" k ".out") } /\.yaml: [0-9]+ passed, [0-9]+ failed$/ { close(dir "/block" k ".out"); k++ }' k=0 "$tmp/all.out"
-    for i in "${!vfiles[@]}"; do
-      b="$tmp/block$i.out"
-      if [ -f "$b" ] && tail -1 "$b" | grep -q "^${vfiles[$i]}: [0-9]* passed, [1-9][0-9]* failed$" && grep -Eq -- "${vre[$i]}" "$b"; then
-        echo "  PASS validate catches '${vdesc[$i]}'"; pass=$((pass + 1))
-      else
-        echo "  FAIL validate missed '${vdesc[$i]}' (wanted a failure matching /${vre[$i]}/):"
-        [ -f "$b" ] && tail -4 "$b" | sed 's/^/    | /'
-        fail=$((fail + 1))
-      fi
-    done
+    judge validate node "$tools/validate-k8s.mjs"
+    judge flags node "$tools/check-flags.mjs" --bin-dir "$BIN"
     # Without the component's kustomizeconfig.yaml, kustomize leaves the MPIJob's ConfigMap and
     # Secret names without their hash suffix: the validator must see that (needs kubectl).
     if command -v kubectl >/dev/null 2>&1; then

@@ -5,7 +5,9 @@
 # ibrl-actor. Checks: exit 0, both ranks ran and were bound, the token reached the ranks through
 # -x (calls would fail UNAUTHENTICATED otherwise), metrics rows, published weights. Then the
 # script's own failure paths: bad flags, missing binary, unreadable hostfile, a learner error
-# propagating as a nonzero exit. Every wait is bounded; processes started here are stopped by PID.
+# propagating as a nonzero exit. Last, the MPIJob launcher's own script from the dev render runs
+# here (image paths mapped to the build): first start, then a restart that must resume the run.
+# Every wait is bounded; processes started here are stopped by PID.
 # Exit 77 (ctest: skipped) only while ibrl-learner is not built.
 set -u
 BIN="${IB_BIN_DIR:?IB_BIN_DIR not set}"
@@ -19,10 +21,16 @@ for b in ibrl-learner ibrl-replay ibrl-replayctl ibrl-demos ibrl-il ibrl-actor; 
 done
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/ibrl-deploy-mpi-XXXXXX")
 PIDS=()
-cleanup() {
+cleanup() { # SIGTERM, up to 5 s to stop (the replay drains), then SIGKILL
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  sleep 0.3
+  for _ in $(seq 1 50); do
+    alive=0
+    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.1
+  done
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  wait 2>/dev/null
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -86,6 +94,37 @@ out=$(IBRL_LEARNER_TOKEN=wrong timeout 120 "$RUN" -n 2 -b "$BIN" --no-bind -- --
   --updates 5 --wait 5 --deadline-ms 2000 --out run-bad 2>&1); rc=$?
 check "wrong token: exit $rc is nonzero and not a timeout" test $rc -ne 0 -a $rc -ne 124
 [ $rc -ne 0 ] && [ $rc -ne 124 ] || printf '%s\n' "$out" | tail -8 | sed 's/^/    | /'
+
+echo "D. the MPIJob launcher command of the dev render, run here (paths mapped to this host)"
+# The launcher's shell script and its ConfigMap environment, straight from the rendered manifest;
+# only the image paths, the shard addresses and a budget (IBRL_LEARNER_UPDATES) are local.
+/usr/bin/python3 - "$SRC/deploy/k8s/rendered/dev.yaml" "$BIN" "$TMP/shared" "$R" >launcher.sh <<'PY' || { echo "  FAIL cannot extract the launcher"; fails=$((fails + 1)); }
+import shlex, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+job = next(d for d in docs if d["kind"] == "MPIJob")
+c = job["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]
+for ref in c.get("envFrom", []):
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == ref["configMapRef"]["name"])
+    for k, v in cm["data"].items():
+        print(f"export {k}={shlex.quote(v)}")
+print(f"export REPLAY_LIST={shlex.quote(sys.argv[4])} PARAMS_ENDPOINT={shlex.quote(sys.argv[4])}")
+if c["command"] != ["/bin/sh", "-c"]:
+    sys.exit("the launcher is not /bin/sh -c SCRIPT")
+print(c["args"][0].replace("/opt/ibrl/bin/", sys.argv[2] + "/").replace("/var/lib/ibrl/shared", sys.argv[3]))
+PY
+mkdir -p shared/il shared/runs && cp il.ckpt* shared/il/
+launch() { # launch <updates>: the launcher script, bounded, with a budget
+  env IBRL_LEARNER_TOKEN=$TOKEN IBRL_LEARNER_UPDATES=$1 IBRL_LEARNER_LOG_EVERY=10 IBRL_LEARNER_PUBLISH_EVERY=10 \
+    IBRL_LEARNER_CHECK_EVERY=10 timeout 180 /bin/sh launcher.sh >"d$1.log" 2>&1
+}
+launch 20; rc=$?
+check "launcher script exits 0 (first start)" test $rc = 0
+[ $rc = 0 ] || tail -15 d20.log | sed 's/^/    | /'
+run_dir=shared/runs/$(sed -n 's/^export RUN_NAME=//p' launcher.sh)
+check "run directory has rows up to 20 updates" test "$(awk -F, 'NR>1{u=$3} END{print u}' "$run_dir/metrics.csv" 2>/dev/null)" = 20
+launch 40; rc=$?
+check "a restarted launcher resumes the run (exit $rc)" bash -c "test $rc = 0 && grep -q 'resuming the run' d40.log"
+check "resumed run continues to 40 updates" test "$(awk -F, 'NR>1{u=$3} END{print u}' "$run_dir/metrics.csv" 2>/dev/null)" = 40
 
 echo "$((fails == 0 ? 1 : 0)) passed, $((fails > 0 ? 1 : 0)) failed ($fails failed checks)"
 [ $fails = 0 ]

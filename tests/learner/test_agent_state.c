@@ -415,6 +415,48 @@ static void test_bc_method(void) {
   agent_free(&a);
 }
 
+
+/* The apply steps: after the first critic update every parameter moved by Adam's first step
+ * (-lr * g / (|g| + eps), since m_hat = g and v_hat = g^2), and the target is the EMA of the
+ * UPDATED parameters (Adam before EMA); the actor update does the same for the actor target. */
+static void test_apply_order(void) {
+  agent_config c = small_cfg(AGENT_RLPD, AGENT_TD3);
+  agent a;
+  TH_CHECK_EQ_INT(agent_init(&a, &c), IB_OK);
+  data d;
+  make_data(&d, 10, 0.97f);
+  for (int net = 0; net < 2; net++) {
+    agent_arena on = agent_arena_get(&a, net ? AGENT_NET_ACTOR : AGENT_NET_CRITIC);
+    agent_arena tg = agent_arena_get(&a, net ? AGENT_NET_ACTOR_TARGET : AGENT_NET_CRITIC_TARGET);
+    size_t n = on.n;
+    float *p0 = malloc(n * sizeof(float)), *t0 = malloc(n * sizeof(float)), *g = malloc(n * sizeof(float));
+    memcpy(p0, on.params, n * sizeof(float));
+    memcpy(t0, tg.params, n * sizeof(float));
+    int rc = net ? agent_actor_grads(&a, &d.b[0], NULL) : agent_critic_grads(&a, &d.b[0]);
+    TH_CHECK_EQ_INT(rc, IB_OK);
+    memcpy(g, on.grads, n * sizeof(float));
+    if (net) agent_actor_apply(&a);
+    else agent_critic_apply(&a);
+    const double lr = net ? c.lr_actor : c.lr_critic;
+    int bad_adam = 0, bad_ema = 0;
+    for (size_t i = 0; i < n; i++) {
+      double step = -lr * g[i] / (fabs(g[i]) + 1e-8);
+      if (fabs((on.params[i] - p0[i]) - step) > 1e-6 + 1e-3 * fabs(step)) bad_adam++;
+      double ema = (1.0 - c.tau) * t0[i] + c.tau * on.params[i];
+      if (fabs(tg.params[i] - ema) > 1e-6 * (1.0 + fabs(ema))) bad_ema++;
+    }
+    TH_CHECK_MSG(bad_adam == 0, "net %d: %d of %zu params did not take Adam's first step", net, bad_adam, n);
+    TH_CHECK_MSG(bad_ema == 0, "net %d: %d of %zu target params are not the EMA of the updated params",
+                 net, bad_ema, n);
+    free(p0);
+    free(t0);
+    free(g);
+  }
+  TH_CHECK_EQ_INT(a.critic.adam_t, 1);
+  TH_CHECK_EQ_INT(a.actor.adam_t, 1);
+  agent_free(&a);
+}
+
 static const th_case cases[] = {
     {"determinism (ibrl td3, rlpd sac, rft td3)", test_determinism},
     {"frozen IL policy cannot move", test_frozen_il},
@@ -423,6 +465,7 @@ static const th_case cases[] = {
     {"acting weights blob", test_acting_blob},
     {"sac temperature direction", test_sac_temperature},
     {"bc baseline acts with the IL policy", test_bc_method},
+    {"apply: Adam then target EMA", test_apply_order},
     {"errors", test_errors},
     {NULL, NULL},
 };

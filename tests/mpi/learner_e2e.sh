@@ -6,8 +6,12 @@
 #   B. --resume to 100 updates: continues from 60 (rows appended, versions keep rising).
 #   C. a replay whose rate limiter blocks (samples-per-insert, no inserts): the learner waits
 #      without hanging and exits 0 with a final checkpoint on SIGTERM.
-#   D. bad inputs: missing IL file, wrong dims, unreachable replay, uneven batch, resume of
-#      nothing; each a clear message and a nonzero exit, bounded in time.
+#   E. two actors and a samples-per-insert limit: the replay's limiter holds samples/inserts at
+#      the ratio (the UTD), whatever the number of actors.
+#   F. the replay shard restarts mid-run (from its checkpoint): the learner waits and goes on.
+#   G. bad inputs: missing IL file, wrong dims, unreachable replay, uneven batch, resume of
+#      nothing, unknown task, a blob above the message limit, an existing run; each a clear
+#      message and a nonzero exit, bounded in time.
 # Every wait is bounded; all processes started here are stopped by PID on exit.
 set -u
 BIN="${IB_BIN_DIR:?IB_BIN_DIR not set}"
@@ -136,7 +140,27 @@ check "samples/inserts follows spi 16 (inserts ${I:-?}, samples ${S:-?}, cursor 
   test "${S:-0}" -ge 19200 -a $C -ge 472 -a $C -le 2856
 echo "    learner: $(grep "updates 150 " e.log | sed 's/.*INFO //')"
 
-echo "D. bad inputs"
+echo "F. a replay shard restarts mid-run: the learner waits and goes on"
+mkdir -p ck4
+start_replay replay4.log --ckpt-dir ck4 || exit 1
+R4="127.0.0.1:$PORT"; P4=$PORT; RP4=${PIDS[${#PIDS[@]}-1]}
+"$BIN/ibrl-replayctl" --shards "$R4" import-demos demos.hdf5 --stack 1 --chunk 1 >import4.log 2>&1
+mpi "$BIN/ibrl-learner" --replay "$R4" --il il.ckpt --preset nav2d-quick --updates 200 --log-every 50 --wait 60 \
+  --deadline-ms 1000 --out run4 >f.log 2>&1 &
+MP=$!
+PIDS+=($MP)
+for _ in $(seq 1 300); do grep -q "updates 50 " f.log && break; sleep 0.1; done
+kill -TERM $RP4; wait $RP4 2>/dev/null # the shard writes its checkpoint and stops
+sleep 2
+"$BIN/ibrl-replay" --port "$P4" --obs-dim 37 --act-dim 2 --ckpt-dir ck4 >replay4b.log 2>&1 &
+PIDS+=($!)
+wait $MP
+rc=$?
+check "learner survives the restart, exits 0 (got $rc)" test $rc = 0
+check "it noticed and resumed sampling" grep -q "sampling resumed" f.log
+check "rows through 200 updates" test "$(awk -F, 'NR>1{printf "%s ", $3}' run4/metrics.csv)" = "50 100 150 200 "
+
+echo "G. bad inputs"
 mpi "$BIN/ibrl-learner" --replay "$R1" --il nothere.ckpt --out bad1 --updates 5 >d1.log 2>&1
 check "missing IL file: nonzero exit" test $? != 0
 check "missing IL file: named" grep -q "nothere.ckpt" d1.log

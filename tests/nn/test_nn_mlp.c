@@ -527,6 +527,13 @@ static void test_determinism(void) {
   TH_CHECK(memcmp(a.params, b.params, a.n_params * sizeof(float)) == 0);
   TH_CHECK(memcmp(a.grads, b.grads, a.n_params * sizeof(float)) == 0);
   TH_CHECK(memcmp(&da, &db, sizeof da) == 0);
+  /* Eval mode neither applies dropout nor draws from the stream it is given. */
+  rng before = da;
+  float y1[32 * 7], y2[32 * 7];
+  nn_mlp_forward(&a, y1, x, 32, 0, &da);
+  nn_mlp_forward(&a, y2, x, 32, 0, NULL);
+  TH_CHECK(memcmp(&before, &da, sizeof da) == 0);
+  TH_CHECK(memcmp(y1, y2, sizeof y1) == 0);
   nn_mlp_free(&a);
   nn_mlp_free(&b);
 }
