@@ -214,6 +214,75 @@ static void test_bad_input(void) {
   stop_ok(&s);
 }
 
+/* ---- encodings the server must accept ---- */
+
+/* The server reads items in place from the received slices; items split across slices, and items
+ * a foreign encoder wrote with unpacked floats (legal protobuf), must arrive intact all the same. */
+static void test_item_encodings(void) {
+  rt_server s;
+  if (start(&s, NULL) != 0) return;
+  rt_client c;
+  rt_client_open(&c, s.target, NULL);
+  char det[512];
+  /* One item of actor 77, k = 3, written by hand: obs as OBS separate fixed32 fields, action and
+   * next_obs packed, the scalars after them, and an unknown field that must be skipped. */
+  float v = 77 * 1e4f + 3;
+  uint8_t buf[512], *p = buf;
+  uint8_t body[400], *q = body;
+  for (int j = 0; j < OBS; j++) {
+    float x = v + (float)j;
+    *q++ = 0x0D, memcpy(q, &x, 4), q += 4;
+  }
+  *q++ = 0x12, *q++ = ACT * 4;
+  for (int j = 0; j < ACT; j++) {
+    float x = -v - (float)j;
+    memcpy(q, &x, 4), q += 4;
+  }
+  *q++ = 0x2A, *q++ = OBS * 4;
+  for (int j = 0; j < OBS; j++) {
+    float x = v + 100 + (float)j;
+    memcpy(q, &x, 4), q += 4;
+  }
+  float disc = 0.5f;
+  *q++ = 0x1D, memcpy(q, &v, 4), q += 4;
+  *q++ = 0x25, memcpy(q, &disc, 4), q += 4;
+  *q++ = 0x30, *q++ = 1;          /* proposer RL */
+  *q++ = 0x38, *q++ = 77;         /* actor_id */
+  *q++ = 0x40, *q++ = 3;          /* seq */
+  *q++ = 0xF8, *q++ = 0x07, *q++ = 9; /* field 127, varint: unknown */
+  *p++ = 0x0A, *p++ = 6, memcpy(p, "online", 6), p += 6;
+  *p++ = 0x12, *p++ = (uint8_t)(q - body);
+  TH_CHECK(q - body < 128);
+  memcpy(p, body, (size_t)(q - body)), p += q - body;
+  grpc_slice sl = grpc_slice_from_copied_buffer((const char *)buf, (size_t)(p - buf));
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+  grpc_slice_unref(sl);
+  grpc_byte_buffer *resp = NULL;
+  grpc_status_code st = rt_call(&c, WIRE_PATH_INSERT, &bb, 1, &resp, det, sizeof det, TMO);
+  TH_CHECK_MSG(st == GRPC_STATUS_OK, "unpacked item: %s: %s", wire_status_name(st), det);
+  grpc_byte_buffer_destroy(bb);
+  if (resp) grpc_byte_buffer_destroy(resp);
+  rt_sample *sm = ib_xcalloc(1, sizeof *sm);
+  TH_CHECK_EQ_INT(rt_sample_call(&c, 4, -1, sm, det, sizeof det, TMO), GRPC_STATUS_OK);
+  TH_CHECK_EQ_INT(sm->n, 4);
+  for (size_t i = 0; i < sm->n; i++) {
+    TH_CHECK_MSG(sm->intact[i] && sm->reward[i] == v && sm->proposer[i] == 1, "row %zu: intact %d reward %g", i,
+                 sm->intact[i], (double)sm->reward[i]);
+  }
+  /* 1000 items in one ~80 kB message: it arrives in several slices, so items straddle them. */
+  rt_items many = items(5, 0, 1000, 1);
+  ibrl_InsertReply r = ibrl_InsertReply_init_zero;
+  TH_CHECK_EQ_INT(rt_insert(&c, "online", &many, &r, det, sizeof det, TMO), GRPC_STATUS_OK);
+  TH_CHECK_EQ_INT(r.inserted, 1000);
+  TH_CHECK_EQ_INT(rt_sample_call(&c, 4000, -1, sm, det, sizeof det, TMO), GRPC_STATUS_OK);
+  int intact = 0;
+  for (size_t i = 0; i < sm->n; i++) intact += sm->intact[i];
+  TH_CHECK_EQ_INT(intact, 4000);
+  free(sm);
+  rt_client_close(&c);
+  stop_ok(&s);
+}
+
 static grpc_status_code health(rt_client *c, const char *service, int *status) {
   grpc_health_v1_HealthCheckRequest q = grpc_health_v1_HealthCheckRequest_init_zero;
   snprintf(q.service, sizeof q.service, "%s", service);
@@ -768,6 +837,7 @@ static const th_case cases[] = {
     {"roundtrip and mixing ratios", test_roundtrip_mix},
     {"dedup by actor and seq", test_dedup},
     {"bad input gets clear statuses", test_bad_input},
+    {"unpacked and slice-straddling items arrive intact", test_item_encodings},
     {"token and health", test_token_and_health},
     {"rate limiter blocks and releases", test_rate_limiter},
     {"checkpoint and restore across restart", test_checkpoint_restore},
