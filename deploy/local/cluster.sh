@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # cluster.sh: shell functions that start and stop the ibrl processes on one host (sourced by
 # deploy/local/run.sh and the e2e tests; not run directly).
 #

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # e2e_lib.sh: shared setup of the e2e scripts (sourced). Gives: B (bin dir), W (a fresh work
 # directory removed at exit), the cluster functions (deploy/local/cluster.sh), check/fail
 # helpers, and e2e_il: 5 noisy nav2d demos and a quickly trained IL policy (nav2d-quick sizes).

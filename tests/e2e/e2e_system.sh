@@ -24,6 +24,9 @@ info=$("$B/ibrl-replayctl" --shards "$P" --json info --rate-ms 0)
 for i in 0 1; do
   st=$(printf '%s' "$info" | grep -o "\"actor_id\":$i,[^}]*\"weight_version\":[0-9]*" | sed 's/.*://')
   check "actor $i's stored items carry learner weights (newest stamp ${st:-none} >= 3)" test "${st:-0}" -ge 3
+  # episode_end / episode_success flags reach the shard's per-actor statistics
+  ep=$(printf '%s' "$info" | grep -o "\"actor_id\":$i,[^}]*\"episodes\":[0-9]*" | sed 's/.*://')
+  check "the shard counted actor $i's episodes (${ep:-none} >= 3)" test "${ep:-0}" -ge 3
 done
 size=$(online_sizes "$P")
 check "the replay fills (online size ${size:-none} >= 300)" test "${size:-0}" -ge 300
