@@ -196,6 +196,7 @@ static int apply(const char *const *val, const char *const *src, lrun_opts *o, t
 }
 
 int main(int argc, char **argv) {
+  nn_blas_autoselect(argv); /* before MPI_Init: may re-execute with the right OpenBLAS kernel */
   const char *val[O_COUNT] = {0};
   const char *src[O_COUNT];
   /* Layer 1: the environment. */

@@ -274,6 +274,13 @@ const char *nn_blas_core(void);
  * either way. */
 int nn_blas_check(void);
 
+/* Makes the process use the right OpenBLAS kernel without the user setting anything: if
+ * nn_blas_check fails and OPENBLAS_CORETYPE is unset, sets it (SkylakeX on AVX-512, Haswell on
+ * AVX2) and re-executes the program (/proc/self/exe with the same argv and environment), once.
+ * Call it first thing in main(), before threads, MPI_Init or any output; argv must be main's
+ * NULL-terminated argv. Returns only if no re-exec was needed or possible (then it logs why). */
+void nn_blas_autoselect(char **argv);
+
 /* ------------------------------------------------------------------------------------------ */
 /* ---- checkpoints ---- */
 

@@ -8,9 +8,13 @@
  * result does not depend on the row width. These kernels are the reference the fused MLP path
  * (nn_mlp.c) is tested against; they favour clarity over the last percent of speed. */
 #include <cblas.h>
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "ib.h"
 #include "nn.h"
@@ -220,4 +224,23 @@ int nn_blas_check(void) {
                    "OPENBLAS_CORETYPE=Haswell before starting the process)", core);
 #endif
   return IB_OK;
+}
+
+void nn_blas_autoselect(char **argv) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (getenv("OPENBLAS_CORETYPE") || getenv("IB_BLAS_REEXEC")) return;
+  if (nn_blas_check() == IB_OK) return;
+  __builtin_cpu_init();
+  const char *core = __builtin_cpu_supports("avx512f") ? "SkylakeX" : "Haswell";
+  /* The variable is read when libopenblas loads, so it only takes effect in a new image. The
+   * guard variable stops a loop if the new image still reports a fallback kernel. */
+  setenv("OPENBLAS_CORETYPE", core, 1);
+  setenv("IB_BLAS_REEXEC", "1", 1);
+  execv("/proc/self/exe", argv);
+  fprintf(stderr, "ibrl: could not re-execute with OPENBLAS_CORETYPE=%s (%s); continuing with the "
+          "slower '%s' kernel (HINT: export OPENBLAS_CORETYPE=%s)\n", core, strerror(errno),
+          nn_blas_core(), core);
+#else
+  (void)argv;
+#endif
 }

@@ -13,7 +13,7 @@ task=nav2d
 actors=4
 shards=2
 ranks=2
-minutes=6
+minutes=5
 out=""
 preset=""
 n_demos=10
@@ -156,7 +156,7 @@ echo "   IL policy: obs $obs_dim -> action chunk $act_dim ($out/il.ckpt)"
 # ---- 3. the system ----
 spi=$(awk "BEGIN{printf \"%.6g\", $batch * $utd}")
 ebuf=$(awk "BEGIN{printf \"%.6g\", $batch * $utd * 400}")
-echo "== 3/4 system: $shards replay shards, $actors actors + 1 evaluator, mpirun -np $ranks ibrl-learner, $minutes min"
+echo "== 3/4 system: $shards replay shard(s), $actors actors + 1 evaluator, mpirun -np $ranks ibrl-learner, $minutes min"
 echo "   rate limiter per shard: $spi samples per insert (UTD $utd x batch $batch), min size 500"
 list=""
 for ((s = 0; s < shards; s++)); do
@@ -282,7 +282,7 @@ for ((i = 0; i < actors; i++)); do
 done
 lrow=$(last_csv_row "$out/learner/metrics.csv")
 echo ""
-echo "== summary: $task, $actors actors, $shards shards, $ranks learner ranks, preset $preset"
+echo "== summary: $task, $actors actors, $shards shard(s), $ranks learner ranks, preset $preset"
 printf "   BC (the IL policy alone):  success %s over %s seeded episodes\n" "$(fmt "$bc" "%.2f")" "$eval_episodes"
 printf "   IBRL (final weights):      success %s  (best evaluation %s)\n" "$(fmt "$fin" "%.2f")" "$(fmt "$best" "%.2f")"
 printf "   %s env steps by the actors, %s learner updates, %d min %02d s in total\n" "$steps" "$(col "$lrow" 3)" \

@@ -1,8 +1,9 @@
 #!/bin/sh
 # table.sh: a markdown table of ibrl-train run directories.
 #   table.sh RUN_DIR...        final eval success from each run's summary.json
-#   AT=N table.sh RUN_DIR...   eval success of each run's metrics.csv row at env_steps == N
-#                              (runs are deterministic, so this is what a run of budget N ends with)
+#   AT=N table.sh RUN_DIR...   eval success of each run's first metrics.csv row at env_steps >= N
+#                              (runs are deterministic, so this is what a run of budget N ends with);
+#                              runs that have not reached N are listed as unfinished, not averaged
 # Then one line per method: mean (and min-max) over its runs.
 set -eu
 AT=${AT:-}
@@ -16,8 +17,11 @@ for r in "$@"; do
   il=$(sed -n 's/^  "il_eval_success": \(.*\),$/\1/p' "$s" 2>/dev/null || true)
   if [ -n "$AT" ]; then
     # bc runs have rows at 0 and at their budget only: the IL policy does not change
-    row=$(awk -F, -v at="$AT" 'NR > 1 && ($1 == at || ($1 > at && !done)) {print; done = 1}' "$r/metrics.csv")
-    [ -n "$row" ] || row=$(tail -n 1 "$r/metrics.csv")
+    row=$(awk -F, -v at="$AT" 'NR > 1 && $1 >= at && !done {print; done = 1}' "$r/metrics.csv")
+    if [ -z "$row" ]; then
+      echo "| $(basename "$r") | $m | $seed | (unfinished: last row at $(tail -n 1 "$r/metrics.csv" | cut -d, -f1)) | | | |"
+      continue
+    fi
     steps=$(echo "$row" | cut -d, -f1)
     ev=$(echo "$row" | cut -d, -f5)
     best=$(awk -F, -v at="$steps" 'NR > 1 && $1 <= at && $5 > b {b = $5} END {print b + 0}' "$r/metrics.csv")

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "nn.h"
+
 typedef struct bench_entry {
   const char *name;
   int (*fn)(int argc, char **argv);
@@ -61,6 +63,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  nn_blas_autoselect(argv); /* the right OpenBLAS kernel for this CPU, before any timing */
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
