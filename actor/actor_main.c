@@ -227,6 +227,7 @@ static int apply(const char *const *val, const char *const *src, int *role, arun
 }
 
 int main(int argc, char **argv) {
+  nn_blas_autoselect(argv); /* may re-execute with the right OpenBLAS kernel for this CPU */
   const char *val[O_COUNT] = {0};
   const char *src[O_COUNT];
   /* Layer 1: the environment. */
