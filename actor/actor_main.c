@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "arun.h"
 #include "ib.h"
 #include "log.h"
@@ -124,15 +125,10 @@ static int bad(const char *flag, const char *fmt, const char *val) {
 }
 
 static int parse_double(double *out, const char *s, double lo, double hi, const char *flag) {
-  char *end = NULL;
-  double v = strtod(s, &end);
-  if (!*s || *end || !(v >= lo && v <= hi)) {
-    char msg[96];
-    snprintf(msg, sizeof msg, "'%%s' is not a number in [%g, %g]", lo, hi);
-    return bad(flag, msg, s);
-  }
-  *out = v;
-  return 0;
+  if (cli_double_in(out, s, lo, hi) == 0) return 0;
+  char msg[96];
+  snprintf(msg, sizeof msg, "'%%s' is not a number in [%g, %g]", lo, hi);
+  return bad(flag, msg, s);
 }
 
 /* "hostname": the trailing decimal number of the host name. */
@@ -230,39 +226,11 @@ int main(int argc, char **argv) {
   nn_blas_autoselect(argv); /* may re-execute with the right OpenBLAS kernel for this CPU */
   const char *val[O_COUNT] = {0};
   const char *src[O_COUNT];
-  /* Layer 1: the environment. */
-  for (int i = 0; i < O_HELP; i++) {
-    char name[96] = "IBRL_ACTOR_";
-    size_t k = strlen(name);
-    for (const char *p = opts[i].name; *p && k + 1 < sizeof name; p++) name[k++] = *p == '-' ? '_' : (char)(*p & ~0x20);
-    name[k] = 0;
-    const char *v = getenv(name);
-    src[i] = "--";
-    if (v && *v) {
-      val[i] = v;
-      src[i] = "(environment) --";
-    }
-  }
-  /* Layer 2: the command line. */
-  opterr = 0;
-  int c;
-  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-    if (c == O_HELP || c == 'h') {
-      usage(stdout);
-      return 0;
-    }
-    if (c == '?' || c == ':') {
-      fprintf(stderr, "ibrl-actor: %s '%s' (see ibrl-actor --help)\n",
-              c == ':' ? "missing value for option" : "unknown option", argv[optind - 1]);
-      return 2;
-    }
-    IB_CHECK(c >= 0 && c < O_HELP);
-    val[c] = opts[c].has_arg ? optarg : "1";
-    src[c] = "--";
-  }
-  if (optind < argc) {
-    fprintf(stderr, "ibrl-actor: unexpected argument '%s' (see ibrl-actor --help)\n", argv[optind]);
-    return 2;
+  cli_env_layer(val, src, opts, O_HELP, "IBRL_ACTOR_");
+  switch (cli_cmdline_layer(val, src, opts, O_HELP, ":h", argc, argv, "ibrl-actor", 1)) {
+  case CLI_HELP: usage(stdout); return 0;
+  case CLI_BAD: return 2;
+  default: break;
   }
   arun_opts o;
   memset(&o, 0, sizeof o);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "dist.h"
 #include "ib.h"
 #include "log.h"
@@ -121,15 +122,10 @@ static int bad(const char *fmt, const char *a, const char *b) {
 }
 
 static int parse_double(double *out, const char *s, double lo, double hi, const char *flag) {
-  char *end = NULL;
-  double v = strtod(s, &end);
-  if (!*s || *end || !(v >= lo && v <= hi)) {
-    char range[64];
-    snprintf(range, sizeof range, "[%g, %g]", lo, hi);
-    return bad("%s: not a number in %s", flag, range);
-  }
-  *out = v;
-  return 0;
+  if (cli_double_in(out, s, lo, hi) == 0) return 0;
+  char range[64];
+  snprintf(range, sizeof range, "[%g, %g]", lo, hi);
+  return bad("%s: not a number in %s", flag, range);
 }
 
 /* Applies the collected values in layer order. Returns 0 or -1 (message printed). */
@@ -199,40 +195,13 @@ int main(int argc, char **argv) {
   nn_blas_autoselect(argv); /* before MPI_Init: may re-execute with the right OpenBLAS kernel */
   const char *val[O_COUNT] = {0};
   const char *src[O_COUNT];
-  /* Layer 1: the environment. */
-  for (int i = 0; i < O_HELP; i++) {
-    char name[96] = "IBRL_LEARNER_";
-    size_t k = strlen(name);
-    for (const char *p = opts[i].name; *p && k + 1 < sizeof name; p++) name[k++] = *p == '-' ? '_' : (char)(*p & ~0x20);
-    name[k] = 0;
-    const char *v = getenv(name);
-    src[i] = "--";
-    if (v && *v) {
-      val[i] = v;
-      src[i] = "(environment) --";
-    }
-  }
-  /* Layer 2: the command line. */
-  opterr = 0;
-  int c;
-  while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-    if (c == O_HELP) {
-      if (is_first_rank()) usage(stdout);
-      return 0;
-    }
-    if (c == '?' || c == ':') {
-      if (is_first_rank())
-        fprintf(stderr, "ibrl-learner: %s '%s' (see ibrl-learner --help)\n",
-                c == ':' ? "missing value for option" : "unknown option", argv[optind - 1]);
-      return 2;
-    }
-    IB_CHECK(c >= 0 && c < O_HELP);
-    val[c] = opts[c].has_arg ? optarg : "1";
-    src[c] = "--";
-  }
-  if (optind < argc) {
-    if (is_first_rank()) fprintf(stderr, "ibrl-learner: unexpected argument '%s' (see ibrl-learner --help)\n", argv[optind]);
-    return 2;
+  cli_env_layer(val, src, opts, O_HELP, "IBRL_LEARNER_");
+  switch (cli_cmdline_layer(val, src, opts, O_HELP, ":", argc, argv, "ibrl-learner", is_first_rank())) {
+  case CLI_HELP:
+    if (is_first_rank()) usage(stdout);
+    return 0;
+  case CLI_BAD: return 2;
+  default: break;
   }
   lrun_opts o;
   memset(&o, 0, sizeof o);

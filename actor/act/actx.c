@@ -51,15 +51,6 @@ int arun__info_wait(arun_ctx *x, int shard, rc_shard_info *info) {
   }
 }
 
-static int method_agent(int m) {
-  switch (m) {
-  case TCFG_RLPD: return AGENT_RLPD;
-  case TCFG_RFT: return AGENT_RFT;
-  case TCFG_BC: return AGENT_BC;
-  default: return AGENT_IBRL;
-  }
-}
-
 static int setup_dims(arun_ctx *x) {
   env *e = NULL;
   env_config ec = {0};
@@ -100,32 +91,9 @@ static int setup_agent(arun_ctx *x, int max_batch) {
   if (c->method == TCFG_RFT || c->method == TCFG_BC)
     return ib_fail(IB_EINVAL, "--method %s is not run by the distributed system (HINT: use ibrl-train for rft and bc; "
                    "the actors run ibrl, its ablations and rlpd)", tcfg_method_name(c->method));
-  agent_config ac = agent_config_default((agent_method)method_agent(c->method), c->backbone ? AGENT_SAC : AGENT_TD3);
-  ac.obs_dim = x->obs_dim;
-  ac.act_dim = x->act_dim;
-  ac.actor_layers = c->actor_layers;
-  ac.actor_hidden = c->actor_hidden;
-  ac.actor_dropout = c->actor_dropout;
-  ac.critic_layers = c->critic_layers;
-  ac.critic_hidden = c->critic_hidden;
-  ac.n_critics = c->critic_heads;
-  ac.max_batch = max_batch;
-  ac.lr_actor = ac.lr_critic = c->lr;
-  ac.tau = c->tau;
-  ac.act_noise = c->act_noise;
-  ac.target_noise = c->target_noise;
-  ac.noise_clip = c->noise_clip;
-  ac.beta = c->beta;
-  ac.demo_ratio = c->demo_ratio < 0 ? 0.0f : c->demo_ratio;
-  if (ac.method == AGENT_IBRL) {
-    ac.actor_proposal = !(c->method == TCFG_IBRL_NOACT || c->method == TCFG_IBRL_NEITHER);
-    ac.boot_proposal = !(c->method == TCFG_IBRL_NOBOOT || c->method == TCFG_IBRL_NEITHER);
-    ac.act_select = ac.boot_select = c->soft ? AGENT_SELECT_SOFT : AGENT_SELECT_GREEDY;
-    ac.il = x->il.cfg;
-    ac.il.max_batch = max_batch;
-  }
+  agent_config ac;
+  tcfg_agent_config(&ac, c, &x->il.cfg, x->obs_dim, x->act_dim, max_batch);
   ac.acting_only = 1;
-  ac.seed = c->seed;
   /* Acting streams (noise, head subsets, soft selection) differ per actor and from the
    * learner's (rank 0..N-1 of role "agent"). */
   ac.rank = 100000 + (int)(x->o->actor_id % 100000u);

@@ -257,26 +257,13 @@ void nn_ens_adam_step(nn_ens *ens, const nn_adam_cfg *cfg);
 
 /* target = (1 - tau)·target + tau·online, n floats. */
 void nn_arena_polyak(float *target, const float *online, size_t n, float tau);
-/* x[0..n) = 0, on the elementwise pool. */
-void nn_arena_zero(float *x, size_t n);
 /* Euclidean norm (accumulated in double) of x[0..n). */
 double nn_arena_norm(const float *x, size_t n);
 /* x *= s. (Gradient-norm clipping: s = min(1, max_norm / (norm + 1e-6)), as torch.) */
 void nn_arena_scale(float *x, size_t n, float s);
 
-/* Sets the OpenBLAS thread count for the whole process (openblas_set_num_threads) and sizes
- * the elementwise pool below to the same count. */
+/* Sets the OpenBLAS thread count for the whole process (openblas_set_num_threads). */
 void nn_set_threads(int n);
-
-/* The elementwise pool (nn_par.c): runs fn(ctx, lo, hi) over contiguous slices that cover
- * [0, n) exactly once, one slice per pool thread (the caller runs one), and returns when all are
- * done. Only for per-element jobs (element i's result depends only on element i), which then
- * give bit-identical results for any thread count. Small n, or a pool busy with another
- * caller's job, runs fn(ctx, 0, n) inline. Thread-safe. nn_par_set_threads(n) sizes it to n
- * threads (helpers are created once, parked between jobs; n >= 1, capped at 16). */
-typedef void (*nn_par_fn)(void *ctx, size_t lo, size_t hi);
-void nn_par_for(nn_par_fn fn, void *ctx, size_t n);
-void nn_par_set_threads(int n);
 /* The OpenBLAS kernel in use (openblas_get_corename), e.g. "SkylakeX", "Haswell", "Prescott". */
 const char *nn_blas_core(void);
 /* Checks that OpenBLAS picked a kernel that uses the CPU's vector units. OpenBLAS 0.3.21 does

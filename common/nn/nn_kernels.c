@@ -1,5 +1,4 @@
-/* nn_kernels.c: the stateless layer kernels, Adam and the arena helpers of nn.h (Adam, the
- * Polyak EMA and zero-fill run on the elementwise pool of nn_par.c).
+/* nn_kernels.c: the stateless layer kernels, Adam and the arena helpers of nn.h.
  *
  * Design. Each kernel is a plain function over row-major arrays, written to be read next to
  * the PyTorch doc it mirrors. Matrix products go through cblas_sgemm with the three layouts of
@@ -153,23 +152,20 @@ nn_adam_cfg nn_adam_defaults(float lr) {
   return c;
 }
 
-/* One Adam slice: the per-element update over [lo, hi) of the arrays in ctx. */
-typedef struct adam_job {
-  float *params, *m, *v;
-  const float *grads;
-  float step, bc2s, b1, b2, eps, wd, c1, c2;
-} adam_job;
-
-static void adam_slice(void *ctx, size_t lo, size_t hi) {
-  const adam_job *j = ctx;
-  float *restrict params = j->params, *restrict m = j->m, *restrict v = j->v;
-  const float *restrict grads = j->grads;
-  const float step = j->step, bc2s = j->bc2s, b1 = j->b1, b2 = j->b2, eps = j->eps, wd = j->wd;
-  const float c1 = j->c1, c2 = j->c2;
+void nn_adam_update(float *params, float *m, float *v, const float *grads, size_t n,
+                    const nn_adam_cfg *cfg, long t) {
+  IB_CHECK(params && m && v && grads && cfg && t >= 1);
+  /* torch computes the bias corrections in double-precision Python floats; so do we, once. */
+  double bc1 = 1.0 - pow((double)cfg->beta1, (double)t);
+  double bc2 = 1.0 - pow((double)cfg->beta2, (double)t);
+  const float step = (float)(cfg->lr / bc1);
+  const float bc2s = (float)sqrt(bc2);
+  const float b1 = cfg->beta1, b2 = cfg->beta2, eps = cfg->eps, wd = cfg->weight_decay;
+  const float c1 = 1.0f - b1, c2 = 1.0f - b2;
   /* One pass over the four arrays: they are streamed once, which is what bounds this loop.
    * denom = sqrt(v)/sqrt(bc2) + eps is torch's _single_tensor_adam order (eps after the sqrt of
    * the bias-corrected v). */
-  for (size_t i = lo; i < hi; i++) {
+  for (size_t i = 0; i < n; i++) {
     float g = grads[i] + wd * params[i];
     float mi = b1 * m[i] + c1 * g;
     float vi = b2 * v[i] + c2 * g * g;
@@ -179,50 +175,12 @@ static void adam_slice(void *ctx, size_t lo, size_t hi) {
   }
 }
 
-void nn_adam_update(float *params, float *m, float *v, const float *grads, size_t n,
-                    const nn_adam_cfg *cfg, long t) {
-  IB_CHECK(params && m && v && grads && cfg && t >= 1);
-  /* torch computes the bias corrections in double-precision Python floats; so do we, once. */
-  double bc1 = 1.0 - pow((double)cfg->beta1, (double)t);
-  double bc2 = 1.0 - pow((double)cfg->beta2, (double)t);
-  adam_job j = {.params = params, .m = m, .v = v, .grads = grads,
-                .step = (float)(cfg->lr / bc1), .bc2s = (float)sqrt(bc2), .b1 = cfg->beta1,
-                .b2 = cfg->beta2, .eps = cfg->eps, .wd = cfg->weight_decay,
-                .c1 = 1.0f - cfg->beta1, .c2 = 1.0f - cfg->beta2};
-  /* Per-element, so the pool's slicing cannot change a bit of the result. */
-  nn_par_for(adam_slice, &j, n);
-}
-
 /* ---- arena helpers ---- */
-
-typedef struct polyak_job {
-  float *target;
-  const float *online;
-  float tau;
-} polyak_job;
-
-static void polyak_slice(void *ctx, size_t lo, size_t hi) {
-  const polyak_job *j = ctx;
-  float *restrict t = j->target;
-  const float *restrict o = j->online;
-  const float tau = j->tau;
-  /* torch's lerp form t + tau·(o - t) equals (1-tau)·t + tau·o in exact arithmetic. */
-  for (size_t i = lo; i < hi; i++) t[i] += tau * (o[i] - t[i]);
-}
 
 void nn_arena_polyak(float *target, const float *online, size_t n, float tau) {
   IB_CHECK(target && online && tau >= 0.0f && tau <= 1.0f);
-  polyak_job j = {target, online, tau};
-  nn_par_for(polyak_slice, &j, n); /* per-element: thread-count independent */
-}
-
-static void zero_slice(void *ctx, size_t lo, size_t hi) {
-  memset((float *)ctx + lo, 0, (hi - lo) * sizeof(float));
-}
-
-void nn_arena_zero(float *x, size_t n) {
-  IB_CHECK(x || n == 0);
-  nn_par_for(zero_slice, x, n);
+  /* torch's lerp form t + tau·(o - t) equals (1-tau)·t + tau·o in exact arithmetic. */
+  for (size_t i = 0; i < n; i++) target[i] += tau * (online[i] - target[i]);
 }
 
 double nn_arena_norm(const float *x, size_t n) {
@@ -238,7 +196,6 @@ void nn_arena_scale(float *x, size_t n, float s) {
 void nn_set_threads(int n) {
   IB_CHECK(n >= 1);
   openblas_set_num_threads(n);
-  nn_par_set_threads(n);
 }
 
 const char *nn_blas_core(void) {

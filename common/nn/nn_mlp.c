@@ -450,7 +450,7 @@ int nn_mlp_same_shape(const nn_mlp *a, const nn_mlp *b) {
 
 void nn_mlp_zero_grad(nn_mlp *net) {
   IB_CHECK(net && net->grads);
-  nn_arena_zero(net->grads, net->n_params);
+  memset(net->grads, 0, net->n_params * sizeof(float));
 }
 
 void nn_mlp_copy_params(nn_mlp *dst, const nn_mlp *src) {
@@ -588,7 +588,7 @@ static int ens_same_shape(const nn_ens *a, const nn_ens *b) {
 
 void nn_ens_zero_grad(nn_ens *ens) {
   IB_CHECK(ens && ens->grads);
-  nn_arena_zero(ens->grads, ens->n_params);
+  memset(ens->grads, 0, ens->n_params * sizeof(float));
 }
 
 void nn_ens_copy_params(nn_ens *dst, const nn_ens *src) {

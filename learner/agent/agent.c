@@ -182,43 +182,16 @@ void agent__noisy(float *out, const float *x, size_t n, float std, float clip, r
   }
 }
 
-/* The norm is a sum of fixed 4096-float blocks, each reduced in 16 float lanes; the lanes are
- * then added in double, block after block, in index order. The blocks' lanes are independent, so
- * they are computed on the elementwise pool (each block by whichever thread owns its first
- * element) into a buffer, and only the ordered double sum runs on the caller: the result is the
- * same bit for bit at any thread count. */
-#define NORM_BLOCK 4096
-#define NORM_CHUNK_BLOCKS 256 /* blocks per pool job: 1M floats, 16 KB of lanes on the stack */
-
-typedef struct norm_job {
-  const float *x; /* the chunk */
-  size_t n;       /* its length */
-  float (*lanes)[16];
-} norm_job;
-
-static void norm_slice(void *ctx, size_t lo, size_t hi) {
-  const norm_job *j = ctx;
-  for (size_t b = (lo + NORM_BLOCK - 1) / NORM_BLOCK; b * NORM_BLOCK < hi; b++) {
-    size_t i = b * NORM_BLOCK, end = j->n - i > NORM_BLOCK ? i + NORM_BLOCK : j->n;
-    const float *x = j->x;
+double agent__norm(const float *x, size_t n) {
+  double total = 0.0;
+  size_t i = 0;
+  while (i < n) {
+    size_t end = n - i > 4096 ? i + 4096 : n;
     float lane[16] = {0};
     for (; i + 16 <= end; i += 16)
       for (int l = 0; l < 16; l++) lane[l] += x[i + l] * x[i + l];
     for (; i < end; i++) lane[0] += x[i] * x[i];
-    memcpy(j->lanes[b], lane, sizeof lane);
-  }
-}
-
-double agent__norm(const float *x, size_t n) {
-  double total = 0.0;
-  float lanes[NORM_CHUNK_BLOCKS][16];
-  for (size_t c = 0; c < n; c += (size_t)NORM_CHUNK_BLOCKS * NORM_BLOCK) {
-    size_t len = n - c > (size_t)NORM_CHUNK_BLOCKS * NORM_BLOCK ? (size_t)NORM_CHUNK_BLOCKS * NORM_BLOCK : n - c;
-    norm_job j = {x + c, len, lanes};
-    nn_par_for(norm_slice, &j, len);
-    size_t nb = (len + NORM_BLOCK - 1) / NORM_BLOCK;
-    for (size_t b = 0; b < nb; b++)
-      for (int l = 0; l < 16; l++) total += lanes[b][l];
+    for (int l = 0; l < 16; l++) total += lane[l];
   }
   return sqrt(total);
 }

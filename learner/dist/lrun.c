@@ -135,15 +135,6 @@ static void sleep_s(double s) {
   nanosleep(&ts, NULL);
 }
 
-static int method_agent(int m) {
-  switch (m) {
-  case TCFG_RLPD: return AGENT_RLPD;
-  case TCFG_RFT: return AGENT_RFT;
-  case TCFG_BC: return AGENT_BC;
-  default: return AGENT_IBRL;
-  }
-}
-
 /* ---- setup ---- */
 
 /* Info of shard 0, retried until the replay answers or --wait passes (the learner may start
@@ -245,32 +236,8 @@ static int setup_agent(lrun *L) {
                      "(HINT: train the IL policy on the same task, --chunk and frame stack)",
                      L->o->il, meta.il.obs_dim, meta.il.act_dim, L->obs_dim, L->act_dim);
   }
-  agent_config ac = agent_config_default((agent_method)method_agent(c->method), c->backbone ? AGENT_SAC : AGENT_TD3);
-  ac.obs_dim = L->obs_dim;
-  ac.act_dim = L->act_dim;
-  ac.actor_layers = c->actor_layers;
-  ac.actor_hidden = c->actor_hidden;
-  ac.actor_dropout = c->actor_dropout;
-  ac.critic_layers = c->critic_layers;
-  ac.critic_hidden = c->critic_hidden;
-  ac.n_critics = c->critic_heads;
-  ac.max_batch = L->share;
-  ac.lr_actor = ac.lr_critic = c->lr;
-  ac.tau = c->tau;
-  ac.act_noise = c->act_noise;
-  ac.target_noise = c->target_noise;
-  ac.noise_clip = c->noise_clip;
-  ac.beta = c->beta;
-  ac.rft_bc_weight = c->rft_bc_weight;
-  ac.demo_ratio = c->demo_ratio < 0 ? 0.0f : c->demo_ratio;
-  if (ac.method == AGENT_IBRL) {
-    ac.actor_proposal = !(c->method == TCFG_IBRL_NOACT || c->method == TCFG_IBRL_NEITHER);
-    ac.boot_proposal = !(c->method == TCFG_IBRL_NOBOOT || c->method == TCFG_IBRL_NEITHER);
-    ac.act_select = ac.boot_select = c->soft ? AGENT_SELECT_SOFT : AGENT_SELECT_GREEDY;
-    ac.il = L->il.cfg;
-    ac.il.max_batch = L->share;
-  }
-  ac.seed = c->seed;
+  agent_config ac;
+  tcfg_agent_config(&ac, c, &L->il.cfg, L->obs_dim, L->act_dim, L->share);
   ac.rank = 0; /* shared streams on every rank; the per-row ones are split below (lstep.h) */
   if ((rc = agent_init(&L->ag, &ac)) != IB_OK) return rc;
   L->ag_ready = 1;

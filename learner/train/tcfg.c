@@ -411,3 +411,49 @@ int tcfg_set_str(char *dst, size_t cap, const char *s, const char *prog, const c
   snprintf(dst, cap, "%s", s);
   return 0;
 }
+
+/* ---- the settings -> agent_config mapping (ibrl-train, ibrl-learner, ibrl-actor) ---- */
+
+static agent_method method_agent(int m) {
+  switch (m) {
+  case TCFG_RLPD: return AGENT_RLPD;
+  case TCFG_RFT: return AGENT_RFT;
+  case TCFG_BC: return AGENT_BC;
+  default: return AGENT_IBRL;
+  }
+}
+
+void tcfg_agent_config(agent_config *out, const tcfg *c, const il_config *il, int obs_dim, int act_dim,
+                       int max_batch) {
+  IB_CHECK(out && c);
+  agent_config ac = agent_config_default(method_agent(c->method), c->backbone ? AGENT_SAC : AGENT_TD3);
+  ac.obs_dim = obs_dim;
+  ac.act_dim = act_dim;
+  ac.actor_layers = c->actor_layers;
+  ac.actor_hidden = c->actor_hidden;
+  ac.actor_dropout = c->actor_dropout;
+  ac.critic_layers = c->critic_layers;
+  ac.critic_hidden = c->critic_hidden;
+  ac.n_critics = c->critic_heads;
+  ac.max_batch = max_batch;
+  ac.lr_actor = ac.lr_critic = c->lr;
+  ac.tau = c->tau;
+  ac.act_noise = c->act_noise;
+  ac.target_noise = c->target_noise;
+  ac.noise_clip = c->noise_clip;
+  ac.beta = c->beta;
+  ac.rft_bc_weight = c->rft_bc_weight; /* read by the RFT update only */
+  ac.demo_ratio = c->demo_ratio < 0 ? 0.0f : c->demo_ratio;
+  if (ac.method == AGENT_IBRL) {
+    ac.actor_proposal = !(c->method == TCFG_IBRL_NOACT || c->method == TCFG_IBRL_NEITHER);
+    ac.boot_proposal = !(c->method == TCFG_IBRL_NOBOOT || c->method == TCFG_IBRL_NEITHER);
+    ac.act_select = ac.boot_select = c->soft ? AGENT_SELECT_SOFT : AGENT_SELECT_GREEDY;
+  }
+  if (il && (ac.method == AGENT_IBRL || ac.method == AGENT_BC)) {
+    ac.il = *il;
+    ac.il.max_batch = max_batch;
+  }
+  ac.seed = c->seed;
+  ac.rank = 0;
+  *out = ac;
+}

@@ -1,6 +1,6 @@
 /* tcfg.h: the settings of one single-process training run (ibrl-train) and of IL training
  * (ibrl-il): one flat struct, named presets, a flag table, and the JSON dump that becomes the
- * run directory's config.json.
+ * run directory's config.json, and the agent_config those settings imply (tcfg_agent_config).
  *
  * Precedence: built-in defaults < --preset < explicit flags. tcfg_preset_apply overwrites every
  * field a preset names; the binaries apply the preset first and the other flags after it, so a
@@ -16,6 +16,8 @@
 
 #include <stdint.h>
 #include <stdio.h>
+
+#include "agent.h"
 
 #define TCFG_STR 512
 
@@ -105,6 +107,14 @@ int tcfg_resolve(tcfg *c);
 
 /* Writes every field as one JSON object to `path` (atomically: path.tmp then rename). */
 int tcfg_write_json(const tcfg *c, const char *path);
+
+/* The agent_config of a resolved run: method (ablation switches included), backbone, network
+ * sizes, optimiser and noise settings of `c`, the dims of the task and the largest batch the
+ * agent will see. `il` (NULL when the run has no IL policy) becomes ac.il, with its max_batch
+ * set to `max_batch`, for the methods that use it (ibrl and its ablations, bc). The caller sets
+ * what only it knows (acting_only, rank). Pure: no validation here (agent_init does it). */
+void tcfg_agent_config(agent_config *out, const tcfg *c, const il_config *il, int obs_dim, int act_dim,
+                       int max_batch);
 
 /* ---- flag parsing helpers for the binaries: strict numbers with range checks ---- */
 /* Each returns 0 or -1 after printing "<prog>: <flag> '<s>' ..." to stderr. */

@@ -49,6 +49,26 @@
 #define STATE_VERSION 1u
 #define CONFIG_MAGIC 0x43544249u /* "IBTC" */
 
+
+/* mkdir -p: creates path and any missing parents (0777 before umask). Returns 0 or -1 with errno. */
+static int mkdir_p(const char *path) {
+  char buf[4096];
+  size_t n = strlen(path);
+  if (n == 0 || n >= sizeof buf) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(buf, path, n + 1);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
+  return 0;
+}
+
 /* Everything of the loop that a checkpoint must restore (written as one blob). */
 typedef struct trainer_state {
   long env_steps, transitions, updates, episodes;
@@ -249,46 +269,11 @@ static int act_agent_rl(void *ctx, float *act, const float *obs, int B) {
 
 /* ---- setup ---- */
 
-static int method_agent(int m) {
-  switch (m) {
-  case TCFG_RLPD: return AGENT_RLPD;
-  case TCFG_RFT: return AGENT_RFT;
-  case TCFG_BC: return AGENT_BC;
-  default: return AGENT_IBRL;
-  }
-}
-
 static int setup_agent(trainer *t) {
   const tcfg *c = &t->cfg;
-  agent_config ac = agent_config_default((agent_method)method_agent(c->method), c->backbone ? AGENT_SAC : AGENT_TD3);
-  ac.obs_dim = t->obs_dim;
-  ac.act_dim = t->act_dim;
-  ac.actor_layers = c->actor_layers;
-  ac.actor_hidden = c->actor_hidden;
-  ac.actor_dropout = c->actor_dropout;
-  ac.critic_layers = c->critic_layers;
-  ac.critic_hidden = c->critic_hidden;
-  ac.n_critics = c->critic_heads;
-  ac.max_batch = IB_MAX(c->batch, c->eval_episodes);
-  ac.lr_actor = ac.lr_critic = c->lr;
-  ac.tau = c->tau;
-  ac.act_noise = c->act_noise;
-  ac.target_noise = c->target_noise;
-  ac.noise_clip = c->noise_clip;
-  ac.beta = c->beta;
-  ac.rft_bc_weight = c->rft_bc_weight;
-  ac.demo_ratio = c->demo_ratio < 0 ? 0.0f : c->demo_ratio;
-  if (ac.method == AGENT_IBRL) {
-    ac.actor_proposal = !(c->method == TCFG_IBRL_NOACT || c->method == TCFG_IBRL_NEITHER);
-    ac.boot_proposal = !(c->method == TCFG_IBRL_NOBOOT || c->method == TCFG_IBRL_NEITHER);
-    ac.act_select = ac.boot_select = c->soft ? AGENT_SELECT_SOFT : AGENT_SELECT_GREEDY;
-  }
-  if (t->have_il && (ac.method == AGENT_IBRL || ac.method == AGENT_BC)) {
-    ac.il = t->ilm.il;
-    ac.il.max_batch = ac.max_batch;
-  }
-  ac.seed = c->seed;
-  ac.rank = 0;
+  agent_config ac;
+  tcfg_agent_config(&ac, c, t->have_il ? &t->ilm.il : NULL, t->obs_dim, t->act_dim,
+                    IB_MAX(c->batch, c->eval_episodes));
   int rc = agent_init(&t->ag, &ac);
   if (rc != IB_OK) return rc;
   t->ag_ready = 1;
@@ -358,14 +343,14 @@ static int setup(trainer *t, int resume) {
   if ((rc = evalr_init(&t->ev, c->task, &ecfg, &cc, c->eval_episodes)) != IB_OK) return rc;
   if (c->method == TCFG_BC) {
     t->eval_mode = -1;
-    if (!resume && mkdir(c->out, 0777) != 0 && errno != EEXIST)
-      return ib_fail(IB_EIO, "cannot create run directory %s: %s (HINT: does its parent exist?)", c->out, strerror(errno));
+    if (!resume && mkdir_p(c->out) != 0)
+      return ib_fail(IB_EIO, "cannot create run directory %s: %s (HINT: is the path writable?)", c->out, strerror(errno));
     return IB_OK;
   }
 
   /* Only now, with the task, IL policy and demos checked, does the run directory appear. */
-  if (!resume && mkdir(c->out, 0777) != 0 && errno != EEXIST)
-    return ib_fail(IB_EIO, "cannot create run directory %s: %s (HINT: does its parent exist?)", c->out, strerror(errno));
+  if (!resume && mkdir_p(c->out) != 0)
+    return ib_fail(IB_EIO, "cannot create run directory %s: %s (HINT: is the path writable?)", c->out, strerror(errno));
 
   /* Replay: demo table + online table, restored on resume. */
   store_spec specs[2];

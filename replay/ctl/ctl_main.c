@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli.h"
 #include "ctl.h"
 #include "ib.h"
 #include "params_client.h"
@@ -146,27 +147,11 @@ static void usage(FILE *f) {
 /* ---- parsing ---- */
 
 static int parse_long(const char *flag, const char *v, long lo, long hi, long *out) {
-  char *end = NULL;
-  errno = 0;
-  long x = strtol(v, &end, 10);
-  if (errno || end == v || *end != '\0' || x < lo || x > hi) {
-    fprintf(stderr, "ibrl-replayctl: --%s '%s' is not an integer in [%ld, %ld]\n", flag, v, lo, hi);
-    return -1;
-  }
-  *out = x;
-  return 0;
+  return cli_parse_long(out, "ibrl-replayctl", flag, v, lo, hi);
 }
 
 static int parse_double(const char *flag, const char *v, double lo, double hi, double *out) {
-  char *end = NULL;
-  errno = 0;
-  double x = strtod(v, &end);
-  if (errno || end == v || *end != '\0' || !isfinite(x) || x < lo || x > hi) {
-    fprintf(stderr, "ibrl-replayctl: --%s '%s' is not a number in [%g, %g]\n", flag, v, lo, hi);
-    return -1;
-  }
-  *out = x;
-  return 0;
+  return cli_parse_double(out, "ibrl-replayctl", flag, v, lo, hi);
 }
 
 static const char *flag_name(int val) {

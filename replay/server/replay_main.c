@@ -19,6 +19,7 @@
 
 #include <grpc/grpc.h>
 
+#include "cli.h"
 #include "ib.h"
 #include "log.h"
 #include "rsrv.h"
@@ -93,15 +94,7 @@ typedef struct args {
 } args;
 
 static int parse_long(const char *flag, const char *v, long lo, long hi, long *out) {
-  char *end;
-  errno = 0;
-  long x = strtol(v, &end, 10);
-  if (errno != 0 || end == v || *end != '\0' || x < lo || x > hi) {
-    fprintf(stderr, "ibrl-replay: --%s '%s' is not an integer in [%ld, %ld]\n", flag, v, lo, hi);
-    return -1;
-  }
-  *out = x;
-  return 0;
+  return cli_parse_long(out, "ibrl-replay", flag, v, lo, hi);
 }
 
 static int parse_u64(const char *flag, const char *v, uint64_t lo, uint64_t *out) {
@@ -117,15 +110,7 @@ static int parse_u64(const char *flag, const char *v, uint64_t lo, uint64_t *out
 }
 
 static int parse_double(const char *flag, const char *v, double *out) {
-  char *end;
-  errno = 0;
-  double x = strtod(v, &end);
-  if (errno != 0 || end == v || *end != '\0' || !isfinite(x) || x < 0) {
-    fprintf(stderr, "ibrl-replay: --%s '%s' is not a finite number >= 0\n", flag, v);
-    return -1;
-  }
-  *out = x;
-  return 0;
+  return cli_parse_double(out, "ibrl-replay", flag, v, 0.0, INFINITY);
 }
 
 /* Applies one flag; returns 0, or -1 after printing what was wrong. */

@@ -19,12 +19,22 @@ learn() { # learn UPDATES [--resume]
     --ckpt-every 100 --log-every 25 --wait 120 --out "$W/learner" "${@:2}" >>"$IBC_LOGS/learner.log" 2>&1
 }
 check "learner runs 300 updates and exits 0" learn 300
-info=$("$B/ibrl-replayctl" --shards "$P" --json info --rate-ms 0)
-# Per actor, the newest weight version stamped on its stored items (Info's actors list).
+# Per actor, the newest weight version stamped on its stored items (Info's actors list). On a
+# loaded machine an actor may still be flushing items made with the first weights when the learner
+# stops, so poll for up to 30 s (the published weights stay available; the actors keep acting).
+stamp() {
+  "$B/ibrl-replayctl" --shards "$P" --json info --rate-ms 0 |
+    grep -o "\"actor_id\":$1,[^}]*\"weight_version\":[0-9]*" | sed 's/.*://'
+}
 for i in 0 1; do
-  st=$(printf '%s' "$info" | grep -o "\"actor_id\":$i,[^}]*\"weight_version\":[0-9]*" | sed 's/.*://')
+  for _ in $(seq 30); do
+    st=$(stamp "$i")
+    [ "${st:-0}" -ge 3 ] && break
+    sleep 1
+  done
   check "actor $i's stored items carry learner weights (newest stamp ${st:-none} >= 3)" test "${st:-0}" -ge 3
   # episode_end / episode_success flags reach the shard's per-actor statistics
+  info=$("$B/ibrl-replayctl" --shards "$P" --json info --rate-ms 0)
   ep=$(printf '%s' "$info" | grep -o "\"actor_id\":$i,[^}]*\"episodes\":[0-9]*" | sed 's/.*://')
   check "the shard counted actor $i's episodes (${ep:-none} >= 3)" test "${ep:-0}" -ge 3
 done
