@@ -23,8 +23,9 @@
  * files return a negative IB_E* status with ib_errmsg() naming the thing and giving a HINT.
  *
  * Threads. An nn_mlp / nn_ens belongs to one thread at a time (forward caches activations in
- * the object). Different objects may be used from different threads concurrently. BLAS
- * threading is global to the process (nn_set_threads).
+ * the object). Different objects may be used from different threads concurrently (a call made
+ * while another thread holds the nn thread team runs on the calling thread alone). Threading is
+ * global to the process (nn_set_threads).
  *
  * Numerics know nothing of gRPC or MPI. Randomness comes only from explicit rng streams. */
 #ifndef IB_NN_H
@@ -257,13 +258,23 @@ void nn_ens_adam_step(nn_ens *ens, const nn_adam_cfg *cfg);
 
 /* target = (1 - tau)·target + tau·online, n floats. */
 void nn_arena_polyak(float *target, const float *online, size_t n, float tau);
-/* Euclidean norm (accumulated in double) of x[0..n). */
+/* Euclidean norm (accumulated in double lanes, summed in a fixed order for a given thread
+ * count) of x[0..n). */
 double nn_arena_norm(const float *x, size_t n);
 /* x *= s. (Gradient-norm clipping: s = min(1, max_norm / (norm + 1e-6)), as torch.) */
 void nn_arena_scale(float *x, size_t n, float s);
+/* x = 0, n floats. */
+void nn_arena_zero(float *x, size_t n);
 
-/* Sets the OpenBLAS thread count for the whole process (openblas_set_num_threads). */
+/* Sets the number of threads ib_nn uses for the whole process (1..8; more is clamped to 8).
+ * ib_nn runs its own team (forward rows, backward rows and dW blocks, Adam/Polyak/zero/norm
+ * over arena parts) and sets OpenBLAS itself to one thread, so this is the only knob. Results
+ * are reproducible for a given thread count; between thread counts they differ only in the
+ * order of column sums (bias and LayerNorm grads) and norms. Call it at start-up, before
+ * other threads use ib_nn. */
 void nn_set_threads(int n);
+/* The thread count set by nn_set_threads (1 before any call). */
+int nn_threads(void);
 /* The OpenBLAS kernel in use (openblas_get_corename), e.g. "SkylakeX", "Haswell", "Prescott". */
 const char *nn_blas_core(void);
 /* Checks that OpenBLAS picked a kernel that uses the CPU's vector units. OpenBLAS 0.3.21 does

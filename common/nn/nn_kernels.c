@@ -18,6 +18,7 @@
 
 #include "ib.h"
 #include "nn.h"
+#include "nn_par.h"
 
 /* ---- Linear (https://pytorch.org/docs/stable/generated/torch.nn.Linear.html) ---- */
 
@@ -152,9 +153,27 @@ nn_adam_cfg nn_adam_defaults(float lr) {
   return c;
 }
 
-void nn_adam_update(float *params, float *m, float *v, const float *grads, size_t n,
-                    const nn_adam_cfg *cfg, long t) {
-  IB_CHECK(params && m && v && grads && cfg && t >= 1);
+/* Arena passes (Adam, Polyak, scale, zero, norm) are memory bound: above NN_PAR_MIN_FLOATS
+ * each team member streams its own contiguous part (cut on 16-float boundaries, 64 bytes), so
+ * the element-wise results do not depend on the team size. */
+#define NN_PAR_MIN_FLOATS ((size_t)1 << 16)
+
+typedef struct arena_job {
+  float *p, *m, *v, *t;
+  const float *g;
+  size_t n;
+  const nn_adam_cfg *cfg;
+  long step;
+  float s;
+  double part[NN_PAR_MAX];
+} arena_job;
+
+static void arena_part(size_t *lo, size_t *hi, const arena_job *j, const nn_team *tm) {
+  nn_par_range(lo, hi, j->n, tm->tid, tm->nt, 16);
+}
+
+static void adam_range(float *params, float *m, float *v, const float *grads, size_t lo, size_t hi,
+                       const nn_adam_cfg *cfg, long t) {
   /* torch computes the bias corrections in double-precision Python floats; so do we, once. */
   double bc1 = 1.0 - pow((double)cfg->beta1, (double)t);
   double bc2 = 1.0 - pow((double)cfg->beta2, (double)t);
@@ -165,7 +184,7 @@ void nn_adam_update(float *params, float *m, float *v, const float *grads, size_
   /* One pass over the four arrays: they are streamed once, which is what bounds this loop.
    * denom = sqrt(v)/sqrt(bc2) + eps is torch's _single_tensor_adam order (eps after the sqrt of
    * the bias-corrected v). */
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = lo; i < hi; i++) {
     float g = grads[i] + wd * params[i];
     float mi = b1 * m[i] + c1 * g;
     float vi = b2 * v[i] + c2 * g * g;
@@ -175,28 +194,122 @@ void nn_adam_update(float *params, float *m, float *v, const float *grads, size_
   }
 }
 
+static void adam_task(void *ctx, const nn_team *tm) {
+  const arena_job *j = ctx;
+  size_t lo, hi;
+  arena_part(&lo, &hi, j, tm);
+  adam_range(j->p, j->m, j->v, j->g, lo, hi, j->cfg, j->step);
+}
+
+void nn_adam_update(float *params, float *m, float *v, const float *grads, size_t n,
+                    const nn_adam_cfg *cfg, long t) {
+  IB_CHECK(params && m && v && grads && cfg && t >= 1);
+  if (n < NN_PAR_MIN_FLOATS) {
+    adam_range(params, m, v, grads, 0, n, cfg, t);
+    return;
+  }
+  arena_job j = {.p = params, .m = m, .v = v, .g = grads, .n = n, .cfg = cfg, .step = t};
+  nn_par_run(adam_task, &j);
+}
+
 /* ---- arena helpers ---- */
+
+static void polyak_task(void *ctx, const nn_team *tm) {
+  const arena_job *j = ctx;
+  size_t lo, hi;
+  arena_part(&lo, &hi, j, tm);
+  /* torch's lerp form t + tau·(o - t) equals (1-tau)·t + tau·o in exact arithmetic. */
+  const float tau = j->s;
+  for (size_t i = lo; i < hi; i++) j->t[i] += tau * (j->g[i] - j->t[i]);
+}
 
 void nn_arena_polyak(float *target, const float *online, size_t n, float tau) {
   IB_CHECK(target && online && tau >= 0.0f && tau <= 1.0f);
-  /* torch's lerp form t + tau·(o - t) equals (1-tau)·t + tau·o in exact arithmetic. */
-  for (size_t i = 0; i < n; i++) target[i] += tau * (online[i] - target[i]);
+  arena_job j = {.t = target, .g = online, .n = n, .s = tau};
+  if (n < NN_PAR_MIN_FLOATS) {
+    nn_team solo = {0, 1};
+    polyak_task(&j, &solo);
+  } else {
+    nn_par_run(polyak_task, &j);
+  }
+}
+
+/* Sum of squares in NN_NORM_LANES independent double lanes (a single running double sum is one
+ * dependency chain, ~4 cycles an element; lanes vectorise and keep double accuracy). */
+#define NN_NORM_LANES 8
+static double sumsq_range(const float *x, size_t lo, size_t hi) {
+  double a[NN_NORM_LANES] = {0};
+  size_t i = lo;
+  for (; i + NN_NORM_LANES <= hi; i += NN_NORM_LANES)
+    for (int l = 0; l < NN_NORM_LANES; l++) a[l] += (double)x[i + l] * x[i + l];
+  double s = 0.0;
+  for (; i < hi; i++) s += (double)x[i] * x[i];
+  for (int l = 0; l < NN_NORM_LANES; l++) s += a[l];
+  return s;
+}
+
+static void norm_task(void *ctx, const nn_team *tm) {
+  arena_job *j = ctx;
+  size_t lo, hi;
+  arena_part(&lo, &hi, j, tm);
+  j->part[tm->tid] = sumsq_range(j->t, lo, hi);
 }
 
 double nn_arena_norm(const float *x, size_t n) {
-  double s = 0.0;
-  for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+  IB_CHECK(x || n == 0);
+  if (n < NN_PAR_MIN_FLOATS) return sqrt(sumsq_range(x, 0, n));
+  arena_job j = {.t = (float *)x, .n = n};
+  for (int t = 0; t < NN_PAR_MAX; t++) j.part[t] = 0.0;
+  nn_par_run(norm_task, &j);
+  double s = 0.0; /* member order: the same sum for the same team size */
+  for (int t = 0; t < NN_PAR_MAX; t++) s += j.part[t];
   return sqrt(s);
 }
 
+static void scale_task(void *ctx, const nn_team *tm) {
+  const arena_job *j = ctx;
+  size_t lo, hi;
+  arena_part(&lo, &hi, j, tm);
+  for (size_t i = lo; i < hi; i++) j->t[i] *= j->s;
+}
+
 void nn_arena_scale(float *x, size_t n, float s) {
-  for (size_t i = 0; i < n; i++) x[i] *= s;
+  arena_job j = {.t = x, .n = n, .s = s};
+  if (n < NN_PAR_MIN_FLOATS) {
+    nn_team solo = {0, 1};
+    scale_task(&j, &solo);
+  } else {
+    nn_par_run(scale_task, &j);
+  }
+}
+
+static void zero_task(void *ctx, const nn_team *tm) {
+  const arena_job *j = ctx;
+  size_t lo, hi;
+  arena_part(&lo, &hi, j, tm);
+  if (hi > lo) memset(j->t + lo, 0, (hi - lo) * sizeof(float));
+}
+
+void nn_arena_zero(float *x, size_t n) {
+  IB_CHECK(x || n == 0);
+  arena_job j = {.t = x, .n = n};
+  if (n < NN_PAR_MIN_FLOATS) {
+    nn_team solo = {0, 1};
+    zero_task(&j, &solo);
+  } else {
+    nn_par_run(zero_task, &j);
+  }
 }
 
 void nn_set_threads(int n) {
   IB_CHECK(n >= 1);
-  openblas_set_num_threads(n);
+  /* ib_nn splits its work over its own team (nn_par.h) and calls the single-threaded sgemm from
+   * each member: OpenBLAS threads would only spin on the cores the team needs. */
+  openblas_set_num_threads(1);
+  nn_par_set(n > NN_PAR_MAX ? NN_PAR_MAX : n);
 }
+
+int nn_threads(void) { return nn_par_size(); }
 
 const char *nn_blas_core(void) {
   const char *c = openblas_get_corename();

@@ -27,6 +27,7 @@
 
 #include "ib.h"
 #include "nn.h"
+#include "nn_par.h"
 
 struct nn_mlp_ws {
   float *x;         /* (max_batch, in) owned input copy; NULL for ensemble heads */
@@ -37,6 +38,9 @@ struct nn_mlp_ws {
   float *mean[NN_MAX_HIDDEN + 1], *rstd[NN_MAX_HIDDEN + 1];
   int masked;       /* 1 if the last forward applied dropout masks */
   float *d0, *d1;
+  float *part;      /* (2, NN_PAR_MAX, 3, max width) per-member column sums of a team backward,
+                       double-buffered by layer parity */
+  int wmax;         /* max layer width */
 };
 
 /* ---- spec and layout ---- */
@@ -146,6 +150,8 @@ static struct nn_mlp_ws *ws_create(const nn_mlp *net, int own_input) {
   }
   ws->d0 = ib_xaligned(B * wmax * sizeof(float));
   ws->d1 = ib_xaligned(B * wmax * sizeof(float));
+  ws->part = ib_xaligned((size_t)2 * NN_PAR_MAX * 3 * wmax * sizeof(float));
+  ws->wmax = wmax;
   return ws;
 }
 
@@ -161,6 +167,7 @@ static void ws_destroy(struct nn_mlp_ws *ws) {
   }
   free(ws->d0);
   free(ws->d1);
+  free(ws->part);
   free(ws);
 }
 
@@ -263,10 +270,10 @@ static void lane_ln_sums(double *sg, double *sgx, const float *g, const float *g
 
 /* The fused row pass of a hidden layer: h = relu(mask ⊙ LN(z + b)) or relu(mask ⊙ (z + b)).
  * Without LayerNorm, z and h are the same buffer (the sgemm wrote into h). */
-NN_CLONES static void hidden_rows_forward(struct nn_mlp_ws *ws, const nn_layer *L, int l, int B,
+NN_CLONES static void hidden_rows_forward(struct nn_mlp_ws *ws, const nn_layer *L, int l, int b0, int b1,
                                 const float *mask) {
   const int C = L->out;
-  for (int b = 0; b < B; b++) {
+  for (int b = b0; b < b1; b++) {
     float *h = ws->h[l] + (size_t)b * C;
     const float *mk = mask ? mask + (size_t)b * C : NULL;
     if (L->ln) {
@@ -307,8 +314,49 @@ NN_CLONES static void hidden_rows_forward(struct nn_mlp_ws *ws, const nn_layer *
   }
 }
 
-/* Forward from an input the workspace does not own (the ensemble's copy) or its own copy. */
-static const float *mlp_forward_from(nn_mlp *net, const float *in0, int B, int train, rng *r) {
+/* Rows [b0, b1) of a forward whose masks (if any) are already drawn: per layer one sgemm on those
+ * rows and the fused row pass. Rows are independent in a forward, so team members run this on
+ * their own rows with no synchronisation. */
+static void mlp_forward_rows(nn_mlp *net, const float *in0, int b0, int b1) {
+  const nn_mlp_spec *s = &net->spec;
+  struct nn_mlp_ws *ws = net->ws;
+  const int M = b1 - b0;
+  if (M <= 0) return;
+  const float *inp = in0 + (size_t)b0 * s->in_dim;
+  for (int l = 0; l < net->n_layers; l++) {
+    const nn_layer *L = &net->layer[l];
+    float *dst = (L->ln ? ws->z[l] : ws->h[l]) + (size_t)b0 * L->out;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, L->out, L->in, 1.0f, inp, L->in, L->w,
+                L->in, 0.0f, dst, L->out);
+    if (l < s->n_hidden) {
+      hidden_rows_forward(ws, L, l, b0, b1, ws->masked ? ws->mask[l] : NULL);
+    } else {
+      for (int b = b0; b < b1; b++) {
+        float *o = ws->h[l] + (size_t)b * L->out;
+        if (s->out_act == NN_ACT_TANH)
+          for (int i = 0; i < L->out; i++) o[i] = tanhf(o[i] + L->b[i]);
+        else
+          for (int i = 0; i < L->out; i++) o[i] += L->b[i];
+      }
+    }
+    inp = ws->h[l] + (size_t)b0 * L->out;
+  }
+}
+
+/* Below this many rows a pass is not worth a team (acting on one observation, tests). */
+#define NN_PAR_MIN_ROWS 32
+
+/* The member's share of B rows. */
+static void team_rows(int *b0, int *b1, int B, const nn_team *tm) {
+  size_t lo, hi;
+  nn_par_range(&lo, &hi, (size_t)B, tm->tid, tm->nt, 8);
+  *b0 = (int)lo;
+  *b1 = (int)hi;
+}
+
+/* Draws the dropout masks of a train-mode forward, layer by layer in row order (the same draws
+ * whatever the team size), and records what the backward needs. */
+static void mlp_forward_prepare(nn_mlp *net, const float *in0, int B, int train, rng *r) {
   const nn_mlp_spec *s = &net->spec;
   struct nn_mlp_ws *ws = net->ws;
   IB_CHECK(B >= 1 && B <= s->max_batch);
@@ -316,34 +364,32 @@ static const float *mlp_forward_from(nn_mlp *net, const float *in0, int B, int t
   IB_CHECK(!use_mask || r != NULL);
   ws->in0 = in0;
   ws->masked = use_mask;
-  const float *inp = in0;
-  for (int l = 0; l < net->n_layers; l++) {
-    const nn_layer *L = &net->layer[l];
-    int hidden = l < s->n_hidden;
-    float *dst = L->ln ? ws->z[l] : ws->h[l];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, L->out, L->in, 1.0f, inp, L->in, L->w,
-                L->in, 0.0f, dst, L->out);
-    if (hidden) {
-      const float *mask = NULL;
-      if (use_mask) {
-        nn_dropout_mask(ws->mask[l], (size_t)B * L->out, s->dropout, r);
-        mask = ws->mask[l];
-      }
-      hidden_rows_forward(ws, L, l, B, mask);
-    } else {
-      float *h = ws->h[l];
-      for (int b = 0; b < B; b++) {
-        float *o = h + (size_t)b * L->out;
-        if (s->out_act == NN_ACT_TANH)
-          for (int i = 0; i < L->out; i++) o[i] = tanhf(o[i] + L->b[i]);
-        else
-          for (int i = 0; i < L->out; i++) o[i] += L->b[i];
-      }
-    }
-    inp = ws->h[l];
-  }
+  if (use_mask)
+    for (int l = 0; l < s->n_hidden; l++)
+      nn_dropout_mask(ws->mask[l], (size_t)B * net->layer[l].out, s->dropout, r);
   net->batch = B;
-  return ws->h[net->n_layers - 1];
+}
+
+typedef struct fwd_job {
+  nn_mlp *net;
+  const float *in0;
+  int B;
+} fwd_job;
+
+static void fwd_task(void *ctx, const nn_team *tm) {
+  const fwd_job *j = ctx;
+  int b0, b1;
+  team_rows(&b0, &b1, j->B, tm);
+  mlp_forward_rows(j->net, j->in0, b0, b1);
+}
+
+/* Forward from an input the workspace does not own (the ensemble's copy) or its own copy. */
+static const float *mlp_forward_from(nn_mlp *net, const float *in0, int B, int train, rng *r) {
+  mlp_forward_prepare(net, in0, B, train, r);
+  fwd_job j = {net, in0, B};
+  if (B >= NN_PAR_MIN_ROWS) nn_par_run(fwd_task, &j);
+  else mlp_forward_rows(net, in0, 0, B);
+  return net->ws->h[net->n_layers - 1];
 }
 
 const float *nn_mlp_forward(nn_mlp *net, float *out, const float *x, int B, int train, rng *r) {
@@ -359,11 +405,12 @@ const float *nn_mlp_forward(nn_mlp *net, float *out, const float *x, int B, int 
 
 /* In place on d (B, C): d = dLoss/dz of hidden layer l from d = dLoss/dh, accumulating db and,
  * with LayerNorm, dgamma and dbeta when accum is set. */
-NN_CLONES static void hidden_rows_backward(struct nn_mlp_ws *ws, const nn_layer *L, int l, int B, float *d,
-                                 int accum) {
+NN_CLONES static void hidden_rows_backward(struct nn_mlp_ws *ws, const nn_layer *L, int l, int b0, int b1,
+                                 float *d, float *db, float *dg, float *dbeta) {
   const int C = L->out;
+  const int accum = db != NULL;
   const float *mask = ws->masked ? ws->mask[l] : NULL;
-  for (int b = 0; b < B; b++) {
+  for (int b = b0; b < b1; b++) {
     float *g = d + (size_t)b * C;
     const float *h = ws->h[l] + (size_t)b * C;
     const float *mk = mask ? mask + (size_t)b * C : NULL;
@@ -377,8 +424,8 @@ NN_CLONES static void hidden_rows_backward(struct nn_mlp_ws *ws, const nn_layer 
       const float m = ws->mean[l][b], r = ws->rstd[l][b];
       if (accum)
         for (int i = 0; i < C; i++) {
-          L->dln_g[i] += g[i] * ((z[i] - m) * r);
-          L->dln_b[i] += g[i];
+          dg[i] += g[i] * ((z[i] - m) * r);
+          dbeta[i] += g[i];
         }
       double sg, sgx;
       lane_ln_sums(&sg, &sgx, g, L->ln_g, z, m, r, C);
@@ -389,26 +436,35 @@ NN_CLONES static void hidden_rows_backward(struct nn_mlp_ws *ws, const nn_layer 
       }
     }
     if (accum)
-      for (int i = 0; i < C; i++) L->db[i] += g[i];
+      for (int i = 0; i < C; i++) db[i] += g[i];
   }
 }
 
-void nn_mlp_backward(nn_mlp *net, float *dx, const float *dout, int accum_params) {
-  IB_CHECK(net && net->ws && dout);
-  IB_CHECK(net->batch > 0); /* backward needs a forward */
-  IB_CHECK(!accum_params || net->grads != NULL);
-  if (!accum_params && !dx) return;
+/* One member's part of a backward (the whole of it for a one-member team). Rows are split for
+ * the row passes and dX; dW needs every row, so each layer waits at a barrier and then splits dW
+ * by its larger dimension. The barrier is needed without parameter grads too: the ping-pong
+ * buffers hold layers of different widths, so one member's rows of layer l-1 overlap another
+ * member's rows of layer l+1 in the same buffer. The column sums (db, LayerNorm affine
+ * grads) of a multi-member team go to per-member partials, added in member order after the
+ * barrier, so a team size always gives the same result; a one-member team accumulates straight
+ * into the grads, in the order of the plain serial code. Buffer reuse: dX of layer l overwrites
+ * the buffer that held dz of layer l+1; every member passed layer l's barrier, so nobody still
+ * reads it. */
+static void mlp_backward_team(nn_mlp *net, float *dx, const float *dout, int accum, const nn_team *tm) {
   struct nn_mlp_ws *ws = net->ws;
   const nn_mlp_spec *s = &net->spec;
-  const int B = net->batch, Lo = net->n_layers - 1;
+  const int B = net->batch, Lo = net->n_layers - 1, nt = tm->nt;
   const nn_layer *last = &net->layer[Lo];
+  int b0, b1;
+  team_rows(&b0, &b1, B, tm);
+  const int M = b1 - b0;
 
   /* dLoss/dz of the output layer. */
   const float *dz;
   if (s->out_act == NN_ACT_TANH) {
     const float *y = ws->h[Lo];
-    size_t n = (size_t)B * last->out;
-    for (size_t i = 0; i < n; i++) ws->d0[i] = dout[i] * (1.0f - y[i] * y[i]);
+    for (size_t i = (size_t)b0 * last->out; i < (size_t)b1 * last->out; i++)
+      ws->d0[i] = dout[i] * (1.0f - y[i] * y[i]);
     dz = ws->d0;
   } else {
     dz = dout;
@@ -418,22 +474,94 @@ void nn_mlp_backward(nn_mlp *net, float *dx, const float *dout, int accum_params
   for (int l = Lo; l >= 0; l--) {
     const nn_layer *L = &net->layer[l];
     const float *inp = l > 0 ? ws->h[l - 1] : ws->in0;
-    if (l < Lo) hidden_rows_backward(ws, L, l, B, (float *)dz, accum_params);
-    else if (accum_params)
-      for (int b = 0; b < B; b++)
-        for (int i = 0; i < L->out; i++) L->db[i] += dz[(size_t)b * L->out + i];
-    if (accum_params) /* dW (out,in) += dzᵀ · inp */
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L->out, L->in, B, 1.0f, dz, L->out,
-                  inp, L->in, 1.0f, L->dw, L->in);
-    if (l > 0) { /* dLoss/dh of layer l-1 = dz · W, overwriting the other buffer */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, L->in, L->out, 1.0f, dz, L->out,
-                  L->w, L->in, 0.0f, next, L->in);
+    const int C = L->out;
+    /* Partials of layer l live in buffer l&1: a member that runs ahead into layer l-1 zeroes its
+     * other buffer, while the rest may still be adding up this one. */
+    float *part = ws->part + (size_t)(l & 1) * NN_PAR_MAX * 3 * ws->wmax;
+    float *pt = part + (size_t)tm->tid * 3 * ws->wmax;
+    if (l < Lo) {
+      if (!accum) hidden_rows_backward(ws, L, l, b0, b1, (float *)dz, NULL, NULL, NULL);
+      else if (nt == 1) hidden_rows_backward(ws, L, l, b0, b1, (float *)dz, L->db, L->dln_g, L->dln_b);
+      else {
+        memset(pt, 0, sizeof(float) * 3 * (size_t)C);
+        hidden_rows_backward(ws, L, l, b0, b1, (float *)dz, pt, pt + C, pt + 2 * C);
+      }
+    }
+    /* Every member finished layer l+1 (its dX read the buffer this layer's dX overwrites, with
+     * other row strides) and this layer's row pass (dW needs every row). */
+    nn_par_barrier(tm);
+    if (accum) {
+      if (nt == 1 && l == Lo) {
+        for (int b = 0; b < B; b++)
+          for (int i = 0; i < C; i++) L->db[i] += dz[(size_t)b * C + i];
+      }
+      if (nt > 1) { /* column sums of the member's share of the columns */
+        size_t c0, c1;
+        nn_par_range(&c0, &c1, (size_t)C, tm->tid, nt, 16);
+        if (l == Lo) {
+          for (int b = 0; b < B; b++)
+            for (size_t i = c0; i < c1; i++) L->db[i] += dz[(size_t)b * C + i];
+        } else {
+          for (int t = 0; t < nt; t++) {
+            const float *q = part + (size_t)t * 3 * ws->wmax;
+            for (size_t i = c0; i < c1; i++) L->db[i] += q[i];
+            if (L->ln)
+              for (size_t i = c0; i < c1; i++) {
+                L->dln_g[i] += q[C + i];
+                L->dln_b[i] += q[2 * C + i];
+              }
+          }
+        }
+      }
+      /* dW (out,in) += dzᵀ · inp, this member's block */
+      size_t lo, hi;
+      if (L->out >= L->in) {
+        nn_par_range(&lo, &hi, (size_t)L->out, tm->tid, nt, 16);
+        if (hi > lo)
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(hi - lo), L->in, B, 1.0f, dz + lo, L->out,
+                      inp, L->in, 1.0f, L->dw + lo * L->in, L->in);
+      } else {
+        nn_par_range(&lo, &hi, (size_t)L->in, tm->tid, nt, 16);
+        if (hi > lo)
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L->out, (int)(hi - lo), B, 1.0f, dz, L->out,
+                      inp + lo, L->in, 1.0f, L->dw + lo, L->in);
+      }
+    }
+    if (l > 0) { /* dLoss/dh of layer l-1 = dz · W, overwriting the other buffer (own rows) */
+      if (M > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, L->in, L->out, 1.0f, dz + (size_t)b0 * L->out,
+                    L->out, L->w, L->in, 0.0f, next + (size_t)b0 * L->in, L->in);
       dz = next;
       next = next == ws->d0 ? ws->d1 : ws->d0;
-    } else if (dx) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, L->in, L->out, 1.0f, dz, L->out,
-                  L->w, L->in, 1.0f, dx, L->in);
+    } else if (dx && M > 0) {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, L->in, L->out, 1.0f, dz + (size_t)b0 * L->out,
+                  L->out, L->w, L->in, 1.0f, dx + (size_t)b0 * L->in, L->in);
     }
+  }
+}
+
+typedef struct bwd_job {
+  nn_mlp *net;
+  float *dx;
+  const float *dout;
+  int accum;
+} bwd_job;
+
+static void bwd_task(void *ctx, const nn_team *tm) {
+  const bwd_job *j = ctx;
+  mlp_backward_team(j->net, j->dx, j->dout, j->accum, tm);
+}
+
+void nn_mlp_backward(nn_mlp *net, float *dx, const float *dout, int accum_params) {
+  IB_CHECK(net && net->ws && dout);
+  IB_CHECK(net->batch > 0); /* backward needs a forward */
+  IB_CHECK(!accum_params || net->grads != NULL);
+  if (!accum_params && !dx) return;
+  bwd_job j = {net, dx, dout, accum_params};
+  if (net->batch >= NN_PAR_MIN_ROWS) nn_par_run(bwd_task, &j);
+  else {
+    nn_team solo = {0, 1};
+    bwd_task(&j, &solo);
   }
 }
 
@@ -450,7 +578,7 @@ int nn_mlp_same_shape(const nn_mlp *a, const nn_mlp *b) {
 
 void nn_mlp_zero_grad(nn_mlp *net) {
   IB_CHECK(net && net->grads);
-  memset(net->grads, 0, net->n_params * sizeof(float));
+  nn_arena_zero(net->grads, net->n_params);
 }
 
 void nn_mlp_copy_params(nn_mlp *dst, const nn_mlp *src) {
@@ -528,6 +656,44 @@ void nn_ens_free(nn_ens *ens) {
   memset(ens, 0, sizeof *ens);
 }
 
+typedef struct ens_job {
+  nn_ens *ens;
+  float *q;        /* forward output (B,k) */
+  const float *dq; /* backward input (B,k) */
+  int accum;
+  float *dx;
+} ens_job;
+
+static void ens_fwd_task(void *ctx, const nn_team *tm) {
+  const ens_job *j = ctx;
+  nn_ens *ens = j->ens;
+  const int B = ens->batch, k = ens->k;
+  int b0, b1;
+  team_rows(&b0, &b1, B, tm);
+  for (int c = 0; c < k; c++) {
+    nn_mlp *h = &ens->head[ens->idx[c]];
+    mlp_forward_rows(h, ens->x, b0, b1);
+    const float *y = h->ws->h[h->n_layers - 1];
+    for (int b = b0; b < b1; b++) j->q[(size_t)b * k + c] = y[b];
+  }
+}
+
+/* Heads one after another; ens->dh holds head c's column. With parameter grads, head c's
+ * output-layer dW reads every row of it, so members meet at a barrier before overwriting it;
+ * without, each member reads only its own rows. */
+static void ens_bwd_task(void *ctx, const nn_team *tm) {
+  const ens_job *j = ctx;
+  nn_ens *ens = j->ens;
+  const int B = ens->batch, k = ens->k;
+  int b0, b1;
+  team_rows(&b0, &b1, B, tm);
+  for (int c = 0; c < k; c++) {
+    if (c > 0 && j->accum) nn_par_barrier(tm); /* head c-1's dW read every row of dh */
+    for (int b = b0; b < b1; b++) ens->dh[b] = j->dq[(size_t)b * k + c];
+    mlp_backward_team(&ens->head[ens->idx[c]], j->dx, ens->dh, j->accum, tm);
+  }
+}
+
 void nn_ens_forward(nn_ens *ens, float *q, const float *x, int B, const int *heads, int k,
                     int train, rng *r) {
   IB_CHECK(ens && q && x && ens->E > 0);
@@ -542,23 +708,30 @@ void nn_ens_forward(nn_ens *ens, float *q, const float *x, int B, const int *hea
     ens->idx[j] = e;
   }
   memcpy(ens->x, x, (size_t)B * ens->head[0].spec.in_dim * sizeof(float));
-  for (int j = 0; j < k; j++) {
-    const float *y = mlp_forward_from(&ens->head[ens->idx[j]], ens->x, B, train, r);
-    for (int b = 0; b < B; b++) q[(size_t)b * k + j] = y[b];
-  }
+  /* Masks first, head by head (the draws of k separate forwards), then one team pass in which
+   * each member runs every head on its own rows. */
+  for (int j = 0; j < k; j++) mlp_forward_prepare(&ens->head[ens->idx[j]], ens->x, B, train, r);
   ens->batch = B;
   ens->k = k;
+  ens_job job = {.ens = ens, .q = q};
+  if (B >= NN_PAR_MIN_ROWS) nn_par_run(ens_fwd_task, &job);
+  else {
+    nn_team solo = {0, 1};
+    ens_fwd_task(&job, &solo);
+  }
 }
 
 void nn_ens_backward(nn_ens *ens, float *dx, const float *dq, int accum_params) {
   IB_CHECK(ens && dq && ens->batch > 0);
   IB_CHECK(!accum_params || ens->grads != NULL);
   const int B = ens->batch, k = ens->k;
-  for (int j = 0; j < k; j++) {
-    nn_mlp *h = &ens->head[ens->idx[j]];
-    IB_CHECK(h->batch == B); /* the head's caches are from this ensemble forward */
-    for (int b = 0; b < B; b++) ens->dh[b] = dq[(size_t)b * k + j];
-    nn_mlp_backward(h, dx, ens->dh, accum_params);
+  for (int j = 0; j < k; j++) IB_CHECK(ens->head[ens->idx[j]].batch == B); /* caches from this forward */
+  if (!accum_params && !dx) return;
+  ens_job job = {.ens = ens, .dq = dq, .accum = accum_params, .dx = dx};
+  if (B >= NN_PAR_MIN_ROWS) nn_par_run(ens_bwd_task, &job);
+  else {
+    nn_team solo = {0, 1};
+    ens_bwd_task(&job, &solo);
   }
 }
 
@@ -588,7 +761,7 @@ static int ens_same_shape(const nn_ens *a, const nn_ens *b) {
 
 void nn_ens_zero_grad(nn_ens *ens) {
   IB_CHECK(ens && ens->grads);
-  memset(ens->grads, 0, ens->n_params * sizeof(float));
+  nn_arena_zero(ens->grads, ens->n_params);
 }
 
 void nn_ens_copy_params(nn_ens *dst, const nn_ens *src) {

@@ -182,19 +182,9 @@ void agent__noisy(float *out, const float *x, size_t n, float std, float clip, r
   }
 }
 
-double agent__norm(const float *x, size_t n) {
-  double total = 0.0;
-  size_t i = 0;
-  while (i < n) {
-    size_t end = n - i > 4096 ? i + 4096 : n;
-    float lane[16] = {0};
-    for (; i + 16 <= end; i += 16)
-      for (int l = 0; l < 16; l++) lane[l] += x[i + l] * x[i + l];
-    for (; i < end; i++) lane[0] += x[i] * x[i];
-    for (int l = 0; l < 16; l++) total += lane[l];
-  }
-  return sqrt(total);
-}
+/* The gradient norm (a metric and the non-finite guard): nn's arena norm, which the nn thread
+ * team splits like the other arena passes. */
+double agent__norm(const float *x, size_t n) { return nn_arena_norm(x, n); }
 
 int agent__uses_il(const agent *a) { return a->cfg.method == AGENT_IBRL || a->cfg.method == AGENT_BC; }
 

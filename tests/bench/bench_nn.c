@@ -137,7 +137,7 @@ static void peer_step(peer *p, const nn_mlp *net, int B, int warm) {
 }
 
 /* Times reps steps of either the ensemble (ens != NULL) or the actor. */
-static bn_times run(nn_ens *ens, nn_mlp *actor, int B, int reps, rng *r) {
+static bn_times run(nn_ens *ens, nn_mlp *actor, int B, int reps, int threads, rng *r) {
   const nn_mlp *shape = ens ? &ens->head[0] : actor;
   int heads = ens ? E : 1, in = shape->spec.in_dim, out = ens ? E : shape->spec.out_dim;
   float *x = ib_xaligned((size_t)B * in * 4), *dout = ib_xaligned((size_t)B * out * 4);
@@ -165,14 +165,18 @@ static bn_times run(nn_ens *ens, nn_mlp *actor, int B, int reps, rng *r) {
     if (ens) nn_ens_adam_step(ens, &cfg);
     else nn_mlp_adam_step(actor, &cfg);
     double t4 = ib_now_s();
+    /* The peers use OpenBLAS's own threads; ib_nn runs one-thread sgemm on its own team. */
+    openblas_set_num_threads(threads);
     double c1 = thread_cpu_s();
+    double t4b = ib_now_s();
     peer_step(&p, shape, B, 1);
     double t5 = ib_now_s();
     double c2 = thread_cpu_s();
     peer_step(&p, shape, B, 0);
     double t6 = ib_now_s();
+    openblas_set_num_threads(1);
     t[0][i] = t1 - t0, t[1][i] = t2 - t1, t[2][i] = t3 - t2, t[3][i] = t4 - t3, t[4][i] = t4 - t0;
-    t[5][i] = t5 - t4, t[6][i] = t6 - t5, t[7][i] = c1 - c0, t[8][i] = c2 - c1;
+    t[5][i] = t5 - t4b, t[6][i] = t6 - t5, t[7][i] = c1 - c0, t[8][i] = c2 - c1;
   }
   bn_times m = {median(t[0] + 2, reps), median(t[1] + 2, reps), median(t[2] + 2, reps),
                 median(t[3] + 2, reps), median(t[4] + 2, reps), median(t[5] + 2, reps),
@@ -193,7 +197,8 @@ static void usage(FILE *f) {
           "  Times zero-grad + forward + backward + Adam of the IBRL state critic ensemble (E=5,\n"
           "  76-1024x3-1, LayerNorm) and actor (69-1024x3-7, dropout 0.5, tanh) and plain sgemm on\n"
           "  the same shapes; prints GFLOP/s (matmul FLOPs only), medians over N repeats.\n"
-          "  --threads LIST  comma-separated OpenBLAS thread counts (default 1,2)\n"
+          "  --threads LIST  comma-separated thread counts (default 1,2): nn_set_threads for ibrl,\n"
+          "                  OpenBLAS threads for the sgemm peers\n"
           "  --reps N        timed repeats per figure after 2 warm-ups (default 5, 1..1000)\n"
           "  --batch B       batch rows (default 256, 1..4096)\n"
           "  --json          one JSON object per line instead of the table\n");
@@ -278,7 +283,7 @@ int bench_nn(int argc, char **argv) {
     for (int k = 0; k < 2; k++) {
       const char *name = k == 0 ? "critic" : "actor";
       if (!json) fprintf(stderr, "  timing %s at %d thread(s)...\n", name, threads[ti]);
-      bn_times m = run(k == 0 ? &critic : NULL, k == 0 ? NULL : &actor, B, reps, &r);
+      bn_times m = run(k == 0 ? &critic : NULL, k == 0 ? NULL : &actor, B, reps, threads[ti], &r);
       double fl = k == 0 ? fl_c : fl_a;
       double gn = fl / m.step * 1e-9, gs = fl / m.sgemm * 1e-9, gt = fl / m.sgemm_net * 1e-9;
       if (json)
