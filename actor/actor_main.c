@@ -110,7 +110,7 @@ static void usage(FILE *f) {
           "  --eval-episodes N      eval: seeded episodes per evaluation [20]\n"
           "  --eval-every S         eval: at most one evaluation per S seconds [15]\n"
           "  --out DIR              eval: run directory (metrics.csv, summary.json, curve.png)\n"
-          "  --threads N            OpenBLAS threads (sets OPENBLAS_NUM_THREADS) [1]\n"
+          "  --threads N            compute threads of the nn library (1..8) [1]\n"
           "  --quiet                no progress lines\n"
           "  --help                 this text\n"
           "Runs until a limit or SIGTERM / SIGINT (then: hands over complete items, exit 0).\n"
@@ -181,7 +181,7 @@ static int apply(const char *const *val, const char *const *src, int *role, arun
   if (val[O_SEED] && tcfg_parse_u64(&tc->seed, val[O_SEED], P, FLAG(O_SEED))) return -1;
   if (val[O_HORIZON] && tcfg_parse_int(&tc->horizon, val[O_HORIZON], 0, 1000000, P, FLAG(O_HORIZON))) return -1;
   if (val[O_OUT] && tcfg_set_str(tc->out, sizeof tc->out, val[O_OUT], P, FLAG(O_OUT))) return -1;
-  if (val[O_THREADS] && tcfg_parse_int(&tc->threads, val[O_THREADS], 1, 256, P, FLAG(O_THREADS))) return -1;
+  if (val[O_THREADS] && tcfg_parse_int(&tc->threads, val[O_THREADS], 1, 8, P, FLAG(O_THREADS))) return -1;
   if (!val[O_REPLAY]) return bad("--replay", "%sno replay shards (HINT: --replay host:port[,host:port...])", "");
   if (set_str(o->replay, sizeof o->replay, val[O_REPLAY], FLAG(O_REPLAY))) return -1;
   if (val[O_PARAMS] && set_str(o->params, sizeof o->params, val[O_PARAMS], FLAG(O_PARAMS))) return -1;
@@ -238,8 +238,9 @@ int main(int argc, char **argv) {
   int role = 0;
   if (apply(val, src, &role, &o, &tc) != 0) return 2;
 
-  /* OpenBLAS read OPENBLAS_NUM_THREADS when it loaded; --threads (or its default 1) decides now,
-   * so actors sharing a host do not each spin up one BLAS thread per core. */
+  /* --threads (default 1) sizes the nn library's compute team and sets OpenBLAS to one thread
+   * under it, whatever OPENBLAS_NUM_THREADS said, so processes sharing a host never
+   * oversubscribe the cores by accident. */
   nn_set_threads(tc.threads);
 
   struct sigaction sa;

@@ -99,7 +99,7 @@ static void usage(FILE *f) {
           "  --max-message-mb N     gRPC message limit; the weight blob must fit (the Params shard's\n"
           "                         ibrl-replay needs the same --max-message-mb) [16]\n"
           "  --wait S               give up after S seconds without a batch [300]\n"
-          "  --threads N            OpenBLAS threads per rank [1]\n"
+          "  --threads N            compute threads per rank (nn library, 1..8) [1]\n"
           "  --quiet                no progress lines\n"
           "  --help                 this text\n"
           "Runs until --updates / --minutes, or SIGTERM / SIGINT (then: final checkpoint, exit 0).\n");
@@ -183,7 +183,7 @@ static int apply(const char *const *val, const char *const *src, lrun_opts *o, t
   if (val[O_DEADLINE] && tcfg_parse_int(&o->deadline_ms, val[O_DEADLINE], 1, 3600000, P, FLAG(O_DEADLINE))) return -1;
   if (val[O_MAXMB] && tcfg_parse_int(&o->max_message_mb, val[O_MAXMB], 1, 2047, P, FLAG(O_MAXMB))) return -1;
   if (val[O_WAIT] && parse_double(&o->wait_s, val[O_WAIT], 0.1, 1e7, FLAG(O_WAIT))) return -1;
-  if (val[O_THREADS] && tcfg_parse_int(&tc->threads, val[O_THREADS], 1, 256, P, FLAG(O_THREADS))) return -1;
+  if (val[O_THREADS] && tcfg_parse_int(&tc->threads, val[O_THREADS], 1, 8, P, FLAG(O_THREADS))) return -1;
   o->resume = val[O_RESUME] && strcmp(val[O_RESUME], "0") != 0;
   o->quiet = val[O_QUIET] && strcmp(val[O_QUIET], "0") != 0;
   if (tcfg_resolve(tc) != IB_OK) return bad("%s%s", ib_errmsg(), "");
@@ -208,8 +208,9 @@ int main(int argc, char **argv) {
   tcfg tc;
   if (apply(val, src, &o, &tc) != 0) return 2;
 
-  /* OpenBLAS read OPENBLAS_NUM_THREADS when it loaded; --threads (default 1) decides now, so
-   * ranks never oversubscribe the cores by accident. */
+  /* --threads (default 1) sizes the nn library's compute team and sets OpenBLAS to one thread
+   * under it, whatever OPENBLAS_NUM_THREADS said, so processes sharing a host never
+   * oversubscribe the cores by accident. */
   nn_set_threads(tc.threads);
 
   struct sigaction sa;

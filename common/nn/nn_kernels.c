@@ -158,6 +158,14 @@ nn_adam_cfg nn_adam_defaults(float lr) {
  * the element-wise results do not depend on the team size. */
 #define NN_PAR_MIN_FLOATS ((size_t)1 << 16)
 
+/* AVX-512 clones of the arena loops next to the baseline (as nn_mlp.c's row passes): the double
+ * lanes of the norm and Adam's divide and square root are compute-bound without them. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NN_NO_CLONES)
+#define NN_CLONES __attribute__((target_clones("arch=x86-64-v4", "default")))
+#else
+#define NN_CLONES
+#endif
+
 typedef struct arena_job {
   float *p, *m, *v, *t;
   const float *g;
@@ -172,7 +180,7 @@ static void arena_part(size_t *lo, size_t *hi, const arena_job *j, const nn_team
   nn_par_range(lo, hi, j->n, tm->tid, tm->nt, 16);
 }
 
-static void adam_range(float *params, float *m, float *v, const float *grads, size_t lo, size_t hi,
+NN_CLONES static void adam_range(float *params, float *m, float *v, const float *grads, size_t lo, size_t hi,
                        const nn_adam_cfg *cfg, long t) {
   /* torch computes the bias corrections in double-precision Python floats; so do we, once. */
   double bc1 = 1.0 - pow((double)cfg->beta1, (double)t);
@@ -214,7 +222,7 @@ void nn_adam_update(float *params, float *m, float *v, const float *grads, size_
 
 /* ---- arena helpers ---- */
 
-static void polyak_task(void *ctx, const nn_team *tm) {
+NN_CLONES static void polyak_task(void *ctx, const nn_team *tm) {
   const arena_job *j = ctx;
   size_t lo, hi;
   arena_part(&lo, &hi, j, tm);
@@ -237,7 +245,7 @@ void nn_arena_polyak(float *target, const float *online, size_t n, float tau) {
 /* Sum of squares in NN_NORM_LANES independent double lanes (a single running double sum is one
  * dependency chain, ~4 cycles an element; lanes vectorise and keep double accuracy). */
 #define NN_NORM_LANES 8
-static double sumsq_range(const float *x, size_t lo, size_t hi) {
+NN_CLONES static double sumsq_range(const float *x, size_t lo, size_t hi) {
   double a[NN_NORM_LANES] = {0};
   size_t i = lo;
   for (; i + NN_NORM_LANES <= hi; i += NN_NORM_LANES)

@@ -222,7 +222,9 @@ void nn_mlp_free(nn_mlp *net) {
 #endif
 
 /* z += bias, and the sum and sum of squares of the result, in one pass. */
-static void lane_bias_moments(double *sum, double *sumsq, float *z, const float *bias, int n) {
+/* always_inline: the helpers must be compiled into each clone of their callers, or they stay
+ * baseline x86-64 code (measured: 3.7% of a learning step in the non-inlined SSE2 version). */
+__attribute__((always_inline)) static inline void lane_bias_moments(double *sum, double *sumsq, float *z, const float *bias, int n) {
   double a[NN_LANES] = {0}, q[NN_LANES] = {0};
   int i = 0;
   for (; i + NN_LANES <= n; i += NN_LANES)
@@ -245,7 +247,7 @@ static void lane_bias_moments(double *sum, double *sumsq, float *z, const float 
 }
 
 /* sg = Σ g·gamma and sgx = Σ g·gamma·xhat with xhat = (z - m)·r, for the LayerNorm backward. */
-static void lane_ln_sums(double *sg, double *sgx, const float *g, const float *gamma, const float *z, float m,
+__attribute__((always_inline)) static inline void lane_ln_sums(double *sg, double *sgx, const float *g, const float *gamma, const float *z, float m,
                          float r, int n) {
   double a[NN_LANES] = {0}, b[NN_LANES] = {0};
   int i = 0;

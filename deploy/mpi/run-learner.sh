@@ -7,8 +7,8 @@
 # node; ranks started over ssh do not inherit this shell's environment, so the script exports
 # what they need with -x: PATH, LD_LIBRARY_PATH, OPENBLAS_NUM_THREADS and every IBRL_LEARNER_*
 # variable that is set (e.g. IBRL_LEARNER_TOKEN, so the token never appears on a command line).
-# Each rank is bound to --threads cores (--map-by slot:PE=T --bind-to core), the OpenBLAS threads
-# of that rank; --no-bind leaves placement to the OS (for oversubscribed test hosts).
+# Each rank is bound to --threads cores (--map-by slot:PE=T --bind-to core), the compute threads
+# of that rank (ibrl-learner --threads); --no-bind leaves placement to the OS (for oversubscribed test hosts).
 # mpirun replaces this script (exec), so SIGTERM reaches the ranks: they agree to stop, write a
 # final checkpoint and exit 0. Exit codes: mpirun's; 2 for bad usage or a missing program.
 set -euo pipefail
@@ -21,7 +21,7 @@ usage: $prog [options] -- <ibrl-learner flags>
   -H, --hostfile F    OpenMPI hostfile ("node slots=N" lines; deploy/mpi/hostfile.example);
                       default: this host only
   -b, --bin DIR       directory holding ibrl-learner [\$IBRL_BIN_DIR, else /opt/ibrl/bin]
-  -t, --threads T     OpenBLAS threads (and bound cores) per rank [1]
+  -t, --threads T     compute threads (and bound cores) per rank, 1..8 [1]
   -i, --iface IF      network interface for MPI traffic between nodes (e.g. eth0)
       --no-bind       do not bind ranks to cores
       --dry-run       print the mpirun command and exit 0
@@ -56,7 +56,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [[ "$np" =~ ^[1-9][0-9]*$ ]] || die "--np '$np' is not a positive integer"
-[[ "$threads" =~ ^[1-9][0-9]*$ ]] || die "--threads '$threads' is not a positive integer"
+[[ "$threads" =~ ^[1-8]$ ]] || die "--threads '$threads' is not in 1..8 (HINT: the nn library runs 1 to 8 compute threads per rank)"
 [ $# -gt 0 ] || die "no ibrl-learner flags after -- (HINT: at least --replay HOST:PORT and --out RUN_DIR)"
 learner="$bindir/ibrl-learner"
 [ -x "$learner" ] || die "no ibrl-learner at '$learner' (HINT: --bin DIR, or build it: cmake --build <build> --target ibrl-learner)"

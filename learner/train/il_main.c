@@ -59,7 +59,7 @@ static void usage_train(FILE *f) {
           "  --latent Z        cvae latent size (default 8); --kl-weight W (default 0.01)\n"
           "  --max-demos N     use the first N demos (default all)\n"
           "  --seed S          seed (default 1)\n"
-          "  --threads N       BLAS threads (default 1)\n"
+          "  --threads N       compute threads of the nn library, 1..8 (default 1)\n"
           "  --quiet           no progress lines\n"
           "  -h, --help        this text\n");
 }
@@ -73,7 +73,7 @@ static void usage_eval(FILE *f) {
           "  --episodes N      seeded episodes (default 50)\n"
           "  --seed S          selects the episode layouts, as ibrl-train --seed (default 1)\n"
           "  --horizon H       time limit in env steps (default the task's)\n"
-          "  --threads N       BLAS threads (default 1)\n"
+          "  --threads N       compute threads of the nn library, 1..8 (default 1)\n"
           "  -h, --help        this text\n");
 }
 
@@ -147,7 +147,7 @@ static int cmd_train(int argc, char **argv) {
     case T_KL: bad = tcfg_parse_float(&c.il_kl_weight, optarg, 0.0f, 1e6f, PROG, "--kl-weight"); break;
     case T_MAXD: bad = tcfg_parse_int(&c.max_demos, optarg, 0, 1000000, PROG, "--max-demos"); break;
     case T_SEED: bad = tcfg_parse_u64(&c.seed, optarg, PROG, "--seed"); break;
-    case T_THREADS: bad = tcfg_parse_int(&c.threads, optarg, 1, 64, PROG, "--threads"); break;
+    case T_THREADS: bad = tcfg_parse_int(&c.threads, optarg, 1, 8, PROG, "--threads"); break;
     case T_QUIET: quiet = 1; break;
     default: return bad_flag(argc, argv, "train");
     }
@@ -318,7 +318,7 @@ static int cmd_eval(int argc, char **argv) {
     case E_EPIS: bad = tcfg_parse_int(&episodes, optarg, 1, 4096, PROG, "--episodes"); break;
     case E_SEED: bad = tcfg_parse_u64(&seed, optarg, PROG, "--seed"); break;
     case E_HORIZON: bad = tcfg_parse_int(&horizon, optarg, 0, 1000000, PROG, "--horizon"); break;
-    case E_THREADS: bad = tcfg_parse_int(&threads, optarg, 1, 64, PROG, "--threads"); break;
+    case E_THREADS: bad = tcfg_parse_int(&threads, optarg, 1, 8, PROG, "--threads"); break;
     default: return bad_flag(argc, argv, "eval");
     }
     if (bad) return 2;

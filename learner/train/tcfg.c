@@ -256,7 +256,7 @@ int tcfg_resolve(tcfg *c) {
   NEED(c->beta > 0 && isfinite(c->beta), "beta %g must be > 0", (double)c->beta);
   NEED(c->eval_every >= 1 && c->eval_episodes >= 1, "eval-every and eval-episodes must be >= 1");
   NEED(c->ckpt_every >= 1, "checkpoint interval %ld must be >= 1", c->ckpt_every);
-  NEED(c->threads >= 1 && c->threads <= 64, "threads %d not in [1, 64]", c->threads);
+  NEED(c->threads >= 1 && c->threads <= 8, "threads %d not in [1, 8] (HINT: the nn library runs 1 to 8 compute threads)", c->threads);
   NEED(c->max_demos >= 0, "max demos %d is negative", c->max_demos);
   NEED(c->horizon >= 0, "horizon %d is negative", c->horizon);
   NEED(c->il_arch == 0 || c->il_arch == 1, "il arch %d is not bc (0) or cvae (1)", c->il_arch);

@@ -71,7 +71,7 @@ static void usage(FILE *f) {
           "  --rft-pretrain N    RFT: BC pretraining steps of the actor (default 2000)\n"
           "  --stop-after N      stop at the first checkpoint at or after N env steps (to test --resume)\n"
           "  --resume RUN_DIR    continue the run in RUN_DIR from its last checkpoint\n"
-          "  --threads N         BLAS threads (default 1)\n"
+          "  --threads N         compute threads of the nn library, 1..8 (default 1)\n"
           "  --quiet             no progress lines\n"
           "  -h, --help          this text\n"
           "\n"
@@ -171,7 +171,7 @@ static int apply(tcfg *c, int o, const char *a) {
   case O_CKPT: return tcfg_parse_long(&c->ckpt_every, a, 1, 100 * BIG, PROG, "--ckpt-every");
   case O_RFTPRE: return tcfg_parse_long(&c->rft_pretrain_steps, a, 0, BIG, PROG, "--rft-pretrain");
   case O_STOP: return tcfg_parse_long(&c->stop_after, a, 1, 100 * BIG, PROG, "--stop-after");
-  case O_THREADS: return tcfg_parse_int(&c->threads, a, 1, 64, PROG, "--threads");
+  case O_THREADS: return tcfg_parse_int(&c->threads, a, 1, 8, PROG, "--threads");
   case O_QUIET: c->quiet = 1; return 0;
   default: IB_CHECK(0); return -1;
   }
