@@ -5,7 +5,8 @@
  * A Linear has W (OC, C) and b (OC), exactly as torch.nn.Linear, so Y = X·Wᵀ + b. Kernel
  * arguments are outputs first, then inputs, then sizes; a gradient is d<name>. Forward
  * OVERWRITES its outputs; backward ACCUMULATES (+=) into every gradient it writes, including
- * the input gradient; zeroing is explicit (nn_mlp_zero_grad, nn_ens_zero_grad).
+ * the input gradient; zeroing is explicit (nn_mlp_zero_grad, nn_ens_zero_grad), or a backward
+ * with NN_GRADS_SET overwrites the parameter gradients.
  *
  * Arenas (style.md 2.4.5). A network keeps params, grads, Adam m and Adam v in four flat float
  * arrays of n_params floats with the same layout; per-layer tensors are views into them. So an
@@ -147,8 +148,14 @@ void nn_mlp_free(nn_mlp *net);
  * there. Returns the net's own output buffer (B, out_dim), valid until the next forward. */
 const float *nn_mlp_forward(nn_mlp *net, float *out, const float *x, int B, int train, rng *r);
 
+/* accum_params value of nn_mlp_backward / nn_ens_backward that OVERWRITES the parameter
+ * gradients instead of adding to them: the same result as zero-grad + accumulate, without the
+ * zeroing pass over the arena (the dW products run with beta 0). */
+#define NN_GRADS_SET 2
+
 /* Backward from dout (B, out_dim) of the LAST forward (same B). accum_params 1: accumulates the
- * parameter gradients into net->grads (requires a trainable net). accum_params 0: leaves
+ * parameter gradients into net->grads (requires a trainable net); NN_GRADS_SET: writes them
+ * (every parameter gradient of the net, so no zero-grad is needed). accum_params 0: leaves
  * grads untouched (a frozen critic inside the actor loss). dx (B, in_dim), if non-NULL,
  * receives += the gradient w.r.t. the input (used for dQ/da). With accum_params 0 and dx NULL
  * it does nothing. The cached activations stay valid, so backward may be called again. */
@@ -201,7 +208,7 @@ void nn_ens_free(nn_ens *ens);
 void nn_ens_forward(nn_ens *ens, float *q, const float *x, int B, const int *heads, int k,
                     int train, rng *r);
 /* Backward of the last forward from dq (B,k). accum_params as in nn_mlp_backward (only the
- * evaluated heads get gradients). dx (B,in), if non-NULL, gets += the sum over heads. */
+ * evaluated heads get gradients; with NN_GRADS_SET the other heads' grads are left as they are). dx (B,in), if non-NULL, gets += the sum over heads. */
 void nn_ens_backward(nn_ens *ens, float *dx, const float *dq, int accum_params);
 
 /* Min over the k columns of q (B,k): qmin (B), argmin (B) the column of the minimum (the first

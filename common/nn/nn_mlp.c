@@ -481,6 +481,14 @@ static void mlp_backward_team(nn_mlp *net, float *dx, const float *dout, int acc
      * other buffer, while the rest may still be adding up this one. */
     float *part = ws->part + (size_t)(l & 1) * NN_PAR_MAX * 3 * ws->wmax;
     float *pt = part + (size_t)tm->tid * 3 * ws->wmax;
+    const int set = accum == NN_GRADS_SET; /* this layer's grads are written, not added to */
+    if (set && nt == 1) { /* the one-member path adds straight into these small vectors */
+      memset(L->db, 0, sizeof(float) * (size_t)C);
+      if (L->ln) {
+        memset(L->dln_g, 0, sizeof(float) * (size_t)C);
+        memset(L->dln_b, 0, sizeof(float) * (size_t)C);
+      }
+    }
     if (l < Lo) {
       if (!accum) hidden_rows_backward(ws, L, l, b0, b1, (float *)dz, NULL, NULL, NULL);
       else if (nt == 1) hidden_rows_backward(ws, L, l, b0, b1, (float *)dz, L->db, L->dln_g, L->dln_b);
@@ -500,6 +508,13 @@ static void mlp_backward_team(nn_mlp *net, float *dx, const float *dout, int acc
       if (nt > 1) { /* column sums of the member's share of the columns */
         size_t c0, c1;
         nn_par_range(&c0, &c1, (size_t)C, tm->tid, nt, 16);
+        if (set && c1 > c0) {
+          memset(L->db + c0, 0, sizeof(float) * (c1 - c0));
+          if (L->ln) {
+            memset(L->dln_g + c0, 0, sizeof(float) * (c1 - c0));
+            memset(L->dln_b + c0, 0, sizeof(float) * (c1 - c0));
+          }
+        }
         if (l == Lo) {
           for (int b = 0; b < B; b++)
             for (size_t i = c0; i < c1; i++) L->db[i] += dz[(size_t)b * C + i];
@@ -515,18 +530,20 @@ static void mlp_backward_team(nn_mlp *net, float *dx, const float *dout, int acc
           }
         }
       }
-      /* dW (out,in) += dzᵀ · inp, this member's block */
+      /* dW (out,in) += dzᵀ · inp (or = with NN_GRADS_SET: beta 0, no zeroing pass), this
+       * member's block */
+      const float beta = set ? 0.0f : 1.0f;
       size_t lo, hi;
       if (L->out >= L->in) {
         nn_par_range(&lo, &hi, (size_t)L->out, tm->tid, nt, 16);
         if (hi > lo)
           cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(hi - lo), L->in, B, 1.0f, dz + lo, L->out,
-                      inp, L->in, 1.0f, L->dw + lo * L->in, L->in);
+                      inp, L->in, beta, L->dw + lo * L->in, L->in);
       } else {
         nn_par_range(&lo, &hi, (size_t)L->in, tm->tid, nt, 16);
         if (hi > lo)
           cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L->out, (int)(hi - lo), B, 1.0f, dz, L->out,
-                      inp + lo, L->in, 1.0f, L->dw + lo, L->in);
+                      inp + lo, L->in, beta, L->dw + lo, L->in);
       }
     }
     if (l > 0) { /* dLoss/dh of layer l-1 = dz · W, overwriting the other buffer (own rows) */
@@ -557,6 +574,7 @@ static void bwd_task(void *ctx, const nn_team *tm) {
 void nn_mlp_backward(nn_mlp *net, float *dx, const float *dout, int accum_params) {
   IB_CHECK(net && net->ws && dout);
   IB_CHECK(net->batch > 0); /* backward needs a forward */
+  IB_CHECK(accum_params >= 0 && accum_params <= NN_GRADS_SET);
   IB_CHECK(!accum_params || net->grads != NULL);
   if (!accum_params && !dx) return;
   bwd_job j = {net, dx, dout, accum_params};
@@ -725,6 +743,7 @@ void nn_ens_forward(nn_ens *ens, float *q, const float *x, int B, const int *hea
 
 void nn_ens_backward(nn_ens *ens, float *dx, const float *dq, int accum_params) {
   IB_CHECK(ens && dq && ens->batch > 0);
+  IB_CHECK(accum_params >= 0 && accum_params <= NN_GRADS_SET);
   IB_CHECK(!accum_params || ens->grads != NULL);
   const int B = ens->batch, k = ens->k;
   for (int j = 0; j < k; j++) IB_CHECK(ens->head[ens->idx[j]].batch == B); /* caches from this forward */

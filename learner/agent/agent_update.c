@@ -156,7 +156,6 @@ int agent_critic_grads(agent *a, const agent_batch *b) {
   IB_CHECK(n >= 1 && n <= c->max_batch);
   agent_target_compute(a, w->y, b);
 
-  nn_ens_zero_grad(&a->critic);
   agent__rows(w->xin, b->obs, b->action, n, O, A);
   nn_ens_forward(&a->critic, w->q, w->xin, n, NULL, E, 1, &a->r_dropout);
   /* L = mean_b sum_k (Q_k - y)^2  =>  dL/dQ_k = 2 (Q_k - y) / n. */
@@ -175,7 +174,8 @@ int agent_critic_grads(agent *a, const agent_batch *b) {
   if (!isfinite(loss))
     return ib_fail(IB_ENONFINITE, "agent critic: loss is %g after %ld critic updates (HINT: check the "
                    "batch rewards/discounts for NaN, or lower lr_critic)", loss, a->metrics.critic_updates);
-  nn_ens_backward(&a->critic, NULL, w->dq, 1);
+  /* Every head is in this backward, so it overwrites the whole grad arena: no zero-grad pass. */
+  nn_ens_backward(&a->critic, NULL, w->dq, NN_GRADS_SET);
   double gn = agent__norm(a->critic.grads, a->critic.n_params);
   a->metrics.critic_grad_norm = gn;
   if (!isfinite(gn))

@@ -1,4 +1,4 @@
-/* bench_nn.c: `ibrl-bench nn`: one training step (zero-grad, forward, backward, Adam) of the
+/* bench_nn.c: `ibrl-bench nn`: one training step (forward, backward, Adam) of the
  * paper's state critic ensemble and actor, against plain cblas_sgemm on the same shapes.
  *
  * Networks (ibrl-reference.md 8): critic ensemble E=5, each 76→1024→1024→1024→1 with LayerNorm;
@@ -7,8 +7,11 @@
  * and dX for every layer but the first (the input gradient is not requested). The peer is the
  * same sequence of sgemm calls (same shapes, same transposes, same beta) on preallocated,
  * cache-warm buffers, timed in the same run and thread setting: the ratio nn/sgemm is how much
- * of the BLAS rate the whole step keeps after bias, LayerNorm, ReLU, dropout, the input copy,
- * zero-grad and Adam. Every figure is the median over --reps timed repeats after 2 warm-ups. */
+ * of the BLAS rate the whole step keeps after bias, LayerNorm, ReLU, dropout, the input copy
+ * and Adam. The backward overwrites the grads (NN_GRADS_SET, as the learner's critic update
+ * does), so there is no zero-grad pass; the "zero ms" column stays for the JSON consumers and is
+ * ~0. Threads: ibrl runs its own team (nn_set_threads, one-thread sgemm per member); the sgemm
+ * peers run OpenBLAS's threads. Every figure is the median over --reps timed repeats after 2 warm-ups. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,14 +156,12 @@ static bn_times run(nn_ens *ens, nn_mlp *actor, int B, int reps, int threads, rn
   for (int i = 0; i < n; i++) {
     double c0 = thread_cpu_s();
     double t0 = ib_now_s();
-    if (ens) nn_ens_zero_grad(ens);
-    else nn_mlp_zero_grad(actor);
-    double t1 = ib_now_s();
+    double t1 = ib_now_s(); /* no zero-grad: the backward overwrites the grads (NN_GRADS_SET) */
     if (ens) nn_ens_forward(ens, q, x, B, NULL, E, 0, NULL);
     else nn_mlp_forward(actor, NULL, x, B, 1, r);
     double t2 = ib_now_s();
-    if (ens) nn_ens_backward(ens, NULL, dout, 1);
-    else nn_mlp_backward(actor, NULL, dout, 1);
+    if (ens) nn_ens_backward(ens, NULL, dout, NN_GRADS_SET);
+    else nn_mlp_backward(actor, NULL, dout, NN_GRADS_SET);
     double t3 = ib_now_s();
     if (ens) nn_ens_adam_step(ens, &cfg);
     else nn_mlp_adam_step(actor, &cfg);
@@ -194,7 +195,7 @@ int bench_nn(int argc, char **argv);
 static void usage(FILE *f) {
   fprintf(f,
           "usage: ibrl-bench nn [--threads LIST] [--reps N] [--batch B] [--json] [--help]\n"
-          "  Times zero-grad + forward + backward + Adam of the IBRL state critic ensemble (E=5,\n"
+          "  Times forward + backward + Adam of the IBRL state critic ensemble (E=5,\n"
           "  76-1024x3-1, LayerNorm) and actor (69-1024x3-7, dropout 0.5, tanh) and plain sgemm on\n"
           "  the same shapes; prints GFLOP/s (matmul FLOPs only), medians over N repeats.\n"
           "  --threads LIST  comma-separated thread counts (default 1,2): nn_set_threads for ibrl,\n"

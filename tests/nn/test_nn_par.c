@@ -183,6 +183,49 @@ static void test_arena_team(void) {
   free(g);
 }
 
+/* A backward with NN_GRADS_SET writes what zero-grad + an accumulating backward write, from any
+ * stale grads, for every team size: the ensemble (LayerNorm, out 1) and the actor (dropout, tanh). */
+static void test_grads_set(void) {
+  nn_mlp_spec cs = critic_spec(), as = actor_spec();
+  for (int t = 1; t <= 3; t++) {
+    nn_set_threads(t);
+    nn_ens ens;
+    nn_mlp act;
+    rng init, data, d1, d2;
+    rng_seed(&init, 8, "test", 0, "init");
+    rng_seed(&data, 9, "test", 0, "data");
+    TH_CHECK_EQ_INT(nn_ens_init(&ens, 3, &cs, &init), IB_OK);
+    TH_CHECK_EQ_INT(nn_mlp_init(&act, &as, &init), IB_OK);
+    const int B = 77;
+    float *x = ib_xaligned(sizeof(float) * MAXB * 29), *dq = ib_xaligned(sizeof(float) * MAXB * 7);
+    float *q = ib_xaligned(sizeof(float) * MAXB * 7);
+    float *ref = malloc(sizeof(float) * ens.n_params), *aref = malloc(sizeof(float) * act.n_params);
+    nt_fill(x, (size_t)B * 29, -1, 1, &data);
+    nt_fill(dq, (size_t)B * 7, -1, 1, &data);
+    nn_ens_forward(&ens, q, x, B, NULL, 3, 1, NULL);
+    nn_ens_zero_grad(&ens);
+    nn_ens_backward(&ens, NULL, dq, 1);
+    memcpy(ref, ens.grads, sizeof(float) * ens.n_params);
+    nt_fill(ens.grads, ens.n_params, -5, 5, &data); /* stale values a set must not keep */
+    nn_ens_backward(&ens, NULL, dq, NN_GRADS_SET);
+    TH_CHECK_MSG(memcmp(ref, ens.grads, sizeof(float) * ens.n_params) == 0, "ensemble, %d thread(s)", t);
+    rng_seed(&d1, 10, "test", 0, "dropout");
+    d2 = d1;
+    nn_mlp_forward(&act, NULL, x, B, 1, &d1);
+    nn_mlp_zero_grad(&act);
+    nn_mlp_backward(&act, NULL, dq, 1);
+    memcpy(aref, act.grads, sizeof(float) * act.n_params);
+    nt_fill(act.grads, act.n_params, -5, 5, &data);
+    nn_mlp_forward(&act, NULL, x, B, 1, &d2);
+    nn_mlp_backward(&act, NULL, dq, NN_GRADS_SET);
+    TH_CHECK_MSG(memcmp(aref, act.grads, sizeof(float) * act.n_params) == 0, "actor, %d thread(s)", t);
+    free(ref), free(aref), free(x), free(dq), free(q);
+    nn_ens_free(&ens);
+    nn_mlp_free(&act);
+  }
+  nn_set_threads(1);
+}
+
 /* Two threads each drive their own ensemble while the team has 2 members: whichever caller
  * finds the team busy runs alone; both must get the one-thread result. */
 typedef struct conc_arg {
@@ -248,6 +291,7 @@ static const th_case cases[] = {
     {"ensemble: team = one thread", test_ensemble_team},
     {"actor: team = one thread", test_actor_team},
     {"arena passes: team = one thread", test_arena_team},
+    {"grads set = zero + accumulate", test_grads_set},
     {"concurrent callers", test_concurrent_callers},
     {NULL, NULL},
 };
