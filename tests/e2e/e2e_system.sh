@@ -21,9 +21,11 @@ learn() { # learn UPDATES [--resume]
 check "learner runs 300 updates and exits 0" learn 300
 # Per actor, the newest weight version stamped on its stored items (Info's actors list). Once the
 # learner stops, the rate limiter stops admitting inserts, so how far each actor's stored stamps got
-# depends on scheduling: require learner weights (stamp >= 1) on every actor's stored items and an
-# advanced version (>= 3) on at least one actor's; the actors' own status files check below that
-# every actor took the advancing weights. Poll for up to 30 s while actors still flush.
+# depends on scheduling: on a loaded machine one actor's whole retry buffer can wait behind the
+# limiter for the entire run (seen in CI-like runs at load 7). So require learner weights
+# (stamp >= 1) and an advanced version (>= 3) on at least one actor's stored items; the actors' own
+# status checks below require that every actor took the advancing weights. Poll for up to 30 s
+# while actors still flush.
 stamp() {
   "$B/ibrl-replayctl" --shards "$P" --json info --rate-ms 0 |
     grep -o "\"actor_id\":$1,[^}]*\"weight_version\":[0-9]*" | sed 's/.*://'
@@ -31,12 +33,12 @@ stamp() {
 for _ in $(seq 30); do
   s0=$(stamp 0)
   s1=$(stamp 1)
-  [ "${s0:-0}" -ge 1 ] && [ "${s1:-0}" -ge 1 ] && { [ "${s0:-0}" -ge 3 ] || [ "${s1:-0}" -ge 3 ]; } && break
+  [ "${s0:-0}" -ge 3 ] && [ "${s1:-0}" -ge 1 ] && break
+  [ "${s1:-0}" -ge 3 ] && [ "${s0:-0}" -ge 1 ] && break
   sleep 1
 done
-check "actor 0's stored items carry learner weights (newest stamp ${s0:-none} >= 1)" test "${s0:-0}" -ge 1
-check "actor 1's stored items carry learner weights (newest stamp ${s1:-none} >= 1)" test "${s1:-0}" -ge 1
-check "stored stamps advanced (newest ${s0:-0} / ${s1:-0}, one >= 3)" test "$(( ${s0:-0} > ${s1:-0} ? ${s0:-0} : ${s1:-0} ))" -ge 3
+smax=$(( ${s0:-0} > ${s1:-0} ? ${s0:-0} : ${s1:-0} ))
+check "stored items carry advancing learner weights (newest stamps ${s0:-none} / ${s1:-none}, one >= 3)" test "$smax" -ge 3
 for i in 0 1; do
   # episode_end / episode_success flags reach the shard's per-actor statistics
   info=$("$B/ibrl-replayctl" --shards "$P" --json info --rate-ms 0)
