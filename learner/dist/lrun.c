@@ -669,7 +669,7 @@ int lrun_main(const lrun_opts *o, const tcfg *tc, volatile sig_atomic_t *stop) {
   }
   if (o->resume) {
     /* Hyperparameters come from the run itself; only the run-control settings (replay
-     * addresses, limits, periods) and the BLAS threads come from this command line. */
+     * addresses, limits, periods) and the compute threads come from this command line. */
     char cp[TCFG_STR + 64];
     path_join(cp, sizeof cp, tc->out, "learner.cfg");
     tcfg saved;

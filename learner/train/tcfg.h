@@ -74,7 +74,7 @@ typedef struct tcfg {
   long ckpt_every;         /* env steps (the checkpoint is taken at the next episode end) */
   long stop_after;         /* >0: stop at the first checkpoint at or after this many env steps
                               (simulates an interruption; tests use it with --resume) */
-  int threads;             /* BLAS threads */
+  int threads;             /* nn compute threads (nn_set_threads), 1..8 */
   int quiet;
   /* IL training (ibrl-il) */
   int il_arch;             /* 0 BC, 1 chunk CVAE */
