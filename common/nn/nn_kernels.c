@@ -123,19 +123,57 @@ void nn_tanh_backward(float *dinp, const float *dout, const float *out, size_t n
 
 /* ---- dropout (https://pytorch.org/docs/stable/generated/torch.nn.Dropout.html) ---- */
 
+static inline uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+/* The float with these bits (0 or keep). */
+static inline float mask_value(uint32_t bits) {
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
 void nn_dropout_mask(float *mask, size_t n, float p, rng *r) {
   IB_CHECK(mask && r && p >= 0.0f && p < 1.0f);
   float keep = 1.0f / (1.0f - p);
   /* Two 24-bit uniforms per 64-bit draw: the mask is the hot part of a dropout forward
-   * (B·width draws per layer), and 24 bits resolve p as finely as a float uniform does. */
-  const float scale = 1.0f / 16777216.0f;
+   * (B·width draws per layer), and 24 bits resolve p as finely as a float uniform does. The
+   * xoshiro256** step of rng_u64 runs here on a local copy of the state (written back at the
+   * end): the same draws, but the state stays in registers instead of going through memory and
+   * a call per draw (measured 7.5 ns a mask element before, the serial part of a dropout
+   * forward that no thread team can split). */
+  /* u24 · 2^-24 < p  <=>  u24 < p · 2^24  <=>  u24 < ceil(p · 2^24) for an integer u24 (u24 · 2^-24
+   * and p · 2^24 are exact), so the comparison runs on integers: the same mask, without the
+   * 64-bit-unsigned-to-float conversions that dominated the loop on baseline x86-64. */
+  const uint32_t thr = (uint32_t)ceil((double)p * 16777216.0);
+  /* Branch-free select on the float's bits: with p = 0.5 a branch mispredicts half the time. */
+  uint32_t keep_bits;
+  memcpy(&keep_bits, &keep, sizeof keep_bits);
+  uint64_t s0 = r->s[0], s1 = r->s[1], s2 = r->s[2], s3 = r->s[3];
+#define NN_XOSHIRO_NEXT(out)         \
+  do {                               \
+    (out) = rotl64(s1 * 5, 7) * 9;   \
+    uint64_t t_ = s1 << 17;          \
+    s2 ^= s0;                        \
+    s3 ^= s1;                        \
+    s1 ^= s2;                        \
+    s0 ^= s3;                        \
+    s2 ^= t_;                        \
+    s3 = rotl64(s3, 45);             \
+  } while (0)
   size_t i = 0;
   for (; i + 1 < n; i += 2) {
-    uint64_t u = rng_u64(r);
-    mask[i] = (float)(u >> 40) * scale < p ? 0.0f : keep;
-    mask[i + 1] = (float)((u >> 8) & 0xffffffu) * scale < p ? 0.0f : keep;
+    uint64_t u;
+    NN_XOSHIRO_NEXT(u);
+    mask[i] = mask_value(keep_bits & -(uint32_t)((uint32_t)(u >> 40) >= thr));
+    mask[i + 1] = mask_value(keep_bits & -(uint32_t)((uint32_t)((u >> 8) & 0xffffffu) >= thr));
   }
-  if (i < n) mask[i] = (float)(rng_u64(r) >> 40) * scale < p ? 0.0f : keep;
+  if (i < n) {
+    uint64_t u;
+    NN_XOSHIRO_NEXT(u);
+    mask[i] = mask_value(keep_bits & -(uint32_t)((uint32_t)(u >> 40) >= thr));
+  }
+#undef NN_XOSHIRO_NEXT
+  r->s[0] = s0, r->s[1] = s1, r->s[2] = s2, r->s[3] = s3;
 }
 
 void nn_dropout_forward(float *out, const float *inp, const float *mask, size_t n) {

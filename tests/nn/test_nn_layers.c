@@ -188,6 +188,23 @@ static void test_dropout_mask(void) {
   TH_CHECK_EQ_INT(bad, 0);
   /* p = 0.3 over 20001 draws: sd of the count is ~65, so ±400 is over 6 sd. */
   TH_CHECK_MSG(abs(zeros - 6000) < 400, "dropped %d of %d, expected about 6000", zeros, N);
+  /* Exactly the documented draws: two 24-bit uniforms per rng_u64, high bits first, the last odd
+   * element from the high bits of one more draw; and the stream ends where those draws end. */
+  rng r3, r4;
+  rng_seed(&r3, 11, "learner", 0, "dropout");
+  r4 = r3;
+  nn_dropout_mask(a, N, 0.3f, &r3);
+  int diff = 0;
+  for (int i = 0; i + 1 < N; i += 2) {
+    uint64_t u = rng_u64(&r4);
+    float m0 = (float)(u >> 40) / 16777216.0f < 0.3f ? 0.0f : 1.0f / 0.7f;
+    float m1 = (float)((u >> 8) & 0xffffffu) / 16777216.0f < 0.3f ? 0.0f : 1.0f / 0.7f;
+    diff += a[i] != m0 || a[i + 1] != m1;
+  }
+  float ml = (float)(rng_u64(&r4) >> 40) / 16777216.0f < 0.3f ? 0.0f : 1.0f / 0.7f;
+  diff += a[N - 1] != ml;
+  TH_CHECK_EQ_INT(diff, 0);
+  TH_CHECK_MSG(memcmp(&r3, &r4, sizeof r3) == 0, "the mask consumes exactly ceil(n/2) draws");
   free(a), free(b);
 }
 
