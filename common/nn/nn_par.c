@@ -92,10 +92,26 @@ static void team_stop(void) {
   team.nt = 1;
 }
 
+/* A forked child has only the forking thread: it must not wait for workers it does not have. */
+static void team_after_fork_child(void) {
+  team.nt = 1;
+  atomic_store(&team.busy, 0);
+  atomic_store(&team.sleepers, 0);
+  atomic_store(&team.quit, 0);
+  atomic_store(&team.bar_count, 0);
+  pthread_mutex_init(&team.mu, NULL);
+  pthread_cond_init(&team.cv, NULL);
+}
+
 void nn_par_set(int n) {
+  static int atfork_done;
   IB_CHECK(n >= 1 && n <= NN_PAR_MAX);
   IB_CHECK(atomic_load(&team.busy) == 0);
   if (n == team.nt) return;
+  if (!atfork_done) {
+    IB_CHECK(pthread_atfork(NULL, NULL, team_after_fork_child) == 0);
+    atfork_done = 1;
+  }
   team_stop();
   team.nt = n;
   team.start_gen = atomic_load(&team.gen);

@@ -14,6 +14,8 @@
  * several threads stay correct (nn.h's threading contract). Idle workers spin briefly, then
  * sleep on a condition variable, so a team costs nothing between training steps.
  *
+ * A child made by fork() has a one-member team (the workers stay with the parent).
+ *
  * Partitions are contiguous and depend only on (n, members), so results for a given team size
  * are reproducible run to run. */
 #ifndef IB_NN_PAR_H

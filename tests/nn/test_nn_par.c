@@ -10,6 +10,8 @@
  * busy (the serial fallback). */
 #include <math.h>
 #include <pthread.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -287,12 +289,34 @@ static void test_concurrent_callers(void) {
   ens_out_free(&ref);
 }
 
+/* A forked child computes with a one-member team instead of waiting for workers it lacks. */
+static void test_fork_child(void) {
+  static ens_out ref;
+  run_ens(&ref, 1, 64);
+  nn_set_threads(2);
+  pid_t pid = fork();
+  TH_CHECK(pid >= 0);
+  if (pid == 0) {
+    alarm(60); /* a hang fails the test instead of blocking it */
+    static ens_out got;
+    run_ens(&got, 2, 64); /* nn_set_threads(2) in the child starts its own workers */
+    int ok = th_allclose("forked child q", got.q, ref.q, 64 * 4, 1e-6, 1e-5);
+    _exit(ok ? 0 : 1);
+  }
+  int st = 0;
+  TH_CHECK(waitpid(pid, &st, 0) == pid);
+  TH_CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+  nn_set_threads(1);
+  ens_out_free(&ref);
+}
+
 static const th_case cases[] = {
     {"ensemble: team = one thread", test_ensemble_team},
     {"actor: team = one thread", test_actor_team},
     {"arena passes: team = one thread", test_arena_team},
     {"grads set = zero + accumulate", test_grads_set},
     {"concurrent callers", test_concurrent_callers},
+    {"forked child", test_fork_child},
     {NULL, NULL},
 };
 
