@@ -127,7 +127,7 @@ static void peer_step(peer *p, const nn_mlp *net, int B, int warm) {
       int in = net->layer[l].in, out = net->layer[l].out;
       const float *x = warm ? p->x : p->na[h][l], *w = warm ? p->w : p->nw[h][l];
       float *dw = warm ? p->dw : p->ndw[h][l];
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, B, 1.0f, d, out, x, in, 1.0f, dw, in);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, B, 1.0f, d, out, x, in, 0.0f, dw, in); /* beta 0: NN_GRADS_SET */
       if (l > 0) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, in, out, 1.0f, d, out, w, in, 0.0f, dn, in);
         if (!warm) {
