@@ -91,6 +91,13 @@ size_t ic_items_len(const ic_rows *r, size_t lo, size_t hi, uint32_t field, cons
 uint8_t *ic_items_put(uint8_t *p, const ic_rows *r, size_t lo, size_t hi, uint32_t field,
                       const ic_stamp *stamp);
 
+/* As ic_items_put (the same bytes), with the NaN/Inf check of obs, action, next_obs, reward and
+ * discount done inside the copy: *finite is 1 if every one of those values of rows [lo, hi) is
+ * finite, else 0 (the caller then finds and names the bad value with a scan of its own, and
+ * discards the bytes). One pass over the rows instead of a check pass and a copy pass. */
+uint8_t *ic_items_put_check(uint8_t *p, const ic_rows *r, size_t lo, size_t hi, uint32_t field,
+                            const ic_stamp *stamp, int *finite);
+
 /* Size and writer of a varint field (written even when v == 0) and of a bytes/string field. */
 size_t ic_varint_field_len(uint32_t field, uint64_t v);
 uint8_t *ic_put_varint_field(uint8_t *p, uint32_t field, uint64_t v);

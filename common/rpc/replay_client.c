@@ -3,8 +3,10 @@
  * Design.
  * - One channel per shard, created by wire_channel_create (receive limit, short reconnect
  *   backoff). The C core only does connection work while some thread polls a completion queue,
- *   so a poller thread loops on a private CQ with 100 ms timeouts; with it a restarted shard is
- *   reachable again within about one backoff period (grpc-core.md pitfall 4).
+ *   so a poller thread loops on a private CQ in 20 ms slices whenever the client has been idle
+ *   for 20 ms; with it a restarted shard is reachable again within about one backoff period
+ *   (grpc-core.md pitfall 4). While calls run, their own plucks poll and the poller stands by
+ *   (a second poller only moved each reply through another thread; see poller_main).
  * - Unary calls use a fresh pluck CQ per call (cheap next to the round trip, and it makes every
  *   call independent, so the client is thread-safe without per-thread state). A call is one
  *   6-op batch; its deadline bounds the pluck, so nothing waits forever. Calls fail fast on a
@@ -76,6 +78,8 @@ struct rc_client {
   rng r;
   grpc_completion_queue *poll_cq; /* owned: kept polled so channels make progress */
   pthread_t poller;
+  atomic_int plucking;            /* threads inside a pluck on one of this client's calls */
+  _Atomic uint64_t pluck_end_ns;  /* ib_now_ns() when the last such pluck returned */
   atomic_int stop;
 };
 
@@ -124,10 +128,26 @@ static int call_fail(const rc_client *c, int i, const char *what, grpc_status_co
 
 /* ---- connection ---- */
 
+/* The poller stands by while the client is in use: a thread plucking its call polls the
+ * channels itself, and a second poller only adds a hand-over per reply (the poller thread reads
+ * the socket, then wakes the plucking thread, which finds the data in the other core's cache):
+ * ibrl-bench replay measured up to ~0.15 us of client CPU per transition for it with one
+ * thread. It polls once the client has been idle for POLL_IDLE_MS, which is when connection work
+ * (a reconnect after a shard restart) would otherwise wait for a call. */
+#define POLL_IDLE_MS 20 /* idle time after the last pluck before the poller polls */
+#define POLL_PARK_MS 5  /* how often a standing-by poller looks again */
+#define POLL_SLICE_MS 20 /* one poll; short, so a new burst of calls takes over soon */
+
 static void *poller_main(void *arg) {
   rc_client *c = arg;
   while (!atomic_load(&c->stop)) {
-    grpc_event ev = grpc_completion_queue_next(c->poll_cq, wire_deadline_ms(100), NULL);
+    int64_t idle_ns = (int64_t)(ib_now_ns() - atomic_load(&c->pluck_end_ns));
+    if (atomic_load(&c->plucking) > 0 || idle_ns < POLL_IDLE_MS * 1000000LL) {
+      struct timespec ts = {0, POLL_PARK_MS * 1000000L};
+      nanosleep(&ts, NULL);
+      continue;
+    }
+    grpc_event ev = grpc_completion_queue_next(c->poll_cq, wire_deadline_ms(POLL_SLICE_MS), NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
   }
   /* drain after shutdown */
@@ -291,6 +311,15 @@ static void cq_destroy(grpc_completion_queue *cq) {
   grpc_completion_queue_destroy(cq);
 }
 
+/* grpc_completion_queue_pluck on one of c's calls, noted for the poller (see poller_main). */
+static grpc_event rc_pluck(rc_client *c, grpc_completion_queue *cq, void *tag, gpr_timespec deadline) {
+  atomic_fetch_add(&c->plucking, 1);
+  grpc_event ev = grpc_completion_queue_pluck(cq, tag, deadline, NULL);
+  atomic_store(&c->pluck_end_ns, ib_now_ns());
+  atomic_fetch_sub(&c->plucking, 1);
+  return ev;
+}
+
 int rc__unary(rc_client *c, int i, const char *path, const char *what, grpc_byte_buffer *req,
               grpc_byte_buffer **reply, long deadline_ms) {
   IB_CHECK(c != NULL && i >= 0 && i < c->n && req != NULL && reply != NULL);
@@ -298,7 +327,7 @@ int rc__unary(rc_client *c, int i, const char *path, const char *what, grpc_byte
   grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
   ucall u;
   ucall_start(c, i, &u, cq, path, req, deadline_ms);
-  grpc_event ev = grpc_completion_queue_pluck(cq, &u, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  grpc_event ev = rc_pluck(c, cq, &u, gpr_inf_future(GPR_CLOCK_REALTIME));
   IB_CHECK(ev.type == GRPC_OP_COMPLETE);
   int rc = IB_OK;
   if (u.status != GRPC_STATUS_OK) {
@@ -383,9 +412,10 @@ static ic_rows rows_of(const rc_batch *b) {
 }
 
 /* Encodes rows [lo, hi) of b as an InsertRequest for `table` into one new slice (caller unrefs).
- * With `stamp`, item k carries actor_id and seq0 + k instead of the rows' own ids. */
+ * With `stamp`, item k carries actor_id and seq0 + k instead of the rows' own ids. With `finite`
+ * non-NULL, the floats are checked for NaN/Inf inside the copy and *finite says whether all are. */
 static grpc_slice encode_rows(const rc_batch *b, int lo, int hi, const char *table, int stamp, uint32_t actor_id,
-                              uint64_t seq0) {
+                              uint64_t seq0, int *finite) {
   IB_CHECK(b != NULL && table != NULL && 0 <= lo && lo <= hi && hi <= b->n);
   ic_rows r = rows_of(b);
   ic_stamp st = {actor_id, seq0};
@@ -395,13 +425,14 @@ static grpc_slice encode_rows(const rc_batch *b, int lo, int hi, const char *tab
   grpc_slice s = grpc_slice_malloc(total);
   uint8_t *p = GRPC_SLICE_START_PTR(s);
   if (tl) p = ic_put_bytes_field(p, IC_INSERT_TABLE, table, tl);
-  p = ic_items_put(p, &r, (size_t)lo, (size_t)hi, IC_INSERT_ITEMS, stamp ? &st : NULL);
+  if (finite != NULL) p = ic_items_put_check(p, &r, (size_t)lo, (size_t)hi, IC_INSERT_ITEMS, stamp ? &st : NULL, finite);
+  else p = ic_items_put(p, &r, (size_t)lo, (size_t)hi, IC_INSERT_ITEMS, stamp ? &st : NULL);
   IB_CHECK((size_t)(p - GRPC_SLICE_START_PTR(s)) == total);
   return s;
 }
 
 grpc_byte_buffer *rc__encode_insert(const rc_batch *b, int lo, int hi, const char *table) {
-  grpc_slice s = encode_rows(b, lo, hi, table, 0, 0, 0);
+  grpc_slice s = encode_rows(b, lo, hi, table, 0, 0, 0, NULL);
   grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
   grpc_slice_unref(s);
   return bb;
@@ -461,6 +492,9 @@ int rc__decode_sample_reply(rc_batch *b, int demo_off, int n_demo_req, int onlin
         break;
       }
       int row = n < n_demo_req ? demo_off + n : online_off + (n - n_demo_req);
+      /* Items lie back to back in the reply's slices: fetch the item after next while this one
+       * is copied out. */
+      for (size_t off = 0; off < len; off += 64) __builtin_prefetch(body + 2 * len + off, 0, 3);
       ic_error ie;
       int e = ic_item_parse(&rows, (size_t)row, body, len, 0, &ie);
       if (e == IC_EDIMS)
@@ -545,10 +579,10 @@ static void writer_drop(rc_writer *w) {
 /* Waits for the batch tagged `tag` for at most ms; on timeout cancels the call and waits for
  * the (then prompt) completion. Returns the event's success flag (1/0), or -1 after a timeout. */
 static int writer_wait(rc_writer *w, void *tag, long ms) {
-  grpc_event ev = grpc_completion_queue_pluck(w->cq, tag, wire_deadline_ms(ms), NULL);
+  grpc_event ev = rc_pluck(w->c, w->cq, tag, wire_deadline_ms(ms));
   if (ev.type == GRPC_QUEUE_TIMEOUT) {
     grpc_call_cancel(w->call, NULL);
-    ev = grpc_completion_queue_pluck(w->cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    ev = rc_pluck(w->c, w->cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME));
     IB_CHECK(ev.type == GRPC_OP_COMPLETE);
     return -1;
   }
@@ -706,12 +740,13 @@ int rc_writer_flush(rc_writer *w, long timeout_ms) {
 /* Checks rows [0, b->n) as the shard would (finite values, discount in [0, 1], a known
  * proposer), so one bad row is refused here, alone, instead of failing a whole stream of
  * pending items at the shard. */
-static int batch_check(const rc_batch *b, uint32_t actor_id) {
+static int batch_check(const rc_batch *b, uint32_t actor_id, int finite_known) {
   size_t od = (size_t)b->obs_dim, ad = (size_t)b->act_dim, n = (size_t)b->n;
-  /* The common case in one vector pass per column; the row loop below only runs to name a
-   * bad row (or a bad discount / proposer, which the pass does not look at). */
-  int finite = ic_floats_finite(b->obs, n * od) && ic_floats_finite(b->next_obs, n * od) &&
-               ic_floats_finite(b->action, n * ad) && ic_floats_finite(b->reward, n);
+  /* The common case in one vector pass per column (or none when the encoder already checked the
+   * floats in its copy: finite_known = 1); the row loop below only runs to name a bad row (or a
+   * bad discount / proposer, which the pass does not look at). */
+  int finite = finite_known || (ic_floats_finite(b->obs, n * od) && ic_floats_finite(b->next_obs, n * od) &&
+                                ic_floats_finite(b->action, n * ad) && ic_floats_finite(b->reward, n));
   int scalars_ok = 1;
   for (size_t i = 0; i < n; i++) scalars_ok &= (b->discount[i] >= 0 && b->discount[i] <= 1) & (b->proposer[i] <= RC_PROPOSER_DEMO);
   if (finite && scalars_ok) return IB_OK;
@@ -748,15 +783,21 @@ int rc_writer_write(rc_writer *w, const rc_batch *b) {
     return ib_fail(IB_EINVAL, "insert batch dims obs %d act %d differ from this writer's obs %d act %d HINT: one writer "
                    "per item layout", b->obs_dim, b->act_dim, w->obs_dim, w->act_dim);
   }
-  int rc = batch_check(b, w->actor_id);
-  if (rc != IB_OK) return rc;
-  if (w->n_rows + b->n > w->max_pending) {
-    rc = rc_writer_flush(w, -1);
-    if (rc != IB_OK) return rc;
+  /* Encode straight from the caller's rows, stamped with this writer's actor id and seqs, with
+   * the NaN/Inf check inside the copy (one pass over the rows); a bad batch is dropped before it
+   * is queued, and batch_check names the bad value. */
+  int finite = 0;
+  grpc_slice enc = encode_rows(b, 0, b->n, w->table, 1, w->actor_id, w->next_seq, &finite);
+  int rc = batch_check(b, w->actor_id, finite);
+  if (rc == IB_OK && !finite) /* cannot happen: the scan agrees with the copy's check */
+    rc = ib_fail(IB_ENONFINITE, "actor %u insert: a value is not finite HINT: check the policy outputs", w->actor_id);
+  if (rc == IB_OK && w->n_rows + b->n > w->max_pending) rc = rc_writer_flush(w, -1);
+  if (rc != IB_OK) {
+    grpc_slice_unref(enc);
+    return rc;
   }
-  /* Encode straight from the caller's rows, stamped with this writer's actor id and seqs. */
   pmsg *m = &w->msgs[w->n_msgs++];
-  m->s = encode_rows(b, 0, b->n, w->table, 1, w->actor_id, w->next_seq);
+  m->s = enc;
   m->rows = b->n;
   w->n_rows += b->n;
   w->next_seq += (uint64_t)b->n;
@@ -932,7 +973,7 @@ static int sample_once(rc_client *c, rc_batch *b, int n, double demo_fraction, u
   int rc = IB_OK;
   for (int i = 0; i < c->n; i++) {
     if (!started[i]) continue;
-    grpc_event ev = grpc_completion_queue_pluck(cq, &u[i], gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_event ev = rc_pluck(c, cq, &u[i], gpr_inf_future(GPR_CLOCK_REALTIME));
     IB_CHECK(ev.type == GRPC_OP_COMPLETE);
     if (rc == IB_OK || rc == 1) {
       if (u[i].status != GRPC_STATUS_OK) {

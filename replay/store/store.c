@@ -9,10 +9,17 @@
  *    full, actor registry full), hands the kept items to the log hook, and only then copies them
  *    into the ring. So a failed call leaves no trace. The log fsync (group commit) happens after
  *    the lock is released, so sampling is not stalled by the disk.
+ *    Deduplication marks a run of an actor's consecutive new seqs (the usual batch) with one shift
+ *    of its window instead of one per item, and the kept items are copied aside only for the log
+ *    hook. Records are written with streaming stores (write_slot): the ring is not read back until
+ *    random samples much later, so the lines need not be fetched or kept in cache.
+ *  - Record arenas are touched at creation (no page faults while serving) and, when large, backed
+ *    by transparent huge pages where the kernel allows (arena_alloc).
  *  - A sample draws all slots first (one rng_below per row), then gathers the rows with a software
- *    prefetch a few records ahead, which roughly halves the gather time of random 600-byte
- *    records from DRAM (anchors.md, "replay batch gathering"). Both tables' read locks are held
- *    together (in index order, as every multi-lock path does) so the sizes and the rows agree.
+ *    prefetch a few records ahead (record and metadata), which roughly halves the gather time of
+ *    random 600-byte records from DRAM (anchors.md, "replay batch gathering"); huge pages cut it
+ *    further. Both tables' read locks are held together (in index order, as every multi-lock path
+ *    does) so the sizes and the rows agree.
  *  - Counters changed by inserts live under the write lock; the sample counter and both rate
  *    meters have their own mutex because samplers only hold the read lock.
  *  - store_insert_prechecked is store_insert without the NaN/Inf scan, for the replay server,
@@ -24,11 +31,48 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "ib.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+/* Records of at most this many floats are written with streaming stores (write_slot). */
+#define STREAM_MAX_FLOATS 2048
+#endif
+
+/* Orders the streaming stores of write_slot before whatever follows (the lock release that
+ * publishes the records to samplers and to checkpoints). */
+static void store_fence(void) {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+
 /* Rows ahead of the one being copied whose record is prefetched. */
 #define PREFETCH_AHEAD 8
+
+/* Record arenas of at least this many bytes are aligned to and backed by transparent huge pages. */
+#define HUGE_MIN_BYTES (8u << 20)
+#define HUGE_PAGE (2u << 20)
+
+/* Allocates a zeroed, 64-byte aligned record arena of `bytes`, every page touched now, so no
+ * insert pays a page fault (memory = the configured capacity from the start, as before). A large
+ * arena is aligned to 2 MiB and advised MADV_HUGEPAGE before it is touched, so the kernel backs it
+ * with transparent huge pages where it can (THP "madvise" mode is common): random sampling then
+ * misses the TLB far less (anchors.md: the prefetched gather of 256 random records drops from ~51
+ * to ~35 us). The advice is best effort; without THP the arena is the same memory in 4 kB pages. */
+static float *arena_alloc(size_t bytes) {
+  if (bytes < HUGE_MIN_BYTES) return ib_xaligned(bytes);
+  size_t rounded = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+  void *p = aligned_alloc(HUGE_PAGE, rounded);
+  if (p == NULL) return ib_xaligned(bytes); /* aborts with the usual message if memory is short */
+#ifdef MADV_HUGEPAGE
+  (void)madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+  memset(p, 0, rounded);
+  return p;
+}
 
 static const char *kind_name(store_kind k) { return k == STORE_DEMO ? "demo" : "online"; }
 
@@ -167,7 +211,7 @@ int store_create(store **out, const store_spec *specs, int n, const store_config
     uint64_t cap = tb->spec.capacity;
     uint32_t raw = 2u * (uint32_t)tb->spec.obs_dim + (uint32_t)tb->spec.act_dim + 2u;
     tb->stride = (raw + 15u) / 16u * 16u;
-    tb->rec = ib_xaligned((size_t)cap * tb->stride * sizeof(float));
+    tb->rec = arena_alloc((size_t)cap * tb->stride * sizeof(float));
     tb->proposer = ib_xcalloc(cap, 1);
     tb->flags = ib_xcalloc(cap, 1);
     tb->actor_id = ib_xcalloc(cap, sizeof *tb->actor_id);
@@ -382,6 +426,21 @@ static void seq_mark(store__actor *a, uint64_t seq) {
   a->win[d / 64] |= 1ull << (d % 64);
 }
 
+/* Marks seqs seq0 .. seq0 + k - 1 for `a`, where seq0 == a->high + 1 and 1 <= k <= the window:
+ * the same window as k calls of seq_mark, with one shift instead of k (an actor's batch is a run
+ * of consecutive seqs, and shifting the 16-word window once per item showed in profiles). */
+static void seq_mark_run(store__actor *a, uint64_t seq0, uint64_t k) {
+  IB_ASSERT(a->has_seq && seq0 == a->high + 1 && k >= 1 && k <= STORE_DEDUP_WINDOW);
+  seq_mark(a, seq0 + k - 1); /* shifts by k and sets bit 0 (seq0 + k - 1) */
+  /* Bits 1 .. k-1 are seqs seq0 + k - 2 down to seq0. */
+  uint64_t bits = k;
+  for (unsigned w = 0; bits > 0 && w < STORE__WIN_WORDS; w++) {
+    uint64_t take = bits >= 64 ? 64 : bits;
+    a->win[w] |= take == 64 ? ~0ull : (1ull << take) - 1u;
+    bits -= take;
+  }
+}
+
 /* ---- insert ---- */
 
 void store__slot_item(const store__table *tb, uint64_t slot, store_item *out) {
@@ -410,14 +469,34 @@ static void undo_actors(store__table *tb, uint32_t nundo, uint32_t nactors_befor
   tb->nactors = nactors_before;
 }
 
+/* Writes row `it` into record `slot`. The ring is written once and then read back only by random
+ * samples much later, so caching the written lines buys nothing: where SSE2 is available the
+ * record is assembled in a stack buffer and written with non-temporal (streaming) stores of whole
+ * cache lines, which skips reading each line before it is overwritten and keeps the ring out of
+ * the caches. The caller issues store_fence() before others may read the records. */
 static void write_slot(store__table *tb, uint64_t slot, const store_item *it) {
   float *r = tb->rec + slot * tb->stride;
-  size_t O = (size_t)tb->spec.obs_dim, A = (size_t)tb->spec.act_dim;
-  memcpy(r, it->obs, O * sizeof(float));
-  memcpy(r + O, it->next_obs, O * sizeof(float));
-  memcpy(r + 2 * O, it->action, A * sizeof(float));
-  r[2 * O + A] = it->reward;
-  r[2 * O + A + 1] = it->discount;
+  size_t O = (size_t)tb->spec.obs_dim, A = (size_t)tb->spec.act_dim, S = tb->stride;
+#if defined(__SSE2__)
+  if (S <= STREAM_MAX_FLOATS) {
+    _Alignas(64) float buf[STREAM_MAX_FLOATS];
+    memcpy(buf, it->obs, O * sizeof(float));
+    memcpy(buf + O, it->next_obs, O * sizeof(float));
+    memcpy(buf + 2 * O, it->action, A * sizeof(float));
+    buf[2 * O + A] = it->reward;
+    buf[2 * O + A + 1] = it->discount;
+    memset(buf + 2 * O + A + 2, 0, (S - (2 * O + A + 2)) * sizeof(float)); /* the pad stays zero */
+    for (size_t k = 0; k < S; k += 4)
+      _mm_stream_si128((__m128i *)(void *)(r + k), _mm_load_si128((const __m128i *)(const void *)(buf + k)));
+  } else
+#endif
+  {
+    memcpy(r, it->obs, O * sizeof(float));
+    memcpy(r + O, it->next_obs, O * sizeof(float));
+    memcpy(r + 2 * O, it->action, A * sizeof(float));
+    r[2 * O + A] = it->reward;
+    r[2 * O + A + 1] = it->discount;
+  }
   tb->proposer[slot] = (uint8_t)it->proposer;
   tb->actor_id[slot] = it->actor_id;
   tb->seq[slot] = it->seq;
@@ -435,6 +514,8 @@ int store__insert_apply(store *s, int t, const store_item *items, size_t n, bool
   uint32_t nundo = 0, nactors_before = tb->nactors;
   uint32_t nkeep = 0;
   int rc = IB_OK;
+  /* The kept items are only needed by the log hook: without one, they are counted, not copied. */
+  bool keep_items = use_log && s->log_append != NULL;
   /* Pass 1: deduplicate, saving each actor entry before its first change in this call. */
   for (size_t i = 0; i < n; i++) {
     const store_item *it = &items[i];
@@ -457,6 +538,22 @@ int store__insert_apply(store *s, int t, const store_item *items, size_t n, bool
     }
     a->touch_gen = tb->gen;
     tb->keep[i] = 1;
+    if (it->seq != STORE_SEQ_NONE && a->has_seq && it->seq == a->high + 1) {
+      /* The common case: this actor's next seqs, in a run. None can be a duplicate (all are
+       * above the highest stored), so mark the whole run with one window shift. */
+      size_t k = 1;
+      while (i + k < n && k < STORE_DEDUP_WINDOW && items[i + k].actor_id == it->actor_id &&
+             items[i + k].seq == it->seq + k && items[i + k].seq != STORE_SEQ_NONE)
+        k++;
+      seq_mark_run(a, it->seq, k);
+      for (size_t m = 0; m < k; m++) {
+        tb->keep[i + m] = 1;
+        if (keep_items) tb->kept[nkeep] = items[i + m];
+        nkeep++;
+      }
+      i += k - 1;
+      continue;
+    }
     if (it->seq != STORE_SEQ_NONE) {
       if (seq_seen(a, it->seq)) {
         tb->keep[i] = 0;
@@ -464,7 +561,10 @@ int store__insert_apply(store *s, int t, const store_item *items, size_t n, bool
         seq_mark(a, it->seq);
       }
     }
-    if (tb->keep[i]) tb->kept[nkeep++] = *it;
+    if (tb->keep[i]) {
+      if (keep_items) tb->kept[nkeep] = *it;
+      nkeep++;
+    }
   }
   if (rc == IB_OK && tb->spec.kind == STORE_DEMO && tb->size + nkeep > tb->spec.capacity)
     rc = ib_fail(IB_EFULL,
@@ -515,6 +615,7 @@ int store__insert_apply(store *s, int t, const store_item *items, size_t n, bool
     }
     r.stored++;
   }
+  store_fence();
   tb->total_evicted += r.evicted;
   tb->duplicates += r.duplicates;
   pthread_rwlock_unlock(&tb->lock);
@@ -610,6 +711,12 @@ static void prefetch_record(const store__table *tb, uint64_t slot) {
   const char *p = (const char *)(tb->rec + slot * tb->stride);
   size_t bytes = (size_t)tb->stride * sizeof(float);
   for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 0);
+  /* The slot's metadata sits in five parallel arrays: for a random slot each is a miss too. */
+  __builtin_prefetch(&tb->seq[slot], 0, 0);
+  __builtin_prefetch(&tb->wv[slot], 0, 0);
+  __builtin_prefetch(&tb->actor_id[slot], 0, 0);
+  __builtin_prefetch(&tb->proposer[slot], 0, 0);
+  __builtin_prefetch(&tb->flags[slot], 0, 0);
 }
 
 /* Copies rows [r0, r1) of `b` from the slots already drawn into b->slot. */

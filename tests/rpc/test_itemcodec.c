@@ -234,6 +234,133 @@ static void test_unpacked_and_errors(void) {
   free(d);
 }
 
+/* Writes row i of c as an Item body with the fields in reverse order (legal protobuf; not the
+ * layout the readers' fast path recognises). Omits the zero scalars when `sparse`, as proto3
+ * encoders do, and then keeps the field order instead. Returns the length. */
+static size_t item_other_layout(uint8_t *out, const cols *c, int i, int sparse) {
+  uint8_t *p = out;
+  uint64_t v[6] = {c->proposer[i], c->actor[i], c->seq[i], c->wv[i], c->end[i], c->success[i]};
+  if (sparse) {
+    *p++ = 0x0A, *p++ = OD * 4, memcpy(p, c->obs + i * OD, OD * 4), p += OD * 4;
+    *p++ = 0x12, *p++ = AD * 4, memcpy(p, c->action + i * AD, AD * 4), p += AD * 4;
+    if (c->reward[i] != 0) *p++ = 0x1D, memcpy(p, &c->reward[i], 4), p += 4;
+    if (c->discount[i] != 0) *p++ = 0x25, memcpy(p, &c->discount[i], 4), p += 4;
+    *p++ = 0x2A, *p++ = OD * 4, memcpy(p, c->next_obs + i * OD, OD * 4), p += OD * 4;
+    for (int f = 6; f <= 11; f++)
+      if (v[f - 6] != 0) p = ic_put_varint_field(p, (uint32_t)f, v[f - 6]);
+    return (size_t)(p - out);
+  }
+  for (int f = 11; f >= 6; f--) p = ic_put_varint_field(p, (uint32_t)f, v[f - 6]);
+  *p++ = 0x2A, *p++ = OD * 4, memcpy(p, c->next_obs + i * OD, OD * 4), p += OD * 4;
+  *p++ = 0x25, memcpy(p, &c->discount[i], 4), p += 4;
+  *p++ = 0x1D, memcpy(p, &c->reward[i], 4), p += 4;
+  *p++ = 0x12, *p++ = AD * 4, memcpy(p, c->action + i * AD, AD * 4), p += AD * 4;
+  *p++ = 0x0A, *p++ = OD * 4, memcpy(p, c->obs + i * OD, OD * 4), p += OD * 4;
+  return (size_t)(p - out);
+}
+
+/* Whether row `row` of d equals row i of c in every field. */
+static int same_row(const cols *d, int row, const cols *c, int i) {
+  return memcmp(d->obs + row * OD, c->obs + i * OD, OD * 4) == 0 &&
+         memcmp(d->next_obs + row * OD, c->next_obs + i * OD, OD * 4) == 0 &&
+         memcmp(d->action + row * AD, c->action + i * AD, AD * 4) == 0 && d->reward[row] == c->reward[i] &&
+         d->discount[row] == c->discount[i] && d->proposer[row] == c->proposer[i] && d->actor[row] == c->actor[i] &&
+         d->seq[row] == c->seq[i] && d->wv[row] == c->wv[i] && d->end[row] == c->end[i] &&
+         d->success[row] == c->success[i];
+}
+
+static int same_ref(const ic_item_ref *a, const ic_item_ref *b) {
+  return same_floats(a->obs, b->obs, OD) && same_floats(a->next_obs, b->next_obs, OD) && same_floats(a->action, b->action, AD) &&
+         a->reward == b->reward && a->discount == b->discount && a->proposer == b->proposer &&
+         a->actor_id == b->actor_id && a->seq == b->seq && a->weight_version == b->weight_version &&
+         a->episode_end == b->episode_end && a->episode_success == b->episode_success;
+}
+
+/* The readers' fast path for the usual field layout (ic_items_put's, nanopb's) against the field
+ * by field walk: the same item in three layouts reads the same, through both readers; a layout
+ * that starts like the usual one but repeats a float field afterwards is still refused. */
+static void test_fast_layout_matches_walk(void) {
+  cols *c = ib_xcalloc(1, sizeof *c), *d = ib_xcalloc(1, sizeof *d);
+  fill(c, 4);
+  c->reward[2] = 0, c->discount[2] = 0; /* the sparse layout omits them */
+  ic_rows cr = rows_of(c), dr = rows_of(d);
+  int bad = 0;
+  for (int i = 0; i < N; i++) {
+    uint8_t canon[512], other[512], sparse[512];
+    uint8_t *e = ic_items_put(canon, &cr, (size_t)i, (size_t)i + 1, 1, NULL);
+    ic_reader rd = {canon, e};
+    uint64_t key, blen;
+    TH_CHECK(ic_get_varint(&rd, &key) == 0 && ic_get_varint(&rd, &blen) == 0);
+    const uint8_t *cb = rd.p;
+    size_t ol = item_other_layout(other, c, i, 0), sl = item_other_layout(sparse, c, i, 1);
+    ic_error err;
+    memset(d, 0xA5, sizeof *d); /* stale values must not survive a parse */
+    bad += ic_item_parse(&dr, 0, cb, (size_t)blen, 1, &err) != IC_OK;
+    bad += ic_item_parse(&dr, 1, other, ol, 1, &err) != IC_OK;
+    bad += ic_item_parse(&dr, 2, sparse, sl, 1, &err) != IC_OK;
+    for (int row = 0; row < 3; row++) bad += !same_row(d, row, c, i);
+    ic_item_ref va, vb, vc;
+    bad += ic_item_view(&va, cb, (size_t)blen, OD, AD, 1, &err) != IC_OK;
+    bad += ic_item_view(&vb, other, ol, OD, AD, 1, &err) != IC_OK;
+    bad += ic_item_view(&vc, sparse, sl, OD, AD, 1, &err) != IC_OK;
+    bad += !same_ref(&va, &vb) + !same_ref(&va, &vc);
+    bad += va.seq != c->seq[i] || va.reward != c->reward[i];
+    /* The usual layout followed by a second obs run: too many obs values (parse), not one run (view). */
+    uint8_t twice[600];
+    memcpy(twice, cb, (size_t)blen);
+    uint8_t *q = twice + blen;
+    *q++ = 0x0A, *q++ = 4, memcpy(q, c->obs, 4), q += 4;
+    TH_CHECK_EQ_INT(ic_item_parse(&dr, 3, twice, (size_t)(q - twice), 1, &err), IC_EDIMS);
+    TH_CHECK(strcmp(err.field, "obs") == 0 && err.got == OD + 1);
+    TH_CHECK_EQ_INT(ic_item_view(&va, twice, (size_t)(q - twice), OD, AD, 1, &err), IC_ENOVIEW);
+    /* A later reward overrides the first, as protobuf's last-one-wins rule says. */
+    float r2 = 42.5f;
+    q = twice + blen;
+    *q++ = 0x1D, memcpy(q, &r2, 4), q += 4;
+    TH_CHECK_EQ_INT(ic_item_parse(&dr, 3, twice, (size_t)(q - twice), 1, &err), IC_OK);
+    TH_CHECK_EQ_INT(ic_item_view(&va, twice, (size_t)(q - twice), OD, AD, 1, &err), IC_OK);
+    TH_CHECK(d->reward[3] == r2 && va.reward == r2);
+  }
+  TH_CHECK_EQ_INT(bad, 0);
+  free(c);
+  free(d);
+}
+
+/* ic_items_put_check writes exactly ic_items_put's bytes and says whether every float is finite. */
+static void test_put_check(void) {
+  cols *c = ib_xcalloc(1, sizeof *c);
+  fill(c, 5);
+  ic_rows r = rows_of(c);
+  ic_stamp st = {77, 1000};
+  size_t len = ic_items_len(&r, 1, N, IC_INSERT_ITEMS, &st);
+  uint8_t *a = ib_xmalloc(len), *b = ib_xmalloc(len);
+  int finite = -1;
+  uint8_t *ea = ic_items_put(a, &r, 1, N, IC_INSERT_ITEMS, &st);
+  uint8_t *eb = ic_items_put_check(b, &r, 1, N, IC_INSERT_ITEMS, &st, &finite);
+  TH_CHECK((size_t)(ea - a) == len && (size_t)(eb - b) == len && memcmp(a, b, len) == 0);
+  TH_CHECK_EQ_INT(finite, 1);
+  const float bads[2] = {NAN, -INFINITY};
+  for (int k = 0; k < 5; k++)
+    for (int bi = 0; bi < 2; bi++) {
+      float *x = k == 0 ? &c->obs[4 * OD + OD - 1] : k == 1 ? &c->action[N * AD - 1] : k == 2 ? &c->next_obs[3 * OD]
+                 : k == 3 ? &c->reward[N - 1] : &c->discount[1];
+      float keep = *x;
+      *x = bads[bi];
+      ic_items_put(a, &r, 1, N, IC_INSERT_ITEMS, &st);
+      finite = -1;
+      ic_items_put_check(b, &r, 1, N, IC_INSERT_ITEMS, &st, &finite);
+      TH_CHECK_MSG(finite == 0 && memcmp(a, b, len) == 0, "field %d value %g: finite %d", k, (double)bads[bi], finite);
+      *x = keep;
+    }
+  /* Row 0 is outside [1, N): a NaN there is not looked at. */
+  c->obs[0] = NAN;
+  ic_items_put_check(b, &r, 1, N, IC_INSERT_ITEMS, &st, &finite);
+  TH_CHECK_EQ_INT(finite, 1);
+  free(a);
+  free(b);
+  free(c);
+}
+
 static void test_truncations(void) {
   cols *c = ib_xcalloc(1, sizeof *c);
   fill(c, 3);
@@ -293,6 +420,8 @@ int main(int argc, char **argv) {
       {"unpacked floats, wrong dims, NaN/Inf", test_unpacked_and_errors},
       {"every truncation refused or a shorter message", test_truncations},
       {"finite scan at every position", test_finite_scan},
+      {"fast path for the usual layout reads as the field walk", test_fast_layout_matches_walk},
+      {"encode with the finite check: same bytes, NaN/Inf found", test_put_check},
       {NULL, NULL},
   };
   int rc = th_main(argc, argv, cases);

@@ -402,6 +402,58 @@ static void test_wal_recovery_and_truncation(void) {
   rmdir_all(dir);
 }
 
+/* Draws the same 30 batches from two stores with the same rng seed: equal sizes give equal slots,
+ * so equal contents give equal rows. Every row is also checked field by field. */
+static void same_samples(store *a, store *b) {
+  store_batch x, y;
+  store_batch_init(&x, 256, FX_O, FX_A);
+  store_batch_init(&y, 256, FX_O, FX_A);
+  rng ra, rb;
+  rng_seed(&ra, 12, "test", 0, "same-samples");
+  rng_seed(&rb, 12, "test", 0, "same-samples");
+  int bad = 0, diff = 0;
+  for (int k = 0; k < 30; k++) {
+    TH_CHECK_EQ_INT(store_sample(a, &ra, 256, -1.0, &x), IB_OK);
+    TH_CHECK_EQ_INT(store_sample(b, &rb, 256, -1.0, &y), IB_OK);
+    for (uint32_t i = 0; i < x.n; i++) {
+      bad += !fx_row_ok(&x, i) + !fx_row_ok(&y, i);
+      diff += x.slot[i] != y.slot[i] || x.weight_version[i] != y.weight_version[i] || x.seq[i] != y.seq[i] ||
+              memcmp(&x.obs[i * FX_O], &y.obs[i * FX_O], sizeof(float) * FX_O) != 0;
+    }
+  }
+  TH_CHECK_EQ_INT(bad, 0);
+  TH_CHECK_EQ_INT(diff, 0);
+  store_batch_free(&x);
+  store_batch_free(&y);
+}
+
+/* The huge-page arena (an online table of >= 8 MiB of records, written with streaming stores)
+ * through a checkpoint and a log replay: the restored store samples exactly the same rows. */
+static void test_large_arena_ckpt_and_wal(void) {
+  enum { CAP = 140000 }; /* 64-byte records: 8.96 MB */
+  char dir[64];
+  tmpdir(dir, sizeof dir);
+  store *a = mk(64, CAP);
+  persist *pa = NULL;
+  persist_restore_info ri;
+  TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, &ri), IB_OK);
+  put(a, "demo", 9, 0, 50, 32);
+  for (uint32_t k = 1; k <= 8; k++) put(a, "online", k, 0, 10000, 32);
+  TH_CHECK_EQ_INT(persist_checkpoint(pa, NULL), IB_OK);
+  for (uint32_t k = 10; k <= 16; k++) put(a, "online", k, 0, 10000, 32); /* wraps the ring */
+  persist_close(pa);
+  store *b = mk(64, CAP);
+  persist *pb = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_WAL, &ri), IB_OK);
+  TH_CHECK(ri.ckpt_found && ri.wal_found);
+  TH_CHECK_EQ_INT(ri.wal_items, 70000);
+  same_samples(a, b);
+  persist_close(pb);
+  store_destroy(a);
+  store_destroy(b);
+  rmdir_all(dir);
+}
+
 static void test_wal_torn_tail(void) {
   char dir[64];
   tmpdir(dir, sizeof dir);
@@ -757,6 +809,7 @@ static const th_case cases[] = {
     {"corrupt or mismatching checkpoint refused", test_ckpt_corrupt_and_mismatch_refused},
     {"open requires an empty store", test_open_requires_empty_store},
     {"wal recovery and truncation by checkpoint", test_wal_recovery_and_truncation},
+    {"large (huge-page) arena through checkpoint and log replay", test_large_arena_ckpt_and_wal},
     {"wal torn tail dropped", test_wal_torn_tail},
     {"wal stale after checkpoint crash; orphan refused", test_wal_stale_and_orphan},
     {"failed checkpoint keeps the log chain", test_failed_checkpoint_keeps_log_chain},

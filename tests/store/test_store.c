@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -328,6 +329,117 @@ static void test_dedup(void) {
   store_table_info_get(s, t, &ti);
   TH_CHECK_EQ_INT(ti.duplicates, 23);
   TH_CHECK_EQ_INT(ti.actors, 3);
+  store_destroy(s);
+}
+
+/* A plain model of the dedup rule (every seq ever stored, per actor; anything older than the
+ * window below the highest counts as seen), to check the store's window, whose common case marks
+ * a whole run of consecutive seqs with one shift, against it over random batches. */
+#define DM_ACTORS 3
+#define DM_SEQS 40000
+typedef struct dedup_model {
+  bool has[DM_ACTORS];
+  uint64_t high[DM_ACTORS];
+  uint8_t stored[DM_ACTORS][DM_SEQS];
+} dedup_model;
+
+static bool dm_seen(const dedup_model *m, int a, uint64_t q) {
+  if (!m->has[a] || q > m->high[a]) return false;
+  return m->high[a] - q >= STORE_DEDUP_WINDOW || m->stored[a][q];
+}
+
+static void test_dedup_runs_match_model(void) {
+  store *s = mk(4, 4096, NULL);
+  dedup_model *m = calloc(1, sizeof *m);
+  rng r;
+  rng_seed(&r, 5, "test", 0, "dedup-runs");
+  fx_item xs[MAXB];
+  store_item v[MAXB];
+  uint64_t exp_dups = 0;
+  int mismatches = 0;
+  for (int call = 0; call < 3000 && mismatches == 0; call++) {
+    int n = 1 + (int)rng_below(&r, MAXB);
+    int a = (int)rng_below(&r, DM_ACTORS);
+    uint64_t next = m->has[a] ? m->high[a] + 1 : rng_below(&r, 100);
+    int mode = (int)rng_below(&r, 6);
+    if (mode == 1 && m->has[a]) next = m->high[a] + 1 + rng_below(&r, 1500); /* a jump ahead */
+    if (mode == 2 && m->has[a]) next = m->high[a] > 1200 ? m->high[a] - rng_below(&r, 1200) : 0; /* a retry */
+    bool none_ok = mode == 3;
+    uint64_t q = next;
+    for (int i = 0; i < n; i++) {
+      uint32_t actor = (uint32_t)a + 1;
+      uint64_t seq = q++;
+      uint32_t u = rng_below(&r, 100);
+      if (mode == 4 && u < 10) actor = (uint32_t)((a + 1) % DM_ACTORS) + 1; /* another actor cuts the run */
+      if (mode == 4 && u >= 10 && u < 20) seq = q - 2;                       /* a repeat inside the run */
+      if (none_ok && u < 15) seq = STORE_SEQ_NONE;
+      if (seq != STORE_SEQ_NONE && seq >= DM_SEQS) seq = DM_SEQS - 1;
+      fx_fill(&xs[i], actor, seq == STORE_SEQ_NONE ? 0 : seq, STORE_PROPOSER_RL);
+      xs[i].it.seq = seq;
+    }
+    fx_views(v, xs, n);
+    /* The model, item by item in order (duplicates inside the batch count too). */
+    uint32_t want_stored = 0, want_dups = 0;
+    for (int i = 0; i < n; i++) {
+      int ai = (int)v[i].actor_id - 1;
+      uint64_t seq = v[i].seq;
+      if (seq == STORE_SEQ_NONE) {
+        want_stored++;
+      } else if (dm_seen(m, ai, seq)) {
+        want_dups++;
+      } else {
+        want_stored++;
+        m->stored[ai][seq] = 1;
+        if (!m->has[ai] || seq > m->high[ai]) m->high[ai] = seq;
+        m->has[ai] = true;
+      }
+    }
+    store_insert_result res;
+    TH_CHECK_EQ_INT(store_insert(s, "online", v, (size_t)n, &res), IB_OK);
+    if (res.stored != want_stored || res.duplicates != want_dups) {
+      mismatches++;
+      TH_CHECK_MSG(0, "call %d (mode %d, %d items from seq %llu): stored %u dups %u, the model says %u / %u", call,
+                   mode, n, (unsigned long long)next, res.stored, res.duplicates, want_stored, want_dups);
+    }
+    exp_dups += want_dups;
+  }
+  int t = store_table_find(s, "online");
+  for (int a = 0; a < DM_ACTORS; a++) {
+    store_actor_info ai;
+    TH_CHECK_EQ_INT(store_actor_get(s, t, (uint32_t)a + 1, &ai), IB_OK);
+    TH_CHECK_EQ_INT(ai.highest_seq, m->high[a]);
+  }
+  store_table_info ti;
+  store_table_info_get(s, t, &ti);
+  TH_CHECK_EQ_INT(ti.duplicates, exp_dups);
+  free(m);
+  store_destroy(s);
+}
+
+/* A table big enough for the huge-page arena (>= 8 MiB of records), wrapped: every sampled row is
+ * exactly an item that was inserted and not yet evicted (the records are written with streaming
+ * stores on x86; this reads them back through the normal gather). */
+static void test_large_arena_round_trip(void) {
+  enum { CAP = 140000, ACTORS = 15, PER = 10000 }; /* 64-byte records: 8.96 MB */
+  store *s = mk(4, CAP, NULL);
+  for (uint32_t a = 1; a <= ACTORS; a++) put_range(s, "online", a, 0, PER, MAXB, STORE_PROPOSER_RL);
+  TH_CHECK_EQ_INT(table_size(s, "online"), CAP);
+  store_batch b;
+  store_batch_init(&b, 256, FX_O, FX_A);
+  rng r;
+  rng_seed(&r, 6, "test", 0, "large");
+  int bad = 0, evicted = 0;
+  for (int k = 0; k < 40; k++) {
+    TH_CHECK_EQ_INT(store_sample(s, &r, 256, 0.0, &b), IB_OK);
+    for (uint32_t i = 0; i < b.n; i++) {
+      bad += !fx_row_ok(&b, i);
+      evicted += b.actor_id[i] == 1; /* actor 1 was inserted first: all of it was evicted */
+      bad += b.seq[i] != b.weight_version[i] % 10000u;
+    }
+  }
+  TH_CHECK_EQ_INT(bad, 0);
+  TH_CHECK_EQ_INT(evicted, 0);
+  store_batch_free(&b);
   store_destroy(s);
 }
 
@@ -682,6 +794,8 @@ static const th_case cases[] = {
     {"sample: bad arguments", test_sample_bad_args},
     {"fifo eviction order", test_fifo_eviction_order},
     {"dedup: retries, overlap, window", test_dedup},
+    {"dedup: runs of seqs match a plain model", test_dedup_runs_match_model},
+    {"large (huge-page) arena: wrapped round trip", test_large_arena_round_trip},
     {"validation rejects the whole batch", test_validation_rejects_whole_batch},
     {"demo full and actor registry full", test_demo_full_and_registry_full},
     {"log hook failure stores nothing", test_log_failure_stores_nothing},
