@@ -24,6 +24,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "ib.h"
 #include "nn.h"
@@ -42,6 +43,27 @@ struct nn_mlp_ws {
                        double-buffered by layer parity */
   int wmax;         /* max layer width */
 };
+
+/* ---- big buffers ----
+ * Arenas and workspaces of a few MiB and more (a 1024-wide critic ensemble has four 44 MB arenas)
+ * are aligned to 2 MiB and advised MADV_HUGEPAGE before they are first touched, so where
+ * transparent huge pages are in "madvise" mode (Debian's default) the kernel backs them with 2 MiB
+ * pages: Adam, Polyak and the sgemm packing stream through them with ~500x fewer TLB entries.
+ * Smaller buffers stay on the 64-byte path. Both are released with free(). */
+#define NN_HUGE_MIN ((size_t)4 << 20)
+#define NN_HUGE_ALIGN ((size_t)2 << 20)
+
+static float *big_alloc(size_t bytes) {
+  if (bytes < NN_HUGE_MIN) return ib_xaligned(bytes);
+  size_t rounded = (bytes + NN_HUGE_ALIGN - 1) / NN_HUGE_ALIGN * NN_HUGE_ALIGN;
+  void *p = aligned_alloc(NN_HUGE_ALIGN, rounded);
+  if (!p) return ib_xaligned(bytes); /* aborts with the size if memory is really short */
+#ifdef MADV_HUGEPAGE
+  (void)madvise(p, rounded, MADV_HUGEPAGE); /* advice only: 4 KiB pages work the same */
+#endif
+  memset(p, 0, rounded);
+  return p;
+}
 
 /* ---- spec and layout ---- */
 
@@ -139,17 +161,17 @@ static struct nn_mlp_ws *ws_create(const nn_mlp *net, int own_input) {
   for (int l = 0; l < net->n_layers; l++) {
     const nn_layer *L = &net->layer[l];
     int hidden = l < s->n_hidden;
-    ws->h[l] = ib_xaligned(B * L->out * sizeof(float));
+    ws->h[l] = big_alloc(B * L->out * sizeof(float));
     if (L->ln) {
-      ws->z[l] = ib_xaligned(B * L->out * sizeof(float));
+      ws->z[l] = big_alloc(B * L->out * sizeof(float));
       ws->mean[l] = ib_xaligned(B * sizeof(float));
       ws->rstd[l] = ib_xaligned(B * sizeof(float));
     }
-    if (hidden && s->dropout > 0.0f) ws->mask[l] = ib_xaligned(B * L->out * sizeof(float));
+    if (hidden && s->dropout > 0.0f) ws->mask[l] = big_alloc(B * L->out * sizeof(float));
     wmax = IB_MAX(wmax, L->out);
   }
-  ws->d0 = ib_xaligned(B * wmax * sizeof(float));
-  ws->d1 = ib_xaligned(B * wmax * sizeof(float));
+  ws->d0 = big_alloc(B * wmax * sizeof(float));
+  ws->d1 = big_alloc(B * wmax * sizeof(float));
   ws->part = ib_xaligned((size_t)2 * NN_PAR_MAX * 3 * wmax * sizeof(float));
   ws->wmax = wmax;
   return ws;
@@ -179,11 +201,11 @@ int nn_mlp_init(nn_mlp *net, const nn_mlp_spec *spec, rng *init_rng) {
   net->spec = *spec;
   net->n_params = layout_plan(net);
   size_t bytes = net->n_params * sizeof(float);
-  net->params = ib_xaligned(bytes);
+  net->params = big_alloc(bytes);
   if (!spec->no_train) {
-    net->grads = ib_xaligned(bytes);
-    net->adam_m = ib_xaligned(bytes);
-    net->adam_v = ib_xaligned(bytes);
+    net->grads = big_alloc(bytes);
+    net->adam_m = big_alloc(bytes);
+    net->adam_v = big_alloc(bytes);
   }
   net->owns_arenas = 1;
   layout_bind(net);
@@ -637,11 +659,11 @@ int nn_ens_init(nn_ens *ens, int E, const nn_mlp_spec *head_spec, rng *init_rng)
   ens->head_params = layout_plan(&probe);
   ens->n_params = (size_t)E * ens->head_params;
   size_t bytes = ens->n_params * sizeof(float);
-  ens->params = ib_xaligned(bytes);
+  ens->params = big_alloc(bytes);
   if (!head_spec->no_train) {
-    ens->grads = ib_xaligned(bytes);
-    ens->adam_m = ib_xaligned(bytes);
-    ens->adam_v = ib_xaligned(bytes);
+    ens->grads = big_alloc(bytes);
+    ens->adam_m = big_alloc(bytes);
+    ens->adam_v = big_alloc(bytes);
   }
   ens->x = ib_xaligned((size_t)head_spec->max_batch * head_spec->in_dim * sizeof(float));
   ens->dh = ib_xaligned((size_t)head_spec->max_batch * sizeof(float));
