@@ -394,14 +394,28 @@ static void mlp_forward_prepare(nn_mlp *net, const float *in0, int B, int train,
   net->batch = B;
 }
 
-typedef struct fwd_job {
+/* One MLP pass handed to the team (forward: in0 and B; backward: dx, dout, accum). */
+typedef struct mlp_job {
   nn_mlp *net;
   const float *in0;
   int B;
-} fwd_job;
+  float *dx;
+  const float *dout;
+  int accum;
+} mlp_job;
+
+/* Runs fn on the team, or on the caller alone for batches too small to split. */
+static void team_run_rows(nn_par_fn fn, void *ctx, int B) {
+  if (B >= NN_PAR_MIN_ROWS) {
+    nn_par_run(fn, ctx);
+  } else {
+    nn_team solo = {0, 1};
+    fn(ctx, &solo);
+  }
+}
 
 static void fwd_task(void *ctx, const nn_team *tm) {
-  const fwd_job *j = ctx;
+  const mlp_job *j = ctx;
   int b0, b1;
   team_rows(&b0, &b1, j->B, tm);
   mlp_forward_rows(j->net, j->in0, b0, b1);
@@ -410,9 +424,8 @@ static void fwd_task(void *ctx, const nn_team *tm) {
 /* Forward from an input the workspace does not own (the ensemble's copy) or its own copy. */
 static const float *mlp_forward_from(nn_mlp *net, const float *in0, int B, int train, rng *r) {
   mlp_forward_prepare(net, in0, B, train, r);
-  fwd_job j = {net, in0, B};
-  if (B >= NN_PAR_MIN_ROWS) nn_par_run(fwd_task, &j);
-  else mlp_forward_rows(net, in0, 0, B);
+  mlp_job j = {.net = net, .in0 = in0, .B = B};
+  team_run_rows(fwd_task, &j, B);
   return net->ws->h[net->n_layers - 1];
 }
 
@@ -581,15 +594,8 @@ static void mlp_backward_team(nn_mlp *net, float *dx, const float *dout, int acc
   }
 }
 
-typedef struct bwd_job {
-  nn_mlp *net;
-  float *dx;
-  const float *dout;
-  int accum;
-} bwd_job;
-
 static void bwd_task(void *ctx, const nn_team *tm) {
-  const bwd_job *j = ctx;
+  const mlp_job *j = ctx;
   mlp_backward_team(j->net, j->dx, j->dout, j->accum, tm);
 }
 
@@ -599,12 +605,8 @@ void nn_mlp_backward(nn_mlp *net, float *dx, const float *dout, int accum_params
   IB_CHECK(accum_params >= 0 && accum_params <= NN_GRADS_SET);
   IB_CHECK(!accum_params || net->grads != NULL);
   if (!accum_params && !dx) return;
-  bwd_job j = {net, dx, dout, accum_params};
-  if (net->batch >= NN_PAR_MIN_ROWS) nn_par_run(bwd_task, &j);
-  else {
-    nn_team solo = {0, 1};
-    bwd_task(&j, &solo);
-  }
+  mlp_job j = {.net = net, .dx = dx, .dout = dout, .accum = accum_params};
+  team_run_rows(bwd_task, &j, net->batch);
 }
 
 /* ---- arena operations ---- */
@@ -701,12 +703,16 @@ void nn_ens_free(nn_ens *ens) {
 typedef struct ens_job {
   nn_ens *ens;
   float *q;        /* forward output (B,k) */
-  const float *dq; /* backward input (B,k) */
+  const float *dq; /* backward input (B,k); NULL for a forward */
   int accum;
   float *dx;
 } ens_job;
 
-static void ens_fwd_task(void *ctx, const nn_team *tm) {
+/* One member's share of an ensemble pass, heads one after another: a forward (dq NULL) writes
+ * column c of q from head c's output rows; a backward runs head c from column c of dq. ens->dh
+ * holds that column: with parameter grads, head c's output-layer dW reads every row of it, so
+ * members meet at a barrier before overwriting it; without, each member reads only its rows. */
+static void ens_task(void *ctx, const nn_team *tm) {
   const ens_job *j = ctx;
   nn_ens *ens = j->ens;
   const int B = ens->batch, k = ens->k;
@@ -714,25 +720,15 @@ static void ens_fwd_task(void *ctx, const nn_team *tm) {
   team_rows(&b0, &b1, B, tm);
   for (int c = 0; c < k; c++) {
     nn_mlp *h = &ens->head[ens->idx[c]];
-    mlp_forward_rows(h, ens->x, b0, b1);
-    const float *y = h->ws->h[h->n_layers - 1];
-    for (int b = b0; b < b1; b++) j->q[(size_t)b * k + c] = y[b];
-  }
-}
-
-/* Heads one after another; ens->dh holds head c's column. With parameter grads, head c's
- * output-layer dW reads every row of it, so members meet at a barrier before overwriting it;
- * without, each member reads only its own rows. */
-static void ens_bwd_task(void *ctx, const nn_team *tm) {
-  const ens_job *j = ctx;
-  nn_ens *ens = j->ens;
-  const int B = ens->batch, k = ens->k;
-  int b0, b1;
-  team_rows(&b0, &b1, B, tm);
-  for (int c = 0; c < k; c++) {
+    if (!j->dq) {
+      mlp_forward_rows(h, ens->x, b0, b1);
+      const float *y = h->ws->h[h->n_layers - 1];
+      for (int b = b0; b < b1; b++) j->q[(size_t)b * k + c] = y[b];
+      continue;
+    }
     if (c > 0 && j->accum) nn_par_barrier(tm); /* head c-1's dW read every row of dh */
     for (int b = b0; b < b1; b++) ens->dh[b] = j->dq[(size_t)b * k + c];
-    mlp_backward_team(&ens->head[ens->idx[c]], j->dx, ens->dh, j->accum, tm);
+    mlp_backward_team(h, j->dx, ens->dh, j->accum, tm);
   }
 }
 
@@ -756,11 +752,7 @@ void nn_ens_forward(nn_ens *ens, float *q, const float *x, int B, const int *hea
   ens->batch = B;
   ens->k = k;
   ens_job job = {.ens = ens, .q = q};
-  if (B >= NN_PAR_MIN_ROWS) nn_par_run(ens_fwd_task, &job);
-  else {
-    nn_team solo = {0, 1};
-    ens_fwd_task(&job, &solo);
-  }
+  team_run_rows(ens_task, &job, B);
 }
 
 void nn_ens_backward(nn_ens *ens, float *dx, const float *dq, int accum_params) {
@@ -771,11 +763,7 @@ void nn_ens_backward(nn_ens *ens, float *dx, const float *dq, int accum_params) 
   for (int j = 0; j < k; j++) IB_CHECK(ens->head[ens->idx[j]].batch == B); /* caches from this forward */
   if (!accum_params && !dx) return;
   ens_job job = {.ens = ens, .dq = dq, .accum = accum_params, .dx = dx};
-  if (B >= NN_PAR_MIN_ROWS) nn_par_run(ens_bwd_task, &job);
-  else {
-    nn_team solo = {0, 1};
-    ens_bwd_task(&job, &solo);
-  }
+  team_run_rows(ens_task, &job, B);
 }
 
 void nn_ens_min_forward(float *qmin, int *argmin, const float *q, int B, int k) {
