@@ -4,7 +4,7 @@
 #   AT=N table.sh RUN_DIR...   eval success of each run's first metrics.csv row at env_steps >= N
 #                              (runs are deterministic, so this is what a run of budget N ends with);
 #                              runs that have not reached N are listed as unfinished, not averaged
-# Then one line per method: mean (and min-max) over its runs.
+# Then one line per method: mean, standard error and min-max over its runs.
 set -eu
 AT=${AT:-}
 echo "| run | method | seed | env steps | eval success | best eval success so far | IL policy alone |"
@@ -35,8 +35,13 @@ for r in "$@"; do
   echo "$m $ev" >>"${TMPDIR:-/tmp}/table.$$"
 done
 echo
-echo "| method | runs | mean eval success | min | max |"
-echo "|---|---|---|---|---|"
-[ -f "${TMPDIR:-/tmp}/table.$$" ] && awk '{n[$1]++; s[$1]+=$2; if (!($1 in lo) || $2 < lo[$1]) lo[$1]=$2; if (!($1 in hi) || $2 > hi[$1]) hi[$1]=$2}
-  END {for (m in n) printf "| %s | %d | %.3f | %.2f | %.2f |\n", m, n[m], s[m]/n[m], lo[m], hi[m]}' "${TMPDIR:-/tmp}/table.$$" | sort
+# std err = sample standard deviation over the runs (n - 1) / sqrt(n): the spread across seeds,
+# which already contains the evaluation noise of each run's finite number of episodes.
+echo "| method | runs | mean eval success | std err | min | max |"
+echo "|---|---|---|---|---|---|"
+[ -f "${TMPDIR:-/tmp}/table.$$" ] && awk '{n[$1]++; s[$1]+=$2; q[$1]+=$2*$2; if (!($1 in lo) || $2 < lo[$1]) lo[$1]=$2; if (!($1 in hi) || $2 > hi[$1]) hi[$1]=$2}
+  END {for (m in n) {
+         se = "-"
+         if (n[m] > 1) { v = (q[m] - s[m]*s[m]/n[m]) / (n[m] - 1); if (v < 0) v = 0; se = sprintf("%.3f", sqrt(v / n[m])) }
+         printf "| %s | %d | %.3f | %s | %.2f | %.2f |\n", m, n[m], s[m]/n[m], se, lo[m], hi[m]}}' "${TMPDIR:-/tmp}/table.$$" | sort
 rm -f "${TMPDIR:-/tmp}/table.$$"
