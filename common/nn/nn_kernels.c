@@ -218,6 +218,16 @@ static void arena_part(size_t *lo, size_t *hi, const arena_job *j, const nn_team
   nn_par_range(lo, hi, j->n, tm->tid, tm->nt, 16);
 }
 
+/* Runs fn over the job's arena on the team, or on the caller alone below NN_PAR_MIN_FLOATS. */
+static void arena_run(nn_par_fn fn, arena_job *j) {
+  if (j->n < NN_PAR_MIN_FLOATS) {
+    nn_team solo = {0, 1};
+    fn(j, &solo);
+  } else {
+    nn_par_run(fn, j);
+  }
+}
+
 NN_CLONES static void adam_range(float *params, float *m, float *v, const float *grads, size_t lo, size_t hi,
                        const nn_adam_cfg *cfg, long t) {
   /* torch computes the bias corrections in double-precision Python floats; so do we, once. */
@@ -250,12 +260,8 @@ static void adam_task(void *ctx, const nn_team *tm) {
 void nn_adam_update(float *params, float *m, float *v, const float *grads, size_t n,
                     const nn_adam_cfg *cfg, long t) {
   IB_CHECK(params && m && v && grads && cfg && t >= 1);
-  if (n < NN_PAR_MIN_FLOATS) {
-    adam_range(params, m, v, grads, 0, n, cfg, t);
-    return;
-  }
   arena_job j = {.p = params, .m = m, .v = v, .g = grads, .n = n, .cfg = cfg, .step = t};
-  nn_par_run(adam_task, &j);
+  arena_run(adam_task, &j);
 }
 
 /* ---- arena helpers ---- */
@@ -272,12 +278,7 @@ NN_CLONES static void polyak_task(void *ctx, const nn_team *tm) {
 void nn_arena_polyak(float *target, const float *online, size_t n, float tau) {
   IB_CHECK(target && online && tau >= 0.0f && tau <= 1.0f);
   arena_job j = {.t = target, .g = online, .n = n, .s = tau};
-  if (n < NN_PAR_MIN_FLOATS) {
-    nn_team solo = {0, 1};
-    polyak_task(&j, &solo);
-  } else {
-    nn_par_run(polyak_task, &j);
-  }
+  arena_run(polyak_task, &j);
 }
 
 /* Sum of squares in NN_NORM_LANES independent double lanes (a single running double sum is one
@@ -321,12 +322,7 @@ static void scale_task(void *ctx, const nn_team *tm) {
 
 void nn_arena_scale(float *x, size_t n, float s) {
   arena_job j = {.t = x, .n = n, .s = s};
-  if (n < NN_PAR_MIN_FLOATS) {
-    nn_team solo = {0, 1};
-    scale_task(&j, &solo);
-  } else {
-    nn_par_run(scale_task, &j);
-  }
+  arena_run(scale_task, &j);
 }
 
 static void zero_task(void *ctx, const nn_team *tm) {
@@ -339,12 +335,7 @@ static void zero_task(void *ctx, const nn_team *tm) {
 void nn_arena_zero(float *x, size_t n) {
   IB_CHECK(x || n == 0);
   arena_job j = {.t = x, .n = n};
-  if (n < NN_PAR_MIN_FLOATS) {
-    nn_team solo = {0, 1};
-    zero_task(&j, &solo);
-  } else {
-    nn_par_run(zero_task, &j);
-  }
+  arena_run(zero_task, &j);
 }
 
 void nn_set_threads(int n) {
