@@ -106,7 +106,7 @@ struct trainer {
   float *ep_obs, *ep_act, *ep_rew, *ep_disc, *ep_next;
   uint8_t *ep_prop;
   store_item *items;
-  float *obs, *next, *act, *tmp_obs, *tmp_act;
+  float *obs, *next, *act;
   double t0;               /* ib_now_s() at open, minus the restored wall time */
   double ups_t;            /* for updates/s in progress lines */
   long ups_updates;
@@ -208,19 +208,8 @@ static int demos_insert(trainer *t) {
   for (int ep = 0; ep < ds->n_episodes && rc == IB_OK; ep++) {
     int T = ds->episodes[ep].T;
     for (int s0 = 0; s0 < T && rc == IB_OK; s0++) {
-      float R, D, r2, d2;
-      int steps = demo_transition(obs + m * od, act + m * ad, &R, &D, next + m * od, ds, ep, s0, k, S, g);
-      int tt = s0 + steps;
-      for (int i = 1; i < ns && D > 0; i++) {
-        if (tt >= T) {
-          D = 0;
-          break;
-        }
-        steps = demo_transition(t->tmp_obs, t->tmp_act, &r2, &d2, next + m * od, ds, ep, tt, k, S, g);
-        R += D * r2;
-        D *= d2;
-        tt += steps;
-      }
+      float R, D;
+      demo_transition_n(obs + m * od, act + m * ad, &R, &D, next + m * od, ds, ep, s0, k, S, g, ns);
       store_item *it = &items[m];
       memset(it, 0, sizeof *it);
       it->obs = obs + m * od;
@@ -701,9 +690,7 @@ int trainer_open(trainer **out, const tcfg *cfg, int resume) {
   ad = (size_t)t->act_dim;
   t->obs = ib_xcalloc(od, sizeof(float));
   t->next = ib_xcalloc(od, sizeof(float));
-  t->tmp_obs = ib_xcalloc(od, sizeof(float));
   t->act = ib_xcalloc(ad, sizeof(float));
-  t->tmp_act = ib_xcalloc(ad, sizeof(float));
   if (!resume) {
     rng_seed(&t->s.r_episode, c->seed, "trainer", 0, "episode");
     rng_seed(&t->s.r_sample, c->seed, "trainer", 0, "sample");
@@ -757,7 +744,5 @@ void trainer_close(trainer *t) {
   free(t->obs);
   free(t->next);
   free(t->act);
-  free(t->tmp_obs);
-  free(t->tmp_act);
   free(t);
 }

@@ -31,7 +31,7 @@ typedef struct ctl_args {
   const char *out;
   const char *in;
   const char *obs_keys;
-  int chunk, stack;
+  int chunk, stack, nstep;
   double gamma;
   int cut_at_success;
   uint64_t seq_base;

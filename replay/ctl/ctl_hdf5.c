@@ -1,9 +1,10 @@
 /* ctl_hdf5.c: `ibrl-replayctl export` and `import-demos`: replay tables <-> robomimic-style HDF5
  * files through ib_demo (common/demo/demo.h).
  *
- * Import. Each step t of each loaded episode becomes one transition built by demo_transition
- * (frame stack --stack, action chunk --chunk, reward and discount over the chunk with --gamma;
- * the exact arithmetic is documented in demo.h), with proposer = demonstration, weight version 0,
+ * Import. Each step t of each loaded episode becomes one transition built by demo_transition_n
+ * (frame stack --stack, action chunk --chunk, the n-step return over --nstep chunks with --gamma:
+ * the rule the actors use for online items, so both tables bootstrap alike; the exact arithmetic
+ * is documented in demo.h), with proposer = demonstration, weight version 0,
  * episode_end on the last step and episode_success when that episode reached reward >= 1. The
  * transitions go to the demo tables through one rc_writer per shard, whose actor id is the
  * largest uint32 that maps to that shard (so demo loaders never collide with real actors, which
@@ -19,9 +20,10 @@
  * most one other); chains start at items that follow nothing, and an item with discount 0 ends
  * its chain. Each chain is written as one demo: obs (one key "obs"), next_obs, actions (the
  * stored chunk), rewards (the stored chunk reward) and dones (1 on a terminal last row). A file
- * exported this way re-imports to the same transitions with --chunk 1 --stack 1 --no-cut and
- * --gamma equal to the stored discount of non-terminal items; with chunks longer than one step
- * the chains are the k interleaved sub-sequences t, t+k, ... of an episode. */
+ * exported this way re-imports to the same transitions with --chunk 1 --stack 1 --nstep 1
+ * --no-cut and --gamma equal to the stored discount of non-terminal items; with items covering
+ * s > 1 env steps (chunks, n-step) the chains are the s interleaved sub-sequences t, t+s, ...
+ * of an episode. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,8 +91,8 @@ int ctl_import(rc_client *c, const ctl_args *a) {
     for (int t = 0; t < ep->T && code == CTL_OK; t++) {
       rc_batch *bb = &b[s];
       int r = bb->n;
-      demo_transition(bb->obs + (size_t)r * od, bb->action + (size_t)r * ad, &bb->reward[r], &bb->discount[r],
-                      bb->next_obs + (size_t)r * od, &set, e, t, a->chunk, a->stack, (float)a->gamma);
+      demo_transition_n(bb->obs + (size_t)r * od, bb->action + (size_t)r * ad, &bb->reward[r], &bb->discount[r],
+                        bb->next_obs + (size_t)r * od, &set, e, t, a->chunk, a->stack, (float)a->gamma, a->nstep);
       bb->proposer[r] = RC_PROPOSER_DEMO;
       bb->weight_version[r] = 0;
       bb->episode_end[r] = t == ep->T - 1;

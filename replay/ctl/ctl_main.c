@@ -27,7 +27,7 @@
 
 enum {
   O_SHARDS = 256, O_TOKEN, O_TLS, O_DEADLINE, O_JSON, O_SHARD, O_RATEMS, O_INTERVAL, O_COUNT, O_N, O_FRAC, O_TABLE,
-  O_OUT, O_OBSKEYS, O_CHUNK, O_STACK, O_GAMMA, O_NOCUT, O_SEQBASE, O_MAXDRAWS, O_MAXEP, O_PSHARD, O_WAIT, O_SPI,
+  O_OUT, O_OBSKEYS, O_CHUNK, O_STACK, O_NSTEP, O_GAMMA, O_NOCUT, O_SEQBASE, O_MAXDRAWS, O_MAXEP, O_PSHARD, O_WAIT, O_SPI,
   O_EBUF, O_MINSIZE, O_HELP
 };
 
@@ -48,6 +48,7 @@ static const struct option opts[] = {
     {"obs-keys", required_argument, NULL, O_OBSKEYS},
     {"chunk", required_argument, NULL, O_CHUNK},
     {"stack", required_argument, NULL, O_STACK},
+    {"nstep", required_argument, NULL, O_NSTEP},
     {"gamma", required_argument, NULL, O_GAMMA},
     {"no-cut", no_argument, NULL, O_NOCUT},
     {"seq-base", required_argument, NULL, O_SEQBASE},
@@ -74,7 +75,7 @@ static const int f_info[] = {O_SHARD, O_RATEMS, 0};
 static const int f_watch[] = {O_SHARD, O_INTERVAL, O_COUNT, 0};
 static const int f_sample[] = {O_N, O_FRAC, 0};
 static const int f_export[] = {O_TABLE, O_OUT, O_MAXDRAWS, 0};
-static const int f_import[] = {O_OBSKEYS, O_CHUNK, O_STACK, O_GAMMA, O_NOCUT, O_SEQBASE, O_SHARD, O_MAXEP, 0};
+static const int f_import[] = {O_OBSKEYS, O_CHUNK, O_STACK, O_NSTEP, O_GAMMA, O_NOCUT, O_SEQBASE, O_SHARD, O_MAXEP, 0};
 static const int f_ckpt[] = {O_SHARD, 0};
 static const int f_params[] = {O_PSHARD, O_WAIT, 0};
 static const int f_health[] = {O_SHARD, 0};
@@ -102,15 +103,18 @@ static const cmd_help cmds[] = {
      "  no scan call, so export samples repeatedly and keeps distinct items until it holds as many as the\n"
      "  table (or N draws, default 50 x size); episodes are rebuilt by chaining each item to the one whose\n"
      "  obs equals its next_obs (same actor); discount 0 ends an episode.\n"
-     "  Re-import an export with --chunk 1 --stack 1 --no-cut to get the same transitions back.\n"},
+     "  Re-import an export with --chunk 1 --stack 1 --nstep 1 --no-cut to get the same transitions back.\n"},
     {"import-demos", f_import,
-     "import-demos F.hdf5 [--obs-keys a,b] [--chunk K] [--stack N] [--gamma G] [--no-cut]\n"
+     "import-demos F.hdf5 [--obs-keys a,b] [--chunk K] [--stack N] [--nstep M] [--gamma G] [--no-cut]\n"
      "                    [--seq-base S] [--shard I] [--max-episodes M]\n"
      "  Loads robomimic-style demos (ib_demo) and inserts one transition per step t into the demo\n"
      "  tables with proposer=demonstration: obs = frames t, t-1, .. (N = --stack, default 3, newest\n"
      "  first, zeros before the start), action = actions t..t+K-1 (K = --chunk, default 1; the last\n"
-     "  executed action repeats past the episode end), reward = sum of gamma^j r over the chunk,\n"
-     "  discount = gamma^steps or 0 at the episode end, next_obs = the stack after the chunk.\n"
+     "  executed action repeats past the episode end), reward and discount = the n-step return of\n"
+     "  M = --nstep chunks (default 3, the actors' default: give the actors' --nstep, --chunk and\n"
+     "  --gamma so demo and online items bootstrap alike): reward = r_0 + d_0 r_1 + d_0 d_1 r_2 ..\n"
+     "  with r_i = sum of gamma^j r over chunk i and d_i = gamma^steps, 0 at the episode end;\n"
+     "  discount = d_0 d_1 ..; next_obs = the stack after the last chunk.\n"
      "  Episodes are cut at their first reward >= 1 (IBRL) unless --no-cut. Episodes are spread\n"
      "  round-robin over the shards (or all to --shard I); items carry seqs from --seq-base (default 0),\n"
      "  so importing the same file twice stores nothing new (reported as duplicates).\n"},
@@ -169,6 +173,7 @@ static int parse_args(ctl_args *a, int argc, char **argv, const char **pos, int 
   a->demo_fraction = -1;
   a->chunk = 1;
   a->stack = 3;
+  a->nstep = 3;
   a->gamma = 0.99;
   a->cut_at_success = 1;
   a->wait_ms = 0;
@@ -209,6 +214,7 @@ static int parse_args(ctl_args *a, int argc, char **argv, const char **pos, int 
       case O_OBSKEYS: a->obs_keys = optarg; break;
       case O_CHUNK: if (parse_long(name, optarg, 1, 128, &l)) return -1; a->chunk = (int)l; break;
       case O_STACK: if (parse_long(name, optarg, 1, 64, &l)) return -1; a->stack = (int)l; break;
+      case O_NSTEP: if (parse_long(name, optarg, 1, 16, &l)) return -1; a->nstep = (int)l; break;
       case O_GAMMA: if (parse_double(name, optarg, 0, 1, &a->gamma)) return -1; break;
       case O_NOCUT: a->cut_at_success = 0; break;
       case O_SEQBASE: if (parse_long(name, optarg, 0, 1L << 62, &l)) return -1; a->seq_base = (uint64_t)l; break;

@@ -97,6 +97,31 @@ def transitions_of(episodes, gamma):
     return eps
 
 
+def nstep_transitions_of(episodes, gamma, n):
+    """The stack-1, chunk-1, n-step transitions: reward r_t + d_t r_t+1 + ..., discount d_t d_t+1 ...
+    with d = gamma, 0 on an episode's last step (float32, in the order the C code adds)."""
+    eps = []
+    g = np.float32(gamma)
+    for oa, ob, ac, rw in episodes:
+        obs = np.concatenate([oa, ob.reshape(-1, 1)], axis=1).astype(np.float32)
+        T = len(rw)
+        rows = []
+        for t in range(T):
+            ret, w, u = np.float32(0), np.float32(1), t
+            for _ in range(n):
+                if u >= T:
+                    break
+                d = np.float32(0) if u == T - 1 else g
+                ret = np.float32(ret + np.float32(w * np.float32(rw[u])))
+                w = np.float32(w * d)
+                u += 1
+                if w == 0:
+                    break
+            rows.append((tuple(obs[t]), tuple(ac[t].astype(np.float32)), ret, w, tuple(obs[min(u, T - 1)])))
+        eps.append(rows)
+    return eps
+
+
 def read_export(path):
     """Episodes of an exported file as lists of (obs, act, r, done, next)."""
     eps = []
@@ -170,7 +195,7 @@ def main():
         total = sum(len(e[3]) for e in episodes)
         demo_path = os.path.join(tmp, "demos.hdf5")
         write_demos(demo_path, episodes)
-        imp = ["import-demos", demo_path, "--stack", "1", "--chunk", "1", "--gamma", "0.9", "--no-cut"]
+        imp = ["import-demos", demo_path, "--stack", "1", "--chunk", "1", "--nstep", "1", "--gamma", "0.9", "--no-cut"]
         code, doc, err = ctl_json(*imp, shards=target)
         check(code == 0 and doc is not None and doc["inserted"] == total and doc["duplicates"] == 0,
               "import-demos stores every step once (%s %s)" % (doc, err.strip()[:200]))
@@ -222,15 +247,40 @@ def main():
 
         srv2, target2 = start_server()
         procs.append(srv2)
-        code, doc, err = ctl_json("import-demos", out1, "--stack", "1", "--chunk", "1", "--gamma", "0.9", "--no-cut",
+        code, doc, err = ctl_json("import-demos", out1, "--stack", "1", "--chunk", "1", "--nstep", "1", "--gamma", "0.9", "--no-cut",
                                   shards=target2)
         check(code == 0 and doc["inserted"] == total, "re-import of the export (%s)" % err.strip()[:200])
         out2 = os.path.join(tmp, "export2.hdf5")
         code, doc, _ = ctl_json("export", "--table", "demo", "--out", out2, shards=target2)
         check(code == 0 and sorted(read_export(out2)) == sorted(exp_eps), "export -> import -> export is the identity")
 
+        # ---- n-step import (the default, as the actors) ----
+        srv_n, target_n = start_server()
+        procs.append(srv_n)
+        code, doc, err = ctl_json("import-demos", demo_path, "--stack", "1", "--chunk", "1", "--gamma", "0.9",
+                                  "--no-cut", shards=target_n)
+        check(code == 0 and doc is not None and doc["inserted"] == total,
+              "import-demos with the default --nstep (%s)" % err.strip()[:200])
+        want3 = {}
+        for ep in nstep_transitions_of(episodes, 0.9, 3):
+            for (o, a, r, d, n) in ep:
+                want3[(o, a)] = (r, d, n)
+        code, doc, _ = ctl_json("sample", "--n", "60", "--demo-fraction", "1", shards=target_n)
+        ok = code == 0 and doc is not None and doc["n"] == 60
+        multi = 0
+        for it in (doc or {}).get("items", []):
+            exp = want3.get((tuple(np.float32(it["obs"])), tuple(np.float32(it["action"]))))
+            ok = ok and exp is not None and np.isclose(np.float32(it["reward"]), exp[0], rtol=1e-6, atol=1e-7)
+            ok = ok and exp is not None and np.isclose(np.float32(it["discount"]), exp[1], rtol=1e-6, atol=0)
+            ok = ok and exp is not None and tuple(np.float32(it["next_obs"])) == exp[2]
+            multi += exp is not None and abs(exp[1] - np.float32(0.9) ** 3) < 1e-6
+        check(ok and multi > 0, "sample after the default import: 3-step rewards, discounts and next_obs (%d full "
+              "3-step items)" % multi)
+        code, _, err = ctl("import-demos", demo_path, "--nstep", "0", shards=target_n)
+        check(code == 2 and "nstep" in err, "import-demos --nstep 0 -> exit 2 naming it")
+
         # ---- two shards: import spreads episodes ----
-        code, doc, _ = ctl_json("import-demos", demo_path, "--stack", "1", "--no-cut", "--seq-base", "1000",
+        code, doc, _ = ctl_json("import-demos", demo_path, "--stack", "1", "--nstep", "1", "--no-cut", "--seq-base", "1000",
                                 shards=target + "," + target2)
         check(code == 0 and doc["inserted"] == total, "import over two shards")
         code, doc, _ = ctl_json("info", "--rate-ms", "0", shards=target + "," + target2)
