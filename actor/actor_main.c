@@ -33,7 +33,7 @@ static void on_signal(int sig) {
 enum {
   O_ROLE = 0, O_REPLAY, O_PARAMS, O_TOKEN, O_TASK, O_PRESET, O_METHOD, O_BACKBONE, O_IL, O_SEED, O_HORIZON,
   O_ACTOR_ID, O_ENVS, O_EPISODES, O_ENV_STEPS, O_MINUTES, O_POLL, O_DEADLINE, O_MAX_PENDING, O_SEND_ROWS,
-  O_FLUSH, O_LOG, O_WAIT, O_STATUS, O_EVAL_EPISODES, O_EVAL_EVERY, O_OUT, O_THREADS, O_QUIET, O_HELP, O_COUNT
+  O_FLUSH, O_LOG, O_WAIT, O_STATUS, O_EVAL_EPISODES, O_EVAL_EVERY, O_EVAL_MODE, O_OUT, O_THREADS, O_QUIET, O_HELP, O_COUNT
 };
 
 static const struct option opts[] = {
@@ -63,6 +63,7 @@ static const struct option opts[] = {
     {"status", required_argument, NULL, O_STATUS},
     {"eval-episodes", required_argument, NULL, O_EVAL_EPISODES},
     {"eval-every", required_argument, NULL, O_EVAL_EVERY},
+    {"eval-mode", required_argument, NULL, O_EVAL_MODE},
     {"out", required_argument, NULL, O_OUT},
     {"threads", required_argument, NULL, O_THREADS},
     {"quiet", no_argument, NULL, O_QUIET},
@@ -109,6 +110,8 @@ static void usage(FILE *f) {
           "  --status FILE          rewrite FILE with a JSON status every --log-every (explore)\n"
           "  --eval-episodes N      eval: seeded episodes per evaluation [20]\n"
           "  --eval-every S         eval: at most one evaluation per S seconds [15]\n"
+          "  --eval-mode M          eval: the policy scored: auto (ibrl, ibrl-noboot: the IBRL hybrid; the\n"
+          "                         others: the RL actor), il, rl, ibrl or greedy [auto]\n"
           "  --out DIR              eval: run directory (metrics.csv, summary.json, curve.png)\n"
           "  --threads N            compute threads of the nn library (1..8) [1]\n"
           "  --quiet                no progress lines\n"
@@ -182,6 +185,8 @@ static int apply(const char *const *val, const char *const *src, int *role, arun
   if (val[O_HORIZON] && tcfg_parse_int(&tc->horizon, val[O_HORIZON], 0, 1000000, P, FLAG(O_HORIZON))) return -1;
   if (val[O_OUT] && tcfg_set_str(tc->out, sizeof tc->out, val[O_OUT], P, FLAG(O_OUT))) return -1;
   if (val[O_THREADS] && tcfg_parse_int(&tc->threads, val[O_THREADS], 1, 8, P, FLAG(O_THREADS))) return -1;
+  if (val[O_EVAL_MODE] && tcfg_eval_mode_parse(&tc->eval_mode, val[O_EVAL_MODE]) != IB_OK)
+    return bad(FLAG(O_EVAL_MODE), "%s", ib_errmsg());
   if (!val[O_REPLAY]) return bad("--replay", "%sno replay shards (HINT: --replay host:port[,host:port...])", "");
   if (set_str(o->replay, sizeof o->replay, val[O_REPLAY], FLAG(O_REPLAY))) return -1;
   if (val[O_PARAMS] && set_str(o->params, sizeof o->params, val[O_PARAMS], FLAG(O_PARAMS))) return -1;

@@ -101,8 +101,8 @@ static int setup_agent(arun_ctx *x, int max_batch) {
   if (rc != IB_OK) return rc;
   x->ag_ready = 1;
   if (x->uses_il && (rc = agent_il_set(&x->ag, &x->il)) != IB_OK) return rc;
-  x->eval_mode = ac.method == AGENT_IBRL && ac.actor_proposal ? AGENT_MODE_EVAL_IBRL : AGENT_MODE_EVAL_RL;
-  return IB_OK;
+  x->eval_mode = tcfg_eval_mode(c);
+  return x->eval_mode < 0 ? IB_EINVAL : IB_OK;
 }
 
 static int setup_clients(arun_ctx *x) {

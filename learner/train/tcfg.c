@@ -233,6 +233,7 @@ int tcfg_resolve(tcfg *c) {
     int ibrl_like = c->method == TCFG_IBRL || c->method >= TCFG_IBRL_NOACT;
     c->actor_dropout = ibrl_like ? 0.5f : 0.0f;
   }
+  if (tcfg_eval_mode(c) < 0) return IB_EINVAL; /* the message names the mode and the method */
   NEED(c->env_steps >= 1, "env steps %ld must be >= 1", c->env_steps);
   NEED(c->chunk >= 1 && c->chunk <= 64, "chunk %d is not in [1, 64]", c->chunk);
   NEED(c->n_stack >= 1 && c->n_stack <= 16, "frame stack %d is not in [1, 16]", c->n_stack);
@@ -263,6 +264,50 @@ int tcfg_resolve(tcfg *c) {
   NEED(c->il_steps >= 1 && c->il_batch >= 1 && c->il_latent >= 1 && c->il_kl_weight >= 0, "bad IL training setting");
   NEED(c->rft_pretrain_steps >= 0 && c->rft_bc_weight >= 0, "bad RFT setting");
   return IB_OK;
+}
+
+/* ---- evaluation policy ---- */
+
+const char *tcfg_eval_mode_name(int mode) {
+  switch (mode) {
+  case 0: return "auto";
+  case AGENT_MODE_EVAL_IL: return "il";
+  case AGENT_MODE_EVAL_RL: return "rl";
+  case AGENT_MODE_EVAL_IBRL: return "ibrl";
+  case AGENT_MODE_EVAL_GREEDY: return "greedy";
+  default: return "unknown";
+  }
+}
+
+int tcfg_eval_mode_parse(int *out, const char *s) {
+  agent_mode m = AGENT_MODE_EXPLORE;
+  if (strcmp(s, "auto") == 0) {
+    *out = 0;
+    return IB_OK;
+  }
+  if (agent_mode_parse(&m, s) != IB_OK || m == AGENT_MODE_EXPLORE)
+    return ib_fail(IB_EINVAL, "eval mode '%s' is not auto, il, rl, ibrl or greedy", s);
+  *out = (int)m;
+  return IB_OK;
+}
+
+int tcfg_eval_mode(const tcfg *c) {
+  const int m = c->method;
+  const int ibrl = m == TCFG_IBRL || m == TCFG_IBRL_NOACT || m == TCFG_IBRL_NOBOOT || m == TCFG_IBRL_NEITHER;
+  if (m == TCFG_BC) {
+    if (c->eval_mode != 0 && c->eval_mode != AGENT_MODE_EVAL_IL)
+      return ib_fail(IB_EINVAL, "eval mode %s needs an RL actor, and method bc has none (HINT: --eval-mode il or auto)",
+                     tcfg_eval_mode_name(c->eval_mode));
+    return AGENT_MODE_EVAL_IL;
+  }
+  if (c->eval_mode == 0) {
+    int acts_with_il = m == TCFG_IBRL || m == TCFG_IBRL_NOBOOT;
+    return acts_with_il ? AGENT_MODE_EVAL_IBRL : AGENT_MODE_EVAL_RL;
+  }
+  if (c->eval_mode != AGENT_MODE_EVAL_RL && !ibrl)
+    return ib_fail(IB_EINVAL, "eval mode %s needs the IL policy, and method %s does not hold one (HINT: --eval-mode "
+                   "rl or auto for %s)", tcfg_eval_mode_name(c->eval_mode), tcfg_method_name(m), tcfg_method_name(m));
+  return c->eval_mode;
 }
 
 /* ---- config.json ---- */
@@ -333,6 +378,23 @@ int tcfg_write_json(const tcfg *c, const char *path) {
   I("eval_episodes", c->eval_episodes);
   I("ckpt_every", c->ckpt_every);
   I("threads", c->threads);
+  int em = tcfg_eval_mode(c);
+  S("eval_mode", em < 0 ? "invalid" : tcfg_eval_mode_name(em));
+  /* The agent settings the run resolves to (fixed by the method and backbone, not flags). */
+  agent_config ac;
+  tcfg_agent_config(&ac, c, NULL, 1, 1, IB_MAX(c->batch, 1));
+  I("n_min", ac.n_min);
+  I("boot_fresh_pair", ac.boot_fresh_pair);
+  I("actor_q_mean", ac.actor_q_mean);
+  I("critic_layernorm", ac.critic_layernorm);
+  I("actor_proposal", ac.actor_proposal);
+  I("boot_proposal", ac.boot_proposal);
+  if (c->backbone) {
+    F("sac_init_temperature", ac.init_temperature);
+    F("sac_lr_temperature", ac.lr_temperature);
+    S("sac_target_entropy", "-act_dim/2");
+    I("sac_backup_entropy", ac.sac_backup_entropy);
+  }
   S("il_arch", c->il_arch ? "cvae" : "bc");
   I("il_steps", c->il_steps);
   I("il_batch", c->il_batch);

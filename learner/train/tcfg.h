@@ -85,7 +85,21 @@ typedef struct tcfg {
   float il_dropout;
   int il_latent;           /* CVAE latent size */
   float il_kl_weight;
+  /* evaluation policy: 0 = the method's (ibrl: the IBRL hybrid, ibrl-noact/-neither and
+     rlpd/rft: the RL actor, bc: the IL policy), else an agent_mode (AGENT_MODE_EVAL_IL, _RL,
+     _IBRL, _GREEDY); checked against the method by tcfg_eval_mode */
+  int eval_mode;
 } tcfg;
+
+/* The agent_mode evaluations use for c's method and c->eval_mode, or IB_EINVAL naming the mode
+ * and the method when they do not fit (the IL policy needs a method with one; a BC run has no RL
+ * actor). For bc the result is AGENT_MODE_EVAL_IL. */
+int tcfg_eval_mode(const tcfg *c);
+/* Parses an --eval-mode value: "auto" (0), "il", "rl", "ibrl", "greedy" -> out. IB_OK, or
+ * IB_EINVAL with a message listing the names. */
+int tcfg_eval_mode_parse(int *out, const char *s);
+/* "il" "rl" "ibrl" "greedy" for an eval agent_mode, "auto" for 0. */
+const char *tcfg_eval_mode_name(int mode);
 
 /* The built-in defaults (the nav2d-quick sizes without the preset's name). */
 void tcfg_defaults(tcfg *c);

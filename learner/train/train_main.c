@@ -67,6 +67,9 @@ static void usage(FILE *f) {
           "  --horizon H         episode time limit in env steps (default the task's)\n"
           "  --eval-every N      env steps between evaluations (default 2000)\n"
           "  --eval-episodes N   episodes per evaluation (default 20)\n"
+          "  --eval-mode M       policy the evaluations score: auto (default: ibrl and ibrl-noboot the IBRL\n"
+          "                      hybrid, other RL methods the RL actor, bc the IL policy), il, rl, ibrl or\n"
+          "                      greedy (the hybrid with greedy selection); il/ibrl/greedy need an ibrl* method\n"
           "  --ckpt-every N      env steps between checkpoints, taken at episode ends (default 5000)\n"
           "  --rft-pretrain N    RFT: BC pretraining steps of the actor (default 2000)\n"
           "  --stop-after N      stop at the first checkpoint at or after N env steps (to test --resume)\n"
@@ -82,7 +85,7 @@ enum {
   O_TASK = 256, O_DEMOS, O_IL, O_METHOD, O_STEPS, O_SEED, O_OUT, O_PRESET, O_BACKBONE, O_RATIO, O_CHUNK, O_STACK,
   O_NSTEP, O_GAMMA, O_BATCH, O_UEVERY, O_CUPD, O_HIDDEN, O_LAYERS, O_CHIDDEN, O_CLAYERS, O_HEADS, O_LR, O_TAU,
   O_DROPOUT, O_SOFT, O_GREEDY, O_BETA, O_WARMUP, O_REPLAY, O_MAXDEMOS, O_OBSKEYS, O_HORIZON, O_EEVERY, O_EEPIS,
-  O_CKPT, O_RFTPRE, O_STOP, O_RESUME, O_THREADS, O_QUIET,
+  O_CKPT, O_RFTPRE, O_STOP, O_RESUME, O_THREADS, O_QUIET, O_EVALMODE,
 };
 
 static const struct option opts[] = {
@@ -107,6 +110,7 @@ static const struct option opts[] = {
     {"rft-pretrain", required_argument, 0, O_RFTPRE}, {"stop-after", required_argument, 0, O_STOP},
     {"resume", required_argument, 0, O_RESUME},     {"threads", required_argument, 0, O_THREADS},
     {"quiet", no_argument, 0, O_QUIET},             {"help", no_argument, 0, 'h'},
+    {"eval-mode", required_argument, 0, O_EVALMODE},
     {0, 0, 0, 0},
 };
 
@@ -173,6 +177,10 @@ static int apply(tcfg *c, int o, const char *a) {
   case O_STOP: return tcfg_parse_long(&c->stop_after, a, 1, 100 * BIG, PROG, "--stop-after");
   case O_THREADS: return tcfg_parse_int(&c->threads, a, 1, 8, PROG, "--threads");
   case O_QUIET: c->quiet = 1; return 0;
+  case O_EVALMODE:
+    if (tcfg_eval_mode_parse(&c->eval_mode, a) == IB_OK) return 0;
+    fprintf(stderr, PROG ": --eval-mode: %s\n", ib_errmsg());
+    return -1;
   default: IB_CHECK(0); return -1;
   }
 }

@@ -267,9 +267,9 @@ static int setup_agent(trainer *t) {
   if (rc != IB_OK) return rc;
   t->ag_ready = 1;
   if (t->have_il && (ac.method == AGENT_IBRL || ac.method == AGENT_BC)) rc = agent_il_set(&t->ag, &t->il);
-  if (ac.method == AGENT_IBRL) t->eval_mode = ac.actor_proposal ? AGENT_MODE_EVAL_IBRL : AGENT_MODE_EVAL_RL;
-  else t->eval_mode = AGENT_MODE_EVAL_RL;
-  return rc;
+  if (rc != IB_OK) return rc;
+  t->eval_mode = tcfg_eval_mode(c);
+  return t->eval_mode < 0 ? IB_EINVAL : IB_OK;
 }
 
 static const char *env_keys_csv(char *buf, size_t cap, const env *e) {
@@ -663,6 +663,14 @@ summary:;
 
 /* ---- open / close ---- */
 
+/* Replaces the file path in buf (capacity cap) by its absolute form when it resolves and fits. */
+static void abs_path(char *buf, size_t cap) {
+  if (!buf[0]) return;
+  char *r = realpath(buf, NULL);
+  if (r && strlen(r) < cap) memcpy(buf, r, strlen(r) + 1);
+  free(r);
+}
+
 int trainer_open(trainer **out, const tcfg *cfg, int resume) {
   *out = NULL;
   trainer *t = ib_xcalloc(1, sizeof *t);
@@ -675,6 +683,10 @@ int trainer_open(trainer **out, const tcfg *cfg, int resume) {
     goto fail;
   }
   if (!resume) {
+    /* A run names its inputs by absolute path, so --resume works from any directory. A path
+     * that does not resolve stays as given: setup reports it. */
+    abs_path(c->demos, sizeof c->demos);
+    abs_path(c->il, sizeof c->il);
     path_join(p, sizeof p, c->out, "config.bin");
     if (access(p, F_OK) == 0) {
       rc = ib_fail(IB_ESTATE, "%s already holds a run (HINT: continue it with --resume %s, or choose another --out)", c->out,

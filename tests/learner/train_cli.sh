@@ -54,6 +54,30 @@ else
   fail "ibrl-il cvae: $(cat "$W/err") $(cat "$W/out")"
 fi
 
+# Progress lines say what their numbers are: BC prints one window-mean loss and no recon/kl;
+# the CVAE prints window means of loss, recon and kl that satisfy loss = recon + w * kl (a
+# recon from the last step only, as printed before, breaks the identity).
+if "$B/ibrl-il" train --demos demos.hdf5 --task nav2d --arch bc --chunk 1 --out bcp.ckpt --steps 40 --batch 16 \
+     --hidden 16 >"$W/out" 2>"$W/err" &&
+   grep -q 'step 40/40 | loss [0-9.]* (mean of the last 4 steps)' "$W/err" && ! grep -q 'recon\|kl' "$W/err"; then
+  pass "ibrl-il bc progress: window-mean loss only"
+else
+  fail "ibrl-il bc progress line: $(grep 'step' "$W/err" | tail -n 2)"
+fi
+if "$B/ibrl-il" train --demos demos.hdf5 --task nav2d --arch cvae --chunk 2 --out cvaep.ckpt --steps 20 --batch 16 \
+     --hidden 16 --kl-weight 0.5 >"$W/out" 2>"$W/err" &&
+   awk '/mean of the last [0-9]+ steps: loss/ {
+          for (i = 1; i < NF; i++) {
+            if ($i == "loss") l = $(i + 1); if ($i == "recon") r = $(i + 1);
+            if ($i == "kl_weight") w = $(i + 1); if ($i == "kl") k = $(i + 1);
+          }
+          n++; d = l - (r + w * k); if (d < 0) d = -d; if (d > 2e-5 + 1e-5 * w) bad++
+        } END { exit !(n == 10 && bad == 0) }' "$W/err"; then
+  pass "ibrl-il cvae progress: loss = recon + kl_weight x kl on every line"
+else
+  fail "ibrl-il cvae progress lines: $(grep 'step' "$W/err" | tail -n 2)"
+fi
+
 # ---- a short ibrl-train run ----
 common="--task nav2d --demos demos.hdf5 --il il.ckpt --method ibrl --env-steps 600 --eval-every 200 --eval-episodes 4
  --warmup 2 --hidden 32 --critic-hidden 32 --batch 32 --ckpt-every 150 --quiet"
@@ -100,12 +124,35 @@ if cmp -s a.csv d.csv; then fail "seed 6 gives the same metrics as seed 5"; else
 "$B/ibrl-train" $common --seed 5 --stop-after 250 --out runC 2>"$W/err" || fail "runC (stop): $(cat "$W/err")"
 grep -q "continue with --resume" "$W/err" && pass "runC stopped at a checkpoint" || fail "runC did not stop: $(cat "$W/err")"
 [ -f runC/summary.json ] && fail "a stopped run wrote summary.json"
-"$B/ibrl-train" --resume runC --quiet 2>"$W/err" || fail "resume runC: $(cat "$W/err")"
+# from another directory: the run names its demos and IL policy by absolute path
+(cd / && "$B/ibrl-train" --resume "$W/runC" --quiet) 2>"$W/err" || fail "resume runC from /: $(cat "$W/err")"
 cut -d, -f1,3- runC/metrics.csv >c.csv
 if cmp -s a.csv c.csv; then pass "stop + resume == uninterrupted"; else fail "resume differs: $(diff a.csv c.csv | head -5)"; fi
 sed 's/"wall_s".*//' runA/summary.json >sa.json
 sed 's/"wall_s".*//' runC/summary.json >sc.json
 cmp -s sa.json sc.json && pass "resumed summary equal" || fail "summaries differ: $(diff sa.json sc.json)"
+
+# ---- --eval-mode: il scores the IL policy alone at every evaluation ----
+# shellcheck disable=SC2086
+"$B/ibrl-train" $common --seed 5 --env-steps 400 --eval-mode il --out runE 2>"$W/err" || fail "runE: $(cat "$W/err")"
+il_alone=$(sed -n 's/^  "il_eval_success": \(.*\),$/\1/p' runE/summary.json)
+bad=$(awk -F, -v il="$il_alone" 'NR > 1 && $5 != "nan" && ($5 + 0 != il + 0) {n++} END {print n + 0}' runE/metrics.csv)
+rows=$(awk -F, 'NR > 1 && $5 != "nan"' runE/metrics.csv | wc -l)
+# and no evaluation ran the IBRL selection (il_win_eval, column 9, is a number in ibrl mode: runA)
+sel=$(awk -F, 'NR > 2 && $9 != "nan" {n++} END {print n + 0}' runE/metrics.csv)
+sel_a=$(awk -F, 'NR > 2 && $9 != "nan" {n++} END {print n + 0}' runA/metrics.csv)
+if [ -n "$il_alone" ] && [ "$bad" -eq 0 ] && [ "$rows" -ge 2 ] && [ "$sel" -eq 0 ] && [ "$sel_a" -ge 2 ] &&
+   grep -q '"eval_mode": "il"' runE/config.json; then
+  pass "--eval-mode il: $rows evaluations all equal the IL policy alone ($il_alone)"
+else
+  fail "--eval-mode il: $bad of $rows evaluations differ from the IL policy alone ($il_alone); $sel used the IBRL selection (runA: $sel_a)"
+fi
+grep -q '"eval_mode": "ibrl"' runA/config.json && grep -q '"n_min": 2' runA/config.json &&
+  grep -q '"boot_proposal": 1' runA/config.json && pass "config.json: resolved eval mode and agent settings" ||
+  fail "config.json lacks eval_mode/n_min/boot_proposal"
+expect_exit 2 "method rlpd does not hold one" "$B/ibrl-train" --task nav2d --demos demos.hdf5 --method rlpd --eval-mode il --out e6
+expect_exit 2 "method bc has none" "$B/ibrl-train" --task nav2d --il il.ckpt --method bc --eval-mode rl --out e7
+expect_exit 2 "eval mode 'explore' is not auto" "$B/ibrl-train" --eval-mode explore
 
 # ---- the other methods and the SAC backbone run end to end ----
 small="--task nav2d --demos demos.hdf5 --env-steps 300 --eval-every 150 --eval-episodes 2 --warmup 1 --hidden 16
@@ -142,6 +189,13 @@ expect_exit 2 "nope.ckpt" "$B/ibrl-il" eval --policy nope.ckpt --task nav2d
 expect_exit 2 "unknown task" "$B/ibrl-il" eval --policy il.ckpt --task nav3d
 expect_exit 2 "unknown command" "$B/ibrl-il" fly
 "$B/ibrl-train" --help >/dev/null && "$B/ibrl-il" train --help >/dev/null && pass "--help exits 0" || fail "--help"
+# The learner benchmark's PyTorch peer: an explicit --torch-script that is not there is an
+# error before any timing (it used to print a note and exit 0).
+if [ -x "$B/ibrl-bench" ]; then
+  expect_exit 2 "nonexist.py" "$B/ibrl-bench" learner --torch-script "$W/nonexist.py" --steps 1
+else
+  echo "SKIP: ibrl-bench not built"
+fi
 
 # ---- ibrl-plot ----
 if command -v gnuplot >/dev/null 2>&1; then
