@@ -16,9 +16,17 @@
  * float field one packed run of the exact dims, then the six scalars): a few byte compares at
  * known offsets (canon_head, canon_tail_read) instead of a trip through the field switch per
  * field; anything else (other orders, omitted defaults, repeated runs, unknown fields) falls back
- * to the general walk, which gives the same result. */
+ * to the general walk, which gives the same result.
+ * ItemColumns (the form ibrl's own client and shard use): the writer lays out n and the ten
+ * column headers first (ic_cols_layout), so a column is one copy from the caller's array (with
+ * the NaN/Inf check in the copy) or, on the shard, the store's gather straight into place; the
+ * reader checks each column's length before copying and copies it slice by slice straight into
+ * the destination rows (ic_msg_cols_read), with the check done in the same pass on the shard.
+ * The checking copy uses 32-byte vectors where the CPU has AVX2 (picked at run time; the build
+ * stays generic x86-64), which halves its stores. */
 #include "itemcodec.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,8 +54,9 @@
 
 typedef int32_t v4i __attribute__((vector_size(16)));
 
-/* Copies n floats from src to dst and returns nonzero if any is NaN or Inf. */
-static int copy_check(void *dstv, const void *srcv, size_t n) {
+/* Copies n floats from src to dst and returns nonzero if any is NaN or Inf: the SSE2 version
+ * every x86-64 host has. */
+static int copy_check_sse2(void *dstv, const void *srcv, size_t n) {
   uint8_t *dst = dstv;
   const uint8_t *src = srcv;
   const v4i mask = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff};
@@ -70,6 +79,58 @@ static int copy_check(void *dstv, const void *srcv, size_t n) {
   return bad != 0;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+/* copy_check with 2 x 32-byte vectors per step, for hosts with AVX2 (picked at run time: the
+ * build stays portable). The store port is what bounds this loop; half as many stores as the
+ * SSE2 version made a 155 kB batch ~30% faster to encode (7.4 against 10.3 us, 2026-11-22). */
+__attribute__((target("avx2"))) static int copy_check_avx2(void *dstv, const void *srcv, size_t n) {
+  uint8_t *dst = dstv;
+  const uint8_t *src = srcv;
+  const v8i mask = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff};
+  const v8i lim = {0x7f7fffff, 0x7f7fffff, 0x7f7fffff, 0x7f7fffff, 0x7f7fffff, 0x7f7fffff, 0x7f7fffff, 0x7f7fffff};
+  v8i a0 = {0, 0, 0, 0, 0, 0, 0, 0}, a1 = a0;
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    v8i x, y;
+    memcpy(&x, src + 4 * i, 32);
+    memcpy(&y, src + 4 * i + 32, 32);
+    memcpy(dst + 4 * i, &x, 32);
+    memcpy(dst + 4 * i + 32, &y, 32);
+    a0 |= (x & mask) > lim;
+    a1 |= (y & mask) > lim;
+  }
+  a0 |= a1;
+  int32_t bad = 0;
+  for (int k = 0; k < 8; k++) bad |= a0[k];
+  /* Clean the upper halves of the ymm registers before any SSE code runs again: gcc does not
+   * always do it for a target("avx2") function, and dirty upper state made every later SSE
+   * instruction (the store's streaming copy, glibc, gRPC) slower: the shard's insert CPU rose by
+   * a third until this was added. */
+  __builtin_ia32_vzeroupper();
+  for (; i < n; i++) {
+    int32_t x;
+    memcpy(&x, src + 4 * i, 4);
+    memcpy(dst + 4 * i, &x, 4);
+    bad |= (x & 0x7fffffff) > 0x7f7fffff;
+  }
+  return bad != 0;
+}
+
+static int copy_check(void *dst, const void *src, size_t n) {
+  static int avx2 = -1; /* racy first use is harmless: every thread computes the same value */
+  int a = __atomic_load_n(&avx2, __ATOMIC_RELAXED);
+  if (a < 0) {
+    __builtin_cpu_init();
+    a = __builtin_cpu_supports("avx2") ? 1 : 0;
+    __atomic_store_n(&avx2, a, __ATOMIC_RELAXED);
+  }
+  return a ? copy_check_avx2(dst, src, n) : copy_check_sse2(dst, src, n);
+}
+#else
+static int copy_check(void *dst, const void *src, size_t n) { return copy_check_sse2(dst, src, n); }
+#endif
 
 size_t ic_varint_len(uint64_t v) {
   size_t n = 1;
@@ -643,14 +704,43 @@ static int msg_varint(ic_msg *m, uint64_t *v) {
   return -1;
 }
 
-int ic_msg_next(ic_msg *m, uint32_t *field, int *wt, uint64_t *val, const uint8_t **body, size_t *len) {
+const uint8_t *ic_msg_body(ic_msg *m, size_t n) {
+  IB_CHECK(n <= m->left);
+  const uint8_t *body;
+  if (n == 0) return m->p;
+  msg_settle(m);
+  if ((size_t)(m->end - m->p) >= n) { /* inside one slice: hand it out in place */
+    body = m->p;
+    m->p += n;
+    m->left -= n;
+  } else {
+    IB_CHECK(m->used + n <= m->scratch->cap);
+    uint8_t *d = m->scratch->p + m->used;
+    msg_read(m, d, n);
+    m->used += n;
+    body = d;
+  }
+  return body;
+}
+
+void ic_msg_skip(ic_msg *m, size_t n) {
+  IB_CHECK(n <= m->left);
+  m->left -= n;
+  while (n > 0) {
+    msg_settle(m);
+    size_t c = (size_t)(m->end - m->p);
+    if (c > n) c = n;
+    m->p += c, n -= c;
+  }
+}
+
+int ic_msg_next_hdr(ic_msg *m, uint32_t *field, int *wt, uint64_t *val, size_t *len) {
   if (m->left == 0) return 0;
   uint64_t key;
   if (msg_varint(m, &key) || (key >> 3) == 0 || (key >> 3) > UINT32_MAX) return -1;
   *field = (uint32_t)(key >> 3);
   *wt = (int)(key & 7);
   *val = 0;
-  *body = NULL;
   *len = 0;
   switch (*wt) {
     case 0: return msg_varint(m, val) ? -1 : 1;
@@ -666,21 +756,262 @@ int ic_msg_next(ic_msg *m, uint32_t *field, int *wt, uint64_t *val, const uint8_
     case 2: {
       uint64_t n;
       if (msg_varint(m, &n) || n > m->left) return -1;
-      msg_settle(m);
-      if ((uint64_t)(m->end - m->p) >= n) { /* inside one slice: hand it out in place */
-        *body = m->p;
-        m->p += n;
-        m->left -= (size_t)n;
-      } else {
-        IB_CHECK(m->used + n <= m->scratch->cap);
-        uint8_t *d = m->scratch->p + m->used;
-        msg_read(m, d, (size_t)n);
-        m->used += (size_t)n;
-        *body = d;
-      }
       *len = (size_t)n;
       return 1;
     }
     default: return -1;
   }
+}
+
+int ic_msg_next(ic_msg *m, uint32_t *field, int *wt, uint64_t *val, const uint8_t **body, size_t *len) {
+  int r = ic_msg_next_hdr(m, field, wt, val, len);
+  *body = NULL;
+  if (r == 1 && *wt == 2) *body = ic_msg_body(m, *len);
+  return r;
+}
+
+/* ---- ItemColumns ---- */
+
+/* Field numbers of ItemColumns. */
+enum { COL_N = 1, COL_OBS, COL_ACTION, COL_REWARD, COL_DISCOUNT, COL_NEXT_OBS, COL_PROPOSER, COL_ACTOR, COL_SEQ,
+       COL_WV, COL_FLAGS, COL_COUNT };
+
+static const char *const col_name[COL_COUNT] = {"", "n", "obs", "action", "reward", "discount", "next_obs",
+                                                "proposer", "actor_id", "seq", "weight_version", "flags"};
+
+/* Bytes per row of column f. */
+static size_t col_width(int f, size_t od, size_t ad) {
+  switch (f) {
+    case COL_OBS:
+    case COL_NEXT_OBS: return od * 4;
+    case COL_ACTION: return ad * 4;
+    case COL_REWARD:
+    case COL_DISCOUNT:
+    case COL_ACTOR: return 4;
+    case COL_SEQ:
+    case COL_WV: return 8;
+    default: return 1; /* proposer, flags */
+  }
+}
+
+size_t ic_cols_len(uint32_t field, size_t n, int obs_dim, int act_dim) {
+  size_t body = ic_varint_field_len(COL_N, n);
+  for (int f = COL_OBS; f < COL_COUNT; f++)
+    body += ic_bytes_field_len((uint32_t)f, n * col_width(f, (size_t)obs_dim, (size_t)act_dim));
+  return ic_bytes_field_len(field, body);
+}
+
+/* Writes the key and length of bytes field f; returns where its data goes. */
+static uint8_t *put_hdr(uint8_t *p, uint32_t f, size_t len) {
+  p = ic_put_varint(p, (uint64_t)f << 3 | 2);
+  return ic_put_varint(p, len);
+}
+
+uint8_t *ic_cols_layout(uint8_t *p, uint32_t field, size_t n, int obs_dim, int act_dim, uint8_t *col[IC_NCOLS]) {
+  size_t od = (size_t)obs_dim, ad = (size_t)act_dim;
+  size_t total = ic_cols_len(field, n, obs_dim, act_dim);
+  size_t body = total - ic_varint_len((uint64_t)field << 3 | 2);
+  body -= ic_varint_len(body);
+  p = put_hdr(p, field, body);
+  p = ic_put_varint_field(p, COL_N, n);
+  for (int f = COL_OBS; f < COL_COUNT; f++) {
+    size_t len = n * col_width(f, od, ad);
+    p = put_hdr(p, (uint32_t)f, len);
+    col[f - COL_OBS] = p;
+    p += len;
+  }
+  return p;
+}
+
+uint8_t *ic_cols_put(uint8_t *p, uint32_t field, const ic_rows *r, size_t lo, size_t hi, const ic_stamp *stamp,
+                     int *finite) {
+  size_t n = hi - lo, od = (size_t)r->obs_dim, ad = (size_t)r->act_dim;
+  uint8_t *col[IC_NCOLS];
+  uint8_t *end = ic_cols_layout(p, field, n, r->obs_dim, r->act_dim, col);
+  int bad = 0;
+  /* The float columns: one copy each (with the NaN/Inf check folded in when asked). */
+  const float *fsrc[5] = {r->obs + lo * od, r->action + lo * ad, r->reward + lo, r->discount + lo,
+                          r->next_obs + lo * od};
+  const size_t fcnt[5] = {n * od, n * ad, n, n, n * od};
+  for (int k = 0; k < 5; k++) {
+    if (finite != NULL) bad |= copy_check(col[k], fsrc[k], fcnt[k]);
+    else if (fcnt[k]) memcpy(col[k], fsrc[k], fcnt[k] * 4);
+  }
+  if (n) memcpy(col[IC_COL_PROPOSER], r->proposer + lo, n);
+  if (stamp != NULL) {
+    for (size_t i = 0; i < n; i++) {
+      uint64_t q = stamp->seq0 + i;
+      memcpy(col[IC_COL_ACTOR_ID] + 4 * i, &stamp->actor_id, 4);
+      memcpy(col[IC_COL_SEQ] + 8 * i, &q, 8);
+    }
+  } else if (n) {
+    memcpy(col[IC_COL_ACTOR_ID], r->actor_id + lo, n * 4);
+    memcpy(col[IC_COL_SEQ], r->seq + lo, n * 8);
+  }
+  if (n) memcpy(col[IC_COL_WV], r->weight_version + lo, n * 8);
+  for (size_t i = 0; i < n; i++)
+    col[IC_COL_FLAGS][i] = (uint8_t)((r->episode_end[lo + i] ? 1u : 0u) | (r->episode_success[lo + i] ? 2u : 0u));
+  if (finite != NULL) *finite = !bad;
+  return end;
+}
+
+/* Copies the next nbytes of the walk into dst (nbytes <= m->left). With check, dst holds floats
+ * and they are checked for NaN/Inf inside the copy (copy_check), slice piece by slice piece; a
+ * float whose 4 bytes straddle two slices is assembled in dst first and checked there.
+ * Returns nonzero if a copied float is not finite (check only). */
+static int msg_copy(ic_msg *m, uint8_t *dst, size_t nbytes, int check) {
+  size_t done = 0;
+  int bad = 0;
+  m->left -= nbytes;
+  while (done < nbytes) {
+    msg_settle(m);
+    size_t c = (size_t)(m->end - m->p);
+    if (c > nbytes - done) c = nbytes - done;
+    if (!check) {
+      memcpy(dst + done, m->p, c);
+    } else {
+      /* Floats lie on dst's 4-byte grid: finish a float split by the last slice border, copy
+       * and check the whole floats, then start the one split by the next border. */
+      size_t head = (4 - done % 4) % 4;
+      if (head > c) head = c;
+      memcpy(dst + done, m->p, head);
+      if (head > 0 && (done + head) % 4 == 0) bad |= !finite_bytes(dst + done + head - 4, 1);
+      size_t whole = (c - head) / 4;
+      bad |= copy_check(dst + done + head, m->p + head, whole);
+      memcpy(dst + done + head + 4 * whole, m->p + head + 4 * whole, c - head - 4 * whole);
+    }
+    m->p += c, done += c;
+  }
+  return bad;
+}
+
+/* The destination of row i's first byte in column f (the two ranges of ic_cols_dst). */
+static uint8_t *col_dst(const ic_cols_dst *d, int f, size_t row) {
+  const ic_rows *r = d->rows;
+  size_t od = (size_t)r->obs_dim, ad = (size_t)r->act_dim;
+  size_t at = row < d->split ? d->a0 + row : d->b0 + (row - d->split);
+  switch (f) {
+    case COL_OBS: return (uint8_t *)(r->obs + at * od);
+    case COL_ACTION: return (uint8_t *)(r->action + at * ad);
+    case COL_REWARD: return (uint8_t *)(r->reward + at);
+    case COL_DISCOUNT: return (uint8_t *)(r->discount + at);
+    case COL_NEXT_OBS: return (uint8_t *)(r->next_obs + at * od);
+    case COL_PROPOSER: return r->proposer + at;
+    case COL_ACTOR: return (uint8_t *)(r->actor_id + at);
+    case COL_SEQ: return (uint8_t *)(r->seq + at);
+    case COL_WV: return (uint8_t *)(r->weight_version + at);
+    default: return NULL;
+  }
+}
+
+/* Reads column f of `rows` rows (its length already checked) into the destination. */
+static int col_read(ic_msg *m, const ic_cols_dst *d, int f, size_t rows) {
+  size_t w = col_width(f, (size_t)d->rows->obs_dim, (size_t)d->rows->act_dim);
+  int check = d->check_finite && f <= COL_NEXT_OBS;
+  if (f == COL_FLAGS) {
+    uint8_t buf[256];
+    for (size_t i = 0; i < rows;) {
+      size_t c = IB_MIN(rows - i, sizeof buf);
+      msg_copy(m, buf, c, 0);
+      for (size_t k = 0; k < c; k++, i++) {
+        size_t at = i < d->split ? d->a0 + i : d->b0 + (i - d->split);
+        d->rows->episode_end[at] = buf[k] & 1u;
+        d->rows->episode_success[at] = (buf[k] >> 1) & 1u;
+      }
+    }
+    return 0;
+  }
+  size_t first = IB_MIN(rows, d->split);
+  int bad = msg_copy(m, col_dst(d, f, 0), first * w, check);
+  if (rows > first) bad |= msg_copy(m, col_dst(d, f, first), (rows - first) * w, check);
+  return bad;
+}
+
+/* Names the first non-finite value of the float columns of rows [0, n) in err; returns 0 if
+ * there is none (a repeated column replaced the one whose copy tripped the check). */
+static int cols_find_bad(const ic_cols_dst *d, size_t n, ic_error *err) {
+  static const int order[5] = {COL_OBS, COL_ACTION, COL_REWARD, COL_DISCOUNT, COL_NEXT_OBS};
+  size_t od = (size_t)d->rows->obs_dim, ad = (size_t)d->rows->act_dim;
+  for (int k = 0; k < 5; k++) {
+    int f = order[k];
+    size_t dim = f == COL_ACTION ? ad : (f == COL_REWARD || f == COL_DISCOUNT) ? 1 : od;
+    for (size_t i = 0; i < n; i++) {
+      const float *x = (const float *)(const void *)col_dst(d, f, i);
+      long j = first_bad(x, dim);
+      if (j >= 0) {
+        err->field = col_name[f];
+        err->row = (long)i;
+        err->index = j;
+        err->value = x[j];
+        return 1;
+      }
+    }
+  }
+  return 0;
+}
+
+int ic_msg_cols_read(ic_msg *m, size_t len, const ic_cols_dst *d, size_t *n_out, ic_error *err) {
+  memset(err, 0, sizeof *err);
+  err->field = "";
+  *n_out = 0;
+  IB_CHECK(len <= m->left);
+  size_t od = (size_t)d->rows->obs_dim, ad = (size_t)d->rows->act_dim;
+  size_t stop = m->left - len; /* m->left once the body is consumed */
+  int have_n = 0, bad = 0;
+  size_t n = 0;
+  size_t got[COL_COUNT] = {0}; /* rows of each column read (SIZE_MAX: none) */
+  size_t glen[COL_COUNT] = {0};
+  for (int f = 0; f < COL_COUNT; f++) got[f] = SIZE_MAX;
+  while (m->left > stop) {
+    uint32_t f;
+    int wt;
+    uint64_t v;
+    size_t flen;
+    size_t before = m->left;
+    if (ic_msg_next_hdr(m, &f, &wt, &v, &flen) != 1) return IC_EMALFORMED;
+    /* The key and length must lie inside the body, and so must the field's bytes. */
+    if (before - m->left > before - stop || flen > m->left - stop) return IC_EMALFORMED;
+    if (f == COL_N) {
+      if (wt != 0) return IC_EMALFORMED;
+      if (v > d->max_rows) {
+        err->row = v > (uint64_t)LONG_MAX ? LONG_MAX : (long)v;
+        return IC_ETOOMANY;
+      }
+      n = (size_t)v;
+      have_n = 1;
+      continue;
+    }
+    if (f >= COL_COUNT) {
+      if (wt == 2) ic_msg_skip(m, flen);
+      continue; /* an unknown scalar field was consumed by ic_msg_next_hdr */
+    }
+    if (wt != 2) return IC_EMALFORMED;
+    size_t w = col_width((int)f, od, ad);
+    size_t rows = flen / w;
+    if (flen % w != 0 || rows > d->max_rows || (have_n && rows != n)) {
+      err->field = col_name[f];
+      err->got = (long)flen;
+      err->want = (long)((have_n ? n : rows) * w);
+      err->row = (long)(have_n ? n : rows);
+      return flen % w == 0 && rows > d->max_rows && !have_n ? IC_ETOOMANY : IC_EDIMS;
+    }
+    bad |= col_read(m, d, (int)f, rows);
+    got[f] = rows;
+    glen[f] = flen;
+  }
+  if (m->left != stop) return IC_EMALFORMED;
+  for (int f = COL_OBS; f < COL_COUNT; f++) {
+    size_t rows = got[f] == SIZE_MAX ? 0 : got[f];
+    if (rows != n) {
+      size_t w = col_width(f, od, ad);
+      err->field = col_name[f];
+      err->got = (long)glen[f];
+      err->want = (long)(n * w);
+      err->row = (long)n;
+      return IC_EDIMS;
+    }
+  }
+  *n_out = n;
+  if (bad && cols_find_bad(d, n, err)) return IC_ENONFINITE;
+  return IC_OK;
 }

@@ -1,6 +1,10 @@
 /* itemcodec.h: the hand codec of the replay service's hot messages, shared by the client
  * (replay_client.c: InsertRequest out, SampleReply in) and the shard server (rsrv.c:
- * InsertRequest in, SampleReply out). Prefix ic_.
+ * InsertRequest in, SampleReply out). Prefix ic_. Rows travel in one of two forms: a list of
+ * Items (one message per transition; what the Python interop client and older clients send, and
+ * what a server answers when not asked for columns), or one ItemColumns (a little-endian array
+ * per field, see the section at the end; what ibrl's own client and shard use, because encoding
+ * and decoding a batch is then one copy per column instead of per-item framing).
  *
  * Why not nanopb: these two messages carry the whole data volume (~600 B per transition, 256
  * per batch). nanopb moves a packed float array one element at a time through its stream
@@ -39,12 +43,15 @@
 #define IC_INSERT_ITEMS 2  /* InsertRequest.items (repeated Item) */
 #define IC_REPLY_ITEMS 1   /* SampleReply.items (repeated Item) */
 #define IC_REPLY_N_DEMO 2  /* SampleReply.n_demo, then n_online 3, demo_size 4, online_size 5 */
+#define IC_INSERT_COLUMNS 3 /* InsertRequest.columns (ItemColumns) */
+#define IC_REPLY_COLUMNS 6  /* SampleReply.columns (ItemColumns) */
 
 /* Parse results. */
 #define IC_OK 0
 #define IC_EMALFORMED (-1) /* not valid protobuf for the message (truncated, bad wire type, ...) */
 #define IC_EDIMS (-2)      /* a float array whose length differs from the row's dims */
 #define IC_ENONFINITE (-3) /* a NaN or Inf value (only when asked to check) */
+#define IC_ETOOMANY (-5)   /* ItemColumns: more rows than the reader accepts */
 
 /* A borrowed structure-of-arrays view of item rows. Every pointer must be non-NULL for the
  * functions that read or write it (all of them, for ic_item_parse). */
@@ -76,6 +83,9 @@ typedef struct ic_error {
   long got;          /* IC_EDIMS: the number of values the field had (at least) */
   long index;        /* IC_ENONFINITE: the index of the first bad value within the field */
   float value;       /* IC_ENONFINITE: that value */
+  long row;          /* ItemColumns: the row of the bad value (IC_ENONFINITE), or the row count n
+                        (IC_EDIMS, IC_ETOOMANY) */
+  long want;         /* ItemColumns IC_EDIMS: the byte length the field should have had */
 } ic_error;
 
 /* ---- encoding ---- */
@@ -185,5 +195,66 @@ int ic_msg_init(ic_msg *m, const grpc_byte_buffer *bb, ic_flat *scratch);
  * fixed64); 0 at the end of the message; -1 if the message is malformed (truncated, bad key or
  * wire type). */
 int ic_msg_next(ic_msg *m, uint32_t *field, int *wt, uint64_t *val, const uint8_t **body, size_t *len);
+
+/* ---- ItemColumns (proto/ibrl.proto): a batch as one little-endian array per field ----
+ * Our encoder writes n first, then obs, action, reward, discount, next_obs, proposer, actor_id,
+ * seq, weight_version, flags (every field, even when n == 0). The reader accepts any order and
+ * repeated fields (the last one counts, as in protobuf), but checks each column's length against
+ * n (when n came first, as from every encoder we know, before copying anything; otherwise
+ * against the reader's row bound, and against n at the end), so a wrong size never reaches the
+ * destination rows out of bounds. */
+
+/* The ten data columns in wire order, as indexes of ic_cols_layout's col[]. */
+#define IC_NCOLS 10
+#define IC_COL_OBS 0
+#define IC_COL_ACTION 1
+#define IC_COL_REWARD 2
+#define IC_COL_DISCOUNT 3
+#define IC_COL_NEXT_OBS 4
+#define IC_COL_PROPOSER 5
+#define IC_COL_ACTOR_ID 6
+#define IC_COL_SEQ 7
+#define IC_COL_WV 8
+#define IC_COL_FLAGS 9
+
+/* Size of field `field` holding the ItemColumns of `n` rows of dims od x ad (key, length, body). */
+size_t ic_cols_len(uint32_t field, size_t n, int obs_dim, int act_dim);
+/* Writes field `field` holding rows [lo, hi) of r as ItemColumns at p (room for ic_cols_len
+ * bytes); returns the byte after. stamp may be NULL (see ic_stamp). With finite non-NULL the
+ * float columns are checked for NaN/Inf inside the copy: *finite = 1 if all are finite. */
+uint8_t *ic_cols_put(uint8_t *p, uint32_t field, const ic_rows *r, size_t lo, size_t hi, const ic_stamp *stamp,
+                     int *finite);
+
+/* Writes field `field`'s key and length, n, and every column's key and length, leaving each
+ * column's n values for the caller to fill in place: col[IC_COL_*] receives where they go (any
+ * alignment). Returns the byte after the field (p + ic_cols_len). */
+uint8_t *ic_cols_layout(uint8_t *p, uint32_t field, size_t n, int obs_dim, int act_dim, uint8_t *col[IC_NCOLS]);
+
+/* Where the rows of a received ItemColumns go: row i < split to rows a0 + i of `rows`, row
+ * i >= split to rows b0 + (i - split) (the client puts a shard's demo rows and online rows in
+ * two places; a single range is split = max_rows). */
+typedef struct ic_cols_dst {
+  ic_rows *rows;    /* borrowed; every column non-NULL */
+  size_t max_rows;  /* n above this: IC_ETOOMANY (before anything is copied) */
+  size_t split, a0, b0;
+  int check_finite; /* check obs, action, next_obs, reward, discount for NaN/Inf in the copy */
+} ic_cols_dst;
+
+/* Reads the ItemColumns body of `len` bytes at the walk's position (after ic_msg_next_hdr gave
+ * its key with wire type 2) into d, and *n = its row count. Returns IC_OK; IC_EMALFORMED (bad
+ * field, wire type, truncated); IC_ETOOMANY (err->row = n); IC_EDIMS (a column's length is not n
+ * values of the row's width, or it is missing with n > 0: err->field names it, err->got is its
+ * byte length, err->want the expected one, err->row = n); IC_ENONFINITE (err->field, err->row,
+ * err->index within the row, err->value). On error the destination rows hold partial data. */
+int ic_msg_cols_read(ic_msg *m, size_t len, const ic_cols_dst *d, size_t *n, ic_error *err);
+
+/* As ic_msg_next, but a wire-type-2 field's body is not consumed: *len is its length (checked to
+ * lie within the message) and the caller must then consume exactly that many bytes with
+ * ic_msg_skip, ic_msg_cols_read or ic_msg_body. */
+int ic_msg_next_hdr(ic_msg *m, uint32_t *field, int *wt, uint64_t *val, size_t *len);
+/* Skips n bytes (n <= what is left). */
+void ic_msg_skip(ic_msg *m, size_t n);
+/* Hands out the next n bytes in place or through the scratch, as ic_msg_next does for a body. */
+const uint8_t *ic_msg_body(ic_msg *m, size_t n);
 
 #endif /* IB_ITEMCODEC_H */

@@ -33,7 +33,12 @@
  *   probed again after RC_SIZES_TTL_MS. Only when no shard answers does rc_sample fail.
  * - InsertRequest and SampleReply, which carry the items, go through the hand codec of
  *   itemcodec.h (shared with the server) instead of nanopb, because they are the whole data
- *   volume; everything else uses wire_encode / wire_decode. */
+ *   volume; everything else uses wire_encode / wire_decode. Both carry the rows as ItemColumns
+ *   (the writer sends columns; Sample asks for them), so a batch is one copy per column each
+ *   way; a reply of Items (a server that ignores the request flag) is decoded too. The shard
+ *   must know InsertRequest.columns: an older shard would skip the field and store nothing.
+ * - Unary calls take a pluck queue from a small pool in the client instead of creating and
+ *   draining one per call. */
 #include "replay_client.h"
 
 #include <errno.h>
@@ -58,6 +63,7 @@
 
 #define WRITER_MAX_PENDING 1024 /* STORE_DEDUP_WINDOW and RSRV_MAX_INSERT_ITEMS */
 #define STREAM_LIFETIME_MS (10L * 60 * 1000)
+#define RC_CQ_POOL 16 /* idle pluck queues kept for reuse by unary calls */
 #define RC_SIZES_TTL_MS 1000 /* cached table sizes of a shard not sampled lately are re-read after this */
 
 typedef struct shard {
@@ -81,7 +87,12 @@ struct rc_client {
   atomic_int plucking;            /* threads inside a pluck on one of this client's calls */
   _Atomic uint64_t pluck_end_ns;  /* ib_now_ns() when the last such pluck returned */
   atomic_int stop;
+  pthread_mutex_t cq_mu;          /* guards the pool of idle pluck queues */
+  grpc_completion_queue *cq_idle[RC_CQ_POOL]; /* owned: idle, nothing pending on them */
+  int n_cq_idle;
 };
+
+static void cq_destroy(grpc_completion_queue *cq);
 
 /* ---- status mapping ---- */
 
@@ -217,6 +228,7 @@ int rc_client_open(rc_client **out, const rc_opts *opts) {
   }
   wire_auth_init(&c->auth, opts->token);
   pthread_mutex_init(&c->lock, NULL);
+  pthread_mutex_init(&c->cq_mu, NULL);
   rng_seed(&c->r, opts->seed, "replay_client", 0, "sample");
   c->poll_cq = grpc_completion_queue_create_for_next(NULL);
   IB_CHECK(pthread_create(&c->poller, NULL, poller_main, c) == 0);
@@ -234,8 +246,10 @@ void rc_client_close(rc_client *c) {
     grpc_channel_destroy(c->sh[i].ch);
     free(c->sh[i].target);
   }
+  for (int k = 0; k < c->n_cq_idle; k++) cq_destroy(c->cq_idle[k]);
   wire_auth_free(&c->auth);
   pthread_mutex_destroy(&c->lock);
+  pthread_mutex_destroy(&c->cq_mu);
   free(c);
   grpc_shutdown();
 }
@@ -311,6 +325,27 @@ static void cq_destroy(grpc_completion_queue *cq) {
   grpc_completion_queue_destroy(cq);
 }
 
+/* A pluck queue for one thread's unary calls: an idle one from the client's pool, else a new one.
+ * Reusing them (as a long-lived caller would keep one) saves creating and draining a queue per
+ * call. Give it back with cq_put once every call started on it has been plucked to completion. */
+static grpc_completion_queue *cq_get(rc_client *c) {
+  grpc_completion_queue *cq = NULL;
+  pthread_mutex_lock(&c->cq_mu);
+  if (c->n_cq_idle > 0) cq = c->cq_idle[--c->n_cq_idle];
+  pthread_mutex_unlock(&c->cq_mu);
+  return cq != NULL ? cq : grpc_completion_queue_create_for_pluck(NULL);
+}
+
+static void cq_put(rc_client *c, grpc_completion_queue *cq) {
+  pthread_mutex_lock(&c->cq_mu);
+  if (c->n_cq_idle < RC_CQ_POOL) {
+    c->cq_idle[c->n_cq_idle++] = cq;
+    cq = NULL;
+  }
+  pthread_mutex_unlock(&c->cq_mu);
+  if (cq != NULL) cq_destroy(cq);
+}
+
 /* grpc_completion_queue_pluck on one of c's calls, noted for the poller (see poller_main). */
 static grpc_event rc_pluck(rc_client *c, grpc_completion_queue *cq, void *tag, gpr_timespec deadline) {
   atomic_fetch_add(&c->plucking, 1);
@@ -324,7 +359,7 @@ int rc__unary(rc_client *c, int i, const char *path, const char *what, grpc_byte
               grpc_byte_buffer **reply, long deadline_ms) {
   IB_CHECK(c != NULL && i >= 0 && i < c->n && req != NULL && reply != NULL);
   *reply = NULL;
-  grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+  grpc_completion_queue *cq = cq_get(c);
   ucall u;
   ucall_start(c, i, &u, cq, path, req, deadline_ms);
   grpc_event ev = rc_pluck(c, cq, &u, gpr_inf_future(GPR_CLOCK_REALTIME));
@@ -342,7 +377,7 @@ int rc__unary(rc_client *c, int i, const char *path, const char *what, grpc_byte
     grpc_byte_buffer_destroy(u.reply);
   }
   ucall_release(&u);
-  cq_destroy(cq);
+  cq_put(c, cq);
   return rc;
 }
 
@@ -411,28 +446,39 @@ static ic_rows rows_of(const rc_batch *b) {
   return r;
 }
 
-/* Encodes rows [lo, hi) of b as an InsertRequest for `table` into one new slice (caller unrefs).
+/* Encodes rows [lo, hi) of b as an InsertRequest for `table` into one new slice (caller unrefs),
+ * as ItemColumns (`columns`: one copy per column) or as per-item Items.
  * With `stamp`, item k carries actor_id and seq0 + k instead of the rows' own ids. With `finite`
  * non-NULL, the floats are checked for NaN/Inf inside the copy and *finite says whether all are. */
-static grpc_slice encode_rows(const rc_batch *b, int lo, int hi, const char *table, int stamp, uint32_t actor_id,
-                              uint64_t seq0, int *finite) {
+static grpc_slice encode_rows(const rc_batch *b, int lo, int hi, const char *table, int columns, int stamp,
+                              uint32_t actor_id, uint64_t seq0, int *finite) {
   IB_CHECK(b != NULL && table != NULL && 0 <= lo && lo <= hi && hi <= b->n);
   ic_rows r = rows_of(b);
   ic_stamp st = {actor_id, seq0};
   size_t tl = strlen(table);
   size_t total = (tl ? ic_bytes_field_len(IC_INSERT_TABLE, tl) : 0) +
-                 ic_items_len(&r, (size_t)lo, (size_t)hi, IC_INSERT_ITEMS, stamp ? &st : NULL);
+                 (columns ? ic_cols_len(IC_INSERT_COLUMNS, (size_t)(hi - lo), b->obs_dim, b->act_dim)
+                          : ic_items_len(&r, (size_t)lo, (size_t)hi, IC_INSERT_ITEMS, stamp ? &st : NULL));
   grpc_slice s = grpc_slice_malloc(total);
   uint8_t *p = GRPC_SLICE_START_PTR(s);
   if (tl) p = ic_put_bytes_field(p, IC_INSERT_TABLE, table, tl);
-  if (finite != NULL) p = ic_items_put_check(p, &r, (size_t)lo, (size_t)hi, IC_INSERT_ITEMS, stamp ? &st : NULL, finite);
+  if (columns) p = ic_cols_put(p, IC_INSERT_COLUMNS, &r, (size_t)lo, (size_t)hi, stamp ? &st : NULL, finite);
+  else if (finite != NULL)
+    p = ic_items_put_check(p, &r, (size_t)lo, (size_t)hi, IC_INSERT_ITEMS, stamp ? &st : NULL, finite);
   else p = ic_items_put(p, &r, (size_t)lo, (size_t)hi, IC_INSERT_ITEMS, stamp ? &st : NULL);
   IB_CHECK((size_t)(p - GRPC_SLICE_START_PTR(s)) == total);
   return s;
 }
 
 grpc_byte_buffer *rc__encode_insert(const rc_batch *b, int lo, int hi, const char *table) {
-  grpc_slice s = encode_rows(b, lo, hi, table, 0, 0, 0, NULL);
+  grpc_slice s = encode_rows(b, lo, hi, table, 0, 0, 0, 0, NULL);
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  return bb;
+}
+
+grpc_byte_buffer *rc__encode_insert_columns(const rc_batch *b, int lo, int hi, const char *table) {
+  grpc_slice s = encode_rows(b, lo, hi, table, 1, 0, 0, 0, NULL);
   grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
   grpc_slice_unref(s);
   return bb;
@@ -478,13 +524,33 @@ int rc__decode_sample_reply(rc_batch *b, int demo_off, int n_demo_req, int onlin
     uint64_t v;
     const uint8_t *body;
     size_t len;
-    int more = ic_msg_next(&m, &f, &wt, &v, &body, &len);
+    int more = ic_msg_next_hdr(&m, &f, &wt, &v, &len);
     if (more == 0) break;
     if (more < 0) {
       rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply (truncated, or a bad key or length after %d items) HINT: "
                    "incompatible server", who, n);
       break;
     }
+    if (f == IC_REPLY_COLUMNS && wt == 2) {
+      /* Straight from the reply's slices into b's columns (demo rows, then online rows). */
+      ic_cols_dst d = {&rows, (size_t)(max_items - n), (size_t)IB_MAX(n_demo_req - n, 0),
+                       (size_t)(demo_off + n), (size_t)(online_off + IB_MAX(n - n_demo_req, 0)), 0};
+      size_t nc = 0;
+      ic_error ie;
+      int e = ic_msg_cols_read(&m, len, &d, &nc, &ie);
+      if (e == IC_ETOOMANY)
+        rc = ib_fail(IB_EPROTO, "%s: SampleReply.columns has %ld rows, more than the %d asked for HINT: incompatible "
+                     "server", who, (long)n + ie.row, max_items);
+      else if (e == IC_EDIMS)
+        rc = ib_fail(IB_EMISMATCH, "%s: SampleReply.columns.%s has %ld bytes, expected %ld for %ld rows of obs %d "
+                     "action %d HINT: the learner's dims must match the shard's --obs-dim/--act-dim", who, ie.field,
+                     ie.got, ie.want, ie.row, b->obs_dim, b->act_dim);
+      else if (e != IC_OK)
+        rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply.columns HINT: incompatible server", who);
+      n += (int)nc;
+      continue;
+    }
+    body = wt == 2 ? ic_msg_body(&m, len) : NULL;
     if (f == IC_REPLY_ITEMS && wt == 2) {
       if (n >= max_items) {
         rc = ib_fail(IB_EPROTO, "%s: SampleReply has more than the %d items asked for HINT: incompatible server", who,
@@ -509,7 +575,7 @@ int rc__decode_sample_reply(rc_batch *b, int demo_off, int n_demo_req, int onlin
       else if (f == 3) out->n_online = (uint32_t)v;
       else if (f == 4) out->demo_size = v;
       else out->online_size = v;
-    } else if (f >= 1 && f <= 5) {
+    } else if (f >= 1 && f <= IC_REPLY_COLUMNS) {
       rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply (field %u, wire type %d) HINT: incompatible server", who, f,
                    wt);
     } /* else an unknown field: skipped */
@@ -713,6 +779,14 @@ int rc_writer_flush(rc_writer *w, long timeout_ms) {
     long left = (long)((int64_t)(t_end - ib_now_ns()) / 1000000);
     ibrl_InsertReply rep;
     rc = writer_stream_finish(w, &rep, left > 0 ? left : 1);
+    if (rc == IB_OK && rep.received < (uint64_t)w->n_rows) {
+      /* Every pending row went out on this stream; a shard that counts fewer did not read
+       * them (one that ignores the columnar field: an older ibrl-replay). Never report such
+       * items as acknowledged. */
+      rc = ib_fail(IB_EPROTO, "replay shard %d (%s) Insert: acknowledged %llu of %d items HINT: the shard does not "
+                   "read this client's columnar inserts; run the same ibrl version on actors and replay shards",
+                   w->shard, w->c->sh[w->shard].target, (unsigned long long)rep.received, w->n_rows);
+    }
     if (rc == IB_OK) {
       w->st.acked += rep.received;
       w->st.inserted += rep.inserted;
@@ -787,7 +861,7 @@ int rc_writer_write(rc_writer *w, const rc_batch *b) {
    * the NaN/Inf check inside the copy (one pass over the rows); a bad batch is dropped before it
    * is queued, and batch_check names the bad value. */
   int finite = 0;
-  grpc_slice enc = encode_rows(b, 0, b->n, w->table, 1, w->actor_id, w->next_seq, &finite);
+  grpc_slice enc = encode_rows(b, 0, b->n, w->table, 1, 1, w->actor_id, w->next_seq, &finite);
   int rc = batch_check(b, w->actor_id, finite);
   if (rc == IB_OK && !finite) /* cannot happen: the scan agrees with the copy's check */
     rc = ib_fail(IB_ENONFINITE, "actor %u insert: a value is not finite HINT: check the policy outputs", w->actor_id);
@@ -949,7 +1023,7 @@ static int sample_once(rc_client *c, rc_batch *b, int n, double demo_fraction, u
   for (int i = 0; i < c->n; i++) total_d += nd[i];
 
   /* Start every shard's call, then collect. */
-  grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+  grpc_completion_queue *cq = cq_get(c);
   ucall u[RC_MAX_SHARDS];
   int started[RC_MAX_SHARDS] = {0};
   int doff = 0, ooff = total_d;
@@ -964,6 +1038,7 @@ static int sample_once(rc_client *c, rc_batch *b, int n, double demo_fraction, u
     req.batch_size = (uint32_t)ni;
     req.has_mix = true;
     req.mix.demo_fraction = (float)((double)nd[i] / (double)ni);
+    req.columns = true; /* one copy per column into b; a server that ignores it sends items */
     grpc_byte_buffer *bb = NULL;
     IB_CHECK(wire_encode(&bb, ibrl_SampleRequest_fields, &req) == IB_OK);
     ucall_start(c, i, &u[i], cq, WIRE_PATH_SAMPLE, bb, -1);
@@ -1012,7 +1087,7 @@ static int sample_once(rc_client *c, rc_batch *b, int n, double demo_fraction, u
     if (u[i].reply) grpc_byte_buffer_destroy(u[i].reply);
     ucall_release(&u[i]);
   }
-  cq_destroy(cq);
+  cq_put(c, cq); /* every started call was plucked above: nothing is pending on it */
   return rc;
 }
 

@@ -245,6 +245,8 @@ long rc__max_message_bytes(const rc_client *c);
 /* The hand codec of the hot messages (exposed for tests). rc__encode_insert returns a new
  * InsertRequest for `table` holding rows [lo, hi) of b (caller destroys it). */
 grpc_byte_buffer *rc__encode_insert(const rc_batch *b, int lo, int hi, const char *table);
+/* The same rows as one ItemColumns (InsertRequest.columns), as rc_writer_write sends them. */
+grpc_byte_buffer *rc__encode_insert_columns(const rc_batch *b, int lo, int hi, const char *table);
 
 typedef struct rc__reply_info {
   uint32_t n_demo, n_online;
@@ -253,7 +255,8 @@ typedef struct rc__reply_info {
 } rc__reply_info;
 
 /* Parses SampleReply `bb` (borrowed) into b: item i goes to row demo_off + i for i < n_demo_req,
- * else online_off + (i - n_demo_req); at most max_items items. Returns IB_OK, IB_EPROTO
+ * else online_off + (i - n_demo_req); at most max_items items. The rows may come as items, as
+ * columns (what rc_sample asks for) or both (items first); n_items counts both. Returns IB_OK, IB_EPROTO
  * (malformed, too many items) or IB_EMISMATCH (array sizes differ from b's dims), with the
  * message starting with `who`. Rows written before an error hold partial data. */
 int rc__decode_sample_reply(rc_batch *b, int demo_off, int n_demo_req, int online_off, int max_items,

@@ -4,19 +4,25 @@
  * only translates: protobuf in, store calls, protobuf out. The two messages that carry the items
  * (InsertRequest in, SampleReply out: the whole data volume) go through the hand codec of
  * itemcodec.h, shared with the client; everything else uses nanopb (wire_decode / wire_encode).
- *   Insert   a client stream; each InsertRequest is walked slice by slice (no flattening copy) and
- *            each item is checked in place (dims, NaN/Inf) and handed to the store as pointers into
- *            the received slices, so the store's copy into its table is the only copy. Items that
- *            straddle two slices, or use an unusual legal encoding, go through an insert slot (from
- *            a pool sized to the worker count, held only while one message is handled, so memory
- *            does not grow with the number of open streams). Then the limiter (online table only)
- *            and one store_insert_prechecked. Duplicates are given back to the limiter. With a
- *            write-ahead log store_insert returns only once the batch is durable, and the reply is
- *            sent only after the last batch: the ack means durable.
+ *   Insert   a client stream; each InsertRequest is walked slice by slice (no flattening copy).
+ *            Rows sent as ItemColumns (ibrl's client) are copied column by column into the insert
+ *            slot's columns, each length checked against n and the dims before its copy and NaN/Inf
+ *            checked inside it, then handed to the store as rows of the slot. Rows sent as Items
+ *            (Python, older clients) are checked in place (dims, NaN/Inf) and handed to the store as
+ *            pointers into the received slices, so the store's copy into its table is the only
+ *            copy; items that straddle two slices, or use an unusual legal encoding, are parsed
+ *            into the slot too. The insert slot comes from a pool sized to the worker count and is
+ *            held only while one message is handled, so memory does not grow with the number of
+ *            open streams. Then the limiter (online table only) and one store_insert_prechecked.
+ *            Duplicates are given back to the limiter. With a write-ahead log store_insert returns
+ *            only once the batch is durable, and the reply is sent only after the last batch: the
+ *            ack means durable.
  *   Sample   takes a sampling slot (rng + store_batch) from a pool sized to the worker count, so
- *            nothing but the reply is allocated per call; waits in the limiter; samples into the
- *            batch; encodes the reply from the batch rows in one exactly sized slice (the rows carry
- *            seq and the episode flags, so learners and exporters get them).
+ *            nothing but the reply is allocated per call; waits in the limiter. A request that asks
+ *            for columns gets a reply whose column headers are laid out first and whose rows the
+ *            store gathers straight into place (one copy from the table); otherwise the rows are
+ *            sampled into the batch and encoded as Items in one exactly sized slice. Either way the
+ *            rows carry seq and the episode flags, so learners and exporters get them.
  *   Params   keeps the latest blob under a mutex + condvar; GetIfNewer long-polls on the
  *            condvar up to min(wait_ms, the call deadline, max_block_ms).
  * Blocking: every wait holds a worker thread, so a counter admits at most threads-1 waiters;
@@ -174,6 +180,59 @@ typedef struct insert_state {
   uint64_t received, inserted, duplicates;
 } insert_state;
 
+/* Reads an InsertRequest.columns body of `len` bytes (the walk m is at it) into the slot's
+ * columns from row *n on (after any per-item rows of the same message), checking every column's
+ * length against n and the shard's dims before copying it, and NaN/Inf inside the copy; then
+ * points slot->items[*n ..] at those rows and advances *n. Returns 0, or 1 with rep set
+ * (INVALID_ARGUMENT naming the column and row). */
+static int insert_columns(insert_slot *slot, ic_msg *m, size_t len, size_t *n, rpc_reply *rep) {
+  ic_rows *rows = &slot->rows;
+  size_t O = (size_t)rows->obs_dim, A = (size_t)rows->act_dim, nc = 0;
+  ic_cols_dst d = {rows, RSRV_MAX_INSERT_ITEMS - *n, SIZE_MAX, *n, 0, 1};
+  ic_error ie;
+  int e = ic_msg_cols_read(m, len, &d, &nc, &ie);
+  switch (e) {
+    case IC_OK: break;
+    case IC_ETOOMANY:
+      rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "InsertRequest.columns: %ld rows (after %zu items) exceed the "
+                     "bound of %d items per message HINT: split the batch", ie.row, *n, RSRV_MAX_INSERT_ITEMS);
+      return 1;
+    case IC_EDIMS:
+      rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "InsertRequest.columns.%s: %ld bytes, expected %ld for n = %ld "
+                     "rows of obs_dim %d, act_dim %d HINT: every column holds exactly n values of its row width; "
+                     "actor and replay must agree on --obs-dim/--act-dim", ie.field, ie.got, ie.want, ie.row,
+                     rows->obs_dim, rows->act_dim);
+      return 1;
+    case IC_ENONFINITE:
+      rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Insert item %zu (columns row %ld): %s[%ld] = %g is not finite "
+                     "HINT: the actor produced NaN/Inf; check the env, the policy and the n-step reward",
+                     *n + (size_t)ie.row, ie.row, ie.field, ie.index, (double)ie.value);
+      return 1;
+    default:
+      rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "InsertRequest.columns: malformed ItemColumns (a truncated "
+                     "field or a wrong wire type) HINT: the peer does not speak proto/ibrl.proto");
+      return 1;
+  }
+  for (size_t i = *n; i < *n + nc; i++) {
+    store_item *it = &slot->items[i];
+    it->obs = rows->obs + i * O;
+    it->next_obs = rows->next_obs + i * O;
+    it->action = rows->action + i * A;
+    it->obs_n = it->next_obs_n = (uint32_t)O;
+    it->act_n = (uint32_t)A;
+    it->reward = rows->reward[i];
+    it->discount = rows->discount[i];
+    it->proposer = rows->proposer[i];
+    it->actor_id = rows->actor_id[i];
+    it->seq = rows->seq[i];
+    it->weight_version = rows->weight_version[i];
+    it->episode_end = rows->episode_end[i];
+    it->episode_success = rows->episode_success[i];
+  }
+  *n += nc;
+  return 0;
+}
+
 /* Decodes InsertRequest `msg` with the hand codec (itemcodec.h) and points slot->items at the
  * items. The message is walked slice by slice, and an item's floats are used where they lie in
  * the received slice (checked for NaN/Inf in place), so the store's copy into its table is the
@@ -200,17 +259,25 @@ static int insert_decode(insert_slot *slot, const grpc_byte_buffer *msg, char *t
     uint64_t val;
     const uint8_t *body;
     size_t flen;
-    more = ic_msg_next(&m, &f, &wt, &val, &body, &flen);
+    more = ic_msg_next_hdr(&m, &f, &wt, &val, &flen);
     if (more == 0) break;
     if (more < 0) {
       bad = "truncated or bad field";
       break;
     }
-    if (f != IC_INSERT_TABLE && f != IC_INSERT_ITEMS) continue; /* unknown fields are skipped */
+    if (f != IC_INSERT_TABLE && f != IC_INSERT_ITEMS && f != IC_INSERT_COLUMNS) { /* unknown: skipped */
+      if (wt == 2) ic_msg_skip(&m, flen);
+      continue;
+    }
     if (wt != 2) {
-      bad = "table or items field with a wrong wire type";
+      bad = "table, items or columns field with a wrong wire type";
       break;
     }
+    if (f == IC_INSERT_COLUMNS) {
+      if (insert_columns(slot, &m, flen, n, rep)) return 1;
+      continue;
+    }
+    body = ic_msg_body(&m, flen);
     if (f == IC_INSERT_TABLE) {
       if (flen >= table_cap) {
         rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Insert: table name of %zu bytes is too long HINT: "
@@ -373,8 +440,9 @@ static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_s
 
 /* ---- Sample ---- */
 
-/* Encodes the sampled rows of `b` as a SampleReply with the hand codec, in one slice sized
- * exactly (items, then n_demo, n_online, demo_size, online_size, as nanopb would order them). */
+/* Encodes the sampled rows of `b` as a SampleReply of items with the hand codec, in one slice
+ * sized exactly (items, then n_demo, n_online, demo_size, online_size, as nanopb would order
+ * them). For clients that ask for columns, sample_columns below builds the reply instead. */
 static grpc_byte_buffer *sample_encode(const store_batch *b) {
   ic_rows r = {b->obs_dim, b->act_dim, b->obs, b->action, b->next_obs, b->reward, b->discount, b->proposer,
                b->episode_end, b->episode_success, b->actor_id, b->seq, b->weight_version};
@@ -393,6 +461,37 @@ static grpc_byte_buffer *sample_encode(const store_batch *b) {
   grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
   grpc_slice_unref(sl);
   return bb;
+}
+
+/* Samples straight into a SampleReply with columns: the column headers are laid out first, the
+ * store gathers each row into its place in the reply (no copy through the batch), then the counts
+ * follow. Returns IB_OK with *out set, or the store's error (nothing allocated then). */
+static int sample_columns(rsrv *s, sample_slot *slot, uint32_t n, double frac, grpc_byte_buffer **out) {
+  store_batch *b = &slot->batch;
+  size_t cols = ic_cols_len(IC_REPLY_COLUMNS, n, b->obs_dim, b->act_dim);
+  size_t cap = cols + 4 * 11; /* four varint fields of at most 11 bytes */
+  grpc_slice sl = grpc_slice_malloc(cap);
+  uint8_t *base = GRPC_SLICE_START_PTR(sl), *col[IC_NCOLS];
+  uint8_t *p = ic_cols_layout(base, IC_REPLY_COLUMNS, n, b->obs_dim, b->act_dim, col);
+  store_cols sc = {col[IC_COL_OBS], col[IC_COL_ACTION], col[IC_COL_NEXT_OBS], col[IC_COL_REWARD],
+                   col[IC_COL_DISCOUNT], col[IC_COL_PROPOSER], col[IC_COL_ACTOR_ID], col[IC_COL_SEQ],
+                   col[IC_COL_WV], col[IC_COL_FLAGS]};
+  int rc = store_sample_cols(s->st, &slot->r, n, frac, b, &sc);
+  if (rc != IB_OK) {
+    grpc_slice_unref(sl);
+    return rc;
+  }
+  p = ic_put_varint_field(p, IC_REPLY_N_DEMO, b->n_demo);
+  p = ic_put_varint_field(p, IC_REPLY_N_DEMO + 1, b->n_online);
+  p = ic_put_varint_field(p, IC_REPLY_N_DEMO + 2, b->demo_size);
+  p = ic_put_varint_field(p, IC_REPLY_N_DEMO + 3, b->online_size);
+  size_t used = (size_t)(p - base);
+  IB_CHECK(used <= cap);
+  grpc_slice msg = grpc_slice_sub(sl, 0, used); /* a new reference to the same bytes */
+  grpc_slice_unref(sl);
+  *out = grpc_raw_byte_buffer_create(&msg, 1);
+  grpc_slice_unref(msg);
+  return IB_OK;
 }
 
 static void h_sample(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
@@ -434,7 +533,9 @@ static void h_sample(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req
     rpc_reply_fail(rep, GRPC_STATUS_RESOURCE_EXHAUSTED, "Sample: no sampling slot free HINT: retry");
     return;
   }
-  rc = store_sample(s->st, &slot->r, req.batch_size, frac, &slot->batch);
+  grpc_byte_buffer *reply = NULL;
+  if (req.columns) rc = sample_columns(s, slot, req.batch_size, frac, &reply);
+  else rc = store_sample(s->st, &slot->r, req.batch_size, frac, &slot->batch);
   if (rc != IB_OK) {
     rlim_undo_sample(s->lim, req.batch_size);
     if (rc == IB_EUNAVAIL)
@@ -443,7 +544,7 @@ static void h_sample(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req
     else
       rpc_reply_fail(rep, status_of(rc), "Sample: %s", ib_errmsg());
   } else {
-    rep->bb = sample_encode(&slot->batch);
+    rep->bb = reply != NULL ? reply : sample_encode(&slot->batch);
   }
   pthread_mutex_lock(&s->mu);
   slot->next = s->free_slots;

@@ -19,7 +19,9 @@
  *    prefetch a few records ahead (record and metadata), which roughly halves the gather time of
  *    random 600-byte records from DRAM (anchors.md, "replay batch gathering"); huge pages cut it
  *    further. Both tables' read locks are held together (in index order, as every multi-lock path
- *    does) so the sizes and the rows agree.
+ *    does) so the sizes and the rows agree. The rows go either into the caller's store_batch or,
+ *    with store_sample_cols, into byte columns of the caller's choosing (the replay server's
+ *    reply message), which saves the server a copy of the whole batch.
  *  - Counters changed by inserts live under the write lock; the sample counter and both rate
  *    meters have their own mutex because samplers only hold the read lock.
  *  - store_insert_prechecked is store_insert without the NaN/Inf scan, for the replay server,
@@ -742,7 +744,42 @@ static void gather(const store__table *tb, store_batch *b, uint32_t r0, uint32_t
   }
 }
 
+/* gather() into byte columns (any alignment, every value through memcpy): the rows go straight
+ * into their final place, e.g. the replay server's reply message, instead of through the batch. */
+static void gather_cols(const store__table *tb, store_batch *b, const store_cols *c, uint32_t r0, uint32_t r1,
+                        bool demo) {
+  size_t O = (size_t)tb->spec.obs_dim, A = (size_t)tb->spec.act_dim;
+  for (uint32_t i = r0; i < r0 + PREFETCH_AHEAD && i < r1; i++) prefetch_record(tb, b->slot[i]);
+  for (uint32_t i = r0; i < r1; i++) {
+    if (i + PREFETCH_AHEAD < r1) prefetch_record(tb, b->slot[i + PREFETCH_AHEAD]);
+    uint64_t slot = b->slot[i];
+    const float *r = tb->rec + slot * tb->stride;
+    memcpy(c->obs + i * O * 4, r, O * 4);
+    memcpy(c->next_obs + i * O * 4, r + O, O * 4);
+    memcpy(c->action + i * A * 4, r + 2 * O, A * 4);
+    memcpy(c->reward + (size_t)i * 4, r + 2 * O + A, 4);
+    memcpy(c->discount + (size_t)i * 4, r + 2 * O + A + 1, 4);
+    c->proposer[i] = tb->proposer[slot];
+    memcpy(c->actor_id + (size_t)i * 4, &tb->actor_id[slot], 4);
+    memcpy(c->weight_version + (size_t)i * 8, &tb->wv[slot], 8);
+    memcpy(c->seq + (size_t)i * 8, &tb->seq[slot], 8);
+    c->flags[i] = tb->flags[slot] & 3u;
+    b->from_demo[i] = demo ? 1 : 0;
+  }
+}
+
+static int sample_impl(store *s, rng *r, uint32_t n, double demo_fraction, store_batch *out, const store_cols *cols);
+
 int store_sample(store *s, rng *r, uint32_t n, double demo_fraction, store_batch *out) {
+  return sample_impl(s, r, n, demo_fraction, out, NULL);
+}
+
+int store_sample_cols(store *s, rng *r, uint32_t n, double demo_fraction, store_batch *out, const store_cols *cols) {
+  IB_CHECK(cols != NULL);
+  return sample_impl(s, r, n, demo_fraction, out, cols);
+}
+
+static int sample_impl(store *s, rng *r, uint32_t n, double demo_fraction, store_batch *out, const store_cols *cols) {
   IB_CHECK(s != NULL && r != NULL && out != NULL);
   if (n == 0) return ib_fail(IB_EINVAL, "sample: batch size 0 (HINT: ask for at least one item)");
   if (n > out->cap)
@@ -801,8 +838,13 @@ int store_sample(store *s, rng *r, uint32_t n, double demo_fraction, store_batch
   }
   for (uint32_t i = 0; i < k; i++) out->slot[i] = rng_below(r, (uint32_t)nd_size);
   for (uint32_t i = k; i < n; i++) out->slot[i] = rng_below(r, (uint32_t)no_size);
-  if (k > 0) gather(D, out, 0, k, true);
-  if (k < n) gather(L, out, k, n, false);
+  if (cols != NULL) {
+    if (k > 0) gather_cols(D, out, cols, 0, k, true);
+    if (k < n) gather_cols(L, out, cols, k, n, false);
+  } else {
+    if (k > 0) gather(D, out, 0, k, true);
+    if (k < n) gather(L, out, k, n, false);
+  }
   for (int i = s->ntables - 1; i >= 0; i--) pthread_rwlock_unlock(&s->tables[i].lock);
 
   out->n = n;

@@ -258,6 +258,24 @@ void store_batch_free(store_batch *b);
  * Thread-safe; concurrent samplers share each table's read lock. */
 int store_sample(store *s, rng *r, uint32_t n, double demo_fraction, store_batch *out);
 
+/* Byte destinations of one sample's columns, for a caller that wants the rows in its own layout
+ * (the replay server gathers straight into its reply message). Row i of a column starts at
+ * base + i x (the column's row width); any alignment; values are the host's little-endian bytes. */
+typedef struct store_cols {
+  uint8_t *obs, *action, *next_obs; /* [n x obs_dim], [n x act_dim], [n x obs_dim] float32 */
+  uint8_t *reward, *discount;       /* [n] float32 */
+  uint8_t *proposer;                /* [n] */
+  uint8_t *actor_id;                /* [n] uint32 */
+  uint8_t *seq, *weight_version;    /* [n] uint64 */
+  uint8_t *flags;                   /* [n] bit 0 episode_end, bit 1 episode_success */
+} store_cols;
+
+/* As store_sample, but the rows go to `cols` (borrowed; room for n rows) instead of out's row
+ * arrays. `out` still receives slot, from_demo, n, n_demo, n_online, fallback and the table
+ * sizes (and must have cap >= n and the tables' dims); its other arrays are not touched. Same
+ * errors; on error nothing is written to cols. Thread-safe. */
+int store_sample_cols(store *s, rng *r, uint32_t n, double demo_fraction, store_batch *out, const store_cols *cols);
+
 /* ---- statistics ---- */
 
 /* A snapshot of table t's statistics. Thread-safe. */
