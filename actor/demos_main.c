@@ -10,7 +10,10 @@
  * tries as many episodes as it needs, up to --max-tries, and reports how many it tried: kept /
  * tried is the expert's success rate at that noise. Episode seeds come from a named rng stream
  * of --seed, so a run is reproducible. The file appears only when complete (demo_writer).
- * Exit codes: 0 success, 1 a runtime error (message on stderr), 2 bad usage. */
+ * Exit codes (as ibrl-il / ibrl-train): 0 success, 2 bad usage or setup (bad flags, unknown
+ * task, an --out that cannot be created, an `info` file that is missing, unreadable, malformed
+ * or lacks a requested key), 1 a runtime error (the expert falls short, a write fails midway).
+ * Messages go to stderr. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -33,7 +36,9 @@ static void usage(FILE *f) {
           "  generate  roll out a task's scripted expert and write the successful episodes to HDF5\n"
           "  info      print a demo file's episodes, lengths, obs keys and shapes, and action range\n"
           "\n"
-          "ibrl-demos <command> --help shows the command's flags.\n");
+          "ibrl-demos <command> --help shows the command's flags.\n"
+          "exit codes: 0 done, 2 bad usage or setup (flags, task, a missing, unreadable or malformed\n"
+          "file, an --out that cannot be created), 1 a runtime error (the expert falls short).\n");
 }
 
 static void usage_generate(FILE *f) {
@@ -175,11 +180,12 @@ static int cmd_generate(int argc, char **argv) {
            task, H, noise, seed, O, A);
   demo_writer *w = NULL;
   if ((rc = demo_writer_open(&w, out, keys, nk, A, env_args)) < 0) {
+    /* Nothing was generated yet: an --out that cannot be created is a setup error. */
     fprintf(stderr, "ibrl-demos: %s\n", ib_errmsg());
     free(keys);
     chunk_runner_free(&run);
     env_destroy(e);
-    return 1;
+    return 2;
   }
 
   float *obs = ib_xmalloc((size_t)(H + 1) * O * sizeof(float));
@@ -276,8 +282,9 @@ static int cmd_info(int argc, char **argv) {
   demo_load_opts lo = {.obs_keys = keys};
   int rc = demo_load(&s, path, &lo);
   if (rc < 0) {
+    /* Every demo_load error is about the input file or --obs-keys (demo.h): usage, exit 2. */
     fprintf(stderr, "ibrl-demos: %s\n", ib_errmsg());
-    return 1;
+    return 2;
   }
   int lmin = s.episodes[0].T, lmax = 0, n_success = 0;
   for (int i = 0; i < s.n_episodes; i++) {

@@ -102,7 +102,10 @@ static void usage(FILE *f) {
           "  --threads N            compute threads per rank (nn library, 1..8) [1]\n"
           "  --quiet                no progress lines\n"
           "  --help                 this text\n"
-          "Runs until --updates / --minutes, or SIGTERM / SIGINT (then: final checkpoint, exit 0).\n");
+          "Runs until --updates / --minutes, or SIGTERM / SIGINT (then: final checkpoint, exit 0).\n"
+          "Exit codes: 0 done, 1 a runtime error (replay, MPI, disk), 2 bad flags or setup (a missing\n"
+          "--il file, an --out that holds a run, dims that do not match); setup is checked before any\n"
+          "replay is contacted.\n");
 }
 
 /* Only one rank talks about the command line (all ranks parse the same arguments). */

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages ibrl needs, and only those that are missing.
-# Idempotent: when everything is present it runs no apt-get at all.
-#   usage: deploy/local/deps.sh [--with-dev]   (--with-dev adds what the test suite and the
-#          reference-vector generator use: python3 grpcio, torch, h5py, gnuplot)
+# Installs the Debian packages ibrl needs, only those missing (no apt-get when all are present).
+#   usage: deploy/local/deps.sh [--with-dev] [--with-torch] [-h|--help]
+#   (no flag)     build + run: compiler, cmake, OpenBLAS, Open MPI, gRPC, nanopb, MuJoCo, HDF5, gnuplot
+#   --with-dev    adds the test suite's python3 grpcio, grpc-tools, numpy, h5py, yaml (+ nodejs/npm if no npm)
+#   --with-torch  adds python3-torch (reference vectors, PyTorch speed peer; no test needs it)
 set -euo pipefail
 
 BUILD_PKGS=(build-essential cmake pkg-config

@@ -4,6 +4,29 @@
 #   IB_TEST_LABELS=regex  run only the suites whose label matches (e.g. "unit|nn")
 #   IB_SKIP_ASAN=1        skip the sanitizer pass (quicker local runs)
 set -euo pipefail
+
+usage() {
+  cat <<EOF
+usage: bash deploy/local/test.sh [--help]
+The ibrl test command (README, .ci/run): installs what is missing (deploy/local/deps.sh --with-dev),
+builds into ./build with -Werror, runs every CTest suite, then builds ./build-asan and runs the
+unit and nn suites again under AddressSanitizer + UBSan. It takes no flags; settings come from
+the environment:
+  IB_TEST_LABELS=regex  run only the suites whose CTest label matches (e.g. "unit|nn")
+  IB_SKIP_ASAN=1        skip the sanitizer pass (quicker local runs)
+Exit codes: 0 all passed, non-zero a step failed, 2 bad arguments.
+EOF
+}
+# Arguments are checked before anything runs: a mistyped flag must not start a full
+# install + build + suite (it used to be ignored).
+for a in "$@"; do
+  case "$a" in
+    -h|--help) usage; exit 0 ;;
+    *) echo "test.sh: unknown argument '$a' (HINT: it takes no flags; see bash deploy/local/test.sh --help)" >&2
+       exit 2 ;;
+  esac
+done
+
 cd "$(dirname "$0")/../.."
 jobs=$(nproc 2>/dev/null || echo 2)
 

@@ -1,6 +1,9 @@
 /* lrun.c: the MPI learner group's run (see lrun.h).
  *
  * Design.
+ *  - Setup order: local checks first (method, the --il file loaded, an --out that already holds
+ *    a run), then the replay clients, the dims, the agent and the run directory. A wrong local
+ *    file thus exits 2 at once instead of waiting --wait seconds on an unreachable replay.
  *  - Agreement. Anything that can fail on one rank only (a file, a replay call) is followed by
  *    agree(), a one-int MAX allreduce, before the next collective: a rank never waits in a
  *    collective that another rank skipped. In the loop the agreement rides on lstep's control
@@ -66,6 +69,7 @@ typedef struct lrun {
   rc_client *pc;       /* the Params shard (== rc when it is one of the replay shards) */
   int params_shard;
   il_policy il;
+  ilfile_meta il_meta; /* the IL policy's meta (dims checked once the replay's are known) */
   int have_il;
   agent ag;
   int ag_ready;
@@ -216,26 +220,40 @@ static int setup_clients(lrun *L) {
   return IB_OK;
 }
 
-static int setup_agent(lrun *L) {
+/* Everything that needs only local files and settings, checked before any replay is
+ * contacted (a missing --il must not wait --wait seconds for an unreachable replay first):
+ * the method, the IL policy (loaded here; its dims are checked against the replay's in
+ * setup_agent) and, for a fresh run, that --out does not already hold one. */
+static int setup_local(lrun *L) {
   const tcfg *c = &L->tc;
   int rc;
   if (c->method == TCFG_RFT || c->method == TCFG_BC)
     return ib_fail(IB_EINVAL, "--method %s is not supported by ibrl-learner (HINT: RFT's BC pretraining and BC's "
                    "evaluation are single-process steps: use ibrl-train; the learner runs ibrl, its ablations and rlpd)",
                    tcfg_method_name(c->method));
-  int uses_il = tcfg_method_uses_il(c->method);
-  if (uses_il) {
+  if (tcfg_method_uses_il(c->method)) {
     if (!L->o->il[0])
       return ib_fail(IB_EINVAL, "--method %s needs an IL policy (HINT: pass --il IL.ckpt written by `ibrl-il train`)",
                      tcfg_method_name(c->method));
-    ilfile_meta meta;
-    if ((rc = ilfile_load(&L->il, &meta, L->o->il, L->share)) != IB_OK) return rc;
+    if ((rc = ilfile_load(&L->il, &L->il_meta, L->o->il, L->share)) != IB_OK) return rc;
     L->have_il = 1;
-    if (meta.il.obs_dim != L->obs_dim || meta.il.act_dim != L->act_dim)
-      return ib_fail(IB_EMISMATCH, "IL policy %s maps obs %d -> act %d but the replay holds obs %d, act %d "
-                     "(HINT: train the IL policy on the same task, --chunk and frame stack)",
-                     L->o->il, meta.il.obs_dim, meta.il.act_dim, L->obs_dim, L->act_dim);
   }
+  char state_path[TCFG_STR + 64];
+  path_join(state_path, sizeof state_path, L->tc.out, "learner.state");
+  if (!L->o->resume && L->rank == 0 && file_exists(state_path))
+    return ib_fail(IB_ESTATE, "%s already holds a learner run (HINT: add --resume to continue it, or choose another --out)",
+                   L->tc.out);
+  return IB_OK;
+}
+
+static int setup_agent(lrun *L) {
+  const tcfg *c = &L->tc;
+  int rc;
+  int uses_il = L->have_il;
+  if (uses_il && (L->il_meta.il.obs_dim != L->obs_dim || L->il_meta.il.act_dim != L->act_dim))
+    return ib_fail(IB_EMISMATCH, "IL policy %s maps obs %d -> act %d but the replay holds obs %d, act %d "
+                   "(HINT: train the IL policy on the same task, --chunk and frame stack)",
+                   L->o->il, L->il_meta.il.obs_dim, L->il_meta.il.act_dim, L->obs_dim, L->act_dim);
   agent_config ac;
   tcfg_agent_config(&ac, c, &L->il.cfg, L->obs_dim, L->act_dim, L->share);
   ac.rank = 0; /* shared streams on every rank; the per-row ones are split below (lstep.h) */
@@ -692,6 +710,13 @@ int lrun_main(const lrun_opts *o, const tcfg *tc, volatile sig_atomic_t *stop) {
   }
   L->share = L->tc.batch / L->size;
 
+  /* Local setup errors (the IL file, the method, an existing run) are usage errors: exit 2
+   * before any replay is contacted. (An MPI failure in this first agreement would exit 2 too;
+   * its message names the MPI call.) */
+  if ((rc = agree(setup_local(L), "local setup")) != IB_OK) {
+    code = 2;
+    goto done;
+  }
   rc = agree(setup_clients(L), "replay client setup");
   if (rc == IB_OK) rc = setup_dims(L);
   if (rc == IB_OK) rc = agree(setup_agent(L), "agent setup");

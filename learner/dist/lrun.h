@@ -13,7 +13,9 @@
  *
  * Errors: lrun_main returns 0 (done or stopped by a signal with a final checkpoint), 1 (a
  * runtime error; ib_errmsg() printed by the rank that saw it), 2 (bad settings found at setup,
- * e.g. a batch that does not split over the ranks). One thread per rank (the gRPC client has
+ * e.g. a batch that does not split over the ranks, a missing or malformed --il file, an --out
+ * that already holds a run: these local checks run before any replay is contacted, so they
+ * fail at once even when no replay is reachable). One thread per rank (the gRPC client has
  * its own threads, which never call MPI). */
 #ifndef IB_LRUN_H
 #define IB_LRUN_H

@@ -244,7 +244,10 @@ static int cmd_train(int argc, char **argv) {
     log_info("%s: %d demos, %ld steps, obs %d x stack %d, action %d x chunk %d, %s %dx%d, %ld steps of batch %d",
              c.demos, ds.n_episodes, ds.total_steps, ds.obs_dim, c.n_stack, ds.act_dim, c.chunk, c.il_arch ? "cvae" : "bc",
              c.il_layers, c.il_hidden, c.il_steps, B);
-  double t0 = ib_now_s(), loss_sum = 0;
+  /* Progress lines report means over the window since the previous line (one step's loss is
+   * noisy); for the CVAE the recon and kl parts are window means too, so loss = recon +
+   * kl_weight * kl holds for the printed numbers. */
+  double t0 = ib_now_s(), loss_sum = 0, recon_sum = 0, kl_sum = 0;
   long loss_n = 0, every = IB_MAX(1, c.il_steps / 10);
   rc = IB_OK;
   for (long step = 0; step < c.il_steps; step++) {
@@ -261,11 +264,19 @@ static int cmd_train(int argc, char **argv) {
       break;
     }
     loss_sum += p.stats.loss;
+    recon_sum += p.stats.recon;
+    kl_sum += p.stats.kl;
     loss_n++;
     if (!quiet && ((step + 1) % every == 0 || step + 1 == c.il_steps)) {
-      log_info("step %ld/%ld | loss %.5f (recon %.5f kl %.4f) | %.0f steps/s", step + 1, c.il_steps, loss_sum / loss_n,
-               p.stats.recon, p.stats.kl, (step + 1) / (ib_now_s() - t0));
-      loss_sum = 0;
+      double sps = (step + 1) / (ib_now_s() - t0);
+      if (ic.kind == IL_CVAE)
+        log_info("step %ld/%ld | mean of the last %ld steps: loss %.5f = recon %.5f + kl_weight %g x kl %.5f | "
+                 "%.0f steps/s", step + 1, c.il_steps, loss_n, loss_sum / loss_n, recon_sum / loss_n,
+                 (double)ic.kl_weight, kl_sum / loss_n, sps);
+      else
+        log_info("step %ld/%ld | loss %.5f (mean of the last %ld steps) | %.0f steps/s", step + 1, c.il_steps,
+                 loss_sum / loss_n, loss_n, sps);
+      loss_sum = recon_sum = kl_sum = 0;
       loss_n = 0;
     }
   }

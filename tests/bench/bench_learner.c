@@ -17,6 +17,7 @@
  * because the machine is shared, and so is the OpenBLAS kernel (a fallback "Prescott" kernel on
  * CPUs OpenBLAS 0.3.21 does not know is ~3x slower for both sides: export OPENBLAS_CORETYPE).
  * Nothing here is asserted: speed is reported, never tested. */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -46,6 +47,7 @@ typedef struct bl_opts {
   int steps, warmup, torch_steps, G, fresh_pair, no_torch, replay_rows;
   int threads[4], n_threads;
   char torch_script[1024];
+  int torch_given;       /* --torch-script was passed: a missing script is then an error */
 } bl_opts;
 
 static void bl_usage(FILE *f) {
@@ -58,7 +60,8 @@ static void bl_usage(FILE *f) {
           "  --steps N            timed C steps per thread count (default 8)\n"
           "  --warmup N           untimed C steps first (default 2)\n"
           "  --threads LIST       comma-separated BLAS thread counts (default 1,2)\n"
-          "  --torch-script PATH  the peer (default IB_SOURCE_DIR/../shared/bench/torch_ibrl_step.py)\n"
+          "  --torch-script PATH  the peer (default IB_SOURCE_DIR/../shared/bench/torch_ibrl_step.py;\n"
+          "                       a missing default is skipped with a note, a missing PATH exits 2)\n"
           "  --torch-steps N      timed peer steps (default: --steps)\n"
           "  --no-torch           skip the peer\n"
           "  --fresh-pair         evaluate the chosen bootstrap action with a fresh head pair (reference)\n");
@@ -106,7 +109,10 @@ static int bl_parse(bl_opts *o, int argc, char **argv) {
     case 's': if (parse_int(optarg, 1, 100000, &o->steps, "--steps")) return 2; break;
     case 'w': if (parse_int(optarg, 0, 100000, &o->warmup, "--warmup")) return 2; break;
     case 'T': if (parse_int(optarg, 1, 100000, &o->torch_steps, "--torch-steps")) return 2; break;
-    case 'S': snprintf(o->torch_script, sizeof o->torch_script, "%s", optarg); break;
+    case 'S':
+      snprintf(o->torch_script, sizeof o->torch_script, "%s", optarg);
+      o->torch_given = 1;
+      break;
     case 'n': o->no_torch = 1; break;
     case 'f': o->fresh_pair = 1; break;
     case 't': {
@@ -135,6 +141,13 @@ static int bl_parse(bl_opts *o, int argc, char **argv) {
     return 2;
   }
   if (!o->torch_steps) o->torch_steps = o->steps;
+  /* An explicit peer that is not there is a usage error (found before any timing starts);
+   * only the default path may be missing (a checkout without shared/: a note, no peer). */
+  if (o->torch_given && !o->no_torch && access(o->torch_script, R_OK) != 0) {
+    fprintf(stderr, "ibrl-bench learner: --torch-script %s: cannot read it: %s (HINT: the path of "
+            "torch_ibrl_step.py, or --no-torch to skip the peer)\n", o->torch_script, strerror(errno));
+    return 2;
+  }
   return 0;
 }
 
@@ -204,7 +217,8 @@ int bench_learner(int argc, char **argv) {
   if (rc) return rc == 1 ? 0 : 2;
   int torch = !o.no_torch;
   if (torch && access(o.torch_script, R_OK) != 0) {
-    printf("torch peer: %s not found; skipping it (HINT: --torch-script PATH)\n", o.torch_script);
+    printf("torch peer: the default %s is not there; skipping it (HINT: --torch-script PATH runs the peer "
+           "from elsewhere, --no-torch skips it without this note)\n", o.torch_script);
     torch = 0;
   }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # demos_cli.sh: the ibrl-demos command line: generate + info, reproducibility, and each bad
-# usage / impossible request with its exit code (0 ok, 1 runtime error, 2 usage) and message.
+# usage / impossible request with its exit code (0 ok, 1 runtime error, 2 usage or setup) and message.
 set -u
 BIN="${IB_BIN_DIR:?IB_BIN_DIR not set}/ibrl-demos"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/ibrl-demos-cli-XXXXXX")
@@ -44,10 +44,18 @@ check "same seed, same file content" bash -c "'$BIN' generate --quiet --task nav
 check "impossible request exits 1" run 1 "$TMP/o" generate --task nav2d --episodes 50 --noise 50 --max-tries 60 --out "$TMP/c.hdf5" --quiet
 check "impossible request explains" grep -q "succeeded in only" "$TMP/o"
 check "impossible request leaves no file" test ! -e "$TMP/c.hdf5" -a ! -e "$TMP/c.hdf5.tmp"
-check "info on a missing file exits 1" run 1 "$TMP/o" info "$TMP/nope.hdf5"
+# Setup errors exit 2, as in ibrl-il and ibrl-train (a missing or malformed input, an --out
+# that cannot be created); only failures after work started exit 1.
+check "info on a missing file exits 2" run 2 "$TMP/o" info "$TMP/nope.hdf5"
 check "missing file is named" grep -q "nope.hdf5" "$TMP/o"
-check "info with an unknown key exits 1" run 1 "$TMP/o" info "$TMP/a.hdf5" --obs-keys state,nope
+printf 'not an hdf5 file\n' >"$TMP/junk.hdf5"
+check "info on a non-HDF5 file exits 2" run 2 "$TMP/o" info "$TMP/junk.hdf5"
+check "non-HDF5 file is named" grep -q "junk.hdf5" "$TMP/o"
+check "info with an unknown key exits 2" run 2 "$TMP/o" info "$TMP/a.hdf5" --obs-keys state,nope
 check "unknown key lists the file's keys" grep -q "the file has: state, lidar" "$TMP/o"
+check "info bad flag exits 2" run 2 "$TMP/o" info "$TMP/a.hdf5" --bogus
+check "generate into a missing folder exits 2" run 2 "$TMP/o" generate --task nav2d --episodes 2 --quiet --out "$TMP/no/such/dir/d.hdf5"
+check "unwritable --out is named with a hint" grep -q "no/such/dir/d.hdf5.*HINT" "$TMP/o"
 
 if [ "$fails" -ne 0 ]; then echo "$fails check(s) failed"; exit 1; fi
 echo "all ibrl-demos checks passed"

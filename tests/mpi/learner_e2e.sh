@@ -9,6 +9,7 @@
 #   E. two actors and a samples-per-insert limit: the replay's limiter holds samples/inserts at
 #      the ratio (the UTD), whatever the number of actors.
 #   F. the replay shard restarts mid-run (from its checkpoint): the learner waits and goes on.
+#   0. a missing IL file with no replay listening: exit 2 at once (local setup comes first).
 #   G. bad inputs: missing IL file, wrong dims, unreachable replay, uneven batch, resume of
 #      nothing, unknown task, a blob above the message limit, an existing run; each a clear
 #      message and a nonzero exit, bounded in time.
@@ -49,6 +50,19 @@ start_replay() { # start_replay <log> <args...>: sets PORT
 }
 
 cd "$TMP" || exit 1
+echo "0. local setup errors come before the replay: a missing --il, no replay listening"
+# Port 1 has no listener and --wait is its 300 s default: only a check made before connecting
+# ends this quickly, with exit 2 (setup) and the file named on stderr.
+T0=$(date +%s)
+timeout 60 mpirun -np 2 --bind-to none "$BIN/ibrl-learner" --replay 127.0.0.1:1 --il nothere0.ckpt --out bad0 \
+  --updates 5 </dev/null >d0.out 2>d0.err
+rc=$?
+T1=$(date +%s)
+check "missing IL, no replay: exit 2 (got $rc)" test $rc = 2
+check "missing IL, no replay: file named on stderr" grep -q "nothere0.ckpt.*HINT" d0.err
+check "missing IL, no replay: at once ($((T1 - T0)) s)" test $((T1 - T0)) -le 20
+check "missing IL, no replay: no run directory made" test ! -e bad0
+
 echo "setup: demos, IL policy, replay, fake actor"
 "$BIN/ibrl-demos" generate --task nav2d --episodes 10 --seed 3 --out demos.hdf5 >demos.log 2>&1 || { cat demos.log; exit 1; }
 "$BIN/ibrl-il" train --demos demos.hdf5 --out il.ckpt --steps 100 --hidden 32 --quiet >il.log 2>&1 || { cat il.log; exit 1; }
@@ -162,7 +176,7 @@ check "rows through 200 updates" test "$(awk -F, 'NR>1{printf "%s ", $3}' run4/m
 
 echo "G. bad inputs"
 mpi "$BIN/ibrl-learner" --replay "$R1" --il nothere.ckpt --out bad1 --updates 5 >d1.log 2>&1
-check "missing IL file: nonzero exit" test $? != 0
+check "missing IL file: exit 2" test $? = 2
 check "missing IL file: named" grep -q "nothere.ckpt" d1.log
 mpi "$BIN/ibrl-learner" --replay "$R1" --il il.ckpt --obs-dim 5 --act-dim 2 --out bad2 --updates 5 >d2.log 2>&1
 check "wrong dims: nonzero exit" test $? != 0
