@@ -176,7 +176,8 @@ typedef struct agent_batch {
 /* Running metrics; counts accumulate until agent_metrics_reset. */
 typedef struct agent_metrics {
   long act_il, act_total;   /* acting rows where the IL proposal won / all proposal rows */
-  long boot_il, boot_total; /* bootstrap rows where the IL candidate was chosen / all rows */
+  long boot_il, boot_total; /* bootstrap rows where the IL candidate was chosen / rows where it
+                               competed (0 without a bootstrap proposal: the ratio is then NaN) */
   long critic_updates, actor_updates;
   double critic_loss;       /* last critic loss */
   double q_mean;            /* last mean Q_k(s,a) over heads and rows */

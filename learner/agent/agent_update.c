@@ -118,8 +118,10 @@ void agent_target_compute(agent *a, float *y, const agent_batch *b) {
     il_wins += w->pick[i];
   }
   if (y != w->y) fcopy(w->y, y, (size_t)n);
-  a->metrics.boot_il += il_wins;
-  a->metrics.boot_total += n;
+  if (use_il) { /* the IL-win ratio counts only rows where the IL candidate competed */
+    a->metrics.boot_il += il_wins;
+    a->metrics.boot_total += n;
+  }
   a->metrics.target_mean = ysum / n;
   w->last_n = n;
   w->last_il = use_il;

@@ -71,6 +71,13 @@ typedef struct cmd_help {
   const char *text;
 } cmd_help;
 
+/* The limiter's ratio setting for people: an infinite error buffer means no ratio is enforced
+ * (ibrl-replay --samples-per-insert 0: only the min-size gate), whatever spi then reads. */
+static void limiter_ratio(char *buf, size_t cap, double spi, double error_buffer) {
+  if (isinf(error_buffer)) snprintf(buf, cap, "ratio off (min-size gate only)");
+  else snprintf(buf, cap, "spi %g  error_buffer %g", spi, error_buffer);
+}
+
 static const int f_info[] = {O_SHARD, O_RATEMS, 0};
 static const int f_watch[] = {O_SHARD, O_INTERVAL, O_COUNT, 0};
 static const int f_sample[] = {O_N, O_FRAC, 0};
@@ -426,9 +433,11 @@ static void print_info(const ctl_args *a, rc_client *c, const int *ok, const rc_
              (unsigned long long)ti->duplicates, (double)ti->size * item_bytes(s) / 1e6, ti->bytes / 1e6);
     }
     const rc_limiter_info *l = &s->limiter;
-    printf("  limiter: %s  spi %g  error_buffer %g  min_size %llu  inserts %llu  samples %llu  blocked ins %.2f s / "
+    char ratio[64];
+    limiter_ratio(ratio, sizeof ratio, l->samples_per_insert, l->error_buffer);
+    printf("  limiter: %s  %s  min_size %llu  inserts %llu  samples %llu  blocked ins %.2f s / "
            "smp %.2f s  timeouts ins %llu / smp %llu\n",
-           l->paused ? "PAUSED" : "active", l->samples_per_insert, l->error_buffer, (unsigned long long)l->min_size,
+           l->paused ? "PAUSED" : "active", ratio, (unsigned long long)l->min_size,
            (unsigned long long)l->inserts, (unsigned long long)l->samples, l->insert_blocked_s, l->sample_blocked_s,
            (unsigned long long)l->insert_timeouts, (unsigned long long)l->sample_timeouts);
     if (s->n_actors) {
@@ -743,8 +752,12 @@ static int cmd_ratelimit(rc_client *c, const ctl_args *a, const char *op_name) {
       json_num(out.error_buffer);
       printf(",\"min_size\":%llu}", (unsigned long long)out.min_size);
     } else
-      printf("shard %d  limiter %s  spi %g  error_buffer %g  min_size %llu\n", i, out.paused ? "PAUSED" : "active",
-             out.samples_per_insert, out.error_buffer, (unsigned long long)out.min_size);
+    {
+      char ratio[64];
+      limiter_ratio(ratio, sizeof ratio, out.samples_per_insert, out.error_buffer);
+      printf("shard %d  limiter %s  %s  min_size %llu\n", i, out.paused ? "PAUSED" : "active", ratio,
+             (unsigned long long)out.min_size);
+    }
     first = 0;
   }
   if (a->json) printf("]}\n");

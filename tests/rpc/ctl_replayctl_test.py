@@ -276,6 +276,11 @@ def main():
             multi += exp is not None and abs(exp[1] - np.float32(0.9) ** 3) < 1e-6
         check(ok and multi > 0, "sample after the default import: 3-step rewards, discounts and next_obs (%d full "
               "3-step items)" % multi)
+        code, out, _ = ctl("info", "--rate-ms", "0", shards=target_n)
+        check(code == 0 and "ratio off" in out and "spi" not in out,
+              "info of a shard without --samples-per-insert: 'ratio off', no spi figure")
+        code, out, _ = ctl("ratelimit", "get", shards=target_n)
+        check(code == 0 and "ratio off" in out, "ratelimit get of that shard: 'ratio off'")
         code, _, err = ctl("import-demos", demo_path, "--nstep", "0", shards=target_n)
         check(code == 2 and "nstep" in err, "import-demos --nstep 0 -> exit 2 naming it")
 
