@@ -5,7 +5,12 @@
  * that can unblock a waiter changes: a counted insert or sample, an undo, new settings, pause,
  * shutdown. Waiters re-check their own predicate, so one variable serves both sides. Counters
  * are integers; the cursor is computed in double from them on demand, so no rounding drift
- * accumulates over a long run. */
+ * accumulates over a long run.
+ * Fairness: each side keeps its waiters in a FIFO (nodes on the waiters' stacks). Only the head
+ * of a side's queue may proceed, and a call that finds its side's queue non-empty joins the tail
+ * even if its batch would fit now. Without this, a woken waiter raced every newcomer and every
+ * other waiter for the room one sample made, and one actor's stream could lose that race until
+ * its deadline, again and again (seen under load in the system test). */
 #include "ratelim.h"
 
 #include <errno.h>
@@ -17,8 +22,14 @@
 
 #include "ib.h"
 
+/* A blocked call, queued in arrival order on its side. */
+typedef struct rlim_waiter {
+  struct rlim_waiter *next;
+} rlim_waiter;
+
 struct rlim {
   pthread_mutex_t mu;
+  rlim_waiter *head[2], *tail[2]; /* [0] inserts, [1] samples */
   pthread_cond_t cv;
   rlim_config cfg;
   double min_diff, max_diff;
@@ -123,10 +134,28 @@ static struct timespec to_timespec(uint64_t ns) {
   return ts;
 }
 
-/* The common wait loop; `is_insert` selects the predicate and the counters. */
+static void queue_push(rlim *l, int side, rlim_waiter *w) {
+  w->next = NULL;
+  if (l->tail[side]) l->tail[side]->next = w;
+  else l->head[side] = w;
+  l->tail[side] = w;
+}
+
+static void queue_remove(rlim *l, int side, rlim_waiter *w) {
+  rlim_waiter *prev = NULL, *q = l->head[side];
+  while (q != w) prev = q, q = q->next;
+  IB_CHECK(q != NULL);
+  if (prev) prev->next = w->next;
+  else l->head[side] = w->next;
+  if (l->tail[side] == w) l->tail[side] = prev;
+}
+
+/* The common wait loop; `is_insert` selects the predicate, the queue and the counters. */
 static int await(rlim *l, uint64_t n, uint64_t deadline_ns, bool is_insert) {
   IB_CHECK(l != NULL);
   if (n == 0) return IB_OK;
+  const int side = is_insert ? 0 : 1;
+  rlim_waiter me;
   pthread_mutex_lock(&l->mu);
   uint64_t t0 = 0;
   bool waited = false;
@@ -139,7 +168,9 @@ static int await(rlim *l, uint64_t n, uint64_t deadline_ns, bool is_insert) {
                    is_insert ? "insert" : "sample", (unsigned long long)n);
       break;
     }
-    if (is_insert ? can_insert(l, n) : can_sample(l, n)) break;
+    /* First in line: the head once queued, or nobody of this side waiting before. */
+    bool first = waited ? l->head[side] == &me : l->head[side] == NULL;
+    if (first && (is_insert ? can_insert(l, n) : can_sample(l, n))) break;
     uint64_t now = ib_now_ns();
     if (now >= deadline_ns) {
       if (is_insert)
@@ -160,6 +191,7 @@ static int await(rlim *l, uint64_t n, uint64_t deadline_ns, bool is_insert) {
     if (!waited) {
       waited = true;
       t0 = now;
+      queue_push(l, side, &me);
       if (is_insert)
         l->waiting_inserts++;
       else
@@ -170,6 +202,9 @@ static int await(rlim *l, uint64_t n, uint64_t deadline_ns, bool is_insert) {
     IB_CHECK(e == 0 || e == ETIMEDOUT);
   }
   if (waited) {
+    queue_remove(l, side, &me);
+    /* the next in line may fit now (or may be waiting behind a call that timed out) */
+    pthread_cond_broadcast(&l->cv);
     uint64_t dt = ib_now_ns() - t0;
     if (is_insert) {
       l->waiting_inserts--;

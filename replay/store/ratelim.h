@@ -36,6 +36,10 @@
  * Paused (for preloading demos, or any time the ratio must not be enforced): every call passes at
  * once, but I and S are still counted, so resuming continues from the true cursor.
  *
+ * Fairness: the blocked calls of each side are served in arrival order. A call that finds other
+ * calls of its side already waiting queues behind them even if it would fit now (so a deadline 0
+ * "try once" fails while others wait), and only the first in line may proceed; a call that times
+ * out leaves the line. So no inserter can be overtaken again and again until its deadline.
  * Thread safety: all functions are thread-safe (one mutex, one condition variable on
  * CLOCK_MONOTONIC). Deadlines are absolute ib_now_ns() values; a call never waits past its
  * deadline. rlim_destroy must not race with other calls. */

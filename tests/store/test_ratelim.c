@@ -260,6 +260,88 @@ static void test_realised_ratio_two_threads(void) {
   rlim_destroy(l);
 }
 
+/* An inserter that records when it got through (order of completion across threads). */
+typedef struct queued {
+  rlim *l;
+  atomic_int *order; /* next completion number */
+  int done_as;       /* 1-based completion number, 0 = not yet */
+  int rc;
+} queued;
+
+static void *queued_insert(void *arg) {
+  queued *q = arg;
+  q->rc = rlim_await_insert(q->l, 1, ib_now_ns() + 5000 * MS);
+  q->done_as = atomic_fetch_add(q->order, 1) + 1;
+  return NULL;
+}
+
+static void *short_insert(void *arg) {
+  queued *q = arg;
+  q->rc = rlim_await_insert(q->l, 1, ib_now_ns() + 150 * MS);
+  q->done_as = atomic_fetch_add(q->order, 1) + 1;
+  return NULL;
+}
+
+/* Waits (up to 2 s) until `want` insert calls are blocked. */
+static int wait_blocked(rlim *l, uint32_t want) {
+  rlim_info inf;
+  for (int i = 0; i < 400; i++) {
+    rlim_info_get(l, &inf);
+    if (inf.waiting_inserts == want) return 1;
+    sleep_ms(5);
+  }
+  return 0;
+}
+
+static void test_fifo_no_barging(void) {
+  /* band [-2, 2] (spi 1, eb 2): two inserts fill it; each sample of 1 makes room for one insert. */
+  rlim *l = mk(1, 2, 0);
+  TH_CHECK_EQ_INT(rlim_await_insert(l, 2, 0), IB_OK);
+  atomic_int order = 0;
+  queued a = {l, &order, 0, -1}, b = {l, &order, 0, -1};
+  pthread_t ta, tb;
+  pthread_create(&ta, NULL, queued_insert, &a);
+  TH_CHECK(wait_blocked(l, 1)); /* a waits first */
+  pthread_create(&tb, NULL, queued_insert, &b);
+  TH_CHECK(wait_blocked(l, 2)); /* then b */
+  /* Room for one insert. A newcomer that would fit must not overtake the two waiters: it joins
+   * the line, and with deadline 0 (try once) it fails at once. */
+  TH_CHECK_EQ_INT(rlim_await_sample(l, 1, 0), IB_OK);
+  int rc = rlim_await_insert(l, 1, 0);
+  TH_CHECK_MSG(rc == IB_ETIMEDOUT, "a newcomer overtook two waiting inserts (rc %d)", rc);
+  /* The room goes to a, the first in line; b still waits. */
+  for (int i = 0; i < 400 && a.done_as == 0; i++) sleep_ms(5);
+  sleep_ms(50);
+  TH_CHECK_MSG(a.done_as == 1 && b.done_as == 0, "completion order a=%d b=%d (want a first, b waiting)", a.done_as,
+               b.done_as);
+  TH_CHECK_EQ_INT(rlim_await_sample(l, 1, 0), IB_OK);
+  pthread_join(ta, NULL);
+  pthread_join(tb, NULL);
+  TH_CHECK_EQ_INT(a.rc, IB_OK);
+  TH_CHECK_EQ_INT(b.rc, IB_OK);
+  TH_CHECK_EQ_INT(b.done_as, 2);
+  rlim_info inf;
+  rlim_info_get(l, &inf);
+  TH_CHECK_EQ_INT(inf.waiting_inserts, 0);
+
+  /* A head that times out leaves the line, and the call behind it is served next. The cursor
+   * is at the top again (a and b inserted after the two samples). */
+  atomic_store(&order, 0);
+  queued h = {l, &order, 0, -1}, c = {l, &order, 0, -1};
+  pthread_t th, tc;
+  pthread_create(&th, NULL, short_insert, &h); /* head: 150 ms deadline */
+  TH_CHECK(wait_blocked(l, 1));
+  pthread_create(&tc, NULL, queued_insert, &c); /* behind it: 5 s */
+  TH_CHECK(wait_blocked(l, 2));
+  pthread_join(th, NULL);
+  TH_CHECK_EQ_INT(h.rc, IB_ETIMEDOUT);
+  TH_CHECK(wait_blocked(l, 1));
+  TH_CHECK_EQ_INT(rlim_await_sample(l, 1, 0), IB_OK);
+  pthread_join(tc, NULL);
+  TH_CHECK_EQ_INT(c.rc, IB_OK);
+  rlim_destroy(l);
+}
+
 static const th_case cases[] = {
     {"config errors", test_config_errors},
     {"worked example of the header", test_worked_example},
@@ -269,6 +351,7 @@ static const th_case cases[] = {
     {"shutdown wakes waiters", test_shutdown_wakes_waiters},
     {"oversized batches", test_oversized_batch},
     {"realised ratio with two threads", test_realised_ratio_two_threads},
+    {"waiting inserts are served in arrival order, newcomers queue behind", test_fifo_no_barging},
     {NULL, NULL},
 };
 
