@@ -11,6 +11,7 @@
 #include "ib.h"
 #include "params_client.h"
 #include "replay_client.h"
+#include "rpc_server.h"
 #include "rpc_testutil.h"
 #include "th.h"
 
@@ -472,8 +473,33 @@ static void test_zz_stop_server(void) {
   srv_up = 0;
 }
 
+/* NOT_SERVING (what a shard reports while it restores a checkpoint, or stops) reaches the
+ * client as "not serving", and changes back: an in-process server whose statuses the test sets. */
+static void test_health_not_serving(void) {
+  rpc_server_opts so = {"127.0.0.1", 0, 1, 1L << 20, NULL, NULL, NULL};
+  rpc_server *s = NULL;
+  IB_CHECK(rpc_server_create(&s, &so, NULL, 0) == IB_OK);
+  char target[64];
+  snprintf(target, sizeof target, "127.0.0.1:%d", rpc_server_port(s));
+  rc_client *c = open_client(target, NULL);
+  if (c) {
+    int serving = -1;
+    rpc_server_health_set(s, "ibrl.Replay", 2); /* NOT_SERVING */
+    TH_CHECK_MSG(rc_health(c, 0, "ibrl.Replay", &serving) == IB_OK, "%s", ib_errmsg());
+    TH_CHECK_EQ_INT(serving, 0);
+    TH_CHECK(rc_health(c, 0, "", &serving) == IB_OK); /* "" starts NOT_SERVING (rpc_server.h) */
+    TH_CHECK_EQ_INT(serving, 0);
+    rpc_server_health_set(s, "ibrl.Replay", 1);
+    TH_CHECK(rc_health(c, 0, "ibrl.Replay", &serving) == IB_OK);
+    TH_CHECK_EQ_INT(serving, 1);
+    rc_client_close(c);
+  }
+  rpc_server_destroy(s);
+}
+
 static const th_case cases[] = {
     {"insert sample roundtrip", test_insert_sample_roundtrip},
+    {"health: NOT_SERVING reaches the client, and SERVING after it", test_health_not_serving},
     {"demo fraction", test_demo_fraction},
     {"bad items not retried", test_bad_items_not_retried},
     {"control calls", test_control_calls},
