@@ -54,6 +54,17 @@
 
 typedef int32_t v4i __attribute__((vector_size(16)));
 
+/* The scalar end of the copy_check loops: floats [i, n), folded into the vector part's flag. */
+static inline int copy_check_tail(uint8_t *dst, const uint8_t *src, size_t i, size_t n, int32_t bad) {
+  for (; i < n; i++) {
+    int32_t x;
+    memcpy(&x, src + 4 * i, 4);
+    memcpy(dst + 4 * i, &x, 4);
+    bad |= (x & 0x7fffffff) > 0x7f7fffff;
+  }
+  return bad != 0;
+}
+
 /* Copies n floats from src to dst and returns nonzero if any is NaN or Inf: the SSE2 version
  * every x86-64 host has. */
 static int copy_check_sse2(void *dstv, const void *srcv, size_t n) {
@@ -70,13 +81,7 @@ static int copy_check_sse2(void *dstv, const void *srcv, size_t n) {
     acc |= (x & mask) > lim;
   }
   int32_t bad = acc[0] | acc[1] | acc[2] | acc[3];
-  for (; i < n; i++) {
-    int32_t x;
-    memcpy(&x, src + 4 * i, 4);
-    memcpy(dst + 4 * i, &x, 4);
-    bad |= (x & 0x7fffffff) > 0x7f7fffff;
-  }
-  return bad != 0;
+  return copy_check_tail(dst, src, i, n, bad);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -109,13 +114,7 @@ __attribute__((target("avx2"))) static int copy_check_avx2(void *dstv, const voi
    * instruction (the store's streaming copy, glibc, gRPC) slower: the shard's insert CPU rose by
    * a third until this was added. */
   __builtin_ia32_vzeroupper();
-  for (; i < n; i++) {
-    int32_t x;
-    memcpy(&x, src + 4 * i, 4);
-    memcpy(dst + 4 * i, &x, 4);
-    bad |= (x & 0x7fffffff) > 0x7f7fffff;
-  }
-  return bad != 0;
+  return copy_check_tail(dst, src, i, n, bad);
 }
 
 static int copy_check(void *dst, const void *src, size_t n) {

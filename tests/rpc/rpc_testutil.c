@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+
+#include "th.h"
 #include <time.h>
 #include <unistd.h>
 
@@ -321,4 +323,21 @@ void rt_rmdir(const char *dir) {
   char cmd[512];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
+int rt_shard_start(rt_server *s, const char *const *extra) {
+  const char *args[40] = {"--obs-dim", "6", "--act-dim", "4", "--online-capacity", "5000", "--demo-capacity", "1000",
+                          "--threads", "4"};
+  int n = 10;
+  for (int i = 0; extra != NULL && extra[i] != NULL && n < 38; i++) args[n++] = extra[i];
+  args[n] = NULL;
+  int code;
+  int rc = rt_server_start(s, args, &code);
+  TH_CHECK_MSG(rc == 0, "server did not start (exit code %d)", code);
+  return rc;
+}
+
+void rt_shard_stop_ok(rt_server *s) {
+  int code = rt_server_stop(s, SIGTERM);
+  TH_CHECK_MSG(code == 0, "server exit code %d after SIGTERM", code);
 }

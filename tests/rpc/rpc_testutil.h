@@ -25,6 +25,12 @@ typedef struct rt_server {
 int rt_server_start(rt_server *s, const char *const *args, int *exit_code);
 /* Sends `sig` and waits up to 20 s; returns the exit code (128+sig if killed by a signal), -1 on timeout. */
 int rt_server_stop(rt_server *s, int sig);
+/* A shard with the tests' usual tables (obs 6, action 4, online 5000, demo 1000, 4 threads) plus
+ * `extra` (NULL-terminated, may be NULL): rt_server_start, and a failed check naming the exit code
+ * when it does not start. Returns 0 or -1. */
+int rt_shard_start(rt_server *s, const char *const *extra);
+/* SIGTERM, and a failed check unless the shard exits with 0. */
+void rt_shard_stop_ok(rt_server *s);
 /* Runs the binary with `args` to completion (for flag tests), 10 s bound; returns its exit code. */
 int rt_run_binary(const char *const *args);
 

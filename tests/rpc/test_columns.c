@@ -263,23 +263,6 @@ static void test_codec_refuse_before_copy(void) {
 
 /* ---- against ibrl-replay ---- */
 
-static int start(rt_server *s, const char *const *extra) {
-  const char *args[40] = {"--obs-dim", "6", "--act-dim", "4", "--online-capacity", "5000", "--demo-capacity", "1000",
-                          "--threads", "4", "--seed", "7"};
-  int n = 12;
-  for (int i = 0; extra != NULL && extra[i] != NULL && n < 38; i++) args[n++] = extra[i];
-  args[n] = NULL;
-  int code;
-  int rc = rt_server_start(s, args, &code);
-  TH_CHECK_MSG(rc == 0, "server did not start (exit code %d)", code);
-  return rc;
-}
-
-static void stop_ok(rt_server *s) {
-  int code = rt_server_stop(s, SIGTERM);
-  TH_CHECK_MSG(code == 0, "server exit code %d after SIGTERM", code);
-}
-
 /* One Insert stream of one message; returns the status, *rep the reply when OK. */
 static grpc_status_code insert_bb(rt_client *c, grpc_byte_buffer *msg, ibrl_InsertReply *rep, char *det, size_t cap) {
   grpc_byte_buffer *resp = NULL;
@@ -323,8 +306,8 @@ static int batch_eq(const rc_batch *a, const rc_batch *b) {
 static void test_columns_equal_items(void) {
   enum { N = 600, S = 256 };
   rt_server sa, sb;
-  if (start(&sa, NULL) != 0) return;
-  if (start(&sb, NULL) != 0) {
+  if (rt_shard_start(&sa, NULL) != 0) return;
+  if (rt_shard_start(&sb, NULL) != 0) {
     rt_server_stop(&sa, SIGTERM);
     return;
   }
@@ -367,8 +350,8 @@ static void test_columns_equal_items(void) {
   rc_batch_free(&y);
   rt_client_close(&ca);
   rt_client_close(&cb);
-  stop_ok(&sa);
-  stop_ok(&sb);
+  rt_shard_stop_ok(&sa);
+  rt_shard_stop_ok(&sb);
 }
 
 /* Inserts rows through the real client (rc_writer: columns) and checks rc_sample's batches. */
@@ -434,14 +417,14 @@ static void test_columns_persist(void) {
   rt_tmpdir(dir, sizeof dir, "colwal");
   const char *extra[] = {"--ckpt-dir", dir, "--durability", "wal", NULL};
   rt_server s;
-  if (start(&s, extra) != 0) return;
+  if (rt_shard_start(&s, extra) != 0) return;
   rc_batch src;
   rc_batch_init(&src, N, OBS, ACT);
   fill_rows(&src, N, 5, 40, 21);
   TH_CHECK(write_rows(s.target, &src, 5) == IB_OK);
   TH_CHECK_EQ_INT(rt_server_stop(&s, SIGKILL), 128 + SIGKILL);
   /* Nothing was checkpointed: everything comes back from the write-ahead log. */
-  if (start(&s, extra) != 0) goto out;
+  if (rt_shard_start(&s, extra) != 0) goto out;
   check_sampled(s.target, &src, 40, "after WAL replay");
   rt_client c;
   rt_client_open(&c, s.target, NULL);
@@ -453,9 +436,9 @@ static void test_columns_persist(void) {
   grpc_byte_buffer_destroy(bb);
   rt_client_close(&c);
   TH_CHECK_EQ_INT(rt_server_stop(&s, SIGKILL), 128 + SIGKILL);
-  if (start(&s, extra) != 0) goto out;
+  if (rt_shard_start(&s, extra) != 0) goto out;
   check_sampled(s.target, &src, 40, "after checkpoint and restart");
-  stop_ok(&s);
+  rt_shard_stop_ok(&s);
 out:
   rc_batch_free(&src);
   rt_rmdir(dir);
@@ -544,7 +527,7 @@ static uint64_t online_size(rt_client *c) {
 
 static void test_columns_malformed(void) {
   rt_server s;
-  if (start(&s, NULL) != 0) return;
+  if (rt_shard_start(&s, NULL) != 0) return;
   rt_client c;
   rt_client_open(&c, s.target, NULL);
   shape ok = shape_ok(8);
@@ -601,7 +584,7 @@ static void test_columns_malformed(void) {
   TH_CHECK_EQ_INT(sample_bb(&c, 16, 1, &b), GRPC_STATUS_OK);
   rc_batch_free(&b);
   rt_client_close(&c);
-  stop_ok(&s);
+  rt_shard_stop_ok(&s);
 }
 
 /* ---- a shard that does not read columns (an older ibrl-replay): acknowledges 0 items ---- */

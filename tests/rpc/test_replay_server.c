@@ -27,23 +27,6 @@ static rt_items items(uint32_t actor, uint64_t first, size_t n, uint32_t propose
   return it;
 }
 
-static int start(rt_server *s, const char *const *extra) {
-  const char *args[40] = {"--obs-dim", "6", "--act-dim", "4", "--online-capacity", "5000", "--demo-capacity", "1000",
-                          "--threads", "4"};
-  int n = 10;
-  for (int i = 0; extra != NULL && extra[i] != NULL && n < 38; i++) args[n++] = extra[i];
-  args[n] = NULL;
-  int code;
-  int rc = rt_server_start(s, args, &code);
-  TH_CHECK_MSG(rc == 0, "server did not start (exit code %d)", code);
-  return rc;
-}
-
-static void stop_ok(rt_server *s) {
-  int code = rt_server_stop(s, SIGTERM);
-  TH_CHECK_MSG(code == 0, "server exit code %d after SIGTERM", code);
-}
-
 static uint64_t table_size(const ibrl_InfoReply *r, const char *name) {
   for (pb_size_t i = 0; i < r->tables_count; i++)
     if (strcmp(r->tables[i].name, name) == 0) return r->tables[i].size;
@@ -54,7 +37,7 @@ static uint64_t table_size(const ibrl_InfoReply *r, const char *name) {
 
 static void test_roundtrip_mix(void) {
   rt_server s;
-  if (start(&s, NULL) != 0) return;
+  if (rt_shard_start(&s, NULL) != 0) return;
   rt_client c;
   rt_client_open(&c, s.target, NULL);
   ibrl_InsertReply rep;
@@ -99,12 +82,12 @@ static void test_roundtrip_mix(void) {
   TH_CHECK_NEAR((double)nd / (double)tot, 0.25, 0.03);
   free(sm);
   rt_client_close(&c);
-  stop_ok(&s);
+  rt_shard_stop_ok(&s);
 }
 
 static void test_dedup(void) {
   rt_server s;
-  if (start(&s, NULL) != 0) return;
+  if (rt_shard_start(&s, NULL) != 0) return;
   rt_client c;
   rt_client_open(&c, s.target, NULL);
   ibrl_InsertReply rep;
@@ -125,7 +108,7 @@ static void test_dedup(void) {
   TH_CHECK_EQ_INT(info->actors[0].last_seq, 74);
   free(info);
   rt_client_close(&c);
-  stop_ok(&s);
+  rt_shard_stop_ok(&s);
 }
 
 /* ---- bad input ---- */
@@ -138,7 +121,7 @@ static void expect(grpc_status_code got, grpc_status_code want, const char *det,
 static void test_bad_input(void) {
   rt_server s;
   const char *extra[] = {"--max-message-mb", "1", NULL};
-  if (start(&s, extra) != 0) return;
+  if (rt_shard_start(&s, extra) != 0) return;
   rt_client c;
   rt_client_open(&c, s.target, NULL);
   char det[512];
@@ -211,7 +194,7 @@ static void test_bad_input(void) {
   TH_CHECK_EQ_INT(sm->n, 8);
   free(sm);
   rt_client_close(&c);
-  stop_ok(&s);
+  rt_shard_stop_ok(&s);
 }
 
 /* ---- encodings the server must accept ---- */
@@ -220,7 +203,7 @@ static void test_bad_input(void) {
  * a foreign encoder wrote with unpacked floats (legal protobuf), must arrive intact all the same. */
 static void test_item_encodings(void) {
   rt_server s;
-  if (start(&s, NULL) != 0) return;
+  if (rt_shard_start(&s, NULL) != 0) return;
   rt_client c;
   rt_client_open(&c, s.target, NULL);
   char det[512];
@@ -280,7 +263,7 @@ static void test_item_encodings(void) {
   TH_CHECK_EQ_INT(intact, 4000);
   free(sm);
   rt_client_close(&c);
-  stop_ok(&s);
+  rt_shard_stop_ok(&s);
 }
 
 static grpc_status_code health(rt_client *c, const char *service, int *status) {
@@ -303,7 +286,7 @@ static grpc_status_code health(rt_client *c, const char *service, int *status) {
 static void test_token_and_health(void) {
   rt_server s;
   const char *extra[] = {"--token", "s3cret", NULL};
-  if (start(&s, extra) != 0) return;
+  if (rt_shard_start(&s, extra) != 0) return;
   rt_client none, wrong, right;
   rt_client_open(&none, s.target, NULL);
   rt_client_open(&wrong, s.target, "nope");
@@ -330,7 +313,7 @@ static void test_token_and_health(void) {
   rt_client_close(&none);
   rt_client_close(&wrong);
   rt_client_close(&right);
-  stop_ok(&s);
+  rt_shard_stop_ok(&s);
 }
 
 /* ---- rate limiter ---- */
@@ -372,7 +355,7 @@ static void test_rate_limiter(void) {
   /* spi 1, band [10-8, 10+8] = [2, 18]; sampling needs 10 online items first. */
   const char *extra[] = {"--samples-per-insert", "1", "--error-buffer", "8", "--min-size", "10",
                          "--max-block-ms", "1500", NULL};
-  if (start(&s, extra) != 0) return;
+  if (rt_shard_start(&s, extra) != 0) return;
   rt_client c;
   rt_client_open(&c, s.target, NULL);
   char det[512];
@@ -419,7 +402,7 @@ static void test_rate_limiter(void) {
   TH_CHECK(!rl.limiter.paused);
   free(sm);
   rt_client_close(&c);
-  stop_ok(&s);
+  rt_shard_stop_ok(&s);
 }
 
 /* ---- persistence ---- */
@@ -429,7 +412,7 @@ static void test_checkpoint_restore(void) {
   rt_tmpdir(dir, sizeof dir, "ckpt");
   const char *extra[] = {"--ckpt-dir", dir, NULL};
   rt_server s;
-  if (start(&s, extra) != 0) return;
+  if (rt_shard_start(&s, extra) != 0) return;
   rt_client c;
   rt_client_open(&c, s.target, NULL);
   rt_items d = items(7, 0, 40, 2), o = items(2, 0, 120, 1);
@@ -450,9 +433,9 @@ static void test_checkpoint_restore(void) {
   rt_items o2 = items(2, 120, 30, 1);
   TH_CHECK_EQ_INT(rt_insert(&c, "online", &o2, NULL, NULL, 0, TMO), GRPC_STATUS_OK);
   rt_client_close(&c);
-  stop_ok(&s);
+  rt_shard_stop_ok(&s);
 
-  if (start(&s, extra) != 0) return;
+  if (rt_shard_start(&s, extra) != 0) return;
   rt_client_open(&c, s.target, NULL);
   ibrl_InfoReply *info = ib_xcalloc(1, sizeof *info);
   TH_CHECK_EQ_INT(rt_info(&c, info, TMO), GRPC_STATUS_OK);
@@ -470,7 +453,7 @@ static void test_checkpoint_restore(void) {
   TH_CHECK_EQ_INT(rt_insert(&c, "online", &o2, &rep, NULL, 0, TMO), GRPC_STATUS_OK);
   TH_CHECK_EQ_INT(rep.duplicates, 30);
   rt_client_close(&c);
-  stop_ok(&s);
+  rt_shard_stop_ok(&s);
   rt_rmdir(dir);
 }
 
@@ -479,7 +462,7 @@ static void test_wal_kill9(void) {
   rt_tmpdir(dir, sizeof dir, "wal");
   const char *extra[] = {"--ckpt-dir", dir, "--durability", "wal", NULL};
   rt_server s;
-  if (start(&s, extra) != 0) return;
+  if (rt_shard_start(&s, extra) != 0) return;
   rt_client c;
   rt_client_open(&c, s.target, NULL);
   uint64_t acked = 0;
@@ -496,7 +479,7 @@ static void test_wal_kill9(void) {
   int code = rt_server_stop(&s, SIGKILL);
   TH_CHECK_EQ_INT(code, 128 + SIGKILL);
 
-  if (start(&s, extra) != 0) return;
+  if (rt_shard_start(&s, extra) != 0) return;
   rt_client_open(&c, s.target, NULL);
   ibrl_InfoReply *info = ib_xcalloc(1, sizeof *info);
   TH_CHECK_EQ_INT(rt_info(&c, info, TMO), GRPC_STATUS_OK);
@@ -505,7 +488,7 @@ static void test_wal_kill9(void) {
   TH_CHECK(strcmp(info->durability, "wal") == 0);
   free(info);
   rt_client_close(&c);
-  stop_ok(&s);
+  rt_shard_stop_ok(&s);
   rt_rmdir(dir);
 }
 
@@ -514,7 +497,7 @@ static void test_periodic_checkpoint(void) {
   rt_tmpdir(dir, sizeof dir, "period");
   const char *extra[] = {"--ckpt-dir", dir, "--ckpt-period", "0.2", NULL};
   rt_server s;
-  if (start(&s, extra) != 0) return;
+  if (rt_shard_start(&s, extra) != 0) return;
   rt_client c;
   rt_client_open(&c, s.target, NULL);
   rt_items o = items(5, 0, 64, 1);
@@ -535,7 +518,7 @@ static void test_periodic_checkpoint(void) {
   rt_client_close(&c);
   /* kill -9: no final checkpoint; the periodic one must hold the 64 items. */
   TH_CHECK_EQ_INT(rt_server_stop(&s, SIGKILL), 128 + SIGKILL);
-  if (start(&s, extra) != 0) {
+  if (rt_shard_start(&s, extra) != 0) {
     free(info);
     return;
   }
@@ -544,7 +527,7 @@ static void test_periodic_checkpoint(void) {
   TH_CHECK_EQ_INT(table_size(info, "online"), 64);
   free(info);
   rt_client_close(&c);
-  stop_ok(&s);
+  rt_shard_stop_ok(&s);
   rt_rmdir(dir);
 }
 
@@ -563,7 +546,7 @@ static void *delayed_signal_main(void *arg) {
 static void test_sigterm_releases_blocked(void) {
   rt_server s;
   const char *extra[] = {"--min-size", "100", NULL};
-  if (start(&s, extra) != 0) return;
+  if (rt_shard_start(&s, extra) != 0) return;
   rt_client c;
   rt_client_open(&c, s.target, NULL);
   rt_items o = items(5, 0, 10, 1);
@@ -623,7 +606,7 @@ static void test_shutdown_under_load(void) {
   rt_tmpdir(dir, sizeof dir, "load");
   const char *extra[] = {"--ckpt-dir", dir, "--durability", "wal", NULL};
   rt_server s;
-  if (start(&s, extra) != 0) return;
+  if (rt_shard_start(&s, extra) != 0) return;
   rt_client c;
   rt_client_open(&c, s.target, NULL);
   rt_items seed = items(50, 0, 100, 1), demo = items(51, 0, 100, 2);
@@ -665,7 +648,7 @@ static void test_tls(void) {
   }
   const char *extra[] = {"--tls-cert", cert, "--tls-key", key, NULL};
   rt_server s;
-  if (start(&s, extra) != 0) return;
+  if (rt_shard_start(&s, extra) != 0) return;
   /* A TLS client trusting the self-signed cert works; a plaintext client does not. */
   rt_client c;
   memset(&c, 0, sizeof c);
@@ -685,7 +668,7 @@ static void test_tls(void) {
   rt_client_open(&plain, s.target, NULL);
   TH_CHECK(rt_insert(&plain, "online", &it, NULL, det, sizeof det, 1000) != GRPC_STATUS_OK);
   rt_client_close(&plain);
-  stop_ok(&s);
+  rt_shard_stop_ok(&s);
   /* A missing key file is refused at startup with exit code 1. */
   char missing[320];
   snprintf(missing, sizeof missing, "%s/none.pem", dir);
@@ -752,7 +735,7 @@ static grpc_status_code get_if_newer(rt_client *c, uint64_t have, uint32_t wait_
 
 static void test_params(void) {
   rt_server s;
-  if (start(&s, NULL) != 0) return;
+  if (rt_shard_start(&s, NULL) != 0) return;
   rt_client c;
   rt_client_open(&c, s.target, NULL);
   char det[512];
@@ -785,7 +768,7 @@ static void test_params(void) {
   TH_CHECK_MSG(waited >= 0.2 && waited < 3.9, "long poll released after %.3f s", waited);
   free(sink.data);
   rt_client_close(&c);
-  stop_ok(&s);
+  rt_shard_stop_ok(&s);
 }
 
 /* ---- the binary's flags ---- */
@@ -814,7 +797,7 @@ static void test_flags(void) {
   /* A good value from the environment takes effect: the token guards the server. */
   setenv("IBRL_REPLAY_TOKEN", "from-env", 1);
   rt_server s;
-  int rc = start(&s, NULL);
+  int rc = rt_shard_start(&s, NULL);
   unsetenv("IBRL_REPLAY_TOKEN");
   if (rc != 0) return;
   rt_client anon, tok;
@@ -830,7 +813,7 @@ static void test_flags(void) {
   snprintf(port, sizeof port, "%d", s.port);
   const char *same_port[] = {"--obs-dim", "6", "--act-dim", "4", "--port", port, NULL};
   TH_CHECK_EQ_INT(rt_run_binary(same_port), 1);
-  stop_ok(&s);
+  rt_shard_stop_ok(&s);
 }
 
 static const th_case cases[] = {
