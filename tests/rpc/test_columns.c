@@ -171,6 +171,21 @@ static void test_codec_slices(void) {
 }
 
 /* The server's validating read: a NaN whose 4 bytes straddle two slices is found and named. */
+/* Reads the first field of bb (an ItemColumns body) into dst's rows with the NaN/Inf check on,
+ * at most max_rows rows; returns ic_msg_cols_read's code, *e its error. */
+static int read_first_columns(grpc_byte_buffer *bb, ic_flat *scratch, rc_batch *dst, size_t max_rows, ic_error *e) {
+  ic_msg m;
+  IB_CHECK(ic_msg_init(&m, bb, scratch) == 0);
+  uint32_t f;
+  int wt;
+  uint64_t v;
+  size_t flen, n = 0;
+  TH_CHECK_EQ_INT(ic_msg_next_hdr(&m, &f, &wt, &v, &flen), 1);
+  ic_rows dr = rows_view(dst);
+  ic_cols_dst d = {&dr, max_rows, SIZE_MAX, 0, 0, 1};
+  return ic_msg_cols_read(&m, flen, &d, &n, e);
+}
+
 static void test_codec_nan_straddling(void) {
   enum { N = 5 };
   rc_batch src, dst;
@@ -197,17 +212,8 @@ static void test_codec_nan_straddling(void) {
     TH_CHECK(at > 24);
     grpc_byte_buffer *bb = sliced_at(buf, len, at + 2, 29);
     ic_flat scratch = {0};
-    ic_msg m;
-    IB_CHECK(ic_msg_init(&m, bb, &scratch) == 0);
-    uint32_t f;
-    int wt;
-    uint64_t v;
-    size_t flen, n = 0;
-    TH_CHECK_EQ_INT(ic_msg_next_hdr(&m, &f, &wt, &v, &flen), 1);
-    ic_rows dr = rows_view(&dst);
-    ic_cols_dst d = {&dr, N, SIZE_MAX, 0, 0, 1};
     ic_error e;
-    TH_CHECK_EQ_INT(ic_msg_cols_read(&m, flen, &d, &n, &e), IC_ENONFINITE);
+    TH_CHECK_EQ_INT(read_first_columns(bb, &scratch, &dst, N, &e), IC_ENONFINITE);
     TH_CHECK_MSG(strcmp(e.field, names[col]) == 0, "named '%s' instead of '%s'", e.field, names[col]);
     TH_CHECK_EQ_INT(e.row, 3);
     TH_CHECK_EQ_INT(e.index, col == 2 || col == 3 ? 0 : 2);
@@ -238,17 +244,8 @@ static void test_codec_refuse_before_copy(void) {
   grpc_byte_buffer *bb = sliced(msg, (size_t)(q - msg), 64);
   memset(dst.obs, 0x5a, 8 * OBS * 4);
   ic_flat scratch = {0};
-  ic_msg m;
-  IB_CHECK(ic_msg_init(&m, bb, &scratch) == 0);
-  uint32_t f;
-  int wt;
-  uint64_t v;
-  size_t flen, n = 0;
-  TH_CHECK_EQ_INT(ic_msg_next_hdr(&m, &f, &wt, &v, &flen), 1);
-  ic_rows dr = rows_view(&dst);
-  ic_cols_dst d = {&dr, 8, SIZE_MAX, 0, 0, 1};
   ic_error e;
-  TH_CHECK_EQ_INT(ic_msg_cols_read(&m, flen, &d, &n, &e), IC_EDIMS);
+  TH_CHECK_EQ_INT(read_first_columns(bb, &scratch, &dst, 8, &e), IC_EDIMS);
   TH_CHECK(strcmp(e.field, "obs") == 0 && e.got == (N + 1) * OBS * 4 && e.want == N * OBS * 4);
   int untouched = 1;
   for (size_t k = 0; k < 8 * OBS * 4; k++) untouched &= ((const uint8_t *)dst.obs)[k] == 0x5a;
