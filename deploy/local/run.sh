@@ -217,7 +217,7 @@ progress() {
     grep -o '"name":"online","kind":"online","size":[0-9]*' | sed 's/.*://' | paste -sd/ - || true)
   local el=$(($(date +%s) - t_start))
   local l1 l2 l3
-  l1=$(printf "  [%3d:%02d] env steps %8d  %6s steps/s | updates %6s  %6s upd/s | weights v%-5s staleness %s versions" \
+  l1=$(printf "  [%3d:%02d] env steps %8d  %6s steps/s | updates %6s  %6s upd/s | weights v%-5s sampled data age %s versions" \
     $((el / 60)) $((el % 60)) "$steps" "$sps" "${upd:--}" "$(fmt "$ups" "%.1f")" "${ver:--}" "$(fmt "$stale" "%.1f")")
   l2=$(printf "           episodes %6d  train success %s  IL-win %s | eval success %s (IL alone %s)" "$eps" \
     "$(fmt "$(awk -v a="$succ" -v b="$eps" 'BEGIN{if (b > 0) print a / b; else print ""}')" "%.2f")" \

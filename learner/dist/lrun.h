@@ -10,6 +10,10 @@
  * hyperparameters), learner.json (the learner's own settings), metrics.csv (RUNLOG_HEADER's
  * columns, then updates_per_s, samples_per_s, staleness_mean, staleness_max, allreduce_ms,
  * weight_version), summary.json, curve.png, agent-<updates>.ckpt + learner.state (lstate.h).
+ * staleness_* is the age of the sampled online items in weight versions (current version minus
+ * the version that acted): the age of replayed data, which grows with the replay's capacity
+ * (about half the versions so far while nothing is evicted), not the actors' lag behind the
+ * published weights.
  *
  * Errors: lrun_main returns 0 (done or stopped by a signal with a final checkpoint), 1 (a
  * runtime error; ib_errmsg() printed by the rank that saw it), 2 (bad settings found at setup,
