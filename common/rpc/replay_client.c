@@ -28,6 +28,13 @@
  *   fills). The per-shard Sample calls are started together on one CQ and collected after, so
  *   shards work in parallel; each reply is walked slice by slice and decoded straight into its
  *   rows of the batch.
+ * - rc_sampler splits that attempt in two (plan_start: draw the rows' shards and start the calls
+ *   on the plan's own CQ; plan_collect: pluck and decode) and keeps one plan started ahead: each
+ *   rc_sampler_next starts plan i+1, then collects plan i into the caller's batch, so the shards
+ *   gather and send the next batch while this thread decodes. Only the simple path is
+ *   pipelined: the first batch, and any batch whose plan could not start or found a shard down,
+ *   is taken with rc_sample (its retries and errors), and the pipeline restarts after it. The
+ *   two plans live in the sampler (no allocation per batch).
  * - A shard that is down (UNAVAILABLE or DEADLINE_EXCEEDED) is left out of the sample: the rows
  *   are redrawn over the live shards, the batch says which shards were skipped, and the shard is
  *   probed again after RC_SIZES_TTL_MS. Only when no shard answers does rc_sample fail.
@@ -944,12 +951,24 @@ static void shard_mark_up(rc_client *c, int i) {
   if (was_down) log_info("replay shard %d (%s) is back in the sample", i, c->sh[i].target);
 }
 
-/* One attempt of rc_sample over the shards not in *down. Returns IB_OK, an IB_E* error, or 1
- * when a shard turned out to be down during this attempt (its bit is then added to *down, and
- * the caller tries again without it). */
-static int sample_once(rc_client *c, rc_batch *b, int n, double demo_fraction, uint64_t *down) {
-  b->n = 0;
-  b->n_demo = 0;
+/* One attempt of a sample, split so that rc_sampler can start the next one before it decodes
+ * this one: plan_start draws the rows' shards and starts the per-shard calls on its own CQ,
+ * plan_collect waits for them and decodes the replies into a batch. */
+typedef struct sample_plan {
+  grpc_completion_queue *cq; /* from cq_get while calls are started, else NULL */
+  int n, total_d;
+  int nd[RC_MAX_SHARDS], no[RC_MAX_SHARDS]; /* demo / online rows asked of each shard */
+  int started[RC_MAX_SHARDS];
+  sample_sink sinks[RC_MAX_SHARDS];
+  ucall u[RC_MAX_SHARDS];
+} sample_plan;
+
+/* Starts one attempt over the shards not in *down. Returns IB_OK (calls started), an IB_E*
+ * error, or 1 when a shard turned out to be down while its sizes were read (its bit is then
+ * added to *down, and the caller tries again without it); no call is started unless IB_OK. */
+static int plan_start(rc_client *c, sample_plan *p, int n, double demo_fraction, uint64_t *down) {
+  p->cq = NULL;
+  p->n = n;
   /* A shard that got no rows lately has no fresh sizes (replies refresh them): ask it with Info
    * when its sizes are older than RC_SIZES_TTL_MS, so a shard that was empty joins in once it
    * fills; and when every cached size is 0, ask all of them before reporting empty tables. */
@@ -972,7 +991,9 @@ static int sample_once(rc_client *c, rc_batch *b, int n, double demo_fraction, u
     if (rc != IB_OK) return rc;
   }
   /* Assign rows to (shard, table) with probability proportional to the table sizes. */
-  int nd[RC_MAX_SHARDS] = {0}, no[RC_MAX_SHARDS] = {0};
+  int *nd = p->nd, *no = p->no;
+  memset(p->nd, 0, sizeof p->nd);
+  memset(p->no, 0, sizeof p->no);
   pthread_mutex_lock(&c->lock);
   uint64_t tot_d = 0, tot_o = 0;
   for (int i = 0; i < c->n; i++) {
@@ -1021,13 +1042,15 @@ static int sample_once(rc_client *c, rc_batch *b, int n, double demo_fraction, u
   pthread_mutex_unlock(&c->lock);
   int total_d = 0;
   for (int i = 0; i < c->n; i++) total_d += nd[i];
+  p->total_d = total_d;
 
-  /* Start every shard's call, then collect. */
-  grpc_completion_queue *cq = cq_get(c);
-  ucall u[RC_MAX_SHARDS];
-  int started[RC_MAX_SHARDS] = {0};
+  /* Start every shard's call; plan_collect collects them. */
+  grpc_completion_queue *cq = p->cq = cq_get(c);
+  ucall *u = p->u;
+  int *started = p->started;
+  memset(p->started, 0, sizeof p->started);
   int doff = 0, ooff = total_d;
-  sample_sink sinks[RC_MAX_SHARDS];
+  sample_sink *sinks = p->sinks;
   for (int i = 0; i < c->n; i++) {
     int ni = nd[i] + no[i];
     if (ni == 0) continue;
@@ -1045,9 +1068,38 @@ static int sample_once(rc_client *c, rc_batch *b, int n, double demo_fraction, u
     grpc_byte_buffer_destroy(bb); /* the call holds its own reference until the batch is done */
     started[i] = 1;
   }
+  return IB_OK;
+}
+
+/* Cancels the calls of a started plan and releases them (rc_sampler_close drops its prefetch). */
+static void plan_cancel(rc_client *c, sample_plan *p) {
+  for (int i = 0; i < c->n; i++)
+    if (p->started[i]) grpc_call_cancel(p->u[i].call, NULL);
+  for (int i = 0; i < c->n; i++) {
+    if (!p->started[i]) continue;
+    grpc_event ev = rc_pluck(c, p->cq, &p->u[i], gpr_inf_future(GPR_CLOCK_REALTIME));
+    IB_CHECK(ev.type == GRPC_OP_COMPLETE);
+    if (p->u[i].reply) grpc_byte_buffer_destroy(p->u[i].reply);
+    ucall_release(&p->u[i]);
+    p->started[i] = 0;
+  }
+  cq_put(c, p->cq);
+  p->cq = NULL;
+}
+
+/* Waits for the calls of a started plan and decodes them into b (rows [0, p->n)). Returns
+ * IB_OK, an IB_E* error, or 1 when a shard turned out to be down (its bit added to *down).
+ * Every call is released either way. */
+static int plan_collect(rc_client *c, sample_plan *p, rc_batch *b, uint64_t *down) {
+  b->n = 0;
+  b->n_demo = 0;
+  grpc_completion_queue *cq = p->cq;
+  ucall *u = p->u;
+  const int *nd = p->nd, *no = p->no;
+  const sample_sink *sinks = p->sinks;
   int rc = IB_OK;
   for (int i = 0; i < c->n; i++) {
-    if (!started[i]) continue;
+    if (!p->started[i]) continue;
     grpc_event ev = rc_pluck(c, cq, &u[i], gpr_inf_future(GPR_CLOCK_REALTIME));
     IB_CHECK(ev.type == GRPC_OP_COMPLETE);
     if (rc == IB_OK || rc == 1) {
@@ -1086,9 +1138,43 @@ static int sample_once(rc_client *c, rc_batch *b, int n, double demo_fraction, u
     }
     if (u[i].reply) grpc_byte_buffer_destroy(u[i].reply);
     ucall_release(&u[i]);
+    p->started[i] = 0;
   }
   cq_put(c, cq); /* every started call was plucked above: nothing is pending on it */
+  p->cq = NULL;
   return rc;
+}
+
+/* One attempt of rc_sample over the shards not in *down: IB_OK, an IB_E* error, or 1 when a
+ * shard turned out to be down (the caller tries again without it). */
+static int sample_once(rc_client *c, rc_batch *b, int n, double demo_fraction, uint64_t *down) {
+  b->n = 0;
+  b->n_demo = 0;
+  sample_plan p; /* on the stack, as the calls were before: no allocation per sample */
+  int rc = plan_start(c, &p, n, demo_fraction, down);
+  if (rc == IB_OK) rc = plan_collect(c, &p, b, down);
+  return rc;
+}
+
+static int sample_args_check(int n, int cap, double demo_fraction) {
+  if (n <= 0 || n > cap)
+    return ib_fail(IB_EINVAL, "sample size %d is outside [1, %d] (the batch capacity) HINT: size the batch for the "
+                   "largest sample", n, cap);
+  if (isnan(demo_fraction) || demo_fraction > 1)
+    return ib_fail(IB_EINVAL, "demo fraction %g is not in [0, 1] (or < 0 for proportional) HINT: e.g. 0.5", demo_fraction);
+  return IB_OK;
+}
+
+/* The shards to leave out of a new sample: those that failed lately, until their backoff passes
+ * (then they are probed again); none when nothing is known to be up. */
+static uint64_t down_now(rc_client *c) {
+  uint64_t down = 0, now = ib_now_ns();
+  pthread_mutex_lock(&c->lock);
+  for (int i = 0; i < c->n; i++)
+    if (c->sh[i].down_until_ns > now) down |= 1ull << i;
+  pthread_mutex_unlock(&c->lock);
+  uint64_t all = c->n == 64 ? ~0ull : (1ull << c->n) - 1;
+  return down == all ? 0 : down;
 }
 
 int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction) {
@@ -1096,19 +1182,10 @@ int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction) {
   b->n = 0;
   b->n_demo = 0;
   b->shards_skipped = 0;
-  if (n <= 0 || n > b->cap)
-    return ib_fail(IB_EINVAL, "sample size %d is outside [1, %d] (the batch capacity) HINT: size the batch for the "
-                   "largest sample", n, b->cap);
-  if (isnan(demo_fraction) || demo_fraction > 1)
-    return ib_fail(IB_EINVAL, "demo fraction %g is not in [0, 1] (or < 0 for proportional) HINT: e.g. 0.5", demo_fraction);
-  /* Shards that failed lately are left out until their backoff passes (then probed again). */
-  uint64_t down = 0, now = ib_now_ns();
-  pthread_mutex_lock(&c->lock);
-  for (int i = 0; i < c->n; i++)
-    if (c->sh[i].down_until_ns > now) down |= 1ull << i;
-  pthread_mutex_unlock(&c->lock);
+  int arc = sample_args_check(n, b->cap, demo_fraction);
+  if (arc != IB_OK) return arc;
+  uint64_t down = down_now(c);
   uint64_t all = c->n == 64 ? ~0ull : (1ull << c->n) - 1;
-  if (down == all) down = 0; /* nothing known to be up: probe every shard rather than fail unasked */
   int rc = 1;
   char last[512] = "";
   /* Each retry has one more shard down, so this ends after at most n + 1 attempts. */
@@ -1129,6 +1206,83 @@ int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction) {
     b->n_demo = 0;
   }
   return rc;
+}
+
+/* ---- prefetching sampler ---- */
+
+struct rc_sampler {
+  rc_client *c; /* borrowed */
+  int n;
+  double demo_fraction;
+  int ahead;            /* plans[cur] is started and not collected yet */
+  int cur;
+  uint64_t down[2];     /* the shards each plan left out */
+  sample_plan plans[2]; /* the one being collected and the next one, in flight */
+};
+
+int rc_sampler_open(rc_sampler **out, rc_client *c, int n, double demo_fraction) {
+  IB_CHECK(out != NULL && c != NULL);
+  *out = NULL;
+  int rc = sample_args_check(n, n, demo_fraction);
+  if (rc != IB_OK) return rc;
+  rc_sampler *s = ib_xcalloc(1, sizeof *s);
+  s->c = c;
+  s->n = n;
+  s->demo_fraction = demo_fraction;
+  *out = s;
+  return IB_OK;
+}
+
+/* Starts plans[k] over the shards not known to be down; 1 if its calls are in flight. A start
+ * that fails (a shard down while its sizes were read, empty tables, ...) starts nothing: the
+ * next rc_sampler_next then samples synchronously with rc_sample, which reports the error. */
+static int sampler_start(rc_sampler *s, int k) {
+  s->down[k] = down_now(s->c);
+  return plan_start(s->c, &s->plans[k], s->n, s->demo_fraction, &s->down[k]) == IB_OK;
+}
+
+int rc_sampler_next(rc_sampler *s, rc_batch *b) {
+  IB_CHECK(s != NULL && b != NULL);
+  b->n = 0;
+  b->n_demo = 0;
+  b->shards_skipped = 0;
+  int rc = sample_args_check(s->n, b->cap, s->demo_fraction);
+  if (rc != IB_OK) return rc;
+  if (!s->ahead) {
+    /* Nothing in flight (the first call, or after an error): this batch synchronously, then the
+     * next one goes out. Starting both at once would let a rate limiter admit the second first
+     * and hold this one. */
+    rc = rc_sample(s->c, b, s->n, s->demo_fraction);
+    if (rc == IB_OK) s->ahead = sampler_start(s, s->cur);
+    return rc;
+  }
+  /* The next sample goes out before this one is decoded: the shards draw and send it while
+   * this thread copies the current reply into b. */
+  int k = s->cur, next = 1 - k;
+  int next_ahead = sampler_start(s, next);
+  rc = plan_collect(s->c, &s->plans[k], b, &s->down[k]);
+  s->cur = next;
+  s->ahead = next_ahead;
+  if (rc == 1) rc = rc_sample(s->c, b, s->n, s->demo_fraction); /* a shard went down: redraw now */
+  else if (rc == IB_OK) {
+    b->n = s->n;
+    b->shards_skipped = s->down[k];
+  }
+  if (rc != IB_OK) {
+    /* Start afresh next time: the prefetch may share this batch's fate (and its error is the
+     * caller's to see now, not one batch late). */
+    b->n = 0;
+    b->n_demo = 0;
+    if (s->ahead) plan_cancel(s->c, &s->plans[s->cur]); /* leaves ib_errmsg() as it is */
+    s->ahead = 0;
+  }
+  return rc;
+}
+
+void rc_sampler_close(rc_sampler *s) {
+  if (s == NULL) return;
+  if (s->ahead) plan_cancel(s->c, &s->plans[s->cur]);
+  free(s);
 }
 
 /* ---- info and control ---- */

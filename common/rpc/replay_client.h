@@ -1,6 +1,7 @@
 /* replay_client.h: the client of the sharded replay service (ibrl-replay, proto/ibrl.proto).
  * Actors stream their transitions to one shard through an rc_writer; the learner samples
- * mixed demo/online batches from all shards in proportion to their sizes; tools read Info,
+ * mixed demo/online batches from all shards in proportion to their sizes (rc_sample, or
+ * rc_sampler to keep the next batch in flight while it trains on this one); tools read Info,
  * ask for checkpoints, steer the rate limiter and check health.
  *
  * Connection model: one rc_client holds one gRPC channel per shard ("host:port,..."), an
@@ -161,6 +162,26 @@ int rc_writer_close(rc_writer *w);
  * n or fraction, dims), IB_ESTATE (all tables of the live shards empty), IB_EUNAVAIL (no shard
  * reachable; the message carries the last shard's error), server errors; on error b->n = 0. */
 int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction);
+
+/* A prefetching sampler: rc_sample with one sample kept in flight ahead of the caller, so the
+ * shards draw, gather and send batch i+1 while the caller decodes (and then trains on) batch i.
+ * Each rc_sampler_next returns the batch that was in flight (drawn when the previous call
+ * returned, so one batch older than rc_sample's would be) and starts the next one. The first
+ * call, and any call after a shard went down, an error or a failed start, samples synchronously with
+ * rc_sample's rules (retries without a down shard, the same errors). Every batch is `n` rows with
+ * the same demo_fraction as rc_sample takes. A shard's rate limiter counts the prefetched
+ * sample when it serves it; one that the limiter holds waits there like any sample (up to the
+ * client's deadline), and rc_sampler_close cancels it instead of waiting for it. Between calls nothing of the caller's thread runs: the client's
+ * poller (after 20 ms idle) and gRPC's own threads move the prefetched reply.
+ * Errors: rc_sampler_open IB_EINVAL (n < 1, bad fraction); rc_sampler_next as rc_sample, plus
+ * IB_EINVAL when n exceeds b->cap; on error b->n = 0 and the next call starts afresh.
+ * Ownership: `c` is borrowed and must outlive the sampler. Thread-safety: a sampler belongs
+ * to one thread (other threads may use the client meanwhile). */
+typedef struct rc_sampler rc_sampler;
+int rc_sampler_open(rc_sampler **out, rc_client *c, int n, double demo_fraction);
+int rc_sampler_next(rc_sampler *s, rc_batch *b);
+/* Cancels the prefetched sample and frees the sampler. Accepts NULL. */
+void rc_sampler_close(rc_sampler *s);
 
 /* ---- info and control ---- */
 
