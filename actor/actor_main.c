@@ -33,7 +33,7 @@ static void on_signal(int sig) {
 enum {
   O_ROLE = 0, O_REPLAY, O_PARAMS, O_TOKEN, O_TASK, O_PRESET, O_METHOD, O_BACKBONE, O_IL, O_SEED, O_HORIZON,
   O_ACTOR_ID, O_ENVS, O_EPISODES, O_ENV_STEPS, O_MINUTES, O_POLL, O_DEADLINE, O_MAX_PENDING, O_SEND_ROWS,
-  O_FLUSH, O_LOG, O_WAIT, O_STATUS, O_EVAL_EPISODES, O_EVAL_EVERY, O_EVAL_MODE, O_OUT, O_THREADS, O_QUIET, O_HELP, O_COUNT
+  O_FLUSH, O_LOG, O_WAIT, O_STATUS, O_EVAL_EPISODES, O_EVAL_EVERY, O_EVAL_MODE, O_OUT, O_THREADS, O_MATMUL, O_QUIET, O_HELP, O_COUNT
 };
 
 static const struct option opts[] = {
@@ -66,6 +66,7 @@ static const struct option opts[] = {
     {"eval-mode", required_argument, NULL, O_EVAL_MODE},
     {"out", required_argument, NULL, O_OUT},
     {"threads", required_argument, NULL, O_THREADS},
+    {"matmul", required_argument, NULL, O_MATMUL},
     {"quiet", no_argument, NULL, O_QUIET},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
@@ -114,6 +115,8 @@ static void usage(FILE *f) {
           "                         others: the RL actor), il, rl, ibrl or greedy [auto]\n"
           "  --out DIR              eval: run directory (metrics.csv, summary.json, curve.png)\n"
           "  --threads N            compute threads of the nn library (1..8) [1]\n"
+          "  --matmul P             matrix-product precision: fp32, bf16x3 (near-fp32, AMX-BF16)\n"
+          "                         or bf16 [fp32]\n"
           "  --quiet                no progress lines\n"
           "  --help                 this text\n"
           "Runs until a limit or SIGTERM / SIGINT (then: hands over complete items, exit 0).\n"
@@ -185,6 +188,14 @@ static int apply(const char *const *val, const char *const *src, int *role, arun
   if (val[O_HORIZON] && tcfg_parse_int(&tc->horizon, val[O_HORIZON], 0, 1000000, P, FLAG(O_HORIZON))) return -1;
   if (val[O_OUT] && tcfg_set_str(tc->out, sizeof tc->out, val[O_OUT], P, FLAG(O_OUT))) return -1;
   if (val[O_THREADS] && tcfg_parse_int(&tc->threads, val[O_THREADS], 1, 8, P, FLAG(O_THREADS))) return -1;
+  if (val[O_MATMUL]) {
+    nn_matmul m;
+    if (nn_matmul_parse(&m, val[O_MATMUL]) != IB_OK) {
+      fprintf(stderr, "%s: %s: %s\n", P, FLAG(O_MATMUL), ib_errmsg());
+      return -1;
+    }
+    tc->matmul = (int)m;
+  }
   if (val[O_EVAL_MODE] && tcfg_eval_mode_parse(&tc->eval_mode, val[O_EVAL_MODE]) != IB_OK)
     return bad(FLAG(O_EVAL_MODE), "%s", ib_errmsg());
   if (!val[O_REPLAY]) return bad("--replay", "%sno replay shards (HINT: --replay host:port[,host:port...])", "");
@@ -247,6 +258,10 @@ int main(int argc, char **argv) {
    * under it, whatever OPENBLAS_NUM_THREADS said, so processes sharing a host never
    * oversubscribe the cores by accident. */
   nn_set_threads(tc.threads);
+  if (nn_set_matmul((nn_matmul)tc.matmul) != IB_OK) {
+    fprintf(stderr, "ibrl-actor: --matmul %s: %s\n", nn_matmul_name((nn_matmul)tc.matmul), ib_errmsg());
+    return 2;
+  }
 
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);

@@ -33,7 +33,7 @@ static void on_signal(int sig) {
 enum {
   O_REPLAY = 0, O_PARAMS, O_TOKEN, O_TASK, O_OBS, O_ACT, O_IL, O_METHOD, O_BACKBONE, O_PRESET, O_BATCH,
   O_CRITIC_UPDATES, O_UPDATES, O_MINUTES, O_PUBLISH, O_CHECK, O_CKPT, O_LOG, O_OUT, O_RESUME, O_SEED,
-  O_DEADLINE, O_MAXMB, O_WAIT, O_THREADS, O_QUIET, O_HELP, O_COUNT
+  O_DEADLINE, O_MAXMB, O_WAIT, O_THREADS, O_MATMUL, O_QUIET, O_HELP, O_COUNT
 };
 
 static const struct option opts[] = {
@@ -62,6 +62,7 @@ static const struct option opts[] = {
     {"max-message-mb", required_argument, NULL, O_MAXMB},
     {"wait", required_argument, NULL, O_WAIT},
     {"threads", required_argument, NULL, O_THREADS},
+    {"matmul", required_argument, NULL, O_MATMUL},
     {"quiet", no_argument, NULL, O_QUIET},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
@@ -100,6 +101,8 @@ static void usage(FILE *f) {
           "                         ibrl-replay needs the same --max-message-mb) [16]\n"
           "  --wait S               give up after S seconds without a batch [300]\n"
           "  --threads N            compute threads per rank (nn library, 1..8) [1]\n"
+          "  --matmul P             matrix-product precision: fp32, bf16x3 (near-fp32, AMX-BF16)\n"
+          "                         or bf16 [fp32]\n"
           "  --quiet                no progress lines\n"
           "  --help                 this text\n"
           "Runs until --updates / --minutes, or SIGTERM / SIGINT (then: final checkpoint, exit 0).\n"
@@ -187,6 +190,14 @@ static int apply(const char *const *val, const char *const *src, lrun_opts *o, t
   if (val[O_MAXMB] && tcfg_parse_int(&o->max_message_mb, val[O_MAXMB], 1, 2047, P, FLAG(O_MAXMB))) return -1;
   if (val[O_WAIT] && parse_double(&o->wait_s, val[O_WAIT], 0.1, 1e7, FLAG(O_WAIT))) return -1;
   if (val[O_THREADS] && tcfg_parse_int(&tc->threads, val[O_THREADS], 1, 8, P, FLAG(O_THREADS))) return -1;
+  if (val[O_MATMUL]) {
+    nn_matmul m;
+    if (nn_matmul_parse(&m, val[O_MATMUL]) != IB_OK) {
+      fprintf(stderr, "%s: %s: %s\n", P, FLAG(O_MATMUL), ib_errmsg());
+      return -1;
+    }
+    tc->matmul = (int)m;
+  }
   o->resume = val[O_RESUME] && strcmp(val[O_RESUME], "0") != 0;
   o->quiet = val[O_QUIET] && strcmp(val[O_QUIET], "0") != 0;
   if (tcfg_resolve(tc) != IB_OK) return bad("%s%s", ib_errmsg(), "");
@@ -215,6 +226,10 @@ int main(int argc, char **argv) {
    * under it, whatever OPENBLAS_NUM_THREADS said, so processes sharing a host never
    * oversubscribe the cores by accident. */
   nn_set_threads(tc.threads);
+  if (nn_set_matmul((nn_matmul)tc.matmul) != IB_OK) {
+    fprintf(stderr, "ibrl-learner: --matmul %s: %s\n", nn_matmul_name((nn_matmul)tc.matmul), ib_errmsg());
+    return 2;
+  }
 
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);

@@ -280,6 +280,20 @@ void nn_arena_zero(float *x, size_t n);
  * order of column sums (bias and LayerNorm grads) and norms. Call it at start-up, before
  * other threads use ib_nn. */
 void nn_set_threads(int n);
+/* Precision of every ib_nn matrix product (nn_gemm.h): fp32 OpenBLAS sgemm, or AMX-BF16 tiles
+ * with inputs split in two bf16 terms (bf16x3: C = hi·hi + hi·lo + lo·hi, ~1e-5 of Σ|a||b|) or
+ * rounded to one (bf16, ~1e-3, at most ~8e-3), always accumulated in fp32 (nn_amx.h). Very
+ * narrow or short products (N < 7 or K < 16, e.g. the critic's 1-wide output; nn_gemm.h) stay
+ * fp32 in every mode. The bf16 modes give other bits than fp32, so a run is reproducible only
+ * with the same mode (and thread count). */
+typedef enum nn_matmul { NN_MATMUL_FP32 = 0, NN_MATMUL_BF16X3 = 1, NN_MATMUL_BF16 = 2 } nn_matmul;
+/* Sets the precision of every ib_nn matrix product (process-wide; call before any work, like
+ * nn_set_threads). IB_EUNAVAIL with a message naming the CPU feature when a bf16 mode is asked for
+ * on a machine without AMX-BF16 (HINT: --matmul fp32); IB_EINVAL for a value outside the enum. */
+int nn_set_matmul(nn_matmul m);
+nn_matmul nn_get_matmul(void);                 /* NN_MATMUL_FP32 until set */
+const char *nn_matmul_name(nn_matmul m);       /* "fp32", "bf16x3", "bf16" */
+int nn_matmul_parse(nn_matmul *out, const char *s); /* IB_EINVAL + message listing the choices */
 /* The thread count set by nn_set_threads (1 before any call). */
 int nn_threads(void);
 /* The OpenBLAS kernel in use (openblas_get_corename), e.g. "SkylakeX", "Haswell", "Prescott". */

@@ -1,13 +1,14 @@
 /* nn_kernels.c: the stateless layer kernels, Adam and the arena helpers of nn.h.
  *
  * Design. Each kernel is a plain function over row-major arrays, written to be read next to
- * the PyTorch doc it mirrors. Matrix products go through cblas_sgemm with the three layouts of
- * docs/style.md 2.5 (forward NT with beta 0, dX NN and dW TN with beta 1, so backward
- * accumulates). Elementwise loops are simple enough for the compiler to vectorise; reductions
- * that feed a normalisation (LayerNorm mean/variance, norms) are accumulated in double so the
- * result does not depend on the row width. These kernels are the reference the fused MLP path
- * (nn_mlp.c) is tested against; they favour clarity over the last percent of speed. */
-#include <cblas.h>
+ * the PyTorch doc it mirrors. Matrix products go through nn_gemm (nn_gemm.h: cblas_sgemm, or
+ * AMX bf16 tiles after nn_set_matmul) with the three layouts of docs/style.md 2.5 (forward NT
+ * with beta 0, dX NN and dW TN with beta 1, so backward accumulates). Elementwise loops are
+ * simple enough for the compiler to vectorise; reductions that feed a normalisation (LayerNorm
+ * mean/variance, norms) are accumulated in double so the result does not depend on the row
+ * width. These kernels are the reference the fused MLP path (nn_mlp.c) is tested against;
+ * they favour clarity over the last percent of speed. */
+#include <cblas.h> /* openblas_set_num_threads, openblas_get_corename */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 
 #include "ib.h"
 #include "nn.h"
+#include "nn_gemm.h"
 #include "nn_par.h"
 
 /* ---- Linear (https://pytorch.org/docs/stable/generated/torch.nn.Linear.html) ---- */
@@ -26,8 +28,7 @@ void nn_linear_forward(float *out, const float *inp, const float *weight, const 
                        int B, int C, int OC) {
   IB_CHECK(out && inp && weight && B > 0 && C > 0 && OC > 0);
   /* out (B,OC) = inp (B,C) · weightᵀ (C,OC) */
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OC, C, 1.0f, inp, C, weight, C, 0.0f,
-              out, OC);
+  nn_gemm(out, inp, weight, 0.0f, NN_GEMM_N, NN_GEMM_T, B, OC, C, C, C, OC);
   if (bias)
     for (int b = 0; b < B; b++) {
       float *o = out + (size_t)b * OC;
@@ -40,13 +41,11 @@ void nn_linear_backward(float *dinp, float *dweight, float *dbias, const float *
   IB_CHECK(dout && B > 0 && C > 0 && OC > 0);
   if (dinp) { /* dinp (B,C) += dout (B,OC) · weight (OC,C) */
     IB_CHECK(weight);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, OC, 1.0f, dout, OC, weight, C,
-                1.0f, dinp, C);
+    nn_gemm(dinp, dout, weight, 1.0f, NN_GEMM_N, NN_GEMM_N, B, C, OC, OC, C, C);
   }
   if (dweight) { /* dweight (OC,C) += doutᵀ (OC,B) · inp (B,C) */
     IB_CHECK(inp);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, B, 1.0f, dout, OC, inp, C, 1.0f,
-                dweight, C);
+    nn_gemm(dweight, dout, inp, 1.0f, NN_GEMM_T, NN_GEMM_N, OC, C, B, OC, C, C);
   }
   if (dbias)
     for (int b = 0; b < B; b++) {

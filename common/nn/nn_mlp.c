@@ -14,13 +14,14 @@
  * after the matmul. Backward per hidden layer is one fused row pass that gates by ReLU and the
  * mask, runs the LayerNorm backward in place, and accumulates db and the LN affine grads, then
  * the dW (beta 1) and dX (beta 0 into the other buffer) sgemms. Dropout after LayerNorm and
- * before ReLU equals dropout after ReLU since the mask is non-negative.
+ * before ReLU equals dropout after ReLU since the mask is non-negative. Every matrix product
+ * ("sgemm" here) goes through nn_gemm (nn_gemm.h): fp32 OpenBLAS, or AMX bf16x3/bf16 after
+ * nn_set_matmul; its path never depends on the rows, so the team's row splits keep their bits.
  *
  * An ensemble owns one arena set of E·head_params floats; each head is an nn_mlp whose arenas
  * are views into slice e (owns_arenas 0) and which reads its input from the ensemble's copy of
  * x, so E heads cost one input copy. Heads are evaluated one after another: their weights
  * differ, so there is no shared matmul to batch, and each sgemm is already large. */
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 
 #include "ib.h"
 #include "nn.h"
+#include "nn_gemm.h"
 #include "nn_par.h"
 
 struct nn_mlp_ws {
@@ -350,8 +352,7 @@ static void mlp_forward_rows(nn_mlp *net, const float *in0, int b0, int b1) {
   for (int l = 0; l < net->n_layers; l++) {
     const nn_layer *L = &net->layer[l];
     float *dst = (L->ln ? ws->z[l] : ws->h[l]) + (size_t)b0 * L->out;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, L->out, L->in, 1.0f, inp, L->in, L->w,
-                L->in, 0.0f, dst, L->out);
+    nn_gemm(dst, inp, L->w, 0.0f, NN_GEMM_N, NN_GEMM_T, M, L->out, L->in, L->in, L->in, L->out);
     if (l < s->n_hidden) {
       hidden_rows_forward(ws, L, l, b0, b1, ws->masked ? ws->mask[l] : NULL);
     } else {
@@ -572,24 +573,24 @@ static void mlp_backward_team(nn_mlp *net, float *dx, const float *dout, int acc
       if (L->out >= L->in) {
         nn_par_range(&lo, &hi, (size_t)L->out, tm->tid, nt, 16);
         if (hi > lo)
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(hi - lo), L->in, B, 1.0f, dz + lo, L->out,
-                      inp, L->in, beta, L->dw + lo * L->in, L->in);
+          nn_gemm(L->dw + lo * L->in, dz + lo, inp, beta, NN_GEMM_T, NN_GEMM_N, (int)(hi - lo), L->in, B, L->out,
+                  L->in, L->in);
       } else {
         nn_par_range(&lo, &hi, (size_t)L->in, tm->tid, nt, 16);
         if (hi > lo)
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L->out, (int)(hi - lo), B, 1.0f, dz, L->out,
-                      inp + lo, L->in, beta, L->dw + lo, L->in);
+          nn_gemm(L->dw + lo, dz, inp + lo, beta, NN_GEMM_T, NN_GEMM_N, L->out, (int)(hi - lo), B, L->out, L->in,
+                  L->in);
       }
     }
     if (l > 0) { /* dLoss/dh of layer l-1 = dz · W, overwriting the other buffer (own rows) */
       if (M > 0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, L->in, L->out, 1.0f, dz + (size_t)b0 * L->out,
-                    L->out, L->w, L->in, 0.0f, next + (size_t)b0 * L->in, L->in);
+        nn_gemm(next + (size_t)b0 * L->in, dz + (size_t)b0 * L->out, L->w, 0.0f, NN_GEMM_N, NN_GEMM_N, M, L->in,
+                L->out, L->out, L->in, L->in);
       dz = next;
       next = next == ws->d0 ? ws->d1 : ws->d0;
     } else if (dx && M > 0) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, L->in, L->out, 1.0f, dz + (size_t)b0 * L->out,
-                  L->out, L->w, L->in, 1.0f, dx + (size_t)b0 * L->in, L->in);
+      nn_gemm(dx + (size_t)b0 * L->in, dz + (size_t)b0 * L->out, L->w, 1.0f, NN_GEMM_N, NN_GEMM_N, M, L->in, L->out,
+              L->out, L->in, L->in);
     }
   }
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "ib.h"
+#include "nn.h"
 
 static const char *const method_names[] = {"ibrl", "rlpd", "rft", "bc", "ibrl-noact", "ibrl-noboot",
                                             "ibrl-neither", NULL};
@@ -257,6 +258,7 @@ int tcfg_resolve(tcfg *c) {
   NEED(c->beta > 0 && isfinite(c->beta), "beta %g must be > 0", (double)c->beta);
   NEED(c->eval_every >= 1 && c->eval_episodes >= 1, "eval-every and eval-episodes must be >= 1");
   NEED(c->ckpt_every >= 1, "checkpoint interval %ld must be >= 1", c->ckpt_every);
+  NEED(c->matmul >= NN_MATMUL_FP32 && c->matmul <= NN_MATMUL_BF16, "matmul precision %d is not fp32, bf16x3 or bf16", c->matmul);
   NEED(c->threads >= 1 && c->threads <= 8, "threads %d not in [1, 8] (HINT: the nn library runs 1 to 8 compute threads)", c->threads);
   NEED(c->max_demos >= 0, "max demos %d is negative", c->max_demos);
   NEED(c->horizon >= 0, "horizon %d is negative", c->horizon);
@@ -378,6 +380,7 @@ int tcfg_write_json(const tcfg *c, const char *path) {
   I("eval_episodes", c->eval_episodes);
   I("ckpt_every", c->ckpt_every);
   I("threads", c->threads);
+  S("matmul", nn_matmul_name((nn_matmul)c->matmul));
   int em = tcfg_eval_mode(c);
   S("eval_mode", em < 0 ? "invalid" : tcfg_eval_mode_name(em));
   /* The agent settings the run resolves to (fixed by the method and backbone, not flags). */

@@ -89,6 +89,9 @@ typedef struct tcfg {
      rlpd/rft: the RL actor, bc: the IL policy), else an agent_mode (AGENT_MODE_EVAL_IL, _RL,
      _IBRL, _GREEDY); checked against the method by tcfg_eval_mode */
   int eval_mode;
+  /* precision of the nn library's matrix products (nn_matmul: NN_MATMUL_FP32 default,
+     _BF16X3, _BF16; nn_set_matmul) */
+  int matmul;
 } tcfg;
 
 /* The agent_mode evaluations use for c's method and c->eval_mode, or IB_EINVAL naming the mode

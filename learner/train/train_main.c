@@ -6,7 +6,7 @@
  * Design. Flags are collected first and applied in two passes: defaults, then --preset, then
  * every other flag in command-line order, so an explicit flag always beats the preset whatever
  * their order. --resume takes every setting from RUN_DIR/config.bin (the exact struct the run
- * started with); only --env-steps, --stop-after, --threads and --quiet may change. All the work
+ * started with); only --env-steps, --stop-after, --threads, --matmul and --quiet may change. All the work
  * is in trainer.c. Exit codes: 0 success, 1 a failure during training, 2 bad usage or a setup
  * error (unknown task, missing file, mismatched shapes). */
 #include <getopt.h>
@@ -75,6 +75,8 @@ static void usage(FILE *f) {
           "  --stop-after N      stop at the first checkpoint at or after N env steps (to test --resume)\n"
           "  --resume RUN_DIR    continue the run in RUN_DIR from its last checkpoint\n"
           "  --threads N         compute threads of the nn library, 1..8 (default 1)\n"
+          "  --matmul P          matrix-product precision: fp32 (default), bf16x3 (near-fp32 from three bf16\n"
+          "                      products; needs AMX-BF16) or bf16 (fastest, 8-bit mantissa inputs)\n"
           "  --quiet             no progress lines\n"
           "  -h, --help          this text\n"
           "\n"
@@ -85,7 +87,7 @@ enum {
   O_TASK = 256, O_DEMOS, O_IL, O_METHOD, O_STEPS, O_SEED, O_OUT, O_PRESET, O_BACKBONE, O_RATIO, O_CHUNK, O_STACK,
   O_NSTEP, O_GAMMA, O_BATCH, O_UEVERY, O_CUPD, O_HIDDEN, O_LAYERS, O_CHIDDEN, O_CLAYERS, O_HEADS, O_LR, O_TAU,
   O_DROPOUT, O_SOFT, O_GREEDY, O_BETA, O_WARMUP, O_REPLAY, O_MAXDEMOS, O_OBSKEYS, O_HORIZON, O_EEVERY, O_EEPIS,
-  O_CKPT, O_RFTPRE, O_STOP, O_RESUME, O_THREADS, O_QUIET, O_EVALMODE,
+  O_CKPT, O_RFTPRE, O_STOP, O_RESUME, O_THREADS, O_QUIET, O_EVALMODE, O_MATMUL,
 };
 
 static const struct option opts[] = {
@@ -110,7 +112,7 @@ static const struct option opts[] = {
     {"rft-pretrain", required_argument, 0, O_RFTPRE}, {"stop-after", required_argument, 0, O_STOP},
     {"resume", required_argument, 0, O_RESUME},     {"threads", required_argument, 0, O_THREADS},
     {"quiet", no_argument, 0, O_QUIET},             {"help", no_argument, 0, 'h'},
-    {"eval-mode", required_argument, 0, O_EVALMODE},
+    {"eval-mode", required_argument, 0, O_EVALMODE}, {"matmul", required_argument, 0, O_MATMUL},
     {0, 0, 0, 0},
 };
 
@@ -181,6 +183,15 @@ static int apply(tcfg *c, int o, const char *a) {
     if (tcfg_eval_mode_parse(&c->eval_mode, a) == IB_OK) return 0;
     fprintf(stderr, PROG ": --eval-mode: %s\n", ib_errmsg());
     return -1;
+  case O_MATMUL: {
+    nn_matmul m;
+    if (nn_matmul_parse(&m, a) != IB_OK) {
+      fprintf(stderr, PROG ": --matmul: %s\n", ib_errmsg());
+      return -1;
+    }
+    c->matmul = (int)m;
+    return 0;
+  }
   default: IB_CHECK(0); return -1;
   }
 }
@@ -232,9 +243,9 @@ int main(int argc, char **argv) {
     c.stop_after = 0;
     for (int i = 0; i < nflags; i++) {
       int f = flag_o[i];
-      if (f != O_STEPS && f != O_STOP && f != O_THREADS && f != O_QUIET) {
+      if (f != O_STEPS && f != O_STOP && f != O_THREADS && f != O_QUIET && f != O_MATMUL) {
         fprintf(stderr,
-                PROG ": with --resume only --env-steps, --stop-after, --threads and --quiet may be given "
+                PROG ": with --resume only --env-steps, --stop-after, --threads, --matmul and --quiet may be given "
                 "(HINT: the other settings come from %s/config.bin)\n", resume);
         return 2;
       }
@@ -259,6 +270,10 @@ int main(int argc, char **argv) {
     return 2;
   }
   nn_set_threads(c.threads);
+  if (nn_set_matmul((nn_matmul)c.matmul) != IB_OK) {
+    fprintf(stderr, PROG ": --matmul %s: %s\n", nn_matmul_name((nn_matmul)c.matmul), ib_errmsg());
+    return 2;
+  }
 
   trainer *t;
   int rc = trainer_open(&t, &c, resume != NULL);

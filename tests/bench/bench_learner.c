@@ -48,12 +48,14 @@ typedef struct bl_opts {
   int threads[4], n_threads;
   char torch_script[1024];
   int torch_given;       /* --torch-script was passed: a missing script is then an error */
+  nn_matmul matmul;      /* precision of the C side's matrix products (the peer stays fp32) */
 } bl_opts;
 
 static void bl_usage(FILE *f) {
   fprintf(f,
           "usage: ibrl-bench learner [--preset paper-state] [--steps N] [--warmup N] [--threads 1,2]\n"
           "                          [--torch-script PATH] [--torch-steps N] [--no-torch] [--fresh-pair]\n"
+          "                          [--matmul fp32|bf16x3|bf16]\n"
           "  Times one IBRL learning step (G=5 critic updates + 1 actor update) of learner/agent and\n"
           "  the PyTorch peer (shared/bench/torch_ibrl_step.py, --mode brief --ens loop) in the same run.\n"
           "  --preset NAME        only paper-state (E=5 3x1024 LN critics, 3x1024 dropout actor, B=256)\n"
@@ -64,7 +66,9 @@ static void bl_usage(FILE *f) {
           "                       a missing default is skipped with a note, a missing PATH exits 2)\n"
           "  --torch-steps N      timed peer steps (default: --steps)\n"
           "  --no-torch           skip the peer\n"
-          "  --fresh-pair         evaluate the chosen bootstrap action with a fresh head pair (reference)\n");
+          "  --fresh-pair         evaluate the chosen bootstrap action with a fresh head pair (reference)\n"
+          "  --matmul M           precision of the C side's matrix products (nn_set_matmul): fp32 (default),\n"
+          "                       bf16x3 or bf16 (AMX-BF16); the PyTorch peer always runs fp32\n");
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out, const char *flag) {
@@ -95,7 +99,8 @@ static int bl_parse(bl_opts *o, int argc, char **argv) {
       {"warmup", required_argument, NULL, 'w'},   {"threads", required_argument, NULL, 't'},
       {"torch-script", required_argument, NULL, 'S'}, {"torch-steps", required_argument, NULL, 'T'},
       {"no-torch", no_argument, NULL, 'n'},       {"fresh-pair", no_argument, NULL, 'f'},
-      {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+      {"matmul", required_argument, NULL, 'm'},  {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
   optind = 1;
   int c;
   while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -114,6 +119,12 @@ static int bl_parse(bl_opts *o, int argc, char **argv) {
       o->torch_given = 1;
       break;
     case 'n': o->no_torch = 1; break;
+    case 'm':
+      if (nn_matmul_parse(&o->matmul, optarg) != IB_OK) {
+        fprintf(stderr, "ibrl-bench learner: --matmul: %s\n", ib_errmsg());
+        return 2;
+      }
+      break;
     case 'f': o->fresh_pair = 1; break;
     case 't': {
       o->n_threads = 0;
@@ -215,6 +226,10 @@ int bench_learner(int argc, char **argv) {
   bl_opts o;
   int rc = bl_parse(&o, argc, argv);
   if (rc) return rc == 1 ? 0 : 2;
+  if (nn_set_matmul(o.matmul) != IB_OK) {
+    fprintf(stderr, "ibrl-bench learner: %s\n", ib_errmsg());
+    return 2;
+  }
   int torch = !o.no_torch;
   if (torch && access(o.torch_script, R_OK) != 0) {
     printf("torch peer: the default %s is not there; skipping it (HINT: --torch-script PATH runs the peer "
@@ -277,6 +292,7 @@ int bench_learner(int argc, char **argv) {
   printf("ibrl-bench learner: preset paper-state, G=%d critic updates + 1 actor update, E=%d, batch %d, "
          "%s bootstrap pair, %.1f GFLOP/step (brief count)\n",
          o.G, cfg.n_critics, B, o.fresh_pair ? "fresh (reference)" : "shared (brief)", gflop);
+  printf("matmul: C side %s (nn_set_matmul), PyTorch peer fp32\n", nn_matmul_name(nn_get_matmul()));
   printf("%-8s %-12s %-12s %-10s %-10s %-8s %s\n", "threads", "C s/step", "torch s/step", "C/torch",
          "C GFLOP/s", "load", "note");
   int status = 0;

@@ -36,6 +36,9 @@ BENCH_DECL(learner)
 #ifdef IB_BENCH_E2E
 BENCH_DECL(e2e)
 #endif
+#ifdef IB_BENCH_GEMM
+BENCH_DECL(gemm)
+#endif
 
 static const bench_entry benches[] = {
 #ifdef IB_BENCH_NN
@@ -55,6 +58,9 @@ static const bench_entry benches[] = {
 #endif
 #ifdef IB_BENCH_E2E
     {"e2e", bench_e2e, "env steps/s and updates/s of the whole system"},
+#endif
+#ifdef IB_BENCH_GEMM
+    {"gemm", bench_gemm, "AMX bf16x3/bf16 matrix products vs cblas_sgemm on the learner's shapes (1 thread)"},
 #endif
     {NULL, NULL, NULL},
 };

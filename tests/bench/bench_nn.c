@@ -194,7 +194,7 @@ int bench_nn(int argc, char **argv);
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: ibrl-bench nn [--threads LIST] [--reps N] [--batch B] [--json] [--help]\n"
+          "usage: ibrl-bench nn [--threads LIST] [--reps N] [--batch B] [--matmul M] [--json] [--help]\n"
           "  Times forward + backward + Adam of the IBRL state critic ensemble (E=5,\n"
           "  76-1024x3-1, LayerNorm) and actor (69-1024x3-7, dropout 0.5, tanh) and plain sgemm on\n"
           "  the same shapes; prints GFLOP/s (matmul FLOPs only), medians over N repeats.\n"
@@ -202,17 +202,21 @@ static void usage(FILE *f) {
           "                  OpenBLAS threads for the sgemm peers\n"
           "  --reps N        timed repeats per figure after 2 warm-ups (default 5, 1..1000)\n"
           "  --batch B       batch rows (default 256, 1..4096)\n"
+          "  --matmul M      precision of ibrl's matrix products (nn_set_matmul): fp32 (default),\n"
+          "                  bf16x3 or bf16 (AMX-BF16); the sgemm peers are always fp32\n"
           "  --json          one JSON object per line instead of the table\n");
 }
 
 int bench_nn(int argc, char **argv) {
   static const struct option opts[] = {{"threads", required_argument, 0, 't'}, {"reps", required_argument, 0, 'r'},
                                        {"batch", required_argument, 0, 'b'},   {"json", no_argument, 0, 'j'},
-                                       {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+                                       {"matmul", required_argument, 0, 'm'},  {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
   int threads[8] = {1, 2}, nthreads = 2, reps = 5, B = BATCH, json = 0, c;
+  nn_matmul matmul = NN_MATMUL_FP32;
   char *end;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "t:r:b:jh", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "t:r:b:m:jh", opts, NULL)) != -1) {
     switch (c) {
       case 't': {
         nthreads = 0;
@@ -247,6 +251,12 @@ int bench_nn(int argc, char **argv) {
         }
         break;
       case 'j': json = 1; break;
+      case 'm':
+        if (nn_matmul_parse(&matmul, optarg) != IB_OK) {
+          fprintf(stderr, "ibrl-bench nn: --matmul: %s\n", ib_errmsg());
+          return 2;
+        }
+        break;
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;
     }
@@ -257,6 +267,10 @@ int bench_nn(int argc, char **argv) {
     return 2;
   }
 
+  if (nn_set_matmul(matmul) != IB_OK) {
+    fprintf(stderr, "ibrl-bench nn: %s\n", ib_errmsg());
+    return 2;
+  }
   nn_mlp_spec cs = {.in_dim = OBS + ACT, .n_hidden = 3, .hidden = {HID, HID, HID}, .out_dim = 1, .layernorm = 1,
                     .max_batch = B};
   nn_mlp_spec as = {.in_dim = OBS, .n_hidden = 3, .hidden = {HID, HID, HID}, .out_dim = ACT, .dropout = 0.5f,
@@ -270,13 +284,13 @@ int bench_nn(int argc, char **argv) {
   IB_CHECK(nn_mlp_init(&actor, &as, &r) == IB_OK);
   double fl_c = E * step_flops(&critic.head[0], B), fl_a = step_flops(&actor, B);
   if (!json)
-    printf("ibrl-bench nn: batch %d, %d reps, OpenBLAS core %s; critic E=%d 76-1024x3-1 LN (%.2f GFLOP/step, %zu "
+    printf("ibrl-bench nn: matmul %s (the sgemm peers: fp32), batch %d, %d reps, OpenBLAS core %s; critic E=%d 76-1024x3-1 LN (%.2f GFLOP/step, %zu "
            "params), actor 69-1024x3-7 drop 0.5 (%.2f GFLOP/step, %zu params)\n"
            "  sgemm warm: the same sgemm calls on cache-warm shared buffers; sgemm net: on per-layer buffers;\n"
            "  ratios of medians; best/warm = fastest sgemm-warm repeat / fastest nn repeat; cpu/warm = the\n"
            "  same from the thread's CPU time (1 thread only; robust to other load on a shared machine)\n"
            "%-7s %3s %8s %8s %8s %8s %8s %9s %10s %9s %7s %7s %9s %8s\n",
-           B, reps, nn_blas_core(), E, fl_c * 1e-9, critic.n_params, fl_a * 1e-9, actor.n_params, "net", "thr",
+           nn_matmul_name(matmul), B, reps, nn_blas_core(), E, fl_c * 1e-9, critic.n_params, fl_a * 1e-9, actor.n_params, "net", "thr",
            "zero ms", "fwd ms", "bwd ms", "adam ms", "step ms", "nn GF/s", "warm GF/s", "net GF/s", "/warm",
            "/net", "best/warm", "cpu/warm");
   for (int ti = 0; ti < nthreads; ti++) {
@@ -288,13 +302,13 @@ int bench_nn(int argc, char **argv) {
       double fl = k == 0 ? fl_c : fl_a;
       double gn = fl / m.step * 1e-9, gs = fl / m.sgemm * 1e-9, gt = fl / m.sgemm_net * 1e-9;
       if (json)
-        printf("{\"bench\":\"nn\",\"net\":\"%s\",\"threads\":%d,\"batch\":%d,\"reps\":%d,\"blas_core\":\"%s\","
+        printf("{\"bench\":\"nn\",\"matmul\":\"%s\",\"net\":\"%s\",\"threads\":%d,\"batch\":%d,\"reps\":%d,\"blas_core\":\"%s\","
                "\"gflop_per_step\":%.4f,\"zero_ms\":%.3f,\"fwd_ms\":%.3f,\"bwd_ms\":%.3f,\"adam_ms\":%.3f,"
                "\"step_ms\":%.3f,\"sgemm_warm_ms\":%.3f,\"sgemm_net_ms\":%.3f,\"nn_gflops\":%.2f,"
                "\"sgemm_warm_gflops\":%.2f,\"sgemm_net_gflops\":%.2f,\"ratio_warm\":%.4f,\"ratio_net\":%.4f,"
                "\"step_min_ms\":%.3f,\"sgemm_warm_min_ms\":%.3f,\"sgemm_net_min_ms\":%.3f,"
                "\"step_cpu_ms\":%.3f,\"sgemm_warm_cpu_ms\":%.3f}\n",
-               name, threads[ti], B, reps, nn_blas_core(), fl * 1e-9, m.zero * 1e3, m.fwd * 1e3, m.bwd * 1e3,
+               nn_matmul_name(matmul), name, threads[ti], B, reps, nn_blas_core(), fl * 1e-9, m.zero * 1e3, m.fwd * 1e3, m.bwd * 1e3,
                m.adam * 1e3, m.step * 1e3, m.sgemm * 1e3, m.sgemm_net * 1e3, gn, gs, gt, gn / gs, gn / gt,
                m.step_min * 1e3, m.sgemm_min * 1e3, m.sgemm_net_min * 1e3, m.step_cpu * 1e3, m.sgemm_cpu * 1e3);
       else {
