@@ -119,6 +119,23 @@ if cmp -s a.csv b.csv; then pass "same seed -> identical metrics.csv"; else fail
 cut -d, -f1,3- runD/metrics.csv >d.csv
 if cmp -s a.csv d.csv; then fail "seed 6 gives the same metrics as seed 5"; else pass "another seed differs"; fi
 
+# ---- --matmul: bf16x3 (AMX) is deterministic too, differs from fp32, and config.json says which ran ----
+grep -q '"matmul": "fp32"' runA/config.json && pass "config.json matmul fp32" || fail "config.json lacks matmul fp32"
+expect_exit 2 "unknown matmul precision 'fp16'" "$B/ibrl-train" --matmul fp16
+# shellcheck disable=SC2086
+if "$B/ibrl-train" $common --seed 5 --matmul bf16x3 --out runM1 2>"$W/err"; then
+  # shellcheck disable=SC2086
+  "$B/ibrl-train" $common --seed 5 --matmul bf16x3 --out runM2 2>"$W/err" || fail "ibrl-train runM2: $(cat "$W/err")"
+  cut -d, -f1,3- runM1/metrics.csv >m1.csv
+  cut -d, -f1,3- runM2/metrics.csv >m2.csv
+  if cmp -s m1.csv m2.csv; then pass "bf16x3: same seed -> identical metrics.csv"; else fail "bf16x3 same seed differs: $(diff m1.csv m2.csv | head -5)"; fi
+  if cmp -s a.csv m1.csv; then fail "bf16x3 gives exactly the fp32 metrics: the flag had no effect"; else pass "bf16x3 differs from fp32"; fi
+  grep -q '"matmul": "bf16x3"' runM1/config.json && pass "config.json matmul bf16x3" || fail "config.json lacks matmul bf16x3"
+else
+  # a machine without AMX-BF16 must refuse with a message and a hint
+  grep -q "HINT" "$W/err" && pass "no AMX: --matmul bf16x3 refused with a hint" || fail "bf16x3 run failed: $(cat "$W/err")"
+fi
+
 # ---- resume equivalence ----
 # shellcheck disable=SC2086
 "$B/ibrl-train" $common --seed 5 --stop-after 250 --out runC 2>"$W/err" || fail "runC (stop): $(cat "$W/err")"
