@@ -29,9 +29,9 @@
  * 0.61-0.68x).
  *
  * Numerics: a C element is fp32 sums of k blocks in increasing order, independent of M and of
- * the other rows. The functions of this file that run before amx_available() has said yes
- * (the probe, the buffer bookkeeping) are scalar code; the whole file is compiled with the AMX
- * and AVX-512 flags, so nothing else may be called on a CPU without them. */
+ * the other rows. The whole file is compiled with the AMX and AVX-512 flags (the compiler may
+ * use those instructions anywhere in it), so nothing here may run before amx_available() has
+ * said yes; that check lives in nn_amx_probe.c, compiled for the baseline CPU. */
 #include "nn_amx.h"
 
 #include <stddef.h>
@@ -57,8 +57,6 @@ static void args_check(const float *C, const float *A, const float *B, float bet
 
 #ifndef IB_AMX /* ---- the compiler cannot build AMX code: a stub ---- */
 
-int amx_available(void) { return 0; }
-
 void amx_gemm(float *C, const float *A, const float *B, float beta, int ta, int tb, int M, int N, int K, int lda,
               int ldb, int ldc, amx_mode mode) {
   args_check(C, A, B, beta, ta, tb, M, N, K, lda, ldb, ldc, mode);
@@ -67,11 +65,8 @@ void amx_gemm(float *C, const float *A, const float *B, float beta, int ta, int 
 
 #else /* ---- AMX ---- */
 
-#include <cpuid.h>
 #include <immintrin.h>
 #include <pthread.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 enum {
   TR = 16,        /* rows of a tile (C rows / A rows / B k pairs) */
@@ -85,31 +80,7 @@ enum {
                      (ibrl-bench gemm, 256x1024x1024, best of 7, NCB 128, same runs): 8 k
                      blocks per pass (32 rows of Ap in L1) 0.40-0.43x cblas, one pass
                      0.33-0.37x */
-  ARCH_REQ_XCOMP_PERM = 0x1023,
-  XFEATURE_XTILEDATA = 18,
 };
-
-/* ---- availability ---- */
-
-static pthread_once_t avail_once = PTHREAD_ONCE_INIT;
-static int avail;
-
-static void avail_probe(void) {
-  unsigned a, b, c, d;
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return;
-  const int avx512f = (b >> 16) & 1, avx512bw = (b >> 30) & 1, amx_bf16 = (d >> 22) & 1, amx_tile = (d >> 24) & 1;
-  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return;
-  const int avx512_bf16 = (a >> 5) & 1;
-  if (!(avx512f && avx512bw && amx_bf16 && amx_tile && avx512_bf16)) return;
-  /* Linux (>= 5.16) keeps the 8 KB tile state out of a process until it asks for it. */
-  if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0) return;
-  avail = 1;
-}
-
-int amx_available(void) {
-  IB_CHECK(pthread_once(&avail_once, avail_probe) == 0);
-  return avail;
-}
 
 /* ---- per-thread packing buffer ---- */
 

@@ -32,7 +32,7 @@
  *
  * Availability. amx_available() is 1 when the CPU has AMX-TILE, AMX-BF16, AVX512-BF16,
  * AVX512F/BW and Linux granted this process the tile state (arch_prctl ARCH_REQ_XCOMP_PERM,
- * asked once, thread-safe). Calling amx_gemm when it is 0 is a bug (IB_CHECK). A build whose
+ * asked once, thread-safe; nn_amx_probe.c, built for the baseline CPU). Calling amx_gemm when it is 0 is a bug (IB_CHECK). A build whose
  * compiler lacks the AMX flags compiles a stub whose amx_available() is 0.
  *
  * Errors. A violated contract (NULL operand of a non-empty product, negative size, too small
