@@ -188,14 +188,7 @@ static int apply(const char *const *val, const char *const *src, int *role, arun
   if (val[O_HORIZON] && tcfg_parse_int(&tc->horizon, val[O_HORIZON], 0, 1000000, P, FLAG(O_HORIZON))) return -1;
   if (val[O_OUT] && tcfg_set_str(tc->out, sizeof tc->out, val[O_OUT], P, FLAG(O_OUT))) return -1;
   if (val[O_THREADS] && tcfg_parse_int(&tc->threads, val[O_THREADS], 1, 8, P, FLAG(O_THREADS))) return -1;
-  if (val[O_MATMUL]) {
-    nn_matmul m;
-    if (nn_matmul_parse(&m, val[O_MATMUL]) != IB_OK) {
-      fprintf(stderr, "%s: %s: %s\n", P, FLAG(O_MATMUL), ib_errmsg());
-      return -1;
-    }
-    tc->matmul = (int)m;
-  }
+  if (val[O_MATMUL] && tcfg_parse_matmul(&tc->matmul, val[O_MATMUL], P, FLAG(O_MATMUL))) return -1;
   if (val[O_EVAL_MODE] && tcfg_eval_mode_parse(&tc->eval_mode, val[O_EVAL_MODE]) != IB_OK)
     return bad(FLAG(O_EVAL_MODE), "%s", ib_errmsg());
   if (!val[O_REPLAY]) return bad("--replay", "%sno replay shards (HINT: --replay host:port[,host:port...])", "");

@@ -190,14 +190,7 @@ static int apply(const char *const *val, const char *const *src, lrun_opts *o, t
   if (val[O_MAXMB] && tcfg_parse_int(&o->max_message_mb, val[O_MAXMB], 1, 2047, P, FLAG(O_MAXMB))) return -1;
   if (val[O_WAIT] && parse_double(&o->wait_s, val[O_WAIT], 0.1, 1e7, FLAG(O_WAIT))) return -1;
   if (val[O_THREADS] && tcfg_parse_int(&tc->threads, val[O_THREADS], 1, 8, P, FLAG(O_THREADS))) return -1;
-  if (val[O_MATMUL]) {
-    nn_matmul m;
-    if (nn_matmul_parse(&m, val[O_MATMUL]) != IB_OK) {
-      fprintf(stderr, "%s: %s: %s\n", P, FLAG(O_MATMUL), ib_errmsg());
-      return -1;
-    }
-    tc->matmul = (int)m;
-  }
+  if (val[O_MATMUL] && tcfg_parse_matmul(&tc->matmul, val[O_MATMUL], P, FLAG(O_MATMUL))) return -1;
   o->resume = val[O_RESUME] && strcmp(val[O_RESUME], "0") != 0;
   o->quiet = val[O_QUIET] && strcmp(val[O_QUIET], "0") != 0;
   if (tcfg_resolve(tc) != IB_OK) return bad("%s%s", ib_errmsg(), "");

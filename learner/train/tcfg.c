@@ -443,6 +443,16 @@ int tcfg_parse_int(int *out, const char *s, int lo, int hi, const char *prog, co
   return 0;
 }
 
+int tcfg_parse_matmul(int *out, const char *s, const char *prog, const char *flag) {
+  nn_matmul m;
+  if (nn_matmul_parse(&m, s) != IB_OK) {
+    fprintf(stderr, "%s: %s: %s\n", prog, flag, ib_errmsg());
+    return -1;
+  }
+  *out = (int)m;
+  return 0;
+}
+
 int tcfg_parse_float(float *out, const char *s, float lo, float hi, const char *prog, const char *flag) {
   char *end;
   errno = 0;

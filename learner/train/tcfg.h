@@ -139,6 +139,8 @@ int tcfg_parse_long(long *out, const char *s, long lo, long hi, const char *prog
 int tcfg_parse_int(int *out, const char *s, int lo, int hi, const char *prog, const char *flag);
 int tcfg_parse_float(float *out, const char *s, float lo, float hi, const char *prog, const char *flag);
 int tcfg_parse_u64(uint64_t *out, const char *s, const char *prog, const char *flag);
+/* A matrix-product precision name (nn_matmul_parse: fp32, bf16x3, bf16) into *out (an nn_matmul). */
+int tcfg_parse_matmul(int *out, const char *s, const char *prog, const char *flag);
 /* Copies s into a TCFG_STR field; -1 (with a message) if it is too long. */
 int tcfg_set_str(char *dst, size_t cap, const char *s, const char *prog, const char *flag);
 

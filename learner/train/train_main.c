@@ -183,15 +183,7 @@ static int apply(tcfg *c, int o, const char *a) {
     if (tcfg_eval_mode_parse(&c->eval_mode, a) == IB_OK) return 0;
     fprintf(stderr, PROG ": --eval-mode: %s\n", ib_errmsg());
     return -1;
-  case O_MATMUL: {
-    nn_matmul m;
-    if (nn_matmul_parse(&m, a) != IB_OK) {
-      fprintf(stderr, PROG ": --matmul: %s\n", ib_errmsg());
-      return -1;
-    }
-    c->matmul = (int)m;
-    return 0;
-  }
+  case O_MATMUL: return tcfg_parse_matmul(&c->matmul, a, PROG, "--matmul");
   default: IB_CHECK(0); return -1;
   }
 }
