@@ -388,6 +388,7 @@ static int cmd_eval(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  nn_blas_autoselect(argv); /* may re-execute with the right OpenBLAS kernel for this CPU */
   if (argc < 2) {
     usage(stderr);
     return 2;

@@ -76,7 +76,8 @@ static void usage(FILE *f) {
           "  --resume RUN_DIR    continue the run in RUN_DIR from its last checkpoint\n"
           "  --threads N         compute threads of the nn library, 1..8 (default 1)\n"
           "  --matmul P          matrix-product precision: fp32 (default), bf16x3 (near-fp32 from three bf16\n"
-          "                      products; needs AMX-BF16) or bf16 (fastest, 8-bit mantissa inputs)\n"
+          "                      products; needs AMX-BF16), bf16 (fastest, 8-bit mantissa inputs) or auto\n"
+          "                      (bf16x3 with AMX-BF16, else fp32; paper-state's default)\n"
           "  --quiet             no progress lines\n"
           "  -h, --help          this text\n"
           "\n"
@@ -191,6 +192,7 @@ static int apply(tcfg *c, int o, const char *a) {
 #define MAX_FLAGS 256
 
 int main(int argc, char **argv) {
+  nn_blas_autoselect(argv); /* may re-execute with the right OpenBLAS kernel for this CPU */
   int flag_o[MAX_FLAGS];
   const char *flag_a[MAX_FLAGS];
   int nflags = 0, o;
