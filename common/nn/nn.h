@@ -286,13 +286,19 @@ void nn_set_threads(int n);
  * narrow or short products (N < 7 or K < 16, e.g. the critic's 1-wide output; nn_gemm.h) stay
  * fp32 in every mode. The bf16 modes give other bits than fp32, so a run is reproducible only
  * with the same mode (and thread count). */
-typedef enum nn_matmul { NN_MATMUL_FP32 = 0, NN_MATMUL_BF16X3 = 1, NN_MATMUL_BF16 = 2 } nn_matmul;
+/* NN_MATMUL_AUTO is a request, not a mode: bf16x3 where the CPU has AMX-BF16, else fp32
+ * (nn_matmul_resolve). bf16x3 is the precision PyTorch's set_float32_matmul_precision("high")
+ * names (each fp32 value as the sum of two bf16 values); the paper-scale preset asks for it
+ * because fp32 sgemm cannot run its 130 GFLOP step fast enough on one core. */
+typedef enum nn_matmul { NN_MATMUL_FP32 = 0, NN_MATMUL_BF16X3 = 1, NN_MATMUL_BF16 = 2, NN_MATMUL_AUTO = 3 } nn_matmul;
 /* Sets the precision of every ib_nn matrix product (process-wide; call before any work, like
- * nn_set_threads). IB_EUNAVAIL with a message naming the CPU feature when a bf16 mode is asked for
- * on a machine without AMX-BF16 (HINT: --matmul fp32); IB_EINVAL for a value outside the enum. */
+ * nn_set_threads); AUTO sets nn_matmul_resolve(AUTO). IB_EUNAVAIL with a message naming the CPU
+ * feature when a bf16 mode is asked for on a machine without AMX-BF16 (HINT: --matmul fp32);
+ * IB_EINVAL for a value outside the enum. */
 int nn_set_matmul(nn_matmul m);
-nn_matmul nn_get_matmul(void);                 /* NN_MATMUL_FP32 until set */
-const char *nn_matmul_name(nn_matmul m);       /* "fp32", "bf16x3", "bf16" */
+nn_matmul nn_get_matmul(void);                 /* NN_MATMUL_FP32 until set; never AUTO */
+nn_matmul nn_matmul_resolve(nn_matmul m);      /* AUTO -> BF16X3 with AMX-BF16, else FP32; others as given */
+const char *nn_matmul_name(nn_matmul m);       /* "fp32", "bf16x3", "bf16", "auto" */
 int nn_matmul_parse(nn_matmul *out, const char *s); /* IB_EINVAL + message listing the choices */
 /* The thread count set by nn_set_threads (1 before any call). */
 int nn_threads(void);

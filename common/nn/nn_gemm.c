@@ -20,12 +20,13 @@ const char *nn_matmul_name(nn_matmul m) {
   case NN_MATMUL_FP32: return "fp32";
   case NN_MATMUL_BF16X3: return "bf16x3";
   case NN_MATMUL_BF16: return "bf16";
+  case NN_MATMUL_AUTO: return "auto";
   }
   return "?";
 }
 
 int nn_matmul_parse(nn_matmul *out, const char *s) {
-  static const nn_matmul all[] = {NN_MATMUL_FP32, NN_MATMUL_BF16X3, NN_MATMUL_BF16};
+  static const nn_matmul all[] = {NN_MATMUL_FP32, NN_MATMUL_BF16X3, NN_MATMUL_BF16, NN_MATMUL_AUTO};
   for (size_t i = 0; s && i < sizeof all / sizeof all[0]; i++)
     if (strcmp(s, nn_matmul_name(all[i])) == 0) {
       *out = all[i];
@@ -33,14 +34,20 @@ int nn_matmul_parse(nn_matmul *out, const char *s) {
     }
   return ib_fail(IB_EINVAL,
                  "unknown matmul precision '%s' (HINT: one of fp32 (OpenBLAS sgemm), bf16x3 (AMX, ~1e-5 "
-                 "relative), bf16 (AMX, ~1e-3 relative))",
+                 "relative), bf16 (AMX, ~1e-3 relative), auto (bf16x3 with AMX, else fp32))",
                  s ? s : "(null)");
 }
 
+nn_matmul nn_matmul_resolve(nn_matmul m) {
+  if (m != NN_MATMUL_AUTO) return m;
+  return amx_available() ? NN_MATMUL_BF16X3 : NN_MATMUL_FP32;
+}
+
 int nn_set_matmul(nn_matmul m) {
-  if (m != NN_MATMUL_FP32 && m != NN_MATMUL_BF16X3 && m != NN_MATMUL_BF16)
-    return ib_fail(IB_EINVAL, "matmul precision %d is not an nn_matmul (HINT: NN_MATMUL_FP32, _BF16X3 or _BF16)",
-                   (int)m);
+  if (m != NN_MATMUL_FP32 && m != NN_MATMUL_BF16X3 && m != NN_MATMUL_BF16 && m != NN_MATMUL_AUTO)
+    return ib_fail(IB_EINVAL,
+                   "matmul precision %d is not an nn_matmul (HINT: NN_MATMUL_FP32, _BF16X3, _BF16 or _AUTO)", (int)m);
+  m = nn_matmul_resolve(m);
   if (m != NN_MATMUL_FP32 && !amx_available())
     return ib_fail(IB_EUNAVAIL,
                    "matmul precision %s needs AMX-BF16 (CPU flags amx_tile, amx_bf16, avx512_bf16 and Linux >= "

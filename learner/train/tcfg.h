@@ -90,7 +90,8 @@ typedef struct tcfg {
      _IBRL, _GREEDY); checked against the method by tcfg_eval_mode */
   int eval_mode;
   /* precision of the nn library's matrix products (nn_matmul: NN_MATMUL_FP32 default,
-     _BF16X3, _BF16; nn_set_matmul) */
+     _BF16X3, _BF16, or _AUTO, which tcfg_resolve turns into bf16x3 or fp32 for this machine;
+     paper-state asks for AUTO; nn_set_matmul) */
   int matmul;
 } tcfg;
 
@@ -139,7 +140,7 @@ int tcfg_parse_long(long *out, const char *s, long lo, long hi, const char *prog
 int tcfg_parse_int(int *out, const char *s, int lo, int hi, const char *prog, const char *flag);
 int tcfg_parse_float(float *out, const char *s, float lo, float hi, const char *prog, const char *flag);
 int tcfg_parse_u64(uint64_t *out, const char *s, const char *prog, const char *flag);
-/* A matrix-product precision name (nn_matmul_parse: fp32, bf16x3, bf16) into *out (an nn_matmul). */
+/* A matrix-product precision name (nn_matmul_parse: fp32, bf16x3, bf16, auto) into *out (an nn_matmul). */
 int tcfg_parse_matmul(int *out, const char *s, const char *prog, const char *flag);
 /* Copies s into a TCFG_STR field; -1 (with a message) if it is too long. */
 int tcfg_set_str(char *dst, size_t cap, const char *s, const char *prog, const char *flag);

@@ -55,7 +55,7 @@ static void bl_usage(FILE *f) {
   fprintf(f,
           "usage: ibrl-bench learner [--preset paper-state] [--steps N] [--warmup N] [--threads 1,2]\n"
           "                          [--torch-script PATH] [--torch-steps N] [--no-torch] [--fresh-pair]\n"
-          "                          [--matmul fp32|bf16x3|bf16]\n"
+          "                          [--matmul auto|fp32|bf16x3|bf16]\n"
           "  Times one IBRL learning step (G=5 critic updates + 1 actor update) of learner/agent and\n"
           "  the PyTorch peer (shared/bench/torch_ibrl_step.py, --mode brief --ens loop) in the same run.\n"
           "  --preset NAME        only paper-state (E=5 3x1024 LN critics, 3x1024 dropout actor, B=256)\n"
@@ -67,8 +67,10 @@ static void bl_usage(FILE *f) {
           "  --torch-steps N      timed peer steps (default: --steps)\n"
           "  --no-torch           skip the peer\n"
           "  --fresh-pair         evaluate the chosen bootstrap action with a fresh head pair (reference)\n"
-          "  --matmul M           precision of the C side's matrix products (nn_set_matmul): fp32 (default),\n"
-          "                       bf16x3 or bf16 (AMX-BF16); the PyTorch peer always runs fp32\n");
+          "  --matmul M           precision of the C side's matrix products (nn_set_matmul): auto (default,\n"
+          "                       as the paper-state preset: bf16x3 with AMX-BF16, else fp32), fp32, bf16x3\n"
+          "                       or bf16; the PyTorch peer always runs fp32 (Debian's torch computes fp32\n"
+          "                       whatever set_float32_matmul_precision says)\n");
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out, const char *flag) {
@@ -88,6 +90,7 @@ static int bl_parse(bl_opts *o, int argc, char **argv) {
   o->warmup = 2;
   o->G = 5;
   o->replay_rows = 20000;
+  o->matmul = NN_MATMUL_AUTO; /* the paper-state preset's setting */
   o->threads[0] = 1;
   o->threads[1] = 2;
   o->n_threads = 2;
@@ -292,7 +295,8 @@ int bench_learner(int argc, char **argv) {
   printf("ibrl-bench learner: preset paper-state, G=%d critic updates + 1 actor update, E=%d, batch %d, "
          "%s bootstrap pair, %.1f GFLOP/step (brief count)\n",
          o.G, cfg.n_critics, B, o.fresh_pair ? "fresh (reference)" : "shared (brief)", gflop);
-  printf("matmul: C side %s (nn_set_matmul), PyTorch peer fp32\n", nn_matmul_name(nn_get_matmul()));
+  printf("matmul: C side %s (nn_set_matmul, asked: %s), PyTorch peer fp32\n", nn_matmul_name(nn_get_matmul()),
+         nn_matmul_name(o.matmul));
   printf("%-8s %-12s %-12s %-10s %-10s %-8s %s\n", "threads", "C s/step", "torch s/step", "C/torch",
          "C GFLOP/s", "load", "note");
   int status = 0;

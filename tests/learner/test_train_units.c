@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include "ib.h"
+#include "nn.h"
+#include "nn_amx.h"
 #include "nstep.h"
 #include "runlog.h"
 #include "tcfg.h"
@@ -87,6 +89,20 @@ static void test_cfg_presets(void) {
   TH_CHECK_EQ_INT(c.critic_updates, 5);
   TH_CHECK_EQ_INT(c.n_stack, 3);
   TH_CHECK_EQ_INT(c.soft, 1);
+  /* paper-state asks for "auto" and tcfg_resolve records the mode this machine runs: bf16x3 with
+   * AMX-BF16, else fp32; the small presets stay fp32 (their committed evidence is fp32) */
+  TH_CHECK_EQ_INT(c.matmul, NN_MATMUL_AUTO);
+  snprintf(c.task, sizeof c.task, "nav2d");
+  TH_CHECK_EQ_INT(tcfg_resolve(&c), IB_OK);
+  TH_CHECK_EQ_INT(c.matmul, amx_available() ? NN_MATMUL_BF16X3 : NN_MATMUL_FP32);
+  const char *small[] = {"nav2d-quick", "nav2d", "metaworld-state"};
+  for (size_t i = 0; i < IB_ARRAY_LEN(small); i++) {
+    tcfg_defaults(&c);
+    tcfg_preset_apply(&c, small[i]);
+    if (!c.task[0]) snprintf(c.task, sizeof c.task, "nav2d");
+    TH_CHECK_EQ_INT(tcfg_resolve(&c), IB_OK);
+    TH_CHECK_MSG(c.matmul == NN_MATMUL_FP32, "preset %s: matmul %d", small[i], c.matmul);
+  }
 }
 
 static void test_cfg_methods(void) {

@@ -429,6 +429,15 @@ static void test_api(void) {
   TH_CHECK_EQ_INT(m, NN_MATMUL_BF16);
   TH_CHECK_EQ_INT(nn_matmul_parse(&m, "fp32"), IB_OK);
   TH_CHECK_EQ_INT(m, NN_MATMUL_FP32);
+  TH_CHECK_EQ_INT(nn_matmul_parse(&m, "auto"), IB_OK);
+  TH_CHECK_EQ_INT(m, NN_MATMUL_AUTO);
+  /* auto is a request: it resolves to the mode this machine can run, and get never returns it */
+  const nn_matmul want = amx_available() ? NN_MATMUL_BF16X3 : NN_MATMUL_FP32;
+  TH_CHECK_EQ_INT(nn_matmul_resolve(NN_MATMUL_AUTO), want);
+  TH_CHECK_EQ_INT(nn_matmul_resolve(NN_MATMUL_BF16), NN_MATMUL_BF16);
+  TH_CHECK_EQ_INT(nn_set_matmul(NN_MATMUL_AUTO), IB_OK);
+  TH_CHECK_EQ_INT(nn_get_matmul(), want);
+  TH_CHECK_EQ_INT(nn_set_matmul(NN_MATMUL_FP32), IB_OK);
   TH_CHECK_EQ_INT(nn_matmul_parse(&m, "fp16"), IB_EINVAL);
   TH_CHECK_MSG(strstr(ib_errmsg(), "fp16") && strstr(ib_errmsg(), "bf16x3") && strstr(ib_errmsg(), "HINT"),
                "message: %s", ib_errmsg());
