@@ -389,6 +389,8 @@ int tcfg_write_json(const tcfg *c, const char *path) {
   I("ckpt_every", c->ckpt_every);
   I("threads", c->threads);
   S("matmul", nn_matmul_name((nn_matmul)c->matmul));
+  /* not a setting but it decides the bits: runs repeat exactly only on the same OpenBLAS kernel */
+  S("blas_core", nn_blas_core());
   int em = tcfg_eval_mode(c);
   S("eval_mode", em < 0 ? "invalid" : tcfg_eval_mode_name(em));
   /* The agent settings the run resolves to (fixed by the method and backbone, not flags). */

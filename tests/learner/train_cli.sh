@@ -121,6 +121,7 @@ if cmp -s a.csv d.csv; then fail "seed 6 gives the same metrics as seed 5"; else
 
 # ---- --matmul: bf16x3 (AMX) is deterministic too, differs from fp32, and config.json says which ran ----
 grep -q '"matmul": "fp32"' runA/config.json && pass "config.json matmul fp32" || fail "config.json lacks matmul fp32"
+grep -q '"blas_core": "[A-Za-z]' runA/config.json && pass "config.json names the OpenBLAS kernel" || fail "config.json lacks blas_core"
 expect_exit 2 "unknown matmul precision 'fp16'" "$B/ibrl-train" --matmul fp16
 # shellcheck disable=SC2086
 if "$B/ibrl-train" $common --seed 5 --matmul bf16x3 --out runM1 2>"$W/err"; then
