@@ -20,7 +20,7 @@ n_demos=10
 demo_noise=0.3
 seed=1
 utd=0.5
-matmul=fp32
+matmul=""   # empty: the preset's (fp32; auto for paper-state)
 eval_episodes=50
 build_dir=$ROOT/build
 do_build=1
@@ -42,8 +42,9 @@ for --minutes, shows live progress, and ends with BC vs IBRL success and a learn
   --demos N        demonstrations to generate [$n_demos]
   --seed S         seed of everything [$seed]
   --utd X          learner updates per inserted transition (replay rate limiter) [$utd]
-  --matmul P       the learner's matrix-product precision: fp32, bf16x3 (near-fp32) or bf16,
-                   the last two on AMX-BF16 CPUs only [$matmul]
+  --matmul P       the learner's matrix-product precision: fp32, bf16x3 (near-fp32), bf16 (the
+                   two on AMX-BF16 CPUs only) or auto (bf16x3 with AMX-BF16, else fp32)
+                   [the preset's: fp32, auto for paper-state]
   --eval-episodes N  episodes per evaluation [$eval_episodes]
   --build-dir DIR  CMake build directory [build]
   --no-build       use the binaries already in --build-dir
@@ -84,7 +85,7 @@ is_int "$actors" && [ "$actors" -ge 1 ] && [ "$actors" -le 64 ] || bad "--actors
 is_int "$shards" && [ "$shards" -ge 1 ] && [ "$shards" -le 16 ] || bad "--shards '$shards' is not an integer in [1, 16]"
 is_int "$ranks" && [ "$ranks" -ge 1 ] && [ "$ranks" -le 64 ] || bad "--ranks '$ranks' is not an integer in [1, 64]"
 is_num "$minutes" && awk "BEGIN{exit !($minutes > 0)}" || bad "--minutes '$minutes' is not a positive number"
-case "$matmul" in fp32|bf16x3|bf16) ;; *) bad "--matmul '$matmul' is not fp32, bf16x3 or bf16" ;; esac
+case "$matmul" in ""|fp32|bf16x3|bf16|auto) ;; *) bad "--matmul '$matmul' is not fp32, bf16x3, bf16 or auto" ;; esac
 is_num "$utd" && awk "BEGIN{exit !($utd > 0)}" || bad "--utd '$utd' is not a positive number"
 is_int "$n_demos" && [ "$n_demos" -ge 1 ] || bad "--demos '$n_demos' is not a positive integer"
 is_int "$seed" || bad "--seed '$seed' is not a non-negative integer"
@@ -176,7 +177,7 @@ echo "   replay shards: $list"
 echo "   $(tail -n 1 "$IBC_LOGS/import.log")"
 common=(--replay "$list" --il "$out/il.ckpt" --preset "$preset" --task "$task" --seed "$seed")
 ibc_start learner mpirun --bind-to none -np "$ranks" "$B/ibrl-learner" "${common[@]}" --minutes "$minutes" \
-  --matmul "$matmul" --publish-every 25 --log-every 25 --ckpt-every 1000 --out "$out/learner"
+  ${matmul:+--matmul "$matmul"} --publish-every 25 --log-every 25 --ckpt-every 1000 --out "$out/learner"
 ibc_start eval "$B/ibrl-actor" --role eval "${common[@]}" --out "$out/eval" --eval-episodes "$eval_episodes" --eval-every 20
 for ((i = 0; i < actors; i++)); do
   ibc_start "actor-$i" "$B/ibrl-actor" "${common[@]}" --actor-id "$i" --log-every 2 --status "$out/logs/actor-$i.json"
