@@ -174,8 +174,8 @@ typedef struct preset {
 } preset;
 
 static const preset presets[] = {
-    {"nav2d-quick", preset_nav2d_quick, "nav2d, 10k env steps, 2x128 nets, eval 20 ep / 2k steps (about 1.5-2 min on this machine)"},
-    {"nav2d", preset_nav2d, "nav2d, 20k env steps, 2x128 nets, eval 50 ep / 1k steps (the evidence runs, about 7 min)"},
+    {"nav2d-quick", preset_nav2d_quick, "nav2d, 10k env steps, 2x128 nets, eval 20 ep / 2k steps (about 1 min on this machine)"},
+    {"nav2d", preset_nav2d, "nav2d, 20k env steps, 2x128 nets, eval 50 ep / 1k steps (the evidence runs, about 3 min)"},
     {"metaworld-state", preset_metaworld_state,
      "metaworld/coffeepush state, 3 demos, 40k env steps, 2x128 nets, G=1 U=1, eval 20 ep / 5k steps"},
     {"paper-state", preset_paper_state,
