@@ -39,7 +39,17 @@
  * allocator policies. ibrl-replay runs with its default durability (ckpt) and no --ckpt-dir:
  * no checkpoint and no write-ahead log, nothing is written to disk.
  *
- * Measured 2026-11-22 04:18:12-04:23:00 UTC (`uptime` load 1.1-3.3 during the runs, the team's
+ * --only decode runs none of that: it times the shard's insert path (decode + store) in this
+ * process, to see what of the shard's CPU per row is data work (see decode_bench below).
+ *
+ * Round 4, measured 2026-11-22 07:08-07:10 UTC (`uptime` load 2.5-3.6, other heavy jobs paused by
+ * /tmp/quiet.sh; medians of 3 runs of 5 rounds, alternating with the previous commit's binaries):
+ * full/raw insert 44% / 63% with 1 / 4 client threads (previous commit 41% / 66%), CPU raw/full
+ * 55% / 62% (previous 51% / 58%): inside the run-to-run noise. --only decode (07:05-07:17 UTC,
+ * load 1.8-2.9, medians of 15 rounds, alternating builds): 142-160 ns a row, decode 55-61 + store
+ * 87-105 (store 102-115 with the previous single staging buffer in the same window).
+ *
+ * Round 3, measured 2026-11-22 04:18:12-04:23:00 UTC (`uptime` load 1.1-3.3 during the runs, the team's
  * other heavy jobs paused by /tmp/quiet.sh; medians of 3 runs of the default 5 rounds, alternating
  * with the previous commit's ibrl-bench + ibrl-replay in the same window): full/raw insert 47% / 57%
  * with 1 / 4 client threads (previous commit 45% / 56%: the insert path did not change); sample one
@@ -61,6 +71,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <grpc/byte_buffer_reader.h>
@@ -72,6 +83,7 @@
 #include "replay_client.h"
 #include "rng.h"
 #include "rpc_server.h"
+#include "store.h"
 #include "wire.h"
 
 #define RAW_INSERT_PATH WIRE_PATH_INSERT
@@ -560,6 +572,156 @@ static phase_result run_phase(const bcfg *cfg, int kind, int threads, const char
   return r;
 }
 
+/* ---- the shard's insert path in this process (--only decode) ----
+ * What ibrl-replay does with one received InsertRequest of columns, without the transport, in two
+ * timed phases: "decode" walks the message, checks every column's length and the floats for
+ * NaN/Inf inside the copy into the insert slot's rows (ic_msg_cols_read, as rsrv.c) and builds the
+ * store items; "store" is store_insert_prechecked into a table of the size the bench gives
+ * ibrl-replay (dedup, the record writes with streaming stores, counters). The messages are cut into the
+ * slices the shard gets from gRPC (a first piece, then 64 kB slices), and 16 different ones are
+ * cycled (2.5 MB, more than this CPU's 2 MB L2), so each arrives from outside the core's cache as
+ * the kernel's copy leaves it. Each insert gets fresh seqs, so every row is stored and written. */
+
+#define DEC_MSGS 16
+
+typedef struct dec_state {
+  ic_rows rows;
+  store_item *items;
+  ic_flat flat;
+} dec_state;
+
+/* Decodes InsertRequest bb into st->items as rsrv.c does; returns the row count (-1 on error). */
+static long dec_one(dec_state *st, const grpc_byte_buffer *bb) {
+  ic_msg m;
+  IB_CHECK(ic_msg_init(&m, bb, &st->flat) == 0);
+  size_t O = (size_t)st->rows.obs_dim, A = (size_t)st->rows.act_dim, n = 0;
+  for (;;) {
+    uint32_t f;
+    int wt;
+    uint64_t v;
+    size_t flen;
+    int more = ic_msg_next_hdr(&m, &f, &wt, &v, &flen);
+    if (more <= 0) return more == 0 ? (long)n : -1;
+    if (f != IC_INSERT_COLUMNS) {
+      if (wt == 2) ic_msg_skip(&m, flen);
+      continue;
+    }
+    ic_error e;
+    ic_cols_dst d = {&st->rows, 1024, SIZE_MAX, 0, 0, 1};
+    if (ic_msg_cols_read(&m, flen, &d, &n, &e) != IC_OK) return -1;
+    for (size_t i = 0; i < n; i++) {
+      store_item *it = &st->items[i];
+      it->obs = st->rows.obs + i * O;
+      it->next_obs = st->rows.next_obs + i * O;
+      it->action = st->rows.action + i * A;
+      it->obs_n = it->next_obs_n = (uint32_t)O;
+      it->act_n = (uint32_t)A;
+      it->reward = st->rows.reward[i];
+      it->discount = st->rows.discount[i];
+      it->proposer = st->rows.proposer[i];
+      it->actor_id = st->rows.actor_id[i];
+      it->seq = st->rows.seq[i];
+      it->weight_version = st->rows.weight_version[i];
+      it->episode_end = st->rows.episode_end[i];
+      it->episode_success = st->rows.episode_success[i];
+    }
+  }
+}
+
+static double thread_cpu(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int decode_bench(const bcfg *cfg) {
+  grpc_init();
+  size_t N = 1024, O = (size_t)cfg->obs_dim, A = (size_t)cfg->act_dim;
+  dec_state st;
+  memset(&st, 0, sizeof st);
+  st.rows = (ic_rows){cfg->obs_dim, cfg->act_dim, ib_xmalloc(N * O * 4), ib_xmalloc(N * A * 4), ib_xmalloc(N * O * 4),
+                      ib_xmalloc(N * 4), ib_xmalloc(N * 4), ib_xmalloc(N), ib_xmalloc(N), ib_xmalloc(N),
+                      ib_xmalloc(N * 4), ib_xmalloc(N * 8), ib_xmalloc(N * 8)};
+  st.items = ib_xcalloc(N, sizeof *st.items);
+  store_spec sp[2];
+  store_specs_default(sp, cfg->obs_dim, cfg->act_dim, 1000, 300000); /* as start_replay's ibrl-replay */
+  store *s = NULL;
+  if (store_create(&s, sp, 2, NULL) != IB_OK) {
+    fprintf(stderr, "ibrl-bench replay --only decode: %s\n", ib_errmsg());
+    return 1;
+  }
+  rc_batch b;
+  rc_batch_init(&b, cfg->batch, cfg->obs_dim, cfg->act_dim);
+  grpc_byte_buffer *msgs[DEC_MSGS];
+  size_t len = 0;
+  for (int k = 0; k < DEC_MSGS; k++) {
+    fill_batch(&b, cfg->batch, 10 + (uint64_t)k);
+    grpc_byte_buffer *one = rc__encode_insert_columns(&b, 0, b.n, "online");
+    grpc_byte_buffer_reader rd;
+    IB_CHECK(grpc_byte_buffer_reader_init(&rd, one));
+    grpc_slice flat = grpc_byte_buffer_reader_readall(&rd);
+    grpc_byte_buffer_reader_destroy(&rd);
+    grpc_byte_buffer_destroy(one);
+    len = GRPC_SLICE_LENGTH(flat);
+    const uint8_t *p = GRPC_SLICE_START_PTR(flat);
+    grpc_slice sl[64];
+    size_t ns = 0, at = 0, first = 4096 + (size_t)k * 3001 % 60000; /* a first piece, then 64 kB slices */
+    for (size_t piece = IB_MIN(first, len); at < len && ns < 64; at += piece, piece = IB_MIN((size_t)65536, len - at))
+      sl[ns++] = grpc_slice_from_copied_buffer((const char *)p + at, piece);
+    msgs[k] = grpc_raw_byte_buffer_create(sl, ns);
+    for (size_t q = 0; q < ns; q++) grpc_slice_unref(sl[q]);
+    grpc_slice_unref(flat);
+  }
+  rc_batch_free(&b);
+  printf("ibrl-bench replay --only decode: the shard's insert path in this process, %d rows of obs %d, action %d per "
+         "message (%zu B, a first slice of 4-64 kB, then 64 kB slices, %d messages cycled), into a 300k-row table; "
+         "medians of %d rounds of %.2f s\n",
+         cfg->batch, cfg->obs_dim, cfg->act_dim, len, DEC_MSGS, cfg->rounds, cfg->seconds);
+  double dec_ns[MAX_ROUNDS], sto_ns[MAX_ROUNDS];
+  uint64_t seq = 0;
+  int bad = 0;
+  for (int r = 0; r < cfg->rounds && !bad; r++) {
+    uint64_t rows = 0;
+    double t_dec = 0, t_sto = 0, t0 = (double)ib_now_ns() * 1e-9;
+    for (int k = 0; (double)ib_now_ns() * 1e-9 - t0 < cfg->seconds; k = (k + 1) % DEC_MSGS) {
+      double c0 = thread_cpu();
+      long n = dec_one(&st, msgs[k]);
+      double c1 = thread_cpu();
+      if (n < 0) {
+        fprintf(stderr, "ibrl-bench replay --only decode: a message did not decode\n");
+        bad = 1;
+        break;
+      }
+      for (long i = 0; i < n; i++) st.items[i].seq = seq++; /* fresh rows: all stored */
+      double c2 = thread_cpu();
+      store_insert_result res;
+      if (store_insert_prechecked(s, "online", st.items, (size_t)n, &res) != IB_OK || res.stored != (uint32_t)n) {
+        fprintf(stderr, "ibrl-bench replay --only decode: store: %s\n", ib_errmsg());
+        bad = 1;
+        break;
+      }
+      t_dec += c1 - c0;
+      t_sto += thread_cpu() - c2;
+      rows += (uint64_t)n;
+    }
+    dec_ns[r] = t_dec * 1e9 / (double)(rows ? rows : 1);
+    sto_ns[r] = t_sto * 1e9 / (double)(rows ? rows : 1);
+  }
+  if (!bad) {
+    double d = median(dec_ns, cfg->rounds), t = median(sto_ns, cfg->rounds);
+    printf("CPU ns per row: decode %.1f + store %.1f = %.1f\n", d, t, d + t);
+  }
+  for (int k = 0; k < DEC_MSGS; k++) grpc_byte_buffer_destroy(msgs[k]);
+  store_destroy(s);
+  ic_flat_free(&st.flat);
+  free(st.items);
+  void *cols[] = {st.rows.obs, st.rows.action, st.rows.next_obs, st.rows.reward, st.rows.discount, st.rows.proposer,
+                  st.rows.episode_end, st.rows.episode_success, st.rows.actor_id, st.rows.seq, st.rows.weight_version};
+  for (size_t k = 0; k < IB_ARRAY_LEN(cols); k++) free(cols[k]);
+  grpc_shutdown();
+  return bad;
+}
+
 /* ---- main ---- */
 
 int bench_replay(int argc, char **argv); /* called by bench_main.c */
@@ -572,7 +734,8 @@ static void usage(FILE *f) {
           "1 and 4 client threads, next to a raw gRPC baseline (no-op handlers, same bytes) in the same run.\n"
           "  --rounds R       rounds per configuration; the table shows medians [5]\n"
           "  --seconds S      length of each measurement (3 per round) [0.5]\n"
-          "  --only OP        insert or sample only [both]\n"
+          "  --only OP        insert or sample only [both]; or decode: the shard's insert path (decode + store)\n"
+          "                   in this process, CPU per row (no network, no children)\n"
           "  --threads T      client threads: 1 or 4 only [both]\n"
           "  --no-prefetch    sample with one rc_sample at a time instead of the prefetching rc_sampler\n"
           "  --batch N        transitions per message [256]\n"
@@ -605,7 +768,10 @@ int bench_replay(int argc, char **argv) {
       case 'r': cfg.replay_bin = optarg; break;
       case 't': cfg.threads = (int)strtol(optarg, &end, 10); bad = *end || (cfg.threads != 1 && cfg.threads != 4); break;
       case 'p': cfg.prefetch = 0; break;
-      case 'y': cfg.only = !strcmp(optarg, "insert") ? 0 : !strcmp(optarg, "sample") ? 1 : -2; bad = cfg.only == -2; break;
+      case 'y':
+        cfg.only = !strcmp(optarg, "insert") ? 0 : !strcmp(optarg, "sample") ? 1 : !strcmp(optarg, "decode") ? 2 : -2;
+        bad = cfg.only == -2;
+        break;
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;
     }
@@ -618,6 +784,7 @@ int bench_replay(int argc, char **argv) {
     fprintf(stderr, "ibrl-bench replay: unexpected argument '%s' (see --help)\n", argv[optind]);
     return 2;
   }
+  if (cfg.only == 2) return decode_bench(&cfg);
   if (cfg.replay_bin == NULL) {
     ssize_t n = readlink("/proc/self/exe", default_bin, sizeof default_bin - 16);
     if (n <= 0) {

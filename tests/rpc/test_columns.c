@@ -12,7 +12,9 @@
  *     and a checkpoint + restart, bit for bit.
  *   - malformed columns: wrong byte lengths, n over the bound, n differing between columns, NaN
  *     or Inf in each float column, an unknown table, a wrong wire type: INVALID_ARGUMENT with a
- *     message naming the thing, nothing stored, and the shard keeps serving. */
+ *     message naming the thing, nothing stored, and the shard keeps serving; a NaN in row 777 of
+ *     a 1000-row message (received over several slices) likewise; a good 1000-row message then
+ *     samples back value for value. */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -445,15 +447,18 @@ out:
 
 /* An InsertRequest whose ItemColumns the test shapes: n_field is the n written (or -1: none);
  * rows[f] the rows column f (ItemColumns field number 2..11) holds (-1: omitted); poison_col
- * (2..6) gets a NaN (or Inf with inf) at row 1, element 0; wrong_wt writes obs as a varint. */
+ * (2..6) gets a NaN (or Inf with inf) at row prow (1 unless set), element 0; wrong_wt writes obs
+ * as a varint. Row i's float column values are (i * width + k) * 0.25 (discount 0.5), its seq
+ * 5000 + i. */
 typedef struct shape {
   long n_field;
   long rows[12];
   int poison_col, inf, wrong_wt;
+  long prow;
 } shape;
 
 static shape shape_ok(long n) {
-  shape s = {n, {0}, 0, 0, 0};
+  shape s = {n, {0}, 0, 0, 0, 1};
   for (int f = 2; f < 12; f++) s.rows[f] = n;
   return s;
 }
@@ -481,9 +486,9 @@ static grpc_byte_buffer *shaped(const char *table, const shape *s) {
         uint64_t q = 5000 + k;
         memcpy(p + 8 * k, &q, 8);
       }
-    if (f == s->poison_col && s->rows[f] > 1) {
+    if (f == s->poison_col && s->rows[f] > s->prow) {
       float bad = s->inf ? -INFINITY : NAN;
-      memcpy(p + wid[f], &bad, 4); /* row 1, element 0 */
+      memcpy(p + (size_t)s->prow * wid[f], &bad, 4); /* row prow, element 0 */
     }
     p += len;
   }
@@ -568,6 +573,16 @@ static void test_columns_malformed(void) {
   expect_bad(&c, "online", &sh, "malformed ItemColumns", "obs with a wrong wire type");
   sh = shape_ok(8);
   expect_bad(&c, "nosuch", &sh, "nosuch", "unknown table");
+  /* A bad row deep in a message big enough to arrive in several slices (~94 kB): refused,
+   * named, nothing of it stored. */
+  sh = shape_ok(1000);
+  sh.poison_col = 6;
+  sh.prow = 777;
+  expect_bad(&c, "online", &sh, "Insert item 777 (columns row 777): next_obs[0] = nan", "NaN in row 777 of 1000");
+  sh.poison_col = 3;
+  sh.inf = 1;
+  sh.prow = 998;
+  expect_bad(&c, "online", &sh, "(columns row 998): action[0] = -inf", "-Inf in row 998 of 1000");
   /* Nothing of the refused messages was stored, and the shard still serves. */
   TH_CHECK_EQ_INT(online_size(&c), 8);
   ok = shape_ok(8);
@@ -576,9 +591,32 @@ static void test_columns_malformed(void) {
   TH_CHECK_EQ_INT(insert_bb(&c, bb, &rep, NULL, 0), GRPC_STATUS_OK);
   grpc_byte_buffer_destroy(bb);
   TH_CHECK_EQ_INT(rep.duplicates, 8);
+  /* A good 1000-row message (several slices): 992 new rows, and every sampled row holds exactly
+   * the values its seq was sent with. */
+  ok = shape_ok(1000);
+  bb = shaped("online", &ok);
+  TH_CHECK_EQ_INT(insert_bb(&c, bb, &rep, NULL, 0), GRPC_STATUS_OK);
+  grpc_byte_buffer_destroy(bb);
+  TH_CHECK_EQ_INT(rep.inserted, 992);
+  TH_CHECK_EQ_INT(online_size(&c), 1000);
   rc_batch b;
-  rc_batch_init(&b, 16, OBS, ACT);
-  TH_CHECK_EQ_INT(sample_bb(&c, 16, 1, &b), GRPC_STATUS_OK);
+  rc_batch_init(&b, 256, OBS, ACT);
+  TH_CHECK_EQ_INT(sample_bb(&c, 256, 1, &b), GRPC_STATUS_OK);
+  int wrong = 0;
+  for (int k = 0; k < b.n; k++) {
+    long i = (long)b.seq[k] - 5000;
+    if (i < 0 || i >= 1000) {
+      wrong++;
+      continue;
+    }
+    for (int j = 0; j < OBS; j++) {
+      wrong += b.obs[k * OBS + j] != (float)(i * OBS + j) * 0.25f;
+      wrong += b.next_obs[k * OBS + j] != (float)(i * OBS + j) * 0.25f;
+    }
+    for (int j = 0; j < ACT; j++) wrong += b.action[k * ACT + j] != (float)(i * ACT + j) * 0.25f;
+    wrong += b.reward[k] != (float)i * 0.25f || b.discount[k] != 0.5f;
+  }
+  TH_CHECK_MSG(b.n == 256 && wrong == 0, "%d wrong values in %d sampled rows of the 1000-row message", wrong, b.n);
   rc_batch_free(&b);
   rt_client_close(&c);
   rt_shard_stop_ok(&s);

@@ -1,6 +1,6 @@
 /* test_store.c: the replay store in memory: round trip, mixing ratios, FIFO order, dedup,
  * validation with no partial effects, capacity and registry limits, statistics, and concurrent
- * inserts and samples. */
+ * inserts and samples; the record layout written from unaligned sources for a sweep of dims. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,6 +13,7 @@
 #include "rng.h"
 #include "store.h"
 #include "store_fixture.h"
+#include "store_impl.h" /* the record arena, for the record layout test */
 #include "th.h"
 
 #define MAXB 64
@@ -75,6 +76,81 @@ static void test_round_trip(void) {
   for (int q = 0; q < 10; q++) TH_CHECK_MSG(seen[q] > 0, "item %d never sampled in 200 draws", q);
   store_batch_free(&b);
   store_destroy(s);
+}
+
+/* write_slot loads each 16-byte chunk of a record straight from the item's runs (obs, next_obs,
+ * action, then reward, discount and the pad), so every split of a chunk between runs matters:
+ * for every obs_dim 1..9 and act_dim 1..6, rows whose floats lie at odd byte addresses (as in a
+ * received message; store_insert_prechecked reads them with memcpy only) land in the arena as
+ * exactly [obs | next_obs | action | reward | discount | zeros], and sample back bit for bit. */
+static void test_record_layout_sweep(void) {
+  enum { N = 5 };
+  int bad_rec = 0, bad_sample = 0, cases = 0;
+  for (int od = 1; od <= 9; od++)
+    for (int ad = 1; ad <= 6; ad++) {
+      store_spec sp[2];
+      store_specs_default(sp, od, ad, 8, 8);
+      store *s = NULL;
+      TH_CHECK_MSG(store_create(&s, sp, 2, NULL) == IB_OK, "store_create: %s", ib_errmsg());
+      if (s == NULL) return;
+      size_t rowf = 2 * (size_t)od + (size_t)ad;
+      uint8_t *raw = ib_xmalloc(N * rowf * 4 + 1);
+      store_item it[N];
+      for (int i = 0; i < N; i++) {
+        uint8_t *base = raw + 1 + (size_t)i * rowf * 4; /* odd addresses */
+        for (size_t j = 0; j < rowf; j++) {
+          float v = (float)(i * 1000 + (int)j) + 0.5f;
+          memcpy(base + 4 * j, &v, 4);
+        }
+        memset(&it[i], 0, sizeof it[i]);
+        it[i].obs = (const float *)(const void *)base;
+        it[i].next_obs = (const float *)(const void *)(base + 4 * (size_t)od);
+        it[i].action = (const float *)(const void *)(base + 8 * (size_t)od);
+        it[i].obs_n = it[i].next_obs_n = (uint32_t)od;
+        it[i].act_n = (uint32_t)ad;
+        it[i].reward = -(float)i - 0.25f;
+        it[i].discount = 0.5f;
+        it[i].actor_id = 1;
+        it[i].seq = (uint64_t)i;
+        it[i].weight_version = (uint64_t)i;
+      }
+      store_insert_result r;
+      TH_CHECK_MSG(store_insert_prechecked(s, "online", it, N, &r) == IB_OK, "insert: %s", ib_errmsg());
+      const store__table *tb = &s->tables[store_table_find(s, "online")];
+      for (int i = 0; i < N; i++) {
+        const float *rec = tb->rec + (size_t)i * tb->stride;
+        for (size_t j = 0; j < tb->stride; j++) {
+          float want = j < rowf ? (float)(i * 1000 + (int)j) + 0.5f
+                       : j == rowf ? -(float)i - 0.25f : j == rowf + 1 ? 0.5f : 0.0f;
+          uint32_t a, b;
+          memcpy(&a, &rec[j], 4);
+          memcpy(&b, &want, 4);
+          if (a != b) bad_rec++;
+        }
+      }
+      store_batch b;
+      store_batch_init(&b, 16, od, ad);
+      rng g;
+      rng_seed(&g, 3, "test", 0, "layout");
+      TH_CHECK_EQ_INT(store_sample(s, &g, 16, 0.0, &b), IB_OK);
+      for (uint32_t k = 0; k < b.n; k++) {
+        int i = (int)b.weight_version[k];
+        for (int j = 0; j < od; j++) {
+          bad_sample += b.obs[k * (uint32_t)od + (uint32_t)j] != (float)(i * 1000 + j) + 0.5f;
+          bad_sample += b.next_obs[k * (uint32_t)od + (uint32_t)j] != (float)(i * 1000 + od + j) + 0.5f;
+        }
+        for (int j = 0; j < ad; j++)
+          bad_sample += b.action[k * (uint32_t)ad + (uint32_t)j] != (float)(i * 1000 + 2 * od + j) + 0.5f;
+        bad_sample += b.reward[k] != -(float)i - 0.25f || b.discount[k] != 0.5f;
+      }
+      store_batch_free(&b);
+      free(raw);
+      store_destroy(s);
+      cases++;
+    }
+  TH_CHECK_EQ_INT(cases, 54);
+  TH_CHECK_MSG(bad_rec == 0, "%d record floats differ from [obs | next_obs | action | reward | discount | 0]", bad_rec);
+  TH_CHECK_MSG(bad_sample == 0, "%d sampled values differ from the inserted ones", bad_sample);
 }
 
 static void test_mix_exact_count(void) {
@@ -788,6 +864,7 @@ static void test_concurrent_insert_sample(void) {
 
 static const th_case cases[] = {
     {"round trip: values arrive intact", test_round_trip},
+    {"record layout from unaligned rows, obs_dim 1..9 x act_dim 1..6", test_record_layout_sweep},
     {"mix: exact demo count round(n*f)", test_mix_exact_count},
     {"mix: proportional and uniform within a table", test_mix_proportional_and_uniform},
     {"mix: empty-table fallback", test_fallback_and_empty},
