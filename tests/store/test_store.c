@@ -78,11 +78,13 @@ static void test_round_trip(void) {
   store_destroy(s);
 }
 
-/* write_slot loads each 16-byte chunk of a record straight from the item's runs (obs, next_obs,
- * action, then reward, discount and the pad), so every split of a chunk between runs matters:
- * for every obs_dim 1..9 and act_dim 1..6, rows whose floats lie at odd byte addresses (as in a
- * received message; store_insert_prechecked reads them with memcpy only) land in the arena as
- * exactly [obs | next_obs | action | reward | discount | zeros], and sample back bit for bit. */
+/* The store assembles each record from the item's separate runs (obs, next_obs, action, then
+ * reward, discount and the pad) in one of two staging buffers and streams it out a row later
+ * (slot_writer in store.c), so the runs' lengths and the record's 16-byte chunks cut each other
+ * in every way: for every obs_dim 1..9 and act_dim 1..6, rows whose floats lie at odd byte
+ * addresses (as in a received message; store_insert_prechecked reads them with memcpy only)
+ * land in the arena as exactly [obs | next_obs | action | reward | discount | zeros], and
+ * sample back bit for bit. */
 static void test_record_layout_sweep(void) {
   enum { N = 5 };
   int bad_rec = 0, bad_sample = 0, cases = 0;
