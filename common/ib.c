@@ -31,10 +31,15 @@ const char *ib_strerror(int code) {
 }
 
 int ib_fail(int code, const char *fmt, ...) {
+  /* Formatted into a scratch buffer first: callers may pass ib_errmsg() itself as an argument
+   * (to wrap a cause in more context), and vsnprintf into the buffer it reads from is undefined
+   * (it printed an empty or garbled cause). */
+  static _Thread_local char tmp[sizeof errbuf];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+  vsnprintf(tmp, sizeof tmp, fmt, ap);
   va_end(ap);
+  memcpy(errbuf, tmp, sizeof errbuf);
   return code;
 }
 

@@ -55,17 +55,17 @@ esac
 for ins in ENTRYPOINT CMD; do
   line=$(printf '%s\n' "$logical" | awk -v i="$ins" 'toupper($1)==i{l=$0} END{print l}')
   if [ -z "$line" ]; then bad "$ins missing"
-  elif printf '%s' "$line" | grep -Eq "^${ins}[[:space:]]+\[.*\][[:space:]]*$"; then ok "$ins exec form"
+  elif grep -Eq "^${ins}[[:space:]]+\[.*\][[:space:]]*$" <<<"$line"; then ok "$ins exec form"
   else bad "$ins is shell form: $line HINT: $ins [\"prog\", \"arg\"]"; fi
 done
-if printf '%s\n' "$logical" | grep -Eq '^ENTRYPOINT[[:space:]]+\[[[:space:]]*"(/usr/bin/)?tini"'; then ok "ENTRYPOINT runs tini"
+if grep -Eq '^ENTRYPOINT[[:space:]]+\[[[:space:]]*"(/usr/bin/)?tini"' <<<"$logical"; then ok "ENTRYPOINT runs tini"
 else bad "ENTRYPOINT does not run tini HINT: ENTRYPOINT [\"/usr/bin/tini\", \"--\"]"; fi
 stages=" "
 while read -r kw rest; do
   case "${kw^^}" in
     FROM)
       image=$(printf '%s' "$rest" | awk '{print $1}')
-      if printf '%s' "$image" | grep -Eq '^debian:bookworm(-slim)?$'; then ok "FROM $image"
+      if grep -Eq '^debian:bookworm(-slim)?$' <<<"$image"; then ok "FROM $image"
       else bad "FROM $image is not debian:bookworm(-slim)"; fi
       name=$(printf '%s' "$rest" | awk 'toupper($2)=="AS"{print $3}')
       [ -n "$name" ] && stages="$stages$name "
@@ -86,8 +86,8 @@ progs=$(cd "$src" && grep -rhoE --include=CMakeLists.txt 'add_(executable|custom
 progs="$progs ibrl-bench"
 for p in $progs; do
   run_lines=$(printf '%s\n' "$logical" | grep -E '^RUN ')
-  if printf '%s' "$run_lines" | grep -Eq -- "--target[^&]*[[:space:]]$p([[:space:]]|$)" &&
-     printf '%s' "$run_lines" | grep -Eq "/build/bin/$p([[:space:]]|$)"; then ok "image builds and copies $p"
+  if grep -Eq -- "--target[^&]*[[:space:]]$p([[:space:]]|$)" <<<"$run_lines" &&
+     grep -Eq "/build/bin/$p([[:space:]]|$)" <<<"$run_lines"; then ok "image builds and copies $p"
   else bad "$p (a program of the CMake tree) is not built with --target and copied from /build/bin"; fi
 done
 
@@ -102,7 +102,7 @@ if command -v apt-get >/dev/null 2>&1; then
       # shellcheck disable=SC2086
       out=$(apt-get install -s --no-install-recommends $pkgs 2>&1); apt_rc=$?
       [ $apt_rc -eq 0 ] && break
-      printf '%s' "$out" | grep -q "Unable to locate package" && break
+      grep -q "Unable to locate package" <<<"$out" && break
       sleep 5
     done
     unknown=$(printf '%s\n' "$out" | sed -n 's/^E: Unable to locate package //p' | tr '\n' ' ')

@@ -67,9 +67,11 @@ fi
 # JOBS runs side by side, each single-threaded.
 xargs -P "$JOBS" -L 1 sh "$SCRIPT" --one <"$jobs_file" || echo "some runs failed: see $OUT/runs/*.log"
 
-AT=$STEPS sh "$HERE/table.sh" runs/ibrl-s* runs/rlpd-s* runs/bc-s* >table_main.md
-AT=$STEPS sh "$HERE/table.sh" runs/ibrl-s1 runs/ibrl-noact-s* runs/ibrl-noboot-s* runs/ibrl-neither-s* >table_ablation.md
-"$B/ibrl-plot" -o curves_main.png -t "nav2d, 10 noisy demos: eval success" runs/ibrl-s* runs/rlpd-s* runs/bc-s*
-"$B/ibrl-plot" -o curves_ablation.png -t "nav2d ablation: eval success" runs/ibrl-s1 runs/ibrl-noact-s* runs/ibrl-noboot-s* \
-  runs/ibrl-neither-s*
+# Run directories only: each run's log (runs/M-sS.log) sits next to it and matches the same globs.
+run_dirs() { for d in "$@"; do if [ -d "$d" ]; then echo "$d"; fi; done; }
+AT=$STEPS sh "$HERE/table.sh" $(run_dirs runs/ibrl-s* runs/rlpd-s* runs/bc-s*) >table_main.md
+AT=$STEPS sh "$HERE/table.sh" $(run_dirs runs/ibrl-s1 runs/ibrl-noact-s* runs/ibrl-noboot-s* runs/ibrl-neither-s*) >table_ablation.md
+"$B/ibrl-plot" -o curves_main.png -t "nav2d, 10 noisy demos: eval success" $(run_dirs runs/ibrl-s* runs/rlpd-s* runs/bc-s*)
+"$B/ibrl-plot" -o curves_ablation.png -t "nav2d ablation: eval success" \
+  $(run_dirs runs/ibrl-s1 runs/ibrl-noact-s* runs/ibrl-noboot-s* runs/ibrl-neither-s*)
 cat table_main.md table_ablation.md

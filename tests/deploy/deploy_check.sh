@@ -34,7 +34,7 @@ case "$what" in
     out=$(npm_config_registry=http://127.0.0.1:9/ npm_config_fetch_retries=0 npm_config_cache="$tmp/cache" \
           timeout 120 "$V/setup.sh" "$tmp/tools" 2>&1); rc=$?
     printf '%s\n' "$out" | sed 's/^/  | /'
-    if [ $rc -ne 0 ] && printf '%s' "$out" | grep -q "registry (http://127.0.0.1:9/) is unreachable"; then
+    if [ $rc -ne 0 ] && grep -q "registry (http://127.0.0.1:9/) is unreachable" <<<"$out"; then
       echo "1 passed, 0 failed (unreachable registry: setup fails with exit $rc and says so)"
     else
       echo "0 passed, 1 failed (wanted a nonzero exit naming the unreachable registry; got exit $rc)"
@@ -146,7 +146,7 @@ case "$what" in
         # (kustomize v5.5 replaces images inside any containers[] even without it; names it does not.)
         for re in "MPIJob/learner: Launcher container 'launcher': envFrom ConfigMap 'ibrl-hparams' is not in this render" \
                   "MPIJob/learner: Launcher container 'launcher': env IBRL_LEARNER_TOKEN uses Secret 'ibrl-token', which is not in this render"; do
-          if [ $rc -eq 1 ] && printf '%s' "$out" | grep -Fq -- "$re"; then echo "  PASS no kustomizeconfig.yaml caught: $re"; pass=$((pass + 1))
+          if [ $rc -eq 1 ] && grep -Fq -- "$re" <<<"$out"; then echo "  PASS no kustomizeconfig.yaml caught: $re"; pass=$((pass + 1))
           else echo "  FAIL no kustomizeconfig.yaml missed: $re (exit $rc)"; fail=$((fail + 1)); fi
         done
       else
@@ -167,7 +167,7 @@ case "$what" in
               "ibrl-bench .* is not built with --target and copied" "apt packages unknown to this Debian: libmujoco9" \
               "FROM debian is not debian:bookworm" \
               "ibrl-learner needs libmujoco.so.2.2.2 from libmujoco2.2.2, which the runtime stage does not install"; do
-      if [ $rc -eq 1 ] && printf '%s' "$out" | grep -Eq -- "^FAIL $re"; then echo "  PASS dockerfile check catches /$re/"; pass=$((pass + 1))
+      if [ $rc -eq 1 ] && grep -Eq -- "^FAIL $re" <<<"$out"; then echo "  PASS dockerfile check catches /$re/"; pass=$((pass + 1))
       else echo "  FAIL dockerfile check missed /$re/ (exit $rc)"; fail=$((fail + 1)); fi
     done
     echo "$pass passed, $fail failed"

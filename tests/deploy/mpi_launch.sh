@@ -44,7 +44,7 @@ expect_exit() { # expect_exit <code> <message regex> <description> <command...>:
   local code=$1 re=$2 what=$3; shift 3
   local out rc
   out=$(timeout 60 "$@" 2>&1); rc=$?
-  if [ "$rc" = "$code" ] && printf '%s' "$out" | grep -Eq -- "$re"; then echo "  PASS $what (exit $rc)"
+  if [ "$rc" = "$code" ] && grep -Eq -- "$re" <<<"$out"; then echo "  PASS $what (exit $rc)"
   else echo "  FAIL $what: exit $rc, wanted $code and /$re/:"; printf '%s\n' "$out" | tail -5 | sed 's/^/    | /'; fails=$((fails + 1)); fi
 }
 

@@ -47,7 +47,7 @@ expect_exit() {
   shift 3
   local out rc=0
   out=$("$@" 2>&1) || rc=$?
-  if [ "$rc" -eq "$code" ] && printf '%s' "$out" | grep -q -- "$text"; then
+  if [ "$rc" -eq "$code" ] && grep -q -- "$text" <<<"$out"; then
     echo "ok   $what (exit $rc)"
   else
     echo "FAIL $what: exit $rc (want $code), output: $out"

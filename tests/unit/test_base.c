@@ -21,6 +21,15 @@ static void test_fail_message(void) {
   TH_CHECK(strstr(ib_strerror(IB_ECHECKSUM), "checksum") != NULL);
 }
 
+/* Wrapping a cause in context passes ib_errmsg() back into ib_fail (actx.c, lrun.c do). */
+static void test_fail_wraps_its_own_message(void) {
+  ib_fail(IB_EUNAVAIL, "shard %d is down", 2);
+  int rc = ib_fail(IB_EUNAVAIL, "actor 7: %s (HINT: is ibrl-replay running?)", ib_errmsg());
+  TH_CHECK_EQ_INT(rc, IB_EUNAVAIL);
+  TH_CHECK_MSG(strcmp(ib_errmsg(), "actor 7: shard 2 is down (HINT: is ibrl-replay running?)") == 0, "got '%s'",
+               ib_errmsg());
+}
+
 static void test_rng_deterministic_and_streams_independent(void) {
   rng a, b, c, d;
   rng_seed(&a, 7, "learner", 0, "dropout");
@@ -87,6 +96,7 @@ static void test_rng_below_and_choose(void) {
 static const th_case cases[] = {
     {"crc32 known value", test_crc32_known_value},
     {"ib_fail message", test_fail_message},
+    {"ib_fail wraps its own message", test_fail_wraps_its_own_message},
     {"rng deterministic, streams independent", test_rng_deterministic_and_streams_independent},
     {"rng uniform and normal moments", test_rng_moments},
     {"rng below and choose", test_rng_below_and_choose},
