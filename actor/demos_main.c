@@ -10,9 +10,10 @@
  * tries as many episodes as it needs, up to --max-tries, and reports how many it tried: kept /
  * tried is the expert's success rate at that noise. Episode seeds come from a named rng stream
  * of --seed, so a run is reproducible. The file appears only when complete (demo_writer).
- * Exit codes (as ibrl-il / ibrl-train): 0 success, 2 bad usage or setup (bad flags, unknown
- * task, an --out that cannot be created, an `info` file that is missing, unreadable, malformed
- * or lacks a requested key), 1 a runtime error (the expert falls short, a write fails midway).
+ * Exit codes (as ibrl-il / ibrl-train): 0 success, 2 bad usage or setup (bad flags, an unknown
+ * task or one that cannot be created, e.g. without its Meta-World assets, an --out that cannot
+ * be created, an `info` file that is missing, unreadable, malformed or lacks a requested key),
+ * 1 a runtime error (the expert falls short, a write fails midway).
  * Messages go to stderr. */
 #include <errno.h>
 #include <getopt.h>
@@ -23,6 +24,7 @@
 #include <string.h>
 
 #include "chunk.h"
+#include "cli.h"
 #include "demo.h"
 #include "env.h"
 #include "ib.h"
@@ -37,8 +39,9 @@ static void usage(FILE *f) {
           "  info      print a demo file's episodes, lengths, obs keys and shapes, and action range\n"
           "\n"
           "ibrl-demos <command> --help shows the command's flags.\n"
-          "exit codes: 0 done, 2 bad usage or setup (flags, task, a missing, unreadable or malformed\n"
-          "file, an --out that cannot be created), 1 a runtime error (the expert falls short).\n");
+          "exit codes: 0 done, 2 bad usage or setup (flags, an unknown task or one that cannot be\n"
+          "created, e.g. without its Meta-World assets, a missing, unreadable or malformed file, an\n"
+          "--out that cannot be created), 1 a runtime error (the expert falls short).\n");
 }
 
 static void usage_generate(FILE *f) {
@@ -79,6 +82,14 @@ static int parse_long(long *out, const char *s, long lo, long hi, const char *fl
   return 0;
 }
 
+/* A flag getopt_long refused: unknown, without its value, or a value for a flag that takes none. */
+static int bad_option(const char *cmd, int c, char **argv, const struct option *opts) {
+  char why[256];
+  fprintf(stderr, "ibrl-demos %s: %s (see ibrl-demos %s --help)\n", cmd,
+          cli_bad_option_msg(why, sizeof why, c, argv[optind - 1], opts), cmd);
+  return 2;
+}
+
 /* ---- generate ---- */
 
 static int cmd_generate(int argc, char **argv) {
@@ -96,7 +107,8 @@ static int cmd_generate(int argc, char **argv) {
   };
   int c;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  opterr = 0; /* our message names the command and says why (cli_bad_option_msg) */
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     char *end;
     switch (c) {
     case 't': task = optarg; break;
@@ -128,7 +140,7 @@ static int cmd_generate(int argc, char **argv) {
       break;
     case 'q': quiet = 1; break;
     case 'h': usage_generate(stdout); return 0;
-    default: usage_generate(stderr); return 2;
+    default: return bad_option("generate", c, argv, opts);
     }
   }
   if (optind < argc) {
@@ -150,8 +162,10 @@ static int cmd_generate(int argc, char **argv) {
   env *e = NULL;
   int rc = env_create(task, &ecfg, &e);
   if (rc < 0) {
+    /* Nothing was generated yet: an unknown task, a missing Meta-World asset folder or a model
+     * that does not load is setup (exit 2), as in ibrl-il and ibrl-train. */
     fprintf(stderr, "ibrl-demos: %s\n", ib_errmsg());
-    return rc == IB_ENOTFOUND ? 2 : 1;
+    return 2;
   }
   chunk_config ccfg = chunk_config_default();
   chunk_runner run;
@@ -265,11 +279,12 @@ static int cmd_info(int argc, char **argv) {
   };
   int c;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     switch (c) {
     case 'k': keys = optarg; break;
     case 'h': usage_info(stdout); return 0;
-    default: usage_info(stderr); return 2;
+    default: return bad_option("info", c, argv, opts);
     }
   }
   if (optind != argc - 1) {

@@ -4,7 +4,9 @@
  * precedence needs no bookkeeping beyond the `src` tag kept for messages. Only the upper-casing
  * of ASCII letters is needed for flag names ('a'..'z', '-' -> '_'); digits pass through.
  * Numbers go through strtol/strtod with errno and end-pointer checks: "", "12x", "1e999" and
- * "nan" are rejected rather than silently read as 0, a prefix, or infinity. */
+ * "nan" are rejected rather than silently read as 0, a prefix, or infinity. getopt_long's '?'
+ * covers both an unknown flag and "--flag=VALUE" on a flag that takes no value, so
+ * cli_bad_option_msg looks at the refused argument to say which. */
 #include "cli.h"
 
 #include <errno.h>
@@ -45,9 +47,9 @@ int cli_cmdline_layer(const char **val, const char **src, const struct option *o
   while ((c = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
     if (c == help || c == 'h') return CLI_HELP;
     if (c == '?' || c == ':') {
-      if (loud)
-        fprintf(stderr, "%s: %s '%s' (see %s --help)\n", prog,
-                c == ':' ? "missing value for option" : "unknown option", argv[optind - 1], prog);
+      char why[256];
+      const char *msg = cli_bad_option_msg(why, sizeof why, c, argv[optind - 1], opts);
+      if (loud) fprintf(stderr, "%s: %s (see %s --help)\n", prog, msg, prog);
       return CLI_BAD;
     }
     IB_CHECK(c >= 0 && c < help);
@@ -59,6 +61,39 @@ int cli_cmdline_layer(const char **val, const char **src, const struct option *o
     return CLI_BAD;
   }
   return CLI_RUN;
+}
+
+const char *cli_bad_option_msg(char *buf, size_t cap, int c, const char *arg, const struct option *opts) {
+  IB_CHECK(buf && cap > 0 && arg && opts);
+  if (c == ':') {
+    snprintf(buf, cap, "missing value for option '%s'", arg);
+    return buf;
+  }
+  /* getopt_long says '?' both for an unknown name and for "--flag=VALUE" on a flag without a
+   * value; tell them apart by the name before '=', matched as getopt_long does (exactly, or as
+   * the unique prefix of one option). */
+  const char *eq = strchr(arg, '=');
+  if (arg[0] == '-' && arg[1] == '-' && eq != NULL && eq > arg + 2) {
+    size_t n = (size_t)(eq - (arg + 2));
+    const struct option *hit = NULL;
+    int matches = 0;
+    for (const struct option *o = opts; o->name != NULL; o++) {
+      if (strncmp(o->name, arg + 2, n) != 0) continue;
+      if (o->name[n] == '\0') { /* exact: wins over prefixes */
+        hit = o;
+        matches = 1;
+        break;
+      }
+      hit = o;
+      matches++;
+    }
+    if (matches == 1 && hit->has_arg == no_argument) {
+      snprintf(buf, cap, "option '--%s' takes no value (given '%s')", hit->name, arg);
+      return buf;
+    }
+  }
+  snprintf(buf, cap, "unknown option '%s'", arg);
+  return buf;
 }
 
 int cli_long_in(long *out, const char *text, long lo, long hi) {

@@ -18,6 +18,7 @@
 #define IB_CLI_H
 
 #include <getopt.h>
+#include <stddef.h>
 
 /* Layer 1: for opts[0..n), reads PREFIX + the flag name upper-cased with '-' -> '_' (e.g.
  * "IBRL_ACTOR_" + "max-pending" -> IBRL_ACTOR_MAX_PENDING). A set, non-empty variable fills
@@ -30,10 +31,18 @@ enum { CLI_RUN = 0, CLI_HELP = 1, CLI_BAD = 2 };
 /* Layer 2: getopt_long over argv with `shortopts` (must start with ':'; a 'h' in it means
  * --help too). Options must have val == their index in opts, and index `help` is --help; every
  * option before it sets val[i] and src[i] = "--". Returns CLI_HELP on --help (the caller prints
- * its usage), CLI_BAD on an unknown option, a missing value or a stray argument (printed as
- * "<prog>: unknown option '--x' (see <prog> --help)" when `loud`), else CLI_RUN. */
+ * its usage), CLI_BAD on an unknown option, a missing value, a value given to a flag that takes
+ * none, or a stray argument (printed as "<prog>: <cli_bad_option_msg> (see <prog> --help)" when
+ * `loud`), else CLI_RUN. */
 int cli_cmdline_layer(const char **val, const char **src, const struct option *opts, int help, const char *shortopts,
                       int argc, char **argv, const char *prog, int loud);
+
+/* Why getopt_long (with opterr = 0) refused an argument, for the caller's message. `c` is what
+ * getopt_long returned ('?' or ':'), `arg` the refused argument (argv[optind - 1]). Writes to
+ * buf (always NUL-terminated) one of: "missing value for option '--x'", "option '--x' takes no
+ * value" (a no_argument long option, or an unambiguous prefix of one, given as --x=VALUE) or
+ * "unknown option '--x'". Returns buf. */
+const char *cli_bad_option_msg(char *buf, size_t cap, int c, const char *arg, const struct option *opts);
 
 /* Strict numbers, silent. */
 int cli_long_in(long *out, const char *text, long lo, long hi);

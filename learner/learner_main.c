@@ -140,7 +140,7 @@ static int apply(const char *const *val, const char *const *src, lrun_opts *o, t
   char flag[64];
 #define FLAG(i) (snprintf(flag, sizeof flag, "%s%s", src[i], opts[i].name), flag)
   tcfg_defaults(tc);
-  if (val[O_PRESET] && tcfg_preset_apply(tc, val[O_PRESET]) != IB_OK) return bad("%s%s", ib_errmsg(), "");
+  if (val[O_PRESET] && tcfg_preset_apply(tc, val[O_PRESET]) != IB_OK) return bad("%s: %s", FLAG(O_PRESET), ib_errmsg());
   if (val[O_TASK] && tcfg_set_str(tc->task, sizeof tc->task, val[O_TASK], P, FLAG(O_TASK))) return -1;
   o->task_given = val[O_TASK] != NULL;
   if (val[O_METHOD]) {
@@ -170,7 +170,8 @@ static int apply(const char *const *val, const char *const *src, lrun_opts *o, t
   if (!tc->out[0]) return bad("%s%s: no run directory (HINT: --out RUN_DIR)", "--out", "");
   if (val[O_OBS] && tcfg_parse_int(&o->obs_dim, val[O_OBS], 1, 1 << 20, P, FLAG(O_OBS))) return -1;
   if (val[O_ACT] && tcfg_parse_int(&o->act_dim, val[O_ACT], 1, 1 << 20, P, FLAG(O_ACT))) return -1;
-  if ((o->obs_dim > 0) != (o->act_dim > 0)) return bad("%s%s: give both --obs-dim and --act-dim, or neither", "--obs-dim", "");
+  if ((o->obs_dim > 0) != (o->act_dim > 0))
+    return bad("%s: give both --obs-dim and --act-dim, or neither%s", FLAG(o->obs_dim > 0 ? O_OBS : O_ACT), "");
   o->updates = 0;
   o->minutes = 0;
   o->publish_every = 100;

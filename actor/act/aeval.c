@@ -135,7 +135,7 @@ int arun_evaluate(const arun_opts *o, const tcfg *tc, volatile sig_atomic_t *sto
   if (rc == IB_OK) {
     char p[TCFG_STR + 32];
     snprintf(p, sizeof p, "%s/config.json", x->tc.out);
-    rc = tcfg_write_json(&x->tc, p);
+    rc = tcfg_write_json(&x->tc, x->have_il ? &x->ilm : NULL, p);
   }
   e->il_success = NAN;
   if (rc == IB_OK && x->uses_il) {

@@ -173,9 +173,13 @@ static int file_open_ro(hid_t *f, const char *path) {
   if (access(path, R_OK) != 0)
     return ib_fail(IB_EIO, "demo file '%s': %s (HINT: create one with `ibrl-demos generate --out %s`)", path,
                    strerror(errno), path);
-  if (H5Fis_hdf5(path) <= 0) return ib_fail(IB_EIO, "demo file '%s' is not an HDF5 file", path);
+  if (H5Fis_hdf5(path) <= 0)
+    return ib_fail(IB_EIO, "demo file '%s' is not an HDF5 file (HINT: pass a robomimic-style .hdf5 written by `ibrl-demos "
+                   "generate` or `ibrl-replayctl export`; a file cut short by a crash or a copy is not one either)", path);
   *f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (*f < 0) return ib_fail(IB_EIO, "demo file '%s' could not be opened by HDF5", path);
+  if (*f < 0)
+    return ib_fail(IB_EIO, "demo file '%s' could not be opened by HDF5 (HINT: is another process writing it, or is it "
+                   "damaged? check it with h5dump -H)", path);
   return IB_OK;
 }
 

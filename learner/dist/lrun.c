@@ -160,6 +160,18 @@ static int shard_info_wait(lrun *L, int shard, rc_shard_info *info) {
 static int setup_dims(lrun *L) {
   int rc = IB_OK;
   int dims[2] = {L->o->obs_dim, L->o->act_dim};
+  /* What to change depends on where the learner's dims came from (it has no --chunk flag). */
+  char dims_hint[TCFG_STR + 256];
+  if (dims[0])
+    snprintf(dims_hint, sizeof dims_hint, "give the learner the shards' --obs-dim and --act-dim, or leave both out to "
+             "take them from the shards");
+  else if (L->o->task_given)
+    snprintf(dims_hint, sizeof dims_hint, "--task %s with --preset's chunk %d and frame stack %d gives these; choose "
+             "the --task and --preset the shards were sized for, or leave --task out to take the shards' dims",
+             L->tc.task, L->tc.chunk, L->tc.n_stack);
+  else
+    snprintf(dims_hint, sizeof dims_hint, "the learner took the first shard's dims; start every shard with the same "
+             "--obs-dim and --act-dim");
   if (L->rank == 0) {
     if (!dims[0] && L->o->task_given) {
       env *e = NULL;
@@ -178,8 +190,8 @@ static int setup_dims(lrun *L) {
       if (!dims[0]) dims[0] = info.obs_dim, dims[1] = info.act_dim;
       if (info.obs_dim != dims[0] || info.act_dim != dims[1])
         rc = ib_fail(IB_EMISMATCH, "replay shard %s holds obs_dim %d act_dim %d but the learner uses %d %d "
-                     "(HINT: start the shards and the learner with the same task, --chunk and frame stack)",
-                     rc_client_target(L->rc, s), info.obs_dim, info.act_dim, dims[0], dims[1]);
+                     "(HINT: %s)",
+                     rc_client_target(L->rc, s), info.obs_dim, info.act_dim, dims[0], dims[1], dims_hint);
     }
   }
   rc = agree(rc, "replay setup");
@@ -252,7 +264,7 @@ static int setup_agent(lrun *L) {
   int uses_il = L->have_il;
   if (uses_il && (L->il_meta.il.obs_dim != L->obs_dim || L->il_meta.il.act_dim != L->act_dim))
     return ib_fail(IB_EMISMATCH, "IL policy %s maps obs %d -> act %d but the replay holds obs %d, act %d "
-                   "(HINT: train the IL policy on the same task, --chunk and frame stack)",
+                   "(HINT: train the IL policy with `ibrl-il train` on the shards' task, --chunk and --n-stack)",
                    L->o->il, L->il_meta.il.obs_dim, L->il_meta.il.act_dim, L->obs_dim, L->act_dim);
   agent_config ac;
   tcfg_agent_config(&ac, c, &L->il.cfg, L->obs_dim, L->act_dim, L->share);
@@ -339,7 +351,7 @@ static int setup_run_dir(lrun *L) {
       if (rc == IB_OK) rc = mkdir_p(L->tc.out);
       char cfg_path[TCFG_STR + 64];
       path_join(cfg_path, sizeof cfg_path, L->tc.out, "config.json");
-      if (rc == IB_OK) rc = tcfg_write_json(&L->tc, cfg_path);
+      if (rc == IB_OK) rc = tcfg_write_json(&L->tc, L->have_il ? &L->il_meta : NULL, cfg_path);
       path_join(cfg_path, sizeof cfg_path, L->tc.out, "learner.cfg");
       if (rc == IB_OK) rc = lstate_cfg_save(cfg_path, &L->tc, sizeof L->tc);
       if (rc == IB_OK) rc = learner_json_write(L);
@@ -691,7 +703,13 @@ int lrun_main(const lrun_opts *o, const tcfg *tc, volatile sig_atomic_t *stop) {
     char cp[TCFG_STR + 64];
     path_join(cp, sizeof cp, tc->out, "learner.cfg");
     tcfg saved;
-    rc = agree(lstate_cfg_load(cp, &saved, sizeof saved), "reading learner.cfg");
+    /* No learner.cfg (or no directory) is a setup error, exit 2 as ibrl-train's --resume; only
+     * a read that fails on an existing file, or MPI, is a runtime error. */
+    rc = access(cp, F_OK) != 0 && errno == ENOENT
+             ? ib_fail(IB_ENOTFOUND, "--resume %s: no %s (HINT: --resume needs a run directory written by ibrl-learner; "
+                       "drop --resume to start a new run there)", tc->out, cp)
+             : lstate_cfg_load(cp, &saved, sizeof saved);
+    rc = agree(rc, "reading learner.cfg");
     if (rc != IB_OK) {
       log_error("%s", ib_errmsg());
       free(L);

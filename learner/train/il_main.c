@@ -7,7 +7,9 @@
  * replacement (as IBRL's BC dataset; demos are NOT cut at success for BC, reference 9.1) and
  * builds the chunked, frame-stacked (obs, action chunk) rows with demo_transition, then takes
  * one il_train_step. Batches come from a named rng stream of --seed, so training is
- * reproducible. The checkpoint is il_save's files plus a meta file (ilfile.h). eval: rolls out
+ * reproducible. The checkpoint is il_save's files plus a meta file (ilfile.h) that also records
+ * how the policy was trained (steps, batch, lr, seed, demo file), which ibrl-train, ibrl-learner
+ * and the actors' evaluator copy into their config.json. eval: rolls out
  * the policy deterministically (dropout off, z = 0) on N seeded episodes in a batch (evalr.h)
  * with the same episode seeds ibrl-train uses for --seed, and prints the success rate.
  * Exit codes: 0 success, 1 a runtime error, 2 bad usage or a setup error. */
@@ -18,6 +20,7 @@
 #include <string.h>
 
 #include "chunk.h"
+#include "cli.h"
 #include "demo.h"
 #include "env.h"
 #include "evalr.h"
@@ -35,7 +38,10 @@ static void usage(FILE *f) {
   fprintf(f, "usage: " PROG " train --demos F --arch bc|cvae --chunk K --out il.ckpt [flags]\n"
              "       " PROG " eval --policy il.ckpt --task T --episodes N [flags]\n"
              "\n"
-             PROG " <command> --help shows the command's flags.\n");
+             PROG " <command> --help shows the command's flags.\n"
+             "exit codes: 0 done, 1 a runtime error (training or evaluation failed, a write failed),\n"
+             "2 bad usage or setup (bad flags, a missing or malformed demo file or checkpoint, an\n"
+             "unknown task, mismatched shapes).\n");
 }
 
 static void usage_train(FILE *f) {
@@ -61,7 +67,8 @@ static void usage_train(FILE *f) {
           "  --seed S          seed (default 1)\n"
           "  --threads N       compute threads of the nn library, 1..8 (default 1)\n"
           "  --quiet           no progress lines\n"
-          "  -h, --help        this text\n");
+          "  -h, --help        this text\n"
+          "exit codes: 0 done, 1 training or writing the checkpoint failed, 2 bad usage or setup.\n");
 }
 
 static void usage_eval(FILE *f) {
@@ -74,13 +81,16 @@ static void usage_eval(FILE *f) {
           "  --seed S          selects the episode layouts, as ibrl-train --seed (default 1)\n"
           "  --horizon H       time limit in env steps (default the task's)\n"
           "  --threads N       compute threads of the nn library, 1..8 (default 1)\n"
-          "  -h, --help        this text\n");
+          "  -h, --help        this text\n"
+          "exit codes: 0 done, 1 the evaluation failed, 2 bad usage or setup.\n");
 }
 
-static int bad_flag(int argc, char **argv, const char *cmd) {
-  (void)argc;
-  if (optopt) fprintf(stderr, PROG " %s: flag %s needs a value or is unknown (HINT: " PROG " %s --help)\n", cmd, argv[optind - 1], cmd);
-  else fprintf(stderr, PROG " %s: unknown flag '%s' (HINT: " PROG " %s --help)\n", cmd, argv[optind - 1], cmd);
+/* A flag getopt_long refused (c is '?' or ':'): unknown, without its value, or with a value it
+ * does not take. */
+static int bad_flag(int c, char **argv, const char *cmd, const struct option *opts) {
+  char why[256];
+  fprintf(stderr, PROG " %s: %s (HINT: " PROG " %s --help)\n", cmd,
+          cli_bad_option_msg(why, sizeof why, c, argv[optind - 1], opts), cmd);
   return 2;
 }
 
@@ -118,7 +128,7 @@ static int cmd_train(int argc, char **argv) {
   int ch, quiet = 0;
   opterr = 0;
   optind = 1;
-  while ((ch = getopt_long(argc, argv, "h", o, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, ":h", o, NULL)) != -1) {
     int bad = 0;
     switch (ch) {
     case 'h': usage_train(stdout); return 0;
@@ -149,7 +159,7 @@ static int cmd_train(int argc, char **argv) {
     case T_SEED: bad = tcfg_parse_u64(&c.seed, optarg, PROG, "--seed"); break;
     case T_THREADS: bad = tcfg_parse_int(&c.threads, optarg, 1, 8, PROG, "--threads"); break;
     case T_QUIET: quiet = 1; break;
-    default: return bad_flag(argc, argv, "train");
+    default: return bad_flag(ch, argv, "train", o);
     }
     if (bad) return 2;
   }
@@ -290,6 +300,16 @@ static int cmd_train(int argc, char **argv) {
     m.n_stack = c.n_stack;
     snprintf(m.task, sizeof m.task, "%s", c.task);
     snprintf(m.obs_keys, sizeof m.obs_keys, "%s", c.obs_keys);
+    /* the training record: a run that loads this policy copies it into its config.json */
+    m.trained = 1;
+    m.steps = c.il_steps;
+    m.batch = c.il_batch;
+    m.lr = c.il_lr;
+    m.seed = c.seed;
+    m.max_demos = c.max_demos;
+    char *abs = realpath(c.demos, NULL); /* exists: demo_load read it */
+    snprintf(m.demos, sizeof m.demos, "%s", abs && strlen(abs) < sizeof m.demos ? abs : c.demos);
+    free(abs);
     if ((rc = ilfile_save(&p, &m, c.out)) != IB_OK) fprintf(stderr, PROG " train: %s\n", ib_errmsg());
     else if (!quiet) log_info("wrote %s (+ %s.meta)", c.out, c.out);
   }
@@ -320,7 +340,7 @@ static int cmd_eval(int argc, char **argv) {
   uint64_t seed = 1;
   opterr = 0;
   optind = 1;
-  while ((ch = getopt_long(argc, argv, "h", o, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, ":h", o, NULL)) != -1) {
     int bad = 0;
     switch (ch) {
     case 'h': usage_eval(stdout); return 0;
@@ -330,7 +350,7 @@ static int cmd_eval(int argc, char **argv) {
     case E_SEED: bad = tcfg_parse_u64(&seed, optarg, PROG, "--seed"); break;
     case E_HORIZON: bad = tcfg_parse_int(&horizon, optarg, 0, 1000000, PROG, "--horizon"); break;
     case E_THREADS: bad = tcfg_parse_int(&threads, optarg, 1, 8, PROG, "--threads"); break;
-    default: return bad_flag(argc, argv, "eval");
+    default: return bad_flag(ch, argv, "eval", o);
     }
     if (bad) return 2;
   }

@@ -2,10 +2,11 @@
  *
  * Design. A preset is a function that overwrites a fixed set of fields; nothing else knows
  * about presets, so a run directory's config.json (every field, after resolution) is the whole
- * truth about a run and can be compared between runs. Sizes per preset are chosen for the
- * 2-core development machine (nav2d-quick is about two minutes); paper-state is the
- * reference's state configuration (shared/docs/ibrl-reference.md section 1) and is meant for
- * a bigger machine. */
+ * truth about a run and can be compared between runs (the IL policy it records is the one the
+ * run loaded, from the checkpoint's meta, not ibrl-il's training settings below). Sizes per
+ * preset are chosen for the 2-core development machine (nav2d-quick runs in 42-61 s there, see
+ * preset_nav2d_quick); paper-state is the reference's state configuration
+ * (shared/docs/ibrl-reference.md section 1) and is meant for a bigger machine. */
 #include "tcfg.h"
 
 #include <errno.h>
@@ -70,8 +71,9 @@ void tcfg_defaults(tcfg *c) {
 /* ---- presets ---- */
 
 /* Sizes for the shared 2-core machine: 2x128 nets, 5 critics, batch 128, 1 critic update per
- * env step (G=2 every U=2): about 115 updates/s on an idle core (nav2d-quick: 85 s), 5-40 when
- * the machine is shared. nav2d is the same run with a finer, 50-episode evaluation. */
+ * env step (G=2 every U=2): about 220 updates/s, nav2d-quick in 42 s at load 0.9 (22 Nov 2026,
+ * seed 1, fp32); 47 s and 61 s (load 3.4) in other measurements that day. nav2d is the same
+ * run with a finer, 50-episode evaluation. */
 static void preset_nav2d_quick(tcfg *c) {
   snprintf(c->task, sizeof c->task, "nav2d");
   c->env_steps = 10000;
@@ -336,7 +338,42 @@ void tcfg_json_string(FILE *f, const char *s) {
   fputc('"', f);
 }
 
-int tcfg_write_json(const tcfg *c, const char *path) {
+/* The "il_policy" member (the last of the object: no trailing comma): what the checkpoint's meta
+ * says about the policy the run loaded. Nested one level deeper than the settings so that the
+ * scripts reading config.json line by line ('^  "seed": ') never see its keys. */
+static void write_il_policy(FILE *f, const ilfile_meta *m, int used) {
+  if (!m) {
+    fputs("  \"il_policy\": null\n", f);
+    return;
+  }
+  const il_config *ic = &m->il;
+  /* used 0: loaded (--il was given) but the method acts and learns without it (rlpd, rft) */
+  fprintf(f, "  \"il_policy\": {\n    \"source\": \"checkpoint meta\",\n    \"used\": %s,\n    \"arch\": ",
+          used ? "true" : "false");
+  tcfg_json_string(f, ic->kind == IL_CVAE ? "cvae" : "bc");
+  fprintf(f, ",\n    \"chunk\": %d,\n    \"n_stack\": %d,\n    \"obs_dim\": %d,\n    \"act_dim\": %d,\n"
+             "    \"layers\": %d,\n    \"hidden\": %d,\n    \"dropout\": %.9g,\n",
+          m->chunk, m->n_stack, ic->obs_dim, ic->act_dim, ic->n_layers, ic->hidden, (double)ic->dropout);
+  if (ic->kind == IL_CVAE) /* a BC policy has no latent: its meta's value is a default */
+    fprintf(f, "    \"latent\": %d,\n    \"kl_weight\": %.9g,\n", ic->latent, (double)ic->kl_weight);
+  fputs("    \"task\": ", f);
+  tcfg_json_string(f, m->task);
+  fputs(",\n    \"obs_keys\": ", f);
+  tcfg_json_string(f, m->obs_keys);
+  if (m->trained) {
+    fprintf(f, ",\n    \"train_steps\": %ld,\n    \"train_batch\": %d,\n    \"train_lr\": %.9g,\n"
+               "    \"train_seed\": %llu,\n    \"train_max_demos\": %d,\n    \"train_demos\": ",
+            m->steps, m->batch, (double)m->lr, (unsigned long long)m->seed, m->max_demos);
+    tcfg_json_string(f, m->demos);
+    fputs("\n  }\n", f);
+  } else {
+    /* a version-1 meta (ibrl-il before 22 Nov 2026) did not record how the policy was trained */
+    fputs(",\n    \"train_steps\": null,\n    \"train_batch\": null,\n    \"train_lr\": null,\n"
+          "    \"train_seed\": null,\n    \"train_max_demos\": null,\n    \"train_demos\": null\n  }\n", f);
+  }
+}
+
+int tcfg_write_json(const tcfg *c, const ilfile_meta *il, const char *path) {
   char tmp[TCFG_STR + 16];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   FILE *f = fopen(tmp, "w");
@@ -411,15 +448,10 @@ int tcfg_write_json(const tcfg *c, const char *path) {
     S("sac_target_entropy", "-act_dim/2");
     I("sac_backup_entropy", ac.sac_backup_entropy);
   }
-  S("il_arch", c->il_arch ? "cvae" : "bc");
-  I("il_steps", c->il_steps);
-  I("il_batch", c->il_batch);
-  F("il_lr", c->il_lr);
-  I("il_hidden", c->il_hidden);
-  I("il_layers", c->il_layers);
-  F("il_dropout", c->il_dropout);
-  I("il_latent", c->il_latent);
-  fprintf(f, "  \"il_kl_weight\": %.9g\n}\n", (double)c->il_kl_weight);
+  /* The IL policy as loaded, from its checkpoint. Not c->il_*: those are ibrl-il's training
+   * settings (preset defaults here), and a run does not train its IL policy. */
+  write_il_policy(f, il, tcfg_method_uses_il(c->method));
+  fputs("}\n", f);
 #undef S
 #undef I
 #undef F

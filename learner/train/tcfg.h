@@ -18,6 +18,7 @@
 #include <stdio.h>
 
 #include "agent.h"
+#include "ilfile.h"
 
 #define TCFG_STR 512
 
@@ -76,7 +77,7 @@ typedef struct tcfg {
                               (simulates an interruption; tests use it with --resume) */
   int threads;             /* nn compute threads (nn_set_threads), 1..8 */
   int quiet;
-  /* IL training (ibrl-il) */
+  /* IL training (ibrl-il only; config.json records the loaded policy's meta instead) */
   int il_arch;             /* 0 BC, 1 chunk CVAE */
   long il_steps;
   int il_batch;
@@ -123,8 +124,14 @@ int tcfg_method_uses_il(int m);
 /* Fills method-dependent defaults and validates every field (IB_EINVAL naming it). */
 int tcfg_resolve(tcfg *c);
 
-/* Writes every field as one JSON object to `path` (atomically: path.tmp then rename). */
-int tcfg_write_json(const tcfg *c, const char *path);
+/* Writes every field of c and the loaded IL policy as one JSON object to `path` (atomically:
+ * path.tmp then rename). The IL policy is described from its checkpoint's meta `il` (NULL when
+ * the run loaded none): "il_policy" is an object with the architecture, chunk, sizes, task and,
+ * for a version-2 meta, the training record (train_steps, train_batch, train_lr, train_seed,
+ * train_demos, train_max_demos; null for a version-1 meta that lacks them); "il_policy": null
+ * when no policy was loaded. c's il_* fields (the IL training settings of ibrl-il) are not
+ * written: a run does not train its IL policy, so they would describe a policy it never used. */
+int tcfg_write_json(const tcfg *c, const ilfile_meta *il, const char *path);
 
 /* The agent_config of a resolved run: method (ablation switches included), backbone, network
  * sizes, optimiser and noise settings of `c`, the dims of the task and the largest batch the

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "cli.h"
 #include "env.h"
 #include "ib.h"
 #include "nn.h"
@@ -38,10 +39,11 @@ static void usage(FILE *f) {
           "  --demos F           demonstrations (robomimic-style HDF5, from ibrl-demos generate)\n"
           "  --il F              IL policy checkpoint (from ibrl-il train); needed by ibrl*, bc\n"
           "  --method M          ibrl | rlpd | rft | bc | ibrl-noact | ibrl-noboot | ibrl-neither (default ibrl)\n"
-          "  --env-steps N       env steps of the RL phase, warm-up excluded\n"
+          "  --env-steps N       env steps of the RL phase, warm-up excluded (default 20000)\n"
           "  --seed S            seed of every random stream (default 1)\n"
           "  --out RUN_DIR       run directory (created; must not hold a run)\n"
-          "  --preset P          settings bundle, applied before the other flags:\n");
+          "  --preset P          settings bundle, applied before the other flags (the defaults shown\n"
+          "                      here are those without a preset):\n");
   for (const char *const *n = tcfg_preset_names(); *n; n++) fprintf(f, "                        %-16s %s\n", *n, tcfg_preset_about(*n));
   fprintf(f,
           "  --backbone B        td3 | sac (default td3)\n"
@@ -54,8 +56,9 @@ static void usage(FILE *f) {
           "  --batch B           batch rows (default 128)\n"
           "  --update-every U    chunk transitions between learning steps (default 2)\n"
           "  --critic-updates G  critic updates per learning step, then 1 actor update (default 2)\n"
-          "  --hidden H          actor hidden width; --layers L its hidden layers\n"
-          "  --critic-hidden H   critic hidden width; --critic-layers L; --heads E (default 5)\n"
+          "  --hidden H          actor hidden width (default 256); --layers L its hidden layers (default 2)\n"
+          "  --critic-hidden H   critic hidden width (default 256); --critic-layers L (default 2);\n"
+          "                      --heads E critics in the ensemble (default 5)\n"
           "  --lr X              Adam learning rate of actor and critic (default 3e-4)\n"
           "  --tau X             target EMA rate (default 0.01)\n"
           "  --dropout P         actor dropout (default 0.5 for ibrl*, 0 otherwise)\n"
@@ -198,14 +201,15 @@ int main(int argc, char **argv) {
   int nflags = 0, o;
   const char *preset = NULL, *resume = NULL;
   opterr = 0;
-  while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     if (o == 'h') {
       usage(stdout);
       return 0;
     }
-    if (o == '?') {
-      if (optopt) fprintf(stderr, PROG ": flag %s needs a value or is unknown (HINT: " PROG " --help)\n", argv[optind - 1]);
-      else fprintf(stderr, PROG ": unknown flag '%s' (HINT: " PROG " --help lists the flags)\n", argv[optind - 1]);
+    if (o == '?' || o == ':') {
+      char why[256];
+      fprintf(stderr, PROG ": %s (HINT: " PROG " --help lists the flags)\n",
+              cli_bad_option_msg(why, sizeof why, o, argv[optind - 1], opts));
       return 2;
     }
     if (o == O_PRESET) preset = optarg;

@@ -708,7 +708,7 @@ int trainer_open(trainer **out, const tcfg *cfg, int resume) {
     rng_seed(&t->s.r_sample, c->seed, "trainer", 0, "sample");
     rng_seed(&t->s.r_random, c->seed, "trainer", 0, "random");
     path_join(p, sizeof p, c->out, "config.json");
-    if ((rc = tcfg_write_json(c, p)) != IB_OK) goto fail;
+    if ((rc = tcfg_write_json(c, t->have_il ? &t->ilm : NULL, p)) != IB_OK) goto fail;
     path_join(p, sizeof p, c->out, "config.bin");
     if ((rc = blob_write(p, CONFIG_MAGIC, c, sizeof *c)) != IB_OK) goto fail;
     if ((rc = runlog_create(c->out)) != IB_OK) goto fail;
@@ -721,7 +721,7 @@ int trainer_open(trainer **out, const tcfg *cfg, int resume) {
     if ((rc = runlog_truncate(c->out, t->s.env_steps)) != IB_OK) goto fail;
     /* config.json tells the truth about the resumed run too (env_steps may have grown) */
     path_join(p, sizeof p, c->out, "config.json");
-    if ((rc = tcfg_write_json(c, p)) != IB_OK) goto fail;
+    if ((rc = tcfg_write_json(c, t->have_il ? &t->ilm : NULL, p)) != IB_OK) goto fail;
     t->t0 = ib_now_s() - t->s.wall_s;
     if (!c->quiet) log_info("resumed %s at %ld env steps (checkpoint %d)", c->out, t->s.env_steps, t->s.ckpt_no);
   }

@@ -196,10 +196,8 @@ static int parse_args(ctl_args *a, int argc, char **argv, const char **pos, int 
   int ch;
   while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
     if (ch == '?' || ch == ':') {
-      if (ch == ':')
-        fprintf(stderr, "ibrl-replayctl: flag '%s' needs a value (see --help)\n", argv[optind - 1]);
-      else
-        fprintf(stderr, "ibrl-replayctl: unknown flag '%s' (see --help)\n", argv[optind - 1]);
+      char why[256];
+      fprintf(stderr, "ibrl-replayctl: %s (see --help)\n", cli_bad_option_msg(why, sizeof why, ch, argv[optind - 1], opts));
       return -1;
     }
     if (ch >= O_SHARDS && ch <= O_HELP) given[ch] = 1;
@@ -283,7 +281,22 @@ static int parse_args(ctl_args *a, int argc, char **argv, const char **pos, int 
   return 0;
 }
 
+/* A shard that refused our token answers UNAUTHENTICATED with a HINT for server operators
+ * ("send metadata 'authorization: Bearer'..."). Say instead what a replayctl user does: the
+ * server's HINT is cut and ours appended to the current message (ib_errmsg()). */
+static void token_hint(void) {
+  const char *m = ib_errmsg();
+  if (strstr(m, "UNAUTHENTICATED") == NULL) return;
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s", m);
+  char *h = strstr(msg, " HINT");
+  if (h != NULL) *h = '\0';
+  ib_fail(IB_EINVAL, "%s HINT: pass the shard's token with --token T or IBRL_REPLAY_TOKEN=T (the token ibrl-replay was "
+          "started with)", msg);
+}
+
 int ctl_fail(int rc, const char *what) {
+  token_hint();
   fprintf(stderr, "ibrl-replayctl: %s: %s\n", what, ib_errmsg());
   if (rc == IB_EUNAVAIL || rc == IB_ETIMEDOUT) return CTL_EUNREACH;
   return CTL_ESERVER;
@@ -468,6 +481,7 @@ static int snapshot(rc_client *c, const ctl_args *a, rc_shard_info *out, int *ok
     if (rc == IB_OK) {
       ok[i] = 1;
     } else {
+      token_hint();
       snprintf(errmsg[i], 512, "%s", ib_errmsg());
       int e = rc == IB_EUNAVAIL || rc == IB_ETIMEDOUT ? CTL_EUNREACH : CTL_ESERVER;
       if (e > code) code = e;

@@ -2,7 +2,10 @@
  *
  * Design. Flags come from getopt_long; every flag can also come from the environment as
  * IBRL_REPLAY_<FLAG> (upper case, '-' -> '_'), for Kubernetes; a flag on the command line wins.
- * Both paths go through one setter, so they validate identically. SIGTERM/SIGINT are blocked
+ * Both are collected as text first (common/cli.h) and then go through one setter, so they
+ * validate identically and a variable that a flag overrides is never parsed. Exit codes
+ * follow DEVELOPERS.md: 2 for bad flags and for every failure before serving (setup), 1 for a
+ * failure after it (the final checkpoint). SIGTERM/SIGINT are blocked
  * in every thread before gRPC starts its own, and the main thread waits for them with
  * sigtimedwait, waking every 100 ms to run the periodic checkpoint. On a signal it drains and
  * stops in the order of docs/grpc-core.md (rsrv_stop) and writes a final checkpoint. */
@@ -25,9 +28,9 @@
 #include "rsrv.h"
 
 enum {
-  O_PORT = 256, O_BIND, O_SHARD, O_OBS, O_ACT, O_ONCAP, O_DEMOCAP, O_SPI, O_EBUF, O_MINSIZE, O_CKDIR,
+  O_PORT = 0, O_BIND, O_SHARD, O_OBS, O_ACT, O_ONCAP, O_DEMOCAP, O_SPI, O_EBUF, O_MINSIZE, O_CKDIR,
   O_CKPER, O_DUR, O_TOKEN, O_INSECURE, O_CERT, O_KEY, O_MAXMB, O_THREADS, O_MAXBATCH, O_MAXBLOCK, O_SEED,
-  O_HELP
+  O_HELP, O_COUNT
 };
 
 static const struct option opts[] = {
@@ -72,7 +75,8 @@ static void usage(FILE *f) {
           "  --demo-capacity N      demo table size in transitions [100000]\n"
           "                         (both tables are allocated and touched at start: resident memory is\n"
           "                         about (capacity x (2 obs + act + 2, rounded up to 16) x 4 + 22) bytes\n"
-          "                         per table from the first second; tables of 8 MiB or more ask for\n"
+          "                         per table from the first second, plus about 1.6 MB per table for the\n"
+          "                         registry of up to 4096 actor ids; tables of 8 MiB or more ask for\n"
           "                         transparent huge pages)\n"
           "  --samples-per-insert X rate limiter ratio (UTD x batch); 0 = no ratio [0]\n"
           "  --error-buffer X       allowed drift of the ratio; 0 = max(1, spi) * 1000 [0]\n"
@@ -88,7 +92,12 @@ static void usage(FILE *f) {
           "  --max-sample-batch N   largest Sample batch [4096]\n"
           "  --max-block-ms N       cap on any rate-limited wait [10000]\n"
           "  --seed N               sampling seed [1]\n"
-          "  --help                 this text\n");
+          "  --help                 this text\n"
+          "Runs until SIGTERM / SIGINT (then: drains, writes a final checkpoint with --ckpt-dir, exit 0).\n"
+          "Exit codes: 0 stopped cleanly, 1 the final checkpoint failed, 2 bad flags or setup (a bad value\n"
+          "or variable, a non-loopback --bind without --token, a missing TLS file, a port in use, a\n"
+          "--ckpt-dir that is not a directory, a checkpoint that is truncated or of other dims); setup\n"
+          "is checked before the shard serves.\n");
 }
 
 typedef struct args {
@@ -117,7 +126,8 @@ static int parse_double(const char *flag, const char *v, double *out) {
   return cli_parse_double(out, "ibrl-replay", flag, v, 0.0, INFINITY);
 }
 
-/* Applies one flag; returns 0, or -1 after printing what was wrong. */
+/* Applies one flag's text (for a flag without value: "1" from the command line, the variable's
+ * text from the environment); returns 0, or -1 after printing what was wrong. */
 static int apply(args *a, int id, const char *name, const char *v) {
   rsrv_config *c = &a->cfg;
   long l;
@@ -144,11 +154,11 @@ static int apply(args *a, int id, const char *name, const char *v) {
       return 0;
     case O_TOKEN: c->token = v; return 0;
     case O_INSECURE:
-      if (v != NULL && strcmp(v, "1") != 0 && strcmp(v, "true") != 0 && strcmp(v, "0") != 0 && strcmp(v, "false") != 0) {
+      if (strcmp(v, "1") != 0 && strcmp(v, "true") != 0 && strcmp(v, "0") != 0 && strcmp(v, "false") != 0) {
         fprintf(stderr, "ibrl-replay: IBRL_REPLAY_INSECURE '%s' must be 1/true or 0/false\n", v);
         return -1;
       }
-      a->insecure = v == NULL || strcmp(v, "1") == 0 || strcmp(v, "true") == 0;
+      a->insecure = strcmp(v, "1") == 0 || strcmp(v, "true") == 0;
       return 0;
     case O_CERT: c->tls_cert = v; return 0;
     case O_KEY: c->tls_key = v; return 0;
@@ -161,46 +171,30 @@ static int apply(args *a, int id, const char *name, const char *v) {
   }
 }
 
-static int apply_env(args *a) {
-  for (const struct option *o = opts; o->name != NULL; o++) {
-    if (o->val == O_HELP) continue;
-    char key[64] = "IBRL_REPLAY_";
-    size_t k = strlen(key);
-    for (const char *p = o->name; *p && k + 1 < sizeof key; p++) key[k++] = *p == '-' ? '_' : (char)(*p & ~0x20);
-    key[k] = '\0';
-    const char *v = getenv(key);
-    if (v == NULL) continue;
-    if (apply(a, o->val, o->name, v) != 0) {
-      fprintf(stderr, "ibrl-replay: (from environment variable %s)\n", key);
-      return -1;
-    }
-  }
-  return 0;
-}
-
 int main(int argc, char **argv) {
   args a;
   memset(&a, 0, sizeof a);
   rsrv_config_default(&a.cfg);
   log_set_role("replay", 0);
-  if (apply_env(&a) != 0) return 2;
-  int c;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    if (c == O_HELP || c == 'h') {
-      usage(stdout);
-      return 0;
-    }
-    if (c == '?') {
-      fprintf(stderr, "ibrl-replay: bad flag (see --help)\n");
-      return 2;
-    }
-    const char *name = "?";
-    for (const struct option *o = opts; o->name != NULL; o++)
-      if (o->val == c) name = o->name;
-    if (apply(&a, c, name, optarg) != 0) return 2;
+  /* Strings first (environment, then the command line over it), values after: a variable that
+   * a flag overrides is never parsed, so a bad one cannot fail a good command line. */
+  const char *val[O_COUNT] = {0};
+  const char *src[O_COUNT];
+  cli_env_layer(val, src, opts, O_HELP, "IBRL_REPLAY_");
+  switch (cli_cmdline_layer(val, src, opts, O_HELP, ":h", argc, argv, "ibrl-replay", 1)) {
+  case CLI_HELP: usage(stdout); return 0;
+  case CLI_BAD: return 2;
+  default: break;
   }
-  if (optind < argc) {
-    fprintf(stderr, "ibrl-replay: unexpected argument '%s' (see --help)\n", argv[optind]);
+  for (int i = 0; i < O_HELP; i++) {
+    if (val[i] == NULL || apply(&a, i, opts[i].name, val[i]) == 0) continue;
+    if (strcmp(src[i], "--") != 0) {
+      char key[64] = "IBRL_REPLAY_";
+      size_t k = strlen(key);
+      for (const char *p = opts[i].name; *p && k + 1 < sizeof key; p++) key[k++] = *p == '-' ? '_' : (char)(*p & ~0x20);
+      key[k] = '\0';
+      fprintf(stderr, "ibrl-replay: (from environment variable %s)\n", key);
+    }
     return 2;
   }
   if (!a.have_obs || !a.have_act) {
@@ -227,9 +221,11 @@ int main(int argc, char **argv) {
   rsrv *s = NULL;
   int rc = rsrv_start(&s, &a.cfg, a.insecure);
   if (rc != IB_OK) {
+    /* Nothing was served yet: every start failure (a setting, a TLS file, the port, the
+     * checkpoint directory or a checkpoint that does not restore) is a setup error. */
     fprintf(stderr, "ibrl-replay: %s\n", ib_errmsg());
     grpc_shutdown_blocking();
-    return 1;
+    return 2;
   }
   printf("listening on %s:%d\n", a.cfg.bind, rsrv_port(s));
   fflush(stdout);

@@ -388,9 +388,17 @@ int bench_e2e(int argc, char **argv) {
       return 2;
     }
     continue;
-  bad_value:
-    fprintf(stderr, "ibrl-bench e2e: bad value '%s' for %s (see ibrl-bench e2e --help)\n", optarg, argv[optind - 1]);
+  bad_value: {
+    /* Name the flag from the table: argv[optind - 1] is the value itself for "--ranks x". */
+    const char *flag = "?";
+    for (const struct option *o = lo; o->name; o++)
+      if (o->val == c) flag = o->name;
+    const char *range = c == 'r' ? "an integer in [1, 16]" : c == 'w' ? "a number of seconds in [0, 600)"
+                        : c == 'W' ? "a number of seconds in (0, 600)" : c == 'c' ? "an integer in [10, 10000000]"
+                                                                          : "an integer in [1, 31]";
+    fprintf(stderr, "ibrl-bench e2e: --%s '%s' is not %s (see ibrl-bench e2e --help)\n", flag, optarg, range);
     return 2;
+  }
   }
   if (optind < argc) {
     fprintf(stderr, "ibrl-bench e2e: unexpected argument '%s'\n", argv[optind]);

@@ -39,6 +39,9 @@ BENCH_DECL(e2e)
 #ifdef IB_BENCH_GEMM
 BENCH_DECL(gemm)
 #endif
+#ifdef IB_BENCH_SOAK
+BENCH_DECL(soak)
+#endif
 
 static const bench_entry benches[] = {
 #ifdef IB_BENCH_NN
@@ -62,12 +65,17 @@ static const bench_entry benches[] = {
 #ifdef IB_BENCH_GEMM
     {"gemm", bench_gemm, "AMX bf16x3/bf16 matrix products vs cblas_sgemm on the learner's shapes (1 thread)"},
 #endif
+#ifdef IB_BENCH_SOAK
+    {"soak", bench_soak, "an ibrl-replay child under mixed gRPC traffic: RSS bounded by configuration and flat"},
+#endif
     {NULL, NULL, NULL},
 };
 
 static void usage(FILE *f) {
   fprintf(f, "usage: ibrl-bench <benchmark> [flags]   (ibrl-bench <benchmark> --help for its flags)\n\nbenchmarks:\n");
   for (const bench_entry *b = benches; b->name; b++) fprintf(f, "  %-8s %s\n", b->name, b->what);
+  fprintf(f, "\nexit codes: 0 done, 1 a benchmark failed while running (or a bound given by its flags was\n"
+             "exceeded), 2 bad usage (no or an unknown benchmark, bad flags) or setup.\n");
 }
 
 int main(int argc, char **argv) {

@@ -203,7 +203,8 @@ static void usage(FILE *f) {
           "  --reps N        timed repeats per figure after 2 warm-ups (default 5, 1..1000)\n"
           "  --batch B       batch rows (default 256, 1..4096)\n"
           "  --matmul M      precision of ibrl's matrix products (nn_set_matmul): fp32 (default),\n"
-          "                  bf16x3 or bf16 (AMX-BF16); the sgemm peers are always fp32\n"
+          "                  bf16x3 or bf16 (AMX-BF16), or auto (bf16x3 with AMX-BF16, else fp32);\n"
+          "                  the sgemm peers are always fp32\n"
           "  --json          one JSON object per line instead of the table\n");
 }
 

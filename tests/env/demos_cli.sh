@@ -22,12 +22,22 @@ check "generate --help lists tasks" bash -c "'$BIN' generate --help | grep -q na
 check "no command exits 2" run 2 "$TMP/o"
 check "unknown command exits 2" run 2 "$TMP/o" frobnicate
 check "bad flag exits 2" run 2 "$TMP/o" generate --out "$TMP/x.hdf5" --bogus
+check "bad flag is named" grep -q "ibrl-demos generate: unknown option '--bogus'" "$TMP/o"
+check "a value for --quiet exits 2" run 2 "$TMP/o" generate --out "$TMP/x.hdf5" --quiet=1
+check "--quiet takes no value" grep -q "option '--quiet' takes no value" "$TMP/o"
+check "a missing value exits 2" run 2 "$TMP/o" info "$TMP/x.hdf5" --obs-keys
+check "the missing value is named" grep -q "missing value for option '--obs-keys'" "$TMP/o"
 check "missing --out exits 2" run 2 "$TMP/o" generate --episodes 3
 check "--out named in message" grep -q -- "--out" "$TMP/o"
 check "bad --episodes exits 2" run 2 "$TMP/o" generate --out "$TMP/x.hdf5" --episodes 0
 check "bad --noise exits 2" run 2 "$TMP/o" generate --out "$TMP/x.hdf5" --noise nan
 check "unknown task exits 2" run 2 "$TMP/o" generate --out "$TMP/x.hdf5" --task nav3d
 check "unknown task lists known names" grep -q "metaworld/coffeepush" "$TMP/o"
+# A Meta-World task without its asset folder is setup too (exit 2, as ibrl-il and ibrl-train).
+export IBRL_METAWORLD_ASSETS="$TMP/no-assets"
+check "missing Meta-World assets exit 2" run 2 "$TMP/o" generate --task metaworld/assembly --episodes 1 --quiet --out "$TMP/mw.hdf5"
+unset IBRL_METAWORLD_ASSETS
+check "missing Meta-World assets: named with a hint" grep -Eq "(no-assets|no Meta-World support).*HINT" "$TMP/o"
 
 check "generate 20 nav2d episodes" run 0 "$TMP/gen" generate --task nav2d --episodes 20 --noise 0.2 --seed 5 --out "$TMP/a.hdf5"
 check "generate reports tries and success rate" grep -Eq "tried [0-9]+ episodes: expert success rate [0-9.]+%" "$TMP/gen"
@@ -51,6 +61,7 @@ check "missing file is named" grep -q "nope.hdf5" "$TMP/o"
 printf 'not an hdf5 file\n' >"$TMP/junk.hdf5"
 check "info on a non-HDF5 file exits 2" run 2 "$TMP/o" info "$TMP/junk.hdf5"
 check "non-HDF5 file is named" grep -q "junk.hdf5" "$TMP/o"
+check "non-HDF5 file gets a HINT" grep -q "not an HDF5 file (HINT:" "$TMP/o"
 check "info with an unknown key exits 2" run 2 "$TMP/o" info "$TMP/a.hdf5" --obs-keys state,nope
 check "unknown key lists the file's keys" grep -q "the file has: state, lidar" "$TMP/o"
 check "info bad flag exits 2" run 2 "$TMP/o" info "$TMP/a.hdf5" --bogus

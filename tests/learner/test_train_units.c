@@ -1,5 +1,6 @@
 /* test_train_units.c: the trainer's pure parts: n-step chains over chunk transitions (hand
- * computed), settings (presets, validation, config.json) and metrics.csv truncation for resume.
+ * computed), settings (presets, validation, config.json and the IL policy it records from the
+ * checkpoint's meta), IL meta files of both versions and metrics.csv truncation for resume.
  * The end-to-end checks of ibrl-train and ibrl-il are in train_cli.sh. */
 #include <math.h>
 #include <stdio.h>
@@ -8,6 +9,8 @@
 #include <unistd.h>
 
 #include "ib.h"
+#include "il.h"
+#include "ilfile.h"
 #include "nn.h"
 #include "nn_amx.h"
 #include "nstep.h"
@@ -172,7 +175,7 @@ static void test_cfg_json(void) {
   snprintf(c.demos, sizeof c.demos, "a \"quoted\" name");
   c.seed = 7;
   TH_CHECK_EQ_INT(tcfg_resolve(&c), IB_OK);
-  TH_CHECK_EQ_INT(tcfg_write_json(&c, path), IB_OK);
+  TH_CHECK_EQ_INT(tcfg_write_json(&c, NULL, path), IB_OK);
   char *j = slurp(path);
   TH_CHECK(j != NULL);
   if (j) {
@@ -180,12 +183,181 @@ static void test_cfg_json(void) {
     TH_CHECK(strstr(j, "\"seed\": 7,"));
     TH_CHECK(strstr(j, "\"demos\": \"a \\\"quoted\\\" name\""));
     TH_CHECK(strstr(j, "\"critic_heads\": 5"));
+    /* no IL policy loaded: null, and no preset IL-training defaults posing as the policy */
+    TH_CHECK(strstr(j, "\"il_policy\": null\n}"));
+    TH_CHECK(!strstr(j, "\"il_arch\"") && !strstr(j, "\"il_steps\""));
     TH_CHECK(j[strlen(j) - 2] == '}');
   }
   free(j);
   snprintf(path, sizeof path, "%s/nodir/config.json", dir);
-  TH_CHECK_EQ_INT(tcfg_write_json(&c, path), IB_EIO);
+  TH_CHECK_EQ_INT(tcfg_write_json(&c, NULL, path), IB_EIO);
   TH_CHECK(strstr(ib_errmsg(), "nodir"));
+  snprintf(path, sizeof path, "rm -rf '%s'", dir);
+  TH_CHECK(system(path) == 0);
+}
+
+/* ---- the IL policy in config.json: from its checkpoint's meta (ilfile.h) ---- */
+
+static void write_text(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  TH_CHECK(f != NULL);
+  if (!f) return;
+  fputs(text, f);
+  fclose(f);
+}
+
+/* A CVAE of chunk 4 trained 500 steps (the audit's case) saved with ilfile_save, read back, and
+ * written into config.json by a run whose preset IL defaults say bc / 3000 steps: config.json
+ * must name the checkpoint's cvae, chunk 4 and 500 steps. */
+static void test_cfg_json_il(void) {
+  char dir[] = "/tmp/ib_tcfg_il_XXXXXX";
+  TH_CHECK(mkdtemp(dir) != NULL);
+  char ck[256], path[256];
+  snprintf(ck, sizeof ck, "%s/cvae4.ckpt", dir);
+  il_config ic = il_config_default();
+  ic.kind = IL_CVAE;
+  ic.obs_dim = 5;
+  ic.act_dim = 4 * 2;
+  ic.hidden = 8;
+  ic.n_layers = 1;
+  ic.latent = 3;
+  ic.max_batch = 4;
+  il_policy p;
+  TH_CHECK_EQ_INT(il_init(&p, &ic), IB_OK);
+  ilfile_meta m;
+  memset(&m, 0, sizeof m);
+  m.il = p.cfg;
+  m.frame_dim = 5;
+  m.step_dim = 2;
+  m.chunk = 4;
+  m.n_stack = 1;
+  snprintf(m.task, sizeof m.task, "nav2d");
+  snprintf(m.obs_keys, sizeof m.obs_keys, "state,lidar");
+  m.trained = 1;
+  m.steps = 500;
+  m.batch = 64;
+  m.lr = 2.5e-4f;
+  m.seed = 12345678901234ull;
+  m.max_demos = 7;
+  snprintf(m.demos, sizeof m.demos, "/data/my demos.hdf5"); /* a space: the rest of the line */
+  TH_CHECK_EQ_INT(ilfile_save(&p, &m, ck), IB_OK);
+  ilfile_meta r;
+  TH_CHECK_EQ_INT(ilfile_meta_read(&r, ck), IB_OK);
+  TH_CHECK_EQ_INT(r.trained, 1);
+  TH_CHECK_EQ_INT(r.il.kind, IL_CVAE);
+  TH_CHECK_EQ_INT(r.chunk, 4);
+  TH_CHECK_EQ_INT(r.steps, 500);
+  TH_CHECK_EQ_INT(r.batch, 64);
+  TH_CHECK_EQ_INT(r.max_demos, 7);
+  TH_CHECK(r.lr == m.lr);
+  TH_CHECK(r.seed == m.seed);
+  TH_CHECK_MSG(!strcmp(r.demos, "/data/my demos.hdf5"), "demos '%s'", r.demos);
+
+  tcfg c;
+  tcfg_defaults(&c);
+  TH_CHECK_EQ_INT(tcfg_preset_apply(&c, "nav2d-quick"), IB_OK); /* il_arch bc, il_steps 3000 */
+  c.chunk = 4;
+  TH_CHECK_EQ_INT(tcfg_resolve(&c), IB_OK);
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  TH_CHECK_EQ_INT(tcfg_write_json(&c, &r, path), IB_OK);
+  char *j = slurp(path);
+  TH_CHECK(j != NULL);
+  if (j) {
+    const char *o = strstr(j, "\n  \"il_policy\": {\n");
+    TH_CHECK_MSG(o != NULL, "no il_policy object in\n%s", j);
+    if (o) {
+      TH_CHECK(strstr(o, "\n    \"arch\": \"cvae\",\n"));
+      TH_CHECK(strstr(o, "\n    \"chunk\": 4,\n"));
+      TH_CHECK(strstr(o, "\n    \"used\": true,\n"));
+      TH_CHECK(strstr(o, "\n    \"latent\": 3,\n"));
+      TH_CHECK(strstr(o, "\n    \"train_steps\": 500,\n"));
+      TH_CHECK(strstr(o, "\n    \"train_seed\": 12345678901234,\n"));
+      TH_CHECK(strstr(o, "\n    \"train_demos\": \"/data/my demos.hdf5\"\n  }\n}\n"));
+    }
+    TH_CHECK(!strstr(j, "\"il_arch\"") && !strstr(j, "\"il_steps\"") && !strstr(j, ": 3000,"));
+  }
+  free(j);
+  /* rlpd loads a policy given with --il but does not use it: the record says so */
+  c.method = TCFG_RLPD;
+  TH_CHECK_EQ_INT(tcfg_write_json(&c, &r, path), IB_OK);
+  j = slurp(path);
+  TH_CHECK(j && strstr(j, "\n    \"used\": false,\n"));
+  free(j);
+  il_free(&p);
+  snprintf(path, sizeof path, "rm -rf '%s'", dir);
+  TH_CHECK(system(path) == 0);
+}
+
+/* Meta files: version 1 (before the training record) still loads and config.json says the record
+ * is unknown; a version-2 file without part of its record, an unknown version or a bad value is
+ * refused naming the file or the key. */
+static void test_ilfile_meta_versions(void) {
+  char dir[] = "/tmp/ib_ilmeta_XXXXXX";
+  TH_CHECK(mkdtemp(dir) != NULL);
+  char ck[256], mp[300], path[256];
+  snprintf(ck, sizeof ck, "%s/p.ckpt", dir);
+  snprintf(mp, sizeof mp, "%s.meta", ck);
+  const char *v1 = "ibrl-il-meta 1\nkind bc\nobs_dim 6\nact_dim 2\nlayers 2\nhidden 32\ndropout 0.5\nlatent 8\n"
+                   "kl_weight 0.01\nframe_dim 6\nstep_dim 2\nchunk 1\nn_stack 1\ntask nav2d\nobs_keys state\n";
+  const char *rec = "steps 60\nbatch 32\nlr 0.001\nseed 5\nmax_demos 0\ndemos /d/demos.hdf5\n";
+  char text[2048];
+  ilfile_meta m;
+  write_text(mp, v1);
+  TH_CHECK_EQ_INT(ilfile_meta_read(&m, ck), IB_OK);
+  TH_CHECK_EQ_INT(m.trained, 0);
+  TH_CHECK_EQ_INT(m.il.hidden, 32);
+  tcfg c;
+  tcfg_defaults(&c);
+  TH_CHECK_EQ_INT(tcfg_resolve(&c), IB_OK);
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  TH_CHECK_EQ_INT(tcfg_write_json(&c, &m, path), IB_OK);
+  char *j = slurp(path);
+  TH_CHECK(j && strstr(j, "\n    \"arch\": \"bc\",\n") && strstr(j, "\n    \"train_steps\": null,\n") &&
+           strstr(j, "\n    \"train_demos\": null\n  }\n}\n") && !strstr(j, "\"latent\""));
+  free(j);
+
+  /* version 2, complete */
+  snprintf(text, sizeof text, "%s%s", v1, rec);
+  text[strlen("ibrl-il-meta ")] = '2';
+  write_text(mp, text);
+  TH_CHECK_EQ_INT(ilfile_meta_read(&m, ck), IB_OK);
+  TH_CHECK_EQ_INT(m.trained, 1);
+  TH_CHECK_EQ_INT(m.steps, 60);
+  TH_CHECK(!strcmp(m.demos, "/d/demos.hdf5"));
+  /* version 2 without its last line (demos) */
+  text[strlen(text) - strlen("demos /d/demos.hdf5\n")] = 0;
+  write_text(mp, text);
+  TH_CHECK_EQ_INT(ilfile_meta_read(&m, ck), IB_EPROTO);
+  TH_CHECK_MSG(strstr(ib_errmsg(), "p.ckpt.meta") && strstr(ib_errmsg(), "19 of 20") && strstr(ib_errmsg(), "HINT"),
+               "message: %s", ib_errmsg());
+  /* version 1 with a training record: the counts do not fit version 1 */
+  snprintf(text, sizeof text, "%s%s", v1, rec);
+  write_text(mp, text);
+  TH_CHECK_EQ_INT(ilfile_meta_read(&m, ck), IB_EPROTO);
+  /* an unknown version */
+  snprintf(text, sizeof text, "%s%s", v1, rec);
+  text[strlen("ibrl-il-meta ")] = '3';
+  write_text(mp, text);
+  TH_CHECK_EQ_INT(ilfile_meta_read(&m, ck), IB_EPROTO);
+  TH_CHECK_MSG(strstr(ib_errmsg(), "version 1 or 2"), "message: %s", ib_errmsg());
+  /* bad values name their key */
+  static const struct {
+    const char *from, *to, *key;
+  } bad[] = {{"seed 5", "seed -5", "seed"}, {"steps 60", "steps 6x", "steps"}, {"lr 0.001", "lr fast", "lr"},
+             {"batch 32", "batch -1", "batch"}};
+  for (size_t i = 0; i < IB_ARRAY_LEN(bad); i++) {
+    snprintf(text, sizeof text, "%s%s", v1, rec);
+    text[strlen("ibrl-il-meta ")] = '2';
+    char *at = strstr(text, bad[i].from);
+    TH_CHECK(at != NULL);
+    if (!at) continue;
+    char out[2048];
+    snprintf(out, sizeof out, "%.*s%s%s", (int)(at - text), text, bad[i].to, at + strlen(bad[i].from));
+    write_text(mp, out);
+    TH_CHECK_EQ_INT(ilfile_meta_read(&m, ck), IB_EPROTO);
+    TH_CHECK_MSG(strstr(ib_errmsg(), bad[i].key) && strstr(ib_errmsg(), "line"), "%s: message: %s", bad[i].to,
+                 ib_errmsg());
+  }
   snprintf(path, sizeof path, "rm -rf '%s'", dir);
   TH_CHECK(system(path) == 0);
 }
@@ -236,6 +408,8 @@ static const th_case cases[] = {
     {"cfg methods", test_cfg_methods},
     {"cfg rejects bad values", test_cfg_rejects},
     {"cfg json", test_cfg_json},
+    {"cfg json describes the loaded IL policy", test_cfg_json_il},
+    {"il meta versions 1 and 2", test_ilfile_meta_versions},
     {"runlog truncate", test_runlog_truncate},
     {NULL, NULL},
 };

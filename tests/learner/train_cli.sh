@@ -107,6 +107,29 @@ for k in task method seed env_steps batch critic_heads demo_ratio actor_dropout 
   grep -q "\"$k\":" runA/config.json || fail "config.json lacks $k"
 done
 
+# ---- config.json describes the IL policy that was loaded, from its checkpoint ----
+# A CVAE with a non-default chunk, steps, width, latent and seed, run under a preset whose IL
+# training defaults say bc / 3000 steps / 256 wide: config.json must name the checkpoint's values
+# (it used to copy the preset's defaults: a CVAE of chunk 4 and 500 steps read "bc", 3000).
+if "$B/ibrl-il" train --demos demos.hdf5 --task nav2d --arch cvae --chunk 3 --out cvae3.ckpt --steps 37 --batch 16 \
+     --hidden 24 --latent 5 --seed 11 --quiet 2>"$W/err" &&
+   "$B/ibrl-train" --preset nav2d-quick --task nav2d --demos demos.hdf5 --il cvae3.ckpt --chunk 3 --env-steps 60 \
+     --eval-every 60 --eval-episodes 2 --warmup 1 --hidden 16 --critic-hidden 16 --batch 16 --quiet --out runIL 2>"$W/err"; then
+  sed -n '/^  "il_policy": {$/,/^  }$/p' runIL/config.json >ilp.txt
+  miss=""
+  for kv in '"used": true,' '"arch": "cvae",' '"chunk": 3,' '"hidden": 24,' '"latent": 5,' '"train_steps": 37,' \
+            '"train_batch": 16,' '"train_seed": 11,' "\"train_demos\": \"$W/demos.hdf5\""; do
+    grep -qxF "    $kv" ilp.txt || miss="$miss $kv"
+  done
+  if [ -z "$miss" ] && ! grep -q '"il_arch"\|"il_steps"' runIL/config.json; then
+    pass "config.json il_policy: the checkpoint's cvae, chunk 3, 37 training steps, seed 11"
+  else
+    fail "config.json il_policy lacks:$miss (or has preset il_* fields): $(cat ilp.txt)"
+  fi
+else
+  fail "cvae3 IL policy + ibrl-train runIL: $(cat "$W/err")"
+fi
+
 # ---- determinism ----
 # shellcheck disable=SC2086
 "$B/ibrl-train" $common --seed 5 --out runB 2>"$W/err" || fail "ibrl-train runB: $(cat "$W/err")"
@@ -185,9 +208,12 @@ for v in "rlpd" "rft --rft-pretrain 20" "bc --il il.ckpt" "ibrl-neither --il il.
   fi
 done
 grep -q '"demo_ratio": 0.5,' m_rlpd/config.json && pass "rlpd demo ratio 0.5" || fail "rlpd demo ratio not 0.5"
+grep -q '^  "il_policy": null$' m_rlpd/config.json && pass "rlpd without --il: il_policy null" ||
+  fail "rlpd config.json il_policy: $(grep -A2 il_policy m_rlpd/config.json)"
 
 # ---- errors: exit 2 with a message naming the thing ----
-expect_exit 2 "unknown flag" "$B/ibrl-train" --bogus
+# the message names the flag (its wording, 'unknown flag' or 'unknown option', is cli.c's)
+expect_exit 2 "'--bogus'" "$B/ibrl-train" --bogus
 expect_exit 2 "unknown task 'nav3d'" "$B/ibrl-train" --task nav3d --demos demos.hdf5 --il il.ckpt --out e1
 [ -e e1 ] && fail "a failed setup left run directory e1"
 expect_exit 2 "missing.hdf5" "$B/ibrl-train" --task nav2d --demos missing.hdf5 --il il.ckpt --out e2

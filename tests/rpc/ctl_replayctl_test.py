@@ -152,6 +152,8 @@ def main():
         code, out, _ = ctl("export", "--help")
         check(code == 0 and "--table" in out, "export --help -> exit 0")
         check(ctl("info", "--bogus", shards="127.0.0.1:1")[0] == 2, "unknown flag -> exit 2")
+        code, _, err = ctl("info", "--json=1", shards="127.0.0.1:1")
+        check(code == 2 and "'--json' takes no value" in err, "--json=1 -> exit 2, 'takes no value' (%s)" % err.strip())
         check(ctl("frobnicate", shards="127.0.0.1:1")[0] == 2, "unknown command -> exit 2")
         check(ctl("info", "--n", "4", shards="127.0.0.1:1")[0] == 2, "flag of another command -> exit 2")
         check(ctl("sample", shards="127.0.0.1:1")[0] == 2, "sample without --n -> exit 2")
@@ -325,6 +327,12 @@ def main():
         code, out, err = ctl("info", "--rate-ms", "0", shards=target3)
         check(code == 1 and "UNAUTHENTICATED" in out + err and "token" in (out + err).lower(),
               "missing token -> exit 1 with a hint")
+        # The hint is replayctl's own (its flag and variable), not the server's for operators.
+        check("pass the shard's token with --token T or IBRL_REPLAY_TOKEN" in out + err
+              and "authorization: Bearer" not in out + err, "missing token: replayctl's hint (%s)" % err.strip()[:300])
+        code, _, err = ctl("sample", "--n", "1", "--token", "wrong", shards=target3)
+        check(code == 1 and "--token T or IBRL_REPLAY_TOKEN" in err and "authorization: Bearer" not in err,
+              "wrong token: replayctl's hint (%s)" % err.strip()[:300])
         code, _, _ = ctl("info", "--rate-ms", "0", "--token", "tok", shards=target3)
         check(code == 0, "--token -> exit 0")
         env_code = subprocess.run([CTL, "info", "--rate-ms", "0"], capture_output=True, timeout=30,

@@ -454,6 +454,21 @@ static void test_checkpoint_restore(void) {
   TH_CHECK_EQ_INT(rep.duplicates, 30);
   rt_client_close(&c);
   rt_shard_stop_ok(&s);
+
+  /* A checkpoint that cannot be restored is a setup error (exit 2, DEVELOPERS.md), as is a
+   * --ckpt-dir that is a file: other dims than the checkpoint's, then a truncated checkpoint. */
+  const char *other_dims[] = {"--obs-dim", "5", "--act-dim", "4", "--online-capacity", "5000", "--demo-capacity", "1000",
+                              "--ckpt-dir", dir, NULL};
+  TH_CHECK_EQ_INT(rt_run_binary(other_dims), 2);
+  char ck[320];
+  snprintf(ck, sizeof ck, "%s/store.ckpt", dir);
+  TH_CHECK_MSG(truncate(ck, 100) == 0, "truncate %s", ck);
+  const char *same_dims[] = {"--obs-dim", "6", "--act-dim", "4", "--online-capacity", "5000", "--demo-capacity", "1000",
+                             "--ckpt-dir", dir, NULL};
+  TH_CHECK_EQ_INT(rt_run_binary(same_dims), 2);
+  const char *file_dir[] = {"--obs-dim", "6", "--act-dim", "4", "--online-capacity", "5000", "--demo-capacity", "1000",
+                            "--ckpt-dir", ck, NULL};
+  TH_CHECK_EQ_INT(rt_run_binary(file_dir), 2);
   rt_rmdir(dir);
 }
 
@@ -669,11 +684,11 @@ static void test_tls(void) {
   TH_CHECK(rt_insert(&plain, "online", &it, NULL, det, sizeof det, 1000) != GRPC_STATUS_OK);
   rt_client_close(&plain);
   rt_shard_stop_ok(&s);
-  /* A missing key file is refused at startup with exit code 1. */
+  /* A missing key file is refused at startup: a setup error, exit code 2. */
   char missing[320];
   snprintf(missing, sizeof missing, "%s/none.pem", dir);
   const char *bad[] = {"--obs-dim", "6", "--act-dim", "4", "--tls-cert", cert, "--tls-key", missing, NULL};
-  TH_CHECK_EQ_INT(rt_run_binary(bad), 1);
+  TH_CHECK_EQ_INT(rt_run_binary(bad), 2);
   rt_rmdir(dir);
 }
 
@@ -784,21 +799,29 @@ static void test_flags(void) {
   TH_CHECK_EQ_INT(rt_run_binary(missing), 2);
   const char *baddur[] = {"--obs-dim", "6", "--act-dim", "4", "--durability", "maybe", NULL};
   TH_CHECK_EQ_INT(rt_run_binary(baddur), 2);
-  /* Non-loopback without a token is refused at startup (exit 1), before listening. */
+  /* Non-loopback without a token is refused at startup, before listening: setup, exit 2. */
   const char *open_bind[] = {"--obs-dim", "6", "--act-dim", "4", "--bind", "0.0.0.0", "--port", "0", NULL};
-  TH_CHECK_EQ_INT(rt_run_binary(open_bind), 1);
+  TH_CHECK_EQ_INT(rt_run_binary(open_bind), 2);
   const char *walnodir[] = {"--obs-dim", "6", "--act-dim", "4", "--durability", "wal", NULL};
-  TH_CHECK_EQ_INT(rt_run_binary(walnodir), 1);
-  /* The environment sets flags too: a bad value there is refused like a flag. */
+  TH_CHECK_EQ_INT(rt_run_binary(walnodir), 2);
+  const char *novalue[] = {"--obs-dim", "6", "--act-dim", "4", "--insecure=1", NULL};
+  TH_CHECK_EQ_INT(rt_run_binary(novalue), 2);
+  /* The environment sets flags too: a bad value there is refused like a flag (but --help
+   * still helps: nothing is parsed before it). */
   setenv("IBRL_REPLAY_THREADS", "zero", 1);
-  const char *ok[] = {"--obs-dim", "6", "--act-dim", "4", "--help", NULL};
+  const char *ok[] = {"--obs-dim", "6", "--act-dim", "4", NULL};
   TH_CHECK_EQ_INT(rt_run_binary(ok), 2);
-  unsetenv("IBRL_REPLAY_THREADS");
-  /* A good value from the environment takes effect: the token guards the server. */
+  const char *ok_help[] = {"--obs-dim", "6", "--act-dim", "4", "--help", NULL};
+  TH_CHECK_EQ_INT(rt_run_binary(ok_help), 0);
+  /* A good value from the environment takes effect (the token guards the server), and a bad
+   * one that a flag overrides is never read: rt_shard_start gives --threads and --obs-dim. */
   setenv("IBRL_REPLAY_TOKEN", "from-env", 1);
+  setenv("IBRL_REPLAY_OBS_DIM", "abc", 1);
   rt_server s;
   int rc = rt_shard_start(&s, NULL);
   unsetenv("IBRL_REPLAY_TOKEN");
+  unsetenv("IBRL_REPLAY_OBS_DIM");
+  unsetenv("IBRL_REPLAY_THREADS");
   if (rc != 0) return;
   rt_client anon, tok;
   rt_client_open(&anon, s.target, NULL);
@@ -808,11 +831,11 @@ static void test_flags(void) {
   TH_CHECK_EQ_INT(rt_insert(&tok, "online", &it, NULL, NULL, 0, TMO), GRPC_STATUS_OK);
   rt_client_close(&anon);
   rt_client_close(&tok);
-  /* A second server on the same port fails to start with exit code 1 (the port is named). */
+  /* A second server on the same port fails to start: setup, exit code 2 (the port is named). */
   char port[16];
   snprintf(port, sizeof port, "%d", s.port);
   const char *same_port[] = {"--obs-dim", "6", "--act-dim", "4", "--port", port, NULL};
-  TH_CHECK_EQ_INT(rt_run_binary(same_port), 1);
+  TH_CHECK_EQ_INT(rt_run_binary(same_port), 2);
   rt_shard_stop_ok(&s);
 }
 

@@ -76,7 +76,41 @@ static void test_layers(void) {
   unsetenv("IBTEST_NAME");
 }
 
+/* getopt_long's '?' for "--verbose=1" is not an unknown option: the message says it takes no value. */
+static void test_bad_option_msg(void) {
+  char buf[256];
+  const char *m = cli_bad_option_msg(buf, sizeof buf, '?', "--verbose=1", opts);
+  TH_CHECK_MSG(strstr(m, "'--verbose' takes no value") != NULL, "message: %s", m);
+  m = cli_bad_option_msg(buf, sizeof buf, '?', "--verb=yes", opts); /* a unique prefix, as getopt_long accepts */
+  TH_CHECK_MSG(strstr(m, "'--verbose' takes no value") != NULL, "message: %s", m);
+  m = cli_bad_option_msg(buf, sizeof buf, '?', "--bogus=1", opts);
+  TH_CHECK_MSG(strstr(m, "unknown option '--bogus=1'") != NULL, "message: %s", m);
+  m = cli_bad_option_msg(buf, sizeof buf, '?', "--port=1", opts); /* takes a value: not this case */
+  TH_CHECK_MSG(strstr(m, "unknown option") != NULL, "message: %s", m);
+  /* Prefixes as getopt_long matches them: an exact name wins over longer ones, an ambiguous
+   * prefix names no option. */
+  static const struct option q[] = {{"quiet", no_argument, NULL, 0},
+                                    {"quiet-level", required_argument, NULL, 1},
+                                    {"query", no_argument, NULL, 2},
+                                    {NULL, 0, NULL, 0}};
+  m = cli_bad_option_msg(buf, sizeof buf, '?', "--quiet=1", q);
+  TH_CHECK_MSG(strstr(m, "'--quiet' takes no value") != NULL, "message: %s", m);
+  m = cli_bad_option_msg(buf, sizeof buf, '?', "--qu=1", q);
+  TH_CHECK_MSG(strstr(m, "unknown option '--qu=1'") != NULL, "message: %s", m);
+  m = cli_bad_option_msg(buf, sizeof buf, ':', "--port", opts);
+  TH_CHECK_MSG(strstr(m, "missing value for option '--port'") != NULL, "message: %s", m);
+  /* And cli_cmdline_layer refuses it. */
+  const char *val[O_COUNT] = {0};
+  const char *src[O_COUNT] = {0};
+  char a0[] = "prog", a1[] = "--verbose=1";
+  char *argv[] = {a0, a1, NULL};
+  optind = 1;
+  TH_CHECK_EQ_INT(cli_cmdline_layer(val, src, opts, O_HELP, ":h", 2, argv, "prog", 0), CLI_BAD);
+  TH_CHECK(val[O_VERBOSE] == NULL);
+}
+
 static const th_case cases[] = {
+    {"cli bad option: unknown, missing value, takes no value", test_bad_option_msg},
     {"cli long: strict, range, untouched on failure", test_long_strict},
     {"cli double: strict, finite, range", test_double_strict},
     {"cli layers: environment then command line", test_layers},

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# e2e_learner_errors.sh: ibrl-learner (one rank, no mpirun) refuses bad flags, bad environment
+# variables and a run directory it cannot resume with a clear message and the documented exit
+# code (2 for usage and setup), lets a flag override a bad variable, and names what to change
+# when the replay holds other dims.
+. "$(dirname "$0")/e2e_lib.sh"
+L=$B/ibrl-learner
+expect_exit "--help" 0 "usage: mpirun -np N ibrl-learner" "$L" --help
+expect_exit "unknown flag" 2 "unknown option '--bogus'" "$L" --bogus
+expect_exit "value for a flag without one" 2 "'--quiet' takes no value" "$L" --replay 127.0.0.1:1 --out "$W/r" --quiet=1
+expect_exit "bad variable is named" 2 "(environment) --batch" env IBRL_LEARNER_BATCH=abc "$L" --replay 127.0.0.1:1 --out "$W/r"
+expect_exit "bad preset variable is named" 2 "(environment) --preset" env IBRL_LEARNER_PRESET=huge "$L" --replay 127.0.0.1:1 \
+  --out "$W/r"
+expect_exit "one dim variable alone is named" 2 "(environment) --obs-dim: give both" env IBRL_LEARNER_OBS_DIM=5 "$L" \
+  --replay 127.0.0.1:1 --out "$W/r"
+# --resume of a directory without learner.cfg: setup, exit 2 (as ibrl-train). The bad variables
+# here are overridden by flags, so they must not be read at all.
+mkdir -p "$W/empty"
+expect_exit "resume without learner.cfg" 2 "empty/learner.cfg" "$L" --replay 127.0.0.1:1 --out "$W/empty" --resume
+expect_exit "resume of a missing directory" 2 "HINT: --resume needs a run directory" "$L" --replay 127.0.0.1:1 \
+  --out "$W/nothing" --resume
+expect_exit "flags beat bad variables" 2 "empty/learner.cfg" env IBRL_LEARNER_BATCH=abc IBRL_LEARNER_PRESET=huge "$L" \
+  --batch 64 --preset nav2d-quick --replay 127.0.0.1:1 --out "$W/empty" --resume
+
+# Dims that differ from the shard's: the HINT names what the learner has (no --chunk flag).
+ibc_replay r-dims 0 --obs-dim 5 --act-dim 2 --online-capacity 1000 --demo-capacity 1000
+P=$IBC_ADDR
+expect_exit "explicit dims differ" 2 "HINT: give the learner the shards' --obs-dim and --act-dim" "$L" --replay "$P" \
+  --method rlpd --obs-dim 6 --act-dim 2 --out "$W/d1" --wait 5
+expect_exit "--task dims differ" 2 "HINT: --task nav2d with --preset's chunk 1 and frame stack 1" "$L" --replay "$P" \
+  --method rlpd --task nav2d --out "$W/d2" --wait 5
+if grep -q -- "--chunk" <<<"$("$L" --replay "$P" --method rlpd --task nav2d --out "$W/d3" --wait 5 2>&1)"; then
+  check "the dims HINT names no --chunk flag" false
+else
+  check "the dims HINT names no --chunk flag" true
+fi
