@@ -298,7 +298,7 @@ static int cmd_train(int argc, char **argv) {
     m.step_dim = ds.act_dim;
     m.chunk = c.chunk;
     m.n_stack = c.n_stack;
-    snprintf(m.task, sizeof m.task, "%s", c.task);
+    snprintf(m.task, sizeof m.task, "%.127s", c.task); /* registry names are short; the bound keeps -Wformat-truncation quiet */
     snprintf(m.obs_keys, sizeof m.obs_keys, "%s", c.obs_keys);
     /* the training record: a run that loads this policy copies it into its config.json */
     m.trained = 1;
