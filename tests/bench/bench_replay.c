@@ -63,6 +63,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <malloc.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -97,6 +98,7 @@ typedef struct bcfg {
   int only; /* -1 both, 0 insert, 1 sample */
   int threads; /* 0 = 1 and 4, else only this many client threads */
   int prefetch; /* sample/ours: 1 = rc_sampler (one sample in flight ahead), 0 = rc_sample */
+  int variants; /* bit mask of the variants to run: 1 full, 2 client, 4 raw (--variant) */
   double seconds;
   const char *replay_bin;
 } bcfg;
@@ -729,7 +731,7 @@ int bench_replay(int argc, char **argv); /* called by bench_main.c */
 static void usage(FILE *f) {
   fprintf(f,
           "usage: ibrl-bench replay [--rounds R] [--seconds S] [--only OP] [--threads T] [--no-prefetch] [--batch N]\n"
-          "                          [--obs-dim N] [--act-dim N] [--replay-bin P]\n"
+          "                          [--obs-dim N] [--act-dim N] [--variant V] [--replay-bin P]\n"
           "Insert and sample throughput of the replay client against an ibrl-replay child on 127.0.0.1, with\n"
           "1 and 4 client threads, next to a raw gRPC baseline (no-op handlers, same bytes) in the same run.\n"
           "  --rounds R       rounds per configuration; the table shows medians [5]\n"
@@ -738,6 +740,7 @@ static void usage(FILE *f) {
           "                   in this process, CPU per row (no network, no children)\n"
           "  --threads T      client threads: 1 or 4 only [both]\n"
           "  --no-prefetch    sample with one rc_sample at a time instead of the prefetching rc_sampler\n"
+          "  --variant V      run only full, client or raw (to profile one of them; ratios then show nan) [all]\n"
           "  --batch N        transitions per message [256]\n"
           "  --obs-dim N      stacked observation size [69]\n"
           "  --act-dim N      action chunk size [7]\n"
@@ -745,11 +748,12 @@ static void usage(FILE *f) {
 }
 
 int bench_replay(int argc, char **argv) {
-  bcfg cfg = {69, 7, 256, 5, -1, 0, 1, 0.5, NULL};
+  bcfg cfg = {69, 7, 256, 5, -1, 0, 1, 7, 0.5, NULL};
   static char default_bin[PATH_MAX];
   static const struct option lo[] = {{"seconds", required_argument, NULL, 's'}, {"rounds", required_argument, NULL, 'n'},
                                      {"only", required_argument, NULL, 'y'},
                                      {"threads", required_argument, NULL, 't'}, {"no-prefetch", no_argument, NULL, 'p'},
+                                     {"variant", required_argument, NULL, 'v'},
                                      {"batch", required_argument, NULL, 'b'},
                                      {"obs-dim", required_argument, NULL, 'o'}, {"act-dim", required_argument, NULL, 'a'},
                                      {"replay-bin", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
@@ -768,6 +772,11 @@ int bench_replay(int argc, char **argv) {
       case 'r': cfg.replay_bin = optarg; break;
       case 't': cfg.threads = (int)strtol(optarg, &end, 10); bad = *end || (cfg.threads != 1 && cfg.threads != 4); break;
       case 'p': cfg.prefetch = 0; break;
+      case 'v':
+        cfg.variants = !strcmp(optarg, "full") ? 1 : !strcmp(optarg, "client") ? 2 : !strcmp(optarg, "raw") ? 4
+                       : !strcmp(optarg, "all") ? 7 : 0;
+        bad = cfg.variants == 0;
+        break;
       case 'y':
         cfg.only = !strcmp(optarg, "insert") ? 0 : !strcmp(optarg, "sample") ? 1 : !strcmp(optarg, "decode") ? 2 : -2;
         bad = cfg.only == -2;
@@ -899,6 +908,10 @@ int bench_replay(int argc, char **argv) {
         for (int r = 0; r < cfg.rounds && code == 0; r++) {
           for (int k = 0; k < 3 && code == 0; k++) {
             int var = (k + r) % 3;
+            if (!(cfg.variants & (1 << var))) {
+              v[var][r] = cu[var][r] = su[var][r] = NAN;
+              continue;
+            }
             int kind = var == 2 ? (op == 0 ? 1 : 3) : (op == 0 ? 0 : 2);
             phase_result pr = run_phase(&cfg, kind, thr[ti], var == 0 ? replay_target : raw_target,
                                         op == 0 ? &ins : NULL, var == 0 ? replay_pid : raw_pid);
