@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "dist.h"
@@ -160,6 +161,10 @@ static int apply(const char *const *val, const char *const *src, lrun_opts *o, t
   if (val[O_OUT] && tcfg_set_str(tc->out, sizeof tc->out, val[O_OUT], P, FLAG(O_OUT))) return -1;
   if (val[O_IL] && tcfg_set_str(tc->il, sizeof tc->il, val[O_IL], P, FLAG(O_IL))) return -1;
   if (val[O_IL]) snprintf(o->il, sizeof o->il, "%s", tc->il);
+  /* Checked here, where the flag's source is known: later, ilfile_load only sees the path. */
+  if (val[O_IL] && access(val[O_IL], R_OK) != 0)
+    return bad("%s: cannot read '%s' HINT: train a policy with ibrl-il (or ibrl-train), or fix the path", FLAG(O_IL),
+               val[O_IL]);
   if (!val[O_REPLAY]) return bad("%s%s: no replay shards (HINT: --replay host:port[,host:port...])", "--replay", "");
   if (snprintf(o->replay, sizeof o->replay, "%s", val[O_REPLAY]) >= (int)sizeof o->replay)
     return bad("%s: list too long%s", FLAG(O_REPLAY), "");

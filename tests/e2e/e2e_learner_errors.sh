@@ -13,6 +13,11 @@ expect_exit "bad preset variable is named" 2 "(environment) --preset" env IBRL_L
   --out "$W/r"
 expect_exit "one dim variable alone is named" 2 "(environment) --obs-dim: give both" env IBRL_LEARNER_OBS_DIM=5 "$L" \
   --replay 127.0.0.1:1 --out "$W/r"
+# A missing IL policy file is named with where the path came from (flag or variable).
+expect_exit "missing IL file from a variable is named" 2 "(environment) --il: cannot read '$W/none.il'" env \
+  IBRL_LEARNER_IL="$W/none.il" "$L" --replay 127.0.0.1:1 --out "$W/r"
+expect_exit "missing IL file from the flag" 2 "HINT: train a policy with ibrl-il" "$L" --replay 127.0.0.1:1 \
+  --out "$W/r" --il "$W/none.il"
 # --resume of a directory without learner.cfg: setup, exit 2 (as ibrl-train). The bad variables
 # here are overridden by flags, so they must not be read at all.
 mkdir -p "$W/empty"
