@@ -42,22 +42,13 @@
  * --only decode runs none of that: it times the shard's insert path (decode + store) in this
  * process, to see what of the shard's CPU per row is data work (see decode_bench below).
  *
- * Round 4, measured 2026-11-22 07:08-07:10 UTC (`uptime` load 2.5-3.6, other heavy jobs paused by
- * /tmp/quiet.sh; medians of 3 runs of 5 rounds, alternating with the previous commit's binaries):
- * full/raw insert 44% / 63% with 1 / 4 client threads (previous commit 41% / 66%), CPU raw/full
- * 55% / 62% (previous 51% / 58%): inside the run-to-run noise. --only decode (07:05-07:17 UTC,
- * load 1.8-2.9, medians of 15 rounds, alternating builds): 142-160 ns a row, decode 55-61 + store
- * 87-105 (store 102-115 with the previous single staging buffer in the same window).
+ * --variant full|client|raw runs one variant alone (ratios then show nan), to profile it.
  *
- * Round 3, measured 2026-11-22 04:18:12-04:23:00 UTC (`uptime` load 1.1-3.3 during the runs, the team's
- * other heavy jobs paused by /tmp/quiet.sh; medians of 3 runs of the default 5 rounds, alternating
- * with the previous commit's ibrl-bench + ibrl-replay in the same window): full/raw insert 47% / 57%
- * with 1 / 4 client threads (previous commit 45% / 56%: the insert path did not change); sample one
- * call at a time (--no-prefetch) 63% / 72% (previous commit 64% / 72%), sample one request ahead
- * (rc_sampler, raw likewise) 57% / 71%, i.e. 2.53 M / 1.69 M transitions/s against 1.47 M / 1.83 M
- * one at a time. CPU raw/full insert 58% / 57%, sample 67% / 64% one at a time, 60% / 65% ahead.
- * The 70% target is reached by sampling with 4 threads only; insert is CPU bound on 2 cores (see
- * the README's Replay section). */
+ * Latest figures (2026-11-22 10:23-10:25 UTC, other work paused, medians of 3 runs): full/raw insert
+ * 48% / 59% with 1 / 4 client threads, sample one at a time 65% / 63%, one ahead 39% / 57%; CPU
+ * raw/full 46-61%. The 70% target is not met; docs/results/replay-throughput.md has the figures, a
+ * ceiling experiment (a shard that discards every row reaches a CPU ratio of only 71-74% with this
+ * client) and the history of the rounds of work on it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>

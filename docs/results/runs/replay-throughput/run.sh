@@ -1,0 +1,22 @@
+#!/bin/bash
+# How the files beside this script were made (22 Nov 2026, 10:23-10:31 UTC, the team's other heavy
+# jobs paused by a wrapper that SIGSTOPs them; build: RelWithDebInfo).
+#
+# 1. The current state: 3 runs of each, alternating.
+#      ibrl-bench replay                                    > 2026-11-22-1023-default-$i.txt
+#      ibrl-bench replay --only sample --no-prefetch        > 2026-11-22-1023-no-prefetch-$i.txt
+# 2. The ceiling experiment: ibrl-replay built with ceiling.patch (EXPERIMENT ONLY, never merged),
+#    which reads two variables: EXP_NOSTORE=1 decodes and checks every message but skips the store;
+#    EXP_NODECODE=1 skips decode and store (the handler only counts 256 rows a message). Unset, the
+#    binary is the normal one ("base"). 3 rounds, each base / nostore / nodecode in turn:
+#      git apply docs/results/runs/replay-throughput/ceiling.patch   # in a scratch checkout
+#      cmake -S . -B build-exp -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build build-exp -j2
+#      for i in 1 2 3; do for m in BASE EXP_NOSTORE EXP_NODECODE; do
+#        env $m=1 build-exp/bin/ibrl-bench replay --only insert --rounds 5 > ceiling-$m-$i.txt
+#      done; done
+set -euo pipefail
+BIN=${1:-build/bin}
+for i in 1 2 3; do
+  "$BIN/ibrl-bench" replay
+  "$BIN/ibrl-bench" replay --only sample --no-prefetch
+done

@@ -1,0 +1,25 @@
+#!/bin/bash
+# bench_replay_flags.sh IBRL_BENCH: checks `ibrl-bench replay` as a tool (flags, --variant, the
+# in-process decode bench) with runs of a fraction of a second. It says nothing about speed.
+B="$1"
+fail() {
+  echo "FAIL: $*"
+  exit 1
+}
+m=$("$B" replay --variant bogus 2>&1)
+[ $? -eq 2 ] || fail "--variant bogus did not exit 2: $m"
+grep -q -- "--variant 'bogus'" <<<"$m" || fail "--variant bogus: the flag is not named: $m"
+m=$("$B" replay --threads 3 2>&1)
+[ $? -eq 2 ] || fail "--threads 3 did not exit 2: $m"
+"$B" replay --help | grep -q -- "--variant V" || fail "--help does not list --variant"
+m=$("$B" replay --only insert --threads 1 --rounds 1 --seconds 0.1 --variant full 2>&1)
+[ $? -eq 0 ] || fail "--variant full run failed: $m"
+line=$(grep "^insert  1 " <<<"$m" | head -1)
+[ -n "$line" ] || fail "no insert row: $m"
+read -r _ _ full _ client _ raw _ <<<"$line"
+[ "$full" != "nan" ] || fail "--variant full: full was not measured: $line"
+[ "$client" = "nan" ] && [ "$raw" = "nan" ] || fail "--variant full: client and raw ran: $line"
+m=$("$B" replay --only decode --rounds 1 --seconds 0.1 2>&1)
+[ $? -eq 0 ] || fail "--only decode failed: $m"
+grep -q "CPU ns per row: decode" <<<"$m" || fail "--only decode printed no result: $m"
+echo "ok: flags, --variant, --only decode"
