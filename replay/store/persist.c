@@ -524,6 +524,7 @@ static int ckpt_load(persist *p, uint64_t *epoch, uint64_t *items) {
     rd_get(&r, tb->wv, sz * sizeof(uint64_t), "the weight versions");
     tb->head = h[t].head;
     tb->size = h[t].size;
+    if (!r.err) store__meta_rebuild(tb); /* the arrays are the truth; older checkpoints have zero pads */
     tb->total_inserts = h[t].total_inserts;
     tb->total_evicted = h[t].total_evicted;
     tb->duplicates = h[t].duplicates;

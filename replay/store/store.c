@@ -213,6 +213,7 @@ int store_create(store **out, const store_spec *specs, int n, const store_config
     uint64_t cap = tb->spec.capacity;
     uint32_t raw = 2u * (uint32_t)tb->spec.obs_dim + (uint32_t)tb->spec.act_dim + 2u;
     tb->stride = (raw + 15u) / 16u * 16u;
+    tb->meta_off = tb->stride - raw >= STORE__META_FLOATS ? raw : 0;
     tb->rec = arena_alloc((size_t)cap * tb->stride * sizeof(float));
     tb->proposer = ib_xcalloc(cap, 1);
     tb->flags = ib_xcalloc(cap, 1);
@@ -464,6 +465,22 @@ void store__slot_item(const store__table *tb, uint64_t slot, store_item *out) {
   out->episode_success = (tb->flags[slot] >> 1) & 1u;
 }
 
+/* The metadata copy of a record (see store_impl.h), packed into STORE__META_FLOATS floats. */
+static void meta_pack(float *m, uint64_t seq, uint64_t wv, uint32_t actor_id, uint8_t proposer, uint8_t flags) {
+  uint8_t pf[4] = {proposer, flags, 0, 0};
+  memcpy(m, &seq, 8);
+  memcpy(m + 2, &wv, 8);
+  memcpy(m + 4, &actor_id, 4);
+  memcpy(m + 5, pf, 4);
+}
+
+void store__meta_rebuild(store__table *tb) {
+  if (tb->meta_off == 0) return;
+  for (uint64_t i = 0; i < tb->size; i++)
+    meta_pack(tb->rec + i * tb->stride + tb->meta_off, tb->seq[i], tb->wv[i], tb->actor_id[i], tb->proposer[i],
+              tb->flags[i]);
+}
+
 /* Restores every actor entry saved by the current call, newest first, so new entries vanish and
  * changed ones get their old window back. */
 static void undo_actors(store__table *tb, uint32_t nundo, uint32_t nactors_before) {
@@ -517,6 +534,7 @@ static void slot_writer_put(slot_writer *w, uint64_t slot, const store_item *it)
   store__table *tb = w->tb;
   float *r = tb->rec + slot * tb->stride;
   size_t O = (size_t)tb->spec.obs_dim, A = (size_t)tb->spec.act_dim, S = tb->stride;
+  uint8_t flags = (uint8_t)((it->episode_end ? 1u : 0u) | (it->episode_end && it->episode_success ? 2u : 0u));
 #if defined(__SSE2__)
   if (S <= STREAM_MAX_FLOATS) {
     float *buf = w->buf[w->cur];
@@ -525,7 +543,9 @@ static void slot_writer_put(slot_writer *w, uint64_t slot, const store_item *it)
     memcpy(buf + 2 * O, it->action, A * sizeof(float));
     buf[2 * O + A] = it->reward;
     buf[2 * O + A + 1] = it->discount;
-    memset(buf + 2 * O + A + 2, 0, (S - (2 * O + A + 2)) * sizeof(float)); /* the pad stays zero */
+    memset(buf + 2 * O + A + 2, 0, (S - (2 * O + A + 2)) * sizeof(float)); /* the rest of the pad stays zero */
+    if (tb->meta_off)
+      meta_pack(buf + tb->meta_off, it->seq, it->weight_version, it->actor_id, (uint8_t)it->proposer, flags);
     slot_writer_flush(w); /* the previous record, staged a whole row ago */
     w->pending = r;
     w->cur = 1 - w->cur;
@@ -537,13 +557,14 @@ static void slot_writer_put(slot_writer *w, uint64_t slot, const store_item *it)
     memcpy(r + 2 * O, it->action, A * sizeof(float));
     r[2 * O + A] = it->reward;
     r[2 * O + A + 1] = it->discount;
+    if (tb->meta_off)
+      meta_pack(r + tb->meta_off, it->seq, it->weight_version, it->actor_id, (uint8_t)it->proposer, flags);
   }
   tb->proposer[slot] = (uint8_t)it->proposer;
   tb->actor_id[slot] = it->actor_id;
   tb->seq[slot] = it->seq;
   tb->wv[slot] = it->weight_version;
-  tb->flags[slot] =
-      (uint8_t)((it->episode_end ? 1u : 0u) | (it->episode_end && it->episode_success ? 2u : 0u));
+  tb->flags[slot] = flags;
 }
 
 int store__insert_apply(store *s, int t, const store_item *items, size_t n, bool use_log,
@@ -755,6 +776,7 @@ static void prefetch_record(const store__table *tb, uint64_t slot) {
   const char *p = (const char *)(tb->rec + slot * tb->stride);
   size_t bytes = (size_t)tb->stride * sizeof(float);
   for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 0);
+  if (tb->meta_off) return; /* the gather reads the record's copy of the metadata */
   /* The slot's metadata sits in five parallel arrays: for a random slot each is a miss too. */
   __builtin_prefetch(&tb->seq[slot], 0, 0);
   __builtin_prefetch(&tb->wv[slot], 0, 0);
@@ -776,12 +798,25 @@ static void gather(const store__table *tb, store_batch *b, uint32_t r0, uint32_t
     memcpy(b->action + i * A, r + 2 * O, A * sizeof(float));
     b->reward[i] = r[2 * O + A];
     b->discount[i] = r[2 * O + A + 1];
-    b->proposer[i] = tb->proposer[slot];
-    b->actor_id[i] = tb->actor_id[slot];
-    b->weight_version[i] = tb->wv[slot];
-    b->seq[i] = tb->seq[slot];
-    b->episode_end[i] = tb->flags[slot] & 1u;
-    b->episode_success[i] = (tb->flags[slot] >> 1) & 1u;
+    uint8_t flags;
+    if (tb->meta_off) {
+      const float *m = r + tb->meta_off;
+      uint8_t pf[4];
+      memcpy(&b->seq[i], m, 8);
+      memcpy(&b->weight_version[i], m + 2, 8);
+      memcpy(&b->actor_id[i], m + 4, 4);
+      memcpy(pf, m + 5, 4);
+      b->proposer[i] = pf[0];
+      flags = pf[1];
+    } else {
+      b->proposer[i] = tb->proposer[slot];
+      b->actor_id[i] = tb->actor_id[slot];
+      b->weight_version[i] = tb->wv[slot];
+      b->seq[i] = tb->seq[slot];
+      flags = tb->flags[slot];
+    }
+    b->episode_end[i] = flags & 1u;
+    b->episode_success[i] = (flags >> 1) & 1u;
     b->from_demo[i] = demo ? 1 : 0;
   }
 }
@@ -801,11 +836,22 @@ static void gather_cols(const store__table *tb, store_batch *b, const store_cols
     memcpy(c->action + i * A * 4, r + 2 * O, A * 4);
     memcpy(c->reward + (size_t)i * 4, r + 2 * O + A, 4);
     memcpy(c->discount + (size_t)i * 4, r + 2 * O + A + 1, 4);
-    c->proposer[i] = tb->proposer[slot];
-    memcpy(c->actor_id + (size_t)i * 4, &tb->actor_id[slot], 4);
-    memcpy(c->weight_version + (size_t)i * 8, &tb->wv[slot], 8);
-    memcpy(c->seq + (size_t)i * 8, &tb->seq[slot], 8);
-    c->flags[i] = tb->flags[slot] & 3u;
+    if (tb->meta_off) {
+      const float *m = r + tb->meta_off;
+      uint8_t pf[4];
+      memcpy(c->seq + (size_t)i * 8, m, 8);
+      memcpy(c->weight_version + (size_t)i * 8, m + 2, 8);
+      memcpy(c->actor_id + (size_t)i * 4, m + 4, 4);
+      memcpy(pf, m + 5, 4);
+      c->proposer[i] = pf[0];
+      c->flags[i] = pf[1] & 3u;
+    } else {
+      c->proposer[i] = tb->proposer[slot];
+      memcpy(c->actor_id + (size_t)i * 4, &tb->actor_id[slot], 4);
+      memcpy(c->weight_version + (size_t)i * 8, &tb->wv[slot], 8);
+      memcpy(c->seq + (size_t)i * 8, &tb->seq[slot], 8);
+      c->flags[i] = tb->flags[slot] & 3u;
+    }
     b->from_demo[i] = demo ? 1 : 0;
   }
 }

@@ -804,6 +804,61 @@ static void test_crash_sigkill_keeps_acknowledged(void) { crash_run(false); }
  * background writer runs (it dies with its parent), or between checkpoint and log cleanup. */
 static void test_crash_during_checkpoints(void) { crash_run(true); }
 
+/* A checkpoint written before records carried a copy of their metadata (commit d29a116; made by
+ * tests/store/store_ckpt_fixture.c, which says how): its record pads are zero, and the store reads
+ * sampled rows' metadata from the pad. After the restore every sampled row must still carry the
+ * metadata it was inserted with. */
+static void test_restore_prepad_checkpoint(void) {
+  char dir[64], src[512], dst[600];
+  tmpdir(dir, sizeof dir);
+  snprintf(src, sizeof src, "%s/store-ckpt-prepad/store.ckpt", IB_TESTDATA_DIR);
+  snprintf(dst, sizeof dst, "%s/store.ckpt", dir);
+  FILE *f = fopen(src, "rb"), *g = fopen(dst, "wb");
+  TH_CHECK_MSG(f != NULL, "cannot open the fixture %s", src);
+  IB_CHECK(g != NULL);
+  char buf[8192];
+  size_t k;
+  while (f && (k = fread(buf, 1, sizeof buf, f)) > 0) IB_CHECK(fwrite(buf, 1, k, g) == k);
+  if (f) fclose(f);
+  fclose(g);
+  store_spec sp[2];
+  store_specs_default(sp, 3, 2, 16, 64); /* as the fixture */
+  store *s = NULL;
+  IB_CHECK(store_create(&s, sp, 2, NULL) == IB_OK);
+  persist *p = NULL;
+  persist_restore_info ri;
+  TH_CHECK_MSG(persist_open(&p, s, dir, PERSIST_CKPT_ONLY, &ri) == IB_OK, "restore: %s", ib_errmsg());
+  TH_CHECK(ri.ckpt_found);
+  store_batch b;
+  store_batch_init(&b, 64, 3, 2);
+  rng g2;
+  rng_seed(&g2, 5, "test", 0, "prepad");
+  int bad = 0, rows = 0, seen[40] = {0};
+  for (int rep = 0; rep < 20; rep++) {
+    TH_CHECK_EQ_INT(store_sample(s, &g2, 64, 0.0, &b), IB_OK);
+    for (uint32_t r = 0; r < b.n; r++) {
+      int i = (int)b.reward[r];
+      if (i < 0 || i >= 40 || b.obs[r * 3] != (float)i) {
+        bad++;
+        continue;
+      }
+      seen[i] = 1;
+      rows++;
+      bad += b.seq[r] != 1000u + (uint64_t)i || b.weight_version[r] != 5000000000ull + (uint64_t)i;
+      bad += b.actor_id[r] != 7u + (uint32_t)(i % 2) || b.proposer[r] != i % 3;
+      bad += b.episode_end[r] != (i % 5 == 4) || b.episode_success[r] != (i % 10 == 9);
+    }
+  }
+  int distinct = 0;
+  for (int i = 0; i < 40; i++) distinct += seen[i];
+  TH_CHECK_MSG(bad == 0, "%d metadata mismatches in %d sampled rows after restoring a pre-copy checkpoint", bad, rows);
+  TH_CHECK_MSG(distinct == 40, "only %d of the 40 rows were sampled", distinct);
+  store_batch_free(&b);
+  persist_close(p);
+  store_destroy(s);
+  rmdir_all(dir);
+}
+
 static const th_case cases[] = {
     {"checkpoint round trip", test_ckpt_round_trip},
     {"corrupt or mismatching checkpoint refused", test_ckpt_corrupt_and_mismatch_refused},
@@ -817,6 +872,7 @@ static const th_case cases[] = {
     {"wal group commit with concurrent checkpoints", test_wal_concurrent_with_checkpoints},
     {"crash: SIGKILL keeps every acknowledged item", test_crash_sigkill_keeps_acknowledged},
     {"crash during checkpoints keeps every acknowledged item", test_crash_during_checkpoints},
+    {"restore a checkpoint from before the metadata copy", test_restore_prepad_checkpoint},
     {NULL, NULL},
 };
 

@@ -112,6 +112,9 @@ static void test_record_layout_sweep(void) {
         it[i].act_n = (uint32_t)ad;
         it[i].reward = -(float)i - 0.25f;
         it[i].discount = 0.5f;
+        it[i].proposer = (uint32_t)(i % 3);
+        it[i].episode_end = i % 2 == 1;
+        it[i].episode_success = i == 3;
         it[i].actor_id = 1;
         it[i].seq = (uint64_t)i;
         it[i].weight_version = (uint64_t)i;
@@ -119,14 +122,22 @@ static void test_record_layout_sweep(void) {
       store_insert_result r;
       TH_CHECK_MSG(store_insert_prechecked(s, "online", it, N, &r) == IB_OK, "insert: %s", ib_errmsg());
       const store__table *tb = &s->tables[store_table_find(s, "online")];
+      /* The pad holds the metadata copy when it has room (6 floats: seq, weight version, actor id,
+       * proposer + flags bytes; see store_impl.h), zeros elsewhere. */
+      size_t pad = tb->stride - (rowf + 2);
+      if (tb->meta_off != (pad >= STORE__META_FLOATS ? rowf + 2 : 0)) bad_rec++;
       for (int i = 0; i < N; i++) {
         const float *rec = tb->rec + (size_t)i * tb->stride;
+        uint32_t meta[STORE__META_FLOATS] = {(uint32_t)i, 0, (uint32_t)i, 0, 1,
+                                             (uint32_t)(i % 3) | (uint32_t)(i % 2 == 1 ? 1u : 0u) << 8 |
+                                                 (uint32_t)(i == 3 ? 2u : 0u) << 8};
         for (size_t j = 0; j < tb->stride; j++) {
           float want = j < rowf ? (float)(i * 1000 + (int)j) + 0.5f
                        : j == rowf ? -(float)i - 0.25f : j == rowf + 1 ? 0.5f : 0.0f;
           uint32_t a, b;
           memcpy(&a, &rec[j], 4);
           memcpy(&b, &want, 4);
+          if (tb->meta_off && j >= tb->meta_off && j < tb->meta_off + STORE__META_FLOATS) b = meta[j - tb->meta_off];
           if (a != b) bad_rec++;
         }
       }
@@ -144,6 +155,8 @@ static void test_record_layout_sweep(void) {
         for (int j = 0; j < ad; j++)
           bad_sample += b.action[k * (uint32_t)ad + (uint32_t)j] != (float)(i * 1000 + 2 * od + j) + 0.5f;
         bad_sample += b.reward[k] != -(float)i - 0.25f || b.discount[k] != 0.5f;
+        bad_sample += b.seq[k] != (uint64_t)i || b.actor_id[k] != 1 || b.proposer[k] != i % 3;
+        bad_sample += b.episode_end[k] != (i % 2 == 1) || b.episode_success[k] != (i == 3);
       }
       store_batch_free(&b);
       free(raw);
@@ -151,7 +164,7 @@ static void test_record_layout_sweep(void) {
       cases++;
     }
   TH_CHECK_EQ_INT(cases, 54);
-  TH_CHECK_MSG(bad_rec == 0, "%d record floats differ from [obs | next_obs | action | reward | discount | 0]", bad_rec);
+  TH_CHECK_MSG(bad_rec == 0, "%d record floats differ from [obs | next_obs | action | reward | discount | metadata or 0]", bad_rec);
   TH_CHECK_MSG(bad_sample == 0, "%d sampled values differ from the inserted ones", bad_sample);
 }
 
