@@ -16,9 +16,10 @@
  *  - Record arenas are touched at creation (no page faults while serving) and, when large, backed
  *    by transparent huge pages where the kernel allows (arena_alloc).
  *  - A sample draws all slots first (one rng_below per row), then gathers the rows with a software
- *    prefetch a few records ahead (record and metadata), which roughly halves the gather time of
- *    random 600-byte records from DRAM (anchors.md, "replay batch gathering"); huge pages cut it
- *    further. Both tables' read locks are held together (in index order, as every multi-lock path
+ *    prefetch a few records ahead, which roughly halves the gather time of random 600-byte records
+ *    from DRAM (anchors.md, "replay batch gathering"); huge pages cut it further. The gather is
+ *    bound by how many cache misses can be in flight, so a row's metadata is read from the copy
+ *    in its record's pad when there is room (store_impl.h): 10 lines a row instead of 15. Both tables' read locks are held together (in index order, as every multi-lock path
  *    does) so the sizes and the rows agree. The rows go either into the caller's store_batch or,
  *    with store_sample_cols, into byte columns of the caller's choosing (the replay server's
  *    reply message), which saves the server a copy of the whole batch.
