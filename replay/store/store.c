@@ -19,8 +19,9 @@
  *    prefetch a few records ahead, which roughly halves the gather time of random 600-byte records
  *    from DRAM (anchors.md, "replay batch gathering"); huge pages cut it further. The gather is
  *    bound by how many cache misses can be in flight, so a row's metadata is read from the copy
- *    in its record's pad when there is room (store_impl.h): 10 lines a row instead of 15. Both tables' read locks are held together (in index order, as every multi-lock path
- *    does) so the sizes and the rows agree. The rows go either into the caller's store_batch or,
+ *    in its record's pad when there is room (store_impl.h): 10 lines a row instead of 15. Both
+ *    tables' read locks are held together (in index order, as every multi-lock path does) so the
+ *    sizes and the rows agree. The rows go either into the caller's store_batch or,
  *    with store_sample_cols, into byte columns of the caller's choosing (the replay server's
  *    reply message), which saves the server a copy of the whole batch.
  *  - Counters changed by inserts live under the write lock; the sample counter and both rate
