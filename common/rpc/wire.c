@@ -370,9 +370,14 @@ grpc_channel *wire_channel_create(const char *target, const wire_channel_opts *o
   args[2].type = GRPC_ARG_INTEGER;
   args[2].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
   args[2].value.integer = backoff;
+  /* gRPC takes the "min reconnect backoff" as the minimum connect timeout (the time one connection
+   * attempt, handshakes included, may take), not as a pause between attempts (grpc/grpc#12830,
+   * #33423): at the backoff's 250 ms, a TLS handshake on a busy machine timed out and failed the
+   * first call of a fresh client (docs/results/replay-soak.md, finding 6). The pauses between
+   * attempts stay the short INITIAL/MAX backoff; a refused connection still fails at once. */
   args[3].type = GRPC_ARG_INTEGER;
   args[3].key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS;
-  args[3].value.integer = backoff;
+  args[3].value.integer = backoff > WIRE_MIN_CONNECT_TIMEOUT_MS ? backoff : WIRE_MIN_CONNECT_TIMEOUT_MS;
   args[4].type = GRPC_ARG_INTEGER;
   args[4].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
   args[4].value.integer = backoff * 4;

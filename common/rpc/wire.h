@@ -140,8 +140,13 @@ void wire_auth_free(wire_auth *auth);
 typedef struct wire_channel_opts {
   long max_message_bytes;    /* receive limit; 0 = WIRE_DEFAULT_MAX_MESSAGE_BYTES, -1 = none */
   const char *tls_root_pem;  /* NULL = plaintext; else a PEM file of trusted roots (TLS) */
-  int reconnect_backoff_ms;  /* 0 = 250 ms initial/min/max reconnect backoff (grpc-core.md pitfall 4) */
+  int reconnect_backoff_ms;  /* 0 = 250 ms: the pause before a reconnect attempt, growing to 4x this
+                              * (grpc-core.md pitfall 4); one attempt may take WIRE_MIN_CONNECT_TIMEOUT_MS */
 } wire_channel_opts;
+
+/* How long one connection attempt (TCP, then the TLS and HTTP/2 handshakes) may take before gRPC
+ * gives it up, whatever the reconnect backoff. */
+#define WIRE_MIN_CONNECT_TIMEOUT_MS 5000
 
 /* Creates a channel to `target` ("127.0.0.1:50051"). opts may be NULL (defaults). Returns the
  * channel (destroy with grpc_channel_destroy) or NULL with ib_errmsg() set (unreadable PEM

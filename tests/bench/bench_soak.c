@@ -40,7 +40,35 @@
  *   clean    no call failed, and every bad request was refused as it should be.
  * Exit 0 if all hold, 1 if not (each failed check named with its figures), 2 on bad flags or a
  * shard that does not start. The
- * bounds' justification (measured clean runs and a planted leak) is in docs/results/replay-soak.md. */
+ * bounds' justification (measured clean runs and a planted leak) is in docs/results/replay-soak.md.
+ *
+ * Restarts (--restart-every S > 0; issue #5: "survive restarts without losing acknowledged data").
+ * Every S seconds the watching (main) thread kills the shard, SIGKILL and SIGTERM in turn (or one
+ * of them, --restart-signal), waits for it, and starts it again with the same flags, the same
+ * --ckpt-dir and the port the first incarnation picked (the server does not set SO_REUSEPORT, and
+ * gRPC's listener sets SO_REUSEADDR, so the port binds again at once; a start that still fails is
+ * retried for 10 s). The shard prints its port only after it restored its checkpoint and replayed
+ * its log, so "listening" means ready. The clients are never told: writers, samplers, Info and
+ * fresh clients ride through with rc_client's reconnect and rc_writer's resend. A call that fails
+ * while an outage lasts (from the kill until the main client's first Info answered after the
+ * restart, plus --down-grace) is counted as "failed while down", not as a failure.
+ * No acknowledged loss: each writer session starts at its actor's first unacknowledged seq (seqs
+ * are contiguous from 0 per actor), so "actor a has seqs [0, acked[a]) acknowledged" is exact.
+ * The shard's Info lists each actor's highest stored seq; right after each restart every actor
+ * must reach its acked[] as snapshotted after the kill, the demo table must hold the preloaded
+ * rows, and at the end (writers closed, nothing pending) the online table must hold exactly
+ * sum(highest seq + 1) rows, i.e. no hole below any actor's top. That needs a ring that never
+ * evicts: the online capacity must exceed --insert-rate x --seconds (checked; with restarts the
+ * rate must be capped) and at most RC_MAX_ACTORS actors (Info's list). With --durability ckpt a
+ * SIGKILL loses the inserts since the last checkpoint by design, so the check is valid only for
+ * SIGTERM restarts there (it goes red under SIGKILL: that is how its failure was shown).
+ * Memory is judged per incarnation: each one's peak under the prediction, and the last one with
+ * enough points after its own warm-up (a checkpoint done in it and --warmup of its length) flat.
+ * With --restart-every 0 everything is as before.
+ * --token T goes to the shard and every client; then one bad request in four is a valid Insert
+ * from a client with a wrong token, which must come back UNAUTHENTICATED. --tls makes a
+ * self-signed certificate for 127.0.0.1 with openssl (skipped with a message if that fails),
+ * serves with it and has every client trust it. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -72,6 +100,8 @@
 #define SOAK_DEMO_ACTOR 1000000u /* the demo preloader's actor id (outside the writers' pool) */
 #define SOAK_BAD_ACTOR 2000000u  /* the bad requests' actor id */
 #define SOAK_MAX_ERRMSG 10       /* failures printed in full; the rest are only counted */
+#define SOAK_MIN_FIT 8           /* points after warm-up an incarnation needs to be judged flat */
+#define SOAK_SIG_ALTERNATE 0     /* --restart-signal alternate: SIGKILL, SIGTERM, SIGKILL, ... */
 
 int bench_soak(int argc, char **argv);
 
@@ -79,9 +109,15 @@ typedef struct soak_cfg {
   const char *replay_bin, *ckpt_dir, *durability, *csv;
   int obs_dim, act_dim, writers, samplers, batch, reopen, actors, server_threads, json, deadline_ms;
   int slope_median; /* flat judges the median per-second growth instead of the least-squares slope */
+  int reconnect_ms; /* every client's rc_opts.reconnect_ms (0 = the client's default) */
   long online_cap, demo_cap, demo_rows;
   double seconds, ckpt_period, demo_fraction, insert_rate, sample_rate, churn_every, bad_every, progress;
   double allowance_mb, max_slope, max_spread, max_spread_mb, warmup;
+  double restart_every, down_grace; /* 0 = no restarts; seconds after an outage still counted as down */
+  int restart_sig;                  /* SOAK_SIG_ALTERNATE, SIGKILL or SIGTERM */
+  const char *token;                /* shared token of shard and clients, or NULL */
+  int tls;                          /* --tls asked */
+  const char *tls_cert, *tls_key;   /* set at run time when the certificate was made */
 } soak_cfg;
 
 /* One second of the timeline. */
@@ -93,6 +129,7 @@ typedef struct soak_point {
   uint64_t online_size, online_inserted, demo_size, checkpoints;
   uint64_t errors, bad_refused;
   double info_ms;              /* round trip of this point's Info call: a stalled shard shows here */
+  int inc;                     /* incarnation of the shard (0, then +1 per restart) */
 } soak_point;
 
 /* What the threads share; counters are atomics, the rest is read-only while they run. */
@@ -102,6 +139,10 @@ typedef struct soak_shared {
   const char *target;
   atomic_int stop;
   atomic_uint_fast64_t rows_written, rows_sampled, errors, bad_sent, bad_refused, churns, infos, reopens;
+  atomic_uint_fast64_t errors_down, bad_down; /* calls that failed while the shard was down (restarts) */
+  /* The last outage: from down_from_ns (the kill) to down_to_ns (INT64_MAX while it lasts). */
+  atomic_int_fast64_t down_from_ns, down_to_ns;
+  atomic_uint_fast64_t *acked; /* owned [cfg->actors]: actor a has seqs [0, acked[a]) acknowledged */
 } soak_shared;
 
 /* ---- flags ---- */
@@ -134,25 +175,42 @@ static void soak_usage(FILE *f) {
           "  --bad-every S         seconds between bad requests; 0 = none [1]\n"
           "  --server-threads N    the shard's --threads [4]\n"
           "  --deadline-ms N       every client call's deadline [30000]\n"
+          "  --reconnect-ms N      every client's reconnect backoff, which gRPC also takes as the connect\n"
+          "                        timeout (TLS handshakes under ASan need more than 250 ms); 0 = the\n"
+          "                        client's default (250) [0]\n"
           "  --allowance-mb M      RSS allowed beyond the tables [64]\n"
           "  --max-slope M         flat: RSS slope bound after warm-up, MB/min [1]\n"
           "  --slope ls|median     the slope judged: least squares over the window, or the median of the\n"
           "                        per-second growth (robust to the heap's rare high-water steps) [ls]\n"
           "  --max-spread P        flat: RSS max-min bound after warm-up, %% of the warm RSS [5]\n"
           "  --max-spread-mb M     flat: floor of the spread bound in MB [2]\n"
-          "  --warmup F            warm-up lasts at least this share of the run [0.2]\n"
+          "  --warmup F            warm-up lasts at least this share of the run (with restarts: of each\n"
+          "                        incarnation) [0.2]\n"
           "  --progress S          seconds between progress lines [5]\n"
           "  --csv FILE            write the timeline (one row a second) as CSV\n"
           "  --json                print the verdict as one JSON line at the end\n"
           "  --replay-bin P        the ibrl-replay binary [next to ibrl-bench]\n"
+          "  --restart-every S     kill and restart the shard every S s (same port and --ckpt-dir), and check\n"
+          "                        after each restart and at the end that no acknowledged row was lost;\n"
+          "                        needs --insert-rate > 0, --online-capacity over --insert-rate x --seconds\n"
+          "                        (nothing evicted) and --actors <= %d; 0 = off [0]\n"
+          "  --restart-signal kill|term|alternate   how the shard is stopped for a restart [alternate]\n"
+          "                        (--durability ckpt loses the inserts since the last checkpoint on kill)\n"
+          "  --down-grace S        a call that fails up to S s after the restarted shard answered still\n"
+          "                        counts as failed while down [1]\n"
+          "  --token T             shared token of the shard and every client; adds a bad request with a\n"
+          "                        wrong token, which must be refused UNAUTHENTICATED [none]\n"
+          "  --tls                 serve TLS with a self-signed certificate made by openssl (skipped with a\n"
+          "                        message if openssl fails); the clients trust it [off]\n"
           "  --help                this text\n",
-          SOAK_MAX_WRITERS, SOAK_MAX_SAMPLERS);
+          SOAK_MAX_WRITERS, SOAK_MAX_SAMPLERS, RC_MAX_ACTORS);
 }
 
 enum {
   F_SECONDS = 1, F_OBS, F_ACT, F_ONCAP, F_DEMOCAP, F_DEMOROWS, F_DUR, F_CKPER, F_CKDIR, F_WRITERS, F_SAMPLERS,
   F_BATCH, F_REOPEN, F_ACTORS, F_FRAC, F_IRATE, F_SRATE, F_CHURN, F_BAD, F_SRVTHREADS, F_DEADLINE, F_ALLOW,
-  F_SLOPE, F_SLOPEKIND, F_SPREAD, F_SPREADMB, F_WARMUP, F_PROGRESS, F_CSV, F_JSON, F_BIN, F_HELP
+  F_SLOPE, F_SLOPEKIND, F_SPREAD, F_SPREADMB, F_WARMUP, F_PROGRESS, F_CSV, F_JSON, F_BIN, F_RESTART, F_RESTARTSIG,
+  F_GRACE, F_TOKEN, F_TLS, F_RECONNECT, F_HELP
 };
 
 static const struct option soak_opts[] = {
@@ -171,6 +229,9 @@ static const struct option soak_opts[] = {
     {"max-spread-mb", required_argument, NULL, F_SPREADMB}, {"warmup", required_argument, NULL, F_WARMUP},
     {"progress", required_argument, NULL, F_PROGRESS},   {"csv", required_argument, NULL, F_CSV},
     {"json", no_argument, NULL, F_JSON},                 {"replay-bin", required_argument, NULL, F_BIN},
+    {"restart-every", required_argument, NULL, F_RESTART}, {"restart-signal", required_argument, NULL, F_RESTARTSIG},
+    {"down-grace", required_argument, NULL, F_GRACE},    {"token", required_argument, NULL, F_TOKEN},
+    {"tls", no_argument, NULL, F_TLS},                   {"reconnect-ms", required_argument, NULL, F_RECONNECT},
     {"help", no_argument, NULL, F_HELP},                 {NULL, 0, NULL, 0},
 };
 
@@ -200,6 +261,8 @@ static void soak_cfg_default(soak_cfg *c) {
   c->max_spread = 5;
   c->max_spread_mb = 2;
   c->warmup = 0.2;
+  c->down_grace = 1;
+  c->restart_sig = SOAK_SIG_ALTERNATE;
 }
 
 /* Applies one flag; 0, or -1 after printing what was wrong. */
@@ -251,6 +314,34 @@ static int soak_flag(soak_cfg *c, int id, const char *v) {
     case F_CSV: c->csv = v; return 0;
     case F_JSON: c->json = 1; return 0;
     case F_BIN: c->replay_bin = v; return 0;
+    case F_RESTART:
+      if (cli_parse_double(&c->restart_every, p, "restart-every", v, 0, 86400) != 0) return -1;
+      if (c->restart_every > 0 && c->restart_every < 5) {
+        fprintf(stderr, "%s: --restart-every '%s' is under 5 s HINT: a restart (kill, restore, reconnect) takes "
+                "seconds; use 0 (off) or 5 and more\n", p, v);
+        return -1;
+      }
+      return 0;
+    case F_RESTARTSIG:
+      if (strcmp(v, "kill") == 0) c->restart_sig = SIGKILL;
+      else if (strcmp(v, "term") == 0) c->restart_sig = SIGTERM;
+      else if (strcmp(v, "alternate") == 0) c->restart_sig = SOAK_SIG_ALTERNATE;
+      else {
+        fprintf(stderr, "%s: --restart-signal '%s' is unknown HINT: use kill, term or alternate\n", p, v);
+        return -1;
+      }
+      return 0;
+    case F_GRACE: return cli_parse_double(&c->down_grace, p, "down-grace", v, 0, 60);
+    case F_TOKEN:
+      if (v[0] == '\0' || strlen(v) > 256 || strpbrk(v, " \t\r\n") != NULL) {
+        fprintf(stderr, "%s: --token '%s' is empty, longer than 256 or has white space HINT: a shared secret of "
+                "printable characters\n", p, v);
+        return -1;
+      }
+      c->token = v;
+      return 0;
+    case F_TLS: c->tls = 1; return 0;
+    case F_RECONNECT: rc = cli_parse_long(&l, p, "reconnect-ms", v, 0, 60000); c->reconnect_ms = (int)l; return rc;
     default: return -1;
   }
 }
@@ -283,6 +374,33 @@ static int soak_parse(soak_cfg *c, int argc, char **argv) {
             "inserts\n", c->demo_rows, c->demo_cap);
     return CLI_BAD;
   }
+  if (c->restart_every > 0) {
+    /* The loss check reads every actor's highest stored seq and the table size: an evicted row
+     * would look lost, and Info lists at most RC_MAX_ACTORS actors. */
+    if (c->actors > RC_MAX_ACTORS) {
+      fprintf(stderr, "ibrl-bench soak: --actors %d exceeds %d with --restart-every HINT: Info lists at most %d actors, "
+              "and the loss check needs all of them\n", c->actors, RC_MAX_ACTORS, RC_MAX_ACTORS);
+      return CLI_BAD;
+    }
+    if (c->insert_rate <= 0) {
+      fprintf(stderr, "ibrl-bench soak: --restart-every needs --insert-rate > 0 HINT: the loss check needs a ring that "
+              "never evicts, so the rows a run inserts must be bounded by the rate x --seconds\n");
+      return CLI_BAD;
+    }
+    /* The pacer never bursts, so a run inserts at most rate x seconds, plus what is in flight. */
+    double most = c->insert_rate * c->seconds * 1.02 + (double)c->writers * 1024;
+    if ((double)c->online_cap < most) {
+      fprintf(stderr, "ibrl-bench soak: --online-capacity %ld is under the %.0f rows this run may insert (--insert-rate "
+              "%g x --seconds %g, + 2%% + 1024 per writer) HINT: with --restart-every nothing may be evicted (an evicted "
+              "row would look lost): raise --online-capacity or lower --insert-rate / --seconds\n", c->online_cap, most,
+              c->insert_rate, c->seconds);
+      return CLI_BAD;
+    }
+    if (strcmp(c->durability, "ckpt") == 0 && c->restart_sig != SIGTERM)
+      fprintf(stderr, "ibrl-bench soak: NOTE --durability ckpt with SIGKILL restarts: the inserts acknowledged since "
+              "the last checkpoint are lost by design, so expect 'acknowledged rows lost' above 0 (the check is "
+              "valid for SIGTERM restarts only, --restart-signal term)\n");
+  }
   return CLI_RUN;
 }
 
@@ -291,6 +409,7 @@ static int soak_parse(soak_cfg *c, int argc, char **argv) {
 typedef struct soak_child {
   pid_t pid;
   int out_fd; /* read end of its stdout (kept open so a late write cannot SIGPIPE it) */
+  int port;
   char target[64];
 } soak_child;
 
@@ -320,18 +439,32 @@ static int soak_child_port(int fd) {
   return -1;
 }
 
-/* Starts the shard with the soak's configuration. Returns IB_OK or an IB_E* (message set). */
-static int soak_child_start(soak_child *ch, const soak_cfg *c, const char *dir) {
-  char obs[16], act[16], on[24], demo[24], per[32], thr[16];
+/* Starts the shard with the soak's configuration on `port` (0 = let it pick). Returns IB_OK or an
+ * IB_E* (message set). */
+static int soak_child_start(soak_child *ch, const soak_cfg *c, const char *dir, int port_want) {
+  char obs[16], act[16], on[24], demo[24], per[32], thr[16], ports[16];
   snprintf(obs, sizeof obs, "%d", c->obs_dim);
   snprintf(act, sizeof act, "%d", c->act_dim);
   snprintf(on, sizeof on, "%ld", c->online_cap);
   snprintf(demo, sizeof demo, "%ld", c->demo_cap);
   snprintf(per, sizeof per, "%g", c->ckpt_period);
   snprintf(thr, sizeof thr, "%d", c->server_threads);
-  const char *argv[] = {c->replay_bin, "--port", "0", "--obs-dim", obs, "--act-dim", act, "--online-capacity", on,
-                        "--demo-capacity", demo, "--threads", thr, "--durability", c->durability, "--ckpt-dir", dir,
-                        "--ckpt-period", per, NULL};
+  snprintf(ports, sizeof ports, "%d", port_want);
+  const char *argv[32] = {c->replay_bin, "--port", ports, "--obs-dim", obs, "--act-dim", act, "--online-capacity", on,
+                          "--demo-capacity", demo, "--threads", thr, "--durability", c->durability, "--ckpt-dir", dir,
+                          "--ckpt-period", per};
+  int na = 19;
+  if (c->token != NULL) {
+    argv[na++] = "--token";
+    argv[na++] = c->token;
+  }
+  if (c->tls_cert != NULL) {
+    argv[na++] = "--tls-cert";
+    argv[na++] = c->tls_cert;
+    argv[na++] = "--tls-key";
+    argv[na++] = c->tls_key;
+  }
+  argv[na] = NULL;
   int fd[2];
   if (pipe(fd) != 0) return ib_fail(IB_EIO, "pipe: %s", strerror(errno));
   pid_t parent = getpid();
@@ -363,14 +496,16 @@ static int soak_child_start(soak_child *ch, const soak_cfg *c, const char *dir) 
     return ib_fail(IB_ETIMEDOUT, "%s did not print 'listening on HOST:PORT' within 20 s (killed) HINT: run it by hand "
                    "with the same flags", c->replay_bin);
   }
+  ch->port = port;
   snprintf(ch->target, sizeof ch->target, "127.0.0.1:%d", port);
   return IB_OK;
 }
 
-/* SIGTERM, then waits up to `secs`; returns the exit code, 128+signal, or -1 (killed after the wait). */
-static int soak_child_stop(soak_child *ch, double secs) {
+/* Sends `sig`, then waits up to `secs`; returns the exit code, 128+signal, or -1 (killed after the
+ * wait). */
+static int soak_child_stop(soak_child *ch, int sig, double secs) {
   if (ch->pid <= 0) return -1;
-  kill(ch->pid, SIGTERM);
+  kill(ch->pid, sig);
   double until = ib_now_s() + secs;
   int st = 0, code = -1;
   for (;;) {
@@ -446,7 +581,20 @@ static void soak_dir_remove(const char *dir) {
 
 /* ---- traffic ---- */
 
-static void soak_error(soak_shared *sh, const char *who, int rc) {
+/* 1 if a call that started at t0_ns and fails now overlapped the last outage of the shard (from
+ * its kill until --down-grace after it answered again); never without restarts. */
+static int soak_in_outage(soak_shared *sh, int64_t t0_ns) {
+  int64_t from = atomic_load(&sh->down_from_ns), to = atomic_load(&sh->down_to_ns);
+  return from > 0 && (int64_t)ib_now_ns() >= from && t0_ns <= to;
+}
+
+/* Counts a failed call that started at t0_ns: as failed while down if it overlapped an outage,
+ * else as a failure (the first SOAK_MAX_ERRMSG printed). */
+static void soak_error(soak_shared *sh, const char *who, int rc, int64_t t0_ns) {
+  if (soak_in_outage(sh, t0_ns)) {
+    atomic_fetch_add(&sh->errors_down, 1);
+    return;
+  }
   uint64_t k = atomic_fetch_add(&sh->errors, 1);
   if (k < SOAK_MAX_ERRMSG)
     fprintf(stderr, "soak: %s failed (%d): %s%s\n", who, rc, ib_errmsg(),
@@ -492,36 +640,48 @@ typedef struct soak_writer_job {
   int k; /* thread index */
 } soak_writer_job;
 
-/* One writer session: open actor `id` at *seq, write up to cfg->reopen batches, close; *seq
- * continues where the writer stopped. Returns 0, or -1 when the traffic should stop. */
+/* One writer session: open actor `id` at *seq, write up to cfg->reopen batches, flush, close. The
+ * session ends at its first failure, so what the shard acknowledged is the prefix [first seq,
+ * first seq + acked) (a flush acknowledges every pending row at once, in order); the next session
+ * of this actor starts at the first unacknowledged seq (rows of it that the shard did store come
+ * back as duplicates), so the actor's seqs stay contiguous and sh->acked[id] exact. Returns 0, or
+ * -1 when the traffic should stop. */
 static int soak_writer_session(soak_shared *sh, rc_batch *b, uint32_t id, uint64_t *seq, double *t_next) {
   const soak_cfg *c = sh->cfg;
   rc_writer *w = NULL;
   int rc = rc_writer_open(&w, sh->c, "online", id, *seq, 0);
   if (rc != IB_OK) {
-    soak_error(sh, "rc_writer_open", rc);
+    soak_error(sh, "rc_writer_open", rc, (int64_t)ib_now_ns());
     return -1;
   }
   uint64_t acked = 0;
+  rc_writer_stats st;
   for (int i = 0; i < c->reopen && !atomic_load(&sh->stop); i++) {
     soak_fill(b, c->batch, i % 2 ? RC_PROPOSER_RL : RC_PROPOSER_IL, *seq + (uint64_t)i * (uint64_t)c->batch);
+    int64_t t0 = (int64_t)ib_now_ns();
     rc = rc_writer_write(w, b);
     if (rc != IB_OK) {
-      soak_error(sh, "rc_writer_write", rc);
+      soak_error(sh, "rc_writer_write", rc, t0);
       break;
     }
-    rc_writer_stats st;
     rc_writer_stats_get(w, &st);
     atomic_fetch_add(&sh->rows_written, st.acked - acked);
+    atomic_store(&sh->acked[id], *seq + st.acked);
     acked = st.acked;
     soak_pace(t_next, c->batch, c->insert_rate / c->writers);
   }
-  rc_writer_stats st;
+  if (rc == IB_OK) {
+    int64_t t0 = (int64_t)ib_now_ns();
+    rc = rc_writer_flush(w, -1);
+    if (rc != IB_OK) soak_error(sh, "rc_writer_flush", rc, t0);
+  }
   rc_writer_stats_get(w, &st);
-  *seq = st.next_seq;
+  atomic_fetch_add(&sh->rows_written, st.acked - acked);
+  *seq += st.acked;
+  atomic_store(&sh->acked[id], *seq);
+  /* After a failure the close flushes (and may fail) again: that failure was counted above. */
   int crc = rc_writer_close(w);
-  if (crc != IB_OK) soak_error(sh, "rc_writer_close", crc);
-  else atomic_fetch_add(&sh->rows_written, st.acked + st.pending - acked);
+  if (crc != IB_OK && rc == IB_OK) soak_error(sh, "rc_writer_close", crc, (int64_t)ib_now_ns());
   atomic_fetch_add(&sh->reopens, 1);
   return 0;
 }
@@ -558,14 +718,16 @@ static void soak_sample_phase(soak_shared *sh, rc_batch *b, int api, double *t_n
   if (api == 1) {
     int rc = rc_sampler_open(&smp, sh->c, c->batch, c->demo_fraction);
     if (rc != IB_OK) {
-      soak_error(sh, "rc_sampler_open", rc);
+      soak_error(sh, "rc_sampler_open", rc, (int64_t)ib_now_ns());
       return;
     }
   }
   for (int i = 0; i < SOAK_SAMPLE_PHASE && !atomic_load(&sh->stop); i++) {
+    int64_t t0 = (int64_t)ib_now_ns();
     int rc = api == 1 ? rc_sampler_next(smp, b) : rc_sample(sh->c, b, c->batch, c->demo_fraction);
     if (rc != IB_OK) {
-      soak_error(sh, api == 1 ? "rc_sampler_next" : "rc_sample", rc);
+      soak_error(sh, api == 1 ? "rc_sampler_next" : "rc_sample", rc, t0);
+      usleep(100000); /* a shard that is down fails every call at once: do not spin */
       break;
     }
     atomic_fetch_add(&sh->rows_sampled, (uint64_t)b->n);
@@ -610,48 +772,66 @@ static int soak_preload_demos(soak_shared *sh) {
 typedef struct soak_bad {
   rc_batch ok;   /* 4 valid rows; one is made NaN for the NaN request */
   rc_batch wide; /* 4 rows one obs wider than the shard's */
+  rc_client *wrong; /* owned: a client with a wrong token (only with --token), else NULL */
   uint64_t seq;
 } soak_bad;
 
+/* The options of every client of the soak (shared token and TLS roots as configured). */
+static void soak_opts_make(rc_opts *o, const soak_shared *sh, uint64_t seed) {
+  memset(o, 0, sizeof *o);
+  o->shards = sh->target;
+  o->deadline_ms = sh->cfg->deadline_ms;
+  o->seed = seed;
+  o->token = sh->cfg->token;
+  o->tls_roots = sh->cfg->tls_cert;
+  o->reconnect_ms = sh->cfg->reconnect_ms;
+}
+
+/* Bad request outcomes. */
+enum { SOAK_BAD_WRONG = 0, SOAK_BAD_REFUSED = 1, SOAK_BAD_DOWN = 2 };
+
 /* Sends bad request number k and checks the refusal: INVALID_ARGUMENT (IB_EINVAL) with a message
- * naming the fault. Kinds rotate NaN / wrong dims / unknown table; the encoding alternates
- * columns (ibrl's client) and items (other clients) every three. Returns 1 if refused as it
- * should be, 0 if not (printed). */
+ * naming the fault, or UNAUTHENTICATED for the wrong token. Kinds rotate NaN / wrong dims / unknown
+ * table (/ a valid Insert with a wrong token, with --token); the encoding alternates columns
+ * (ibrl's client) and items (other clients) every round of kinds. Returns SOAK_BAD_REFUSED if
+ * refused as it should be, SOAK_BAD_DOWN if the call failed during an outage of the shard,
+ * SOAK_BAD_WRONG if not (printed). */
 static int soak_bad_one(soak_shared *sh, soak_bad *bd, uint64_t k) {
-  int kind = (int)(k % 3), items = (int)((k / 3) % 2);
-  static const char *const names[] = {"a NaN row", "rows of obs_dim + 1", "an unknown table"};
-  static const char *const expect[] = {"not finite", "obs", "nosuch"};
+  int kinds = bd->wrong != NULL ? 4 : 3;
+  int kind = (int)(k % (uint64_t)kinds), items = (int)((k / (uint64_t)kinds) % 2);
+  static const char *const names[] = {"a NaN row", "rows of obs_dim + 1", "an unknown table", "a wrong token"};
+  static const char *const expect[] = {"not finite", "obs", "nosuch", "UNAUTHENTICATED"};
   rc_batch *b = kind == 1 ? &bd->wide : &bd->ok;
   for (int i = 0; i < 4; i++) b->actor_id[i] = SOAK_BAD_ACTOR, b->seq[i] = bd->seq++;
   b->obs[1] = kind == 0 ? NAN : 1.0f;
   const char *table = kind == 2 ? "nosuch" : "online";
   grpc_byte_buffer *req = items ? rc__encode_insert(b, 0, 4, table) : rc__encode_insert_columns(b, 0, 4, table);
   grpc_byte_buffer *rep = NULL;
-  int rc = rc__unary(sh->c, 0, WIRE_PATH_INSERT, "Insert (bad request)", req, &rep, -1);
+  int64_t t0 = (int64_t)ib_now_ns();
+  int rc = rc__unary(kind == 3 ? bd->wrong : sh->c, 0, WIRE_PATH_INSERT, "Insert (bad request)", req, &rep, -1);
   grpc_byte_buffer_destroy(req);
   if (rep != NULL) grpc_byte_buffer_destroy(rep);
   b->obs[1] = 1.0f;
-  if (rc == IB_EINVAL && strstr(ib_errmsg(), expect[kind]) != NULL) return 1;
-  fprintf(stderr, "soak: bad request %llu (%s, as %s) was not refused as INVALID_ARGUMENT naming '%s': rc %d, '%s'\n",
-          (unsigned long long)k, names[kind], items ? "items" : "columns", expect[kind], rc,
-          rc == IB_OK ? "accepted" : ib_errmsg());
-  return 0;
+  if (rc == IB_EINVAL && strstr(ib_errmsg(), expect[kind]) != NULL) return SOAK_BAD_REFUSED;
+  if (rc != IB_OK && soak_in_outage(sh, t0)) return SOAK_BAD_DOWN;
+  fprintf(stderr, "soak: bad request %llu (%s, as %s) was not refused as %s naming '%s': rc %d, '%s'\n",
+          (unsigned long long)k, names[kind], items ? "items" : "columns",
+          kind == 3 ? "UNAUTHENTICATED" : "INVALID_ARGUMENT", expect[kind], rc, rc == IB_OK ? "accepted" : ib_errmsg());
+  return SOAK_BAD_WRONG;
 }
 
 /* A fresh client: open, Info, health, close (connection churn). */
 static void soak_churn(soak_shared *sh, rc_shard_info *info) {
   rc_opts o;
-  memset(&o, 0, sizeof o);
-  o.shards = sh->target;
-  o.deadline_ms = sh->cfg->deadline_ms;
-  o.seed = atomic_load(&sh->churns) + 7;
+  soak_opts_make(&o, sh, atomic_load(&sh->churns) + 7);
   rc_client *c = NULL;
+  int64_t t0 = (int64_t)ib_now_ns();
   int rc = rc_client_open(&c, &o);
   if (rc == IB_OK) rc = rc_info_get(c, 0, info);
   int serving = 0;
   if (rc == IB_OK) rc = rc_health(c, 0, "", &serving);
   if (rc == IB_OK && !serving) rc = ib_fail(IB_EUNAVAIL, "health says NOT_SERVING during the soak");
-  if (rc != IB_OK) soak_error(sh, "connection churn", rc);
+  if (rc != IB_OK) soak_error(sh, "connection churn", rc, t0);
   rc_client_close(c);
   atomic_fetch_add(&sh->churns, 1);
 }
@@ -662,18 +842,28 @@ static void *soak_misc_main(void *arg) {
   const soak_cfg *c = sh->cfg;
   rc_shard_info *info = ib_xcalloc(1, sizeof *info);
   soak_bad bd;
+  memset(&bd, 0, sizeof bd);
   rc_batch_init(&bd.ok, 4, c->obs_dim, c->act_dim);
   rc_batch_init(&bd.wide, 4, c->obs_dim + 1, c->act_dim);
   soak_fill(&bd.ok, 4, RC_PROPOSER_RL, 0);
   soak_fill(&bd.wide, 4, RC_PROPOSER_RL, 0);
-  bd.seq = 0;
+  if (c->token != NULL) {
+    char wrong[300];
+    snprintf(wrong, sizeof wrong, "not-%s", c->token);
+    rc_opts o;
+    soak_opts_make(&o, sh, 5);
+    o.token = wrong; /* copied by rc_client_open (it builds the metadata value there) */
+    if (rc_client_open(&bd.wrong, &o) != IB_OK) soak_error(sh, "opening the wrong-token client", -1, 0);
+  }
   double t0 = ib_now_s(), next_churn = t0 + c->churn_every, next_bad = t0 + c->bad_every;
   while (!atomic_load(&sh->stop)) {
     usleep(200000);
     double now = ib_now_s();
     if (c->bad_every > 0 && now >= next_bad) {
       uint64_t k = atomic_fetch_add(&sh->bad_sent, 1);
-      if (soak_bad_one(sh, &bd, k)) atomic_fetch_add(&sh->bad_refused, 1);
+      int r = soak_bad_one(sh, &bd, k);
+      if (r == SOAK_BAD_REFUSED) atomic_fetch_add(&sh->bad_refused, 1);
+      else if (r == SOAK_BAD_DOWN) atomic_fetch_add(&sh->bad_down, 1);
       next_bad = now + c->bad_every;
     }
     if (c->churn_every > 0 && now >= next_churn) {
@@ -681,10 +871,12 @@ static void *soak_misc_main(void *arg) {
       next_churn = now + c->churn_every;
     }
     /* Right after a bad request too: the shard must go on serving. */
+    int64_t ti = (int64_t)ib_now_ns();
     int rc = rc_info_get(sh->c, 0, info);
-    if (rc != IB_OK) soak_error(sh, "Info", rc);
+    if (rc != IB_OK) soak_error(sh, "Info", rc, ti);
     atomic_fetch_add(&sh->infos, 1);
   }
+  rc_client_close(bd.wrong);
   rc_batch_free(&bd.ok);
   rc_batch_free(&bd.wide);
   free(info);
@@ -693,14 +885,34 @@ static void *soak_misc_main(void *arg) {
 
 /* ---- the timeline ---- */
 
+/* One restart of the shard. */
+typedef struct soak_restart {
+  double t;        /* when the shard was stopped (s since the traffic started) */
+  int sig;         /* SIGKILL or SIGTERM */
+  int exit_code;   /* of the stopped incarnation: 128+9 after SIGKILL, 0 expected after SIGTERM */
+  int start_tries; /* starts until the new incarnation listened (a port still bound fails one) */
+  double down_s;   /* from the signal until the restarted shard answered the main client's Info */
+  uint64_t acked;  /* rows acknowledged when the shard was stopped (online, all actors, + demo) */
+  uint64_t lost;   /* of those, missing after the restart */
+} soak_restart;
+
 typedef struct soak_run {
   soak_point *pts; /* owned [cap] */
   int n, cap;
   double tables_mb, info_tables_mb; /* predicted by the --help formula; as the shard's Info says */
   uint64_t dup_online;
   int child_exit;
-  int child_died; /* the shard exited during the traffic */
+  int child_died; /* the shard exited during the traffic (or did not come back from a restart) */
   char dir[PATH_MAX];
+  /* restarts */
+  soak_restart *rs; /* owned [cap_rs] */
+  int n_rs, cap_rs;
+  uint64_t *snap;   /* owned [actors]: sh->acked as it was when the shard was stopped */
+  int restart_failed; /* a restart did not come back, or did not answer Info */
+  int term_bad;       /* SIGTERM restarts whose shard did not exit 0 */
+  uint64_t lost_restarts;                  /* acknowledged rows missing right after the restarts */
+  int final_checked;                       /* the end-of-run check ran */
+  uint64_t final_acked, final_stored, final_lost; /* its figures: acknowledged, online size, missing */
 } soak_run;
 
 static const rc_table_info *soak_table(const rc_shard_info *in, const char *name) {
@@ -709,11 +921,53 @@ static const rc_table_info *soak_table(const rc_shard_info *in, const char *name
   return NULL;
 }
 
+/* Acknowledged rows that the shard's Info `in` does not show. acked[a]: actor a has seqs
+ * [0, acked[a]) acknowledged; Info lists each actor's highest stored seq, so an actor whose top
+ * (highest + 1, 0 if not listed) is below acked[a] lost at least the difference; a demo table
+ * under the preloaded rows lost the rest. With `exact` (nothing in flight, writers closed: the
+ * end of the run) also the holes: the online table holds each stored (actor, seq) once and never
+ * evicted, so it must hold sum(top) rows; fewer means rows missing below some actor's top, which
+ * were acknowledged (a writer resumes at its first unacknowledged seq). *stored = online size. */
+static uint64_t soak_lost(const soak_cfg *c, const rc_shard_info *in, const uint64_t *acked, int exact,
+                          uint64_t *stored) {
+  uint64_t lost = 0, sum_top = 0;
+  int printed = 0;
+  for (int a = 0; a < c->actors; a++) {
+    uint64_t top = 0;
+    for (int i = 0; i < in->n_actors; i++)
+      if (in->actors[i].actor_id == (uint32_t)a) top = in->actors[i].last_seq + 1;
+    sum_top += top;
+    if (acked[a] > top) {
+      lost += acked[a] - top;
+      if (printed++ < 4)
+        fprintf(stderr, "soak: actor %d: seqs [0, %llu) acknowledged, the shard's highest stored seq + 1 is %llu: "
+                "%llu acknowledged rows lost\n", a, (unsigned long long)acked[a], (unsigned long long)top,
+                (unsigned long long)(acked[a] - top));
+    }
+  }
+  const rc_table_info *on = soak_table(in, "online"), *dm = soak_table(in, "demo");
+  uint64_t size = on != NULL ? on->size : 0, demo = dm != NULL ? dm->size : 0;
+  if (demo < (uint64_t)c->demo_rows) {
+    lost += (uint64_t)c->demo_rows - demo;
+    fprintf(stderr, "soak: the demo table holds %llu of the %ld preloaded (acknowledged) rows\n",
+            (unsigned long long)demo, c->demo_rows);
+  }
+  if (exact && size < sum_top) {
+    lost += sum_top - size;
+    fprintf(stderr, "soak: the online table holds %llu rows but the actors' highest seqs span %llu: %llu rows "
+            "missing below them\n", (unsigned long long)size, (unsigned long long)sum_top,
+            (unsigned long long)(sum_top - size));
+  }
+  if (stored != NULL) *stored = size;
+  return lost;
+}
+
 /* Fills the shard's figures of point p from Info (counted as a failure if Info fails). */
 static void soak_point_info(soak_shared *sh, rc_shard_info *info, soak_point *p, soak_run *run) {
+  int64_t t0 = (int64_t)ib_now_ns();
   int rc = rc_info_get(sh->c, 0, info);
   if (rc != IB_OK) {
-    soak_error(sh, "Info (timeline)", rc);
+    soak_error(sh, "Info (timeline)", rc, t0);
     return;
   }
   const rc_table_info *on = soak_table(info, "online"), *dm = soak_table(info, "demo");
@@ -725,31 +979,98 @@ static void soak_point_info(soak_shared *sh, rc_shard_info *info, soak_point *p,
   for (int i = 0; i < info->n_tables; i++) run->info_tables_mb += (double)info->tables[i].bytes / 1048576.0;
 }
 
-static void soak_progress(const soak_point *p, const soak_shared *sh, long cap) {
+static void soak_progress(const soak_point *p, const soak_shared *sh, const soak_run *run, long cap) {
   printf("t %6.0fs  rss %7.1f MB (hwm %7.1f)  fds %3d thr %3d  ins %7.0f/s smp %7.0f/s  online %llu/%ld (wrapped "
-         "%.1fx)  ckpt %llu  bad refused %llu/%llu  churn %llu  errors %llu\n",
+         "%.1fx)  ckpt %llu  bad refused %llu/%llu  churn %llu  errors %llu",
          p->t, p->rss_mb, p->hwm_mb, p->fds, p->threads, p->ins_per_s, p->smp_per_s,
          (unsigned long long)p->online_size, cap, (double)p->online_inserted / (double)cap,
          (unsigned long long)p->checkpoints, (unsigned long long)p->bad_refused,
          (unsigned long long)atomic_load(&sh->bad_sent), (unsigned long long)atomic_load(&sh->churns),
          (unsigned long long)p->errors);
+  if (sh->cfg->restart_every > 0)
+    printf("  restarts %d  lost %llu  failed while down %llu", run->n_rs, (unsigned long long)run->lost_restarts,
+           (unsigned long long)(atomic_load(&sh->errors_down) + atomic_load(&sh->bad_down)));
+  printf("\n");
   fflush(stdout);
 }
 
-/* Samples once a second until cfg->seconds have passed or the child exited. */
+/* Stops the shard with this restart's signal, starts it again on the same port with the same
+ * directory (it restores its checkpoint and replays its log before it listens), waits until the
+ * main client's Info answers, and checks that every row acknowledged before the stop is there.
+ * Returns 0, or -1 if the shard did not come back (run->child_died is set). */
+static int soak_restart_one(soak_shared *sh, soak_child *ch, soak_run *run, rc_shard_info *info, double t) {
+  const soak_cfg *c = sh->cfg;
+  IB_CHECK(run->n_rs < run->cap_rs);
+  int k = run->n_rs;
+  soak_restart *r = &run->rs[run->n_rs++];
+  memset(r, 0, sizeof *r);
+  r->t = t;
+  r->sig = c->restart_sig != SOAK_SIG_ALTERNATE ? c->restart_sig : k % 2 == 0 ? SIGKILL : SIGTERM;
+  atomic_store(&sh->down_to_ns, INT64_MAX);
+  int64_t t_stop = (int64_t)ib_now_ns();
+  atomic_store(&sh->down_from_ns, t_stop);
+  int port = ch->port;
+  r->exit_code = soak_child_stop(ch, r->sig, 60);
+  if (r->sig == SIGTERM && r->exit_code != 0) {
+    run->term_bad++;
+    fprintf(stderr, "soak: restart %d: the shard exited with %d on SIGTERM (want 0: drained, final checkpoint)\n",
+            k + 1, r->exit_code);
+  }
+  /* Everything acknowledged until the shard died; an acknowledgement still on its way is not in
+   * the snapshot but is checked at the end. */
+  uint64_t acked = (uint64_t)c->demo_rows;
+  for (int a = 0; a < c->actors; a++) acked += run->snap[a] = atomic_load(&sh->acked[a]);
+  r->acked = acked;
+  int rc = IB_EUNAVAIL;
+  for (int tries = 0; tries < 10 && rc != IB_OK; tries++) {
+    if (tries > 0) sleep(1);
+    rc = soak_child_start(ch, c, run->dir, port);
+    r->start_tries = tries + 1;
+  }
+  if (rc != IB_OK) {
+    fprintf(stderr, "soak: restart %d: the shard did not come back on port %d in 10 tries: %s\n", k + 1, port,
+            ib_errmsg());
+    run->child_died = run->restart_failed = 1;
+    run->child_exit = -1;
+    return -1;
+  }
+  /* The main client reconnects within its backoff (its calls fail fast meanwhile). */
+  double until = ib_now_s() + 20;
+  while ((rc = rc_info_get(sh->c, 0, info)) != IB_OK && ib_now_s() < until) usleep(50000);
+  r->down_s = (double)((int64_t)ib_now_ns() - t_stop) * 1e-9;
+  atomic_store(&sh->down_to_ns, (int64_t)ib_now_ns() + (int64_t)(c->down_grace * 1e9));
+  if (rc != IB_OK) {
+    fprintf(stderr, "soak: restart %d: the restarted shard did not answer Info for 20 s: %s\n", k + 1, ib_errmsg());
+    run->restart_failed = 1;
+    return 0;
+  }
+  r->lost = soak_lost(c, info, run->snap, 0, NULL);
+  run->lost_restarts += r->lost;
+  printf("soak: restart %d at %.0f s (%s): shard exit %d, back after %.2f s (%d start%s), %llu acknowledged rows "
+         "(online + demo), %llu lost\n", k + 1, t, r->sig == SIGKILL ? "SIGKILL" : "SIGTERM", r->exit_code, r->down_s,
+         r->start_tries, r->start_tries == 1 ? "" : "s", (unsigned long long)r->acked, (unsigned long long)r->lost);
+  fflush(stdout);
+  return 0;
+}
+
+/* Samples once a second until cfg->seconds have passed or the child exited; restarts the shard
+ * every cfg->restart_every seconds (none in the last 10 s, so the last incarnation runs long
+ * enough to be judged). */
 static void soak_watch(soak_shared *sh, soak_child *ch, soak_run *run) {
   const soak_cfg *c = sh->cfg;
   rc_shard_info *info = ib_xcalloc(1, sizeof *info);
   double t0 = ib_now_s(), next_progress = c->progress;
+  double next_restart = c->restart_every > 0 ? c->restart_every : INFINITY;
   uint64_t last_w = atomic_load(&sh->rows_written), last_s = atomic_load(&sh->rows_sampled);
   double last_t = 0;
   for (int i = 1; run->n < run->cap; i++) {
     double wait = t0 + i - ib_now_s();
     if (wait > 0) usleep((useconds_t)(wait * 1e6));
-    else i = (int)(ib_now_s() - t0); /* late (a stalled Info): the next point is a second from now */
+    else i = (int)(ib_now_s() - t0); /* late (a stalled Info, a restart): the next point is a second from now */
     soak_point *p = &run->pts[run->n];
     memset(p, 0, sizeof *p);
     p->t = ib_now_s() - t0;
+    p->inc = run->n_rs;
     if (soak_child_gone(ch, &run->child_exit) || soak_proc_read(ch->pid, p) != 0) {
       run->child_died = 1;
       fprintf(stderr, "soak: the shard exited during the traffic (status %d) HINT: see its log above\n",
@@ -765,10 +1086,32 @@ static void soak_watch(soak_shared *sh, soak_child *ch, soak_run *run) {
     p->bad_refused = atomic_load(&sh->bad_refused);
     run->n++;
     if (p->t >= next_progress) {
-      soak_progress(p, sh, c->online_cap);
+      soak_progress(p, sh, run, c->online_cap);
       next_progress += c->progress;
     }
     if (p->t >= c->seconds) break;
+    if (p->t >= next_restart && p->t + fmin(c->restart_every, 10) < c->seconds) {
+      if (soak_restart_one(sh, ch, run, info, p->t) != 0) break;
+      next_restart += c->restart_every;
+    }
+  }
+  free(info);
+}
+
+/* The end-of-run loss check (restarts only): the writers are closed, so nothing is in flight. */
+static void soak_final_check(soak_shared *sh, soak_run *run) {
+  const soak_cfg *c = sh->cfg;
+  rc_shard_info *info = ib_xcalloc(1, sizeof *info);
+  int rc = IB_EUNAVAIL;
+  double until = ib_now_s() + 10;
+  while ((rc = rc_info_get(sh->c, 0, info)) != IB_OK && ib_now_s() < until) usleep(100000);
+  if (rc != IB_OK) {
+    fprintf(stderr, "soak: the end-of-run loss check could not ask Info: %s\n", ib_errmsg());
+  } else {
+    run->final_acked = (uint64_t)c->demo_rows;
+    for (int a = 0; a < c->actors; a++) run->final_acked += run->snap[a] = atomic_load(&sh->acked[a]);
+    run->final_lost = soak_lost(c, info, run->snap, 1, &run->final_stored);
+    run->final_checked = 1;
   }
   free(info);
 }
@@ -778,13 +1121,14 @@ static int soak_csv_write(const char *path, const soak_run *run) {
   if (f == NULL) return ib_fail(IB_EIO, "--csv %s: %s HINT: check the directory exists and is writable", path,
                                 strerror(errno));
   fprintf(f, "t_s,rss_mb,hwm_mb,fds,threads,inserts_per_s,samples_per_s,online_size,online_inserted,demo_size,"
-             "checkpoints,errors,bad_refused,info_ms\n");
+             "checkpoints,errors,bad_refused,info_ms,incarnation\n");
   for (int i = 0; i < run->n; i++) {
     const soak_point *p = &run->pts[i];
-    fprintf(f, "%.2f,%.2f,%.2f,%d,%d,%.0f,%.0f,%llu,%llu,%llu,%llu,%llu,%llu,%.1f\n", p->t, p->rss_mb, p->hwm_mb, p->fds,
-            p->threads, p->ins_per_s, p->smp_per_s, (unsigned long long)p->online_size,
+    fprintf(f, "%.2f,%.2f,%.2f,%d,%d,%.0f,%.0f,%llu,%llu,%llu,%llu,%llu,%llu,%.1f,%d\n", p->t, p->rss_mb, p->hwm_mb,
+            p->fds, p->threads, p->ins_per_s, p->smp_per_s, (unsigned long long)p->online_size,
             (unsigned long long)p->online_inserted, (unsigned long long)p->demo_size,
-            (unsigned long long)p->checkpoints, (unsigned long long)p->errors, (unsigned long long)p->bad_refused, p->info_ms);
+            (unsigned long long)p->checkpoints, (unsigned long long)p->errors, (unsigned long long)p->bad_refused,
+            p->info_ms, p->inc);
   }
   if (fclose(f) != 0) return ib_fail(IB_EIO, "--csv %s: write failed HINT: disk full?", path);
   return IB_OK;
@@ -794,7 +1138,8 @@ static int soak_csv_write(const char *path, const soak_run *run) {
 
 typedef struct soak_verdict {
   double warm_t;           /* the fit window starts here */
-  int ring_full_ckpt;      /* 1 if the ring filled and a checkpoint was done before warm_t */
+  int ring_full_ckpt;      /* 1 if the ring filled and a checkpoint was done before warm_t (restarts: a
+                              checkpoint done in the judged incarnation) */
   int n_fit;               /* points in the window */
   double warm_rss, end_rss, peak_hwm, predicted_mb;
   double slope, slope_med, spread, spread_bound; /* MB/min (least squares, median), MB */
@@ -802,18 +1147,28 @@ typedef struct soak_verdict {
   int fds_min, fds_max, thr_min, thr_max;
   double info_max_ms; /* slowest timeline Info call */
   int stalls;         /* timeline Info calls slower than 1 s */
-  int bounded, flat, clean;
+  double max_gap;     /* longest time between two timeline points of one incarnation (s) */
+  int gaps;           /* gaps over 3 s: the soak or the shard did not run (a SIGSTOP from outside, a stalled
+                         machine, an Info that hung) */
+  double gap_s;       /* their total length */
+  int bounded, flat, clean, durable;
+  int n_inc, judged_inc; /* incarnations; the one judged flat (-1: none ran long enough) */
+  int worst_inc;         /* the incarnation with the highest peak */
   uint64_t rows_written, rows_sampled, online_inserted, checkpoints, errors, bad_sent, bad_refused, churns, infos;
+  uint64_t errors_down, bad_down, lost;
 } soak_verdict;
 
-/* The later of (ring full and a checkpoint done) and warmup x the run. */
-static double soak_warm_t(const soak_cfg *c, const soak_run *run, int *ready) {
+/* Without restarts: the later of (ring full and a checkpoint done) and warmup x the run. With
+ * restarts, for incarnation points [i0, i1): the later of (a checkpoint done in it) and warmup x
+ * its length after its first point (the ring never fills there). */
+static double soak_warm_t(const soak_cfg *c, const soak_run *run, int i0, int i1, int *ready) {
+  int need_ckpt = c->ckpt_period > 0, restarts = c->restart_every > 0;
   double floor_t = c->warmup * c->seconds;
-  int need_ckpt = c->ckpt_period > 0;
+  if (restarts) floor_t = run->pts[i0].t + c->warmup * (run->pts[i1 - 1].t - run->pts[i0].t);
   *ready = 0;
-  for (int i = 0; i < run->n; i++) {
+  for (int i = i0; i < i1; i++) {
     const soak_point *p = &run->pts[i];
-    if (p->online_size >= (uint64_t)c->online_cap && (!need_ckpt || p->checkpoints >= 1)) {
+    if ((restarts || p->online_size >= (uint64_t)c->online_cap) && (!need_ckpt || p->checkpoints >= 1)) {
       *ready = 1;
       return p->t > floor_t ? p->t : floor_t;
     }
@@ -826,30 +1181,35 @@ static int soak_cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Over the points at t >= v->warm_t: the least-squares slope and the median per-second growth
- * (MB/min), the spread, the share of points with inserts flowing, fd and thread ranges. A leak
- * per message grows RSS every second, so it moves the median; the heap's high-water steps (a
+/* Over the points [i0, i1) at t >= v->warm_t: the least-squares slope and the median per-second
+ * growth (MB/min), the spread, the share of points with inserts flowing, fd and thread ranges. A
+ * leak per message grows RSS every second, so it moves the median; the heap's high-water steps (a
  * burst of concurrent messages after a stall, once) move the least-squares slope of a short
- * window but not the median. */
-static void soak_fit(const soak_run *run, soak_verdict *v) {
+ * window but not the median. With `meta` (restarts) a second counts as one with inserts flowing
+ * when the shard's insert counter moved (small batches are acknowledged in bursts of up to 1024
+ * rows a writer, seconds apart). The ring never evicts with restarts, but the store's memory is
+ * resident from its creation (records and per-slot arrays), so a filling ring does not grow RSS. */
+static void soak_fit(const soak_run *run, int i0, int i1, int meta, soak_verdict *v) {
   double st = 0, sr = 0, stt = 0, str = 0, lo = INFINITY, hi = -INFINITY;
   double *growth = ib_xcalloc((size_t)run->n + 1, sizeof *growth);
   int n = 0, ng = 0, active = 0;
   const soak_point *prev = NULL;
+  double prev_rss = 0;
   v->fds_min = v->thr_min = INT_MAX;
   v->fds_max = v->thr_max = 0;
-  for (int i = 0; i < run->n; i++) {
+  for (int i = i0; i < i1; i++) {
     const soak_point *p = &run->pts[i];
-    v->info_max_ms = fmax(v->info_max_ms, p->info_ms);
-    v->stalls += p->info_ms > 1000;
     if (p->t < v->warm_t) continue;
-    if (n == 0) v->warm_rss = p->rss_mb;
+    double rss = p->rss_mb;
+    if (n == 0) v->warm_rss = rss;
     double t = p->t / 60.0;
-    st += t, sr += p->rss_mb, stt += t * t, str += t * p->rss_mb, n++;
-    lo = fmin(lo, p->rss_mb), hi = fmax(hi, p->rss_mb);
-    active += p->ins_per_s > 0;
-    if (prev != NULL && p->t > prev->t) growth[ng++] = (p->rss_mb - prev->rss_mb) / (p->t - prev->t) * 60.0;
-    prev = p;
+    st += t, sr += rss, stt += t * t, str += t * rss, n++;
+    lo = fmin(lo, rss), hi = fmax(hi, rss);
+    /* Inserts flowing: acknowledged in this second, or (restarts: small batches are acknowledged
+     * in bursts of up to 1024 rows a writer) the shard's insert counter moved. */
+    active += p->ins_per_s > 0 || (meta && prev != NULL && p->online_inserted > prev->online_inserted);
+    if (prev != NULL && p->t > prev->t) growth[ng++] = (rss - prev_rss) / (p->t - prev->t) * 60.0;
+    prev = p, prev_rss = rss;
     if (p->fds < v->fds_min) v->fds_min = p->fds;
     if (p->fds > v->fds_max) v->fds_max = p->fds;
     if (p->threads < v->thr_min) v->thr_min = p->threads;
@@ -865,13 +1225,62 @@ static void soak_fit(const soak_run *run, soak_verdict *v) {
   v->active = n >= 1 ? (double)active / n : 0;
 }
 
+/* The points [*i0, *i1) of incarnation `inc` (empty if it has none). */
+static void soak_inc_range(const soak_run *run, int inc, int *i0, int *i1) {
+  int a = 0;
+  while (a < run->n && run->pts[a].inc < inc) a++;
+  int b = a;
+  while (b < run->n && run->pts[b].inc == inc) b++;
+  *i0 = a, *i1 = b;
+}
+
+/* The peak RSS (VmHWM) of the points [i0, i1). */
+static double soak_peak(const soak_run *run, int i0, int i1) {
+  double peak = 0;
+  for (int i = i0; i < i1; i++) peak = fmax(peak, run->pts[i].hwm_mb);
+  return peak;
+}
+
 static void soak_judge(const soak_cfg *c, const soak_shared *sh, const soak_run *run, soak_verdict *v) {
   memset(v, 0, sizeof *v);
-  v->warm_t = soak_warm_t(c, run, &v->ring_full_ckpt);
-  soak_fit(run, v);
+  v->n_inc = run->n > 0 ? run->pts[run->n - 1].inc + 1 : 0;
+  v->judged_inc = -1;
+  for (int i = 0; i < run->n; i++) {
+    v->info_max_ms = fmax(v->info_max_ms, run->pts[i].info_ms);
+    v->stalls += run->pts[i].info_ms > 1000;
+    if (i > 0 && run->pts[i].inc == run->pts[i - 1].inc) {
+      double gap = run->pts[i].t - run->pts[i - 1].t;
+      v->max_gap = fmax(v->max_gap, gap);
+      if (gap > 3) v->gaps++, v->gap_s += gap;
+    }
+  }
+  if (c->restart_every <= 0) {
+    v->warm_t = soak_warm_t(c, run, 0, run->n, &v->ring_full_ckpt);
+    soak_fit(run, 0, run->n, 0, v);
+    v->judged_inc = 0;
+  } else {
+    /* The last incarnation with enough points after its own warm-up is judged flat. */
+    for (int inc = v->n_inc - 1; inc >= 0 && v->judged_inc < 0; inc--) {
+      int i0, i1;
+      soak_inc_range(run, inc, &i0, &i1);
+      if (i1 - i0 < 2) continue;
+      soak_verdict t = *v;
+      t.warm_t = soak_warm_t(c, run, i0, i1, &t.ring_full_ckpt);
+      soak_fit(run, i0, i1, 1, &t);
+      if (t.n_fit < SOAK_MIN_FIT) continue;
+      *v = t;
+      v->judged_inc = inc;
+    }
+  }
   const soak_point *last = run->n > 0 ? &run->pts[run->n - 1] : NULL;
   v->end_rss = last ? last->rss_mb : NAN;
-  v->peak_hwm = last ? last->hwm_mb : NAN;
+  v->peak_hwm = 0;
+  for (int inc = 0; inc < v->n_inc; inc++) {
+    int i0, i1;
+    soak_inc_range(run, inc, &i0, &i1);
+    double peak = soak_peak(run, i0, i1);
+    if (peak > v->peak_hwm) v->peak_hwm = peak, v->worst_inc = inc;
+  }
   v->predicted_mb = run->tables_mb + c->allowance_mb;
   v->spread_bound = fmax(c->max_spread / 100.0 * v->warm_rss, c->max_spread_mb);
   v->rows_written = atomic_load(&sh->rows_written);
@@ -883,20 +1292,69 @@ static void soak_judge(const soak_cfg *c, const soak_shared *sh, const soak_run 
   v->bad_refused = atomic_load(&sh->bad_refused);
   v->churns = atomic_load(&sh->churns);
   v->infos = atomic_load(&sh->infos);
+  v->errors_down = atomic_load(&sh->errors_down);
+  v->bad_down = atomic_load(&sh->bad_down);
+  /* A row lost in a restart stays missing (writers never resend acknowledged rows), so the end's
+   * check sees it again, as a hole or a short actor: the distinct rows lost are the larger count. */
+  v->lost = run->final_lost > run->lost_restarts ? run->final_lost : run->lost_restarts;
   v->bounded = last != NULL && v->peak_hwm <= v->predicted_mb;
   double slope = c->slope_median ? v->slope_med : v->slope;
-  v->flat = v->n_fit >= 5 && v->active >= 0.5 && slope < c->max_slope && v->spread < v->spread_bound;
-  v->clean = v->errors == 0 && v->bad_refused == v->bad_sent && (c->bad_every <= 0 || v->bad_sent > 0) &&
-             !run->child_died && run->child_exit == 0;
+  v->flat = v->judged_inc >= 0 && v->n_fit >= 5 && v->active >= 0.5 && slope < c->max_slope &&
+            v->spread < v->spread_bound;
+  v->clean = v->errors == 0 && v->bad_refused + v->bad_down == v->bad_sent && (c->bad_every <= 0 || v->bad_sent > 0) &&
+             !run->child_died && run->child_exit == 0 && run->term_bad == 0 && !run->restart_failed;
+  v->durable = c->restart_every <= 0 ||
+               (v->lost == 0 && run->final_checked && !run->restart_failed && v->online_inserted <= (uint64_t)c->online_cap);
+}
+
+/* Restarts only: one line per incarnation, the outages and the loss check. */
+static void soak_report_restarts(const soak_cfg *c, const soak_run *run, const soak_verdict *v) {
+  for (int inc = 0; inc < v->n_inc; inc++) {
+    int i0, i1;
+    soak_inc_range(run, inc, &i0, &i1);
+    if (i1 <= i0) continue;
+    printf("soak: incarnation %2d: %4.0f-%4.0f s, %3d points, RSS %.1f -> %.1f MB, peak %.1f MB%s\n", inc,
+           run->pts[i0].t, run->pts[i1 - 1].t, i1 - i0, run->pts[i0].rss_mb, run->pts[i1 - 1].rss_mb,
+           soak_peak(run, i0, i1), inc == v->judged_inc ? " (judged flat)" : "");
+  }
+  int kills = 0, terms = 0;
+  double dmin = INFINITY, dmax = 0, dsum = 0;
+  for (int k = 0; k < run->n_rs; k++) {
+    kills += run->rs[k].sig == SIGKILL, terms += run->rs[k].sig == SIGTERM;
+    dmin = fmin(dmin, run->rs[k].down_s), dmax = fmax(dmax, run->rs[k].down_s), dsum += run->rs[k].down_s;
+  }
+  printf("soak: restarts %d (%d SIGKILL, %d SIGTERM, SIGTERM exits not 0: %d), down %.2f-%.2f s (mean %.2f); calls "
+         "failed while down %llu (+ %llu bad requests), while up %llu\n", run->n_rs, kills, terms, run->term_bad,
+         run->n_rs ? dmin : 0.0, dmax, run->n_rs ? dsum / run->n_rs : 0.0, (unsigned long long)v->errors_down,
+         (unsigned long long)v->bad_down, (unsigned long long)v->errors);
+  printf("soak: end of run: %llu rows acknowledged (online + %ld demo), %llu online rows stored%s\n",
+         (unsigned long long)run->final_acked, c->demo_rows, (unsigned long long)run->final_stored,
+         run->final_checked ? "" : " (NOT CHECKED: Info failed)");
+  printf("soak: acknowledged rows lost: %llu (checked after %d restarts%s: %llu missing right after them, %llu at "
+         "the end) %s\n", (unsigned long long)v->lost, run->n_rs, run->final_checked ? " and at the end" : "",
+         (unsigned long long)run->lost_restarts, (unsigned long long)run->final_lost, v->durable ? "PASS" : "FAIL");
+  if (!v->durable && v->online_inserted > (uint64_t)c->online_cap)
+    printf("soak: FAIL durable: the online ring filled (%llu inserted, capacity %ld): evicted rows cannot be told from "
+           "lost ones HINT: raise --online-capacity\n", (unsigned long long)v->online_inserted, c->online_cap);
+  if (v->lost > 0)
+    printf("soak: FAIL durable: %llu acknowledged rows were not in the restarted shard HINT: with --durability ckpt a "
+           "SIGKILL loses the inserts since the last checkpoint (use wal); with wal, see the shard's 'restored' log "
+           "lines and the actors named above\n", (unsigned long long)v->lost);
 }
 
 static void soak_report(const soak_cfg *c, const soak_run *run, const soak_verdict *v) {
   printf("\nsoak: %d points over %.0f s; tables %.1f MB by the --help formula (Info: %.1f MB), prediction %.1f MB "
          "(+ %.0f MB allowance)\n", run->n, run->n ? run->pts[run->n - 1].t : 0.0, run->tables_mb,
          run->info_tables_mb, v->predicted_mb, c->allowance_mb);
-  printf("soak: warm-up ends at %.0f s (%s); RSS %.1f MB there, %.1f MB at the end, peak (VmHWM) %.1f MB; fds %d..%d, "
-         "threads %d..%d after warm-up\n", v->warm_t,
-         v->ring_full_ckpt ? "ring full and a checkpoint done" : "WARNING: ring never full with a checkpoint",
+  if (c->restart_every > 0) soak_report_restarts(c, run, v);
+  if (c->token != NULL || c->tls)
+    printf("soak: token %s, TLS %s\n", c->token != NULL ? "on (wrong-token requests in the bad requests)" : "off",
+           c->tls_cert != NULL ? "on (self-signed, clients trust it)" : c->tls ? "SKIPPED (no certificate)" : "off");
+  printf("soak: warm-up ends at %.0f s (%s); RSS %.1f MB there, %.1f MB at the end, peak (VmHWM) %.1f MB; fds "
+         "%d..%d, threads %d..%d after warm-up\n", v->warm_t,
+         c->restart_every > 0 ? (v->ring_full_ckpt ? "a checkpoint done in the judged incarnation"
+                                                   : "WARNING: no checkpoint in the judged incarnation")
+         : v->ring_full_ckpt ? "ring full and a checkpoint done" : "WARNING: ring never full with a checkpoint",
          v->warm_rss, v->end_rss, v->peak_hwm, v->fds_min, v->fds_max, v->thr_min, v->thr_max);
   printf("soak: rows inserted %llu (shard: %llu online, ring wrapped %.1fx, %llu duplicates), sampled %llu; "
          "checkpoints %llu; bad requests refused %llu/%llu; fresh clients %llu; Info calls %llu; failed calls %llu\n",
@@ -905,39 +1363,52 @@ static void soak_report(const soak_cfg *c, const soak_run *run, const soak_verdi
          (unsigned long long)v->rows_sampled, (unsigned long long)v->checkpoints, (unsigned long long)v->bad_refused,
          (unsigned long long)v->bad_sent, (unsigned long long)v->churns, (unsigned long long)v->infos,
          (unsigned long long)v->errors);
-  printf("soak: slowest Info %.0f ms; %d Info calls of the timeline took over 1 s (the shard stalled)\n", v->info_max_ms,
-         v->stalls);
-  printf("soak: bounded by configuration: %s (peak %.1f MB %s %.1f MB)\n", v->bounded ? "PASS" : "FAIL",
-         v->peak_hwm, v->bounded ? "<=" : ">", v->predicted_mb);
-  printf("soak: flat after warm-up: %s (%s slope %+.3f MB/min, bound %.3f [least squares %+.3f, median %+.3f]; "
-         "spread %.2f MB, bound %.2f MB; %d points, inserts flowing in %.0f%%)\n", v->flat ? "PASS" : "FAIL",
-         c->slope_median ? "median" : "least-squares", c->slope_median ? v->slope_med : v->slope, c->max_slope,
-         v->slope, v->slope_med, v->spread, v->spread_bound, v->n_fit, 100 * v->active);
-  printf("soak: clean: %s (failed calls %llu, bad requests refused %llu/%llu, shard %s, exit %d)\n",
+  printf("soak: slowest Info %.0f ms; %d Info calls of the timeline took over 1 s (the shard stalled); longest gap "
+         "between timeline points %.1f s; %d gaps over 3 s, %.0f s in all%s\n", v->info_max_ms, v->stalls, v->max_gap,
+         v->gaps, v->gap_s, v->gaps > 0 ? " (nothing ran then: a SIGSTOP from outside, e.g. another benchmark pausing "
+         "the machine, or a stalled Info)" : "");
+  printf("soak: bounded by configuration: %s (peak %.1f MB %s %.1f MB%s)\n", v->bounded ? "PASS" : "FAIL",
+         v->peak_hwm, v->bounded ? "<=" : ">", v->predicted_mb,
+         c->restart_every > 0 ? ", the highest of every incarnation's" : "");
+  if (c->restart_every > 0 && v->judged_inc < 0)
+    printf("soak: flat after warm-up: FAIL (no incarnation had %d points after its warm-up HINT: raise --restart-every "
+           "or --seconds)\n", SOAK_MIN_FIT);
+  else
+    printf("soak: flat after warm-up: %s (%s slope %+.3f MB/min, bound %.3f [least squares %+.3f, median %+.3f]; "
+           "spread %.2f MB, bound %.2f MB; %d points, inserts flowing in %.0f%%)\n", v->flat ? "PASS" : "FAIL",
+           c->slope_median ? "median" : "least-squares", c->slope_median ? v->slope_med : v->slope, c->max_slope,
+           v->slope, v->slope_med, v->spread, v->spread_bound, v->n_fit, 100 * v->active);
+  printf("soak: clean: %s (failed calls %llu, bad requests refused %llu/%llu%s, shard %s, exit %d)\n",
          v->clean ? "PASS" : "FAIL", (unsigned long long)v->errors, (unsigned long long)v->bad_refused,
-         (unsigned long long)v->bad_sent, run->child_died ? "died during the traffic" : "stopped by SIGTERM",
-         run->child_exit);
+         (unsigned long long)v->bad_sent, v->bad_down > 0 ? " + failed while down" : "",
+         run->child_died ? "died during the traffic" : "stopped by SIGTERM", run->child_exit);
   if (!v->bounded)
     printf("soak: FAIL bounded: the shard's peak RSS %.1f MB exceeds tables %.1f MB + allowance %.0f MB HINT: a leak, "
            "or an allowance too small for this configuration (--allowance-mb)\n", v->peak_hwm, run->tables_mb,
            c->allowance_mb);
-  if (!v->flat)
+  if (!v->flat && v->judged_inc >= 0)
     printf("soak: FAIL flat: RSS grew %+.3f MB/min (%s; bound %.3f) with a spread of %.2f MB (bound %.2f) over %d "
            "points after %.0f s, inserts flowing in %.0f%% of them (need 50%%) HINT: a leak per call or message; "
            "compare the timeline (--csv) with the call counts; a shard that stalled most of the window proves "
            "nothing\n", c->slope_median ? v->slope_med : v->slope, c->slope_median ? "median" : "least squares",
            c->max_slope, v->spread, v->spread_bound, v->n_fit, v->warm_t, 100 * v->active);
   if (c->json)
-    printf("{\"pass\":%s,\"bounded\":%s,\"flat\":%s,\"clean\":%s,\"seconds\":%.1f,\"tables_mb\":%.2f,"
+    printf("{\"pass\":%s,\"bounded\":%s,\"flat\":%s,\"clean\":%s,\"durable\":%s,\"seconds\":%.1f,\"tables_mb\":%.2f,"
            "\"predicted_mb\":%.2f,\"warm_t\":%.1f,\"warm_rss_mb\":%.2f,\"end_rss_mb\":%.2f,\"peak_hwm_mb\":%.2f,"
-           "\"slope_mb_per_min\":%.4f,\"median_slope_mb_per_min\":%.4f,\"spread_mb\":%.3f,\"spread_bound_mb\":%.3f,\"rows_inserted\":%llu,"
-           "\"rows_sampled\":%llu,\"checkpoints\":%llu,\"bad_sent\":%llu,\"bad_refused\":%llu,\"churns\":%llu,"
-           "\"errors\":%llu}\n", v->bounded && v->flat && v->clean ? "true" : "false", v->bounded ? "true" : "false",
-           v->flat ? "true" : "false", v->clean ? "true" : "false", run->n ? run->pts[run->n - 1].t : 0.0,
-           run->tables_mb, v->predicted_mb, v->warm_t, v->warm_rss, v->end_rss, v->peak_hwm, v->slope, v->slope_med, v->spread,
-           v->spread_bound, (unsigned long long)v->rows_written, (unsigned long long)v->rows_sampled,
-           (unsigned long long)v->checkpoints, (unsigned long long)v->bad_sent, (unsigned long long)v->bad_refused,
-           (unsigned long long)v->churns, (unsigned long long)v->errors);
+           "\"slope_mb_per_min\":%.4f,\"median_slope_mb_per_min\":%.4f,\"spread_mb\":%.3f,\"spread_bound_mb\":%.3f,"
+           "\"rows_inserted\":%llu,\"rows_sampled\":%llu,\"checkpoints\":%llu,\"bad_sent\":%llu,\"bad_refused\":%llu,"
+           "\"churns\":%llu,\"errors\":%llu,\"restarts\":%d,\"incarnation_judged\":%d,\"failed_while_down\":%llu,"
+           "\"bad_failed_while_down\":%llu,\"acked_rows\":%llu,\"acked_lost\":%llu,\"online_stored\":%llu,"
+           "\"token\":%s,\"tls\":%s}\n",
+           v->bounded && v->flat && v->clean && v->durable ? "true" : "false", v->bounded ? "true" : "false",
+           v->flat ? "true" : "false", v->clean ? "true" : "false", v->durable ? "true" : "false",
+           run->n ? run->pts[run->n - 1].t : 0.0, run->tables_mb, v->predicted_mb, v->warm_t, v->warm_rss, v->end_rss,
+           v->peak_hwm, v->slope, v->slope_med, v->spread, v->spread_bound, (unsigned long long)v->rows_written,
+           (unsigned long long)v->rows_sampled, (unsigned long long)v->checkpoints, (unsigned long long)v->bad_sent,
+           (unsigned long long)v->bad_refused, (unsigned long long)v->churns, (unsigned long long)v->errors, run->n_rs,
+           v->judged_inc, (unsigned long long)v->errors_down, (unsigned long long)v->bad_down,
+           (unsigned long long)run->final_acked, (unsigned long long)v->lost, (unsigned long long)run->final_stored,
+           c->token != NULL ? "true" : "false", c->tls_cert != NULL ? "true" : "false");
 }
 
 /* ---- main ---- */
@@ -979,6 +1450,35 @@ static int soak_dir_make(const soak_cfg *c, soak_run *run, int *owned) {
   return IB_OK;
 }
 
+/* --tls: a self-signed certificate for 127.0.0.1 and localhost in a fresh directory `dir`, made
+ * with openssl (as tests/rpc/test_replay_server.c does) before any thread starts. Returns 1 when
+ * made (c->tls_cert and c->tls_key point at cert and key), 0 when skipped (printed; dir = ""). */
+static int soak_tls_make(soak_cfg *c, char *dir, char *cert, char *key) {
+  snprintf(dir, PATH_MAX, "/tmp/ibrl-soak-tls-XXXXXX");
+  if (mkdtemp(dir) == NULL) {
+    fprintf(stderr, "soak: --tls: mkdtemp /tmp/ibrl-soak-tls-*: %s; TLS is SKIPPED, the soak runs in plaintext\n",
+            strerror(errno));
+    dir[0] = '\0';
+    return 0;
+  }
+  snprintf(cert, PATH_MAX, "%s/cert.pem", dir);
+  snprintf(key, PATH_MAX, "%s/key.pem", dir);
+  char cmd[3 * PATH_MAX + 256];
+  snprintf(cmd, sizeof cmd, "openssl req -x509 -newkey rsa:2048 -nodes -keyout '%s' -out '%s' -days 30 "
+           "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 >/dev/null 2>&1", key, cert);
+  int st = system(cmd);
+  if (st != 0) {
+    fprintf(stderr, "soak: --tls: openssl could not make a self-signed certificate (exit status %d); TLS is SKIPPED, "
+            "the soak runs in plaintext HINT: install openssl\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    soak_dir_remove(dir);
+    dir[0] = '\0';
+    return 0;
+  }
+  c->tls_cert = cert;
+  c->tls_key = key;
+  return 1;
+}
+
 /* Runs the traffic threads against the started shard and watches it. */
 static int soak_traffic(soak_shared *sh, soak_child *ch, soak_run *run) {
   const soak_cfg *c = sh->cfg;
@@ -1004,6 +1504,7 @@ static int soak_traffic(soak_shared *sh, soak_child *ch, soak_run *run) {
   for (int k = 0; k < c->writers; k++) pthread_join(wt[k], NULL);
   for (int k = 0; k < c->samplers; k++) pthread_join(stt[k], NULL);
   pthread_join(mt, NULL);
+  if (c->restart_every > 0 && !run->child_died) soak_final_check(sh, run);
   return IB_OK;
 }
 
@@ -1031,45 +1532,68 @@ int bench_soak(int argc, char **argv) {
     fprintf(stderr, "ibrl-bench soak: %s\n", ib_errmsg());
     return 2;
   }
+  /* Made before any thread or gRPC starts (system() forks). */
+  char tls_dir[PATH_MAX] = "", tls_cert[PATH_MAX], tls_key[PATH_MAX];
+  if (cfg.tls) soak_tls_make(&cfg, tls_dir, tls_cert, tls_key);
   printf("soak: %s, obs %d act %d, online %ld demo %ld (%ld preloaded), durability %s, checkpoints every %g s in %s; "
          "%d writers (batch %d, reopen every %d), %d samplers (demo fraction %g), churn every %g s, bad request every "
          "%g s, %.0f s\n", cfg.replay_bin, cfg.obs_dim, cfg.act_dim, cfg.online_cap, cfg.demo_cap, cfg.demo_rows,
          cfg.durability, cfg.ckpt_period, run.dir, cfg.writers, cfg.batch, cfg.reopen, cfg.samplers,
          cfg.demo_fraction, cfg.churn_every, cfg.bad_every, cfg.seconds);
+  if (cfg.restart_every > 0 || cfg.token != NULL || cfg.tls) {
+    char restarts[96] = "off";
+    if (cfg.restart_every > 0)
+      snprintf(restarts, sizeof restarts, "every %g s (%s)", cfg.restart_every,
+               cfg.restart_sig == SIGKILL ? "SIGKILL" : cfg.restart_sig == SIGTERM ? "SIGTERM"
+               : "SIGKILL and SIGTERM in turn");
+    printf("soak: restarts %s, token %s, TLS %s\n", restarts, cfg.token != NULL ? "on" : "off",
+           cfg.tls_cert != NULL ? tls_cert : cfg.tls ? "skipped" : "off");
+  }
   fflush(stdout);
-  /* The child is forked before gRPC starts in this process (gRPC does not survive a fork). */
+  /* The first child is forked before gRPC starts in this process; restarts fork from this (main)
+   * thread while gRPC runs, which is safe because the child only calls exec (as
+   * tests/rpc/test_client_restart.c does), and PR_SET_PDEATHSIG follows the forking thread. */
   soak_child ch;
   memset(&ch, 0, sizeof ch);
-  if (soak_child_start(&ch, &cfg, run.dir) != IB_OK) {
+  if (soak_child_start(&ch, &cfg, run.dir, 0) != IB_OK) {
     fprintf(stderr, "ibrl-bench soak: %s\n", ib_errmsg());
     if (owned) soak_dir_remove(run.dir);
+    if (tls_dir[0] != '\0') soak_dir_remove(tls_dir);
     return 2; /* setup, as bench_main's exit codes say */
   }
-  rc_opts o;
-  memset(&o, 0, sizeof o);
-  o.shards = ch.target;
-  o.deadline_ms = cfg.deadline_ms;
-  o.seed = 1;
+  char target[64];
+  snprintf(target, sizeof target, "%s", ch.target); /* restarts reuse the port: it stays valid */
   soak_shared sh;
   memset(&sh, 0, sizeof sh);
   sh.cfg = &cfg;
-  sh.target = ch.target;
+  sh.target = target;
+  sh.acked = ib_xcalloc((size_t)cfg.actors, sizeof *sh.acked);
+  for (int a = 0; a < cfg.actors; a++) atomic_init(&sh.acked[a], 0);
+  rc_opts o;
+  soak_opts_make(&o, &sh, 1);
   run.pts = ib_xcalloc((size_t)run.cap, sizeof *run.pts);
+  run.cap_rs = cfg.restart_every > 0 ? (int)(cfg.seconds / cfg.restart_every) + 2 : 1;
+  run.rs = ib_xcalloc((size_t)run.cap_rs, sizeof *run.rs);
+  run.snap = ib_xcalloc((size_t)cfg.actors, sizeof *run.snap);
   int rc = rc_client_open(&sh.c, &o);
   if (rc == IB_OK) rc = soak_traffic(&sh, &ch, &run);
   else fprintf(stderr, "ibrl-bench soak: %s\n", ib_errmsg());
   rc_client_close(sh.c);
-  if (!run.child_died) run.child_exit = soak_child_stop(&ch, 60);
+  if (!run.child_died) run.child_exit = soak_child_stop(&ch, SIGTERM, 60);
   if (owned) soak_dir_remove(run.dir);
+  if (tls_dir[0] != '\0') soak_dir_remove(tls_dir);
   int status = 1;
   if (rc == IB_OK) {
     soak_verdict v;
     soak_judge(&cfg, &sh, &run, &v);
     soak_report(&cfg, &run, &v);
     if (cfg.csv != NULL && soak_csv_write(cfg.csv, &run) != IB_OK) fprintf(stderr, "ibrl-bench soak: %s\n", ib_errmsg());
-    status = v.bounded && v.flat && v.clean ? 0 : 1;
+    status = v.bounded && v.flat && v.clean && v.durable ? 0 : 1;
     printf("soak: %s\n", status == 0 ? "PASS" : "FAIL");
   }
   free(run.pts);
+  free(run.rs);
+  free(run.snap);
+  free(sh.acked);
   return status;
 }

@@ -807,6 +807,25 @@ static void test_memory_flat_over_a_long_run(void) {
   store_destroy(s);
 }
 
+/* Memory is resident from store_create (store.h): filling the ring for the first time must not
+ * grow the RSS. The per-slot metadata arrays (22 B a row) used to be faulted in by the first fill. */
+static void test_memory_resident_from_creation(void) {
+  enum { CAP = 200000 };
+  store *s = mk(1024, CAP, NULL);
+  long before = rss_bytes();
+  if (before == 0) {
+    th_skip("no /proc/self/statm");
+    store_destroy(s);
+    return;
+  }
+  put_range(s, "online", 1, 0, CAP, MAXB, STORE_PROPOSER_RL);
+  put_range(s, "demo", 2, 0, 1024, MAXB, STORE_PROPOSER_DEMO);
+  long after = rss_bytes();
+  TH_CHECK_MSG(after - before < 1024 * 1024, "RSS grew by %ld KB while the first %d rows filled the ring (the "
+               "metadata arrays alone are %d KB)", (after - before) / 1024, CAP, CAP * 22 / 1024);
+  store_destroy(s);
+}
+
 /* ---- concurrency: two inserters and two samplers on one store ---- */
 
 typedef struct conc {
@@ -878,6 +897,8 @@ static void test_concurrent_insert_sample(void) {
 }
 
 static const th_case cases[] = {
+    /* First, while the heap is fresh: arrays from memory an earlier case freed come back touched. */
+    {"memory resident from creation", test_memory_resident_from_creation},
     {"round trip: values arrive intact", test_round_trip},
     {"record layout from unaligned rows, obs_dim 1..9 x act_dim 1..6", test_record_layout_sweep},
     {"mix: exact demo count round(n*f)", test_mix_exact_count},
