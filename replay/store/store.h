@@ -4,9 +4,10 @@
  * The store is pure memory and numerics: no gRPC, no MPI, no files (persist.h adds checkpoints
  * and a write-ahead log on top through a log hook; ratelim.h is the samples-per-insert limiter
  * the server puts in front of it). Everything is preallocated at store_create from the table
- * capacities, so memory stays flat over a long run; the record arenas are also touched there
- * (pre-faulted: resident memory is the full capacity from the start), and one of 8 MiB or more is
- * advised to use transparent huge pages (best effort, faster random sampling).
+ * capacities, so memory stays flat over a long run; the record arenas and the per-slot metadata
+ * arrays are also touched there (pre-faulted: resident memory is the full capacity from the
+ * start), and an arena of 8 MiB or more is advised to use transparent huge pages (best effort,
+ * faster random sampling).
  *
  * Item model (shared with the RPC layer; one item = one chunked transition):
  *   obs[obs_dim]       the stacked observation
