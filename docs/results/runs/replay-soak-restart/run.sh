@@ -11,7 +11,8 @@
 # near 100 MB on the team's shared disk. Rates are capped; it is not a speed benchmark.
 # Usage: run.sh [BUILD_DIR [OUT_DIR [FLAG...]]]   (BUILD_DIR default /work/main/build-soak2, built with
 # --target ibrl-bench ibrl-replay; OUT_DIR default this folder; FLAGs are added to the soak's, e.g.
-# --reconnect-ms 1000 for ../replay-soak-restart-rc1000)
+# --reconnect-ms 1000 for ../replay-soak-restart-rc1000). PLAIN_RSS=1 plots the plain RSS in the
+# zoom (for runs after the store began to touch its per-row arrays at creation: ../replay-soak-restart-fixed).
 B=${1:-/work/main/build-soak2}
 D=$(cd "${2:-$(dirname "$0")}" && pwd)
 [ $# -ge 2 ] && shift 2 || shift $#
@@ -22,6 +23,15 @@ D=$(cd "${2:-$(dirname "$0")}" && pwd)
   --restart-every 60 --restart-signal alternate --token soak-restart-token --tls \
   --allowance-mb 64 --slope median --max-slope 1 --max-spread-mb 4 --warmup 0.2 \
   --csv "$D/timeline.csv" --json "$@" 2>&1; echo "ibrl-bench soak exit status $?"; } > "$D/soak.log"
+if [ "${PLAIN_RSS:-0}" = 1 ]; then
+  ZOOM_TITLE="zoom: VmRSS (left; the store is resident from creation), rows stored (right)"
+  ZOOM_Y='$2'
+  ZOOM_KEY="VmRSS"
+else
+  ZOOM_TITLE="zoom: VmRSS less the stored rows' 22 B/row arrays (left), rows stored (right)"
+  ZOOM_Y='$2-$8*22/1048576'
+  ZOOM_KEY="VmRSS - 22 B x rows"
+fi
 pred=$(sed -n 's/.* prediction \([0-9.]*\) MB.*/\1/p' "$D/soak.log")
 tables=$(sed -n 's/.*; tables \([0-9.]*\) MB by the --help formula.*/\1/p' "$D/soak.log")
 gnuplot <<GP
@@ -39,12 +49,12 @@ plot "$D/timeline.csv" skip 1 using (\$1/60):2 with linespoints pt 7 ps 0.3 titl
      "" skip 1 using (\$1/60):3 with lines dt 2 title "VmHWM", \
      ${pred:-0} with lines lc rgb "#cc0000" title "prediction: tables + allowance", \
      ${tables:-0} with lines lc rgb "#888888" dt 4 title "tables (--help formula)"
-set title "zoom: VmRSS less the stored rows' 22 B/row arrays (left), rows stored (right)"
+set title "$ZOOM_TITLE"
 set autoscale y
 set ytics nomirror
 set y2tics
 set y2label "online rows stored (thousands)"
-plot "$D/timeline.csv" skip 1 using (\$1/60):(\$2-\$8*22/1048576) with points pt 7 ps 0.3 title "VmRSS - 22 B x rows", \
+plot "$D/timeline.csv" skip 1 using (\$1/60):($ZOOM_Y) with points pt 7 ps 0.3 title "$ZOOM_KEY", \
      "" skip 1 using (\$1/60):(\$8/1000) axes x1y2 with lines lc rgb "#bbbbbb" title "online rows (k)"
 unset multiplot
 GP
