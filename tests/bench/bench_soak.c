@@ -225,7 +225,8 @@ static const struct option soak_opts[] = {
     {"sample-rate", required_argument, NULL, F_SRATE},   {"churn-every", required_argument, NULL, F_CHURN},
     {"bad-every", required_argument, NULL, F_BAD},       {"server-threads", required_argument, NULL, F_SRVTHREADS},
     {"deadline-ms", required_argument, NULL, F_DEADLINE}, {"allowance-mb", required_argument, NULL, F_ALLOW},
-    {"max-slope", required_argument, NULL, F_SLOPE},     {"slope", required_argument, NULL, F_SLOPEKIND},     {"max-spread", required_argument, NULL, F_SPREAD},
+    {"max-slope", required_argument, NULL, F_SLOPE},     {"slope", required_argument, NULL, F_SLOPEKIND},
+    {"max-spread", required_argument, NULL, F_SPREAD},
     {"max-spread-mb", required_argument, NULL, F_SPREADMB}, {"warmup", required_argument, NULL, F_WARMUP},
     {"progress", required_argument, NULL, F_PROGRESS},   {"csv", required_argument, NULL, F_CSV},
     {"json", no_argument, NULL, F_JSON},                 {"replay-bin", required_argument, NULL, F_BIN},
@@ -1185,11 +1186,11 @@ static int soak_cmp_double(const void *a, const void *b) {
  * growth (MB/min), the spread, the share of points with inserts flowing, fd and thread ranges. A
  * leak per message grows RSS every second, so it moves the median; the heap's high-water steps (a
  * burst of concurrent messages after a stall, once) move the least-squares slope of a short
- * window but not the median. With `meta` (restarts) a second counts as one with inserts flowing
+ * window but not the median. With `restarts` a second counts as one with inserts flowing
  * when the shard's insert counter moved (small batches are acknowledged in bursts of up to 1024
  * rows a writer, seconds apart). The ring never evicts with restarts, but the store's memory is
  * resident from its creation (records and per-slot arrays), so a filling ring does not grow RSS. */
-static void soak_fit(const soak_run *run, int i0, int i1, int meta, soak_verdict *v) {
+static void soak_fit(const soak_run *run, int i0, int i1, int restarts, soak_verdict *v) {
   double st = 0, sr = 0, stt = 0, str = 0, lo = INFINITY, hi = -INFINITY;
   double *growth = ib_xcalloc((size_t)run->n + 1, sizeof *growth);
   int n = 0, ng = 0, active = 0;
@@ -1207,7 +1208,7 @@ static void soak_fit(const soak_run *run, int i0, int i1, int meta, soak_verdict
     lo = fmin(lo, rss), hi = fmax(hi, rss);
     /* Inserts flowing: acknowledged in this second, or (restarts: small batches are acknowledged
      * in bursts of up to 1024 rows a writer) the shard's insert counter moved. */
-    active += p->ins_per_s > 0 || (meta && prev != NULL && p->online_inserted > prev->online_inserted);
+    active += p->ins_per_s > 0 || (restarts && prev != NULL && p->online_inserted > prev->online_inserted);
     if (prev != NULL && p->t > prev->t) growth[ng++] = (rss - prev_rss) / (p->t - prev->t) * 60.0;
     prev = p, prev_rss = rss;
     if (p->fds < v->fds_min) v->fds_min = p->fds;
