@@ -8,9 +8,11 @@
 # to the team; it is not a speed benchmark. The deadline is 120 s so a stalled checkpoint (see the
 # doc) is recorded as a stall rather than a failed call.
 # Usage: run.sh [BUILD_DIR]   (default /work/main/build-soak, built with --target ibrl-bench ibrl-replay)
+# A longer run reuses this recipe through the environment (defaults = this run): SOAK_SECONDS, SOAK_OUT
+# (the folder for soak.log, timeline.csv and rss.png), SOAK_EXTRA (more flags), SOAK_TITLE (the plot's title).
 B=${1:-/work/main/build-soak}
-D=$(cd "$(dirname "$0")" && pwd)
-{ nice -n 19 "$B/bin/ibrl-bench" soak --seconds 1500 --obs-dim 69 --act-dim 7 \
+D=${SOAK_OUT:-$(cd "$(dirname "$0")" && pwd)}
+{ nice -n 19 "$B/bin/ibrl-bench" soak --seconds ${SOAK_SECONDS:-1500} ${SOAK_EXTRA:-} --obs-dim 69 --act-dim 7 \
   --online-capacity 50000 --demo-capacity 10000 --durability wal --ckpt-period 10 \
   --writers 4 --samplers 2 --batch 256 --reopen 200 --insert-rate 20000 --sample-rate 40000 \
   --churn-every 2 --bad-every 1 --deadline-ms 120000 --progress 30 \
@@ -23,7 +25,7 @@ gnuplot <<GP
 set terminal pngcairo size 1000,800 font ",10"
 set output "$D/rss.png"
 set datafile separator ","
-set multiplot layout 2,1 title "ibrl-replay under the soak (obs 69, act 7, online 50k, demo 10k, WAL + checkpoint every 10 s, 4 writers, 2 samplers)"
+set multiplot layout 2,1 title "${SOAK_TITLE:-ibrl-replay under the soak (obs 69, act 7, online 50k, demo 10k, WAL + checkpoint every 10 s, 4 writers, 2 samplers)}"
 set xlabel "time (min)"
 set ylabel "MB"
 set grid
