@@ -49,6 +49,20 @@ typedef struct ctl_args {
 /* Maps a client status to the exit code (3 for unreachable, 1 otherwise) and prints ib_errmsg(). */
 int ctl_fail(int rc, const char *what);
 
+/* Maps a failed rc_sample (rc) to the exit code, printing why, for command `what`. The client
+ * library reports a shard whose Sample ran into its deadline as not reachable, but a shard
+ * whose rate limiter holds the call (online size below min_size, or the ratio) still answers
+ * Info at once: then the limiter's numbers are printed and the code is 1 (the shards are up);
+ * 3 only if a shard does not answer Info either. Other errors as ctl_fail. */
+int ctl_sample_fail(rc_client *c, int rc, const char *what);
+
+/* Copies row r of src into row d of dst (both of the same dims; d < dst->cap). The sample-only
+ * fields (from_demo) are copied too; n, n_demo and shards_skipped are left alone. */
+void ctl_batch_copy_row(rc_batch *dst, int d, const rc_batch *src, int r);
+
+/* Prints s as a JSON string (quotes, escapes) to stdout. */
+void ctl_json_str(const char *s);
+
 /* `export` and `import-demos` (ctl_hdf5.c). Return an exit code. */
 int ctl_export(rc_client *c, const ctl_args *a);
 int ctl_import(rc_client *c, const ctl_args *a);

@@ -11,19 +11,29 @@
  * count up from 0) and whose seqs start at --seq-base: importing a file twice is idempotent.
  * The shard's --obs-dim / --act-dim must equal stack x obs width and chunk x action width.
  *
- * Export. The service has no scan call, only uniform sampling with replacement, and sampled
- * items do not carry their seq. So export samples the table repeatedly and keeps each distinct
- * item once (equal content = the same item; a 64-bit hash plus a full compare), until it holds
- * as many items as the table or it has drawn --max-draws rows (coupon collecting: about
- * size x ln(size) draws). Episodes are then rebuilt by chaining: a non-terminal item is followed
- * by the item of the same actor whose obs equals its next_obs bit for bit (each item follows at
- * most one other); chains start at items that follow nothing, and an item with discount 0 ends
- * its chain. Each chain is written as one demo: obs (one key "obs"), next_obs, actions (the
- * stored chunk), rewards (the stored chunk reward) and dones (1 on a terminal last row). A file
+ * Export. The service has no scan call, only uniform sampling with replacement. Sampled items
+ * carry their (actor_id, seq), the key the shard deduplicates inserts by, so export samples the
+ * table repeatedly and keeps each distinct key once until it holds as many items as the table
+ * or it has drawn --max-draws rows (coupon collecting: about size x ln(size) draws; fewer items
+ * than the table is INCOMPLETE, exit 1). The key, not the content, tells items apart: an actor
+ * that repeats an episode exactly (a deterministic policy from the same start) stores equal
+ * items under different seqs, and each is a row of the table (keying by content lost 7% of a
+ * 400k-row nav2d table). Inserts while exporting (a live table) are detected by comparing the
+ * tables' insert counters before and after, and reported: the file then mixes items from
+ * before and during the export. A shard that stops answering ends the export (exit 3).
+ *
+ * Episodes are rebuilt by chaining (link_successors): a non-terminal item is followed by the
+ * next item in seq order of the same actor whose obs equals its next_obs bit for bit; chains
+ * start at items that follow nothing, and an item with discount 0 or episode_end ends its
+ * chain. Each chain is written as one demo: obs (one key "obs"), next_obs, actions (the stored
+ * chunk), rewards (the stored chunk reward) and dones (1 on a terminal last row). A file
  * exported this way re-imports to the same transitions with --chunk 1 --stack 1 --nstep 1
- * --no-cut and --gamma equal to the stored discount of non-terminal items; with items covering
- * s > 1 env steps (chunks, n-step) the chains are the s interleaved sub-sequences t, t+s, ...
- * of an episode. */
+ * --no-cut and --gamma equal to the stored discount of non-terminal items, except for what the
+ * importer (demo_transition_n) decides itself: a terminal item's next_obs becomes its obs
+ * (unused, discount 0), and the last row of a chain that ends on a non-terminal item (an
+ * "open end": its follower was never stored) becomes terminal. With items covering s > 1 env
+ * steps (chunks, n-step) the chains are the s interleaved sub-sequences t, t+s, ... of an
+ * episode. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,14 +136,24 @@ int ctl_import(rc_client *c, const ctl_args *a) {
     rc_writer_close(w[s]);
     rc_batch_free(&b[s]);
   }
+  /* Some but not all keys taken: not a repeated import of this file (that is all duplicates and
+   * harmless) but an overlap, e.g. another file from the same --seq-base, whose items are lost. */
+  if (code == CTL_OK && dups > 0 && inserted > 0)
+    fprintf(stderr, "ibrl-replayctl: import-demos: WARNING %llu of the %ld transitions of '%s' were not stored: their "
+                    "(actor, seq) keys were already taken by an earlier import from the same --seq-base (another file, "
+                    "or this one cut short) HINT: import each file with its own --seq-base, beyond the transitions "
+                    "imported before\n", (unsigned long long)dups, done, a->in);
   if (code == CTL_OK) {
-    if (a->json)
-      printf("{\"file\":\"%s\",\"episodes\":%d,\"transitions\":%ld,\"inserted\":%llu,\"duplicates\":%llu}\n", a->in,
-             set.n_episodes, done, (unsigned long long)inserted, (unsigned long long)dups);
-    else
+    if (a->json) {
+      printf("{\"file\":");
+      ctl_json_str(a->in);
+      printf(",\"episodes\":%d,\"transitions\":%ld,\"inserted\":%llu,\"duplicates\":%llu}\n", set.n_episodes,
+             done, (unsigned long long)inserted, (unsigned long long)dups);
+    } else {
       printf("imported %d episodes, %ld transitions from %s: %llu stored, %llu duplicates%s\n", set.n_episodes, done,
              a->in, (unsigned long long)inserted, (unsigned long long)dups,
              dups ? " (already imported? use --seq-base to import another file)" : "");
+    }
   }
   demo_set_free(&set);
   return code;
@@ -156,30 +176,18 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
   return h;
 }
 
-/* Hash of everything the shard sends back about an item. */
+/* Hash of an item's key (actor_id, seq): the shard stores one item per key and table. */
 static uint64_t row_hash(const rc_batch *b, int r) {
-  size_t od = (size_t)b->obs_dim, ad = (size_t)b->act_dim;
   uint64_t h = 0xcbf29ce484222325ull;
-  h = fnv(h, b->obs + r * od, od * sizeof(float));
-  h = fnv(h, b->next_obs + r * od, od * sizeof(float));
-  h = fnv(h, b->action + r * ad, ad * sizeof(float));
-  h = fnv(h, &b->reward[r], sizeof(float));
-  h = fnv(h, &b->discount[r], sizeof(float));
   h = fnv(h, &b->actor_id[r], sizeof(uint32_t));
-  h = fnv(h, &b->weight_version[r], sizeof(uint64_t));
-  return fnv(h, &b->proposer[r], 1);
+  return fnv(h, &b->seq[r], sizeof(uint64_t));
 }
 
 static int rows_equal(const rc_batch *x, int i, const rc_batch *y, int j) {
-  size_t od = (size_t)x->obs_dim, ad = (size_t)x->act_dim;
-  return !memcmp(x->obs + i * od, y->obs + j * od, od * sizeof(float)) &&
-         !memcmp(x->next_obs + i * od, y->next_obs + j * od, od * sizeof(float)) &&
-         !memcmp(x->action + i * ad, y->action + j * ad, ad * sizeof(float)) && x->reward[i] == y->reward[j] &&
-         x->discount[i] == y->discount[j] && x->actor_id[i] == y->actor_id[j] &&
-         x->weight_version[i] == y->weight_version[j] && x->proposer[i] == y->proposer[j];
+  return x->actor_id[i] == y->actor_id[j] && x->seq[i] == y->seq[j];
 }
 
-static void copy_row(rc_batch *dst, int d, const rc_batch *src, int r) {
+void ctl_batch_copy_row(rc_batch *dst, int d, const rc_batch *src, int r) {
   size_t od = (size_t)src->obs_dim, ad = (size_t)src->act_dim;
   memcpy(dst->obs + d * od, src->obs + r * od, od * sizeof(float));
   memcpy(dst->next_obs + d * od, src->next_obs + r * od, od * sizeof(float));
@@ -192,9 +200,10 @@ static void copy_row(rc_batch *dst, int d, const rc_batch *src, int r) {
   dst->seq[d] = src->seq[r];
   dst->episode_end[d] = src->episode_end[r];
   dst->episode_success[d] = src->episode_success[r];
+  dst->from_demo[d] = src->from_demo[r];
 }
 
-/* Adds row r of s to the pool unless an equal item is there. Returns 1 if added. */
+/* Adds row r of s to the pool unless an item with its key is there. Returns 1 if added. */
 static int pool_add(pool *p, const rc_batch *s, int r) {
   uint64_t h = row_hash(s, r);
   size_t m = p->kcap - 1;
@@ -207,50 +216,140 @@ static int pool_add(pool *p, const rc_batch *s, int r) {
   if (p->b.n == p->b.cap) {
     rc_batch nb;
     rc_batch_init(&nb, p->b.cap * 2, p->b.obs_dim, p->b.act_dim);
-    for (int i = 0; i < p->b.n; i++) copy_row(&nb, i, &p->b, i);
+    for (int i = 0; i < p->b.n; i++) ctl_batch_copy_row(&nb, i, &p->b, i);
     nb.n = p->b.n;
     rc_batch_free(&p->b);
     p->b = nb;
     p->hash = ib_xrealloc(p->hash, (size_t)p->b.cap * sizeof *p->hash);
   }
   int d = p->b.n++;
-  copy_row(&p->b, d, s, r);
+  ctl_batch_copy_row(&p->b, d, s, r);
   p->hash[d] = h;
   p->set[slot] = (uint32_t)d + 1;
   return 1;
 }
 
-/* Links each non-terminal item to an unclaimed item of the same actor whose obs equals its
- * next_obs (succ[i], or -1), so chains of transitions become episodes. */
+/* The batch whose rows `by_actor_seq` (qsort has no context argument) orders; set around the
+ * one qsort call in link_successors. */
+static const rc_batch *sort_batch;
+
+static int by_actor_seq(const void *x, const void *y) {
+  int i = *(const int *)x, j = *(const int *)y;
+  const rc_batch *b = sort_batch;
+  if (b->actor_id[i] != b->actor_id[j]) return b->actor_id[i] < b->actor_id[j] ? -1 : 1;
+  if (b->seq[i] != b->seq[j]) return b->seq[i] < b->seq[j] ? -1 : 1;
+  return 0;
+}
+
+static uint64_t obs_key_hash(const float *obs, size_t od, uint32_t actor) {
+  return fnv(fnv(0xcbf29ce484222325ull, obs, od * sizeof(float)), &actor, sizeof actor);
+}
+
+/* Links each non-terminal item to the item of the same actor that follows it (succ[i], or -1;
+ * pred the inverse), so chains of transitions become episodes. The follower has obs equal to
+ * the item's next_obs bit for bit and a larger seq (an actor sends an item only once its n-step
+ * window is complete, so the item n steps later always comes after it). Among several candidates
+ * (an agent standing still repeats its observation) the one with the smallest larger seq that
+ * is still free is taken, predecessors in seq order: that is the true order in time, so
+ * chains do not close into loops or end early. Groups of items with equal (actor, obs) are
+ * kept sorted by seq with a cursor each, which only moves forward: O(n log n) in all. */
 static void link_successors(int *succ, int *pred, const rc_batch *b) {
   int n = b->n;
   size_t od = (size_t)b->obs_dim;
+  int *order = ib_xmalloc((size_t)IB_MAX(n, 1) * sizeof *order);
+  for (int i = 0; i < n; i++) {
+    order[i] = i;
+    succ[i] = pred[i] = -1;
+  }
+  sort_batch = b;
+  qsort(order, (size_t)n, sizeof *order, by_actor_seq);
+  sort_batch = NULL;
+  /* Groups of equal (actor, obs): an open-addressing table of group ids + 1 over a representative
+   * row each, then the members of each group in seq order (CSR: start[g] .. start[g + 1]). */
   size_t kcap = 1;
   while (kcap < 2 * (size_t)n + 16) kcap <<= 1;
-  int *head = ib_xmalloc(kcap * sizeof *head), *next = ib_xmalloc((size_t)IB_MAX(n, 1) * sizeof *next);
-  for (size_t k = 0; k < kcap; k++) head[k] = -1;
-  for (int i = 0; i < n; i++) {
-    succ[i] = pred[i] = -1;
-    uint64_t h = fnv(fnv(0xcbf29ce484222325ull, b->obs + i * od, od * sizeof(float)), &b->actor_id[i], 4);
-    size_t k = (size_t)(h ^ (h >> 31)) & (kcap - 1);
-    next[i] = head[k];
-    head[k] = i;
-  }
-  for (int i = 0; i < n; i++) {
-    /* Terminal or the last step of its episode (the shard sends episode_end back): no successor,
-     * even when a reset observation happens to equal this next_obs. */
-    if (b->discount[i] == 0 || b->episode_end[i]) continue;
-    uint64_t h = fnv(fnv(0xcbf29ce484222325ull, b->next_obs + i * od, od * sizeof(float)), &b->actor_id[i], 4);
-    for (int j = head[(size_t)(h ^ (h >> 31)) & (kcap - 1)]; j >= 0; j = next[j]) {
-      if (j == i || pred[j] >= 0 || b->actor_id[j] != b->actor_id[i]) continue;
-      if (memcmp(b->obs + j * od, b->next_obs + i * od, od * sizeof(float)) != 0) continue;
-      succ[i] = j;
-      pred[j] = i;
+  int *slot = ib_xcalloc(kcap, sizeof *slot), *group = ib_xmalloc((size_t)IB_MAX(n, 1) * sizeof *group);
+  int *rep = ib_xmalloc((size_t)IB_MAX(n, 1) * sizeof *rep), *start = ib_xcalloc((size_t)n + 2, sizeof *start);
+  int ng = 0;
+  for (int k = 0; k < n; k++) {
+    int i = order[k];
+    uint64_t h = obs_key_hash(b->obs + i * od, od, b->actor_id[i]);
+    size_t q = (size_t)(h ^ (h >> 31)) & (kcap - 1);
+    for (;; q = (q + 1) & (kcap - 1)) {
+      int g = slot[q] - 1;
+      if (g < 0) {
+        g = ng++;
+        rep[g] = i;
+        slot[q] = g + 1;
+      } else if (b->actor_id[rep[g]] != b->actor_id[i] ||
+                 memcmp(b->obs + rep[g] * od, b->obs + i * od, od * sizeof(float)) != 0) {
+        continue; /* another group in this slot: probe on */
+      }
+      group[i] = g;
+      start[g + 1]++;
       break;
     }
   }
-  free(head);
-  free(next);
+  for (int g = 0; g < ng; g++) start[g + 1] += start[g];
+  int *member = ib_xmalloc((size_t)IB_MAX(n, 1) * sizeof *member);
+  int *fill = ib_xmalloc((size_t)IB_MAX(ng, 1) * sizeof *fill);
+  for (int g = 0; g < ng; g++) fill[g] = start[g];
+  for (int k = 0; k < n; k++) member[fill[group[order[k]]]++] = order[k]; /* in seq order */
+  int *cursor = fill; /* reused: the next candidate of each group */
+  for (int g = 0; g < ng; g++) cursor[g] = start[g];
+  for (int k = 0; k < n; k++) {
+    int i = order[k];
+    /* Terminal or the last step of its episode (the shard sends episode_end back): no successor,
+     * even when a reset observation happens to equal this next_obs. */
+    if (b->discount[i] == 0 || b->episode_end[i]) continue;
+    uint64_t h = obs_key_hash(b->next_obs + i * od, od, b->actor_id[i]);
+    size_t q = (size_t)(h ^ (h >> 31)) & (kcap - 1);
+    int g = -1;
+    for (; slot[q] != 0; q = (q + 1) & (kcap - 1)) {
+      int r = rep[slot[q] - 1];
+      if (b->actor_id[r] == b->actor_id[i] && !memcmp(b->obs + r * od, b->next_obs + i * od, od * sizeof(float))) {
+        g = slot[q] - 1;
+        break;
+      }
+    }
+    if (g < 0) continue;
+    while (cursor[g] < start[g + 1] && b->seq[member[cursor[g]]] <= b->seq[i]) cursor[g]++;
+    if (cursor[g] == start[g + 1]) continue;
+    int j = member[cursor[g]++];
+    succ[i] = j;
+    pred[j] = i;
+  }
+  free(order);
+  free(slot);
+  free(group);
+  free(rep);
+  free(start);
+  free(member);
+  free(fill);
+}
+
+/* Sums the size and the insert counter of the demo or online tables of every shard; returns
+ * IB_OK or the failed rc_info_get's status. */
+static int table_totals(uint64_t *total, uint64_t *inserted, int *od, int *ad, rc_client *c, int want_demo) {
+  int n_shards = rc_client_shard_count(c);
+  *total = *inserted = 0;
+  rc_shard_info *info = ib_xmalloc(sizeof *info);
+  for (int s = 0; s < n_shards; s++) {
+    int rc = rc_info_get(c, s, info);
+    if (rc != IB_OK) {
+      free(info);
+      return rc;
+    }
+    *od = info->obs_dim;
+    *ad = info->act_dim;
+    for (int t = 0; t < info->n_tables; t++)
+      if ((info->tables[t].kind == 0) == want_demo) {
+        *total += info->tables[t].size;
+        *inserted += info->tables[t].inserted;
+      }
+  }
+  free(info);
+  return IB_OK;
 }
 
 int ctl_export(rc_client *c, const ctl_args *a) {
@@ -265,21 +364,10 @@ int ctl_export(rc_client *c, const ctl_args *a) {
   }
   int want_demo = !strcmp(a->table, "demo");
   int n_shards = rc_client_shard_count(c);
-  uint64_t total = 0;
+  uint64_t total = 0, inserted0 = 0;
   int od = 0, ad = 0;
-  rc_shard_info *info = ib_xmalloc(sizeof *info);
-  for (int s = 0; s < n_shards; s++) {
-    int rc = rc_info_get(c, s, info);
-    if (rc != IB_OK) {
-      free(info);
-      return ctl_fail(rc, "export");
-    }
-    od = info->obs_dim;
-    ad = info->act_dim;
-    for (int t = 0; t < info->n_tables; t++)
-      if ((info->tables[t].kind == 0) == want_demo) total += info->tables[t].size;
-  }
-  free(info);
+  int rc0 = table_totals(&total, &inserted0, &od, &ad, c, want_demo);
+  if (rc0 != IB_OK) return ctl_fail(rc0, "export");
   if (total == 0) {
     fprintf(stderr, "ibrl-replayctl: export: the %s tables of the %d shard(s) are empty HINT: nothing to export\n",
             a->table, n_shards);
@@ -307,7 +395,15 @@ int ctl_export(rc_client *c, const ctl_args *a) {
   while ((uint64_t)p.b.n < total && draws < max_draws) {
     int rc = rc_sample(c, &s, bn, want_demo ? 1.0 : 0.0);
     if (rc != IB_OK) {
-      code = ctl_fail(rc, "export");
+      code = ctl_sample_fail(c, rc, "export");
+      break;
+    }
+    if (s.shards_skipped != 0) { /* its items can no longer be found: stop now, not after max_draws */
+      int k = 0;
+      while (!(s.shards_skipped >> k & 1)) k++;
+      fprintf(stderr, "ibrl-replayctl: export: shard %d (%s) went down during the export; nothing written HINT: "
+                      "check it with `ibrl-replayctl health` and export again\n", k, rc_client_target(c, k));
+      code = CTL_EUNREACH;
       break;
     }
     draws += s.n;
@@ -319,10 +415,24 @@ int ctl_export(rc_client *c, const ctl_args *a) {
     }
   }
   rc_batch_free(&s);
-  if (code == CTL_OK && (uint64_t)p.b.n < total)
-    fprintf(stderr, "ibrl-replayctl: export: WARNING only %d of %llu items found in %ld draws (identical items count "
-                    "once; or raise --max-draws)\n", p.b.n, (unsigned long long)total, draws);
-  int n = p.b.n, episodes = 0;
+  /* A live table: actors inserted while we sampled. The export still ends (it stops at `total`
+   * distinct items), but the file is no snapshot, which the user must hear about. */
+  uint64_t total1 = 0, inserted1 = inserted0, during = 0;
+  if (code == CTL_OK) {
+    int rc1 = table_totals(&total1, &inserted1, &od, &ad, c, want_demo);
+    if (rc1 != IB_OK) code = ctl_fail(rc1, "export");
+    during = inserted1 > inserted0 ? inserted1 - inserted0 : 0;
+    if (code == CTL_OK && during > 0)
+      fprintf(stderr, "ibrl-replayctl: export: WARNING the %s tables took %llu inserts while exporting, so the file "
+                      "mixes items from before and during the export (not a snapshot) HINT: stop the actors first for "
+                      "an exact copy\n", a->table, (unsigned long long)during);
+  }
+  int complete = (uint64_t)p.b.n >= total;
+  if (code == CTL_OK && !complete)
+    fprintf(stderr, "ibrl-replayctl: export: INCOMPLETE: only %d of %llu items found in %ld draws; the file holds "
+                    "those (exit 1) HINT: raise --max-draws (default 50 x size)\n", p.b.n, (unsigned long long)total,
+            draws);
+  int n = p.b.n, episodes = 0, open_ends = 0;
   if (code == CTL_OK) {
     int *succ = ib_xmalloc((size_t)n * sizeof *succ), *pred = ib_xmalloc((size_t)n * sizeof *pred);
     uint8_t *seen = ib_xcalloc((size_t)n, 1);
@@ -344,12 +454,15 @@ int ctl_export(rc_client *c, const ctl_args *a) {
         int T = 0, last = i;
         for (int j = i; j >= 0 && !seen[j]; j = succ[j]) {
           seen[j] = 1;
-          copy_row(&ep, T, &p.b, j);
+          ctl_batch_copy_row(&ep, T, &p.b, j);
           ep.episode_end[T] = 0;
           last = j;
           T++;
         }
         ep.episode_end[T - 1] = ep.discount[T - 1] == 0 || p.b.episode_end[last];
+        /* A chain that stops on a bootstrapping item (an open end): its follower is not in the
+         * table, e.g. the newest items of an actor. Imported, its last row becomes terminal. */
+        open_ends += !ep.episode_end[T - 1];
         rc = demo_writer_add(dw, ep.obs, ep.action, ep.reward, ep.episode_end, ep.next_obs, T);
         if (rc != IB_OK) {
           fprintf(stderr, "ibrl-replayctl: export: %s\n", ib_errmsg());
@@ -376,12 +489,17 @@ int ctl_export(rc_client *c, const ctl_args *a) {
   }
   if (code == CTL_OK) {
     if (a->json) {
-      printf("{\"table\":\"%s\",\"out\":\"%s\",\"items\":%d,\"table_size\":%llu,\"episodes\":%d,\"draws\":%ld}\n",
-             a->table, a->out, n, (unsigned long long)total, episodes, draws);
+      printf("{\"table\":\"%s\",\"out\":", a->table);
+      ctl_json_str(a->out);
+      printf(",\"items\":%d,\"table_size\":%llu,\"complete\":%s,\"inserts_during\":%llu,\"episodes\":%d,"
+             "\"open_ends\":%d,\"draws\":%ld}\n", n, (unsigned long long)total, complete ? "true" : "false",
+             (unsigned long long)during, episodes, open_ends, draws);
     } else {
-      printf("exported %d of %llu items of table '%s' as %d episodes to %s (%ld draws)\n", n,
-             (unsigned long long)total, a->table, episodes, a->out, draws);
+      printf("exported %d of %llu items of table '%s' as %d episodes (%d end on a non-terminal item) to %s "
+             "(%ld draws)%s\n", n, (unsigned long long)total, a->table, episodes, open_ends, a->out, draws,
+             complete ? "" : ": INCOMPLETE");
     }
+    if (!complete) code = CTL_ESERVER;
   }
   free(p.set);
   free(p.hash);

@@ -8,9 +8,13 @@
  * scripts can trust: 0 ok, 1 server error or unhealthy, 2 usage, 3 unreachable. Human output is
  * a table; --json prints one JSON document (watch: one per refresh, one line each).
  *
- * Rates (inserts/s, samples/s) are not kept by the server's Info reply, so `info` takes two
- * snapshots --rate-ms apart and `watch` differentiates consecutive refreshes. "bytes" is the
- * payload estimate size x (2 obs_dim + act_dim + 2) x 4 + 31 bytes of metadata per item. */
+ * Rates: Info carries the shard's own 10 s meters; `info` also takes two snapshots --rate-ms
+ * apart and `watch` differentiates consecutive refreshes, so the figure covers what the user
+ * watched. "bytes" is the payload estimate size x (2 obs_dim + act_dim + 2) x 4 + 31 bytes of
+ * metadata per item. A shard that is down never hides the others: info, watch, health,
+ * checkpoint and ratelimit report it per shard, sample draws from the rest; all then exit 3.
+ * A Sample held by the rate limiter looks like a timeout to the client library; sample and
+ * export tell it apart with an Info call (ctl_sample_fail). */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -18,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "ctl.h"
@@ -93,24 +98,34 @@ static const cmd_help cmds[] = {
      "info [--shard I] [--rate-ms MS]\n"
      "  Per shard and table: size, capacity, inserts/s, samples/s (measured over --rate-ms, default 500;\n"
      "  0 = skip; and the shard's own 10 s meters), totals, duplicates, payload bytes, preallocated bytes;\n"
-     "  the rate limiter (state, ratio, blocked time, timeouts); weight versions seen; recent episode\n"
-     "  success per actor; params version, size and age.\n"},
+     "  the rate limiter (state, ratio, time blocked summed over calls, timeouts); per actor: last seq,\n"
+     "  the newest weight version on its items, and the success of its recent episodes (the shard keeps\n"
+     "  each actor's last 32); params version, size and age.\n"},
     {"watch", f_watch,
      "watch [--shard I] [--interval S] [--count N]\n"
      "  `info` refreshed in place every --interval seconds (default 2), --count times (default 0 = until\n"
-     "  interrupted). With --json: one JSON document per line per refresh.\n"},
+     "  interrupted). Not on a terminal: one block per refresh after a '---- refresh N' line. With\n"
+     "  --json: one JSON document per line per refresh.\n"},
     {"sample", f_sample,
      "sample --n K [--demo-fraction F]\n"
-     "  Draws K transitions from all shards (in proportion to their sizes) and prints them. F in [0,1]\n"
-     "  takes round(K*F) from the demo tables; without it rows follow the total sizes.\n"},
+     "  Draws K (1..65536) transitions from all shards (in proportion to their sizes, in calls of at most\n"
+     "  1024 rows) and prints them. F in [0,1] takes round(K*F) from the demo tables; without it rows\n"
+     "  follow the total sizes. A shard that is down is left out (the rows come from the others): it is\n"
+     "  named on stderr (--json: shards_skipped) and the exit code is 3. A draw that the rate limiter\n"
+     "  holds past --deadline-ms (online size below min_size, or the ratio) is exit 1, with its numbers.\n"},
     {"export", f_export,
      "export --table demo|online --out F.hdf5 [--max-draws N]\n"
      "  Writes the table's items to a robomimic-style HDF5 file (obs key \"obs\", next_obs, actions =\n"
      "  the stored action chunk, rewards = the stored n-step reward, dones = terminal). The service has\n"
-     "  no scan call, so export samples repeatedly and keeps distinct items until it holds as many as the\n"
-     "  table (or N draws, default 50 x size); episodes are rebuilt by chaining each item to the one whose\n"
-     "  obs equals its next_obs (same actor); discount 0 ends an episode.\n"
-     "  Re-import an export with --chunk 1 --stack 1 --nstep 1 --no-cut to get the same transitions back.\n"},
+     "  no scan call, so export samples repeatedly and keeps distinct items (by actor and seq) until it\n"
+     "  holds as many as the table (or N draws, default 50 x size; fewer: INCOMPLETE, the file holds what\n"
+     "  was found, exit 1). Episodes are rebuilt by chaining each item to the next one in seq order of the\n"
+     "  same actor whose obs equals its next_obs; discount 0 ends an episode. Inserts during the export\n"
+     "  (actors running) are reported: the file is then no snapshot. Re-import an export with --chunk 1\n"
+     "  --stack 1 --nstep 1 --no-cut --gamma D (D = the discount of non-terminal items, e.g. 0.97029907\n"
+     "  for 0.99^3; `sample` shows it) to get the same transitions back, except that terminal items come\n"
+     "  back with next_obs = obs (unused: discount 0) and a chain that ends on a non-terminal item (its\n"
+     "  follower was never stored; counted as 'open ends') comes back terminal.\n"},
     {"import-demos", f_import,
      "import-demos F.hdf5 [--obs-keys a,b] [--chunk K] [--stack N] [--nstep M] [--gamma G] [--no-cut]\n"
      "                    [--seq-base S] [--shard I] [--max-episodes M]\n"
@@ -135,7 +150,8 @@ static const cmd_help cmds[] = {
      "health [--shard I]\n  grpc.health.v1 Check of every shard: exit 0 if all SERVING, 1 if one is not, 3 if unreachable.\n"},
     {"ratelimit", f_limit,
      "ratelimit get|pause|resume|set [--shard I] [--spi X] [--error-buffer X] [--min-size N]\n"
-     "  Reads or changes the rate limiter of each shard (pause it while preloading demos).\n"},
+     "  Reads or changes the rate limiter of each shard (pause it while preloading demos). set needs all\n"
+     "  three values and --spi > 0; to lift the ratio again, set a huge --error-buffer (e.g. 1e12).\n"},
     {NULL, NULL, NULL},
 };
 
@@ -152,7 +168,9 @@ static void usage(FILE *f) {
           "  --help             this text; `ibrl-replayctl <command> --help` for one command\n\n"
           "commands:\n");
   for (const cmd_help *c = cmds; c->name; c++) fprintf(f, "  %s", c->text);
-  fprintf(f, "\nexit codes: 0 ok, 1 server error or unhealthy, 2 usage, 3 unreachable\n");
+  fprintf(f, "\nexit codes: 0 ok, 1 server error (a refused token, a refused value) or unhealthy, 2 usage (flags,\n"
+             "arguments, a local file that is missing or unreadable), 3 a shard unreachable (info, watch, health,\n"
+             "checkpoint, ratelimit and sample still report or use the others)\n");
 }
 
 /* ---- parsing ---- */
@@ -212,7 +230,7 @@ static int parse_args(ctl_args *a, int argc, char **argv, const char **pos, int 
       case O_RATEMS: if (parse_long(name, optarg, 0, 600000, &a->rate_ms)) return -1; break;
       case O_INTERVAL: if (parse_double(name, optarg, 0.01, 3600, &a->interval_s)) return -1; break;
       case O_COUNT: if (parse_long(name, optarg, 0, 1L << 40, &a->count)) return -1; break;
-      case O_N: if (parse_long(name, optarg, 1, 1 << 20, &l)) return -1; a->n = (int)l; break;
+      case O_N: if (parse_long(name, optarg, 1, 1 << 16, &l)) return -1; a->n = (int)l; break;
       case O_FRAC: if (parse_double(name, optarg, 0, 1, &a->demo_fraction)) return -1; break;
       case O_TABLE: a->table = optarg; break;
       case O_OUT: a->out = optarg; break;
@@ -304,7 +322,7 @@ int ctl_fail(int rc, const char *what) {
 
 /* ---- output helpers ---- */
 
-static void json_str(const char *s) {
+void ctl_json_str(const char *s) {
   putchar('"');
   for (; *s; s++) {
     unsigned char ch = (unsigned char)*s;
@@ -346,10 +364,10 @@ static void print_info(const ctl_args *a, rc_client *c, const int *ok, const rc_
       if (!first) putchar(',');
       first = 0;
       printf("{\"shard\":%d,\"target\":", i);
-      json_str(rc_client_target(c, i));
+      ctl_json_str(rc_client_target(c, i));
       if (!ok[i]) {
         printf(",\"reachable\":%s,\"error\":", errs[i] == IB_EUNAVAIL || errs[i] == IB_ETIMEDOUT ? "false" : "true");
-        json_str(errmsg[i]);
+        ctl_json_str(errmsg[i]);
         putchar('}');
         continue;
       }
@@ -359,7 +377,7 @@ static void print_info(const ctl_args *a, rc_client *c, const int *ok, const rc_
       for (int t = 0; t < s->n_tables; t++) {
         const rc_table_info *ti = &s->tables[t];
         printf("%s{\"name\":", t ? "," : "");
-        json_str(ti->name);
+        ctl_json_str(ti->name);
         printf(",\"kind\":\"%s\",\"size\":%llu,\"capacity\":%llu,\"inserted\":%llu,\"sampled\":%llu,"
                "\"duplicates\":%llu,\"bytes\":%.0f",
                ti->kind == 0 ? "demo" : "online", (unsigned long long)ti->size, (unsigned long long)ti->capacity,
@@ -412,7 +430,7 @@ static void print_info(const ctl_args *a, rc_client *c, const int *ok, const rc_
       else
         printf("null,\"params_published_unix_ms\":null");
       printf(",\"checkpoints\":%llu,\"durability\":", (unsigned long long)s->checkpoints);
-      json_str(s->durability);
+      ctl_json_str(s->durability);
       putchar('}');
     }
     printf("]}\n");
@@ -454,12 +472,13 @@ static void print_info(const ctl_args *a, rc_client *c, const int *ok, const rc_
            (unsigned long long)l->inserts, (unsigned long long)l->samples, l->insert_blocked_s, l->sample_blocked_s,
            (unsigned long long)l->insert_timeouts, (unsigned long long)l->sample_timeouts);
     if (s->n_actors) {
-      printf("  %-10s %12s %9s %9s %8s %14s\n", "actor", "last_seq", "episodes", "successes", "success", "weight_ver");
+      printf("  %-10s %12s %11s %9s %8s %14s\n", "actor", "last_seq", "recent eps", "successes", "success",
+             "weight_ver");
       for (int k = 0; k < s->n_actors; k++) {
         const rc_actor_info *ai = &s->actors[k];
         char rate[16] = "-";
         if (ai->episodes) snprintf(rate, sizeof rate, "%.0f%%", 100.0 * ai->successes / ai->episodes);
-        printf("  %-10u %12llu %9u %9u %8s %14llu\n", ai->actor_id, (unsigned long long)ai->last_seq, ai->episodes,
+        printf("  %-10u %12llu %11u %9u %8s %14llu\n", ai->actor_id, (unsigned long long)ai->last_seq, ai->episodes,
                ai->successes, rate, (unsigned long long)ai->weight_version);
       }
     } else {
@@ -528,7 +547,11 @@ static int cmd_info(rc_client *c, const ctl_args *a, int watch) {
       int rates = have_prev;
       for (int i = 0; i < n; i++)
         if (ok[i] && !pok[i]) rates = 0;
-      if (!a->json) printf("\033[H\033[J"); /* clear the terminal and redraw */
+      /* Clear the terminal and redraw; into a pipe or file, a dated separator instead of escapes. */
+      if (!a->json && isatty(STDOUT_FILENO))
+        printf("\033[H\033[J");
+      else if (!a->json)
+        printf("---- refresh %ld (%.1f s)\n", k + 1, k > 0 ? t - tprev : 0.0);
       print_info(a, c, ok, cur, rates ? prev : NULL, t - tprev, errs, (const char(*)[512])errmsg);
       memcpy(prev, cur, (size_t)n * sizeof *cur);
       memcpy(pok, ok, sizeof ok);
@@ -542,23 +565,80 @@ static int cmd_info(rc_client *c, const ctl_args *a, int watch) {
   return code;
 }
 
+#define SAMPLE_CHUNK 1024 /* rows per Sample call of `sample` */
+
+int ctl_sample_fail(rc_client *c, int rc, const char *what) {
+  if (rc != IB_ETIMEDOUT && rc != IB_EUNAVAIL) return ctl_fail(rc, what);
+  char why[1024] = "";
+  size_t len = 0;
+  int up = 1;
+  rc_shard_info *info = ib_xcalloc(1, sizeof *info);
+  for (int i = 0; i < rc_client_shard_count(c) && up; i++) {
+    if (rc_info_get(c, i, info) != IB_OK) {
+      up = 0;
+      break;
+    }
+    uint64_t online = 0;
+    for (int t = 0; t < info->n_tables; t++)
+      if (info->tables[t].kind != 0) online += info->tables[t].size;
+    if (len < sizeof why)
+      len += (size_t)snprintf(why + len, sizeof why - len, "%sshard %d: online %llu, min_size %llu%s", i ? "; " : "",
+                              i, (unsigned long long)online, (unsigned long long)info->limiter.min_size,
+                              info->limiter.paused ? ", paused" : "");
+  }
+  free(info);
+  if (!up) return ctl_fail(rc, what);
+  fprintf(stderr, "ibrl-replayctl: %s: the shards answer, but Sample did not complete within the deadline: held by "
+                  "the rate limiter (%s) HINT: wait for actors to fill the online table to min_size, raise "
+                  "--deadline-ms, or lift the gate for a moment (`ibrl-replayctl ratelimit pause`, then `resume`)\n",
+          what, why);
+  return CTL_ESERVER;
+}
+
 static int cmd_sample(rc_client *c, const ctl_args *a) {
   if (a->n <= 0) {
     fprintf(stderr, "ibrl-replayctl: sample needs --n K (K >= 1)\n");
     return CTL_EUSAGE;
   }
-  rc_shard_info *info = ib_xmalloc(sizeof *info);
-  int rc = rc_info_get(c, 0, info);
+  /* The dims from the first shard that answers: one shard down must not stop the others. */
+  rc_shard_info *info = ib_xcalloc(1, sizeof *info);
+  int rc = IB_EUNAVAIL;
+  for (int i = 0; i < rc_client_shard_count(c) && rc != IB_OK; i++) rc = rc_info_get(c, i, info);
   int od = info->obs_dim, ad = info->act_dim;
   free(info);
   if (rc != IB_OK) return ctl_fail(rc, "sample");
-  rc_batch b;
+  /* K rows are drawn in calls of at most SAMPLE_CHUNK rows: a shard refuses batches above its
+   * --max-sample-batch (default 4096), and K may be larger. With --demo-fraction F each call
+   * asks for its share of round(K*F) exactly, so the total is what one call would give. */
+  rc_batch b, cb;
   rc_batch_init(&b, a->n, od, ad);
-  rc = rc_sample(c, &b, a->n, a->demo_fraction);
-  if (rc != IB_OK) {
-    rc_batch_free(&b);
-    return ctl_fail(rc, "sample");
+  rc_batch_init(&cb, IB_MIN(a->n, SAMPLE_CHUNK), od, ad);
+  long want_demo = a->demo_fraction >= 0 ? lround((double)a->n * a->demo_fraction) : 0;
+  long got_demo = 0;
+  uint64_t skipped = 0;
+  for (int done = 0; done < a->n;) {
+    int m = IB_MIN(a->n - done, SAMPLE_CHUNK);
+    double f = -1;
+    if (a->demo_fraction >= 0) {
+      long d = lround((double)(done + m) * a->demo_fraction) - lround((double)done * a->demo_fraction);
+      if (done + m == a->n) d = want_demo - got_demo;
+      f = (double)d / m;
+      got_demo += d;
+    }
+    rc = rc_sample(c, &cb, m, f);
+    if (rc != IB_OK) {
+      rc_batch_free(&b);
+      rc_batch_free(&cb);
+      return ctl_sample_fail(c, rc, "sample");
+    }
+    for (int r = 0; r < cb.n; r++) ctl_batch_copy_row(&b, b.n + r, &cb, r);
+    b.n += cb.n;
+    b.n_demo += cb.n_demo;
+    skipped |= cb.shards_skipped;
+    done += m;
   }
+  b.shards_skipped = skipped;
+  rc_batch_free(&cb);
   static const char *prop[] = {"il", "rl", "demo"};
   if (a->json) printf("{\"n\":%d,\"n_demo\":%d,\"obs_dim\":%d,\"act_dim\":%d,\"items\":[", b.n, b.n_demo, od, ad);
   for (int r = 0; r < b.n; r++) {
@@ -588,9 +668,23 @@ static int cmd_sample(rc_client *c, const ctl_args *a) {
       printf("%s\n", ad > 8 ? "..." : "");
     }
   }
-  if (a->json) printf("]}\n");
+  if (a->json) {
+    /* A shard that was down does not fail the call (the rows come from the others, as for a
+     * learner), but the user must know the draw is not over all shards: listed here, exit 3. */
+    printf("],\"shards_skipped\":[");
+    for (int i = 0, k = 0; i < rc_client_shard_count(c) && i < 64; i++)
+      if (b.shards_skipped >> i & 1) printf("%s%d", k++ ? "," : "", i);
+    printf("]}\n");
+  }
+  int code = CTL_OK;
+  for (int i = 0; i < rc_client_shard_count(c) && i < 64; i++)
+    if (b.shards_skipped >> i & 1) {
+      fprintf(stderr, "ibrl-replayctl: sample: shard %d (%s) was unreachable; the rows came from the other shards "
+                      "HINT: check it with `ibrl-replayctl health`\n", i, rc_client_target(c, i));
+      code = CTL_EUNREACH;
+    }
   rc_batch_free(&b);
-  return CTL_OK;
+  return code;
 }
 
 static int cmd_checkpoint(rc_client *c, const ctl_args *a) {
@@ -606,12 +700,12 @@ static int cmd_checkpoint(rc_client *c, const ctl_args *a) {
       if (e > code) code = e;
       if (a->json) {
         printf("%s{\"shard\":%d,\"ok\":false,\"error\":", first ? "" : ",", i);
-        json_str(ib_errmsg());
+        ctl_json_str(ib_errmsg());
         printf("}");
       }
     } else if (a->json) {
       printf("%s{\"shard\":%d,\"ok\":true,\"path\":", first ? "" : ",", i);
-      json_str(ci.path);
+      ctl_json_str(ci.path);
       printf(",\"items\":%llu,\"seconds\":%.3f}", (unsigned long long)ci.items, ci.seconds);
     } else {
       printf("shard %d  %s  checkpoint %s: %llu items in %.3f s\n", i, rc_client_target(c, i), ci.path,
@@ -709,11 +803,11 @@ static int cmd_health(rc_client *c, const ctl_args *a) {
     if (e > code) code = e;
     if (a->json) {
       printf("%s{\"shard\":%d,\"target\":", first ? "" : ",", i);
-      json_str(rc_client_target(c, i));
+      ctl_json_str(rc_client_target(c, i));
       printf(",\"status\":\"%s\"", state);
       if (rc != IB_OK) {
         printf(",\"error\":");
-        json_str(ib_errmsg());
+        ctl_json_str(ib_errmsg());
       }
       printf("}");
     } else {
@@ -756,10 +850,16 @@ static int cmd_ratelimit(rc_client *c, const ctl_args *a, const char *op_name) {
     if (rc != IB_OK) {
       int e = ctl_fail(rc, "ratelimit");
       if (e > code) code = e;
+      if (a->json) { /* every selected shard has an entry, as in checkpoint */
+        printf("%s{\"shard\":%d,\"ok\":false,\"error\":", first ? "" : ",", i);
+        ctl_json_str(ib_errmsg());
+        printf("}");
+        first = 0;
+      }
       continue;
     }
     if (a->json) {
-      printf("%s{\"shard\":%d,\"paused\":%s,\"samples_per_insert\":", first ? "" : ",", i,
+      printf("%s{\"shard\":%d,\"ok\":true,\"paused\":%s,\"samples_per_insert\":", first ? "" : ",", i,
              out.paused ? "true" : "false");
       json_num(out.samples_per_insert);
       printf(",\"error_buffer\":");
@@ -776,6 +876,24 @@ static int cmd_ratelimit(rc_client *c, const ctl_args *a, const char *op_name) {
   }
   if (a->json) printf("]}\n");
   return code;
+}
+
+/* A --tls-roots file that is readable but holds no PEM certificate: gRPC would only log that it
+ * loaded no roots and every shard would look unreachable (exit 3). Refuse it here as the usage
+ * error it is. A missing file is left to rc_client_open, which names it. Returns 0 or -1. */
+static int tls_roots_check(const char *path) {
+  if (path == NULL) return 0;
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return 0;
+  char buf[4096];
+  int found = 0;
+  while (!found && fgets(buf, sizeof buf, f) != NULL) found = strstr(buf, "-----BEGIN CERTIFICATE-----") != NULL;
+  fclose(f);
+  if (found) return 0;
+  fprintf(stderr, "ibrl-replayctl: --tls-roots '%s' holds no PEM certificate (no '-----BEGIN CERTIFICATE-----' line) "
+                  "HINT: pass the PEM file of the CA that signed the shards' certificate (ibrl-replay --tls-cert)\n",
+          path);
+  return -1;
 }
 
 int main(int argc, char **argv) {
@@ -798,6 +916,7 @@ int main(int argc, char **argv) {
   o.tls_roots = a.tls_roots;
   o.deadline_ms = a.deadline_ms;
   o.seed = 1;
+  if (tls_roots_check(a.tls_roots) != 0) return CTL_EUSAGE;
   rc_client *c = NULL;
   int rc = rc_client_open(&c, &o);
   if (rc != IB_OK) {

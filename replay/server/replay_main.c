@@ -10,6 +10,7 @@
  * sigtimedwait, waking every 100 ms to run the periodic checkpoint. On a signal it drains and
  * stops in the order of docs/grpc-core.md (rsrv_stop) and writes a final checkpoint. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <malloc.h>
@@ -18,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <grpc/grpc.h>
 
@@ -95,9 +98,9 @@ static void usage(FILE *f) {
           "  --help                 this text\n"
           "Runs until SIGTERM / SIGINT (then: drains, writes a final checkpoint with --ckpt-dir, exit 0).\n"
           "Exit codes: 0 stopped cleanly, 1 the final checkpoint failed, 2 bad flags or setup (a bad value\n"
-          "or variable, a non-loopback --bind without --token, a missing TLS file, a port in use, a\n"
-          "--ckpt-dir that is not a directory, a checkpoint that is truncated or of other dims); setup\n"
-          "is checked before the shard serves.\n");
+          "or variable, a non-loopback --bind without --token, a missing or non-PEM TLS file, a port in use, a\n"
+          "--ckpt-dir that is not a directory or not writable, a checkpoint that is corrupt, truncated or of\n"
+          "other dims); setup is checked before the shard serves.\n");
 }
 
 typedef struct args {
@@ -105,6 +108,44 @@ typedef struct args {
   int insecure;
   int have_obs, have_act;
 } args;
+
+/* Refuses a --ckpt-dir that exists but where no file can be created (read-only file system,
+ * permissions): otherwise the shard serves for hours and only its first checkpoint, often the
+ * final one at SIGTERM, fails. Creates and removes a probe file. A missing directory is left to
+ * rsrv_start, which creates it (and names the failure). Returns 0, or -1 after printing why. */
+static int ckpt_dir_probe(const char *dir) {
+  struct stat st;
+  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
+  char path[PATH_MAX];
+  if (snprintf(path, sizeof path, "%s/.ibrl-replay-probe.%ld", dir, (long)getpid()) >= (int)sizeof path) return 0;
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0) {
+    fprintf(stderr, "ibrl-replay: --ckpt-dir '%s' is not writable: cannot create a file in it (%s) HINT: give a "
+                    "directory this user can write to (mount it read-write, check its owner and mode)\n",
+            dir, strerror(errno));
+    return -1;
+  }
+  close(fd);
+  unlink(path);
+  return 0;
+}
+
+/* A --tls-cert / --tls-key that is readable but holds no PEM block of its kind: gRPC then fails
+ * to create the secure port and the only message is "cannot listen" (read as a port in use).
+ * Name the file instead. A missing file is left to rsrv_start, which names it. Returns 0 or -1. */
+static int pem_check(const char *flag, const char *path, const char *marker, const char *what) {
+  if (path == NULL) return 0;
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return 0;
+  char buf[4096];
+  int found = 0;
+  while (!found && fgets(buf, sizeof buf, f) != NULL) found = strstr(buf, marker) != NULL;
+  fclose(f);
+  if (found) return 0;
+  fprintf(stderr, "ibrl-replay: --%s '%s' holds no PEM %s (no line with '%s') HINT: give the PEM file of the "
+                  "shard's %s\n", flag, path, what, marker, what);
+  return -1;
+}
 
 static int parse_long(const char *flag, const char *v, long lo, long hi, long *out) {
   return cli_parse_long(out, "ibrl-replay", flag, v, lo, hi);
@@ -202,6 +243,10 @@ int main(int argc, char **argv) {
                     "the action chunk size k*a of the task\n");
     return 2;
   }
+  if (a.cfg.ckpt_dir != NULL && ckpt_dir_probe(a.cfg.ckpt_dir) != 0) return 2;
+  if (pem_check("tls-cert", a.cfg.tls_cert, "-----BEGIN CERTIFICATE-----", "certificate") != 0 ||
+      pem_check("tls-key", a.cfg.tls_key, "PRIVATE KEY-----", "private key") != 0)
+    return 2;
   log_set_role("replay", a.cfg.shard_index);
 
   /* Block the stop signals before any thread exists, so only sigtimedwait below sees them. */
@@ -224,6 +269,12 @@ int main(int argc, char **argv) {
     /* Nothing was served yet: every start failure (a setting, a TLS file, the port, the
      * checkpoint directory or a checkpoint that does not restore) is a setup error. */
     fprintf(stderr, "ibrl-replay: %s\n", ib_errmsg());
+    /* gRPC reports credentials it cannot use (a key that does not match the certificate) only
+     * as a port it could not add, which the message above reads as a port in use. */
+    if (a.cfg.tls_cert != NULL && strstr(ib_errmsg(), "cannot listen") != NULL)
+      fprintf(stderr, "ibrl-replay: with TLS this also means the credentials were refused HINT: check that --tls-key "
+                      "'%s' is the private key of --tls-cert '%s' (and the certificate is valid)\n", a.cfg.tls_key,
+              a.cfg.tls_cert);
     grpc_shutdown_blocking();
     return 2;
   }

@@ -5,7 +5,14 @@ Checks the exit codes scripts rely on (0 ok, 1 server error/unhealthy, 2 usage, 
 that every --json output parses and carries the right numbers, and the HDF5 round trip:
 a robomimic-style file written here with h5py -> import-demos -> export -> the exported episodes
 equal the transitions computed here from the file -> import of the export into a fresh shard ->
-export again gives the same transitions. Every child and command is bounded in time.
+export again gives the same transitions. Then the audit cases (each was red before its fix):
+export keys items by (actor, seq), not by content (two identical episodes are two), chains a
+standing-still agent's repeated observations in seq order (one episode, no open end), reports
+inserts made while it runs and exits 1 when incomplete; sample with a shard down exits 3 and
+names it; sample held by the rate limiter exits 1 and says so; sample --n above the shard's
+batch bound works; ratelimit --json lists a shard that failed; watch into a pipe writes no
+terminal escapes; a non-PEM --tls-roots is a usage error; import-demos warns when part of a
+file collides with earlier seqs. Every child and command is bounded in time.
 """
 import json
 import os
@@ -136,6 +143,133 @@ def read_export(path):
             dn = np.asarray(g["dones"])
             eps.append([(tuple(obs[t]), tuple(ac[t]), rw[t], int(dn[t]), tuple(nxt[t])) for t in range(len(rw))])
     return eps
+
+
+def audit_cases(tmp, procs):
+    """The replayctl audit's regression cases (see the module docstring)."""
+    srv, target = start_server()
+    procs.append(srv)
+    rng = np.random.default_rng(9)
+    # Two identical episodes: equal content, different seqs -> two items each.
+    T = 6
+    oa = rng.standard_normal((T, 2)).astype(np.float32)
+    ob = rng.standard_normal((T, 1)).astype(np.float32)
+    ac = rng.uniform(-1, 1, (T, 2)).astype(np.float32)
+    rw = np.zeros(T, dtype=np.float32)
+    twins = os.path.join(tmp, "twins.hdf5")
+    write_demos(twins, [(oa, ob, ac, rw), (oa, ob, ac, rw)])
+    imp = ["--stack", "1", "--chunk", "1", "--nstep", "1", "--gamma", "0.9", "--no-cut"]
+    code, doc, err = ctl_json("import-demos", twins, *imp, shards=target)
+    check(code == 0 and doc is not None and doc["inserted"] == 2 * T, "twins imported (%s)" % err.strip()[:200])
+    out = os.path.join(tmp, "twins_export.hdf5")
+    code, doc, err = ctl_json("export", "--table", "demo", "--out", out, shards=target)
+    check(code == 0 and doc is not None and doc["items"] == 2 * T and doc.get("complete") is True,
+          "export keeps items with equal content but their own seqs: %s of %d (%s)"
+          % (doc and doc.get("items"), 2 * T, err.strip()[:200]))
+
+    # An agent standing still for 30 steps: the observation repeats, so 29 items have obs ==
+    # next_obs. The rebuilt episode must follow seq order: one episode, equal to the file's
+    # (content chaining in pool order made 12 episodes with 11 open ends of this one).
+    srv2, target2 = start_server()
+    procs.append(srv2)
+    frames = [[0, 0, 0]] + [[1, 1, 1]] * 30 + [[2, 2, 2], [2, 2, 2], [3, 3, 3]]
+    fr = np.asarray(frames, dtype=np.float32)
+    T2 = len(frames)
+    st_a, st_b = fr[:, :2].copy(), fr[:, 2:].copy()
+    st_ac = rng.uniform(-1, 1, (T2, 2)).astype(np.float32)
+    st_rw = np.zeros(T2, dtype=np.float32)
+    st_rw[-1] = 1
+    still = os.path.join(tmp, "still.hdf5")
+    write_demos(still, [(st_a, st_b, st_ac, st_rw)])
+    code, doc, _ = ctl_json("import-demos", still, *imp, shards=target2)
+    check(code == 0 and doc["inserted"] == T2, "standing-still episode imported")
+    out2 = os.path.join(tmp, "still_export.hdf5")
+    code, doc, err = ctl_json("export", "--table", "demo", "--out", out2, shards=target2)
+    ref = [[(o, a, r, int(d == 0), n) for (o, a, r, d, n) in ep]
+           for ep in transitions_of([(st_a, st_b, st_ac, st_rw)], 0.9)]
+    got = read_export(out2) if code == 0 else []
+    check(code == 0 and doc.get("episodes") == 1 and doc.get("open_ends") == 0 and got == ref,
+          "repeated observations chain in seq order: 1 episode, 0 open ends, equal to the file "
+          "(got %s episodes, %s open ends; %s)" % (doc and doc.get("episodes"), doc and doc.get("open_ends"),
+                                                 err.strip()[:200]))
+
+    # Export of a table that keeps changing: it ends and says so (inserts counted while it ran).
+    srv3, target3 = start_server("--online-capacity", "3000")
+    procs.append(srv3)
+    feeder = subprocess.Popen([sys.executable, "-c", FEEDER, os.environ["IB_PY_GEN"], target3],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.time()
+        while time.time() - t0 < 20:  # until the feeder has filled the ring once
+            code, doc, _ = ctl_json("info", "--rate-ms", "0", shards=target3)
+            if code == 0 and {t["name"]: t["size"] for t in doc["shards"][0]["tables"]}["online"] >= 3000:
+                break
+            time.sleep(0.1)
+        code, doc, err = ctl_json("export", "--table", "online", "--out", os.path.join(tmp, "live.hdf5"),
+                                  shards=target3)
+        check(code == 0 and doc is not None and doc.get("inserts_during", 0) > 0 and "not a snapshot" in err,
+              "export of a live table ends and warns (inserts_during %s; %s)"
+              % (doc and doc.get("inserts_during"), err.strip()[:200]))
+    finally:
+        feeder.kill()
+        feeder.wait()
+    # --max-draws too small: INCOMPLETE, exit 1, the file holds what was found.
+    code, doc, err = ctl_json("export", "--table", "demo", "--out", os.path.join(tmp, "part.hdf5"), "--max-draws", "1",
+                              shards=target)
+    check(code == 1 and doc is not None and doc.get("complete") is False and "INCOMPLETE" in err,
+          "export cut short by --max-draws -> exit 1, complete false (%s)" % err.strip()[:200])
+
+    # sample: a shard down is named and gives exit 3; --n above the shard's bound of 4096 works.
+    code, doc, err = ctl_json("sample", "--n", "5", shards=target + ",127.0.0.1:1")
+    check(code == 3 and doc is not None and doc["n"] == 5 and doc.get("shards_skipped") == [1] and "shard 1" in err,
+          "sample with a shard down -> rows from the other, shards_skipped [1], exit 3 (got %d)" % code)
+    code, doc, _ = ctl_json("sample", "--n", "5000", "--demo-fraction", "1", shards=target)
+    check(code == 0 and doc is not None and doc["n"] == 5000 and doc["n_demo"] == 5000,
+          "sample --n 5000 from one shard (its bound is 4096 per call)")
+    code, doc, _ = ctl_json("ratelimit", "get", shards=target + ",127.0.0.1:1")
+    check(code == 3 and doc is not None and [x.get("ok") for x in doc["shards"]] == [True, False],
+          "ratelimit --json lists the shard that failed (ok false)")
+
+    # sample held by the rate limiter (online below --min-size) past the deadline: the shard is
+    # up, so exit 1 naming the limiter, not exit 3 "unreachable".
+    srv4, target4 = start_server("--min-size", "1000")
+    procs.append(srv4)
+    ctl("import-demos", twins, *imp, shards=target4)
+    code, _, err = ctl("--deadline-ms", "800", "sample", "--n", "2", shards=target4)
+    check(code == 1 and "rate limiter" in err and "min_size 1000" in err,
+          "sample held by the rate limiter -> exit 1 naming it (got %d: %s)" % (code, err.strip()[-200:]))
+
+    # --tls-roots that is not a PEM file: a usage error naming it, not "unreachable".
+    code, _, err = ctl("--tls-roots", twins, "health", shards=target)
+    check(code == 2 and "holds no PEM certificate" in err, "--tls-roots of a non-PEM file -> exit 2 (got %d)" % code)
+
+    # watch into a pipe: no terminal escapes, one marked block per refresh.
+    code, out, _ = ctl("watch", "--count", "2", "--interval", "0.2", shards=target)
+    check(code == 0 and "\033" not in out and out.count("---- refresh") == 2 and out.count("shard 0 ") == 2,
+          "watch into a pipe: 2 blocks, no ANSI escapes")
+
+    # import-demos of another file from the same --seq-base: part of it collides -> a warning.
+    other = os.path.join(tmp, "other.hdf5")
+    write_demos(other, [(oa + 1, ob, ac, rw), (oa + 2, ob, ac, rw), (oa + 3, ob, ac, rw)])
+    code, doc, err = ctl_json("import-demos", other, *imp, shards=target)
+    check(code == 0 and doc["duplicates"] == 2 * T and doc["inserted"] == T and "WARNING" in err
+          and "--seq-base" in err,
+          "import of another file over taken seqs warns and names --seq-base (%s)" % err.strip()[:200])
+
+
+# A child that inserts into the online table until killed (for the live-export case).
+FEEDER = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+import grpc, ibrl_pb2, ibrl_pb2_grpc
+st = ibrl_pb2_grpc.ReplayStub(grpc.insecure_channel(sys.argv[2]))
+seq = 0
+while True:
+    items = [ibrl_pb2.Item(obs=[float(seq + i)] * 3, action=[0.5, -0.5], reward=0.0, discount=0.9,
+                           next_obs=[float(seq + i + 1)] * 3, proposer=1, actor_id=3, seq=seq + i) for i in range(100)]
+    st.Insert(iter([ibrl_pb2.InsertRequest(table="online", items=items)]), timeout=5)
+    seq += 100
+"""
 
 
 def main():
@@ -341,6 +475,8 @@ def main():
         code, doc, err = ctl_json("checkpoint", "--token", "tok", shards=target3)
         check(code == 0 and doc["shards"][0]["ok"] is True and doc["shards"][0]["items"] == 0,
               "checkpoint with a directory -> exit 0 (%s)" % err.strip()[:200])
+
+        audit_cases(tmp, procs)
     finally:
         for p in procs:
             p.terminate()

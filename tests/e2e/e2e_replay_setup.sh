@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# e2e_replay_setup.sh: ibrl-replay and ibrl-replayctl as an operator meets them (the replay audit):
+# an existing --ckpt-dir where no file can be created is refused at start (exit 2, named, with a
+# HINT) instead of failing hours later at the first checkpoint (red before that fix: the shard
+# served and only its final checkpoint failed); a --tls-cert that is no PEM file is named (red
+# before: only "cannot listen", read as a port in use), and so is a key that does not match the
+# certificate (red before, same message); SIGTERM writes a final checkpoint that a
+# restart restores (sizes equal); a flipped byte in that checkpoint is refused (exit 2, CRC,
+# HINT). One small shard on 127.0.0.1, port 0; every wait is bounded.
+. "$(dirname "$0")/e2e_lib.sh"
+R=$B/ibrl-replay
+C=$B/ibrl-replayctl
+DIMS=(--obs-dim 37 --act-dim 2 --online-capacity 1000 --demo-capacity 2000)
+
+# ---- an unwritable --ckpt-dir (root ignores file modes: /proc/sys refuses new files to anyone) ----
+if [ "$(id -u)" -eq 0 ]; then
+  RO=/proc/sys
+else
+  RO=$W/ro
+  mkdir -p "$RO"
+  chmod 0555 "$RO"
+fi
+if [ -d "$RO" ]; then
+  expect_exit "an existing but unwritable --ckpt-dir is refused before serving" 2 \
+    "ckpt-dir '$RO' is not writable.*HINT" \
+    timeout 10 "$R" "${DIMS[@]}" --port 0 --ckpt-dir "$RO"
+else
+  echo "skip the unwritable --ckpt-dir case: no $RO"
+fi
+expect_exit "a --ckpt-dir that is a file is refused" 2 "is not a directory" \
+  timeout 10 "$R" "${DIMS[@]}" --port 0 --ckpt-dir "$SRC/README.md"
+# A TLS file that is not PEM: named (before: "cannot listen ... the port may be in use").
+expect_exit "a --tls-cert that is not PEM is named" 2 "tls-cert '$SRC/README.md' holds no PEM certificate.*HINT" \
+  timeout 10 "$R" "${DIMS[@]}" --port 0 --tls-cert "$SRC/README.md" --tls-key "$SRC/README.md"
+# A key that is not the certificate's: gRPC only says it could not add the port; the shard must
+# add that TLS credentials can be the cause (before: only "the port may be in use").
+if command -v openssl >/dev/null &&
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$W/k1.pem" -out "$W/c1.pem" -days 1 -subj /CN=localhost \
+    >/dev/null 2>&1 && openssl genpkey -algorithm RSA -out "$W/k2.pem" >/dev/null 2>&1; then
+  expect_exit "a --tls-key that does not match --tls-cert is named" 2 "is the private key of --tls-cert" \
+    timeout 10 "$R" "${DIMS[@]}" --port 0 --tls-cert "$W/c1.pem" --tls-key "$W/k2.pem"
+else
+  echo "skip the mismatched TLS key case: openssl could not make a test certificate"
+fi
+
+# ---- SIGTERM: final checkpoint, restored on restart ----
+"$B/ibrl-demos" generate --task nav2d --episodes 3 --noise 0.3 --seed 1 --out "$W/demos.hdf5" --quiet \
+  >"$IBC_LOGS/demos.log" 2>&1
+mkdir -p "$W/ck"
+ibc_replay r0 0 "${DIMS[@]}" --ckpt-dir "$W/ck"
+P=$IBC_ADDR
+timeout 60 "$C" --shards "$P" import-demos "$W/demos.hdf5" --stack 1 >"$IBC_LOGS/import.log" 2>&1
+demo_size() {
+  timeout 30 "$C" --shards "$1" --json info --rate-ms 0 | grep -o '"name":"demo","kind":"demo","size":[0-9]*' |
+    sed 's/.*://'
+}
+before=$(demo_size "$P")
+check "the demo table holds the imported steps (${before:-none})" test "${before:-0}" -gt 0
+p=$(ibc_pid r0)
+kill -TERM "$p"
+rc=0
+wait "$p" || rc=$?
+check "SIGTERM: exit 0 (got $rc)" test "$rc" -eq 0
+check "SIGTERM: the final checkpoint was written" grep -q "checkpoint .* items" "$IBC_LOGS/r0.log"
+ibc_replay r1 0 "${DIMS[@]}" --ckpt-dir "$W/ck"
+after=$(demo_size "$IBC_ADDR")
+check "restart restores the checkpoint (demo size $before -> ${after:-none})" test "${after:-x}" = "$before"
+ibc_stop r1
+
+# ---- a flipped byte in the checkpoint ----
+f=$W/ck/store.ckpt
+size=$(stat -c %s "$f")
+python3 -c 'import sys
+p, off = sys.argv[1], int(sys.argv[2])
+with open(p, "r+b") as f:
+    f.seek(off); b = f.read(1); f.seek(off); f.write(bytes([b[0] ^ 0x10]))' "$f" $((size / 2))
+expect_exit "a checkpoint with one flipped byte is refused, with a HINT" 2 "CRC-32.*HINT" \
+  timeout 10 "$R" "${DIMS[@]}" --port 0 --ckpt-dir "$W/ck"
