@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "demo_internal.h"
@@ -173,7 +174,14 @@ static int file_open_ro(hid_t *f, const char *path) {
   if (access(path, R_OK) != 0)
     return ib_fail(IB_EIO, "demo file '%s': %s (HINT: create one with `ibrl-demos generate --out %s`)", path,
                    strerror(errno), path);
-  if (H5Fis_hdf5(path) <= 0)
+  struct stat st;
+  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+    return ib_fail(IB_EIO, "demo file '%s' is %s, not a file (HINT: pass the .hdf5 file itself, e.g. %s/demos.hdf5)", path,
+                   S_ISDIR(st.st_mode) ? "a directory" : "a special file", path);
+  demo__quiet q = demo__quiet_on(); /* a non-HDF5 file is our message, not HDF5's error stack */
+  htri_t is_h5 = H5Fis_hdf5(path);
+  demo__quiet_off(q);
+  if (is_h5 <= 0)
     return ib_fail(IB_EIO, "demo file '%s' is not an HDF5 file (HINT: pass a robomimic-style .hdf5 written by `ibrl-demos "
                    "generate` or `ibrl-replayctl export`; a file cut short by a crash or a copy is not one either)", path);
   *f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);

@@ -1090,7 +1090,10 @@ static void plan_cancel(rc_client *c, sample_plan *p) {
 /* Waits for the calls of a started plan and decodes them into b (rows [0, p->n)). Returns
  * IB_OK, an IB_E* error, or 1 when a shard turned out to be down (its bit added to *down).
  * Every call is released either way. */
-static int plan_collect(rc_client *c, sample_plan *p, rc_batch *b, uint64_t *down) {
+/* Collects a started plan into b. A shard whose call failed as down is added to *down (and, when
+ * it timed out, to *timed_out: a shard whose rate limiter held the call to its deadline looks
+ * the same to a client as a slow one). Returns IB_OK, an IB_E* error, or 1 (a shard was down). */
+static int plan_collect(rc_client *c, sample_plan *p, rc_batch *b, uint64_t *down, uint64_t *timed_out) {
   b->n = 0;
   b->n_demo = 0;
   grpc_completion_queue *cq = p->cq;
@@ -1108,6 +1111,7 @@ static int plan_collect(rc_client *c, sample_plan *p, rc_batch *b, uint64_t *dow
         if (is_down(e)) {
           shard_mark_down(c, i);
           *down |= 1ull << i;
+          if (e == IB_ETIMEDOUT) *timed_out |= 1ull << i;
           rc = 1; /* collect the other calls, then try again without this shard */
         } else {
           rc = e;
@@ -1147,12 +1151,12 @@ static int plan_collect(rc_client *c, sample_plan *p, rc_batch *b, uint64_t *dow
 
 /* One attempt of rc_sample over the shards not in *down: IB_OK, an IB_E* error, or 1 when a
  * shard turned out to be down (the caller tries again without it). */
-static int sample_once(rc_client *c, rc_batch *b, int n, double demo_fraction, uint64_t *down) {
+static int sample_once(rc_client *c, rc_batch *b, int n, double demo_fraction, uint64_t *down, uint64_t *timed_out) {
   b->n = 0;
   b->n_demo = 0;
   sample_plan p; /* on the stack, as the calls were before: no allocation per sample */
   int rc = plan_start(c, &p, n, demo_fraction, down);
-  if (rc == IB_OK) rc = plan_collect(c, &p, b, down);
+  if (rc == IB_OK) rc = plan_collect(c, &p, b, down, timed_out);
   return rc;
 }
 
@@ -1184,18 +1188,24 @@ int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction) {
   b->shards_skipped = 0;
   int arc = sample_args_check(n, b->cap, demo_fraction);
   if (arc != IB_OK) return arc;
-  uint64_t down = down_now(c);
+  uint64_t down = down_now(c), down0 = down, timed_out = 0;
   uint64_t all = c->n == 64 ? ~0ull : (1ull << c->n) - 1;
   int rc = 1;
   char last[512] = "";
   /* Each retry has one more shard down, so this ends after at most n + 1 attempts. */
   while (rc == 1 && down != all) {
-    rc = sample_once(c, b, n, demo_fraction, &down);
+    rc = sample_once(c, b, n, demo_fraction, &down, &timed_out);
     if (rc == 1) snprintf(last, sizeof last, "%s", ib_errmsg());
   }
   if (rc == 1 || down == all) {
     b->n = 0;
     b->n_demo = 0;
+    /* Every shard tried here ran out of time (none refused the connection): that is how rate
+     * limiters holding the calls look (e.g. online tables below min_size), not unreachable shards. */
+    uint64_t tried = down & ~down0;
+    if (tried != 0 && (timed_out & tried) == tried)
+      return ib_fail(IB_ETIMEDOUT, "no replay shard of %d completed Sample within the deadline: rate limited or slow "
+                     "(last error: %s)", c->n, last);
     return ib_fail(IB_EUNAVAIL, "no replay shard of %d is reachable for Sample (last error: %s)", c->n, last);
   }
   if (rc == IB_OK) {
@@ -1260,7 +1270,8 @@ int rc_sampler_next(rc_sampler *s, rc_batch *b) {
    * this thread copies the current reply into b. */
   int k = s->cur, next = 1 - k;
   int next_ahead = sampler_start(s, next);
-  rc = plan_collect(s->c, &s->plans[k], b, &s->down[k]);
+  uint64_t timed_out = 0; /* a shard that failed here is redrawn without by rc_sample, which reports why */
+  rc = plan_collect(s->c, &s->plans[k], b, &s->down[k], &timed_out);
   s->cur = next;
   s->ahead = next_ahead;
   if (rc == 1) rc = rc_sample(s->c, b, s->n, s->demo_fraction); /* a shard went down: redraw now */

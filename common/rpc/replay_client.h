@@ -159,8 +159,10 @@ int rc_writer_close(rc_writer *w);
  * DEADLINE_EXCEEDED) is skipped: the rows are drawn from the live shards in proportion to their
  * sizes, b->shards_skipped has its bit set, a warning names it (once per outage), and it is left
  * out for 1 s before being probed again (every shard is probed when none is known to be up). b's dims must match the shards'. Errors: IB_EINVAL (bad
- * n or fraction, dims), IB_ESTATE (all tables of the live shards empty), IB_EUNAVAIL (no shard
- * reachable; the message carries the last shard's error), server errors; on error b->n = 0. */
+ * n or fraction, dims), IB_ESTATE (all tables of the live shards empty), IB_ETIMEDOUT (every
+ * shard tried ran out of time: rate limiters holding the calls, e.g. online tables below
+ * min_size, or slow shards), IB_EUNAVAIL (no shard reachable; the message carries the last
+ * shard's error), server errors; on error b->n = 0. */
 int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction);
 
 /* A prefetching sampler: rc_sample with one sample kept in flight ahead of the caller, so the

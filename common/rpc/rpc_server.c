@@ -485,8 +485,15 @@ int rpc_server_create(rpc_server **out, const rpc_server_opts *opts, const rpc_m
   srv->port = grpc_server_add_http2_port(srv->gs, addr, creds);
   grpc_server_credentials_release(creds);
   if (srv->port == 0) {
-    int e = ib_fail(IB_EIO, "cannot listen on %s HINT: the port may be in use or the address not local; "
-                    "use --port 0 to pick a free port", addr);
+    /* gRPC reports credentials it cannot use (a key that is not the certificate's) only as a port
+     * it could not add, so with TLS both causes are named. */
+    int e = opts->tls_cert_path != NULL
+                ? ib_fail(IB_EIO, "cannot listen on %s with TLS HINT: the port may be in use or the address not "
+                          "local (--port 0 picks a free port), or gRPC refused the certificate and key: check that "
+                          "the key '%s' is the private key of the certificate '%s'", addr, opts->tls_key_path,
+                          opts->tls_cert_path)
+                : ib_fail(IB_EIO, "cannot listen on %s HINT: the port may be in use or the address not local; "
+                          "use --port 0 to pick a free port", addr);
     /* Never started: destroy directly; no request was posted, so the CQs drain at once. */
     grpc_server_shutdown_and_notify(srv->gs, srv->cq, &srv->shutdown_tag);
     grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);

@@ -150,8 +150,9 @@ static const cmd_help cmds[] = {
      "health [--shard I]\n  grpc.health.v1 Check of every shard: exit 0 if all SERVING, 1 if one is not, 3 if unreachable.\n"},
     {"ratelimit", f_limit,
      "ratelimit get|pause|resume|set [--shard I] [--spi X] [--error-buffer X] [--min-size N]\n"
-     "  Reads or changes the rate limiter of each shard (pause it while preloading demos). set needs all\n"
-     "  three values and --spi > 0; to lift the ratio again, set a huge --error-buffer (e.g. 1e12).\n"},
+     "  Reads or changes the rate limiter of each shard (pause it while preloading demos). set needs\n"
+     "  --spi and --min-size, and --error-buffer unless --spi is 0, which lifts the ratio (the min-size\n"
+     "  gate stays), as ibrl-replay --samples-per-insert 0 does.\n"},
     {NULL, NULL, NULL},
 };
 
@@ -834,13 +835,14 @@ static int cmd_ratelimit(rc_client *c, const ctl_args *a, const char *op_name) {
     fprintf(stderr, "ibrl-replayctl: ratelimit '%s' is unknown; use get, pause, resume or set\n", op_name);
     return CTL_EUSAGE;
   }
-  if (op == RC_LIMIT_SET && (a->spi < 0 || a->error_buffer < 0 || a->min_size < 0)) {
-    fprintf(stderr, "ibrl-replayctl: ratelimit set needs --spi, --error-buffer and --min-size\n");
+  if (op == RC_LIMIT_SET && (a->spi < 0 || a->min_size < 0 || (a->spi > 0 && a->error_buffer < 0))) {
+    fprintf(stderr, "ibrl-replayctl: ratelimit set needs --spi and --min-size, and --error-buffer unless --spi is 0 "
+                    "(ratio off) HINT: e.g. ratelimit set --spi 256 --error-buffer 100000 --min-size 500\n");
     return CTL_EUSAGE;
   }
   rc_limiter_info set = {0}, out;
   set.samples_per_insert = a->spi;
-  set.error_buffer = a->error_buffer;
+  set.error_buffer = a->error_buffer < 0 ? 0 : a->error_buffer;
   set.min_size = (uint64_t)(a->min_size < 0 ? 0 : a->min_size);
   int code = CTL_OK, first = 1;
   if (a->json) printf("{\"shards\":[");

@@ -269,12 +269,6 @@ int main(int argc, char **argv) {
     /* Nothing was served yet: every start failure (a setting, a TLS file, the port, the
      * checkpoint directory or a checkpoint that does not restore) is a setup error. */
     fprintf(stderr, "ibrl-replay: %s\n", ib_errmsg());
-    /* gRPC reports credentials it cannot use (a key that does not match the certificate) only
-     * as a port it could not add, which the message above reads as a port in use. */
-    if (a.cfg.tls_cert != NULL && strstr(ib_errmsg(), "cannot listen") != NULL)
-      fprintf(stderr, "ibrl-replay: with TLS this also means the credentials were refused HINT: check that --tls-key "
-                      "'%s' is the private key of --tls-cert '%s' (and the certificate is valid)\n", a.cfg.tls_key,
-              a.cfg.tls_cert);
     grpc_shutdown_blocking();
     return 2;
   }

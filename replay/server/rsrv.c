@@ -558,7 +558,8 @@ static void limiter_info(rsrv *s, ibrl_RateLimitInfo *o) {
   rlim_info li;
   rlim_info_get(s->lim, &li);
   o->paused = li.cfg.paused;
-  o->samples_per_insert = li.cfg.samples_per_insert;
+  /* The ratio off (an unbounded band) reads as samples_per_insert 0, the value that sets it. */
+  o->samples_per_insert = isinf(li.cfg.error_buffer) ? 0 : li.cfg.samples_per_insert;
   o->error_buffer = li.cfg.error_buffer;
   o->min_size = li.cfg.min_size_to_sample;
   o->inserts = li.inserts;
@@ -653,15 +654,21 @@ static void h_ratelimit(void *ctx, rpc_call_info *info, const grpc_byte_buffer *
       rlim_info li;
       rlim_info_get(s->lim, &li);
       rlim_config c = li.cfg;
-      c.samples_per_insert = req.samples_per_insert;
-      c.error_buffer = req.error_buffer;
+      /* samples_per_insert 0 lifts the ratio (the min-size gate stays), as --samples-per-insert 0
+       * does at start: the limiter then runs with an unbounded band. */
+      int off = req.samples_per_insert == 0;
+      c.samples_per_insert = off ? 1.0 : req.samples_per_insert;
+      c.error_buffer = off ? INFINITY : req.error_buffer;
       c.min_size_to_sample = req.min_size;
       if (rlim_config_set(s->lim, &c) != IB_OK) {
         rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "RateLimit SET: %s", ib_errmsg());
         return;
       }
-      log_info("rate limiter set: spi %g error_buffer %g min_size %llu", c.samples_per_insert, c.error_buffer,
-               (unsigned long long)c.min_size_to_sample);
+      if (off)
+        log_info("rate limiter set: ratio off, min_size %llu", (unsigned long long)c.min_size_to_sample);
+      else
+        log_info("rate limiter set: spi %g error_buffer %g min_size %llu", c.samples_per_insert, c.error_buffer,
+                 (unsigned long long)c.min_size_to_sample);
       break;
     }
     default:

@@ -37,7 +37,7 @@ expect_exit "a --tls-cert that is not PEM is named" 2 "tls-cert '$SRC/README.md'
 if command -v openssl >/dev/null &&
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "$W/k1.pem" -out "$W/c1.pem" -days 1 -subj /CN=localhost \
     >/dev/null 2>&1 && openssl genpkey -algorithm RSA -out "$W/k2.pem" >/dev/null 2>&1; then
-  expect_exit "a --tls-key that does not match --tls-cert is named" 2 "is the private key of --tls-cert" \
+  expect_exit "a --tls-key that does not match --tls-cert is named" 2 "is the private key of the certificate" \
     timeout 10 "$R" "${DIMS[@]}" --port 0 --tls-cert "$W/c1.pem" --tls-key "$W/k2.pem"
 else
   echo "skip the mismatched TLS key case: openssl could not make a test certificate"

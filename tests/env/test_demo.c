@@ -347,6 +347,10 @@ static void test_bad_files(void) {
   TH_CHECK_EQ_INT(demo_load(&s, txt, NULL), IB_EIO);
   TH_CHECK_MSG(strstr(ib_errmsg(), "not an HDF5 file") != NULL && strstr(ib_errmsg(), "HINT") != NULL, "message: %s",
                ib_errmsg());
+  /* A directory: named as one (HDF5 itself printed an error stack and "not an HDF5 file"). */
+  TH_CHECK_EQ_INT(demo_load(&s, "/tmp", NULL), IB_EIO);
+  TH_CHECK_MSG(strstr(ib_errmsg(), "'/tmp' is a directory") != NULL && strstr(ib_errmsg(), "HINT") != NULL,
+               "message: %s", ib_errmsg());
 }
 
 static void test_writer_refuses_bad_data(void) {

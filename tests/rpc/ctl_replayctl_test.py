@@ -448,8 +448,16 @@ def main():
         check(code == 0 and doc["shards"][0]["paused"] is False, "ratelimit resume")
         check(ctl("ratelimit", "sideways", shards=target)[0] == 2, "ratelimit with an unknown op -> exit 2")
         check(ctl("ratelimit", "set", "--spi", "2", shards=target)[0] == 2, "ratelimit set without all values -> exit 2")
-        code, _, err = ctl("ratelimit", "set", "--spi", "0", "--error-buffer", "0", "--min-size", "0", shards=target)
+        code, _, err = ctl("ratelimit", "set", "--spi", "4", "--error-buffer", "0.5", "--min-size", "0", shards=target)
         check(code == 1 and "RateLimit" in err, "ratelimit set refused by the shard -> exit 1")
+        code, doc, _ = ctl_json("ratelimit", "set", "--spi", "4", "--error-buffer", "1000", "--min-size", "0",
+                                shards=target)
+        check(code == 0 and doc["shards"][0]["samples_per_insert"] == 4, "ratelimit set --spi 4")
+        # --spi 0 lifts the ratio again (no --error-buffer needed), as --samples-per-insert 0 at start.
+        code, doc, _ = ctl_json("ratelimit", "set", "--spi", "0", "--min-size", "0", shards=target)
+        check(code == 0 and doc["shards"][0]["samples_per_insert"] == 0, "ratelimit set --spi 0: ratio off (%s)" % doc)
+        code, out, _ = ctl("ratelimit", "get", shards=target)
+        check(code == 0 and "ratio off" in out, "ratelimit get after --spi 0: 'ratio off'")
         code, doc, _ = ctl_json("params", "--wait-ms", "200", shards=target)
         check(code == 0 and doc["newer_version"] == 0 and doc["waited_s"] >= 0.15, "params --wait-ms waits")
 

@@ -4,6 +4,7 @@
  * the failure paths (NaN items, wrong dims, bad shard lists, an unreachable shard, a missing
  * token). Every wait is bounded by the client's deadline. */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,13 +310,22 @@ static void test_control_calls(void) {
   set.min_size = 0;
   TH_CHECK_MSG(rc_ratelimit(c, 0, RC_LIMIT_SET, &set, &l) == IB_OK, "%s", ib_errmsg());
   TH_CHECK_NEAR(l.samples_per_insert, 4, 1e-9);
-  /* A ratio of 0 is refused by the shard, named, and changes nothing. */
-  set.samples_per_insert = 0;
-  set.error_buffer = 0;
+  /* A negative ratio is refused by the shard, named, and changes nothing. */
+  set.samples_per_insert = -1;
+  set.error_buffer = 1000;
   TH_CHECK_EQ_INT(rc_ratelimit(c, 0, RC_LIMIT_SET, &set, &l), IB_EINVAL);
   TH_CHECK_MSG(strstr(ib_errmsg(), "RateLimit") != NULL, "%s", ib_errmsg());
   TH_CHECK(rc_ratelimit(c, 0, RC_LIMIT_GET, NULL, &l) == IB_OK);
   TH_CHECK_NEAR(l.samples_per_insert, 4, 1e-9);
+  /* A ratio of 0 lifts it again, as --samples-per-insert 0 does at start: reported as 0 with an
+   * infinite band (the shard refused 0 before, so a ratio could not be lifted without a restart). */
+  set.samples_per_insert = 0;
+  set.error_buffer = 0;
+  TH_CHECK_MSG(rc_ratelimit(c, 0, RC_LIMIT_SET, &set, &l) == IB_OK, "%s", ib_errmsg());
+  TH_CHECK_NEAR(l.samples_per_insert, 0, 0);
+  TH_CHECK(isinf(l.error_buffer));
+  TH_CHECK(rc_ratelimit(c, 0, RC_LIMIT_GET, NULL, &l) == IB_OK);
+  TH_CHECK_NEAR(l.samples_per_insert, 0, 0);
   /* Back to a band too wide to block the other cases. */
   set.samples_per_insert = 1;
   set.error_buffer = 1e15;
@@ -382,6 +392,43 @@ static void test_unreachable_is_bounded(void) {
   pc_blob_free(&blob);
   rc_batch_free(&s);
   rc_client_close(c);
+}
+
+/* A Sample that the shard's rate limiter holds to the deadline (online table below --min-size)
+ * is IB_ETIMEDOUT naming the rate limit, not IB_EUNAVAIL "no shard reachable" (what it was: the
+ * timed-out shard was skipped as down, then none was left). */
+static void test_rate_limited_sample(void) {
+  static const char *const args[] = {"--obs-dim", "5", "--act-dim", "3", "--min-size", "1000", NULL};
+  rt_server ls;
+  int code;
+  if (rt_server_start(&ls, args, &code) != 0) {
+    TH_CHECK_MSG(0, "ibrl-replay --min-size 1000 did not start (exit %d)", code);
+    return;
+  }
+  rc_opts o = {0};
+  o.shards = ls.target;
+  o.deadline_ms = 400;
+  o.seed = 5;
+  rc_client *c = NULL;
+  TH_CHECK_MSG(rc_client_open(&c, &o) == IB_OK, "%s", ib_errmsg());
+  rc_batch b;
+  rc_batch_init(&b, 16, OD, AD);
+  if (c != NULL) {
+    rc_writer *w = NULL;
+    TH_CHECK(rc_writer_open(&w, c, "online", 3, 0, 0) == IB_OK);
+    fill_rows(&b, 3, 0, 16, RC_PROPOSER_RL);
+    TH_CHECK(rc_writer_write(w, &b) == IB_OK);
+    TH_CHECK_MSG(rc_writer_close(w) == IB_OK, "%s", ib_errmsg());
+    double t0 = ib_now_s();
+    int rc = rc_sample(c, &b, 8, -1);
+    TH_CHECK_MSG(rc == IB_ETIMEDOUT, "rc %d: %s", rc, ib_errmsg());
+    TH_CHECK_MSG(strstr(ib_errmsg(), "rate limited") != NULL, "%s", ib_errmsg());
+    TH_CHECK(ib_now_s() - t0 < 5);
+    TH_CHECK_EQ_INT(b.n, 0);
+    rc_client_close(c);
+  }
+  rc_batch_free(&b);
+  TH_CHECK_EQ_INT(rt_server_stop(&ls, SIGTERM), 0);
 }
 
 static void test_token(void) {
@@ -505,6 +552,7 @@ static const th_case cases[] = {
     {"control calls", test_control_calls},
     {"bad shard lists", test_bad_shard_lists},
     {"unreachable is bounded", test_unreachable_is_bounded},
+    {"a rate-limited sample is a timeout, not an unreachable shard", test_rate_limited_sample},
     {"token", test_token},
     {"tls", test_tls},
     {"zz stop server", test_zz_stop_server},
