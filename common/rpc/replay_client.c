@@ -44,6 +44,8 @@
  *   (the writer sends columns; Sample asks for them), so a batch is one copy per column each
  *   way; a reply of Items (a server that ignores the request flag) is decoded too. The shard
  *   must know InsertRequest.columns: an older shard would skip the field and store nothing.
+ * - rc_read asks one shard for one page of a table (Replay.Read) as columns and decodes the reply
+ *   with the SampleReply decoder (ReadReply keeps SampleReply's field numbers for the rows).
  * - Unary calls take a pluck queue from a small pool in the client instead of creating and
  *   draining one per call. */
 #include "replay_client.h"
@@ -585,6 +587,10 @@ int rc__decode_sample_reply(rc_batch *b, int demo_off, int n_demo_req, int onlin
     } else if (f >= 1 && f <= IC_REPLY_COLUMNS) {
       rc = ib_fail(IB_EPROTO, "%s: malformed SampleReply (field %u, wire type %d) HINT: incompatible server", who, f,
                    wt);
+    } else if ((f == ibrl_ReadReply_table_size_tag || f == ibrl_ReadReply_inserted_tag) && wt == 0) {
+      /* a ReadReply: its rows use SampleReply's field numbers, so this decoder reads both */
+      if (f == ibrl_ReadReply_table_size_tag) out->table_size = v;
+      else out->inserted = v;
     } /* else an unknown field: skipped */
   }
   out->n_items = n;
@@ -1294,6 +1300,48 @@ void rc_sampler_close(rc_sampler *s) {
   if (s == NULL) return;
   if (s->ahead) plan_cancel(s->c, &s->plans[s->cur]);
   free(s);
+}
+
+/* ---- read ---- */
+
+int rc_read(rc_client *c, int i, const char *table, uint64_t start, rc_batch *b, int n, uint64_t *table_size,
+            uint64_t *inserted) {
+  IB_CHECK(c != NULL && b != NULL);
+  b->n = 0;
+  if (i < 0 || i >= c->n)
+    return ib_fail(IB_EINVAL, "replay shard index %d is outside [0, %d) HINT: count the --shards list", i, c->n);
+  if (table == NULL) table = WIRE_TABLE_ONLINE;
+  ibrl_ReadRequest req = ibrl_ReadRequest_init_zero;
+  if (table[0] == '\0' || strlen(table) >= sizeof req.table)
+    return ib_fail(IB_EINVAL, "Read: table name '%s' is empty or longer than %zu characters HINT: \"demo\" or "
+                   "\"online\"", table, sizeof req.table - 1);
+  if (n < 1 || n > b->cap)
+    return ib_fail(IB_EINVAL, "Read: n %d is outside 1..%d (the batch's capacity) HINT: rc_batch_init with a larger "
+                   "cap, or read smaller pages", n, b->cap);
+  snprintf(req.table, sizeof req.table, "%s", table);
+  req.start = start;
+  req.count = (uint32_t)n;
+  req.columns = true; /* one copy per column, as rc_sample asks */
+  grpc_byte_buffer *qbb = NULL, *rbb = NULL;
+  int rc = wire_encode(&qbb, ibrl_ReadRequest_fields, &req);
+  if (rc != IB_OK) return rc;
+  rc = rc__unary(c, i, WIRE_PATH_READ, "Read", qbb, &rbb, -1);
+  grpc_byte_buffer_destroy(qbb);
+  if (rc != IB_OK) return rc;
+  char who[160];
+  snprintf(who, sizeof who, "replay shard %d (%s) Read of '%s' at %llu", i, c->sh[i].target, table,
+           (unsigned long long)start);
+  rc__reply_info ri;
+  rc = rc__decode_sample_reply(b, 0, n, 0, n, rbb, &ri, who);
+  grpc_byte_buffer_destroy(rbb);
+  if (rc != IB_OK) return rc;
+  b->n = ri.n_items;
+  b->n_demo = 0;
+  b->shards_skipped = 0;
+  memset(b->from_demo, 0, (size_t)b->n);
+  if (table_size) *table_size = ri.table_size;
+  if (inserted) *inserted = ri.inserted;
+  return IB_OK;
 }
 
 /* ---- info and control ---- */

@@ -185,6 +185,26 @@ int rc_sampler_next(rc_sampler *s, rc_batch *b);
 /* Cancels the prefetched sample and frees the sampler. Accepts NULL. */
 void rc_sampler_close(rc_sampler *s);
 
+/* ---- read (inspection: a paged scan of one table) ---- */
+
+/* Reads rows [start, start + n) of table `table` ("demo" or "online"; NULL = "online") of shard
+ * `shard` into rows [0, b->n) of b, in age order, oldest first (position 0 is the oldest row the
+ * table holds now), in one Read call. A page that reaches past the end of the table holds the rows
+ * up to it (b->n < n), and start equal to the table's size gives b->n = 0: the end. Every field of
+ * a row is the stored item's (as rc_sample fills them); from_demo is 0 and n_demo 0 (the caller
+ * knows the table). *table_size and *inserted (each may be NULL) receive the table's size and its
+ * total inserted count (Info's `inserted`) when the page was read: if *inserted differs between
+ * two pages, the table changed in between (appended rows, or a full FIFO ring whose rows moved
+ * towards the oldest position by that many: some missed, none repeated). The shard's rate
+ * limiter does not count or hold a Read, nor do its sample counters. n is 1..b->cap and at most
+ * the shard's max sample batch (4096 by default). Errors: IB_EINVAL (bad shard index, n, table
+ * name; and from the shard, INVALID_ARGUMENT: an unknown table, start beyond the table's size, n
+ * above its bound; UNAUTHENTICATED: a missing or wrong token), IB_EMISMATCH (b's dims differ
+ * from the shard's), IB_EUNAVAIL / IB_ETIMEDOUT (shard down or slow), IB_EPROTO (a shard
+ * without Read: UNIMPLEMENTED; a malformed reply); on error b->n = 0. Thread-safe. */
+int rc_read(rc_client *c, int shard, const char *table, uint64_t start, rc_batch *b, int n, uint64_t *table_size,
+            uint64_t *inserted);
+
 /* ---- info and control ---- */
 
 typedef struct rc_table_info {
@@ -275,10 +295,12 @@ typedef struct rc__reply_info {
   uint32_t n_demo, n_online;
   uint64_t demo_size, online_size;
   int n_items;
+  uint64_t table_size, inserted; /* ReadReply only (its fields 7 and 8; a SampleReply has neither) */
 } rc__reply_info;
 
-/* Parses SampleReply `bb` (borrowed) into b: item i goes to row demo_off + i for i < n_demo_req,
- * else online_off + (i - n_demo_req); at most max_items items. The rows may come as items, as
+/* Parses SampleReply `bb` (borrowed) into b (or a ReadReply: its rows use the same field numbers,
+ * and its table_size and inserted land in out): item i goes to row demo_off + i for
+ * i < n_demo_req, else online_off + (i - n_demo_req); at most max_items items. The rows may come as items, as
  * columns (what rc_sample asks for) or both (items first); n_items counts both. Returns IB_OK, IB_EPROTO
  * (malformed, too many items) or IB_EMISMATCH (array sizes differ from b's dims), with the
  * message starting with `who`. Rows written before an error hold partial data. */

@@ -30,6 +30,7 @@
 #define WIRE_PATH_INFO "/ibrl.Replay/Info"              /* InfoRequest -> InfoReply */
 #define WIRE_PATH_CHECKPOINT "/ibrl.Replay/Checkpoint"  /* CheckpointRequest -> CheckpointReply */
 #define WIRE_PATH_RATELIMIT "/ibrl.Replay/RateLimit"    /* RateLimitRequest -> RateLimitReply */
+#define WIRE_PATH_READ "/ibrl.Replay/Read"              /* ReadRequest -> ReadReply (a paged scan) */
 #define WIRE_PATH_PUBLISH "/ibrl.Params/Publish"        /* PublishRequest -> PublishReply */
 #define WIRE_PATH_GETIFNEWER "/ibrl.Params/GetIfNewer"  /* GetIfNewerRequest -> GetIfNewerReply */
 #define WIRE_PATH_HEALTH_CHECK "/grpc.health.v1.Health/Check"

@@ -13,8 +13,9 @@
  * watched. "bytes" is the payload estimate size x (2 obs_dim + act_dim + 2) x 4 + 31 bytes of
  * metadata per item. A shard that is down never hides the others: info, watch, health,
  * checkpoint and ratelimit report it per shard, sample draws from the rest; all then exit 3.
- * A Sample held by the rate limiter looks like a timeout to the client library; sample and
- * export tell it apart with an Info call (ctl_sample_fail). */
+ * A Sample held by the rate limiter looks like a timeout to the client library; sample tells it
+ * apart with an Info call (ctl_sample_fail). Export reads with Replay.Read, which the limiter
+ * never holds. */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -114,18 +115,22 @@ static const cmd_help cmds[] = {
      "  named on stderr (--json: shards_skipped) and the exit code is 3. A draw that the rate limiter\n"
      "  holds past --deadline-ms (online size below min_size, or the ratio) is exit 1, with its numbers.\n"},
     {"export", f_export,
-     "export --table demo|online --out F.hdf5 [--max-draws N]\n"
+     "export --table demo|online --out F.hdf5\n"
      "  Writes the table's items to a robomimic-style HDF5 file (obs key \"obs\", next_obs, actions =\n"
-     "  the stored action chunk, rewards = the stored n-step reward, dones = terminal). The service has\n"
-     "  no scan call, so export samples repeatedly and keeps distinct items (by actor and seq) until it\n"
-     "  holds as many as the table (or N draws, default 50 x size; fewer: INCOMPLETE, the file holds what\n"
-     "  was found, exit 1). Episodes are rebuilt by chaining each item to the next one in seq order of the\n"
-     "  same actor whose obs equals its next_obs; discount 0 ends an episode. Inserts during the export\n"
-     "  (actors running) are reported: the file is then no snapshot. Re-import an export with --chunk 1\n"
-     "  --stack 1 --nstep 1 --no-cut --gamma D (D = the discount of non-terminal items, e.g. 0.97029907\n"
-     "  for 0.99^3; `sample` shows it) to get the same transitions back, except that terminal items come\n"
-     "  back with next_obs = obs (unused: discount 0) and a chain that ends on a non-terminal item (its\n"
-     "  follower was never stored; counted as 'open ends') comes back terminal.\n"},
+     "  the stored action chunk, rewards = the stored n-step reward, dones = terminal). Each shard's table\n"
+     "  is read in one pass, oldest row first, in pages of 1024 rows (Replay.Read: not rate limited, not\n"
+     "  counted as samples), up to the size Info gave at the start: every row exactly once. Fewer items\n"
+     "  than that (a shard restored meanwhile): INCOMPLETE, the file holds what was read, exit 1. A shard\n"
+     "  that stops answering: exit 3, nothing written. Episodes are rebuilt by chaining each item to the\n"
+     "  next one in seq order of the same actor whose obs equals its next_obs; discount 0 ends an episode.\n"
+     "  Inserts during the export (actors running) are reported: the file is then no snapshot (in a full\n"
+     "  online ring, rows that moved behind the read position are missed and as many of the newest taken\n"
+     "  instead). --max-draws N, the draw cap of the former sampling export, is accepted and unused.\n"
+     "  Re-import an export with --chunk 1 --stack 1 --nstep 1 --no-cut --gamma D (D = the discount of\n"
+     "  non-terminal items, e.g. 0.97029907 for 0.99^3; `sample` shows it) to get the same transitions\n"
+     "  back, except that terminal items come back with next_obs = obs (unused: discount 0) and a chain\n"
+     "  that ends on a non-terminal item (its follower was never stored; counted as 'open ends') comes\n"
+     "  back terminal.\n"},
     {"import-demos", f_import,
      "import-demos F.hdf5 [--obs-keys a,b] [--chunk K] [--stack N] [--nstep M] [--gamma G] [--no-cut]\n"
      "                    [--seq-base S] [--shard I] [--max-episodes M]\n"

@@ -23,6 +23,8 @@
  *            store gathers straight into place (one copy from the table); otherwise the rows are
  *            sampled into the batch and encoded as Items in one exactly sized slice. Either way the
  *            rows carry seq and the episode flags, so learners and exporters get them.
+ *   Read     a paged scan of one table in age order (store_read) for tools such as export;
+ *            inspection: no rate limiter, not counted as samples.
  *   Params   keeps the latest blob under a mutex + condvar; GetIfNewer long-polls on the
  *            condvar up to min(wait_ms, the call deadline, max_block_ms).
  * Blocking: every wait holds a worker thread, so a counter admits at most threads-1 waiters;
@@ -552,6 +554,73 @@ static void h_sample(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req
   pthread_mutex_unlock(&s->mu);
 }
 
+/* ---- Read (inspection: a paged scan of one table) ---- */
+
+/* Encodes the page in `b` as a ReadReply in one exactly sized slice: the rows as ItemColumns or as
+ * Items (what the request asked for, the encodings of SampleReply), then table_size and inserted. */
+static grpc_byte_buffer *read_encode(const store_batch *b, int columns, uint64_t size, uint64_t inserted) {
+  ic_rows r = {b->obs_dim, b->act_dim, b->obs, b->action, b->next_obs, b->reward, b->discount, b->proposer,
+               b->episode_end, b->episode_success, b->actor_id, b->seq, b->weight_version};
+  size_t rows = columns ? ic_cols_len(IC_REPLY_COLUMNS, b->n, b->obs_dim, b->act_dim)
+                        : ic_items_len(&r, 0, b->n, IC_REPLY_ITEMS, NULL);
+  size_t total = rows + ic_varint_field_len(ibrl_ReadReply_table_size_tag, size) +
+                 ic_varint_field_len(ibrl_ReadReply_inserted_tag, inserted);
+  grpc_slice sl = grpc_slice_malloc(total);
+  uint8_t *p = GRPC_SLICE_START_PTR(sl);
+  if (columns) p = ic_cols_put(p, IC_REPLY_COLUMNS, &r, 0, b->n, NULL, NULL);
+  else p = ic_items_put(p, &r, 0, b->n, IC_REPLY_ITEMS, NULL);
+  p = ic_put_varint_field(p, ibrl_ReadReply_table_size_tag, size);
+  p = ic_put_varint_field(p, ibrl_ReadReply_inserted_tag, inserted);
+  IB_CHECK((size_t)(p - GRPC_SLICE_START_PTR(sl)) == total);
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+  grpc_slice_unref(sl);
+  return bb;
+}
+
+/* Read: rows [start, start + count) of one table in age order (store_read), for tools that
+ * copy a table (ibrl-replayctl export). It is inspection, not training traffic: the rate limiter
+ * neither counts nor holds it, and the store leaves it out of the sample counters (Info's
+ * sampled and samples_per_s). It borrows a sampling slot for its batch; the page is copied
+ * once more into the reply (unlike Sample's columns, whose row count is known before the lock
+ * is taken: a page's is not), which an inspection call can afford. */
+static void h_read(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
+  (void)info;
+  rsrv *s = ctx;
+  if (not_ready(s, rep, "Read")) return;
+  ibrl_ReadRequest req = ibrl_ReadRequest_init_zero;
+  if (wire_decode(&req, ibrl_ReadRequest_fields, req_bb, "ReadRequest") != IB_OK) {
+    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
+    return;
+  }
+  if (req.count == 0 || req.count > s->cfg.max_sample_batch) {
+    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Read: count %u out of range HINT: use 1..%u (the server's "
+                   "max sample batch) and page with start", req.count, s->cfg.max_sample_batch);
+    return;
+  }
+  const char *table = req.table[0] == '\0' ? WIRE_TABLE_ONLINE : req.table;
+  int t = store_table_find(s->st, table);
+  if (t < 0) {
+    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Read: table: %s", ib_errmsg());
+    return;
+  }
+  pthread_mutex_lock(&s->mu);
+  sample_slot *slot = s->free_slots;
+  if (slot != NULL) s->free_slots = slot->next;
+  pthread_mutex_unlock(&s->mu);
+  if (slot == NULL) { /* more concurrent calls than workers cannot happen; be safe anyway */
+    rpc_reply_fail(rep, GRPC_STATUS_RESOURCE_EXHAUSTED, "Read: no slot free HINT: retry");
+    return;
+  }
+  uint64_t size = 0, inserted = 0;
+  int rc = store_read(s->st, t, req.start, req.count, &slot->batch, NULL, &size, &inserted);
+  if (rc != IB_OK) rpc_reply_fail(rep, status_of(rc), "Read: %s", ib_errmsg());
+  else rep->bb = read_encode(&slot->batch, req.columns, size, inserted);
+  pthread_mutex_lock(&s->mu);
+  slot->next = s->free_slots;
+  s->free_slots = slot;
+  pthread_mutex_unlock(&s->mu);
+}
+
 /* ---- Info, RateLimit, Checkpoint ---- */
 
 static void limiter_info(rsrv *s, ibrl_RateLimitInfo *o) {
@@ -947,6 +1016,7 @@ int rsrv_start(rsrv **out, const rsrv_config *cfg, int insecure) {
       {WIRE_PATH_INFO, RPC_UNARY, h_info, NULL, s},
       {WIRE_PATH_CHECKPOINT, RPC_UNARY, h_checkpoint, NULL, s},
       {WIRE_PATH_RATELIMIT, RPC_UNARY, h_ratelimit, NULL, s},
+      {WIRE_PATH_READ, RPC_UNARY, h_read, NULL, s},
       {WIRE_PATH_PUBLISH, RPC_UNARY, h_publish, NULL, s},
       {WIRE_PATH_GETIFNEWER, RPC_UNARY, h_getifnewer, NULL, s},
   };

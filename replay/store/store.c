@@ -28,7 +28,10 @@
  *    meters have their own mutex because samplers only hold the read lock.
  *  - store_insert_prechecked is store_insert without the NaN/Inf scan, for the replay server,
  *    which checks while it decodes; on that path item floats are read with memcpy only, since
- *    they may point (unaligned) into a received message. */
+ *    they may point (unaligned) into a received message.
+ *  - store_read (a paged scan for inspection, e.g. an export) computes the slots of positions
+ *    [start, start + n) counted from the oldest row and runs the sampling gather over them, under
+ *    the one table's read lock; it leaves the sample counter and meters alone. */
 #include "store_impl.h"
 
 #include <math.h>
@@ -967,6 +970,57 @@ static int sample_impl(store *s, rng *r, uint32_t n, double demo_fraction, store
     meter_add(&L->m_sample, now, n - k);
     pthread_mutex_unlock(&L->stat_mu);
   }
+  return IB_OK;
+}
+
+/* ---- read ---- */
+
+int store_read(store *s, int t, uint64_t start, uint32_t n, store_batch *out, const store_cols *cols,
+               uint64_t *size, uint64_t *inserted) {
+  IB_CHECK(s != NULL && out != NULL && t >= 0 && t < s->ntables);
+  store__table *tb = &s->tables[t];
+  if (n == 0) return ib_fail(IB_EINVAL, "read of table '%s': count 0 (HINT: ask for at least one row)", tb->spec.name);
+  if (n > out->cap)
+    return ib_fail(IB_EINVAL,
+                   "read of table '%s': count %u is above the batch buffer's capacity %u (HINT: "
+                   "store_batch_init with a larger cap)",
+                   tb->spec.name, n, out->cap);
+  if (out->obs_dim != tb->spec.obs_dim || out->act_dim != tb->spec.act_dim)
+    return ib_fail(IB_EMISMATCH,
+                   "read of table '%s': batch buffer is for obs_dim %d act_dim %d but the table "
+                   "holds obs_dim %d act_dim %d",
+                   tb->spec.name, out->obs_dim, out->act_dim, tb->spec.obs_dim, tb->spec.act_dim);
+  IB_CHECK(pthread_rwlock_rdlock(&tb->lock) == 0);
+  uint64_t sz = tb->size, ins = tb->total_inserts, cap = tb->spec.capacity;
+  if (start > sz) {
+    pthread_rwlock_unlock(&tb->lock);
+    return ib_fail(IB_EINVAL,
+                   "read of table '%s': start %llu is beyond the table's size %llu (HINT: positions "
+                   "count from the oldest row, 0 .. size; the table may have been restored smaller)",
+                   tb->spec.name, (unsigned long long)start, (unsigned long long)sz);
+  }
+  uint32_t k = (uint32_t)IB_MIN((uint64_t)n, sz - start);
+  /* The ring writes slot `head` next, so the oldest of the `sz` rows sits `sz` slots behind it
+   * (slot 0 until the ring first wraps, when head == size). */
+  uint64_t slot = (tb->head + cap - sz + start) % cap;
+  for (uint32_t i = 0; i < k; i++) {
+    out->slot[i] = slot;
+    slot = slot + 1 == cap ? 0 : slot + 1;
+  }
+  bool demo = tb->spec.kind == STORE_DEMO;
+  if (k > 0) {
+    if (cols != NULL) gather_cols(tb, out, cols, 0, k, demo);
+    else gather(tb, out, 0, k, demo);
+  }
+  pthread_rwlock_unlock(&tb->lock);
+  out->n = k;
+  out->n_demo = demo ? k : 0;
+  out->n_online = demo ? 0 : k;
+  out->fallback = STORE_FALLBACK_NONE;
+  out->demo_size = demo ? sz : 0;
+  out->online_size = demo ? 0 : sz;
+  if (size) *size = sz;
+  if (inserted) *inserted = ins;
   return IB_OK;
 }
 

@@ -46,9 +46,10 @@
  * Thread safety: a store is thread-safe. Each table has a writer-preferring rwlock: store_insert
  * takes it for writing, store_sample and the info calls take it for reading (sampling holds both
  * tables' read locks while it copies the rows into the caller's batch, so no pointer into the
- * store ever escapes and the sizes it reports match the rows). The sample counter and the rate
- * meters have their own small mutex per table. store_create and store_destroy are not
- * thread-safe with respect to other calls on the same store. */
+ * store ever escapes and the sizes it reports match the rows; store_read holds one table's read
+ * lock while it copies a page). The sample counter and the rate meters have their own small
+ * mutex per table. store_create and store_destroy are not thread-safe with respect to other
+ * calls on the same store. */
 #ifndef IB_STORE_H
 #define IB_STORE_H
 
@@ -276,6 +277,26 @@ typedef struct store_cols {
  * sizes (and must have cap >= n and the tables' dims); its other arrays are not touched. Same
  * errors; on error nothing is written to cols. Thread-safe. */
 int store_sample_cols(store *s, rng *r, uint32_t n, double demo_fraction, store_batch *out, const store_cols *cols);
+
+/* ---- read (inspection: a paged scan in age order) ---- */
+
+/* Copies rows [start, start + n) of table t (0 <= t < store_table_count, else a bug) in age
+ * order, oldest first (position 0 is the oldest row stored now; a FIFO ring that has wrapped
+ * starts at its head), into `out`, with the same values and metadata as sampling: into out's row
+ * arrays when `cols` is NULL, else into `cols` (borrowed, room for n rows; out's row arrays are
+ * then not touched). A page that reaches past the end stops there: out->n = min(n, size - start),
+ * which is 0 when start == size (the end of the table). out->slot receives each row's table slot,
+ * out->from_demo the table's kind, out->n_demo / n_online the rows by kind, out->demo_size or
+ * online_size the table's size (the other one 0), out->fallback NONE. *size (may be NULL)
+ * receives the table's size and *inserted (may be NULL) its total_inserts when the page was read,
+ * both under the same lock as the rows: if *inserted differs between two pages, the table changed
+ * between them (rows appended, or in a full ring every row moved that many positions towards 0).
+ * Rows are read under the table's read lock only; a read is inspection: it counts in neither
+ * total_samples nor samples_per_s. Errors: IB_EINVAL if n == 0, n > out->cap, or start is beyond
+ * the table's size (the message names the table, start and size); IB_EMISMATCH if out's dims
+ * differ from the table's. On error nothing is written. Thread-safe. */
+int store_read(store *s, int t, uint64_t start, uint32_t n, store_batch *out, const store_cols *cols,
+               uint64_t *size, uint64_t *inserted);
 
 /* ---- statistics ---- */
 

@@ -7,8 +7,9 @@ a robomimic-style file written here with h5py -> import-demos -> export -> the e
 equal the transitions computed here from the file -> import of the export into a fresh shard ->
 export again gives the same transitions. Then the audit cases (each was red before its fix):
 export keys items by (actor, seq), not by content (two identical episodes are two), chains a
-standing-still agent's repeated observations in seq order (one episode, no open end), reports
-inserts made while it runs and exits 1 when incomplete; sample with a shard down exits 3 and
+standing-still agent's repeated observations in seq order (one episode, no open end), reads each
+table in one exact pass (Replay.Read: every row once, not counted as sampling, --max-draws
+accepted and unused), reports inserts made while it runs, exits 3 with a shard down; sample with a shard down exits 3 and
 names it; sample held by the rate limiter exits 1 and says so; sample --n above the shard's
 batch bound works; ratelimit --json lists a shard that failed; watch into a pipe writes no
 terminal escapes; a non-PEM --tls-roots is a usage error; import-demos warns when part of a
@@ -193,31 +194,47 @@ def audit_cases(tmp, procs):
           "(got %s episodes, %s open ends; %s)" % (doc and doc.get("episodes"), doc and doc.get("open_ends"),
                                                  err.strip()[:200]))
 
-    # Export of a table that keeps changing: it ends and says so (inserts counted while it ran).
-    srv3, target3 = start_server("--online-capacity", "3000")
+    # Export of a table that keeps changing (a full ring, the feeder inserting): it ends, reads
+    # each position once (items = the ring's size, no row twice) and says the file is no snapshot.
+    # One export of 12 pages can fall between two of the feeder's inserts: up to 3 tries.
+    srv3, target3 = start_server("--online-capacity", "12000")
     procs.append(srv3)
     feeder = subprocess.Popen([sys.executable, "-c", FEEDER, os.environ["IB_PY_GEN"], target3],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         t0 = time.time()
-        while time.time() - t0 < 20:  # until the feeder has filled the ring once
+        while time.time() - t0 < 30:  # until the feeder has filled the ring once
             code, doc, _ = ctl_json("info", "--rate-ms", "0", shards=target3)
-            if code == 0 and {t["name"]: t["size"] for t in doc["shards"][0]["tables"]}["online"] >= 3000:
+            if code == 0 and {t["name"]: t["size"] for t in doc["shards"][0]["tables"]}["online"] >= 12000:
                 break
             time.sleep(0.1)
-        code, doc, err = ctl_json("export", "--table", "online", "--out", os.path.join(tmp, "live.hdf5"),
-                                  shards=target3)
-        check(code == 0 and doc is not None and doc.get("inserts_during", 0) > 0 and "not a snapshot" in err,
-              "export of a live table ends and warns (inserts_during %s; %s)"
-              % (doc and doc.get("inserts_during"), err.strip()[:200]))
+        for _ in range(3):
+            code, doc, err = ctl_json("export", "--table", "online", "--out", os.path.join(tmp, "live.hdf5"),
+                                      shards=target3)
+            if doc is None or doc.get("inserts_during", 0) > 0:
+                break
+        check(code == 0 and doc is not None and doc.get("inserts_during", 0) > 0 and "not a snapshot" in err
+              and doc.get("items") == 12000 and doc.get("repeats") == 0 and doc.get("complete") is True,
+              "export of a live table ends, reads 12000 distinct rows and warns (inserts_during %s, items %s; %s)"
+              % (doc and doc.get("inserts_during"), doc and doc.get("items"), err.strip()[:200]))
     finally:
         feeder.kill()
         feeder.wait()
-    # --max-draws too small: INCOMPLETE, exit 1, the file holds what was found.
+    # --max-draws (the former sampling export's cap) is accepted and unused: the export is exact,
+    # one pass (every row read once, none twice), not rate limited and not counted as sampling.
     code, doc, err = ctl_json("export", "--table", "demo", "--out", os.path.join(tmp, "part.hdf5"), "--max-draws", "1",
                               shards=target)
-    check(code == 1 and doc is not None and doc.get("complete") is False and "INCOMPLETE" in err,
-          "export cut short by --max-draws -> exit 1, complete false (%s)" % err.strip()[:200])
+    check(code == 0 and doc is not None and doc.get("complete") is True and doc["items"] == 2 * T
+          and doc.get("rows_read") == 2 * T and doc.get("repeats") == 0 and doc.get("pages") == 1,
+          "export with --max-draws 1: exact, one page of %d rows (%s)" % (2 * T, err.strip()[:200]))
+    code, doc, _ = ctl_json("info", "--rate-ms", "0", shards=target)
+    check(code == 0 and all(t["sampled"] == 0 for t in doc["shards"][0]["tables"]),
+          "exports are not counted as samples")
+    # A shard that is down: exit 3, nothing written.
+    code, _, err = ctl("export", "--table", "demo", "--out", os.path.join(tmp, "down.hdf5"),
+                       shards=target + ",127.0.0.1:1")
+    check(code == 3 and not os.path.exists(os.path.join(tmp, "down.hdf5")),
+          "export with a shard down -> exit 3, no file (got %d: %s)" % (code, err.strip()[:200]))
 
     # sample: a shard down is named and gives exit 3; --n above the shard's bound of 4096 works.
     code, doc, err = ctl_json("sample", "--n", "5", shards=target + ",127.0.0.1:1")

@@ -2,13 +2,14 @@
 
 Starts ibrl-replay on 127.0.0.1 with port 0, reads the bound port from its stdout, then with the
 stubs generated from proto/ibrl.proto at build time: streams inserts, samples at a fixed demo
-fraction, reads Info, checks the standard health protocol with raw bytes (the generated
+fraction, reads Info, reads the tables page by page (Read), checks the standard health protocol with raw bytes (the generated
 grpc.health.v1 package would shadow grpcio's own `grpc` package), an unknown method, and a NaN
 insert. Exits nonzero on the first failed check. Bounded: every call has a 5 s deadline and the
 server is killed after 60 s at the latest."""
 import math
 import os
 import signal
+import struct
 import subprocess
 import sys
 
@@ -69,6 +70,32 @@ def main():
         sizes = {t.name: t.size for t in info.tables}
         check(sizes == {"demo": 10, "online": 30}, "Info table sizes %r" % sizes)
         check(info.obs_dim == OBS and info.act_dim == ACT, "Info dims")
+
+        # Read: the online table page by page in age order (seqs 0..29 of actor 1), as Items and as
+        # ItemColumns; not counted as samples; bad start, table and count refused with their names.
+        r = stub.Read(ibrl_pb2.ReadRequest(table="online", start=0, count=100), timeout=5)
+        check([it.seq for it in r.items] == list(range(30)) and r.table_size == 30 and r.inserted == 30,
+              "Read online: 30 rows in age order, size 30, inserted 30")
+        check(all(it.actor_id == 1 and it.weight_version == 7 and list(it.obs) == [float(it.seq)] * OBS
+                  and list(it.next_obs) == [it.seq + 1.0] * OBS for it in r.items), "Read rows are intact")
+        r = stub.Read(ibrl_pb2.ReadRequest(start=25, count=10), timeout=5)
+        check([it.seq for it in r.items] == list(range(25, 30)), "Read page at 25 stops at the end (table '' = online)")
+        r = stub.Read(ibrl_pb2.ReadRequest(table="demo", start=3, count=4, columns=True), timeout=5)
+        cols_ok = (r.columns.n == 4 and struct.unpack("<4Q", r.columns.seq) == (3, 4, 5, 6)
+                   and struct.unpack("<4f", r.columns.reward) == (103.0, 104.0, 105.0, 106.0) and len(r.items) == 0)
+        check(cols_ok, "Read demo as ItemColumns: rows 3..6")
+        info2 = stub.Info(ibrl_pb2.InfoRequest(), timeout=5)
+        sampled = [(t.name, t.sampled) for t in info.tables] == [(t.name, t.sampled) for t in info2.tables]
+        check(sampled and info2.limiter.samples == info.limiter.samples, "Read is not counted as sampling")
+        for req, name in ((ibrl_pb2.ReadRequest(table="online", start=31, count=5), "start 31"),
+                          (ibrl_pb2.ReadRequest(table="nope", count=5), "'nope'"),
+                          (ibrl_pb2.ReadRequest(table="online", count=0), "count 0")):
+            try:
+                stub.Read(req, timeout=5)
+                check(False, "Read with %s refused" % name)
+            except grpc.RpcError as e:
+                check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and name in e.details(),
+                      "Read with %s -> INVALID_ARGUMENT: %s" % (name, e.details()))
 
         try:
             stub.Insert(iter([ibrl_pb2.InsertRequest(items=[item(2, 0, float("nan"))])]), timeout=5)
