@@ -21,6 +21,7 @@
 #include <grpc/support/alloc.h>
 
 #include "ib.h"
+#include "replay_client.h"
 
 static const char *bin_path(void) {
   const char *b = getenv("IBRL_REPLAY_BIN");
@@ -340,4 +341,16 @@ int rt_shard_start(rt_server *s, const char *const *extra) {
 void rt_shard_stop_ok(rt_server *s) {
   int code = rt_server_stop(s, SIGTERM);
   TH_CHECK_MSG(code == 0, "server exit code %d after SIGTERM", code);
+}
+
+rc_client *rt_rc_open(const char *shards, const char *token, uint64_t seed) {
+  rc_opts o = {0};
+  o.shards = shards;
+  o.token = token;
+  o.deadline_ms = 3000;
+  o.seed = seed;
+  rc_client *c = NULL;
+  int rc = rc_client_open(&c, &o);
+  TH_CHECK_MSG(rc == IB_OK, "open %s: %s", shards, ib_errmsg());
+  return rc == IB_OK ? c : NULL;
 }

@@ -34,6 +34,11 @@ void rt_shard_stop_ok(rt_server *s);
 /* Runs the binary with `args` to completion (for flag tests), 10 s bound; returns its exit code. */
 int rt_run_binary(const char *const *args);
 
+typedef struct rc_client rc_client;
+/* An rc_client (common/rpc/replay_client.h) for `shards` with `token` (may be NULL), a 3 s call
+ * deadline and sampling seed `seed`; a failed check naming the shards and NULL if it cannot open. */
+rc_client *rt_rc_open(const char *shards, const char *token, uint64_t seed);
+
 typedef struct rt_client {
   grpc_channel *ch;
   grpc_completion_queue *cq;

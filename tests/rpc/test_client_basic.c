@@ -54,17 +54,7 @@ static int row_intact(const rc_batch *b, int r) {
 static rt_server srv;
 static int srv_up;
 
-static rc_client *open_client(const char *shards, const char *token) {
-  rc_opts o = {0};
-  o.shards = shards;
-  o.token = token;
-  o.deadline_ms = 3000;
-  o.seed = 42;
-  rc_client *c = NULL;
-  int rc = rc_client_open(&c, &o);
-  TH_CHECK_MSG(rc == IB_OK, "open %s: %s", shards, ib_errmsg());
-  return c;
-}
+static rc_client *open_client(const char *shards, const char *token) { return rt_rc_open(shards, token, 42); }
 
 static int start_default(void) {
   if (srv_up) return 1;

@@ -74,17 +74,7 @@ static int start_shard(void) {
   return 1;
 }
 
-static rc_client *open_client(const char *shards, const char *token) {
-  rc_opts o = {0};
-  o.shards = shards;
-  o.token = token;
-  o.deadline_ms = 3000;
-  o.seed = 5;
-  rc_client *c = NULL;
-  int rc = rc_client_open(&c, &o);
-  TH_CHECK_MSG(rc == IB_OK, "open %s: %s", shards, ib_errmsg());
-  return c;
-}
+static rc_client *open_client(const char *shards, const char *token) { return rt_rc_open(shards, token, 5); }
 
 /* Writes rows [k0, k1) of `actor` into `table` (seqs k0 .. k1 - 1). */
 static void put(rc_client *c, const char *table, uint32_t actor, int k0, int k1) {

@@ -56,15 +56,7 @@ static void put(rc_client *c, const char *table, uint32_t actor, int n, int prop
   rc_batch_free(&b);
 }
 
-static rc_client *open_client(const char *shards, uint64_t seed) {
-  rc_opts o = {0};
-  o.shards = shards;
-  o.deadline_ms = 3000;
-  o.seed = seed;
-  rc_client *c = NULL;
-  TH_CHECK_MSG(rc_client_open(&c, &o) == IB_OK, "%s", ib_errmsg());
-  return c;
-}
+static rc_client *open_client(const char *shards, uint64_t seed) { return rt_rc_open(shards, NULL, seed); }
 
 static const char *const shard_args[] = {"--obs-dim", "4", "--act-dim", "2", "--threads", "3", NULL};
 
