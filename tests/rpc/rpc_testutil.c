@@ -354,3 +354,14 @@ rc_client *rt_rc_open(const char *shards, const char *token, uint64_t seed) {
   TH_CHECK_MSG(rc == IB_OK, "open %s: %s", shards, ib_errmsg());
   return rc == IB_OK ? c : NULL;
 }
+
+int rt_server_once(rt_server *s, int *up, const char *const *args) {
+  if (*up) return 1;
+  int code;
+  if (rt_server_start(s, args, &code) != 0) {
+    TH_CHECK_MSG(0, "ibrl-replay did not start (exit %d)", code);
+    return 0;
+  }
+  *up = 1;
+  return 1;
+}

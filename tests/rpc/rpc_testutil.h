@@ -29,6 +29,9 @@ int rt_server_stop(rt_server *s, int sig);
  * `extra` (NULL-terminated, may be NULL): rt_server_start, and a failed check naming the exit code
  * when it does not start. Returns 0 or -1. */
 int rt_shard_start(rt_server *s, const char *const *extra);
+/* A shard shared by a test file's cases: starts it with `args` on the first call (*up = 1), a
+ * failed check naming the exit code if it does not start. Returns 1 when it is up, else 0. */
+int rt_server_once(rt_server *s, int *up, const char *const *args);
 /* SIGTERM, and a failed check unless the shard exits with 0. */
 void rt_shard_stop_ok(rt_server *s);
 /* Runs the binary with `args` to completion (for flag tests), 10 s bound; returns its exit code. */

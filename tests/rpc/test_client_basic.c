@@ -57,15 +57,8 @@ static int srv_up;
 static rc_client *open_client(const char *shards, const char *token) { return rt_rc_open(shards, token, 42); }
 
 static int start_default(void) {
-  if (srv_up) return 1;
   static const char *const args[] = {"--obs-dim", "5", "--act-dim", "3", "--threads", "3", NULL};
-  int code;
-  if (rt_server_start(&srv, args, &code) != 0) {
-    TH_CHECK_MSG(0, "ibrl-replay did not start (exit %d)", code);
-    return 0;
-  }
-  srv_up = 1;
-  return 1;
+  return rt_server_once(&srv, &srv_up, args);
 }
 
 static void test_insert_sample_roundtrip(void) {
