@@ -216,7 +216,7 @@ int rc_client_open(rc_client **out, const rc_opts *opts) {
   c->n = n;
   c->deadline_ms = opts->deadline_ms > 0 ? opts->deadline_ms : RC_DEFAULT_DEADLINE_MS;
   c->max_msg = opts->max_message_bytes != 0 ? opts->max_message_bytes : WIRE_DEFAULT_MAX_MESSAGE_BYTES;
-  wire_channel_opts co = {c->max_msg, opts->tls_roots, opts->reconnect_ms};
+  wire_channel_opts co = {c->max_msg, opts->tls_roots, opts->reconnect_ms, 0};
   for (int i = 0; i < n; i++) {
     c->sh[i].target = ib_xstrdup(targets[i]);
     c->sh[i].ch = wire_channel_create(targets[i], &co);

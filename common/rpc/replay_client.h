@@ -8,7 +8,11 @@
  * optional shared token (sent as "authorization: Bearer <token>") and optional TLS roots, plus
  * a background thread that polls the channels so a shard that went away is reconnected within
  * the reconnect backoff (docs/grpc-core.md pitfall 4). Every call has a deadline: a shard that
- * is down gives IB_EUNAVAIL (fail fast) or IB_ETIMEDOUT, never a hang.
+ * is down gives IB_EUNAVAIL (fail fast) or IB_ETIMEDOUT, never a hang. Every channel also pings
+ * its shard (keepalive, WIRE_DEFAULT_KEEPALIVE_MS in wire.h), so a shard that vanished without
+ * closing the connection (its machine or network died, or it is frozen) is dropped within two
+ * keepalive periods (20 s): calls in flight then fail IB_EUNAVAIL and the next call reconnects,
+ * instead of every call timing out on a dead connection that never reconnects.
  *
  * Status mapping (gRPC -> IB_E*): UNAVAILABLE, CANCELLED -> IB_EUNAVAIL; DEADLINE_EXCEEDED ->
  * IB_ETIMEDOUT; INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED -> IB_EINVAL; NOT_FOUND ->

@@ -355,12 +355,13 @@ static char *read_file(const char *path) {
 
 grpc_channel *wire_channel_create(const char *target, const wire_channel_opts *opts) {
   IB_CHECK(target != NULL);
-  wire_channel_opts o = {0, NULL, 0};
+  wire_channel_opts o = {0, NULL, 0, 0};
   if (opts != NULL) o = *opts;
+  int keepalive = o.keepalive_ms == 0 ? WIRE_DEFAULT_KEEPALIVE_MS : o.keepalive_ms;
   long maxb = o.max_message_bytes == 0 ? WIRE_DEFAULT_MAX_MESSAGE_BYTES : o.max_message_bytes;
   if (maxb > INT_MAX) maxb = INT_MAX;
   int backoff = o.reconnect_backoff_ms > 0 ? o.reconnect_backoff_ms : 250;
-  grpc_arg args[5];
+  grpc_arg args[9];
   args[0].type = GRPC_ARG_INTEGER;
   args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
   args[0].value.integer = (int)maxb;
@@ -381,7 +382,25 @@ grpc_channel *wire_channel_create(const char *target, const wire_channel_opts *o
   args[4].type = GRPC_ARG_INTEGER;
   args[4].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
   args[4].value.integer = backoff * 4;
-  grpc_channel_args ca = {IB_ARRAY_LEN(args), args};
+  /* Keepalive (wire.h): pings even without calls and without data frames sent, so an idle channel
+   * to a vanished shard is noticed too. */
+  size_t nargs = 5;
+  if (keepalive > 0) {
+    args[5].type = GRPC_ARG_INTEGER;
+    args[5].key = GRPC_ARG_KEEPALIVE_TIME_MS;
+    args[5].value.integer = keepalive;
+    args[6].type = GRPC_ARG_INTEGER;
+    args[6].key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS;
+    args[6].value.integer = keepalive;
+    args[7].type = GRPC_ARG_INTEGER;
+    args[7].key = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
+    args[7].value.integer = 1;
+    args[8].type = GRPC_ARG_INTEGER;
+    args[8].key = GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA;
+    args[8].value.integer = 0;
+    nargs = 9;
+  }
+  grpc_channel_args ca = {nargs, args};
   grpc_channel_credentials *creds;
   if (o.tls_root_pem != NULL) {
     char *pem = read_file(o.tls_root_pem);

@@ -143,7 +143,17 @@ typedef struct wire_channel_opts {
   const char *tls_root_pem;  /* NULL = plaintext; else a PEM file of trusted roots (TLS) */
   int reconnect_backoff_ms;  /* 0 = 250 ms: the pause before a reconnect attempt, growing to 4x this
                               * (grpc-core.md pitfall 4); one attempt may take WIRE_MIN_CONNECT_TIMEOUT_MS */
+  int keepalive_ms;          /* 0 = WIRE_DEFAULT_KEEPALIVE_MS, -1 = off: see below */
 } wire_channel_opts;
+
+/* Keepalive. A peer that vanishes without closing its connection (its machine or network died, or
+ * it is frozen) leaves gRPC's channel READY: without pings, every call on it would wait for its
+ * deadline and the channel would never reconnect to a restarted shard until the kernel gives up
+ * the TCP connection (many minutes). So every channel pings the server after keepalive_ms without
+ * reads, with or without calls in flight, and closes the connection when the ping is not answered
+ * within keepalive_ms more: calls in flight then fail UNAVAILABLE and the next call reconnects.
+ * The servers of common/rpc accept pings every 500 ms (rpc_server.c). */
+#define WIRE_DEFAULT_KEEPALIVE_MS 10000
 
 /* How long one connection attempt (TCP, then the TLS and HTTP/2 handshakes) may take before gRPC
  * gives it up, whatever the reconnect backoff. */

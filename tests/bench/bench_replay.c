@@ -399,7 +399,7 @@ static void raw_sample_ahead(job *j, grpc_channel *ch, grpc_completion_queue *cq
 
 static void *job_raw(job *j) {
   grpc_init();
-  wire_channel_opts co = {64L * 1024 * 1024, NULL, 0};
+  wire_channel_opts co = {64L * 1024 * 1024, NULL, 0, 0};
   grpc_channel *ch = wire_channel_create(j->target, &co);
   grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
   int per_call = j->kind == 1 ? MSGS_PER_STREAM : 1;

@@ -133,7 +133,7 @@ int rt_run_binary(const char *const *args) {
 
 void rt_client_open(rt_client *c, const char *target, const char *token) {
   memset(c, 0, sizeof *c);
-  wire_channel_opts o = {64L * 1024 * 1024, NULL, 0};
+  wire_channel_opts o = {64L * 1024 * 1024, NULL, 0, 0};
   c->ch = wire_channel_create(target, &o);
   IB_CHECK(c->ch != NULL);
   c->cq = grpc_completion_queue_create_for_pluck(NULL);

@@ -667,7 +667,7 @@ static void test_tls(void) {
   /* A TLS client trusting the self-signed cert works; a plaintext client does not. */
   rt_client c;
   memset(&c, 0, sizeof c);
-  wire_channel_opts o = {0, cert, 0};
+  wire_channel_opts o = {0, cert, 0, 0};
   char target[64];
   snprintf(target, sizeof target, "127.0.0.1:%d", s.port); /* verified against the IP SAN */
   c.ch = wire_channel_create(target, &o);
