@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # e2e_fault.sh: faults while the system trains. Two replay shards (write-ahead log, so an
 # acknowledged item survives a crash), actor 0 -> shard 0 and actor 1 -> shard 1, a 2-rank
-# learner. Mid-run: actor 0 is killed (SIGKILL) and restarted with the same id, and shard 1 is
-# killed (SIGKILL) and restarted on the same port from its directory. Checks: the learner
+# learner. Mid-run: actor 0 is killed (SIGKILL) and restarted with the same id, shard 1 is
+# killed (SIGKILL) and restarted on the same port from its directory, then both shards are
+# killed at once and restarted (the replay tier's machine rebooting). Checks: the learner
 # finishes its updates and exits 0 (it never hangs), the restarted actor continues its seqs,
 # actor 1 rides out the outage, and on each shard the stored items of its actor are exactly the
 # seqs 0..last_seq once each (nothing lost, nothing duplicated).
@@ -46,6 +47,18 @@ sleep 2
 IBC_PORT=${S1##*:} ibc_replay r1b 1 "${RARGS[@]}" --ckpt-dir "$W/r1"
 check "shard 1 restarted on the same address" test "$IBC_ADDR" = "$S1"
 check "training continues after the faults (200 more updates)" wait_updates $((u0 + 200)) 150
+
+# Fault 3: the whole replay tier goes down at once (both shards SIGKILLed together, as when their
+# machine reboots); 3 s later both restart on their ports from their write-ahead logs.
+u1=$(updates)
+kill -KILL "$(ibc_pid r0)" "$(ibc_pid r1b)"
+wait "$(ibc_pid r0)" "$(ibc_pid r1b)" 2>/dev/null || true
+sleep 3
+IBC_PORT=${S0##*:} ibc_replay r0b 0 "${RARGS[@]}" --ckpt-dir "$W/r0"
+check "shard 0 restarted on the same address" test "$IBC_ADDR" = "$S0"
+IBC_PORT=${S1##*:} ibc_replay r1c 1 "${RARGS[@]}" --ckpt-dir "$W/r1"
+check "shard 1 restarted on the same address" test "$IBC_ADDR" = "$S1"
+check "training continues after both shards were down at once (200 more updates)" wait_updates $((u1 + 200)) 150
 
 lp=$(ibc_pid learner)
 lrc=0
