@@ -12,29 +12,62 @@
  * a damaged file never half-fills the store.
  *
  * Checkpoints do not stop the store. persist_checkpoint takes every table's write lock only for
- * the cut: it makes the current log durable, starts the log of the next epoch, and fork()s. The
- * child process owns a copy-on-write image of the store at the cut and writes the file with plain
- * write() calls from a buffer allocated before the fork (no malloc, no locks, no stdio in the
- * child), then reports through a pipe and _exit()s. The parent releases the locks at once, so
- * inserts and samples continue while the child writes; only pages the parent modifies meanwhile
- * are copied by the kernel. If fork() fails (e.g. strict overcommit), the same writer runs in the
- * calling thread with the locks held, as Reverb does.
+ * the cut: it switches appends to the log of the next epoch (created and fsynced beforehand) and
+ * fork()s. No disk flush happens under the locks, and the cut does not wait for one that is
+ * running: a flush of the old log takes as long as the disk wants, and every insert and sample of
+ * the shard would wait for it. The child process owns a copy-on-write image of the store at the
+ * cut and writes the file with plain write() calls from a buffer allocated before the fork (no
+ * malloc, no locks, no stdio in the child), then reports through a pipe and _exit()s. The parent
+ * releases the locks at once, so inserts and samples continue while the child writes; only pages
+ * the parent modifies meanwhile are copied by the kernel. If fork() fails (e.g. strict
+ * overcommit), the same writer runs in the calling thread with the locks held, as Reverb does.
  *
  * Log files store.wal.<epoch, 16 hex digits>: header { magic "IBRLWAL1", u32 version, u32 endian,
  * u64 epoch, u32 ntables, u32 obs_dim, u32 act_dim, u32 CRC of the header before it }, then
  * records { u32 payload length, u32 CRC of the payload, payload = u32 table, u32 n, n fixed-size
  * items }. Log k holds the batches stored after cut k. A record is built in a preallocated buffer
  * and written with one write() under the log mutex (the store calls the append hook with the
- * table's write lock held, so log order = memory order per table). Durability is group commit:
- * positions are logical byte counts that only grow (they survive log switches); a syncer whose
- * ticket is not yet durable either runs fdatasync for everything written so far or waits for the
- * one running. A failed write or fsync marks the log broken: later inserts fail with IB_EIO until
- * a checkpoint starts a fresh log, because records after a hole could not be replayed.
+ * table's write lock held, so log order = memory order per table). Every log made by a cut starts
+ * with a link record: table LINK_TABLE, one item whose seq is the previous log's epoch and whose
+ * weight_version is that log's length in bytes at the cut (its actor_id is LINK_ACTOR, so tools
+ * that walk records see an item of nobody). A link has the shape of an ordinary record so that
+ * readers of the format (tests/bench/soak/soak_tear.c) need not know it.
+ *
+ * Durability is group commit over a chain of at most two open logs. Positions are logical byte
+ * counts that only grow across log switches: `written` (appended), `synced` (durable), and, after
+ * a cut, `cut_pos` (the logical end of the previous log). One fdatasync runs at a time, outside the
+ * mutex (sync_fd says on which fd); a syncer whose ticket is not yet durable either waits for the
+ * running one or becomes the syncer. Bytes become durable in log order: while the previous log is
+ * pending (synced < cut_pos), a syncer first fdatasyncs it (target cut_pos) and only then the
+ * current log (target written), so synced passes cut_pos only once the whole previous log, and its
+ * tail that ends where the next log's link says, is on disk. A completed checkpoint (file renamed,
+ * directory fsynced) also makes everything before its cut durable, so it advances synced to
+ * cut_pos itself. The previous log is closed once it is durable or covered and no fdatasync is
+ * running on it (else the running syncer closes it when it returns: zombie_fd), so no fd is
+ * flushed after it was closed or reused. A syncer that was already flushing the old log when the
+ * cut came stays correct: its target is <= cut_pos. Before the next cut the previous log must be
+ * settled: persist_checkpoint syncs it first, outside the store locks (it is pending then only
+ * if the last checkpoint failed).
+ *
+ * Errors: a failed write or fdatasync breaks the chain: the tickets in (synced, written] at that
+ * moment can never become durable through the log (a restore drops everything after a hole) and
+ * get IB_EIO (lost_lo, lost_hi: ranges are merged, which may refuse an in-flight ticket that was
+ * durable, never the reverse), and appends fail with IB_EIO until a checkpoint starts a fresh
+ * log. A cut over a broken chain keeps the hole: the old log becomes a previous log that only
+ * the checkpoint of that cut can cover (prev_broken), so tickets of the fresh log wait for it; if
+ * it fails, they are refused too and the next checkpoint tries again.
  *
  * Restore: checkpoint k (or none: k = 0), then logs k, k+1, ... in order (more than one exists
- * only if a checkpoint failed after its cut). Logs older than k are already in the checkpoint and
- * are deleted; a gap in the chain, or a first log newer than the checkpoint, means data is missing
- * and is refused. */
+ * only if a checkpoint failed after its cut, or a crash hit between a cut and the checkpoint).
+ * Logs older than k are already in the checkpoint and are deleted; a gap in the chain, or a first
+ * log newer than the checkpoint, means data is missing and is refused. A log that ends early is
+ * the trace of a machine crash before its tail was synced: either a record fails its length or CRC
+ * check, or the log is whole but shorter than the next log's link says. Its tail was never
+ * acknowledged, and neither was anything in the later logs (acks there needed the whole previous
+ * log durable), but those later records were stored after the lost ones: replaying them would let
+ * an actor's dedup window run past the lost rows, and a client retrying them would be told
+ * "duplicate". So the later logs are deleted (newest first, directory fsynced), and only then is
+ * the short log truncated: a crash in between leaves the tear in place to be found again. */
 #include "persist.h"
 
 #include <errno.h>
@@ -59,10 +92,18 @@
 #define CKPT_END "IBRLDONE"
 #define WAL_MAGIC "IBRLWAL1"
 #define FMT_VERSION 1u
+/* Log format: 2 = a log made by a cut starts with a link record; 1 = no links (written before the
+ * cut stopped flushing; still read, and appended to after an upgrade). An older binary refuses a
+ * version 2 log by its header, naming the version. */
+#define WAL_VERSION 2u
 #define ENDIAN_WORD 0x01020304u
 #define PATH_MAX_LEN 1024
 #define WBUF_BYTES (1u << 20) /* checkpoint write buffer, allocated before any fork */
 #define MAX_LOGS 64           /* log files one restore accepts (one per failed checkpoint) */
+
+#define LINK_TABLE 0xffffffffu /* table id of a link record (a cut's log starts with one) */
+#define LINK_ACTOR 0xffffffffu /* its item's actor_id: nobody's */
+#define LINK_MAGIC 0x4b4e494cu /* its item's proposer: "LINK" */
 
 struct persist {
   store *s;
@@ -70,20 +111,26 @@ struct persist {
   char dir[PATH_MAX_LEN];
   char ckpt_path[PATH_MAX_LEN + 16];
   char ckpt_tmp[PATH_MAX_LEN + 32];
-  char wal_path[PATH_MAX_LEN + 32]; /* the current log (PERSIST_WAL) */
   uint64_t epoch;                   /* epoch of the current log: the next checkpoint is epoch + 1 */
   pthread_mutex_t ckpt_mu;          /* one checkpoint at a time */
   uint8_t *wbuf;                    /* [WBUF_BYTES] owned: the checkpoint writer's buffer */
-  /* Log state, under mu. */
+  /* Log state, under mu (see the top of this file). */
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  int fd;           /* the log, or -1 */
-  bool broken;      /* a write or sync failed; inserts fail until a checkpoint */
-  bool syncing;     /* an fdatasync is running outside the mutex */
-  uint64_t written; /* logical bytes appended (grows across log switches) */
-  uint64_t synced;  /* logical bytes known durable */
-  uint64_t lost;    /* tickets <= lost and > synced can never become durable (IB_EIO) */
-  uint8_t *buf;     /* record buffer for max_insert_batch items */
+  int fd;                            /* owned: the current log, or -1 */
+  char wal_path[PATH_MAX_LEN + 32];  /* its path */
+  uint64_t fd_len;                   /* its length in bytes (header and records) */
+  bool broken;                       /* appends fail until a checkpoint starts a fresh log */
+  int prev_fd;                       /* owned: the previous log while pending, or -1 */
+  char prev_path[PATH_MAX_LEN + 32]; /* its path */
+  uint64_t cut_pos;                  /* logical end of the previous log */
+  bool prev_broken;                  /* a hole before cut_pos: only a checkpoint covers it */
+  int sync_fd;                       /* the fd an fdatasync runs on outside the mutex, or -1 */
+  int zombie_fd;                     /* owned: a retired log that sync_fd still flushes, or -1 */
+  uint64_t written;                  /* logical bytes appended (grows across log switches) */
+  uint64_t synced;                   /* logical bytes known durable */
+  uint64_t lost_lo, lost_hi;         /* tickets in (lost_lo, lost_hi] are never durable: IB_EIO */
+  uint8_t *buf;                      /* record buffer for max_insert_batch items */
   size_t buf_cap;
 };
 
@@ -584,7 +631,7 @@ int persist_ckpt_inspect(const char *dir, persist_ckpt_summary *out) {
 
 static void wal_header_bytes(const persist *p, uint64_t epoch, uint8_t out[44]) {
   const store_spec *sp = &p->s->tables[0].spec;
-  uint32_t v32[] = {FMT_VERSION, ENDIAN_WORD};
+  uint32_t v32[] = {WAL_VERSION, ENDIAN_WORD};
   memcpy(out, WAL_MAGIC, 8);
   memcpy(out + 8, v32, 8);
   memcpy(out + 16, &epoch, 8);
@@ -632,6 +679,35 @@ static int wal_create(persist *p, uint64_t epoch, int *fd_out, char *path_out) {
   return IB_OK;
 }
 
+/* Marks the tickets in (synced, written] as never durable (mu held); see the top of this file. */
+static void wal_mark_lost(persist *p) {
+  if (p->written <= p->synced) return;
+  if (p->lost_hi == 0) p->lost_lo = p->synced; /* else merge: keep the older, lower start */
+  p->lost_hi = IB_MAX(p->lost_hi, p->written);
+}
+
+/* Closes a log fd that is no longer needed, or leaves it to the running fdatasync that still uses
+ * it (mu held). */
+static void wal_fd_retire(persist *p, int fd) {
+  if (fd < 0) return;
+  if (fd == p->sync_fd) {
+    IB_CHECK(p->zombie_fd < 0); /* one fdatasync at a time, so one fd in use */
+    p->zombie_fd = fd;
+  } else {
+    close(fd);
+  }
+}
+
+/* The previous log is durable or covered by a checkpoint: forget it (mu held). */
+static void wal_prev_settle(persist *p) {
+  wal_fd_retire(p, p->prev_fd);
+  p->prev_fd = -1;
+  p->prev_broken = false;
+}
+
+/* Whether the previous log still has to be made durable (mu held). */
+static bool wal_prev_pending(const persist *p) { return p->prev_fd >= 0 && p->synced < p->cut_pos; }
+
 static int wal_append(void *ctx, int table, const store_item *items, size_t n, uint64_t *ticket) {
   persist *p = ctx;
   const store_spec *sp = &p->s->tables[table].spec;
@@ -669,16 +745,16 @@ static int wal_append(void *ctx, int table, const store_item *items, size_t n, u
                  "checkpoint starts a fresh log; check the disk)",
                  p->wal_path);
   } else {
-    off_t at = lseek(p->fd, 0, SEEK_END);
     if (write_all(p->fd, b, total) != 0) {
       rc = io_fail("append to log", p->wal_path);
       /* Cut the partial record off; if even that fails, no later record may follow it. */
-      if (at < 0 || ftruncate(p->fd, at) != 0) {
+      if (ftruncate(p->fd, (off_t)p->fd_len) != 0) {
         p->broken = true;
-        p->lost = p->written;
+        wal_mark_lost(p);
       }
     } else {
       p->written += total;
+      p->fd_len += total;
       *ticket = p->written;
     }
   }
@@ -686,50 +762,93 @@ static int wal_append(void *ctx, int table, const store_item *items, size_t n, u
   return rc;
 }
 
+/* Runs one fdatasync as the only syncer (mu held on entry and exit, released around the call):
+ * of the previous log up to cut_pos if it is pending, else of the current log up to written. */
+static void wal_sync_once(persist *p) {
+  bool prev = wal_prev_pending(p);
+  int fd = prev ? p->prev_fd : p->fd;
+  uint64_t target = prev ? p->cut_pos : p->written;
+  char path[PATH_MAX_LEN + 32];
+  memcpy(path, prev ? p->prev_path : p->wal_path, sizeof path);
+  IB_CHECK(fd >= 0 && p->sync_fd < 0);
+  p->sync_fd = fd;
+  pthread_mutex_unlock(&p->mu);
+  int e = fdatasync(fd);
+  int err = errno;
+  pthread_mutex_lock(&p->mu);
+  p->sync_fd = -1;
+  if (p->zombie_fd == fd) { /* retired while we flushed it (a cut, or a checkpoint covered it) */
+    close(fd);
+    p->zombie_fd = -1;
+  }
+  if (e != 0 && target > p->synced) {
+    /* Nothing after the hole can become durable through the log: refuse those tickets, and the
+     * appends, until a checkpoint covers the hole and starts a fresh log. */
+    log_error("log '%s': fdatasync failed: %s", path, strerror(err));
+    wal_mark_lost(p);
+    p->broken = true;
+    if (wal_prev_pending(p)) p->prev_broken = true;
+  } else if (e == 0 && target > p->synced) {
+    p->synced = target;
+  }
+  if (p->prev_fd >= 0 && p->synced >= p->cut_pos) wal_prev_settle(p);
+  pthread_cond_broadcast(&p->cv);
+}
+
 static int wal_sync(void *ctx, uint64_t ticket) {
   persist *p = ctx;
   pthread_mutex_lock(&p->mu);
   int rc = IB_OK;
-  while (p->synced < ticket) {
-    if (p->broken || ticket <= p->lost) {
+  for (;;) {
+    /* A lost ticket stays lost even if synced later passes it (a checkpoint, a fresh log). */
+    if (ticket > p->lost_lo && ticket <= p->lost_hi) {
       rc = ib_fail(IB_EIO,
-                   "log '%s': fsync failed, the batch is not durable (HINT: check the disk; "
-                   "a checkpoint starts a fresh log)",
+                   "log '%s': a write or fsync failed, the batch is not durable (HINT: check the "
+                   "disk; a checkpoint starts a fresh log)",
                    p->wal_path);
       break;
     }
-    if (p->syncing) {
+    if (p->synced >= ticket) break;
+    if (p->sync_fd >= 0) { /* group commit: the running fdatasync may cover us */
       pthread_cond_wait(&p->cv, &p->mu);
       continue;
     }
-    /* Become the syncer for everything written so far (group commit). */
-    p->syncing = true;
-    uint64_t target = p->written;
-    int fd = p->fd;
-    pthread_mutex_unlock(&p->mu);
-    int e = fdatasync(fd);
-    int err = errno;
-    pthread_mutex_lock(&p->mu);
-    p->syncing = false;
-    if (e != 0) {
-      errno = err;
-      p->broken = true;
-      p->lost = p->written;
-      log_error("log '%s': fdatasync failed: %s", p->wal_path, strerror(err));
-    } else if (target > p->synced) {
-      p->synced = target;
+    if (wal_prev_pending(p) && p->prev_broken) {
+      /* A ticket of a fresh log after a hole: only the running checkpoint can make it durable;
+       * its end (either way) wakes us. */
+      pthread_cond_wait(&p->cv, &p->mu);
+      continue;
     }
-    pthread_cond_broadcast(&p->cv);
+    if (!wal_prev_pending(p) && p->broken) { /* no ticket can be here (appends are refused) */
+      rc = ib_fail(IB_EIO, "log '%s' is broken, the batch is not durable (HINT: check the disk)",
+                   p->wal_path);
+      break;
+    }
+    wal_sync_once(p);
   }
   pthread_mutex_unlock(&p->mu);
   return rc;
 }
 
-/* Replays the log file `path` of epoch `want_epoch` into the store; truncates a torn tail. */
-static int wal_replay(persist *p, const char *path, uint64_t want_epoch,
-                      persist_restore_info *info) {
+/* What wal_replay found in one log. */
+typedef struct wal_scan {
+  uint64_t file_len;  /* the file's length */
+  uint64_t valid_len; /* the end of its last intact record (== file_len unless torn) */
+  const char *torn;   /* why the record at valid_len does not check out, or NULL */
+  bool link_short;    /* its link says the previous log was longer: nothing of it was applied */
+  uint64_t link_len;  /* the previous log's length its link records (if it has a link) */
+} wal_scan;
+
+/* Replays the log file `path` of epoch `want_epoch` into the store, up to its first record that
+ * fails its length or CRC check. Does not change the file (the caller decides what to cut).
+ * `prev_len` is the intact length of the previous log of the chain, or UINT64_MAX when there is
+ * none to check (the first log replayed): if this log's link says the previous log was longer,
+ * nothing is applied and out->link_short is set. */
+static int wal_replay(persist *p, const char *path, uint64_t want_epoch, uint64_t prev_len,
+                      persist_restore_info *info, wal_scan *out) {
   store *s = p->s;
-  int fd = open(path, O_RDWR | O_CLOEXEC);
+  memset(out, 0, sizeof *out);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return io_fail("open log", path);
   info->wal_found = true;
   struct stat st;
@@ -739,6 +858,7 @@ static int wal_replay(persist *p, const char *path, uint64_t want_epoch,
     return rc;
   }
   uint64_t len = (uint64_t)st.st_size;
+  out->file_len = out->valid_len = len;
   uint8_t hdr[WAL_HDR];
   if (len < WAL_HDR || pread(fd, hdr, WAL_HDR, 0) != WAL_HDR) {
     /* A crash while creating a fresh log leaves at most a short tmp file, never a short log (the
@@ -766,15 +886,15 @@ static int wal_replay(persist *p, const char *path, uint64_t want_epoch,
                    path);
   }
   const store_spec *sp = &s->tables[0].spec;
-  if (ver != FMT_VERSION || endian != ENDIAN_WORD || (int)nt != s->ntables ||
+  if ((ver != 1 && ver != WAL_VERSION) || endian != ENDIAN_WORD || (int)nt != s->ntables ||
       (int)od != sp->obs_dim || (int)ad != sp->act_dim) {
     close(fd);
     return ib_fail(
         IB_EMISMATCH,
         "log '%s' was written for version %u, %u tables, obs_dim %u, act_dim %u; "
-        "this store is version %u, %d tables, obs_dim %d, act_dim %d (HINT: start with the "
-        "same table specs)",
-        path, ver, nt, od, ad, FMT_VERSION, s->ntables, sp->obs_dim, sp->act_dim);
+        "this store reads versions 1 and %u, with %d tables, obs_dim %d, act_dim %d (HINT: start "
+        "with the same table specs, and a binary at least as new as the one that wrote the log)",
+        path, ver, nt, od, ad, WAL_VERSION, s->ntables, sp->obs_dim, sp->act_dim);
   }
   if (epoch != want_epoch) {
     close(fd);
@@ -788,6 +908,7 @@ static int wal_replay(persist *p, const char *path, uint64_t want_epoch,
   int rc = IB_OK;
   store_item *items =
       ib_xcalloc(s->cfg.max_insert_batch ? s->cfg.max_insert_batch : 1, sizeof *items);
+  const size_t link_bytes = 8 + item_bytes(sp);
   for (;;) {
     if (off == len) break;
     uint32_t rh[2];
@@ -811,15 +932,49 @@ static int wal_replay(persist *p, const char *path, uint64_t want_epoch,
       if (ib_crc32(0, p->buf, rh[0]) != rh[1]) why = "a record CRC mismatch";
     }
     if (why) {
-      info->wal_torn_bytes = len - off;
-      log_warn("log '%s': %s at byte %llu; dropping the last %llu bytes (a write torn by a crash)",
-               path, why, (unsigned long long)off, (unsigned long long)(len - off));
-      if (ftruncate(fd, (off_t)off) != 0 || fsync(fd) != 0) rc = io_fail("truncate log", path);
+      out->valid_len = off;
+      out->torn = why;
       break;
     }
     uint32_t t, n;
     memcpy(&t, p->buf, 4);
     memcpy(&n, p->buf + 4, 4);
+    if (t == LINK_TABLE) {
+      /* The link to the previous log: only as the first record, with the item layout of table 0. */
+      uint32_t u[2] = {0, 0};
+      uint64_t prev_epoch = 0, plen = 0;
+      size_t at = 8 + (size_t)(2 * sp->obs_dim + sp->act_dim + 2) * 4;
+      if (n == 1 && rh[0] == link_bytes) {
+        memcpy(u, p->buf + at, 8);
+        memcpy(&prev_epoch, p->buf + at + 8, 8);
+        memcpy(&plen, p->buf + at + 16, 8);
+      }
+      if (ver < 2 || off != WAL_HDR || n != 1 || rh[0] != link_bytes || u[0] != LINK_MAGIC ||
+          u[1] != LINK_ACTOR || prev_epoch + 1 != want_epoch || plen < WAL_HDR) {
+        rc = ib_fail(IB_EPROTO,
+                     "log '%s': a link record at byte %llu is malformed or misplaced (it must "
+                     "come first and name epoch %llu) (HINT: the file is damaged or was renamed; "
+                     "move it away to restore without it)",
+                     path, (unsigned long long)off, (unsigned long long)(want_epoch - 1));
+        break;
+      }
+      out->link_len = plen;
+      if (prev_len != UINT64_MAX && plen > prev_len) {
+        out->link_short = true; /* the previous log lost its tail: apply nothing of this one */
+        break;
+      }
+      if (prev_len != UINT64_MAX && plen < prev_len) {
+        rc = ib_fail(IB_EPROTO,
+                     "log '%s': its link says log epoch %llu ended at byte %llu, but that log has "
+                     "%llu intact bytes (HINT: records were appended to an old log; move the logs "
+                     "away to restore from the checkpoint alone)",
+                     path, (unsigned long long)prev_epoch, (unsigned long long)plen,
+                     (unsigned long long)prev_len);
+        break;
+      }
+      off += 8 + rh[0];
+      continue;
+    }
     if ((int)t < s->ntables && n > s->cfg.max_insert_batch &&
         (uint64_t)rh[0] == 8 + (uint64_t)n * item_bytes(&s->tables[t].spec)) {
       rc = ib_fail(
@@ -876,6 +1031,15 @@ static int wal_replay(persist *p, const char *path, uint64_t want_epoch,
     off += 8 + rh[0];
   }
   free(items);
+  close(fd);
+  return rc;
+}
+
+/* Cuts log `path` at byte `len` and syncs it. */
+static int wal_truncate(const char *path, uint64_t len) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return io_fail("open log to truncate", path);
+  int rc = ftruncate(fd, (off_t)len) == 0 && fsync(fd) == 0 ? IB_OK : io_fail("truncate log", path);
   close(fd);
   return rc;
 }
@@ -941,6 +1105,73 @@ static int wal_remove_older(persist *p, uint64_t epoch, bool *removed) {
   return any ? fsync_dir(p->dir) : IB_OK;
 }
 
+/* Replays the chain of logs ep[0..n) (consecutive epochs after the checkpoint) and settles a
+ * crash's damage: at the first log that ends early (a torn record, or shorter than the next log's
+ * link says), the later logs are deleted, newest first, and only then is that log truncated (see
+ * the top of this file). *nlogs (the index past the caller's last log) drops by the logs
+ * deleted. */
+static int wal_chain_replay(persist *p, const uint64_t *ep, int *nlogs, int n,
+                            persist_restore_info *ri) {
+  char path[PATH_MAX_LEN + 32];
+  uint64_t prev_len = UINT64_MAX;
+  int keep = n;         /* logs [0, keep) stay */
+  int torn = -1;        /* the log to truncate, or -1 */
+  uint64_t torn_at = 0; /* its intact length */
+  wal_scan sc = {0, 0, NULL, false, 0};
+  for (int i = 0; i < n; i++) {
+    wal_name(p, ep[i], path, sizeof path);
+    int rc = wal_replay(p, path, ep[i], prev_len, ri, &sc);
+    if (rc != IB_OK) return rc;
+    if (sc.link_short) { /* log i - 1 is whole but shorter than it was at the cut */
+      keep = i;
+      char prev[PATH_MAX_LEN + 32];
+      wal_name(p, ep[i - 1], prev, sizeof prev);
+      log_warn("log '%s' ends at byte %llu but the next log's link says it had %llu at the cut: "
+               "its tail was lost in a machine crash",
+               prev, (unsigned long long)prev_len, (unsigned long long)sc.link_len);
+      break;
+    }
+    if (sc.torn) {
+      keep = i + 1;
+      torn = i;
+      torn_at = sc.valid_len;
+      ri->wal_torn_bytes += sc.file_len - sc.valid_len;
+      break;
+    }
+    prev_len = sc.file_len;
+  }
+  /* Later logs hold only records stored after the lost ones, none acknowledged: delete them. */
+  uint64_t dropped = 0;
+  for (int i = n - 1; i >= keep; i--) {
+    wal_name(p, ep[i], path, sizeof path);
+    struct stat st;
+    uint64_t bytes = 0;
+    if (stat(path, &st) == 0 && (uint64_t)st.st_size > WAL_HDR)
+      bytes = (uint64_t)st.st_size - WAL_HDR;
+    if (unlink(path) != 0) return io_fail("remove the log after a lost tail", path);
+    log_warn("log '%s': dropping its %llu bytes of records: they follow records lost in a crash "
+             "(none was acknowledged; replaying them would hide the lost rows from a retry)",
+             path, (unsigned long long)bytes);
+    dropped += bytes;
+    ri->wal_dropped_logs++;
+  }
+  ri->wal_dropped_bytes += dropped;
+  if (keep < n) {
+    int rc = fsync_dir(p->dir);
+    if (rc != IB_OK) return rc;
+  }
+  if (torn >= 0) {
+    wal_name(p, ep[torn], path, sizeof path);
+    log_warn("log '%s': %s at byte %llu; dropping the last %llu bytes (a write torn by a crash)",
+             path, sc.torn, (unsigned long long)torn_at,
+             (unsigned long long)(sc.file_len - torn_at));
+    int rc = wal_truncate(path, torn_at);
+    if (rc != IB_OK) return rc;
+  }
+  *nlogs -= n - keep;
+  return IB_OK;
+}
+
 /* ---- public ---- */
 
 int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
@@ -973,7 +1204,7 @@ int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
   persist *p = ib_xcalloc(1, sizeof *p);
   p->s = s;
   p->mode = mode;
-  p->fd = -1;
+  p->fd = p->prev_fd = p->sync_fd = p->zombie_fd = -1;
   snprintf(p->dir, sizeof p->dir, "%s", dir);
   snprintf(p->ckpt_path, sizeof p->ckpt_path, "%s/store.ckpt", dir);
   snprintf(p->ckpt_tmp, sizeof p->ckpt_tmp, "%s/store.ckpt.tmp", dir);
@@ -1022,19 +1253,21 @@ int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
             "to accept the loss)",
             dir, (unsigned long long)ep[i], (unsigned long long)ep[i - 1]);
   }
-  char path[PATH_MAX_LEN + 32];
-  for (int i = first; rc == IB_OK && i < nlogs; i++) {
-    wal_name(p, ep[i], path, sizeof path);
-    rc = wal_replay(p, path, ep[i], &ri);
-  }
+  if (rc == IB_OK && first < nlogs) /* may delete logs at the end of the chain: nlogs drops */
+    rc = wal_chain_replay(p, ep + first, &nlogs, nlogs - first, &ri);
   p->epoch = (first < nlogs) ? ep[nlogs - 1] : epoch;
   if (rc == IB_OK && mode == PERSIST_WAL) {
     if (first < nlogs) {
       wal_name(p, p->epoch, p->wal_path, sizeof p->wal_path);
       p->fd = open(p->wal_path, O_WRONLY | O_APPEND | O_CLOEXEC);
-      if (p->fd < 0) rc = io_fail("open log for appending", p->wal_path);
+      struct stat lst;
+      if (p->fd < 0 || fstat(p->fd, &lst) != 0)
+        rc = io_fail("open log for appending", p->wal_path);
+      else
+        p->fd_len = (uint64_t)lst.st_size;
     } else {
       rc = wal_create(p, p->epoch, &p->fd, p->wal_path);
+      p->fd_len = WAL_HDR;
     }
   }
   if (rc == IB_OK && ri.wal_stale) {
@@ -1064,21 +1297,90 @@ int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
   return IB_OK;
 }
 
-/* The cut: with every table write-locked and no fsync running, make the current log durable and
- * switch to the already created log `nfd` of the next epoch. Most of the old log was synced just
- * before the locks were taken, so this fdatasync covers only the batches logged since. */
+/* Writes the link record (the first record of a log made by a cut) into buf: the previous log's
+ * epoch and length. Returns its size. */
+static size_t wal_link_bytes(const persist *p, uint64_t prev_epoch, uint64_t prev_len,
+                             uint8_t *buf) {
+  const store_spec *sp = &p->s->tables[0].spec;
+  size_t ib = item_bytes(sp), payload = 8 + ib;
+  IB_CHECK(8 + payload <= p->buf_cap);
+  memset(buf, 0, 8 + payload);
+  uint32_t h[2] = {LINK_TABLE, 1};
+  memcpy(buf + 8, h, 8);
+  uint8_t *q = buf + 16 + (size_t)(2 * sp->obs_dim + sp->act_dim + 2) * 4; /* after the floats */
+  uint32_t u[2] = {LINK_MAGIC, LINK_ACTOR};                               /* proposer, actor_id */
+  memcpy(q, u, 8);
+  memcpy(q + 8, &prev_epoch, 8); /* seq */
+  memcpy(q + 16, &prev_len, 8);  /* weight_version */
+  uint32_t len = (uint32_t)payload, crc = ib_crc32(0, buf + 8, payload);
+  memcpy(buf, &len, 4);
+  memcpy(buf + 4, &crc, 4);
+  return 8 + payload;
+}
+
+/* The cut (every table write-locked, mu held): the current log becomes the previous log and the
+ * already created log `nfd` of the next epoch the current one. No disk flush here, and no waiting
+ * for a running one (see the top of this file). The previous log of the last cut is settled or
+ * broken by now (persist_checkpoint syncs it before taking the locks). */
 static void wal_cut(persist *p, int nfd, const char *npath) {
-  if (!p->broken && fdatasync(p->fd) != 0) {
-    log_error("log '%s': fdatasync at checkpoint failed: %s", p->wal_path, strerror(errno));
-    p->broken = true;
-    p->lost = p->written;
-  }
-  close(p->fd);
+  IB_CHECK(!wal_prev_pending(p) || p->prev_broken);
+  /* A hole anywhere before the cut (a broken current log, or a previous log only a checkpoint
+   * can cover) is a hole before the new log too: only this cut's checkpoint covers it. */
+  bool hole = p->broken || (wal_prev_pending(p) && p->prev_broken);
+  wal_fd_retire(p, p->prev_fd);
+  p->prev_fd = p->fd;
+  memcpy(p->prev_path, p->wal_path, sizeof p->prev_path);
+  p->cut_pos = p->written;
+  p->prev_broken = hole;
+  uint64_t prev_len = p->fd_len;
   p->fd = nfd;
   snprintf(p->wal_path, sizeof p->wal_path, "%s", npath);
-  /* Unsynced tails of a broken log stay lost (their callers get IB_EIO); the rest is durable. */
-  if (!p->broken) p->synced = p->written;
+  p->fd_len = WAL_HDR;
   p->broken = false;
+  /* The link: if the previous log's tail is lost in a crash, a restore sees it is shorter than
+   * this says and drops this log's records (acked only once the previous log is durable). It is
+   * one small write() to the page cache; syncs of this log make it durable with the records. */
+  size_t k = wal_link_bytes(p, p->epoch, prev_len, p->buf);
+  if (write_all(p->fd, p->buf, k) != 0) {
+    log_error("log '%s': writing its link record failed: %s", p->wal_path, strerror(errno));
+    p->broken = true; /* no ticket is in it yet; appends fail until the next checkpoint */
+  } else {
+    p->written += k;
+    p->fd_len += k;
+  }
+  if (!hole && p->synced >= p->cut_pos) wal_prev_settle(p); /* nothing of it left to flush */
+}
+
+/* Settles the previous log before a cut, outside the store locks: flushes it (sharing the group
+ * commit) until it is durable or broken. It is pending here only if the last checkpoint failed. */
+static void wal_prev_flush(persist *p) {
+  pthread_mutex_lock(&p->mu);
+  while (wal_prev_pending(p) && !p->prev_broken) {
+    if (p->sync_fd >= 0)
+      pthread_cond_wait(&p->cv, &p->mu);
+    else
+      wal_sync_once(p);
+  }
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* After the checkpoint of the last cut (mu not held): if it is durable, everything before the cut
+ * is, so the previous log is settled whatever its own flushes did. If it failed and the chain has
+ * a hole before the cut, the tickets after it cannot become durable until a later checkpoint:
+ * refuse them (the appends too) rather than let their callers wait for one. */
+static void wal_ckpt_done(persist *p, bool ok) {
+  pthread_mutex_lock(&p->mu);
+  if (p->prev_fd >= 0) {
+    if (ok) {
+      if (p->synced < p->cut_pos) p->synced = p->cut_pos;
+      wal_prev_settle(p);
+    } else if (p->prev_broken) {
+      wal_mark_lost(p);
+      p->broken = true;
+    }
+  }
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
 }
 
 int persist_checkpoint(persist *p, persist_ckpt_info *info) {
@@ -1086,9 +1388,10 @@ int persist_checkpoint(persist *p, persist_ckpt_info *info) {
   store *s = p->s;
   pthread_mutex_lock(&p->ckpt_mu);
   uint64_t t0 = ib_now_ns();
-  /* Only checkpoints change the epoch and the log fd, and they are serialised by ckpt_mu, so both
-   * can be read here without the log mutex. The next log is created (and fsynced) before the
-   * store is held: if we crash before the cut it is just an empty log at the end of the chain. */
+  /* Only checkpoints change the epoch and the log fds, and they are serialised by ckpt_mu, so the
+   * epoch can be read here without the log mutex. The next log is created (and fsynced) before
+   * the store is held: if we crash before the cut it is just an empty log at the end of the
+   * chain. */
   uint64_t next = p->epoch + 1;
   int nfd = -1;
   char npath[PATH_MAX_LEN + 32];
@@ -1098,16 +1401,17 @@ int persist_checkpoint(persist *p, persist_ckpt_info *info) {
       pthread_mutex_unlock(&p->ckpt_mu);
       return rc;
     }
-    (void)fdatasync(p->fd); /* best effort: the cut syncs again and handles a failure */
+    wal_prev_flush(p);
   }
   uint64_t t_lock = ib_now_ns();
   store__lock_all(s);
-  pthread_mutex_lock(&p->mu);
-  while (p->syncing) pthread_cond_wait(&p->cv, &p->mu);
-  int rc = IB_OK;
-  if (p->mode == PERSIST_WAL) wal_cut(p, nfd, npath);
+  if (p->mode == PERSIST_WAL) {
+    pthread_mutex_lock(&p->mu);
+    wal_cut(p, nfd, npath);
+    pthread_mutex_unlock(&p->mu);
+  }
   p->epoch = next;
-  pthread_cond_broadcast(&p->cv);
+  int rc = IB_OK;
   uint64_t samples[STORE_MAX_TABLES] = {0}, items = 0;
   for (int t = 0; t < s->ntables; t++) {
     pthread_mutex_lock(&s->tables[t].stat_mu);
@@ -1118,7 +1422,9 @@ int persist_checkpoint(persist *p, persist_ckpt_info *info) {
   /* ib_crc32 builds its table under pthread_once: make sure that happened before the fork, so
    * the child can never inherit a half-run initialisation. */
   (void)ib_crc32(0, "", 0);
-  /* Fork a writer that owns a copy-on-write image of this cut; fall back to writing here. */
+  /* Fork a writer that owns a copy-on-write image of this cut; fall back to writing here. The log
+   * mutex is not held across the fork (the child never touches it), so syncers of the old log go
+   * on while the kernel copies the page tables. */
   ck_result res = {CK_OK, 0, 0};
   int pfd[2] = {-1, -1};
   pid_t pid = -1;
@@ -1148,7 +1454,6 @@ int persist_checkpoint(persist *p, persist_ckpt_info *info) {
              strerror(errno));
     res = ckpt_write_image(p, next, samples);
   }
-  pthread_mutex_unlock(&p->mu);
   store__unlock_all(s);
   uint64_t t_unlock = ib_now_ns();
   if (forked) {
@@ -1162,6 +1467,7 @@ int persist_checkpoint(persist *p, persist_ckpt_info *info) {
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }
   }
+  if (p->mode == PERSIST_WAL) wal_ckpt_done(p, res.step == CK_OK);
   if (res.step != CK_OK) {
     const char *path = res.step == CK_RENAME    ? p->ckpt_path
                        : res.step == CK_DIRSYNC ? p->dir
@@ -1173,7 +1479,8 @@ int persist_checkpoint(persist *p, persist_ckpt_info *info) {
                  res.err == ECHILD ? "the writer process died" : strerror(res.err),
                  forked ? " (in the background writer)" : "");
   } else {
-    /* Checkpoint `next` holds everything the older logs held. */
+    /* Checkpoint `next` holds everything the older logs held (their fds are closed or left to the
+     * one running fdatasync, which a deleted file does not disturb). */
     rc = wal_remove_older(p, next, NULL);
   }
   if (rc == IB_OK && info) {
@@ -1192,6 +1499,8 @@ void persist_close(persist *p) {
   if (!p) return;
   if (p->s->log_ctx == p) store_log_hook_set(p->s, NULL, NULL, NULL);
   if (p->fd >= 0) close(p->fd);
+  if (p->prev_fd >= 0) close(p->prev_fd);
+  if (p->zombie_fd >= 0) close(p->zombie_fd);
   pthread_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->cv);
   pthread_mutex_destroy(&p->ckpt_mu);

@@ -6,21 +6,29 @@
  *               (ib_crc32). Written as store.ckpt.tmp, fsync'ed, renamed over store.ckpt, then the
  *               directory is fsync'ed, so a crash leaves either the old or the new checkpoint.
  *   store.wal.<epoch as 16 hex digits>   (PERSIST_WAL only) the write-ahead log since checkpoint
- *               <epoch>: a header, then one record per insert batch (length, CRC-32, table, items).
- *               store_insert returns only after its record is fsync'ed (group commit: one
- *               fdatasync serves every batch written before it), so an acknowledged item survives
- *               a crash of the process or the machine.
+ *               <epoch>: a header, then (if a cut made it) a link record naming the previous
+ *               log's length, then one record per insert batch (length, CRC-32, table, items).
+ *               store_insert returns only after its record, and every log byte before it, is
+ *               fsync'ed (group commit: one fdatasync serves every batch written before it), so an
+ *               acknowledged item survives a crash of the process or the machine.
  *
- * A checkpoint does not stop the store: it holds every table's write lock only for the cut (make
- * the current log durable, start log epoch+1, fork()), then a child process writes the file from
- * a copy-on-write image while inserts and samples go on. If fork() is not possible the file is
- * written with the store locked instead (persist_ckpt_info says which). After the new checkpoint
- * is durable, the logs older than it are deleted.
+ * A checkpoint does not stop the store: it holds every table's write lock only for the cut (switch
+ * appends to log epoch+1, fork()); no disk flush runs under the locks. A child process then writes
+ * the file from a copy-on-write image while inserts and samples go on, and the old log's tail is
+ * flushed by the next group commit (before any byte of the new log counts as durable) or covered
+ * by the checkpoint once it is durable. If fork() is not possible the file is written with the
+ * store locked instead (persist_ckpt_info says which). After the new checkpoint is durable, the
+ * logs older than it are deleted.
  *
  * Restore = checkpoint k (if any) + logs k, k+1, ... in order (several only after failed
- * checkpoints). Logs older than the checkpoint are deleted (their records are in it). A torn last
- * record (a crash in the middle of a write) fails its length or CRC check and is dropped with
- * everything after it in that file; the file is truncated there. Refused, with a message saying
+ * checkpoints, or a crash during one). Logs older than the checkpoint are deleted (their records
+ * are in it). A torn record (a crash in the middle of a write, or a tail never flushed) fails its
+ * length or CRC check and is dropped with everything after it in that file; the file is truncated
+ * there. A log that is whole but shorter than the next log's link says lost its tail the same way.
+ * Either way, when the short log is not the last one, every later log is deleted too (their
+ * records were stored after the lost ones and none was acknowledged; replaying them would make an
+ * actor's retry of the lost rows look like duplicates); persist_restore_info counts them and a
+ * warning names each file. Refused, with a message saying
  * what differs (the server decides: start empty, use a fallback, or stop): a damaged checkpoint
  * (bad magic, version, CRC, size), one whose specs differ from the store's, a damaged log header,
  * a log chain with a gap or starting after the checkpoint (data missing), a log whose records hold
@@ -52,14 +60,16 @@ typedef enum persist_mode {
 
 /* What persist_open found and restored. */
 typedef struct persist_restore_info {
-  bool ckpt_found;         /* a checkpoint was loaded */
-  uint64_t ckpt_epoch;     /* its epoch (0 if none) */
-  uint64_t ckpt_items;     /* items it held, all tables */
-  bool wal_found;          /* a current log file was replayed */
-  bool wal_stale;          /* logs older than the checkpoint were found and deleted */
-  uint64_t wal_records;    /* records replayed */
-  uint64_t wal_items;      /* items stored by the replay (after dedup) */
-  uint64_t wal_torn_bytes; /* bytes dropped from log tails (a torn or corrupt last record) */
+  bool ckpt_found;            /* a checkpoint was loaded */
+  uint64_t ckpt_epoch;        /* its epoch (0 if none) */
+  uint64_t ckpt_items;        /* items it held, all tables */
+  bool wal_found;             /* a current log file was replayed */
+  bool wal_stale;             /* logs older than the checkpoint were found and deleted */
+  uint64_t wal_records;       /* records replayed */
+  uint64_t wal_items;         /* items stored by the replay (after dedup) */
+  uint64_t wal_torn_bytes;    /* bytes dropped from log tails (a torn or corrupt record) */
+  uint64_t wal_dropped_logs;  /* later logs deleted because an earlier log lost its tail */
+  uint64_t wal_dropped_bytes; /* their record bytes (headers not counted) */
 } persist_restore_info;
 
 /* What one persist_checkpoint wrote. */
@@ -88,11 +98,12 @@ typedef struct persist persist;
 /* Attaches durability in directory `dir` (created if missing, one level) to the store `s`, which
  * must be empty (freshly created; else IB_ESTATE). First restores: loads dir/store.ckpt if present,
  * then replays the chain of logs dir/store.wal.* (in either mode, so no logged item is lost when
- * switching modes), truncating a torn tail and deleting logs older than the checkpoint. Then, in
- * PERSIST_WAL mode, opens the newest log (or a fresh one) for appending and installs the store's
- * log hook. `info` (may be NULL) says what was restored.
+ * switching modes), truncating a torn tail, deleting the logs after a log that lost its tail, and
+ * deleting logs older than the checkpoint. Then, in PERSIST_WAL mode, opens the newest log (or a
+ * fresh one) for appending and installs the store's log hook. `info` (may be NULL) says what was
+ * restored.
  * Errors (nothing attached and the store is left empty): IB_EIO (cannot create or open the
- * directory or files), IB_EPROTO / IB_ECHECKSUM (damaged checkpoint or log header),
+ * directory or files), IB_EPROTO / IB_ECHECKSUM (damaged checkpoint, log header or link record),
  * IB_EMISMATCH (checkpoint specs differ from the store's: the message names the table and field;
  * or logs are missing from the chain), IB_ESTATE (store not empty).
  * On success *out is owned by the caller; release it with persist_close. */
@@ -100,7 +111,9 @@ int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
                  persist_restore_info *info);
 
 /* Writes a checkpoint of the whole store atomically (see the top of this file); returns when it
- * is durable. Inserts and samples are held only for the cut (milliseconds) unless fork() fails.
+ * is durable. Inserts and samples are held only for the cut (the log switch and the fork, no disk
+ * flush) unless fork() fails. A previous log left unflushed by a failed checkpoint is flushed
+ * first, before the store is held.
  * Errors: IB_EIO naming the file and the failing operation; the previous checkpoint and the logs
  * since it stay valid, so nothing is lost. `info` may be NULL. */
 int persist_checkpoint(persist *p, persist_ckpt_info *info);

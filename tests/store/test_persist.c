@@ -1,8 +1,10 @@
 /* test_persist.c: checkpoints and the write-ahead log: round trips that compare every slot
  * (checkpoints are written by a forked child), damaged and mismatching checkpoints refused, log
- * replay with a torn tail, stale and missing logs, a failed checkpoint that keeps the log chain,
+ * replay with a torn tail, a log that is not the last one ending early (the later logs dropped,
+ * the lost rows retried), stale and missing logs, a failed checkpoint that keeps the log chain,
  * logged inserts racing with checkpoints, and a real crash: a forked child inserting with the
- * log is SIGKILLed mid-stream and every item it acknowledged must be restored. */
+ * log is SIGKILLed mid-stream and every item it acknowledged must be restored. The cut itself
+ * and machine crashes around it are in test_persist_cut.c. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,30 +23,16 @@
 #include "rng.h"
 #include "store.h"
 #include "store_fixture.h"
+#include "store_testdir.h"
 #include "th.h"
 
 /* ---- helpers ---- */
 
-static void tmpdir(char *out, size_t n) {
-  snprintf(out, n, "/tmp/ibrl-store-test-XXXXXX");
-  IB_CHECK(mkdtemp(out) != NULL);
-}
-
-/* Removes everything in `dir` (files, and a directory planted to make a write fail), then dir. */
-static void rmdir_all(const char *dir) {
-  DIR *d = opendir(dir);
-  if (d) {
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d)) != NULL) {
-      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-      snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-      if (unlink(p) != 0) rmdir(p);
-    }
-    closedir(d);
-  }
-  rmdir(dir);
-}
+/* A log made by persist_open is its 44-byte header; one made by a checkpoint's cut also starts
+ * with a link record (8 bytes of length and CRC, table and count, one item of FX_O/FX_A floats
+ * and 32 bytes of metadata) naming the previous log's length. */
+#define LOG_HDR 44
+#define LOG_CUT (LOG_HDR + 16 + (2 * FX_O + FX_A + 2) * 4 + 32)
 
 /* The file name of log `epoch`. */
 static const char *wal(uint64_t epoch) {
@@ -184,7 +172,7 @@ static void fill(store *s) {
 
 static void test_ckpt_round_trip(void) {
   char dir[64];
-  tmpdir(dir, sizeof dir);
+  fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
   store *a = mk(64, 16);
   persist *pa = NULL;
   persist_restore_info ri;
@@ -242,7 +230,7 @@ static void test_ckpt_round_trip(void) {
   persist_close(pb);
   store_destroy(a);
   store_destroy(b);
-  rmdir_all(dir);
+  fx_rmdir_all(dir);
 }
 
 static void flip_byte(const char *dir, const char *name, long off) {
@@ -287,7 +275,7 @@ static void expect_refused(const char *dir, uint64_t demo_cap, uint64_t online_c
 
 static void test_ckpt_corrupt_and_mismatch_refused(void) {
   char dir[64];
-  tmpdir(dir, sizeof dir);
+  fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
   store *a = mk(64, 16);
   persist *pa = NULL;
   TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_CKPT_ONLY, NULL), IB_OK);
@@ -339,14 +327,14 @@ static void test_ckpt_corrupt_and_mismatch_refused(void) {
   persist_close(pb);
   store_destroy(b);
   /* No checkpoint at all: inspect says so; open starts empty. */
-  rmdir_all(dir);
+  fx_rmdir_all(dir);
   TH_CHECK_EQ_INT(persist_ckpt_inspect(dir, &sum), IB_ENOTFOUND);
-  rmdir_all(dir);
+  fx_rmdir_all(dir);
 }
 
 static void test_open_requires_empty_store(void) {
   char dir[64];
-  tmpdir(dir, sizeof dir);
+  fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
   store *s = mk(8, 8);
   put(s, "online", 1, 0, 2, 2);
   persist *p = NULL;
@@ -356,19 +344,19 @@ static void test_open_requires_empty_store(void) {
   TH_CHECK_EQ_INT(persist_open(&p, s, "/proc/definitely/not/here", PERSIST_WAL, NULL), IB_EIO);
   TH_CHECK(strstr(ib_errmsg(), "/proc/definitely/not/here") != NULL);
   store_destroy(s);
-  rmdir_all(dir);
+  fx_rmdir_all(dir);
 }
 
 /* ---- write-ahead log ---- */
 
 static void test_wal_recovery_and_truncation(void) {
   char dir[64];
-  tmpdir(dir, sizeof dir);
+  fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
   store *a = mk(64, 16);
   persist *pa = NULL;
   persist_restore_info ri;
   TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, &ri), IB_OK);
-  TH_CHECK_EQ_INT(file_size(dir, wal(0)), 44);
+  TH_CHECK_EQ_INT(file_size(dir, wal(0)), LOG_HDR);
   fill(a);
   /* "Crash": drop the process state without a checkpoint. */
   persist_close(pa);
@@ -382,7 +370,7 @@ static void test_wal_recovery_and_truncation(void) {
   same_items(a, b, 64, 16);
   /* Checkpoint truncates the log; later inserts go to the fresh log; restore = ckpt + log. */
   TH_CHECK_EQ_INT(persist_checkpoint(pb, NULL), IB_OK);
-  TH_CHECK_EQ_INT(file_size(dir, wal(1)), 44);
+  TH_CHECK_EQ_INT(file_size(dir, wal(1)), LOG_CUT);
   TH_CHECK_EQ_INT(count_logs(dir), 1); /* log 0 is inside checkpoint 1 and was deleted */
   put(b, "online", 3, 0, 9, 4);
   put(a, "online", 3, 0, 9, 4);
@@ -399,7 +387,66 @@ static void test_wal_recovery_and_truncation(void) {
   store_destroy(a);
   store_destroy(b);
   store_destroy(c);
-  rmdir_all(dir);
+  fx_rmdir_all(dir);
+}
+
+/* Sets the version field of log `name`'s header and re-seals the header CRC. */
+static void set_log_version(const char *dir, const char *name, uint32_t version) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  int fd = open(p, O_RDWR);
+  IB_CHECK(fd >= 0);
+  uint8_t h[LOG_HDR];
+  IB_CHECK(pread(fd, h, LOG_HDR, 0) == LOG_HDR);
+  memcpy(h + 8, &version, 4);
+  uint32_t crc = ib_crc32(0, h, 36);
+  memcpy(h + 36, &crc, 4);
+  IB_CHECK(pwrite(fd, h, LOG_HDR, 0) == LOG_HDR);
+  close(fd);
+}
+
+/* Logs are version 2 (a cut's log starts with a link). A version 1 log (no links, written before
+ * the cut stopped flushing) still replays and is appended to; a newer version is refused with a
+ * message naming it, and so is a link record inside a version 1 log. */
+static void test_wal_versions(void) {
+  char dir[64];
+  fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
+  store *a = mk(64, 16);
+  persist *pa = NULL;
+  persist_restore_info ri;
+  TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, &ri), IB_OK);
+  fill(a);
+  persist_close(pa);
+  /* The first log has no link: as version 1 it replays exactly. */
+  set_log_version(dir, wal(0), 1);
+  store *b = mk(64, 16);
+  persist *pb = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_WAL, &ri), IB_OK);
+  TH_CHECK_EQ_INT(ri.wal_items, 50 + 30 + 10 + 4);
+  same_items(a, b, 64, 16);
+  /* Appended to after the upgrade, then cut: the next log is version 2 with its link. */
+  put(b, "online", 3, 0, 9, 4);
+  put(a, "online", 3, 0, 9, 4);
+  TH_CHECK_EQ_INT(persist_checkpoint(pb, NULL), IB_OK);
+  put(b, "online", 4, 0, 5, 4);
+  put(a, "online", 4, 0, 5, 4);
+  persist_close(pb);
+  store *c = mk(64, 16);
+  persist *pc = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_WAL, &ri), IB_OK);
+  TH_CHECK_EQ_INT(ri.wal_items, 5);
+  same_items(a, c, 64, 16);
+  persist_close(pc);
+  /* A log from a newer binary is refused by its version. */
+  set_log_version(dir, wal(1), 3);
+  expect_refused(dir, 64, 16, IB_EMISMATCH, "version 3");
+  /* A link record in a version 1 log is damage, not a link. */
+  set_log_version(dir, wal(1), 1);
+  expect_refused(dir, 64, 16, IB_EPROTO, "link record");
+  store_destroy(a);
+  store_destroy(b);
+  store_destroy(c);
+  fx_rmdir_all(dir);
 }
 
 /* Draws the same 30 batches from two stores with the same rng seed: equal sizes give equal slots,
@@ -432,7 +479,7 @@ static void same_samples(store *a, store *b) {
 static void test_large_arena_ckpt_and_wal(void) {
   enum { CAP = 140000 }; /* 64-byte records: 8.96 MB */
   char dir[64];
-  tmpdir(dir, sizeof dir);
+  fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
   store *a = mk(64, CAP);
   persist *pa = NULL;
   persist_restore_info ri;
@@ -451,12 +498,12 @@ static void test_large_arena_ckpt_and_wal(void) {
   persist_close(pb);
   store_destroy(a);
   store_destroy(b);
-  rmdir_all(dir);
+  fx_rmdir_all(dir);
 }
 
 static void test_wal_torn_tail(void) {
   char dir[64];
-  tmpdir(dir, sizeof dir);
+  fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
   store *a = mk(8, 64);
   persist *pa = NULL;
   TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, NULL), IB_OK);
@@ -503,12 +550,126 @@ static void test_wal_torn_tail(void) {
   store_destroy(c);
   store_destroy(d);
   store_destroy(e);
-  rmdir_all(dir);
+  fx_rmdir_all(dir);
+}
+
+/* Inserts actor's seqs [from, to) in one call; returns how many were stored (checks the call). */
+static uint64_t put_count(store *s, uint32_t actor, uint64_t from, uint64_t to) {
+  fx_item xs[32];
+  store_item v[32];
+  IB_CHECK(to - from <= 32);
+  int n = 0;
+  for (uint64_t q = from; q < to; q++) fx_fill(&xs[n++], actor, q, STORE_PROPOSER_RL);
+  fx_views(v, xs, n);
+  store_insert_result r;
+  int rc = store_insert(s, "online", v, (size_t)n, &r);
+  TH_CHECK_MSG(rc == IB_OK, "insert: %s", ib_errmsg());
+  return r.stored;
+}
+
+/* A machine crash after a cut but before the previous log's tail reached the disk: log 1 (not the
+ * last) ends early, and log 2 holds records stored after the lost ones (none acknowledged, since
+ * acks there wait for log 1 to be durable). Restore must drop log 2 and cut log 1, so the actor's
+ * retries of the lost rows are stored, not refused as duplicates: log 2 runs its seqs more than
+ * the dedup window (1024) past them. Three ways log 1 ends early: a torn record (CRC), a whole
+ * last record missing (only the next log's link can tell), and one record too many (damage the
+ * link reveals: refused). */
+static void test_wal_torn_nonlast_log(void) {
+  char dir[64];
+  fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
+  store *a = mk(8, 4096);
+  persist *pa = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, NULL), IB_OK);
+  put(a, "online", 1, 0, 40, 4);                        /* log 0 */
+  TH_CHECK_EQ_INT(persist_checkpoint(pa, NULL), IB_OK); /* checkpoint 1, log 1 */
+  put(a, "online", 1, 40, 80, 4);                       /* log 1: 10 records of 4 items */
+  char planted[512];
+  snprintf(planted, sizeof planted, "%s/store.ckpt.tmp", dir);
+  IB_CHECK(mkdir(planted, 0755) == 0);
+  TH_CHECK_EQ_INT(persist_checkpoint(pa, NULL), IB_EIO); /* cut 2 happened: log 2 exists */
+  rmdir(planted);
+  put(a, "online", 1, 80, 1280, 20); /* log 2: far past the window */
+  put(a, "online", 2, 0, 8, 4);
+  persist_close(pa);
+  store_destroy(a);
+  const long rec = 16 + 4 * (LOG_CUT - LOG_HDR - 16); /* a record of 4 items */
+  TH_CHECK_EQ_INT(file_size(dir, wal(1)), LOG_CUT + 10 * rec);
+  copy_file(dir, wal(1), "w1.copy");
+  copy_file(dir, wal(2), "w2.copy");
+  for (int mode = 0; mode < 3; mode++) {
+    copy_file(dir, "w1.copy", wal(1));
+    copy_file(dir, "w2.copy", wal(2));
+    if (mode == 0) truncate_by(dir, wal(1), 10);  /* the last record torn */
+    if (mode == 1) truncate_by(dir, wal(1), rec); /* the last record never written back */
+    if (mode == 2) {                              /* a record more than the link says */
+      char p[512];
+      snprintf(p, sizeof p, "%s/%s", dir, wal(1));
+      /* A valid record of 4 items: the first record after the link, appended again. */
+      FILE *g = fopen(p, "ab"), *h = fopen(p, "rb");
+      IB_CHECK(g != NULL);
+      IB_CHECK(h != NULL);
+      char *buf = malloc((size_t)rec);
+      IB_CHECK(fseek(h, LOG_CUT, SEEK_SET) == 0 && fread(buf, 1, (size_t)rec, h) == (size_t)rec);
+      IB_CHECK(fwrite(buf, 1, (size_t)rec, g) == (size_t)rec);
+      free(buf);
+      fclose(h);
+      fclose(g);
+      store *b = mk(8, 4096);
+      persist *pb = NULL;
+      TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_WAL, NULL), IB_EPROTO);
+      TH_CHECK_MSG(strstr(ib_errmsg(), wal(2)) != NULL && strstr(ib_errmsg(), "link") != NULL,
+                   "message: %s", ib_errmsg());
+      TH_CHECK(pb == NULL);
+      TH_CHECK(file_size(dir, wal(2)) > LOG_CUT); /* a refusal deletes nothing */
+      store_destroy(b);
+      continue;
+    }
+    long w2 = file_size(dir, wal(2));
+    store *b = mk(8, 4096);
+    persist *pb = NULL;
+    persist_restore_info ri;
+    TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_WAL, &ri), IB_OK);
+    TH_CHECK_EQ_INT(ri.ckpt_epoch, 1);
+    TH_CHECK_EQ_INT(ri.ckpt_items, 40);
+    TH_CHECK_EQ_INT(ri.wal_records, 9);
+    TH_CHECK_EQ_INT(ri.wal_torn_bytes, (mode == 0 ? rec - 10 : 0));
+    TH_CHECK_EQ_INT(ri.wal_dropped_logs, 1);
+    TH_CHECK_EQ_INT(ri.wal_dropped_bytes, w2 - LOG_HDR);
+    TH_CHECK_EQ_INT(file_size(dir, wal(2)), -1);
+    TH_CHECK_EQ_INT(file_size(dir, wal(1)), LOG_CUT + 9 * rec);
+    TH_CHECK_EQ_INT(count_logs(dir), 1);
+    store_actor_info ai;
+    TH_CHECK_EQ_INT(store_actor_get(b, 1, 1, &ai), IB_OK);
+    TH_CHECK_EQ_INT(ai.highest_seq, 75);
+    TH_CHECK_EQ_INT(ai.inserts, 76);
+    TH_CHECK_EQ_INT(store_actor_get(b, 1, 2, &ai), IB_ENOTFOUND);
+    /* The lost rows and the dropped ones, retried: all stored again, none a duplicate. */
+    TH_CHECK_EQ_INT(put_count(b, 1, 76, 80), 4);
+    uint64_t stored = 0;
+    for (uint64_t q = 80; q < 1280; q += 20) stored += put_count(b, 1, q, q + 20);
+    TH_CHECK_EQ_INT(stored, 1200);
+    TH_CHECK_EQ_INT(put_count(b, 2, 0, 8), 8);
+    persist_close(pb);
+    /* They went to log 1, after its intact records: the next restore has every row once. */
+    store *c = mk(8, 4096);
+    persist *pc = NULL;
+    TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_WAL, &ri), IB_OK);
+    TH_CHECK_EQ_INT(ri.wal_dropped_logs, 0);
+    TH_CHECK_EQ_INT(ri.wal_torn_bytes, 0);
+    store_table_info ti;
+    store_table_info_get(c, 1, &ti);
+    TH_CHECK_EQ_INT(ti.size, 1288);
+    TH_CHECK_EQ_INT(ti.total_inserts, 1288);
+    persist_close(pc);
+    store_destroy(b);
+    store_destroy(c);
+  }
+  fx_rmdir_all(dir);
 }
 
 static void test_wal_stale_and_orphan(void) {
   char dir[64];
-  tmpdir(dir, sizeof dir);
+  fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
   store *a = mk(8, 64);
   persist *pa = NULL;
   TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, NULL), IB_OK);
@@ -543,12 +704,12 @@ static void test_wal_stale_and_orphan(void) {
   store_destroy(a);
   store_destroy(b);
   store_destroy(c);
-  rmdir_all(dir);
+  fx_rmdir_all(dir);
 }
 
 static void test_failed_checkpoint_keeps_log_chain(void) {
   char dir[64];
-  tmpdir(dir, sizeof dir);
+  fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
   store *a = mk(8, 64);
   persist *pa = NULL;
   TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, NULL), IB_OK);
@@ -579,7 +740,7 @@ static void test_failed_checkpoint_keeps_log_chain(void) {
   TH_CHECK_EQ_INT(persist_checkpoint(pb, &ci), IB_OK);
   TH_CHECK_EQ_INT(ci.epoch, 3);
   TH_CHECK_EQ_INT(count_logs(dir), 1);
-  TH_CHECK(file_size(dir, wal(3)) == 44);
+  TH_CHECK_EQ_INT(file_size(dir, wal(3)), LOG_CUT);
   persist_close(pb);
   /* A gap in the chain (log 3 kept, log 4 missing, log 5 present) is refused. */
   copy_file(dir, wal(3), wal(5));
@@ -596,12 +757,12 @@ static void test_failed_checkpoint_keeps_log_chain(void) {
   store_destroy(a);
   store_destroy(b);
   store_destroy(c);
-  rmdir_all(dir);
+  fx_rmdir_all(dir);
 }
 
 static void test_wal_batch_limit_mismatch(void) {
   char dir[64];
-  tmpdir(dir, sizeof dir);
+  fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
   store_spec sp[2];
   store_specs_default(sp, FX_O, FX_A, 8, 64);
   store_config big = {.max_insert_batch = 64}, small = {.max_insert_batch = 16};
@@ -619,7 +780,7 @@ static void test_wal_batch_limit_mismatch(void) {
   TH_CHECK_EQ_INT(file_size(dir, wal(0)), before);
   store_destroy(a);
   store_destroy(b);
-  rmdir_all(dir);
+  fx_rmdir_all(dir);
 }
 
 /* ---- group commit and checkpoints under concurrent inserts ---- */
@@ -662,7 +823,7 @@ static void *checkpointer(void *arg) {
 
 static void test_wal_concurrent_with_checkpoints(void) {
   char dir[64];
-  tmpdir(dir, sizeof dir);
+  fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
   store *a = mk(8, 2048);
   persist *pa = NULL;
   TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, NULL), IB_OK);
@@ -689,7 +850,7 @@ static void test_wal_concurrent_with_checkpoints(void) {
   persist_close(pb);
   store_destroy(a);
   store_destroy(b);
-  rmdir_all(dir);
+  fx_rmdir_all(dir);
 }
 
 /* ---- crash: SIGKILL a child in the middle of logged inserts ---- */
@@ -733,7 +894,7 @@ static void crash_child(const char *dir, int wfd, bool checkpoints) {
 
 static void crash_run(bool checkpoints) {
   char dir[64];
-  tmpdir(dir, sizeof dir);
+  fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
   int fds[2];
   IB_CHECK(pipe(fds) == 0);
   fflush(NULL);
@@ -767,7 +928,7 @@ static void crash_run(bool checkpoints) {
   close(fds[0]);
   TH_CHECK_MSG(got > 0, "the child acknowledged nothing");
   if (got == 0) {
-    rmdir_all(dir);
+    fx_rmdir_all(dir);
     return;
   }
   store *s = mk(8, CRASH_CAP);
@@ -795,7 +956,7 @@ static void crash_run(bool checkpoints) {
   free(map);
   persist_close(p);
   store_destroy(s);
-  rmdir_all(dir);
+  fx_rmdir_all(dir);
 }
 
 static void test_crash_sigkill_keeps_acknowledged(void) { crash_run(false); }
@@ -810,7 +971,7 @@ static void test_crash_during_checkpoints(void) { crash_run(true); }
  * metadata it was inserted with. */
 static void test_restore_prepad_checkpoint(void) {
   char dir[64], src[512], dst[600];
-  tmpdir(dir, sizeof dir);
+  fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
   snprintf(src, sizeof src, "%s/store-ckpt-prepad/store.ckpt", IB_TESTDATA_DIR);
   snprintf(dst, sizeof dst, "%s/store.ckpt", dir);
   FILE *f = fopen(src, "rb"), *g = fopen(dst, "wb");
@@ -856,7 +1017,7 @@ static void test_restore_prepad_checkpoint(void) {
   store_batch_free(&b);
   persist_close(p);
   store_destroy(s);
-  rmdir_all(dir);
+  fx_rmdir_all(dir);
 }
 
 static const th_case cases[] = {
@@ -866,6 +1027,8 @@ static const th_case cases[] = {
     {"wal recovery and truncation by checkpoint", test_wal_recovery_and_truncation},
     {"large (huge-page) arena through checkpoint and log replay", test_large_arena_ckpt_and_wal},
     {"wal torn tail dropped", test_wal_torn_tail},
+    {"wal torn non-last log drops the later logs", test_wal_torn_nonlast_log},
+    {"wal version 1 logs replay, newer versions refused", test_wal_versions},
     {"wal stale after checkpoint crash; orphan refused", test_wal_stale_and_orphan},
     {"failed checkpoint keeps the log chain", test_failed_checkpoint_keeps_log_chain},
     {"wal written with larger batches refused, not cut", test_wal_batch_limit_mismatch},
