@@ -21,7 +21,11 @@
  * --token T goes to the shard and every client; then one bad request in four is a valid Insert
  * from a client with a wrong token, which must come back UNAUTHENTICATED. --tls makes a
  * self-signed certificate for 127.0.0.1 with openssl (skipped with a message if that fails),
- * serves with it and has every client trust it. */
+ * serves with it and has every client trust it.
+ * --restart-mode all stops every shard at the same instant and starts them all again (two shards
+ * down at once); --crash-tear (the log, SIGKILL) then turns each killed shard's newest log into what
+ * a machine crash could have left, cut or garbled after the last acknowledged row, before it starts
+ * (soak/soak_tear.c). */
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -93,14 +97,30 @@ static void soak_usage(FILE *f) {
           "  --csv FILE            write the timeline (one row a second) as CSV\n"
           "  --json                print the verdict as one JSON line at the end\n"
           "  --replay-bin P        the ibrl-replay binary [next to ibrl-bench]\n"
-          "  --restart-every S     kill and restart a shard every S s (the shards in turn; same port and\n"
-          "                        directory), and check after each restart and at the end that no\n"
-          "                        acknowledged row was lost (exactly while the ring has not wrapped; by\n"
-          "                        the shard's insert and per-actor counts once it has); needs --actors <= %d;\n"
-          "                        0 = off [0]\n"
+          "  --restart-every S     kill and restart a shard every S s (the shards in turn, or all at once with\n"
+          "                        --restart-mode all; same port and directory), and check after each\n"
+          "                        restart and at the end that no acknowledged row was lost (exactly while\n"
+          "                        the ring has not wrapped; by the shard's insert and per-actor counts once\n"
+          "                        it has); needs --actors <= %d; 0 = off [0]\n"
           "  --restart-signal kill|term|alternate   how a shard is stopped for a restart (alternate: per\n"
           "                        shard) [alternate]\n"
           "                        (--durability ckpt loses the inserts since the last checkpoint on kill)\n"
+          "  --restart-mode one|all   one: one shard per restart, the shards in turn; all: every shard stopped\n"
+          "                        at the same instant (each with its signal), then all started again [one].\n"
+          "                        A call to a shard that fails from its signal until it answered the main\n"
+          "                        client's Info again (+ --down-grace) counts as failed while down, not as a\n"
+          "                        failure. A sample spans the shards: while some are down it skips them\n"
+          "                        (counted as skipping); with every shard down it fails, counted as failed\n"
+          "                        while down. The loss checks run on every restarted shard.\n"
+          "  --crash-tear          after each SIGKILL, before the restart, cut the shard's newest log\n"
+          "                        (store.wal.*) at a random point between the end of its last record holding\n"
+          "                        an acknowledged row and its end, and half the time write garbage of random\n"
+          "                        length (random bytes or zeros) after the cut: what a machine crash could\n"
+          "                        leave of writes not yet fsynced. The shard must drop exactly those bytes\n"
+          "                        and keep every acknowledged row; an acknowledged row missing from the log\n"
+          "                        before the tear fails. Needs --restart-every, --durability wal and\n"
+          "                        --restart-signal kill or alternate [off]\n"
+          "  --tear-seed N         seed of the tears' random stream (cut points, garbage) [1]\n"
           "  --down-grace S        a call that fails up to S s after the restarted shard answered still\n"
           "                        counts as failed while down [1]\n"
           "  --token T             shared token of the shard and every client; adds a bad request with a\n"
@@ -115,7 +135,7 @@ enum {
   F_SECONDS = 1, F_OBS, F_ACT, F_ONCAP, F_DEMOCAP, F_DEMOROWS, F_DUR, F_CKPER, F_CKDIR, F_WRITERS, F_SAMPLERS,
   F_BATCH, F_REOPEN, F_ACTORS, F_FRAC, F_IRATE, F_SRATE, F_CHURN, F_BAD, F_SRVTHREADS, F_DEADLINE, F_ALLOW,
   F_SLOPE, F_SLOPEKIND, F_SPREAD, F_SPREADMB, F_WARMUP, F_PROGRESS, F_CSV, F_JSON, F_BIN, F_RESTART, F_RESTARTSIG,
-  F_GRACE, F_TOKEN, F_TLS, F_RECONNECT, F_SHARDS, F_HELP
+  F_GRACE, F_TOKEN, F_TLS, F_RECONNECT, F_SHARDS, F_RESTARTMODE, F_CRASHTEAR, F_TEARSEED, F_HELP
 };
 
 static const struct option soak_opts[] = {
@@ -138,7 +158,8 @@ static const struct option soak_opts[] = {
     {"restart-every", required_argument, NULL, F_RESTART}, {"restart-signal", required_argument, NULL, F_RESTARTSIG},
     {"down-grace", required_argument, NULL, F_GRACE},    {"token", required_argument, NULL, F_TOKEN},
     {"tls", no_argument, NULL, F_TLS},                   {"reconnect-ms", required_argument, NULL, F_RECONNECT},
-    {"shards", required_argument, NULL, F_SHARDS},
+    {"shards", required_argument, NULL, F_SHARDS},       {"restart-mode", required_argument, NULL, F_RESTARTMODE},
+    {"crash-tear", no_argument, NULL, F_CRASHTEAR},      {"tear-seed", required_argument, NULL, F_TEARSEED},
     {"help", no_argument, NULL, F_HELP},                 {NULL, 0, NULL, 0},
 };
 
@@ -171,6 +192,7 @@ static void soak_cfg_default(soak_cfg *c) {
   c->down_grace = 1;
   c->restart_sig = SOAK_SIG_ALTERNATE;
   c->shards = 1;
+  c->tear_seed = 1;
 }
 
 /* Applies one flag; 0, or -1 after printing what was wrong. */
@@ -251,6 +273,16 @@ static int soak_flag(soak_cfg *c, int id, const char *v) {
     case F_TLS: c->tls = 1; return 0;
     case F_RECONNECT: rc = cli_parse_long(&l, p, "reconnect-ms", v, 0, 60000); c->reconnect_ms = (int)l; return rc;
     case F_SHARDS: rc = cli_parse_long(&l, p, "shards", v, 1, SOAK_MAX_SHARDS); c->shards = (int)l; return rc;
+    case F_RESTARTMODE:
+      if (strcmp(v, "one") != 0 && strcmp(v, "all") != 0) {
+        fprintf(stderr, "%s: --restart-mode '%s' is unknown HINT: use one (a shard at a time) or all (every shard "
+                "at once)\n", p, v);
+        return -1;
+      }
+      c->restart_all = strcmp(v, "all") == 0;
+      return 0;
+    case F_CRASHTEAR: c->crash_tear = 1; return 0;
+    case F_TEARSEED: rc = cli_parse_long(&l, p, "tear-seed", v, 0, LONG_MAX); c->tear_seed = (uint64_t)l; return rc;
     default: return -1;
   }
 }
@@ -286,6 +318,23 @@ static int soak_parse(soak_cfg *c, int argc, char **argv) {
   if (c->actors < c->shards) {
     fprintf(stderr, "ibrl-bench soak: --actors %d is fewer than --shards %d HINT: actor a writes to shard a %% shards, "
             "so every shard needs an actor\n", c->actors, c->shards);
+    return CLI_BAD;
+  }
+  if (c->crash_tear) {
+    const char *why = c->restart_every <= 0 ? "needs --restart-every S: there are no kills to tear after"
+                      : strcmp(c->durability, "wal") != 0 ? "needs --durability wal: there is no log to tear"
+                      : c->restart_sig == SIGTERM ? "needs SIGKILL restarts (--restart-signal kill or alternate): a "
+                                                    "SIGTERM drains and checkpoints, it is no crash"
+                      : NULL;
+    if (why != NULL) {
+      fprintf(stderr, "ibrl-bench soak: --crash-tear %s HINT: e.g. --restart-every 30 --durability wal "
+              "--restart-signal kill --crash-tear\n", why);
+      return CLI_BAD;
+    }
+  }
+  if (c->restart_all && c->restart_every <= 0) {
+    fprintf(stderr, "ibrl-bench soak: --restart-mode all needs --restart-every S HINT: it says how restarts stop the "
+            "shards; without --restart-every there are none\n");
     return CLI_BAD;
   }
   if (c->restart_every > 0) {
@@ -360,7 +409,9 @@ int bench_soak(int argc, char **argv) {
   soak_traffic_opts(&o, &sh, 1);
   for (int s = 0; s < cfg.shards; s++) run->shard[s].pts = ib_xcalloc((size_t)run->cap, sizeof(soak_point));
   run->restart_after = ib_xcalloc((size_t)run->cap, 1);
-  run->cap_rs = cfg.restart_every > 0 ? (int)(cfg.seconds / cfg.restart_every) + 2 : 1;
+  run->cap_rs = cfg.restart_every > 0 ? ((int)(cfg.seconds / cfg.restart_every) + 2) * (cfg.restart_all ? cfg.shards : 1)
+                                      : 1;
+  rng_seed(&run->tear_rng, cfg.tear_seed, "soak", 0, "tear");
   run->rs = ib_xcalloc((size_t)run->cap_rs, sizeof *run->rs);
   run->snap = ib_xcalloc((size_t)cfg.actors, sizeof *run->snap);
   int rc = rc_client_open(&sh.c, &o);

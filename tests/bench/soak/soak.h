@@ -5,6 +5,7 @@
  *   soak_traffic  the client threads (writers, samplers, misc) and the failure accounting;
  *   soak_watch    the watching loop: one timeline point a second, restarts, the end-of-run check;
  *   soak_check    the loss checks and the memory verdict (pure functions of the records);
+ *   soak_tear     --crash-tear: a killed shard's newest log cut (and garbled) as a machine crash could;
  *   soak_out      progress lines, the final report, the JSON line and the CSV.
  * Shapes: a soak_run holds cfg->shards soak_shard_run, each with a preallocated timeline of
  * run->cap points (one a second; run->n filled, the same seconds for every shard); acked and snap
@@ -21,6 +22,7 @@
 #include <sys/types.h>
 
 #include "replay_client.h"
+#include "rng.h"
 
 #define SOAK_MAX_WRITERS 16
 #define SOAK_MAX_SHARDS 4
@@ -40,6 +42,9 @@ typedef struct soak_cfg {
   double allowance_mb, max_slope, max_spread, max_spread_mb, warmup;
   double restart_every, down_grace; /* 0 = no restarts; seconds after an outage still counted as down */
   int restart_sig;                  /* SOAK_SIG_ALTERNATE, SIGKILL or SIGTERM */
+  int restart_all;                  /* --restart-mode all: every shard stopped at once, then all started */
+  int crash_tear;                   /* --crash-tear: each SIGKILLed shard's newest log torn before its start */
+  uint64_t tear_seed;               /* --tear-seed: the seed of the tears' rng stream */
   const char *token;                /* shared token of shard and clients, or NULL */
   int tls;                          /* --tls asked */
   const char *tls_cert, *tls_key;   /* set at run time when the certificate was made */
@@ -70,6 +75,10 @@ typedef struct soak_shared {
   /* Each shard's last outage: from down_from_ns (the kill) to down_to_ns (INT64_MAX while it lasts). */
   atomic_int_fast64_t down_from_ns[SOAK_MAX_SHARDS], down_to_ns[SOAK_MAX_SHARDS];
   atomic_uint_fast64_t *acked; /* owned [cfg->actors]: actor a has seqs [0, acked[a]) acknowledged */
+  /* Writer thread k's current rc_writer call: when it started (ns), 0 when it is outside any call with
+   * its acknowledgements published to acked[]. A restart's snapshot waits for the calls that began
+   * before the kill (soak_watch.c says why). */
+  atomic_int_fast64_t call_ns[SOAK_MAX_WRITERS];
 } soak_shared;
 
 /* One running incarnation of a shard: the ibrl-replay child process (soak_child.c). */
@@ -78,6 +87,11 @@ typedef struct soak_child {
   int out_fd; /* read end of its stdout (kept open so a late write cannot SIGPIPE it) */
   int port;
   char target[64];
+  /* Its output (stdout and stderr share the pipe, relayed to the soak's stderr line by line): */
+  char line[1024];       /* the line being read */
+  size_t line_len;
+  int64_t torn_dropped;  /* from its "restored from ... N torn bytes dropped" line; -1 until seen */
+  int torn_warnings;     /* its "dropping the last N bytes (a write torn by a crash)" lines */
 } soak_child;
 
 /* One restart of a shard. */
@@ -91,6 +105,13 @@ typedef struct soak_restart {
   uint64_t acked;  /* rows acknowledged to that shard when it was stopped (its actors' online + demo) */
   uint64_t lost;   /* of those, missing after the restart */
   int counts_bad;  /* a count check failed right after the restart (a row counted twice, a wrong size) */
+  int round;       /* the restart round (with --restart-mode all every shard of a round stopped at once) */
+  /* --crash-tear (after a SIGKILL): */
+  int torn;              /* 1 if the log was torn, -1 if the tear failed (message printed) */
+  uint64_t tear_len, tear_need, tear_cut, tear_garbage, tear_rows_cut; /* soak_tear's figures */
+  uint64_t tear_missing;  /* acknowledged rows that were not in the log before the tear */
+  uint64_t drop_want;     /* bytes the restore should drop: the torn record and the garbage */
+  int64_t drop_seen;      /* bytes the restarted shard said it dropped (-1: no "restored" line seen) */
 } soak_restart;
 
 /* What one loss check of one shard found (checks (1)-(3) in soak_check.c's design comment). */
@@ -128,6 +149,13 @@ typedef struct soak_run {
   soak_restart *rs; /* owned [cap_rs] */
   int n_rs, cap_rs;
   uint64_t *snap;   /* owned [actors]: sh->acked as it was when the actor's shard was stopped */
+  int rounds;       /* restart rounds (one shard each, or with --restart-mode all every shard) */
+  int settle_late;  /* writer calls still running from before a kill when its snapshot was taken */
+  /* --crash-tear, over all restarts: */
+  int tears, tear_failed, tear_garbled, drop_bad; /* tears made, failed, with garbage; drops not as predicted */
+  uint64_t tear_bytes, tear_rows_cut, tear_missing;  /* bytes cut or garbled, rows cut, acked rows not logged */
+  uint64_t drop_seen;                                /* torn bytes the shards said they dropped */
+  rng tear_rng;                                      /* the tears' cut points and garbage (--tear-seed) */
   int restart_failed; /* a restart did not come back, or did not answer Info */
   int term_bad;       /* SIGTERM restarts whose shard did not exit 0 */
   uint64_t lost_restarts;  /* acknowledged rows missing right after the restarts */

@@ -17,7 +17,9 @@
  *            concurrent messages after a stall) that tilt a short window's least-squares line,
  *            while a leak per message grows it every second and moves the median fully;
  *   clean    no call failed, and every bad request was refused as it should be;
- *   durable  (restarts only) no acknowledged row lost, and the counts below hold.
+ *   durable  (restarts only) no acknowledged row lost, and the counts below hold; with --crash-tear
+ *            also every tear made, no acknowledged row missing from a log before its tear, and every
+ *            restore dropping exactly the torn bytes (soak_tear.c).
  * With restarts memory is judged per incarnation: each one's peak under the prediction, and the
  * last one with enough points after its own warm-up (a checkpoint done in it and --warmup of its
  * length) flat. With several shards, per shard (each its own prediction, incarnations and window).
@@ -285,7 +287,10 @@ void soak_check_judge(const soak_cfg *c, const soak_shared *sh, const soak_run *
   v->lost = run->final_lost > run->lost_restarts ? run->final_lost : run->lost_restarts;
   v->clean = v->errors == 0 && v->bad_refused + v->bad_down == v->bad_sent && (c->bad_every <= 0 || v->bad_sent > 0) &&
              !run->child_died && exits_ok && run->term_bad == 0 && !run->restart_failed;
+  /* --crash-tear: a tear that failed, an acknowledged row the log did not hold before it was torn,
+   * or a restore that dropped other than the torn bytes fails durability too. */
   v->durable = c->restart_every <= 0 || (v->lost == 0 && run->counts_bad_restarts == 0 && !run->final_counts_bad &&
-                                         run->final_checked && !run->restart_failed);
+                                         run->final_checked && !run->restart_failed && run->tear_failed == 0 &&
+                                         run->tear_missing == 0 && run->drop_bad == 0);
 }
 

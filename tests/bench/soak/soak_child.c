@@ -12,9 +12,15 @@
  * server does not set SO_REUSEPORT and gRPC's listener sets SO_REUSEADDR, so a restarted shard
  * binds its old port at once (the caller still retries a start that fails).
  * Its memory is read from /proc/<pid>/status (VmRSS, VmHWM, Threads) and /proc/<pid>/fd, once a
- * second, by the watching thread. */
+ * second, by the watching thread.
+ * Its stdout and stderr share one pipe, which the soak reads: until "listening on" while it starts,
+ * then (non-blocking) once a second and while it stops. Every line but "listening on" is relayed to
+ * the soak's stderr as it was, and the lines about a torn log tail are counted (--crash-tear compares
+ * them with what it tore). The shard logs a few lines a minute, far under the pipe's 64 KB, so the
+ * seconds the main thread spends on a restart cannot block it. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -29,27 +35,69 @@
 #include "ib.h"
 #include "soak_child.h"
 
-/* ---- start, stop, /proc ---- */
+/* ---- the child's output ---- */
 
-/* Reads the child's stdout until "listening on HOST:PORT" (20 s bound). Returns the port or -1. */
-static int soak_child_port(int fd) {
-  char buf[512];
-  size_t len = 0;
+/* One whole line of the child (ch->line, NUL-terminated): relayed to stderr, and the torn-tail lines
+ * counted. Returns the port if it is "listening on HOST:PORT", else 0. */
+static int soak_child_line(soak_child *ch) {
+  const char *l = ch->line, *colon = strrchr(l, ':');
+  if (strncmp(l, "listening on ", 13) == 0 && colon != NULL) return atoi(colon + 1);
+  fprintf(stderr, "%s\n", l);
+  /* rsrv.c's restore line ends "(R records, I items, N torn bytes dropped)". */
+  const char *end = strstr(l, " torn bytes dropped)");
+  if (end != NULL) {
+    const char *d = end;
+    while (d > l && d[-1] >= '0' && d[-1] <= '9') d--;
+    if (d < end) ch->torn_dropped = strtoll(d, NULL, 10);
+  }
+  if (strstr(l, "(a write torn by a crash)") != NULL) ch->torn_warnings++;
+  return 0;
+}
+
+/* Takes the bytes buf[0, n) of the child's output; returns a port if a "listening on" line came. */
+static int soak_child_bytes(soak_child *ch, const char *buf, size_t n) {
+  int port = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (buf[i] != '\n' && ch->line_len + 1 < sizeof ch->line) {
+      ch->line[ch->line_len++] = buf[i];
+      continue;
+    }
+    ch->line[ch->line_len] = '\0'; /* a line longer than the buffer is relayed in pieces */
+    ch->line_len = 0;
+    int p = soak_child_line(ch);
+    if (p > 0) port = p;
+    if (buf[i] != '\n') ch->line[ch->line_len++] = buf[i];
+  }
+  return port;
+}
+
+void soak_child_drain(soak_child *ch) {
+  if (ch->pid <= 0) return;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(ch->out_fd, buf, sizeof buf)) > 0) soak_child_bytes(ch, buf, (size_t)n);
+}
+
+/* Reads the child's output until "listening on HOST:PORT" (20 s bound), relaying the lines before
+ * it; then makes the pipe non-blocking for soak_child_drain. Returns the port or -1. */
+static int soak_child_port(soak_child *ch) {
   double until = ib_now_s() + 20;
-  while (len + 1 < sizeof buf) {
-    struct pollfd p = {fd, POLLIN, 0};
+  for (;;) {
+    struct pollfd p = {ch->out_fd, POLLIN, 0};
     int left = (int)((until - ib_now_s()) * 1000);
     if (left <= 0 || poll(&p, 1, left) <= 0) return -1;
-    ssize_t n = read(fd, buf + len, 1);
-    if (n <= 0) return -1;
-    if (buf[len++] != '\n') continue;
-    buf[len] = '\0';
-    const char *colon = strrchr(buf, ':');
-    if (strncmp(buf, "listening on ", 13) == 0 && colon != NULL) return atoi(colon + 1);
-    len = 0;
+    char c;
+    if (read(ch->out_fd, &c, 1) != 1) return -1;
+    int port = soak_child_bytes(ch, &c, 1);
+    if (port > 0) {
+      int fl = fcntl(ch->out_fd, F_GETFL);
+      if (fl < 0 || fcntl(ch->out_fd, F_SETFL, fl | O_NONBLOCK) != 0) return -1;
+      return port;
+    }
   }
-  return -1;
 }
+
+/* ---- start, stop, /proc ---- */
 
 int soak_child_start(soak_child *ch, const soak_cfg *c, const char *dir, int port_want, int index) {
   char obs[16], act[16], on[24], demo[24], per[32], thr[16], ports[16], idx[16];
@@ -86,6 +134,7 @@ int soak_child_start(soak_child *ch, const soak_cfg *c, const char *dir, int por
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
     dup2(fd[1], 1);
+    dup2(fd[1], 2);
     close(fd[0]);
     close(fd[1]);
     execv(c->replay_bin, (char *const *)argv);
@@ -94,7 +143,10 @@ int soak_child_start(soak_child *ch, const soak_cfg *c, const char *dir, int por
   close(fd[1]);
   ch->pid = pid;
   ch->out_fd = fd[0];
-  int port = soak_child_port(fd[0]);
+  ch->line_len = 0;
+  ch->torn_dropped = -1;
+  ch->torn_warnings = 0;
+  int port = soak_child_port(ch);
   if (port <= 0) {
     kill(pid, SIGKILL);
     int st = 0;
@@ -113,9 +165,17 @@ int soak_child_start(soak_child *ch, const soak_cfg *c, const char *dir, int por
   return IB_OK;
 }
 
+void soak_child_signal(soak_child *ch, int sig) {
+  if (ch->pid > 0) kill(ch->pid, sig);
+}
+
 int soak_child_stop(soak_child *ch, int sig, double secs) {
+  soak_child_signal(ch, sig);
+  return soak_child_wait(ch, secs);
+}
+
+int soak_child_wait(soak_child *ch, double secs) {
   if (ch->pid <= 0) return -1;
-  kill(ch->pid, sig);
   double until = ib_now_s() + secs;
   int st = 0, code = -1;
   for (;;) {
@@ -129,8 +189,10 @@ int soak_child_stop(soak_child *ch, int sig, double secs) {
       waitpid(ch->pid, &st, 0);
       break;
     }
+    soak_child_drain(ch); /* a shard's last words (or LeakSanitizer's report) must not block it */
     usleep(20000);
   }
+  soak_child_drain(ch);
   close(ch->out_fd);
   ch->pid = -1;
   return code;
@@ -140,6 +202,7 @@ int soak_child_gone(soak_child *ch, int *code) {
   int st = 0;
   if (waitpid(ch->pid, &st, WNOHANG) != ch->pid) return 0;
   *code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  soak_child_drain(ch);
   close(ch->out_fd);
   ch->pid = -1;
   return 1;

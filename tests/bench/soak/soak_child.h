@@ -3,8 +3,8 @@
  * memory, threads and fds from /proc, and the files it needs (checkpoint directories, the TLS
  * certificate, the binary itself). Errors: functions that can meet the world return IB_OK or a
  * negative IB_E* with ib_fail's message naming the shard or path and a HINT; the others say what
- * they return. Ownership: a soak_child owns its pid and pipe until soak_child_stop or
- * soak_child_gone reaps it. Thread-safety: none; only the main thread calls these (the first
+ * they return. Ownership: a soak_child owns its pid and pipe until soak_child_stop,
+ * soak_child_wait or soak_child_gone reaps it. Thread-safety: none; only the main thread calls these (the first
  * starts before any thread or gRPC runs, restarts fork from the main thread, and the child only
  * calls exec). */
 #ifndef IB_SOAK_CHILD_H
@@ -19,8 +19,19 @@
 int soak_child_start(soak_child *ch, const soak_cfg *c, const char *dir, int port_want, int index);
 
 /* Sends `sig`, then waits up to `secs`; returns the exit code, 128+signal, or -1 (killed after the
- * wait). */
+ * wait). Same as soak_child_signal then soak_child_wait. */
 int soak_child_stop(soak_child *ch, int sig, double secs);
+
+/* Sends `sig` and returns at once (to stop several shards at the same instant). */
+void soak_child_signal(soak_child *ch, int sig);
+
+/* Waits up to `secs` for the child to exit (relaying its output meanwhile), SIGKILLs it after that,
+ * and reaps it; returns the exit code, 128+signal, or -1 (killed after the wait). */
+int soak_child_wait(soak_child *ch, double secs);
+
+/* Relays the child's output that is waiting in its pipe (whole lines; a partial one is kept), and
+ * counts its torn-tail lines in ch->torn_dropped and ch->torn_warnings. Never blocks. */
+void soak_child_drain(soak_child *ch);
 
 /* 1 if the child already exited (reaped; *code = its status), else 0. */
 int soak_child_gone(soak_child *ch, int *code);

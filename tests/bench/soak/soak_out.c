@@ -31,10 +31,10 @@ void soak_out_banner(const soak_cfg *c, const soak_run *run) {
   if (c->restart_every > 0 || c->token != NULL || c->tls) {
     char restarts[128] = "off";
     if (c->restart_every > 0)
-      snprintf(restarts, sizeof restarts, "every %g s%s (%s)", c->restart_every,
-               c->shards == 1 ? "" : ", the shards in turn",
+      snprintf(restarts, sizeof restarts, "every %g s%s (%s)%s", c->restart_every,
+               c->shards == 1 ? "" : c->restart_all ? ", every shard at once" : ", the shards in turn",
                c->restart_sig == SIGKILL ? "SIGKILL" : c->restart_sig == SIGTERM ? "SIGTERM"
-               : "SIGKILL and SIGTERM in turn");
+               : "SIGKILL and SIGTERM in turn", c->crash_tear ? ", logs torn after each SIGKILL" : "");
     printf("soak: restarts %s, token %s, TLS %s\n", restarts, c->token != NULL ? "on" : "off",
            c->tls_cert != NULL ? c->tls_cert : c->tls ? "skipped" : "off");
   }
@@ -110,6 +110,34 @@ int soak_out_csv(const char *path, const soak_cfg *c, const soak_run *run) {
 
 /* ---- the report ---- */
 
+/* --crash-tear: what the tears cut and what the shards dropped. */
+static void soak_report_tears(const soak_run *run) {
+  int kills = 0, ends = 0;
+  uint64_t want = 0;
+  for (int k = 0; k < run->n_rs; k++) {
+    const soak_restart *r = &run->rs[k];
+    kills += r->sig == SIGKILL;
+    ends += r->torn == 1 && r->tear_cut == r->tear_len;
+    if (r->torn == 1) want += r->drop_want;
+  }
+  printf("soak: crash tears %d after %d SIGKILLs (failed %d): %llu log bytes cut or garbled, %llu unacknowledged rows "
+         "cut, %d cut at the end (nothing lost), %d with garbage after the cut; the shards dropped %llu torn bytes "
+         "(predicted %llu, %d restores not as predicted); acknowledged rows not in a log before its tear: %llu %s\n",
+         run->tears, kills, run->tear_failed, (unsigned long long)run->tear_bytes,
+         (unsigned long long)run->tear_rows_cut, ends, run->tear_garbled, (unsigned long long)run->drop_seen,
+         (unsigned long long)want, run->drop_bad, (unsigned long long)run->tear_missing,
+         run->tear_failed == 0 && run->drop_bad == 0 && run->tear_missing == 0 ? "PASS" : "FAIL");
+  if (run->tear_missing > 0)
+    printf("soak: FAIL durable: %llu acknowledged rows were not in the newest log of their shard before it was torn "
+           "HINT: an insert was acknowledged before it was logged and synced; see the actors named above\n",
+           (unsigned long long)run->tear_missing);
+  if (run->drop_bad > 0)
+    printf("soak: FAIL durable: %d restores dropped other than the torn bytes HINT: the log replay (persist.c) kept "
+           "garbage or dropped whole records; see the restart lines above\n", run->drop_bad);
+  if (run->tear_failed > 0)
+    printf("soak: FAIL durable: %d tears could not be made HINT: see the messages above\n", run->tear_failed);
+}
+
 /* Restarts only: one line per incarnation of each shard, the outages and the loss check. */
 static void soak_report_restarts(const soak_cfg *c, const soak_run *run, const soak_verdict *v) {
   char tb[32];
@@ -142,6 +170,10 @@ static void soak_report_restarts(const soak_cfg *c, const soak_run *run, const s
          (unsigned long long)v->bad_down, (unsigned long long)v->errors);
   printf("soak: samples (all shards) failed while a shard was down %llu; samples that skipped a down shard %llu\n",
          (unsigned long long)v->samples_down, (unsigned long long)v->samples_skipped);
+  if (c->restart_all)
+    printf("soak: outages with every shard down at once: %d; writer calls still running from before a kill when "
+           "its snapshot was taken: %d\n", run->rounds, run->settle_late);
+  if (c->crash_tear) soak_report_tears(run);
   int wrapped = 0;
   for (int s = 0; s < c->shards; s++) {
     const soak_check *k = &run->shard[s].final;
@@ -260,7 +292,8 @@ void soak_out_report(const soak_cfg *c, const soak_run *run, const soak_verdict 
            "\"churns\":%llu,\"errors\":%llu,\"restarts\":%d,\"incarnation_judged\":%d,\"failed_while_down\":%llu,"
            "\"bad_failed_while_down\":%llu,\"samples_failed_while_down\":%llu,\"samples_skipping_a_shard\":%llu,"
            "\"acked_rows\":%llu,\"acked_lost\":%llu,\"online_stored\":%llu,\"token\":%s,\"tls\":%s,\"shards\":%d,"
-           "\"per_shard\":[",
+           "\"restart_mode\":\"%s\",\"outages\":%d,\"tears\":%d,\"tear_bytes\":%llu,\"torn_bytes_dropped\":%llu,"
+           "\"tear_drop_mismatches\":%d,\"acked_not_in_log\":%llu,\"per_shard\":[",
            v->bounded && v->flat && v->clean && v->durable ? "true" : "false", v->bounded ? "true" : "false",
            v->flat ? "true" : "false", v->clean ? "true" : "false", v->durable ? "true" : "false", t_end,
            run->tables_mb, v->predicted_mb, m0->warm_t, m0->warm_rss, m0->end_rss, m0->peak_hwm, m0->slope,
@@ -270,7 +303,9 @@ void soak_out_report(const soak_cfg *c, const soak_run *run, const soak_verdict 
            m0->judged_inc, (unsigned long long)v->errors_down, (unsigned long long)v->bad_down,
            (unsigned long long)v->samples_down, (unsigned long long)v->samples_skipped,
            (unsigned long long)run->final_acked, (unsigned long long)v->lost, (unsigned long long)run->final_stored,
-           c->token != NULL ? "true" : "false", c->tls_cert != NULL ? "true" : "false", c->shards);
+           c->token != NULL ? "true" : "false", c->tls_cert != NULL ? "true" : "false", c->shards,
+           c->restart_all ? "all" : "one", run->rounds, run->tears, (unsigned long long)run->tear_bytes,
+           (unsigned long long)run->drop_seen, run->drop_bad, (unsigned long long)run->tear_missing);
     for (int s = 0; s < c->shards; s++) {
       const soak_mem *m = &v->m[s];
       const soak_check *k = &run->shard[s].final;

@@ -26,10 +26,14 @@
  * main client's first Info answered after the restart, plus --down-grace; soak_watch.c sets the
  * times) is counted as "failed while down", not as a failure. A sample spans all shards: rc_sample
  * skips a down shard, so the samples that failed while any shard was down are counted apart, and
- * those that came back with a shard skipped are counted too.
+ * those that came back with a shard skipped are counted too. With --restart-mode all every shard is
+ * down at once, so every sample fails for the outage ("no shard reachable"): counted the same way.
  * No acknowledged loss, the writers' side: each writer session starts at its actor's first
  * unacknowledged seq (seqs are contiguous from 0 per actor), so "actor a has seqs [0, acked[a])
- * acknowledged" (sh->acked) is exact, and a writer never resends an acknowledged row. */
+ * acknowledged" (sh->acked) is exact, and a writer never resends an acknowledged row. Each writer
+ * thread also marks when its current rc_writer call began (sh->call_ns, 0 once the call returned and
+ * its acknowledgements are in sh->acked), so a restart can wait for acknowledgements that were on
+ * their way when the shard died (soak_watch.c). */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -113,7 +117,7 @@ static void soak_fill(rc_batch *b, int n, int proposer, uint64_t salt) {
  * of this actor starts at the first unacknowledged seq (rows of it that the shard did store come
  * back as duplicates), so the actor's seqs stay contiguous and sh->acked[id] exact. Returns 0, or
  * -1 when the traffic should stop. */
-static int soak_writer_session(soak_shared *sh, rc_batch *b, uint32_t id, uint64_t *seq, double *t_next) {
+static int soak_writer_session(soak_shared *sh, int k, rc_batch *b, uint32_t id, uint64_t *seq, double *t_next) {
   const soak_cfg *c = sh->cfg;
   int shard = rc_client_shard_of(sh->c, id);
   rc_writer *w = NULL;
@@ -127,19 +131,22 @@ static int soak_writer_session(soak_shared *sh, rc_batch *b, uint32_t id, uint64
   for (int i = 0; i < c->reopen && !atomic_load(&sh->stop); i++) {
     soak_fill(b, c->batch, i % 2 ? RC_PROPOSER_RL : RC_PROPOSER_IL, *seq + (uint64_t)i * (uint64_t)c->batch);
     int64_t t0 = (int64_t)ib_now_ns();
+    atomic_store(&sh->call_ns[k], t0);
     rc = rc_writer_write(w, b);
+    rc_writer_stats_get(w, &st);
+    atomic_fetch_add(&sh->rows_written, st.acked - acked);
+    atomic_store(&sh->acked[id], *seq + st.acked);
+    atomic_store(&sh->call_ns[k], 0);
+    acked = st.acked;
     if (rc != IB_OK) {
       soak_traffic_error(sh, shard, "rc_writer_write", rc, t0);
       break;
     }
-    rc_writer_stats_get(w, &st);
-    atomic_fetch_add(&sh->rows_written, st.acked - acked);
-    atomic_store(&sh->acked[id], *seq + st.acked);
-    acked = st.acked;
     soak_pace(t_next, c->batch, c->insert_rate / c->writers);
   }
   if (rc == IB_OK) {
     int64_t t0 = (int64_t)ib_now_ns();
+    atomic_store(&sh->call_ns[k], t0);
     rc = rc_writer_flush(w, -1);
     if (rc != IB_OK) soak_traffic_error(sh, shard, "rc_writer_flush", rc, t0);
   }
@@ -147,7 +154,9 @@ static int soak_writer_session(soak_shared *sh, rc_batch *b, uint32_t id, uint64
   atomic_fetch_add(&sh->rows_written, st.acked - acked);
   *seq += st.acked;
   atomic_store(&sh->acked[id], *seq);
-  /* After a failure the close flushes (and may fail) again: that failure was counted above. */
+  atomic_store(&sh->call_ns[k], 0);
+  /* After a failure the close flushes (and may fail) again: that failure was counted above. Whatever
+   * it acknowledges then is not counted: the next session of this actor resends it (a duplicate). */
   int crc = rc_writer_close(w);
   if (crc != IB_OK && rc == IB_OK) soak_traffic_error(sh, shard, "rc_writer_close", crc, (int64_t)ib_now_ns());
   atomic_fetch_add(&sh->reopens, 1);
@@ -167,7 +176,7 @@ static void *soak_writer_main(void *arg) {
   for (int s = 0; !atomic_load(&sh->stop); s++) {
     int slot = s % mine;
     uint32_t id = (uint32_t)(j->k + slot * c->writers);
-    if (soak_writer_session(sh, &b, id, &seq[slot], &t_next) != 0) break;
+    if (soak_writer_session(sh, j->k, &b, id, &seq[slot], &t_next) != 0) break;
   }
   rc_batch_free(&b);
   free(seq);
@@ -217,7 +226,7 @@ static void *soak_sampler_main(void *arg) {
 
 /* The demo preloader's actor id for `shard`: SOAK_DEMO_ACTOR rounded down to a multiple of the
  * shard count, plus the shard (writers go to actor_id % shards). */
-static uint32_t soak_demo_actor(int shards, int shard) {
+uint32_t soak_traffic_demo_actor(int shards, int shard) {
   return SOAK_DEMO_ACTOR - SOAK_DEMO_ACTOR % (uint32_t)shards + (uint32_t)shard;
 }
 
@@ -226,7 +235,7 @@ static int soak_preload_demos(soak_shared *sh, int shard) {
   const soak_cfg *c = sh->cfg;
   if (c->demo_rows == 0) return IB_OK;
   rc_writer *w = NULL;
-  uint32_t id = soak_demo_actor(c->shards, shard);
+  uint32_t id = soak_traffic_demo_actor(c->shards, shard);
   IB_CHECK(rc_client_shard_of(sh->c, id) == shard);
   int rc = rc_writer_open(&w, sh->c, "demo", id, 0, 0);
   if (rc != IB_OK) return rc;

@@ -21,6 +21,9 @@ int soak_traffic_in_outage(soak_shared *sh, int shard, int64_t t0_ns);
  * (the first 10 printed on stderr, the rest only counted). */
 void soak_traffic_error(soak_shared *sh, int shard, const char *who, int rc, int64_t t0_ns);
 
+/* The demo preloader's actor id for `shard` (its seqs 0.. are the preloaded demo rows). */
+uint32_t soak_traffic_demo_actor(int shards, int shard);
+
 /* The options of every client of the soak (shared token and TLS roots as configured). */
 void soak_traffic_opts(rc_opts *o, const soak_shared *sh, uint64_t seed);
 
