@@ -1041,6 +1041,10 @@ int rsrv_start(rsrv **out, const rsrv_config *cfg, int insecure) {
                (unsigned long long)ri.ckpt_epoch, (unsigned long long)ri.ckpt_items,
                ri.wal_found ? (ri.wal_stale ? "stale" : "yes") : "no", (unsigned long long)ri.wal_records,
                (unsigned long long)ri.wal_items, (unsigned long long)ri.wal_torn_bytes);
+    if (ri.wal_dropped_logs > 0)
+      log_warn("restore dropped %llu later log(s), %llu bytes of records, after a log that lost its tail in a "
+               "machine crash (none of those records was acknowledged; their actors resend them)",
+               (unsigned long long)ri.wal_dropped_logs, (unsigned long long)ri.wal_dropped_bytes);
     /* Re-seed the limiter from the restored counters (checkpoints do not hold it). */
     store_table_info to, td;
     store_table_info_get(s->st, s->t_online, &to);
