@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ib.h"
 #include "log.h"
@@ -261,6 +262,225 @@ int store_bench_persist(const store_bench_persist_cfg *cfg, store_bench_persist_
     out->restore_s = (double)(ib_now_ns() - t0) * 1e-9;
     out->restore_mb_per_s = (double)out->ckpt_bytes / 1e6 / out->restore_s;
   }
+  persist_close(p);
+  store_destroy(s);
+  return rc;
+}
+
+/* ---- acknowledgement latency with and without checkpoints ---- */
+
+#define ACK_KEEP 262144 /* acks kept per thread and phase; a logged insert waits for a disk flush,
+                         * so a thread acknowledges hundreds to a few thousand batches a second */
+#define ACK_WINDOWS 4096
+
+typedef struct ack_job {
+  store *s;
+  const store_bench_acks_cfg *cfg;
+  uint32_t actor;
+  int *stop; /* set by the bench thread (atomic builtins) */
+  uint64_t *t0; /* [ACK_KEEP] start of each kept ack, ns */
+  float *ms;    /* [ACK_KEEP] its latency */
+  uint64_t kept;
+  int rc;
+} ack_job;
+
+static void *ack_worker(void *arg) {
+  ack_job *j = arg;
+  const store_bench_acks_cfg *c = j->cfg;
+  float *obs = ib_xcalloc((size_t)c->obs_dim, sizeof(float));
+  float *act = ib_xcalloc((size_t)c->act_dim, sizeof(float));
+  store_item *it = ib_xcalloc(c->batch, sizeof *it);
+  for (uint64_t k = 0; !__atomic_load_n(j->stop, __ATOMIC_ACQUIRE) && !j->rc; k++) {
+    make_items(it, c->batch, obs, act, c->obs_dim, c->act_dim, j->actor, k * c->batch, STORE_PROPOSER_RL);
+    uint64_t a = ib_now_ns();
+    j->rc = store_insert(j->s, "online", it, c->batch, NULL);
+    uint64_t b = ib_now_ns();
+    if (j->kept < ACK_KEEP) {
+      j->t0[j->kept] = a;
+      j->ms[j->kept] = (float)((double)(b - a) * 1e-6);
+      j->kept++;
+    }
+  }
+  free(it);
+  free(obs);
+  free(act);
+  return NULL;
+}
+
+static int cmp_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+static void sleep_until_ns(uint64_t t) {
+  for (uint64_t now = ib_now_ns(); now < t; now = ib_now_ns()) {
+    uint64_t d = t - now;
+    struct timespec ts = {(time_t)(d / 1000000000ull), (long)(d % 1000000000ull)};
+    nanosleep(&ts, NULL);
+  }
+}
+
+/* What the phases of one mode gathered, over all rounds. */
+typedef struct ack_acc {
+  float *all;    /* every ack's latency, ms */
+  uint64_t n, cap;
+  double win[ACK_WINDOWS];  /* worst ack starting in each window right after a (would-be) checkpoint start, ms */
+  double rest[ACK_WINDOWS]; /* worst ack starting in the rest of that period, ms */
+  int nwin;
+} ack_acc;
+
+/* One phase: cfg->threads inserters for cfg->seconds; with `ckpt`, a checkpoint starts every
+ * period_ms (else only the window times are noted). */
+static int acks_phase(store *s, persist *p, const store_bench_acks_cfg *cfg, int ckpt, uint32_t actor0,
+                      ack_job *jobs, ack_acc *acc, double *cuts, double *ckpt_s, int *ncuts) {
+  int stop = 0, rc = IB_OK;
+  pthread_t th[16];
+  for (int i = 0; i < cfg->threads; i++) {
+    jobs[i].s = s;
+    jobs[i].cfg = cfg;
+    jobs[i].actor = actor0 + (uint32_t)i;
+    jobs[i].stop = &stop;
+    jobs[i].kept = 0;
+    jobs[i].rc = IB_OK;
+    IB_CHECK(pthread_create(&th[i], NULL, ack_worker, &jobs[i]) == 0);
+  }
+  uint64_t t_start = ib_now_ns() + 200000000ull; /* let the threads start */
+  uint64_t t_end = t_start + (uint64_t)(cfg->seconds * 1e9);
+  uint64_t period = (uint64_t)cfg->period_ms * 1000000ull, window = (uint64_t)cfg->window_ms * 1000000ull;
+  uint64_t ws[ACK_WINDOWS];
+  int nw = 0;
+  for (uint64_t next = t_start; next + window <= t_end && nw < ACK_WINDOWS && !rc; next += period) {
+    sleep_until_ns(next);
+    ws[nw++] = ib_now_ns();
+    if (ckpt) {
+      persist_ckpt_info ci;
+      rc = persist_checkpoint(p, &ci);
+      if (!rc && *ncuts < ACK_WINDOWS) {
+        cuts[*ncuts] = ci.blocked_seconds * 1e3;
+        ckpt_s[(*ncuts)++] = ci.seconds;
+      }
+    }
+  }
+  sleep_until_ns(t_end);
+  __atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+  for (int i = 0; i < cfg->threads; i++) {
+    pthread_join(th[i], NULL);
+    if (jobs[i].rc && !rc) rc = jobs[i].rc;
+  }
+  for (int i = 0; i < cfg->threads; i++) {
+    for (uint64_t k = 0; k < jobs[i].kept; k++) {
+      if (acc->n == acc->cap) {
+        acc->cap = acc->cap ? 2 * acc->cap : 65536;
+        acc->all = realloc(acc->all, acc->cap * sizeof *acc->all);
+        IB_CHECK(acc->all != NULL);
+      }
+      acc->all[acc->n++] = jobs[i].ms[k];
+    }
+  }
+  for (int w = 0; w < nw && acc->nwin < ACK_WINDOWS; w++) {
+    double worst = 0, worst_rest = 0;
+    uint64_t end = w + 1 < nw ? ws[w + 1] : IB_MIN(ws[w] + period, t_end);
+    for (int i = 0; i < cfg->threads; i++)
+      for (uint64_t k = 0; k < jobs[i].kept; k++) {
+        uint64_t t = jobs[i].t0[k];
+        double ms = jobs[i].ms[k];
+        if (t >= ws[w] && t < ws[w] + window && ms > worst) worst = ms;
+        if (t >= ws[w] + window && t < end && ms > worst_rest) worst_rest = ms;
+      }
+    acc->rest[acc->nwin] = worst_rest;
+    acc->win[acc->nwin++] = worst;
+  }
+  return rc;
+}
+
+static void acks_stats(ack_acc *acc, store_bench_acks_stats *o) {
+  memset(o, 0, sizeof *o);
+  o->acks = acc->n;
+  if (acc->n > 0) {
+    qsort(acc->all, acc->n, sizeof *acc->all, cmp_float);
+    o->p50_ms = acc->all[acc->n / 2];
+    o->p99_ms = acc->all[(acc->n * 99) / 100];
+    o->max_ms = acc->all[acc->n - 1];
+  }
+  o->windows = acc->nwin;
+  if (acc->nwin > 0) {
+    qsort(acc->win, (size_t)acc->nwin, sizeof acc->win[0], cmp_double);
+    qsort(acc->rest, (size_t)acc->nwin, sizeof acc->rest[0], cmp_double);
+    o->win_med_ms = acc->win[acc->nwin / 2];
+    o->win_max_ms = acc->win[acc->nwin - 1];
+    o->rest_med_ms = acc->rest[acc->nwin / 2];
+    o->rest_max_ms = acc->rest[acc->nwin - 1];
+  }
+}
+
+int store_bench_acks(const store_bench_acks_cfg *cfg, store_bench_acks_result *out) {
+  IB_CHECK(cfg != NULL && out != NULL && cfg->dir != NULL);
+  memset(out, 0, sizeof *out);
+  if (cfg->threads < 1 || cfg->threads > 16 || cfg->batch < 1 || cfg->batch > FILL_BATCH || cfg->rounds < 1 ||
+      cfg->rounds > 8 || !(cfg->seconds >= 1 && cfg->seconds <= 3600) || cfg->period_ms < 10 ||
+      cfg->window_ms < 1 || cfg->window_ms > cfg->period_ms)
+    return ib_fail(IB_EINVAL,
+                   "bench: threads %d (1..16), batch %u (1..%d), rounds %d (1..8), seconds %g (1..3600), "
+                   "period %d ms (>= 10) or window %d ms (1..period) out of range",
+                   cfg->threads, cfg->batch, FILL_BATCH, cfg->rounds, cfg->seconds, cfg->period_ms, cfg->window_ms);
+  store_spec sp[2];
+  store_specs_default(sp, cfg->obs_dim, cfg->act_dim, 16, cfg->capacity);
+  store_config sc = {.max_insert_batch = FILL_BATCH};
+  store *s = NULL;
+  persist *p = NULL;
+  persist_restore_info ri;
+  int rc = store_create(&s, sp, 2, &sc);
+  if (!rc) rc = persist_open(&p, s, cfg->dir, PERSIST_WAL, &ri);
+  if (!rc && (ri.ckpt_found || ri.wal_records > 0))
+    rc = ib_fail(IB_ESTATE, "bench: '%s' already holds a store (HINT: give an empty directory)", cfg->dir);
+  if (!rc) { /* a full table, so each checkpoint writes `capacity` items */
+    float *obs = ib_xcalloc((size_t)cfg->obs_dim, sizeof(float));
+    float *act = ib_xcalloc((size_t)cfg->act_dim, sizeof(float));
+    store_item *it = ib_xcalloc(FILL_BATCH, sizeof *it);
+    rc = fill(s, "online", cfg->capacity, cfg->obs_dim, cfg->act_dim, 7, STORE_PROPOSER_RL, obs, act, it);
+    free(it);
+    free(obs);
+    free(act);
+  }
+  ack_job jobs[16];
+  for (int i = 0; i < cfg->threads; i++) {
+    jobs[i].t0 = ib_xcalloc(ACK_KEEP, sizeof *jobs[i].t0);
+    jobs[i].ms = ib_xcalloc(ACK_KEEP, sizeof *jobs[i].ms);
+  }
+  ack_acc *acc = ib_xcalloc(2, sizeof *acc); /* [0] with checkpoints, [1] without */
+  double *cuts = ib_xcalloc(ACK_WINDOWS, sizeof *cuts), *ck_s = ib_xcalloc(ACK_WINDOWS, sizeof *ck_s);
+  int ncuts = 0;
+  /* The disk's flush time drifts with whatever else runs, so the modes alternate, each first in
+   * turn, and every round uses fresh actors (no batch is a duplicate). */
+  for (int r = 0; r < cfg->rounds && !rc; r++) {
+    for (int h = 0; h < 2 && !rc; h++) {
+      int with = (r + h) % 2 == 0;
+      log_info("bench: acks round %d of %d, %s checkpoints every %d ms, %g s", r + 1, cfg->rounds,
+               with ? "with" : "without", cfg->period_ms, cfg->seconds);
+      rc = acks_phase(s, p, cfg, with, 10000u + 100u * (uint32_t)(2 * r + h), jobs, &acc[with ? 0 : 1], cuts, ck_s,
+                      &ncuts);
+    }
+  }
+  if (!rc) {
+    acks_stats(&acc[0], &out->with_ckpt);
+    acks_stats(&acc[1], &out->without);
+    if (ncuts > 0) {
+      qsort(cuts, (size_t)ncuts, sizeof *cuts, cmp_double);
+      qsort(ck_s, (size_t)ncuts, sizeof *ck_s, cmp_double);
+      out->cut_med_ms = cuts[ncuts / 2];
+      out->cut_max_ms = cuts[ncuts - 1];
+      out->ckpt_med_s = ck_s[ncuts / 2];
+    }
+  }
+  for (int i = 0; i < cfg->threads; i++) {
+    free(jobs[i].t0);
+    free(jobs[i].ms);
+  }
+  free(acc[0].all);
+  free(acc[1].all);
+  free(acc);
+  free(cuts);
+  free(ck_s);
   persist_close(p);
   store_destroy(s);
   return rc;

@@ -59,4 +59,41 @@ typedef struct store_bench_persist_result {
 
 int store_bench_persist(const store_bench_persist_cfg *cfg, store_bench_persist_result *out);
 
+/* store_bench_acks: how checkpoints change the acknowledgement latency of logged inserts. Threads
+ * insert batches with the log (each store_insert returns once its record is durable) for `seconds`,
+ * once with a checkpoint started every `period_ms` and once without, alternating `rounds` times.
+ * Each checkpoint's cut switches to a new log, so the first group commit after it flushes the old
+ * log's tail and then the new log (two fdatasyncs in a row), and the fork makes the inserts' page
+ * writes copy on write for a while; then the forked writer's file competes with the log's flushes
+ * for the disk. Reported: every ack's median / p99 / max in each mode; per checkpoint, the worst
+ * ack that started within `window_ms` of its start and the worst in the rest of its period; and
+ * the same for windows at the same times of the run without checkpoints. */
+typedef struct store_bench_acks_cfg {
+  const char *dir; /* an empty scratch directory */
+  int obs_dim, act_dim;
+  uint64_t capacity; /* online capacity (the checkpoint holds a full table after the first seconds) */
+  int threads;       /* inserting threads (1..16) */
+  uint32_t batch;    /* items per logged batch */
+  double seconds;    /* per mode and round */
+  int period_ms;     /* between checkpoint starts */
+  int window_ms;     /* after each checkpoint start */
+  int rounds;        /* each runs both modes, the order alternating (1..8) */
+} store_bench_acks_cfg;
+
+typedef struct store_bench_acks_stats {
+  uint64_t acks;                   /* acknowledged batches */
+  double p50_ms, p99_ms, max_ms;   /* over every ack */
+  int windows;                     /* checkpoint starts (or the same times without checkpoints) */
+  double win_med_ms, win_max_ms;   /* over windows: median and max of the worst ack in each */
+  double rest_med_ms, rest_max_ms; /* the same for the rest of each period (window_ms .. period_ms) */
+} store_bench_acks_stats;
+
+typedef struct store_bench_acks_result {
+  store_bench_acks_stats with_ckpt, without;
+  double cut_med_ms, cut_max_ms; /* the store held by each cut (persist_ckpt_info.blocked_seconds) */
+  double ckpt_med_s;             /* a whole checkpoint */
+} store_bench_acks_result;
+
+int store_bench_acks(const store_bench_acks_cfg *cfg, store_bench_acks_result *out);
+
 #endif /* IB_STORE_BENCH_H */

@@ -1,6 +1,7 @@
 /* bench_store.c: `ibrl-bench store`, the in-process benchmark of the replay store (no gRPC):
  * the sample gather of one learner batch, logged inserts with group commit, and a background
- * checkpoint with a sampler running meanwhile, plus restore. The timing lives in
+ * checkpoint with a sampler running meanwhile, plus restore, and the acknowledgement latency of
+ * logged inserts with periodic checkpoints against without (--what acks). The timing lives in
  * replay/store/store_bench.c so `ibrl-bench` can call the same functions.
  *
  * Defaults follow anchors.md ("replay batch gathering"): obs 69, action 7, 256-row batches from a
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ib.h"
 #include "store_bench.h"
@@ -19,7 +21,7 @@
 static void usage(FILE *f) {
   fprintf(f,
           "usage: ibrl-bench store [flags]\n"
-          "  --what W            gather, persist or all (default all)\n"
+          "  --what W            gather, persist, acks or all (default all)\n"
           "  --obs-dim N         observation floats (default 69)\n"
           "  --act-dim N         action-chunk floats (default 7)\n"
           "  --capacity N        online items for the gather (default 1826091, ~1.2 GB)\n"
@@ -29,7 +31,12 @@ static void usage(FILE *f) {
           "  --reps N            repetitions, 1..8 (default 3)\n"
           "  --dir D             empty scratch directory for the persist part (required for it)\n"
           "  --ckpt-items N      online items in the checkpoint (default 300000, ~200 MB)\n"
-          "  --threads N         inserter threads for group commit, 1..16 (default 4)\n"
+          "  --threads N         inserter threads for group commit and acks, 1..16 (default 4)\n"
+          "acks: logged inserts of 16 items with a checkpoint every --period-ms, and without, in turn\n"
+          "(--reps rounds, default 3); the table holds --ckpt-items items (default 300000)\n"
+          "  --seconds S         per mode and round, 1..3600 (default 10)\n"
+          "  --period-ms N       between checkpoint starts, 10..600000 (default 1000)\n"
+          "  --window-ms N       worst ack that starts this soon after a checkpoint starts (default 100)\n"
           "  -h, --help          this text\n");
 }
 
@@ -50,7 +57,7 @@ int bench_store(int argc, char **argv);
 int bench_store(int argc, char **argv) {
   const char *what = "all", *dir = NULL;
   uint64_t obs = 69, act = 7, cap = 1826091, batch = 256, iters = 20000, reps = 3;
-  uint64_t ckpt_items = 300000, threads = 4;
+  uint64_t ckpt_items = 300000, threads = 4, seconds = 10, period_ms = 1000, window_ms = 100;
   double frac = -2; /* -2: run 0 and 0.5 */
   static const struct option opts[] = {{"what", required_argument, 0, 'w'},
                                        {"obs-dim", required_argument, 0, 'o'},
@@ -63,6 +70,9 @@ int bench_store(int argc, char **argv) {
                                        {"dir", required_argument, 0, 'd'},
                                        {"ckpt-items", required_argument, 0, 'k'},
                                        {"threads", required_argument, 0, 't'},
+                                       {"seconds", required_argument, 0, 'S'},
+                                       {"period-ms", required_argument, 0, 'P'},
+                                       {"window-ms", required_argument, 0, 'W'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   int c, bad = 0;
@@ -95,6 +105,15 @@ int bench_store(int argc, char **argv) {
     case 't':
       bad |= parse_u64("--threads", optarg, 1, 16, &threads);
       break;
+    case 'S':
+      bad |= parse_u64("--seconds", optarg, 1, 3600, &seconds);
+      break;
+    case 'P':
+      bad |= parse_u64("--period-ms", optarg, 10, 600000, &period_ms);
+      break;
+    case 'W':
+      bad |= parse_u64("--window-ms", optarg, 1, 600000, &window_ms);
+      break;
     case 'd':
       dir = optarg;
       break;
@@ -123,14 +142,21 @@ int bench_store(int argc, char **argv) {
   if (bad) return 2;
   bool do_gather = !strcmp(what, "gather") || !strcmp(what, "all");
   bool do_persist = !strcmp(what, "persist") || !strcmp(what, "all");
-  if (!do_gather && !do_persist) {
-    fprintf(stderr, "ibrl-bench store: --what '%s' is unknown (HINT: gather, persist or all)\n",
+  bool do_acks = !strcmp(what, "acks") || !strcmp(what, "all");
+  if (!do_gather && !do_persist && !do_acks) {
+    fprintf(stderr, "ibrl-bench store: --what '%s' is unknown (HINT: gather, persist, acks or all)\n",
             what);
     return 2;
   }
-  if (do_persist && !dir) {
-    fprintf(stderr, "ibrl-bench store: the persist part needs --dir (an empty scratch directory), "
+  if ((do_persist || do_acks) && !dir) {
+    fprintf(stderr, "ibrl-bench store: the persist and acks parts need --dir (an empty scratch directory), "
                     "or use --what gather\n");
+    return 2;
+  }
+  if (window_ms > period_ms) {
+    fprintf(stderr, "ibrl-bench store: --window-ms %llu is longer than --period-ms %llu (HINT: the window must "
+                    "end before the next checkpoint starts)\n", (unsigned long long)window_ms,
+            (unsigned long long)period_ms);
     return 2;
   }
 
@@ -178,6 +204,37 @@ int bench_store(int argc, char **argv) {
            r.ckpt_background ? "background writer" : "written in place",
            (unsigned long long)r.samples_during_ckpt, r.sample_max_us_during_ckpt / 1e3);
     printf("restore %.2f s (%.0f MB/s)\n", r.restore_s, r.restore_mb_per_s);
+  }
+  if (do_acks) {
+    /* Its own subdirectory, so `--what all` can reuse --dir after the persist part. */
+    char sub[4096];
+    snprintf(sub, sizeof sub, "%s/acks", dir);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+      fprintf(stderr, "ibrl-bench store: cannot create --dir '%s': %s (HINT: give a writable path)\n", dir,
+              strerror(errno));
+      return 1;
+    }
+    store_bench_acks_cfg ac = {sub, (int)obs, (int)act, ckpt_items, (int)threads, 16, (double)seconds,
+                               (int)period_ms, (int)window_ms, (int)reps};
+    store_bench_acks_result r;
+    fprintf(stderr, "acks: %llu threads logging batches of 16 for %llu s, with a checkpoint of %llu items every "
+            "%llu ms and without, %llu rounds, in %s...\n", (unsigned long long)threads,
+            (unsigned long long)seconds, (unsigned long long)ckpt_items, (unsigned long long)period_ms,
+            (unsigned long long)reps, sub);
+    if (store_bench_acks(&ac, &r) != IB_OK) {
+      fprintf(stderr, "ibrl-bench store: %s\n", ib_errmsg());
+      return 1;
+    }
+    const store_bench_acks_stats *m[2] = {&r.with_ckpt, &r.without};
+    for (int k = 0; k < 2; k++)
+      printf("acks    %s checkpoints: %llu acks, median %.2f ms, p99 %.2f, max %.2f; worst ack starting within "
+             "%llu ms of %d checkpoint starts%s: median %.2f ms, max %.2f; in the rest of each period: median "
+             "%.2f ms, max %.2f\n",
+             k == 0 ? "with   " : "without", (unsigned long long)m[k]->acks, m[k]->p50_ms, m[k]->p99_ms,
+             m[k]->max_ms, (unsigned long long)window_ms, m[k]->windows, k == 0 ? "" : " (same times, none run)",
+             m[k]->win_med_ms, m[k]->win_max_ms, m[k]->rest_med_ms, m[k]->rest_max_ms);
+    printf("acks    cuts held the store median %.2f ms, max %.2f; a checkpoint took %.2f s (median)\n",
+           r.cut_med_ms, r.cut_max_ms, r.ckpt_med_s);
   }
   return 0;
 }
