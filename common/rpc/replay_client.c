@@ -36,8 +36,20 @@
  *   is taken with rc_sample (its retries and errors), and the pipeline restarts after it. The
  *   two plans live in the sampler (no allocation per batch).
  * - A shard that is down (UNAVAILABLE or DEADLINE_EXCEEDED) is left out of the sample: the rows
- *   are redrawn over the live shards, the batch says which shards were skipped, and the shard is
- *   probed again after RC_SIZES_TTL_MS. Only when no shard answers does rc_sample fail.
+ *   are redrawn over the live shards and the batch says which shards were skipped. It stays out
+ *   until a probe off the sampling path brings it back: the poller thread starts an Info call on
+ *   its own CQ for each down shard whose backoff has passed (deadline min(client's, 2 s)), takes
+ *   the finished ones off without waiting, and on success refreshes the shard's sizes and marks it
+ *   up. Before, the shard was let back in after RC_SIZES_TTL_MS and a learner's sample probed it
+ *   (a blocking Info for its stale sizes, then the Sample): a frozen shard (SIGSTOP, a dead
+ *   machine) cost a full deadline about every second until keepalive dropped the connection after
+ *   20 s, which held 2 learner ranks at 10 updates/s instead of 250 (docs/results/replay-soak.md,
+ *   finding 8). The backoff is RC_SIZES_TTL_MS after a failed probe; after a Sample failure it is
+ *   RC_SIZES_TTL_MS doubled for each time the shard went down again since its last good Sample (to
+ *   4x): a shard whose Sample its rate limiter holds answers Info at once, and must not come back
+ *   to hold a sample for a deadline every second. Only when every shard is down does a sample try
+ *   them all, so it fails within its deadlines instead of waiting for a probe. rc_client_close
+ *   cancels the probes in flight (it never waits for a frozen shard's deadline).
  * - InsertRequest and SampleReply, which carry the items, go through the hand codec of
  *   itemcodec.h (shared with the server) instead of nanopb, because they are the whole data
  *   volume; everything else uses wire_encode / wire_decode. Both carry the rows as ItemColumns
@@ -74,12 +86,28 @@
 #define STREAM_LIFETIME_MS (10L * 60 * 1000)
 #define RC_CQ_POOL 16 /* idle pluck queues kept for reuse by unary calls */
 #define RC_SIZES_TTL_MS 1000 /* cached table sizes of a shard not sampled lately are re-read after this */
+#define RC_PROBE_MAX_MS 2000 /* a probe's deadline: the client's, but at most this (keeps probe rounds short) */
+#define RC_DOWN_MAX_SHIFT 2  /* a shard that fails again after each rejoin is kept out up to 4 x RC_SIZES_TTL_MS */
+
+/* One unary call in flight: its tag, and where the 6-op batch puts its results. */
+typedef struct ucall {
+  grpc_call *call;
+  grpc_metadata_array md_init, md_trail;
+  grpc_byte_buffer *reply;
+  grpc_status_code status;
+  grpc_slice details;
+  const char *error_string;
+} ucall;
 
 typedef struct shard {
   char *target;      /* owned */
   grpc_channel *ch;  /* owned */
   uint64_t sizes_ns; /* when the cached sizes were read (0 = never); under client lock */
-  uint64_t down_until_ns; /* rc_sample skips the shard until then (0 = up); under client lock */
+  /* Down state, under client lock. 0 = up (sampled). Else the shard is down: left out of every
+   * sample until a probe (Info from the poller thread) succeeds, and not probed before this time. */
+  uint64_t down_until_ns;
+  int strikes;  /* times it went down since its last successful Sample (grows its backoff) */
+  int probing;  /* a probe of it is in flight: probe[i] of the client holds the call */
   uint64_t demo_size, online_size;
 } shard;
 
@@ -99,6 +127,7 @@ struct rc_client {
   pthread_mutex_t cq_mu;          /* guards the pool of idle pluck queues */
   grpc_completion_queue *cq_idle[RC_CQ_POOL]; /* owned: idle, nothing pending on them */
   int n_cq_idle;
+  ucall probe[RC_MAX_SHARDS]; /* probe[i]: the Info probe of shard i while sh[i].probing (on poll_cq) */
 };
 
 static void cq_destroy(grpc_completion_queue *cq);
@@ -153,27 +182,49 @@ static int call_fail(const rc_client *c, int i, const char *what, grpc_status_co
  * the socket, then wakes the plucking thread, which finds the data in the other core's cache):
  * ibrl-bench replay measured up to ~0.15 us of client CPU per transition for it with one
  * thread. It polls once the client has been idle for POLL_IDLE_MS, which is when connection work
- * (a reconnect after a shard restart) would otherwise wait for a call. */
+ * (a reconnect after a shard restart) would otherwise wait for a call.
+ * It also probes the shards that are down (probes_start, probe_finish: Info calls on poll_cq),
+ * busy or not. A probe needs nobody to wait for it: while the client is busy the threads plucking
+ * their own calls move the probe's bytes too (one engine polls every fd) and gRPC's timer thread
+ * ends it at its deadline, so the standing-by poller only takes finished probes off poll_cq
+ * without waiting (a past deadline), every POLL_PARK_MS and only while a probe is out. */
 #define POLL_IDLE_MS 20 /* idle time after the last pluck before the poller polls */
 #define POLL_PARK_MS 5  /* how often a standing-by poller looks again */
 #define POLL_SLICE_MS 20 /* one poll; short, so a new burst of calls takes over soon */
 
+static int probes_start(rc_client *c);
+static void probe_finish(rc_client *c, void *tag);
+
 static void *poller_main(void *arg) {
   rc_client *c = arg;
+  int out = 0; /* probes in flight (only this thread starts and finishes them) */
   while (!atomic_load(&c->stop)) {
+    out += probes_start(c);
     int64_t idle_ns = (int64_t)(ib_now_ns() - atomic_load(&c->pluck_end_ns));
     if (atomic_load(&c->plucking) > 0 || idle_ns < POLL_IDLE_MS * 1000000LL) {
+      grpc_event ev = {.type = GRPC_QUEUE_TIMEOUT};
+      while (out > 0 && (ev = grpc_completion_queue_next(c->poll_cq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL)).type ==
+                            GRPC_OP_COMPLETE) {
+        probe_finish(c, ev.tag);
+        out--;
+      }
+      if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
       struct timespec ts = {0, POLL_PARK_MS * 1000000L};
       nanosleep(&ts, NULL);
       continue;
     }
     grpc_event ev = grpc_completion_queue_next(c->poll_cq, wire_deadline_ms(POLL_SLICE_MS), NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+    if (ev.type == GRPC_OP_COMPLETE) {
+      probe_finish(c, ev.tag);
+      out--;
+    }
   }
-  /* drain after shutdown */
+  /* drain after shutdown: rc_client_close cancelled the probes in flight, so they end at once */
   for (;;) {
     grpc_event ev = grpc_completion_queue_next(c->poll_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+    if (ev.type == GRPC_OP_COMPLETE) probe_finish(c, ev.tag);
   }
   return NULL;
 }
@@ -216,7 +267,7 @@ int rc_client_open(rc_client **out, const rc_opts *opts) {
   c->n = n;
   c->deadline_ms = opts->deadline_ms > 0 ? opts->deadline_ms : RC_DEFAULT_DEADLINE_MS;
   c->max_msg = opts->max_message_bytes != 0 ? opts->max_message_bytes : WIRE_DEFAULT_MAX_MESSAGE_BYTES;
-  wire_channel_opts co = {c->max_msg, opts->tls_roots, opts->reconnect_ms, 0};
+  wire_channel_opts co = {c->max_msg, opts->tls_roots, opts->reconnect_ms, opts->keepalive_ms};
   for (int i = 0; i < n; i++) {
     c->sh[i].target = ib_xstrdup(targets[i]);
     c->sh[i].ch = wire_channel_create(targets[i], &co);
@@ -247,7 +298,14 @@ int rc_client_open(rc_client **out, const rc_opts *opts) {
 
 void rc_client_close(rc_client *c) {
   if (c == NULL) return;
+  /* Under the lock, so the poller starts no probe after this and every probe it started is seen
+   * (probe_finish clears `probing` under it before it releases the call): cancelled, a probe of a
+   * frozen shard ends now instead of at its deadline. */
+  pthread_mutex_lock(&c->lock);
   atomic_store(&c->stop, 1);
+  for (int i = 0; i < c->n; i++)
+    if (c->sh[i].probing) grpc_call_cancel(c->probe[i].call, NULL);
+  pthread_mutex_unlock(&c->lock);
   grpc_completion_queue_shutdown(c->poll_cq);
   pthread_join(c->poller, NULL);
   grpc_completion_queue_destroy(c->poll_cq);
@@ -275,15 +333,6 @@ int rc_client_shard_of(const rc_client *c, uint32_t actor_id) { return (int)(act
 long rc__max_message_bytes(const rc_client *c) { return c->max_msg; }
 
 /* ---- unary calls ---- */
-
-typedef struct ucall {
-  grpc_call *call;
-  grpc_metadata_array md_init, md_trail;
-  grpc_byte_buffer *reply;
-  grpc_status_code status;
-  grpc_slice details;
-  const char *error_string;
-} ucall;
 
 /* Starts a unary call of `path` on shard i with `req` on `cq`, tagged by `u`. */
 static void ucall_start(rc_client *c, int i, ucall *u, grpc_completion_queue *cq, const char *path,
@@ -938,23 +987,126 @@ static int sizes_refresh(rc_client *c, int i) {
  * than a refusal that the other shards would repeat. */
 static int is_down(int rc) { return rc == IB_EUNAVAIL || rc == IB_ETIMEDOUT; }
 
-/* Marks shard i down for RC_SIZES_TTL_MS after error rc (message in ib_errmsg()), warning once
- * per outage. */
+/* Marks shard i down after error rc (message in ib_errmsg()), warning once per outage. It stays
+ * out of every sample until a probe succeeds, and is not probed before RC_SIZES_TTL_MS, doubled
+ * for each time it went down again since its last good Sample (up to 2^RC_DOWN_MAX_SHIFT): a shard
+ * whose Sample its rate limiter held to the deadline answers the probe at once, and without this
+ * it would be back in every second only to hold a sample for a deadline again. */
 static void shard_mark_down(rc_client *c, int i) {
   pthread_mutex_lock(&c->lock);
-  int was_up = c->sh[i].down_until_ns == 0;
-  c->sh[i].down_until_ns = ib_now_ns() + (uint64_t)RC_SIZES_TTL_MS * 1000000ull;
-  c->sh[i].sizes_ns = 0; /* re-read its sizes when it is back */
+  shard *s = &c->sh[i];
+  int was_up = s->down_until_ns == 0;
+  if (was_up && s->strikes < 30) s->strikes++;
+  uint64_t until = ib_now_ns() + ((uint64_t)RC_SIZES_TTL_MS << IB_MIN(IB_MAX(s->strikes - 1, 0), RC_DOWN_MAX_SHIFT)) *
+                                     1000000ull;
+  if (until > s->down_until_ns) s->down_until_ns = until;
+  s->sizes_ns = 0; /* re-read its sizes when it is back */
   pthread_mutex_unlock(&c->lock);
   if (was_up) log_warn("sampling without replay shard %d (%s) for now: %s", i, c->sh[i].target, ib_errmsg());
 }
 
+/* Shard i answered a Sample: it is up, and its backoff starts afresh. */
 static void shard_mark_up(rc_client *c, int i) {
   pthread_mutex_lock(&c->lock);
   int was_down = c->sh[i].down_until_ns != 0;
   c->sh[i].down_until_ns = 0;
+  c->sh[i].strikes = 0;
   pthread_mutex_unlock(&c->lock);
   if (was_down) log_info("replay shard %d (%s) is back in the sample", i, c->sh[i].target);
+}
+
+/* ---- probes of down shards (run by the poller thread, see poller_main) ---- */
+
+/* Starts an Info probe on poll_cq for every down shard whose backoff has passed and that has none
+ * in flight. Returns how many it started. */
+static int probes_start(rc_client *c) {
+  uint64_t now = ib_now_ns();
+  int started = 0;
+  grpc_byte_buffer *req = NULL;
+  long ms = IB_MIN(c->deadline_ms, (long)RC_PROBE_MAX_MS);
+  pthread_mutex_lock(&c->lock);
+  for (int i = 0; i < c->n && !atomic_load(&c->stop); i++) {
+    shard *s = &c->sh[i];
+    if (s->down_until_ns == 0 || s->probing || s->down_until_ns > now) continue;
+    if (req == NULL) {
+      ibrl_InfoRequest q = ibrl_InfoRequest_init_zero;
+      IB_CHECK(wire_encode(&req, ibrl_InfoRequest_fields, &q) == IB_OK);
+    }
+    /* Starting a call does no I/O and never waits: fine under the lock, which keeps
+     * rc_client_close from missing it. */
+    ucall_start(c, i, &c->probe[i], c->poll_cq, WIRE_PATH_INFO, req, ms);
+    s->probing = 1;
+    started++;
+  }
+  pthread_mutex_unlock(&c->lock);
+  if (req != NULL) grpc_byte_buffer_destroy(req); /* each call holds its own reference */
+  return started;
+}
+
+/* The demo and online table sizes an InfoReply reports. */
+static void info_sizes(const ibrl_InfoReply *rep, uint64_t *demo, uint64_t *online) {
+  *demo = *online = 0;
+  for (pb_size_t t = 0; t < rep->tables_count; t++) {
+    if (rep->tables[t].kind == 0) *demo += rep->tables[t].size;
+    else *online += rep->tables[t].size;
+  }
+}
+
+/* A probe ended (tag = &c->probe[i]): on success shard i gets the sizes it reported and is back in
+ * the sample; on failure (or when cancelled by close) it stays down and is probed again after
+ * RC_SIZES_TTL_MS. */
+static void probe_finish(rc_client *c, void *tag) {
+  ucall *u = tag;
+  int i = (int)(u - c->probe);
+  IB_CHECK(i >= 0 && i < c->n);
+  int rc = IB_OK;
+  uint64_t dsz = 0, osz = 0;
+  if (u->status != GRPC_STATUS_OK) {
+    rc = call_fail(c, i, "Info (probe)", u->status, u->details);
+  } else {
+    ibrl_InfoReply *rep = ib_xmalloc(sizeof *rep);
+    *rep = (ibrl_InfoReply)ibrl_InfoReply_init_zero;
+    rc = u->reply ? wire_decode(rep, ibrl_InfoReply_fields, u->reply, "Info (probe)") : IB_EPROTO;
+    if (rc == IB_OK) info_sizes(rep, &dsz, &osz);
+    free(rep);
+  }
+  if (u->reply) grpc_byte_buffer_destroy(u->reply);
+  uint64_t now = ib_now_ns();
+  pthread_mutex_lock(&c->lock);
+  shard *s = &c->sh[i];
+  s->probing = 0; /* before the release below: rc_client_close cancels only calls marked probing */
+  int back = 0;
+  if (rc == IB_OK) {
+    s->demo_size = dsz;
+    s->online_size = osz;
+    s->sizes_ns = now;
+    back = s->down_until_ns != 0;
+    s->down_until_ns = 0; /* strikes stay until a Sample succeeds */
+  } else if (s->down_until_ns != 0) {
+    uint64_t until = now + (uint64_t)RC_SIZES_TTL_MS * 1000000ull;
+    if (until > s->down_until_ns) s->down_until_ns = until;
+  }
+  pthread_mutex_unlock(&c->lock);
+  ucall_release(u);
+  if (back) log_info("replay shard %d (%s) is back in the sample", i, c->sh[i].target);
+}
+
+uint64_t rc_client_shards_down(rc_client *c) {
+  IB_CHECK(c != NULL);
+  uint64_t down = 0;
+  pthread_mutex_lock(&c->lock);
+  for (int i = 0; i < c->n; i++)
+    if (c->sh[i].down_until_ns != 0) down |= 1ull << i;
+  pthread_mutex_unlock(&c->lock);
+  return down;
+}
+
+int rc__probes_in_flight(rc_client *c) {
+  int k = 0;
+  pthread_mutex_lock(&c->lock);
+  for (int i = 0; i < c->n; i++) k += c->sh[i].probing;
+  pthread_mutex_unlock(&c->lock);
+  return k;
 }
 
 /* One attempt of a sample, split so that rc_sampler can start the next one before it decodes
@@ -1141,8 +1293,10 @@ static int plan_collect(rc_client *c, sample_plan *p, rc_batch *b, uint64_t *dow
           c->sh[i].demo_size = rep.demo_size;
           c->sh[i].online_size = rep.online_size;
           c->sh[i].sizes_ns = ib_now_ns();
+          int was_down = c->sh[i].down_until_ns != 0;
+          c->sh[i].strikes = 0;
           pthread_mutex_unlock(&c->lock);
-          shard_mark_up(c, i);
+          if (was_down) shard_mark_up(c, i); /* no second lock per reply on the common path */
         }
       }
     }
@@ -1175,14 +1329,11 @@ static int sample_args_check(int n, int cap, double demo_fraction) {
   return IB_OK;
 }
 
-/* The shards to leave out of a new sample: those that failed lately, until their backoff passes
- * (then they are probed again); none when nothing is known to be up. */
+/* The shards to leave out of a new sample: those that failed, until a probe brings them back;
+ * none when nothing is known to be up (then the sample tries them all, and fails within its
+ * deadlines if none answers). */
 static uint64_t down_now(rc_client *c) {
-  uint64_t down = 0, now = ib_now_ns();
-  pthread_mutex_lock(&c->lock);
-  for (int i = 0; i < c->n; i++)
-    if (c->sh[i].down_until_ns > now) down |= 1ull << i;
-  pthread_mutex_unlock(&c->lock);
+  uint64_t down = rc_client_shards_down(c);
   uint64_t all = c->n == 64 ? ~0ull : (1ull << c->n) - 1;
   return down == all ? 0 : down;
 }
@@ -1390,9 +1541,8 @@ int rc_info_get(rc_client *c, int i, rc_shard_info *out) {
       o->inserts_per_s = ti->inserts_per_s;
       o->samples_per_s = ti->samples_per_s;
       o->bytes = ti->bytes;
-      if (ti->kind == 0) dsz += ti->size;
-      else osz += ti->size;
     }
+    info_sizes(rep, &dsz, &osz);
     if (rep->has_limiter) limiter_from(&out->limiter, &rep->limiter);
     out->n_actors = (int)IB_MIN(rep->actors_count, RC_MAX_ACTORS);
     for (int a = 0; a < out->n_actors; a++) {

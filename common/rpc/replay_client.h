@@ -7,8 +7,9 @@
  * Connection model: one rc_client holds one gRPC channel per shard ("host:port,..."), an
  * optional shared token (sent as "authorization: Bearer <token>") and optional TLS roots, plus
  * a background thread that polls the channels so a shard that went away is reconnected within
- * the reconnect backoff (docs/grpc-core.md pitfall 4). Every call has a deadline: a shard that
- * is down gives IB_EUNAVAIL (fail fast) or IB_ETIMEDOUT, never a hang. Every channel also pings
+ * the reconnect backoff (docs/grpc-core.md pitfall 4), and probes the shards that sampling found
+ * down (see rc_sample). Every call has a deadline: a shard that is down gives IB_EUNAVAIL (fail
+ * fast) or IB_ETIMEDOUT, never a hang. Every channel also pings
  * its shard (keepalive, WIRE_DEFAULT_KEEPALIVE_MS in wire.h), so a shard that vanished without
  * closing the connection (its machine or network died, or it is frozen) is dropped within two
  * keepalive periods (20 s): calls in flight then fail IB_EUNAVAIL and the next call reconnects,
@@ -20,9 +21,9 @@
  * (UNIMPLEMENTED, INTERNAL, a reply that does not decode) -> IB_EPROTO. ib_errmsg() then names
  * the shard and the method, carries the server's message and gives a HINT.
  *
- * Thread-safety: an rc_client is thread-safe (the channels are; the sampling rng and the
- * cached table sizes are under the client's mutex); several threads may call rc_sample,
- * rc_info_get, ... on one client at once. An rc_writer belongs to one thread. */
+ * Thread-safety: an rc_client is thread-safe (the channels are; the sampling rng, the cached
+ * table sizes and the shards' down state are under the client's mutex); several threads may call
+ * rc_sample, rc_info_get, ... on one client at once. An rc_writer belongs to one thread. */
 #ifndef IB_REPLAY_CLIENT_H
 #define IB_REPLAY_CLIENT_H
 
@@ -49,6 +50,7 @@ typedef struct rc_opts {
   long max_message_bytes; /* receive limit; 0 = 16 MiB (the server's default) */
   int reconnect_ms;      /* reconnect backoff; 0 = 250 ms */
   uint64_t seed;         /* seed of the sampling rng (shard choice per row) */
+  int keepalive_ms;      /* channel keepalive: 0 = WIRE_DEFAULT_KEEPALIVE_MS (wire.h), -1 = off */
 } rc_opts;
 
 typedef struct rc_client rc_client;
@@ -59,7 +61,8 @@ typedef struct rc_client rc_client;
  * names the entry), IB_EIO (unreadable TLS roots file). */
 int rc_client_open(rc_client **out, const rc_opts *opts);
 /* Stops the poller, destroys the channels, frees the client. Accepts NULL. No call may be
- * running on the client, and its writers must be closed first. */
+ * running on the client, and its writers must be closed first. A probe of a down shard in flight
+ * (see rc_sample) is cancelled, not waited for: close does not wait for a shard's deadline. */
 void rc_client_close(rc_client *c);
 
 int rc_client_shard_count(const rc_client *c);
@@ -67,6 +70,10 @@ int rc_client_shard_count(const rc_client *c);
 const char *rc_client_target(const rc_client *c, int i);
 /* The shard an actor's inserts go to: actor_id % shard count. */
 int rc_client_shard_of(const rc_client *c, uint32_t actor_id);
+/* The shards that sampling found down and leaves out until their probe succeeds (see rc_sample):
+ * bit i for shard i, 0 when all are up. A caller that reads shards only for bookkeeping (Info for
+ * metrics) can skip these rather than wait a deadline for a frozen one. Thread-safe; a snapshot. */
+uint64_t rc_client_shards_down(rc_client *c);
 
 /* ---- batches (caller-owned, structure of arrays) ---- */
 
@@ -156,17 +163,26 @@ int rc_writer_close(rc_writer *w);
 /* Draws `n` rows (1..b->cap) into `b` from all shards. demo_fraction in [0, 1]:
  * round(n * demo_fraction) rows from the demo tables and the rest from the online tables (when
  * every demo table is empty all rows come from the online ones, and the other way round;
- * b->n_demo says how many came from demo tables); < 0: plain proportional to the total sizes. Each row's shard is drawn in proportion to that
- * shard's table size (sizes cached from each shard's last reply; a shard whose sizes are older
- * than 1 s, or every shard when all cached sizes are 0, is asked with Info first), and the
- * per-shard calls run in parallel. A shard that is down (its call fails with UNAVAILABLE or
- * DEADLINE_EXCEEDED) is skipped: the rows are drawn from the live shards in proportion to their
- * sizes, b->shards_skipped has its bit set, a warning names it (once per outage), and it is left
- * out for 1 s before being probed again (every shard is probed when none is known to be up). b's dims must match the shards'. Errors: IB_EINVAL (bad
- * n or fraction, dims), IB_ESTATE (all tables of the live shards empty), IB_ETIMEDOUT (every
- * shard tried ran out of time: rate limiters holding the calls, e.g. online tables below
- * min_size, or slow shards), IB_EUNAVAIL (no shard reachable; the message carries the last
- * shard's error), server errors; on error b->n = 0. */
+ * b->n_demo says how many came from demo tables); < 0: plain proportional to the total sizes.
+ * Each row's shard is drawn in proportion to that shard's table size (sizes cached from each
+ * shard's last reply; a shard whose sizes are older than 1 s, or every shard when all cached
+ * sizes are 0, is asked with Info first), and the per-shard calls run in parallel.
+ * Down shards: a shard whose call fails with UNAVAILABLE or DEADLINE_EXCEEDED is marked down and
+ * skipped: the rows are drawn from the live shards in proportion to their sizes, b->shards_skipped
+ * has its bit set, and a warning names it (once per outage). A down shard stays out of every
+ * rc_sample and rc_sampler batch until a probe succeeds: the client's poller thread, off the
+ * sampling path, asks it for Info (deadline: the client's, at most 2 s) 1 s after it went down and
+ * then 1 s after each failed probe; a successful probe refreshes its sizes and brings it back ("is
+ * back in the sample" in the log). So only the call that finds a shard down waits for it (up to one
+ * deadline); later samples never do, however long it stays down. A shard that answers Info but
+ * whose Sample timed out (its rate limiter held the call, e.g. an online table under min_size) is
+ * kept out at least 1 s after each failure, 2 s and then 4 s when it fails again each time it is
+ * back, until one of its Samples succeeds. When every shard is down, rc_sample tries them all (so
+ * it fails within its deadlines, one per shard at most, instead of waiting for a probe).
+ * b's dims must match the shards'. Errors: IB_EINVAL (bad n or fraction, dims), IB_ESTATE (all
+ * tables of the live shards empty), IB_ETIMEDOUT (every shard tried ran out of time: rate limiters
+ * holding the calls, e.g. online tables below min_size, or slow or frozen shards), IB_EUNAVAIL (no
+ * shard reachable; the message carries the last shard's error), server errors; on error b->n = 0. */
 int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction);
 
 /* A prefetching sampler: rc_sample with one sample kept in flight ahead of the caller, so the
@@ -174,7 +190,10 @@ int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction);
  * Each rc_sampler_next returns the batch that was in flight (drawn when the previous call
  * returned, so one batch older than rc_sample's would be) and starts the next one. The first
  * call, and any call after a shard went down, an error or a failed start, samples synchronously with
- * rc_sample's rules (retries without a down shard, the same errors). Every batch is `n` rows with
+ * rc_sample's rules (retries without a down shard, the same errors). Down shards are left out
+ * of the batches started after they were found down, until their probe succeeds, as in rc_sample:
+ * a batch already in flight to a shard that then stops answering waits for it (one deadline), the
+ * next ones do not. Every batch is `n` rows with
  * the same demo_fraction as rc_sample takes. A shard's rate limiter counts the prefetched
  * sample when it serves it; one that the limiter holds waits there like any sample (up to the
  * client's deadline), and rc_sampler_close cancels it instead of waiting for it. Between calls nothing of the caller's thread runs: the client's
@@ -288,6 +307,8 @@ int rc_health(rc_client *c, int shard, const char *service, int *serving);
 int rc__unary(rc_client *c, int shard, const char *path, const char *what, grpc_byte_buffer *req,
               grpc_byte_buffer **reply, long deadline_ms);
 long rc__max_message_bytes(const rc_client *c);
+/* How many probes of down shards are in flight now (for tests). */
+int rc__probes_in_flight(rc_client *c);
 
 /* The hand codec of the hot messages (exposed for tests). rc__encode_insert returns a new
  * InsertRequest for `table` holding rows [lo, hi) of b (caller destroys it). */
