@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "replay_client.h"
@@ -163,6 +164,7 @@ typedef struct soak_run {
   int final_checked;       /* the end-of-run check ran on every shard */
   uint64_t final_acked, final_stored, final_lost; /* its figures over all shards: acknowledged, online size, missing */
   int final_counts_bad;                           /* a count check failed at the end */
+  FILE *csv; /* --csv, open for the run (a row per point as it is taken), or NULL */
 } soak_run;
 
 #endif

@@ -79,17 +79,24 @@ void soak_out_progress(int i, const soak_shared *sh, const soak_run *run, long c
 
 /* ---- CSV ---- */
 
-int soak_out_csv(const char *path, const soak_cfg *c, const soak_run *run) {
+FILE *soak_out_csv_open(const char *path, const soak_cfg *c) {
   FILE *f = fopen(path, "w");
-  if (f == NULL) return ib_fail(IB_EIO, "--csv %s: %s HINT: check the directory exists and is writable", path,
-                                strerror(errno));
+  if (f == NULL) {
+    ib_fail(IB_EIO, "--csv %s: %s HINT: check the directory exists and is writable", path, strerror(errno));
+    return NULL;
+  }
   fprintf(f, "t_s,rss_mb,hwm_mb,fds,threads,inserts_per_s,samples_per_s,online_size,online_inserted,demo_size,"
              "checkpoints,errors,bad_refused,info_ms,incarnation");
   for (int s = 1; s < c->shards; s++)
     fprintf(f, ",rss_mb_s%d,hwm_mb_s%d,fds_s%d,threads_s%d,online_size_s%d,online_inserted_s%d,demo_size_s%d,"
                "checkpoints_s%d,info_ms_s%d,incarnation_s%d", s, s, s, s, s, s, s, s, s, s);
   fprintf(f, "\n");
-  for (int i = 0; i < run->n; i++) {
+  fflush(f);
+  return f;
+}
+
+void soak_out_csv_row(FILE *f, const soak_cfg *c, const soak_run *run, int i) {
+  {
     const soak_point *p = &run->shard[0].pts[i];
     fprintf(f, "%.2f,%.2f,%.2f,%d,%d,%.0f,%.0f,%llu,%llu,%llu,%llu,%llu,%llu,%.1f,%d", p->t, p->rss_mb, p->hwm_mb,
             p->fds, p->threads, p->ins_per_s, p->smp_per_s, (unsigned long long)p->online_size,
@@ -104,7 +111,12 @@ int soak_out_csv(const char *path, const soak_cfg *c, const soak_run *run) {
     }
     fprintf(f, "\n");
   }
-  if (fclose(f) != 0) return ib_fail(IB_EIO, "--csv %s: write failed HINT: disk full?", path);
+  fflush(f); /* a row a second: the file is whole up to the last second if the run is killed */
+}
+
+int soak_out_csv_close(FILE *f, const char *path) {
+  int bad = ferror(f);
+  if (fclose(f) != 0 || bad) return ib_fail(IB_EIO, "--csv %s: write failed HINT: disk full?", path);
   return IB_OK;
 }
 

@@ -280,6 +280,7 @@ void soak_watch_run(soak_shared *sh, soak_run *run) {
     }
     if (run->child_died) break;
     run->n++;
+    if (run->csv != NULL) soak_out_csv_row(run->csv, c, run, run->n - 1);
     if (t >= next_progress) {
       soak_out_progress(run->n - 1, sh, run, c->online_cap);
       next_progress += c->progress;
