@@ -1124,7 +1124,8 @@ typedef struct sample_plan {
 /* Starts one attempt over the shards not in *down. Returns IB_OK (calls started), an IB_E*
  * error, or 1 when a shard turned out to be down while its sizes were read (its bit is then
  * added to *down, and the caller tries again without it); no call is started unless IB_OK. */
-static int plan_start(rc_client *c, sample_plan *p, int n, double demo_fraction, uint64_t *down) {
+static int plan_start(rc_client *c, sample_plan *p, int n, double demo_fraction, uint64_t *down,
+                      uint64_t *timed_out) {
   p->cq = NULL;
   p->n = n;
   /* A shard that got no rows lately has no fresh sizes (replies refresh them): ask it with Info
@@ -1144,6 +1145,7 @@ static int plan_start(rc_client *c, sample_plan *p, int n, double demo_fraction,
     if (is_down(rc)) {
       shard_mark_down(c, i);
       *down |= 1ull << i;
+      if (rc == IB_ETIMEDOUT) *timed_out |= 1ull << i; /* so the final error says "timed out" when all did */
       return 1;
     }
     if (rc != IB_OK) return rc;
@@ -1315,7 +1317,7 @@ static int sample_once(rc_client *c, rc_batch *b, int n, double demo_fraction, u
   b->n = 0;
   b->n_demo = 0;
   sample_plan p; /* on the stack, as the calls were before: no allocation per sample */
-  int rc = plan_start(c, &p, n, demo_fraction, down);
+  int rc = plan_start(c, &p, n, demo_fraction, down, timed_out);
   if (rc == IB_OK) rc = plan_collect(c, &p, b, down, timed_out);
   return rc;
 }
@@ -1361,7 +1363,7 @@ int rc_sample(rc_client *c, rc_batch *b, int n, double demo_fraction) {
      * limiters holding the calls look (e.g. online tables below min_size), not unreachable shards. */
     uint64_t tried = down & ~down0;
     if (tried != 0 && (timed_out & tried) == tried)
-      return ib_fail(IB_ETIMEDOUT, "no replay shard of %d completed Sample within the deadline: rate limited or slow "
+      return ib_fail(IB_ETIMEDOUT, "no replay shard of %d completed Sample within the deadline: rate limited, slow or not answering "
                      "(last error: %s)", c->n, last);
     return ib_fail(IB_EUNAVAIL, "no replay shard of %d is reachable for Sample (last error: %s)", c->n, last);
   }
@@ -1405,7 +1407,8 @@ int rc_sampler_open(rc_sampler **out, rc_client *c, int n, double demo_fraction)
  * next rc_sampler_next then samples synchronously with rc_sample, which reports the error. */
 static int sampler_start(rc_sampler *s, int k) {
   s->down[k] = down_now(s->c);
-  return plan_start(s->c, &s->plans[k], s->n, s->demo_fraction, &s->down[k]) == IB_OK;
+  uint64_t timed_out = 0; /* only rc_sample's error message uses it */
+  return plan_start(s->c, &s->plans[k], s->n, s->demo_fraction, &s->down[k], &timed_out) == IB_OK;
 }
 
 int rc_sampler_next(rc_sampler *s, rc_batch *b) {
