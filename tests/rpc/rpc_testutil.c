@@ -4,6 +4,7 @@
  * message, then close + receive (grpc-core.md, client streaming). */
 #include "rpc_testutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -364,4 +365,32 @@ int rt_server_once(rt_server *s, int *up, const char *const *args) {
   }
   *up = 1;
   return 1;
+}
+
+int rt_freeze(pid_t pid) {
+  if (kill(pid, SIGSTOP) != 0) return -1;
+  char dir[64];
+  snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+  for (int tries = 0; tries < 500; tries++) {
+    DIR *d = opendir(dir);
+    if (d == NULL) return -1;
+    int running = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+      if (e->d_name[0] == '.') continue;
+      char path[384], buf[256];
+      snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
+      FILE *f = fopen(path, "r");
+      if (f == NULL) continue;
+      size_t k = fread(buf, 1, sizeof buf - 1, f);
+      fclose(f);
+      buf[k] = '\0';
+      const char *rp = strrchr(buf, ')'); /* the state follows the command name */
+      if (rp == NULL || rp[1] != ' ' || (rp[2] != 'T' && rp[2] != 't')) running = 1;
+    }
+    closedir(d);
+    if (!running) return 0;
+    usleep(10000);
+  }
+  return -1;
 }

@@ -36,6 +36,11 @@ int rt_server_once(rt_server *s, int *up, const char *const *args);
 void rt_shard_stop_ok(rt_server *s);
 /* Runs the binary with `args` to completion (for flag tests), 10 s bound; returns its exit code. */
 int rt_run_binary(const char *const *args);
+/* Freezes process `pid` as a dead machine would look to its clients: SIGSTOP, then waits (up to
+ * 5 s) until every thread of it is stopped (kill() returns before the stop is delivered, and a
+ * thread still running could answer). Returns 0, or -1 (not stopped in time, or no such process).
+ * The caller thaws it with SIGCONT. */
+int rt_freeze(pid_t pid);
 
 typedef struct rc_client rc_client;
 /* An rc_client (common/rpc/replay_client.h) for `shards` with `token` (may be NULL), a 3 s call

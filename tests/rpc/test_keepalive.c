@@ -6,7 +6,6 @@
  * keepalive (wire.h; 1 s here instead of the default 10 s, to keep the test short) the unanswered
  * ping closes the connection: a call in flight fails UNAVAILABLE long before its deadline, and an
  * idle channel leaves READY. Both cases go red with keepalive_ms = -1 (off). */
-#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,36 +31,6 @@ static void open_keepalive_client(rt_client *c, const char *target) {
   IB_CHECK(c->ch != NULL);
 }
 
-/* Freezes the shard: SIGSTOP, then waits (up to 5 s) until every thread of it is stopped, since
- * kill() returns before the stop is delivered and a running thread could still answer. */
-static int freeze(pid_t pid) {
-  if (kill(pid, SIGSTOP) != 0) return -1;
-  char dir[64];
-  snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
-  for (int tries = 0; tries < 500; tries++) {
-    DIR *d = opendir(dir);
-    if (d == NULL) return -1;
-    int running = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-      if (e->d_name[0] == '.') continue;
-      char path[384], buf[256];
-      snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
-      FILE *f = fopen(path, "r");
-      if (f == NULL) continue;
-      size_t k = fread(buf, 1, sizeof buf - 1, f);
-      fclose(f);
-      buf[k] = '\0';
-      const char *rp = strrchr(buf, ')'); /* the state follows the command name */
-      if (rp == NULL || rp[1] != ' ' || (rp[2] != 'T' && rp[2] != 't')) running = 1;
-    }
-    closedir(d);
-    if (!running) return 0;
-    usleep(10000);
-  }
-  return -1;
-}
-
 static grpc_status_code health_call(rt_client *c, long timeout_ms) {
   grpc_health_v1_HealthCheckRequest q = grpc_health_v1_HealthCheckRequest_init_zero;
   grpc_byte_buffer *bb = NULL, *resp = NULL;
@@ -80,7 +49,7 @@ static void test_call_to_frozen_shard_fails_fast(void) {
   rt_client c;
   open_keepalive_client(&c, s.target);
   TH_CHECK_MSG(health_call(&c, 5000) == GRPC_STATUS_OK, "the first call to the shard must succeed");
-  TH_CHECK_MSG(freeze(s.pid) == 0, "the shard must stop on SIGSTOP within 5 s");
+  TH_CHECK_MSG(rt_freeze(s.pid) == 0, "the shard must stop on SIGSTOP within 5 s");
   uint64_t t0 = ib_now_ns();
   grpc_status_code st = health_call(&c, CALL_DEADLINE_MS);
   double took = (double)(ib_now_ns() - t0) * 1e-9;
@@ -107,7 +76,7 @@ static void test_idle_channel_leaves_ready(void) {
   open_keepalive_client(&c, s.target);
   TH_CHECK_MSG(health_call(&c, 5000) == GRPC_STATUS_OK, "the first call to the shard must succeed");
   TH_CHECK_EQ_INT(grpc_channel_check_connectivity_state(c.ch, 0), GRPC_CHANNEL_READY);
-  TH_CHECK_MSG(freeze(s.pid) == 0, "the shard must stop on SIGSTOP within 5 s");
+  TH_CHECK_MSG(rt_freeze(s.pid) == 0, "the shard must stop on SIGSTOP within 5 s");
   uint64_t t0 = ib_now_ns();
   grpc_connectivity_state state = GRPC_CHANNEL_READY;
   while (state == GRPC_CHANNEL_READY && (double)(ib_now_ns() - t0) * 1e-9 < NOTICE_BOUND_S) {

@@ -12,7 +12,6 @@
  * Every case freezes only shards it started, by PID, and thaws (SIGCONT) and stops them in its
  * teardown whatever its checks said. A guardian process thaws and kills them if this process dies
  * first (an abort, or ctest's timeout), so no stopped shard outlives the test. */
-#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,36 +86,10 @@ static void guard_stop(fixture *f) {
   f->guard = 0;
 }
 
-/* SIGSTOP, then waits (up to 5 s) until every thread of the shard is stopped: kill() returns
- * before the stop is delivered, and a thread still running could answer. Returns 0 or -1. */
+/* Freezes shard k (rt_freeze) and notes it, so teardown thaws it even after a failed check. */
 static int freeze(fixture *f, int k) {
-  pid_t pid = f->s[k].pid;
-  if (kill(pid, SIGSTOP) != 0) return -1;
-  f->frozen[k] = 1;
-  char dir[64];
-  snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
-  for (int tries = 0; tries < 500; tries++) {
-    DIR *d = opendir(dir);
-    if (d == NULL) return -1;
-    int running = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-      if (e->d_name[0] == '.') continue;
-      char path[384], buf[256];
-      snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
-      FILE *fp = fopen(path, "r");
-      if (fp == NULL) continue;
-      size_t n = fread(buf, 1, sizeof buf - 1, fp);
-      fclose(fp);
-      buf[n] = '\0';
-      const char *rp = strrchr(buf, ')'); /* the state letter follows the command name */
-      if (rp == NULL || rp[1] != ' ' || (rp[2] != 'T' && rp[2] != 't')) running = 1;
-    }
-    closedir(d);
-    if (!running) return 0;
-    usleep(10000);
-  }
-  return -1;
+  f->frozen[k] = 1; /* before the stop: a SIGSTOP that lands after a timeout must still be undone */
+  return rt_freeze(f->s[k].pid);
 }
 
 static void thaw(fixture *f, int k) {
