@@ -42,6 +42,24 @@ static void make_items(store_item *it, uint32_t n, const float *obs, const float
   }
 }
 
+/* Constant item contents and a batch of items pointing at them (the store copies the values). */
+typedef struct item_src {
+  float *obs, *act;
+  store_item *it; /* [n] */
+} item_src;
+
+static void item_src_init(item_src *x, int O, int A, uint32_t n) {
+  x->obs = ib_xcalloc((size_t)O, sizeof(float));
+  x->act = ib_xcalloc((size_t)A, sizeof(float));
+  x->it = ib_xcalloc(n, sizeof *x->it);
+}
+
+static void item_src_free(item_src *x) {
+  free(x->it);
+  free(x->obs);
+  free(x->act);
+}
+
 static int fill(store *s, const char *table, uint64_t count, int O, int A, uint32_t actor,
                 uint32_t proposer, const float *obs, const float *act, store_item *it) {
   for (uint64_t q = 0; q < count; q += FILL_BATCH) {
@@ -69,9 +87,10 @@ int store_bench_gather(const store_bench_gather_cfg *cfg, store_bench_gather_res
   store *s = NULL;
   int rc = store_create(&s, sp, 2, &sc);
   if (rc) return rc;
-  float *obs = ib_xcalloc((size_t)cfg->obs_dim, sizeof(float));
-  float *act = ib_xcalloc((size_t)cfg->act_dim, sizeof(float));
-  store_item *it = ib_xcalloc(FILL_BATCH, sizeof *it);
+  item_src src;
+  item_src_init(&src, cfg->obs_dim, cfg->act_dim, FILL_BATCH);
+  float *obs = src.obs, *act = src.act;
+  store_item *it = src.it;
   double *ts = ib_xmalloc((size_t)cfg->iters * sizeof *ts);
   store_batch b = {0};
   uint64_t t0 = ib_now_ns();
@@ -105,9 +124,7 @@ int store_bench_gather(const store_bench_gather_cfg *cfg, store_bench_gather_res
   }
   store_batch_free(&b);
   free(ts);
-  free(it);
-  free(obs);
-  free(act);
+  item_src_free(&src);
   store_destroy(s);
   return rc;
 }
@@ -122,17 +139,16 @@ typedef struct wal_job {
 static void *wal_worker(void *arg) {
   wal_job *j = arg;
   const store_bench_persist_cfg *c = j->cfg;
-  float *obs = ib_xcalloc((size_t)c->obs_dim, sizeof(float));
-  float *act = ib_xcalloc((size_t)c->act_dim, sizeof(float));
-  store_item *it = ib_xcalloc(c->batch, sizeof *it);
+  item_src src;
+  item_src_init(&src, c->obs_dim, c->act_dim, c->batch);
+  float *obs = src.obs, *act = src.act;
+  store_item *it = src.it;
   for (int k = 0; k < c->batches && !j->rc; k++) {
     make_items(it, c->batch, obs, act, c->obs_dim, c->act_dim, j->actor, (uint64_t)k * c->batch,
                STORE_PROPOSER_RL);
     j->rc = store_insert(j->s, "online", it, c->batch, NULL);
   }
-  free(it);
-  free(obs);
-  free(act);
+  item_src_free(&src);
   return NULL;
 }
 
@@ -215,16 +231,15 @@ int store_bench_persist(const store_bench_persist_cfg *cfg, store_bench_persist_
   if (!rc) {
     log_info("bench: logged batches of %u: %.0f/s with 1 thread, %.0f/s with %d", cfg->batch,
              out->wal1_batches_per_s, out->waln_batches_per_s, cfg->threads);
-    float *obs = ib_xcalloc((size_t)cfg->obs_dim, sizeof(float));
-    float *act = ib_xcalloc((size_t)cfg->act_dim, sizeof(float));
-    store_item *it = ib_xcalloc(FILL_BATCH, sizeof *it);
+    item_src src;
+    item_src_init(&src, cfg->obs_dim, cfg->act_dim, FILL_BATCH);
+    float *obs = src.obs, *act = src.act;
+    store_item *it = src.it;
     uint64_t t0 = ib_now_ns();
     rc = fill(s, "online", cfg->capacity, cfg->obs_dim, cfg->act_dim, 7, STORE_PROPOSER_RL, obs,
               act, it);
     out->bulk_items_per_s = (double)cfg->capacity / ((double)(ib_now_ns() - t0) * 1e-9);
-    free(it);
-    free(obs);
-    free(act);
+    item_src_free(&src);
   }
   persist_ckpt_info ci;
   if (!rc) {
@@ -287,9 +302,10 @@ typedef struct ack_job {
 static void *ack_worker(void *arg) {
   ack_job *j = arg;
   const store_bench_acks_cfg *c = j->cfg;
-  float *obs = ib_xcalloc((size_t)c->obs_dim, sizeof(float));
-  float *act = ib_xcalloc((size_t)c->act_dim, sizeof(float));
-  store_item *it = ib_xcalloc(c->batch, sizeof *it);
+  item_src src;
+  item_src_init(&src, c->obs_dim, c->act_dim, c->batch);
+  float *obs = src.obs, *act = src.act;
+  store_item *it = src.it;
   for (uint64_t k = 0; !__atomic_load_n(j->stop, __ATOMIC_ACQUIRE) && !j->rc; k++) {
     make_items(it, c->batch, obs, act, c->obs_dim, c->act_dim, j->actor, k * c->batch, STORE_PROPOSER_RL);
     uint64_t a = ib_now_ns();
@@ -301,9 +317,7 @@ static void *ack_worker(void *arg) {
       j->kept++;
     }
   }
-  free(it);
-  free(obs);
-  free(act);
+  item_src_free(&src);
   return NULL;
 }
 
@@ -434,13 +448,12 @@ int store_bench_acks(const store_bench_acks_cfg *cfg, store_bench_acks_result *o
   if (!rc && (ri.ckpt_found || ri.wal_records > 0))
     rc = ib_fail(IB_ESTATE, "bench: '%s' already holds a store (HINT: give an empty directory)", cfg->dir);
   if (!rc) { /* a full table, so each checkpoint writes `capacity` items */
-    float *obs = ib_xcalloc((size_t)cfg->obs_dim, sizeof(float));
-    float *act = ib_xcalloc((size_t)cfg->act_dim, sizeof(float));
-    store_item *it = ib_xcalloc(FILL_BATCH, sizeof *it);
+    item_src src;
+    item_src_init(&src, cfg->obs_dim, cfg->act_dim, FILL_BATCH);
+    float *obs = src.obs, *act = src.act;
+    store_item *it = src.it;
     rc = fill(s, "online", cfg->capacity, cfg->obs_dim, cfg->act_dim, 7, STORE_PROPOSER_RL, obs, act, it);
-    free(it);
-    free(obs);
-    free(act);
+    item_src_free(&src);
   }
   ack_job jobs[16];
   for (int i = 0; i < cfg->threads; i++) {
