@@ -96,21 +96,19 @@ FILE *soak_out_csv_open(const char *path, const soak_cfg *c) {
 }
 
 void soak_out_csv_row(FILE *f, const soak_cfg *c, const soak_run *run, int i) {
-  {
-    const soak_point *p = &run->shard[0].pts[i];
-    fprintf(f, "%.2f,%.2f,%.2f,%d,%d,%.0f,%.0f,%llu,%llu,%llu,%llu,%llu,%llu,%.1f,%d", p->t, p->rss_mb, p->hwm_mb,
-            p->fds, p->threads, p->ins_per_s, p->smp_per_s, (unsigned long long)p->online_size,
-            (unsigned long long)p->online_inserted, (unsigned long long)p->demo_size,
-            (unsigned long long)p->checkpoints, (unsigned long long)p->errors, (unsigned long long)p->bad_refused,
-            p->info_ms, p->inc);
-    for (int s = 1; s < c->shards; s++) {
-      const soak_point *q = &run->shard[s].pts[i];
-      fprintf(f, ",%.2f,%.2f,%d,%d,%llu,%llu,%llu,%llu,%.1f,%d", q->rss_mb, q->hwm_mb, q->fds, q->threads,
-              (unsigned long long)q->online_size, (unsigned long long)q->online_inserted,
-              (unsigned long long)q->demo_size, (unsigned long long)q->checkpoints, q->info_ms, q->inc);
-    }
-    fprintf(f, "\n");
+  const soak_point *p = &run->shard[0].pts[i];
+  fprintf(f, "%.2f,%.2f,%.2f,%d,%d,%.0f,%.0f,%llu,%llu,%llu,%llu,%llu,%llu,%.1f,%d", p->t, p->rss_mb, p->hwm_mb,
+          p->fds, p->threads, p->ins_per_s, p->smp_per_s, (unsigned long long)p->online_size,
+          (unsigned long long)p->online_inserted, (unsigned long long)p->demo_size,
+          (unsigned long long)p->checkpoints, (unsigned long long)p->errors, (unsigned long long)p->bad_refused,
+          p->info_ms, p->inc);
+  for (int s = 1; s < c->shards; s++) {
+    const soak_point *q = &run->shard[s].pts[i];
+    fprintf(f, ",%.2f,%.2f,%d,%d,%llu,%llu,%llu,%llu,%.1f,%d", q->rss_mb, q->hwm_mb, q->fds, q->threads,
+            (unsigned long long)q->online_size, (unsigned long long)q->online_inserted,
+            (unsigned long long)q->demo_size, (unsigned long long)q->checkpoints, q->info_ms, q->inc);
   }
+  fprintf(f, "\n");
   fflush(f); /* a row a second: the file is whole up to the last second if the run is killed */
 }
 
