@@ -44,9 +44,9 @@
  *
  * --variant full|client|raw runs one variant alone (ratios then show nan), to profile it.
  *
- * Latest figures (2026-11-22 10:23-10:25 UTC, other work paused, medians of 3 runs): full/raw insert
- * 48% / 59% with 1 / 4 client threads, sample one at a time 65% / 63%, one ahead 39% / 57%; CPU
- * raw/full 46-61%. The 70% target is not met; docs/results/replay-throughput.md has the figures, a
+ * Latest figures (2026-11-22 19:39-19:41 UTC, quiet machine, medians of 3 runs): full/raw insert
+ * 48% / 57% with 1 / 4 client threads, sample one at a time 68% / 73%, one ahead 42% / 55%; CPU
+ * raw/full 51-72%. The 70% target is not met for inserts; docs/results/replay-throughput.md has the figures, a
  * ceiling experiment (a shard that discards every row reaches a CPU ratio of only 71-74% with this
  * client) and the history of the rounds of work on it. */
 #include <errno.h>

@@ -7,6 +7,9 @@
 #      ibrl-bench replay --only sample --no-prefetch        > 2026-11-22-1023-no-prefetch-$i.txt
 #    Again at 10:39-10:41 with the store of commit 7c94fed (metadata copy in the record pad):
 #      2026-11-22-1039-after-metacopy-{default,no-prefetch}-$i.txt
+#    Again at 19:39-19:41 UTC with the binaries of commit 3e7512a, on a quiet machine (nothing else
+#    running: no soak, no helper), `bash run.sh build-lead/bin`:
+#      2026-11-22-1939-{default,no-prefetch}-$i.txt
 # 2. The ceiling experiment: ibrl-replay built with ceiling.patch (EXPERIMENT ONLY, never merged),
 #    which reads two variables: EXP_NOSTORE=1 decodes and checks every message but skips the store;
 #    EXP_NODECODE=1 skips decode and store (the handler only counts 256 rows a message). Unset, the
