@@ -25,16 +25,17 @@
  *   that table's size (a multinomial draw with the client's rng), given the demo/online split.
  *   Sizes come from the last reply of each shard (SampleReply carries them), or from Info for
  *   a shard not sampled within RC_SIZES_TTL_MS (so a shard that was empty joins once it
- *   fills). The per-shard Sample calls are started together on one CQ and collected after, so
- *   shards work in parallel; each reply is walked slice by slice and decoded straight into its
- *   rows of the batch.
+ *   fills). Those Info calls, one per shard that needs fresh sizes, are started together on one
+ *   CQ and collected after (sizes_refresh), as are the per-shard Sample calls, so shards work in
+ *   parallel and a round waits one deadline at most, however many shards do not answer. Each
+ *   Sample reply is walked slice by slice and decoded straight into its rows of the batch.
  * - rc_sampler splits that attempt in two (plan_start: draw the rows' shards and start the calls
  *   on the plan's own CQ; plan_collect: pluck and decode) and keeps one plan started ahead: each
  *   rc_sampler_next starts plan i+1, then collects plan i into the caller's batch, so the shards
  *   gather and send the next batch while this thread decodes. Only the simple path is
- *   pipelined: the first batch, and any batch whose plan could not start or found a shard down,
- *   is taken with rc_sample (its retries and errors), and the pipeline restarts after it. The
- *   two plans live in the sampler (no allocation per batch).
+ *   pipelined: the first batch, and any batch whose plan could not start or whose Sample found
+ *   a shard down, is taken with rc_sample (its retries and errors), and the pipeline restarts
+ *   after it. The two plans live in the sampler (no allocation per batch).
  * - A shard that is down (UNAVAILABLE or DEADLINE_EXCEEDED) is left out of the sample: the rows
  *   are redrawn over the live shards and the batch says which shards were skipped. It stays out
  *   until a probe off the sampling path brings it back: the poller thread starts an Info call on
@@ -48,8 +49,11 @@
  *   RC_SIZES_TTL_MS doubled for each time the shard went down again since its last good Sample (to
  *   4x): a shard whose Sample its rate limiter holds answers Info at once, and must not come back
  *   to hold a sample for a deadline every second. Only when every shard is down does a sample try
- *   them all, so it fails within its deadlines instead of waiting for a probe. rc_client_close
- *   cancels the probes in flight (it never waits for a frozen shard's deadline).
+ *   them all, and since their sizes were dropped when they went down it asks them all for Info in
+ *   one round: with none answering it fails within one deadline instead of waiting for a probe
+ *   (not one deadline per shard, as when it asked them in turn: 8 frozen shards and a 2 s
+ *   deadline cost 16 s per sample); a shard that answers Info and then not its Sample adds one.
+ *   rc_client_close cancels the probes in flight (it never waits for a frozen shard's deadline).
  * - InsertRequest and SampleReply, which carry the items, go through the hand codec of
  *   itemcodec.h (shared with the server) instead of nanopb, because they are the whole data
  *   volume; everything else uses wire_encode / wire_decode. Both carry the rows as ItemColumns
@@ -975,14 +979,6 @@ typedef struct sample_sink {
   int demo_off, online_off;
 } sample_sink;
 
-/* Refreshes the cached sizes of shard i from Info. */
-static int sizes_refresh(rc_client *c, int i) {
-  rc_shard_info *info = ib_xmalloc(sizeof *info);
-  int rc = rc_info_get(c, i, info);
-  free(info);
-  return rc;
-}
-
 /* Whether a call error means "the shard is not there" (sampling then goes on without it) rather
  * than a refusal that the other shards would repeat. */
 static int is_down(int rc) { return rc == IB_EUNAVAIL || rc == IB_ETIMEDOUT; }
@@ -1121,34 +1117,97 @@ typedef struct sample_plan {
   ucall u[RC_MAX_SHARDS];
 } sample_plan;
 
-/* Starts one attempt over the shards not in *down. Returns IB_OK (calls started), an IB_E*
- * error, or 1 when a shard turned out to be down while its sizes were read (its bit is then
- * added to *down, and the caller tries again without it); no call is started unless IB_OK. */
+/* Reads the table sizes of the shards in `ask` (bit i for shard i) with Info, all at once: the
+ * calls start together on one CQ and are collected after, each bounded by the client's deadline,
+ * so the round takes one deadline at most however many of the shards do not answer (asked one
+ * after another, N frozen shards cost N deadlines). The calls use p->u, which is free until the
+ * plan starts its Sample calls. A shard that answers gets the sizes it reported. A shard whose
+ * Info fails as down (is_down) is marked down and added to *down, and to *timed_out when it ran
+ * out of time (so rc_sample's final error says "timed out" when every shard did). Returns IB_OK
+ * (each asked shard answered or is down now) or the first other error by shard index (a refusal
+ * the others would repeat: a missing token, a malformed reply), with its message in ib_errmsg();
+ * the down ones are marked either way. Not on the hot path: only stale or empty sizes come here,
+ * so the one reply struct per round is allocated here (it is kilobytes, too big for the stack). */
+static int sizes_refresh(rc_client *c, sample_plan *p, uint64_t ask, uint64_t *down, uint64_t *timed_out) {
+  grpc_byte_buffer *req = NULL;
+  ibrl_InfoRequest q = ibrl_InfoRequest_init_zero;
+  IB_CHECK(wire_encode(&req, ibrl_InfoRequest_fields, &q) == IB_OK);
+  grpc_completion_queue *cq = cq_get(c);
+  for (int i = 0; i < c->n; i++)
+    if (ask >> i & 1) ucall_start(c, i, &p->u[i], cq, WIRE_PATH_INFO, req, -1);
+  grpc_byte_buffer_destroy(req); /* each call holds its own reference */
+  ibrl_InfoReply *rep = ib_xmalloc(sizeof *rep);
+  int rc = IB_OK;
+  char first[1024]; /* the first refusal's message: a later shard's failure must not replace it */
+  for (int i = 0; i < c->n; i++) {
+    if (!(ask >> i & 1)) continue;
+    ucall *u = &p->u[i];
+    grpc_event ev = rc_pluck(c, cq, u, gpr_inf_future(GPR_CLOCK_REALTIME));
+    IB_CHECK(ev.type == GRPC_OP_COMPLETE);
+    int e;
+    if (u->status != GRPC_STATUS_OK) {
+      e = call_fail(c, i, "Info", u->status, u->details);
+    } else if (u->reply == NULL) {
+      e = ib_fail(IB_EPROTO, "replay shard %d (%s) Info: OK status without a reply message HINT: the peer is not a "
+                  "compatible ibrl-replay", i, c->sh[i].target);
+    } else {
+      char who[320];
+      snprintf(who, sizeof who, "replay shard %d (%s) Info", i, c->sh[i].target);
+      *rep = (ibrl_InfoReply)ibrl_InfoReply_init_zero;
+      e = wire_decode(rep, ibrl_InfoReply_fields, u->reply, who);
+    }
+    if (e == IB_OK) {
+      uint64_t dsz = 0, osz = 0;
+      info_sizes(rep, &dsz, &osz);
+      pthread_mutex_lock(&c->lock);
+      c->sh[i].demo_size = dsz;
+      c->sh[i].online_size = osz;
+      c->sh[i].sizes_ns = ib_now_ns();
+      pthread_mutex_unlock(&c->lock);
+    } else if (is_down(e)) {
+      shard_mark_down(c, i); /* its warning names this failure: ib_errmsg() is still call_fail's */
+      *down |= 1ull << i;
+      if (e == IB_ETIMEDOUT) *timed_out |= 1ull << i;
+    } else if (rc == IB_OK) {
+      rc = e;
+      snprintf(first, sizeof first, "%s", ib_errmsg());
+    }
+    if (u->reply) grpc_byte_buffer_destroy(u->reply);
+    ucall_release(u);
+  }
+  free(rep);
+  cq_put(c, cq); /* every call started on it was plucked above */
+  if (rc != IB_OK) ib_fail(rc, "%s", first);
+  return rc;
+}
+
+/* Starts one attempt over the shards not in *down. Returns IB_OK (calls started over the shards
+ * still up; shards found down while their sizes were read are added to *down first), an IB_E*
+ * error, or 1 when every shard turned out to be down while the sizes were read (then *down holds
+ * them all and the caller reports it); no call is left in flight unless IB_OK. */
 static int plan_start(rc_client *c, sample_plan *p, int n, double demo_fraction, uint64_t *down,
                       uint64_t *timed_out) {
   p->cq = NULL;
   p->n = n;
   /* A shard that got no rows lately has no fresh sizes (replies refresh them): ask it with Info
    * when its sizes are older than RC_SIZES_TTL_MS, so a shard that was empty joins in once it
-   * fills; and when every cached size is 0, ask all of them before reporting empty tables. */
-  uint64_t now = ib_now_ns(), total = 0;
-  int stale[RC_MAX_SHARDS];
+   * fills; and when every cached size is 0, ask all of them before reporting empty tables. All
+   * of these are asked in one round (sizes_refresh); the draw below is over those that answered.
+   * While every size is fresh (the common case) no Info is sent. */
+  uint64_t now = ib_now_ns(), total = 0, stale = 0;
   pthread_mutex_lock(&c->lock);
   for (int i = 0; i < c->n; i++) {
-    stale[i] = c->sh[i].sizes_ns == 0 || now - c->sh[i].sizes_ns > (uint64_t)RC_SIZES_TTL_MS * 1000000ull;
+    if (c->sh[i].sizes_ns == 0 || now - c->sh[i].sizes_ns > (uint64_t)RC_SIZES_TTL_MS * 1000000ull)
+      stale |= 1ull << i;
     if (!(*down >> i & 1)) total += c->sh[i].demo_size + c->sh[i].online_size;
   }
   pthread_mutex_unlock(&c->lock);
-  for (int i = 0; i < c->n; i++) {
-    if ((*down >> i & 1) || (!stale[i] && total > 0)) continue;
-    int rc = sizes_refresh(c, i);
-    if (is_down(rc)) {
-      shard_mark_down(c, i);
-      *down |= 1ull << i;
-      if (rc == IB_ETIMEDOUT) *timed_out |= 1ull << i; /* so the final error says "timed out" when all did */
-      return 1;
-    }
+  uint64_t all = c->n == 64 ? ~0ull : (1ull << c->n) - 1;
+  uint64_t ask = (total > 0 ? stale : all) & ~*down;
+  if (ask != 0) {
+    int rc = sizes_refresh(c, p, ask, down, timed_out);
     if (rc != IB_OK) return rc;
+    if (*down == all) return 1; /* none answered: nothing to draw over */
   }
   /* Assign rows to (shard, table) with probability proportional to the table sizes. */
   int *nd = p->nd, *no = p->no;
@@ -1312,7 +1371,8 @@ static int plan_collect(rc_client *c, sample_plan *p, rc_batch *b, uint64_t *dow
 }
 
 /* One attempt of rc_sample over the shards not in *down: IB_OK, an IB_E* error, or 1 when a
- * shard turned out to be down (the caller tries again without it). */
+ * shard's Sample found it down (the caller tries again without it) or every shard was found down
+ * while the sizes were read (then *down holds them all). */
 static int sample_once(rc_client *c, rc_batch *b, int n, double demo_fraction, uint64_t *down, uint64_t *timed_out) {
   b->n = 0;
   b->n_demo = 0;
@@ -1402,9 +1462,10 @@ int rc_sampler_open(rc_sampler **out, rc_client *c, int n, double demo_fraction)
   return IB_OK;
 }
 
-/* Starts plans[k] over the shards not known to be down; 1 if its calls are in flight. A start
- * that fails (a shard down while its sizes were read, empty tables, ...) starts nothing: the
- * next rc_sampler_next then samples synchronously with rc_sample, which reports the error. */
+/* Starts plans[k] over the shards not known to be down; 1 if its calls are in flight (a shard
+ * found down while its sizes were read is then in s->down[k], so the batch names it skipped). A
+ * start that fails (every shard down, empty tables, ...) starts nothing: the next
+ * rc_sampler_next then samples synchronously with rc_sample, which reports the error. */
 static int sampler_start(rc_sampler *s, int k) {
   s->down[k] = down_now(s->c);
   uint64_t timed_out = 0; /* only rc_sample's error message uses it */

@@ -166,7 +166,9 @@ int rc_writer_close(rc_writer *w);
  * b->n_demo says how many came from demo tables); < 0: plain proportional to the total sizes.
  * Each row's shard is drawn in proportion to that shard's table size (sizes cached from each
  * shard's last reply; a shard whose sizes are older than 1 s, or every shard when all cached
- * sizes are 0, is asked with Info first), and the per-shard calls run in parallel.
+ * sizes are 0, is asked with Info first), and the per-shard calls run in parallel (the Info calls
+ * too, so one round of them waits one deadline at most; a shard that fails its Info as down is
+ * left out of the draw as below).
  * Down shards: a shard whose call fails with UNAVAILABLE or DEADLINE_EXCEEDED is marked down and
  * skipped: the rows are drawn from the live shards in proportion to their sizes, b->shards_skipped
  * has its bit set, and a warning names it (once per outage). A down shard stays out of every
@@ -177,8 +179,9 @@ int rc_writer_close(rc_writer *w);
  * deadline); later samples never do, however long it stays down. A shard that answers Info but
  * whose Sample timed out (its rate limiter held the call, e.g. an online table under min_size) is
  * kept out at least 1 s after each failure, 2 s and then 4 s when it fails again each time it is
- * back, until one of its Samples succeeds. When every shard is down, rc_sample tries them all (so
- * it fails within its deadlines, one per shard at most, instead of waiting for a probe).
+ * back, until one of its Samples succeeds. When every shard is down, rc_sample tries them all, at
+ * once: with none answering it fails within one deadline, whatever the number of shards, instead
+ * of waiting for a probe (a shard that answers Info and then not its Sample adds one deadline).
  * b's dims must match the shards'. Errors: IB_EINVAL (bad n or fraction, dims), IB_ESTATE (all
  * tables of the live shards empty), IB_ETIMEDOUT (every shard tried ran out of time: rate limiters
  * holding the calls, e.g. online tables below min_size, or slow or frozen shards), IB_EUNAVAIL (no
