@@ -37,6 +37,8 @@
 #error "itemcodec.c copies packed floats as host floats: little-endian hosts only"
 #endif
 
+#define IC_MAX_FIELD 0x1fffffffu /* the largest protobuf field number */
+
 /* Wire keys of the Item fields (field << 3 | wire type). */
 #define K_OBS 0x0A
 #define K_ACTION 0x12
@@ -457,7 +459,8 @@ int ic_item_parse(ic_rows *dst, size_t row, const uint8_t *p, size_t len, int ch
   }
   while (r.p < r.end) {
     uint64_t key, v;
-    if (ic_get_varint(&r, &key)) return IC_EMALFORMED;
+    /* Field numbers are 1 .. 2^29 - 1: a bigger key must not be cut to an int and alias a field. */
+    if (ic_get_varint(&r, &key) || (key >> 3) == 0 || (key >> 3) > IC_MAX_FIELD) return IC_EMALFORMED;
     int f = (int)(key >> 3), wt = (int)(key & 7);
     switch (f) {
       case 1:
@@ -537,12 +540,15 @@ int ic_item_view(ic_item_ref *out, const uint8_t *p, size_t len, int obs_dim, in
   memset(err, 0, sizeof *err);
   err->field = "";
   const uint8_t *fp[6] = {NULL, NULL, NULL, NULL, NULL, NULL}; /* by field number 1, 2, 5 */
+  uint64_t fbytes[6] = {0, 0, 0, 0, 0, 0};                    /* their run's length */
   ic_reader r = {p, p + len};
   canon c;
   if (obs_dim > 0 && act_dim > 0 && canon_head(&c, p, len, (size_t)obs_dim, (size_t)act_dim)) {
     fp[1] = c.obs;
     fp[2] = c.action;
     fp[5] = c.next_obs;
+    fbytes[1] = fbytes[5] = (uint64_t)obs_dim * 4;
+    fbytes[2] = (uint64_t)act_dim * 4;
     memcpy(&out->reward, c.reward, 4);
     memcpy(&out->discount, c.discount, 4);
     r.p = c.rest;
@@ -559,7 +565,8 @@ int ic_item_view(ic_item_ref *out, const uint8_t *p, size_t len, int obs_dim, in
   }
   while (r.p < r.end) {
     uint64_t key, v;
-    if (ic_get_varint(&r, &key)) return IC_EMALFORMED;
+    /* Field numbers are 1 .. 2^29 - 1: a bigger key must not be cut to an int and alias a field. */
+    if (ic_get_varint(&r, &key) || (key >> 3) == 0 || (key >> 3) > IC_MAX_FIELD) return IC_EMALFORMED;
     int f = (int)(key >> 3), wt = (int)(key & 7);
     switch (f) {
       case 1:
@@ -569,12 +576,15 @@ int ic_item_view(ic_item_ref *out, const uint8_t *p, size_t len, int obs_dim, in
         if (wt == 5) return r.end - r.p < 4 ? IC_EMALFORMED : IC_ENOVIEW;
         if (wt != 2 || ic_get_varint(&r, &v) || v > (uint64_t)(r.end - r.p) || v % 4) return IC_EMALFORMED;
         if (fp[f] != NULL) return IC_ENOVIEW; /* a second run of the same field */
-        if (v != (uint64_t)dim * 4) {
+        /* A short run may be the first of several (legal protobuf: runs concatenate, and a second
+         * run gives IC_ENOVIEW above): it is judged at the end, once the whole body was seen. */
+        if (v > (uint64_t)dim * 4) {
           err->field = float_field_name(f);
           err->got = (long)(v / 4);
           return IC_EDIMS;
         }
         fp[f] = r.p;
+        fbytes[f] = v;
         r.p += v;
         break;
       }
@@ -598,12 +608,14 @@ int ic_item_view(ic_item_ref *out, const uint8_t *p, size_t len, int obs_dim, in
     }
   }
   static const int order[3] = {1, 5, 2};
-  for (int k = 0; k < 3; k++)
-    if (fp[order[k]] == NULL) {
-      err->field = float_field_name(order[k]);
-      err->got = 0;
+  for (int k = 0; k < 3; k++) {
+    int f = order[k];
+    if (fp[f] == NULL || fbytes[f] != (uint64_t)(f == 2 ? act_dim : obs_dim) * 4) {
+      err->field = float_field_name(f);
+      err->got = (long)(fbytes[f] / 4);
       return IC_EDIMS;
     }
+  }
   out->obs = (const float *)(const void *)fp[1];
   out->action = (const float *)(const void *)fp[2];
   out->next_obs = (const float *)(const void *)fp[5];

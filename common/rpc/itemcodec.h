@@ -22,7 +22,8 @@
  * 10, episode_success 11 (varints). The encoder writes every field, defaults included (legal
  * protobuf, and it keeps the length computation simple). The parser follows the rules a
  * conforming decoder must: fields in any order, unknown fields skipped by wire type, repeated
- * floats packed (possibly in several chunks) or one at a time, missing scalars = 0; every length
+ * floats packed (possibly in several chunks) or one at a time, missing scalars = 0, a key whose
+ * field number is 0 or above 2^29 - 1 malformed (never cut down to another field); every length
  * is bounds-checked against the buffer and every array against the row's dims, so a malformed
  * message is refused, never read past.
  *

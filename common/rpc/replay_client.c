@@ -600,9 +600,9 @@ int rc__decode_sample_reply(rc_batch *b, int demo_off, int n_demo_req, int onlin
       size_t nc = 0;
       ic_error ie;
       int e = ic_msg_cols_read(&m, len, &d, &nc, &ie);
-      if (e == IC_ETOOMANY)
+      if (e == IC_ETOOMANY) /* ie.row saturates at LONG_MAX for an absurd count: add without overflow */
         rc = ib_fail(IB_EPROTO, "%s: SampleReply.columns has %ld rows, more than the %d asked for HINT: incompatible "
-                     "server", who, (long)n + ie.row, max_items);
+                     "server", who, ie.row > LONG_MAX - n ? LONG_MAX : (long)n + ie.row, max_items);
       else if (e == IC_EDIMS)
         rc = ib_fail(IB_EMISMATCH, "%s: SampleReply.columns.%s has %ld bytes, expected %ld for %ld rows of obs %d "
                      "action %d HINT: the learner's dims must match the shard's --obs-dim/--act-dim", who, ie.field,
