@@ -1622,6 +1622,11 @@ int rc_info_get(rc_client *c, int i, rc_shard_info *out) {
     out->params_published_unix_ms = rep->params_published_unix_ms;
     out->params_bytes = rep->params_bytes;
     snprintf(out->durability, sizeof out->durability, "%s", rep->durability);
+    out->durability_broken = rep->durability_broken;
+    snprintf(out->durability_error, sizeof out->durability_error, "%s", rep->durability_error);
+    out->durability_broken_s = rep->durability_broken_s;
+    out->durability_retries = rep->durability_retries;
+    out->durability_retry_in_s = rep->durability_retry_in_s;
     pthread_mutex_lock(&c->lock);
     c->sh[i].demo_size = dsz;
     c->sh[i].online_size = osz;

@@ -269,6 +269,14 @@ typedef struct rc_shard_info {
   uint64_t params_published_unix_ms; /* wall-clock ms of that publish (0 if none) */
   uint64_t params_bytes;             /* size of the published blob */
   char durability[8];
+  /* Durability health (ibrl-replay with --ckpt-dir): broken while inserts cannot be made durable
+   * as configured (a failed write or fsync of the log: disk full, I/O errors; or, --durability
+   * ckpt, a failed checkpoint). A shard older than these fields reports not broken. */
+  bool durability_broken;
+  char durability_error[384];   /* the cause: operation, file, error text ("" when not broken) */
+  double durability_broken_s;   /* for how long */
+  uint64_t durability_retries;  /* checkpoints that failed since it broke */
+  double durability_retry_in_s; /* until the shard's next attempt of its own (0: none due) */
   double rtt_ms; /* measured round trip of this Info call */
 } rc_shard_info;
 

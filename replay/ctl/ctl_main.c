@@ -15,7 +15,9 @@
  * checkpoint and ratelimit report it per shard, sample draws from the rest; all then exit 3.
  * A Sample held by the rate limiter looks like a timeout to the client library; sample tells it
  * apart with an Info call (ctl_sample_fail). Export reads with Replay.Read, which the limiter
- * never holds. */
+ * never holds.
+ * Durability health (a broken write-ahead log, a failing disk) is a line per shard in `info` and
+ * `watch`, from the Info fields rc_shard_info carries. */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -101,7 +103,9 @@ static const cmd_help cmds[] = {
      "  0 = skip; and the shard's own 10 s meters), totals, duplicates, payload bytes, preallocated bytes;\n"
      "  the rate limiter (state, ratio, time blocked summed over calls, timeouts); per actor: last seq,\n"
      "  the newest weight version on its items, and the success of its recent episodes (the shard keeps\n"
-     "  each actor's last 32); params version, size and age.\n"},
+     "  each actor's last 32); params version, size and age; durability: ok, or BROKEN with the cause (a\n"
+     "  failed write or fsync of the log: disk full, I/O errors), for how long, the shard's failed\n"
+     "  recovery attempts and when it tries the next (--json: durability_broken, durability_error, ...).\n"},
     {"watch", f_watch,
      "watch [--shard I] [--interval S] [--count N]\n"
      "  `info` refreshed in place every --interval seconds (default 2), --count times (default 0 = until\n"
@@ -437,6 +441,13 @@ static void print_info(const ctl_args *a, rc_client *c, const int *ok, const rc_
         printf("null,\"params_published_unix_ms\":null");
       printf(",\"checkpoints\":%llu,\"durability\":", (unsigned long long)s->checkpoints);
       ctl_json_str(s->durability);
+      printf(",\"durability_broken\":%s,\"durability_error\":", s->durability_broken ? "true" : "false");
+      if (s->durability_broken)
+        ctl_json_str(s->durability_error);
+      else
+        printf("null");
+      printf(",\"durability_broken_s\":%.3f,\"durability_retries\":%llu,\"durability_retry_in_s\":%.3f",
+             s->durability_broken_s, (unsigned long long)s->durability_retries, s->durability_retry_in_s);
       putchar('}');
     }
     printf("]}\n");
@@ -455,6 +466,14 @@ static void print_info(const ctl_args *a, rc_client *c, const int *ok, const rc_
     printf("shard %d  %s  index %d  obs %d  act %d  rtt %.2f ms  params v%llu%s  checkpoints %llu  durability %s\n", i,
            rc_client_target(c, i), s->shard_index, s->obs_dim, s->act_dim, s->rtt_ms,
            (unsigned long long)s->params_version, page, (unsigned long long)s->checkpoints, s->durability);
+    if (s->durability_broken) {
+      char next[48] = "";
+      if (s->durability_retry_in_s > 0) snprintf(next, sizeof next, ", next in %.1f s", s->durability_retry_in_s);
+      printf("  durability: BROKEN for %.1f s, %llu failed recovery attempt(s)%s: %s\n", s->durability_broken_s,
+             (unsigned long long)s->durability_retries, next, s->durability_error);
+    } else {
+      printf("  durability: ok\n");
+    }
     printf("  %-8s %-6s %12s %12s %10s %10s %10s %10s %12s %12s %10s %10s %10s\n", "table", "kind", "size", "capacity",
            "ins/s", "smp/s", "ins/s 10s", "smp/s 10s", "inserted", "sampled", "dups", "MB", "alloc MB");
     for (int t = 0; t < s->n_tables; t++) {

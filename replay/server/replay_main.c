@@ -7,8 +7,10 @@
  * follow DEVELOPERS.md: 2 for bad flags and for every failure before serving (setup), 1 for a
  * failure after it (the final checkpoint). SIGTERM/SIGINT are blocked
  * in every thread before gRPC starts its own, and the main thread waits for them with
- * sigtimedwait, waking every 100 ms to run the periodic checkpoint. On a signal it drains and
- * stops in the order of docs/grpc-core.md (rsrv_stop) and writes a final checkpoint. */
+ * sigtimedwait, waking every 100 ms for rsrv_tick: the periodic checkpoint, and the checkpoint
+ * that heals a broken write-ahead log (a full or failing disk) with backoff, so a shard whose disk
+ * comes back recovers without anyone running `ibrl-replayctl checkpoint`. On a signal it drains
+ * and stops in the order of docs/grpc-core.md (rsrv_stop) and writes a final checkpoint. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -85,8 +87,14 @@ static void usage(FILE *f) {
           "  --error-buffer X       allowed drift of the ratio; 0 = max(1, spi) * 1000 [0]\n"
           "  --min-size N           online items before sampling may start [0]\n"
           "  --ckpt-dir DIR         checkpoint (and log) directory; restored from on start\n"
-          "  --ckpt-period S        seconds between periodic checkpoints; 0 = off [0]\n"
-          "  --durability ckpt|wal  wal = acknowledge inserts only once logged to disk [ckpt]\n"
+          "  --ckpt-period S        seconds between periodic checkpoints; 0 = off [0]; a failed one is\n"
+          "                         retried at this period (and logged each time)\n"
+          "  --durability ckpt|wal  wal = acknowledge inserts only once logged to disk [ckpt]. If a write or\n"
+          "                         fsync of the log fails (disk full, I/O errors), inserts get UNAVAILABLE\n"
+          "                         naming the cause until a checkpoint succeeds; the shard tries one at\n"
+          "                         once, then 1, 2, 4 ... up to 30 s apart (at most --ckpt-period when set),\n"
+          "                         and heals once the disk is back. Sampling keeps working; `ibrl-replayctl\n"
+          "                         info` shows the state\n"
           "  --token T              shared token: calls need 'authorization: Bearer T' (env IBRL_REPLAY_TOKEN)\n"
           "  --insecure             allow a non-loopback address without a token\n"
           "  --tls-cert PEM --tls-key PEM   serve TLS\n"
@@ -281,7 +289,6 @@ int main(int argc, char **argv) {
            a.cfg.durability == PERSIST_WAL ? "wal" : "ckpt", a.cfg.ckpt_dir ? a.cfg.ckpt_dir : "(none)",
            a.cfg.threads, a.cfg.token && a.cfg.token[0] ? "on" : "off");
 
-  double next_ckpt = a.cfg.ckpt_period_s > 0 && a.cfg.ckpt_dir ? ib_now_s() + a.cfg.ckpt_period_s : INFINITY;
   for (;;) {
     struct timespec ts = {0, 100 * 1000 * 1000};
     int sig = sigtimedwait(&stop, NULL, &ts);
@@ -289,10 +296,7 @@ int main(int argc, char **argv) {
       log_info("signal %d: draining and stopping", sig);
       break;
     }
-    if (ib_now_s() >= next_ckpt) {
-      if (rsrv_checkpoint(s, NULL) != IB_OK) log_error("periodic checkpoint failed: %s", ib_errmsg());
-      next_ckpt = ib_now_s() + a.cfg.ckpt_period_s;
-    }
+    rsrv_tick(s);
   }
   rc = rsrv_stop(s);
   grpc_shutdown_blocking();

@@ -30,7 +30,15 @@
  * Blocking: every wait holds a worker thread, so a counter admits at most threads-1 waiters;
  * over that, calls try once and fail RESOURCE_EXHAUSTED rather than starve the server.
  * Shutdown: rlim_shutdown and the params `closing` flag release every waiter first, then the
- * rpc server stops (its handlers all return), then the final checkpoint is written. */
+ * rpc server stops (its handlers all return), then the final checkpoint is written.
+ * Durability (rsrv_tick, on the controlling thread; never a request thread, whose deadline a
+ * checkpoint would outlast): persist_health says whether only a checkpoint can restore
+ * durability; if so a healing checkpoint is tried at once and then with backoff. The state the
+ * handlers show (Info, the Insert error) is kept under dmu: the tick's schedule, and the last
+ * checkpoint's failure (which is all a checkpoint-only shard has to report). Health stays
+ * SERVING throughout (see rsrv.h). An insert whose rows were all or partly duplicates is
+ * acknowledged only after persist_barrier: the originals may be rows whose flush failed, in
+ * memory but in no durable place, and an actor retries exactly those. */
 #include "rsrv.h"
 
 #include <math.h>
@@ -38,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ib.h"
 #include "itemcodec.h"
@@ -76,6 +85,17 @@ struct rsrv {
   int ready; /* atomic: 0 while restoring (calls get UNAVAILABLE), then 1 */
   uint64_t checkpoints;     /* atomic: Info reads it without ckpt_mu, which a checkpoint holds for seconds */
   pthread_mutex_t ckpt_mu; /* one checkpoint at a time */
+
+  /* Durability, under dmu: written by rsrv_tick and rsrv_checkpoint, read by the handlers. */
+  pthread_mutex_t dmu;
+  double next_ckpt;         /* ib_now_s() of the next periodic checkpoint (INFINITY: none) */
+  double heal_at;           /* ib_now_s() of the next healing attempt (0: none scheduled) */
+  double heal_backoff_s;    /* the wait after the next failed attempt */
+  int trouble_logged;       /* the current trouble was logged (one line when it starts) */
+  int ckpt_failing;         /* the last checkpoint failed */
+  uint64_t ckpt_failures;   /* consecutive failed checkpoints (any: periodic, healing, requested) */
+  double ckpt_fail_since_s; /* ib_now_s() of the first of them */
+  char ckpt_error[384];     /* the last one's message */
 
   pthread_mutex_t mu;      /* guards the slot pool and the blocking counter */
   sample_slot *slots_all;  /* owned array */
@@ -148,6 +168,90 @@ static void limiter_fail(rpc_reply *rep, int rc, const char *what, int capped, i
   } else {
     rpc_reply_fail(rep, GRPC_STATUS_DEADLINE_EXCEEDED, "%s: rate limited until the call deadline "
                    "HINT: the other side (inserts vs samples) is not keeping up; see Info", what);
+  }
+}
+
+/* ---- durability (see the top of this file) ---- */
+
+/* What Info and the Insert error say about durability. */
+typedef struct dur_state {
+  int broken;
+  char error[384];
+  double broken_s, retry_in_s;
+  uint64_t retries, since_unix_ms;
+  persist_health h;
+} dur_state;
+
+/* Appends src to the string in dst[cap], cutting it at the end (a message may be long). */
+static void text_append(char *dst, size_t cap, const char *src) {
+  size_t have = strlen(dst), add = strlen(src);
+  if (have + 1 >= cap) return;
+  if (add > cap - 1 - have) add = cap - 1 - have;
+  memcpy(dst + have, src, add);
+  dst[have + add] = '\0';
+}
+
+static double heal_cap_s(const rsrv *s) {
+  return s->cfg.ckpt_period_s > 0 ? IB_MIN(RSRV_HEAL_MAX_S, s->cfg.ckpt_period_s) : RSRV_HEAL_MAX_S;
+}
+
+static void dur_state_get(rsrv *s, dur_state *d) {
+  memset(d, 0, sizeof *d);
+  if (s->per == NULL) return;
+  persist_health_get(s->per, &d->h);
+  double now = ib_now_s();
+  pthread_mutex_lock(&s->dmu);
+  int wal_bad = d->h.needs_checkpoint || d->h.append_failing;
+  int ckpt_bad = s->cfg.durability == PERSIST_CKPT_ONLY && s->ckpt_failing;
+  d->broken = wal_bad || ckpt_bad;
+  if (wal_bad) {
+    text_append(d->error, sizeof d->error, d->h.cause);
+    if (d->h.needs_checkpoint && s->ckpt_failing && strcmp(d->h.cause, s->ckpt_error) != 0) {
+      text_append(d->error, sizeof d->error, "; last recovery attempt: ");
+      text_append(d->error, sizeof d->error, s->ckpt_error);
+    }
+    d->broken_s = d->h.since_ns ? (double)(ib_now_ns() - d->h.since_ns) * 1e-9 : 0;
+    d->since_unix_ms = d->h.since_unix_ms;
+    d->retries = d->h.failed_checkpoints;
+    if (d->h.needs_checkpoint && s->heal_at > 0) d->retry_in_s = IB_MAX(0.0, s->heal_at - now);
+  } else if (ckpt_bad) {
+    snprintf(d->error, sizeof d->error, "%s", s->ckpt_error);
+    d->broken_s = now - s->ckpt_fail_since_s;
+    d->since_unix_ms = 0;
+    d->retries = s->ckpt_failures;
+    if (isfinite(s->next_ckpt)) d->retry_in_s = IB_MAX(0.0, s->next_ckpt - now);
+  }
+  pthread_mutex_unlock(&s->dmu);
+}
+
+/* "2026-01-02T03:04:05Z" for a wall-clock time in ms. */
+static void utc_text(char *out, size_t cap, uint64_t unix_ms) {
+  time_t t = (time_t)(unix_ms / 1000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The Insert error for an IB_EIO of the store or persist_barrier (ib_errmsg() holds theirs): when
+ * the disk is the cause, it names the log, since when, the error and the cure. */
+static void insert_io_fail(rsrv *s, rpc_reply *rep, const char *table) {
+  dur_state d;
+  dur_state_get(s, &d);
+  char since[32] = "?";
+  if (d.since_unix_ms) utc_text(since, sizeof since, d.since_unix_ms);
+  const char *why = d.h.cause_errno ? strerror(d.h.cause_errno) : "an I/O error";
+  /* gRPC details are bounded (rpc_reply.msg): the cause and the cure first, the path once. */
+  if (d.h.needs_checkpoint) {
+    rpc_reply_fail(rep, GRPC_STATUS_UNAVAILABLE, "Insert: write-ahead log '%s' is broken since %s (%s): inserts are "
+                   "refused until a checkpoint succeeds; the shard retries by itself, backing off to every %.0f s "
+                   "(next in %.1f s) HINT: free space in %s, or fix the disk", d.h.log_path, since, why,
+                   heal_cap_s(s), d.retry_in_s, s->cfg.ckpt_dir);
+  } else if (d.h.append_failing) {
+    rpc_reply_fail(rep, GRPC_STATUS_UNAVAILABLE, "Insert: cannot append to write-ahead log '%s' since %s (%s): inserts "
+                   "are refused until the disk takes writes again (no checkpoint or restart needed) HINT: free space "
+                   "in %s, or fix the disk", d.h.log_path, since, why, s->cfg.ckpt_dir);
+  } else {
+    rpc_reply_fail(rep, GRPC_STATUS_UNAVAILABLE, "Insert into '%s': %s", table, ib_errmsg());
   }
 }
 
@@ -431,10 +535,18 @@ static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_s
   int rc = store_insert_prechecked(s->st, table, slot->items, n, &res);
   if (rc != IB_OK) {
     if (limited) rlim_undo_insert(s->lim, n);
-    rpc_reply_fail(rep, status_of(rc), "Insert into '%s': %s", table, ib_errmsg());
+    if (rc == IB_EIO && s->per != NULL)
+      insert_io_fail(s, rep, table);
+    else
+      rpc_reply_fail(rep, status_of(rc), "Insert into '%s': %s", table, ib_errmsg());
     return 1;
   }
   if (limited && res.duplicates > 0) rlim_undo_insert(s->lim, res.duplicates);
+  /* Duplicates are acknowledged as stored: only once their originals are durable (top of file). */
+  if (res.duplicates > 0 && s->per != NULL && (rc = persist_barrier(s->per)) != IB_OK) {
+    insert_io_fail(s, rep, table);
+    return 1;
+  }
   st->inserted += res.stored;
   st->duplicates += res.duplicates;
   return 0;
@@ -701,6 +813,13 @@ static void h_info(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_b
    * busy disk), and samplers ask Info for table sizes, so waiting here stalled the shard. */
   r->checkpoints = __atomic_load_n(&s->checkpoints, __ATOMIC_RELAXED);
   snprintf(r->durability, sizeof r->durability, "%s", s->durability);
+  dur_state d;
+  dur_state_get(s, &d);
+  r->durability_broken = d.broken != 0;
+  snprintf(r->durability_error, sizeof r->durability_error, "%s", d.broken ? d.error : "");
+  r->durability_broken_s = d.broken_s;
+  r->durability_retries = d.retries;
+  r->durability_retry_in_s = d.retry_in_s;
   if (wire_encode(&rep->bb, ibrl_InfoReply_fields, r) != IB_OK)
     rpc_reply_fail(rep, GRPC_STATUS_INTERNAL, "Info: %s", ib_errmsg());
   free(r);
@@ -760,6 +879,17 @@ int rsrv_checkpoint(rsrv *s, persist_ckpt_info *info) {
   pthread_mutex_lock(&s->ckpt_mu);
   int rc = persist_checkpoint(s->per, &ci);
   if (rc == IB_OK) __atomic_add_fetch(&s->checkpoints, 1, __ATOMIC_RELAXED);
+  pthread_mutex_lock(&s->dmu);
+  if (rc != IB_OK) {
+    if (!s->ckpt_failing) s->ckpt_fail_since_s = ib_now_s();
+    s->ckpt_failing = 1;
+    s->ckpt_failures++;
+    snprintf(s->ckpt_error, sizeof s->ckpt_error, "%s", ib_errmsg());
+  } else {
+    s->ckpt_failing = 0;
+    s->ckpt_failures = 0;
+  }
+  pthread_mutex_unlock(&s->dmu);
   pthread_mutex_unlock(&s->ckpt_mu);
   if (rc != IB_OK) return rc;
   /* "store held": how long inserts and samples waited for the cut (the rest runs in a child). */
@@ -768,6 +898,84 @@ int rsrv_checkpoint(rsrv *s, persist_ckpt_info *info) {
            ci.blocked_seconds * 1e3, ci.background ? "" : ", written in the foreground");
   if (info != NULL) *info = ci;
   return IB_OK;
+}
+
+/* One healing attempt (dmu not held): a checkpoint, then the schedule and one log line. */
+static void heal_attempt(rsrv *s, const persist_health *h) {
+  persist_ckpt_info ci;
+  int rc = rsrv_checkpoint(s, &ci);
+  persist_health after;
+  persist_health_get(s->per, &after);
+  double now = ib_now_s();
+  pthread_mutex_lock(&s->dmu);
+  if (rc == IB_OK && !after.needs_checkpoint) {
+    log_info("durability is back: checkpoint %llu is written and the write-ahead log is fresh, after %.1f s and "
+             "%llu failed attempt(s); inserts are accepted again", (unsigned long long)ci.epoch,
+             h->since_ns ? (double)(ib_now_ns() - h->since_ns) * 1e-9 : 0.0, (unsigned long long)h->failed_checkpoints);
+    s->heal_at = 0;
+    s->heal_backoff_s = 0;
+    s->trouble_logged = 0;
+    if (s->cfg.ckpt_period_s > 0) s->next_ckpt = now + s->cfg.ckpt_period_s;
+  } else {
+    double wait = s->heal_backoff_s;
+    s->heal_at = now + wait;
+    s->heal_backoff_s = IB_MIN(2 * wait, heal_cap_s(s));
+    if (rc == IB_OK)
+      log_warn("checkpoint to restore durability succeeded but the new log broke at once: %s; next attempt in "
+               "%.0f s", after.cause, wait);
+    else
+      log_warn("checkpoint to restore durability failed (attempt %llu): %s; inserts stay refused, next attempt in "
+               "%.0f s", (unsigned long long)after.failed_checkpoints, ib_errmsg(), wait);
+  }
+  pthread_mutex_unlock(&s->dmu);
+}
+
+void rsrv_tick(rsrv *s) {
+  IB_CHECK(s != NULL);
+  if (s->per == NULL) return;
+  persist_health h;
+  persist_health_get(s->per, &h);
+  double now = ib_now_s();
+  int trouble = h.needs_checkpoint || h.append_failing;
+  pthread_mutex_lock(&s->dmu);
+  if (trouble && !s->trouble_logged) {
+    log_error("durability lost: %s; %s HINT: free space in %s, or fix the disk", h.cause,
+              h.needs_checkpoint ? "the write-ahead log is broken: inserts are refused until a checkpoint succeeds, "
+                                   "which this shard retries on its own"
+                                 : "log appends fail: inserts are refused until the disk takes writes again",
+              s->cfg.ckpt_dir);
+    s->trouble_logged = 1;
+  } else if (!trouble && s->trouble_logged) { /* cleared without this tick's checkpoint */
+    log_info("durability is back: %s; inserts are accepted again",
+             s->heal_at == 0 ? "log appends work again" : "a requested checkpoint succeeded");
+    s->trouble_logged = 0;
+  }
+  int heal = h.needs_checkpoint;
+  if (heal && s->heal_at == 0) { /* the first attempt at once: the trouble may have been brief */
+    s->heal_at = now;
+    s->heal_backoff_s = IB_MIN(RSRV_HEAL_MIN_S, heal_cap_s(s));
+  }
+  if (!heal) s->heal_at = 0;
+  int heal_due = heal && now >= s->heal_at;
+  int periodic_due = !heal && now >= s->next_ckpt;
+  int was_failing = s->ckpt_failing;
+  pthread_mutex_unlock(&s->dmu);
+  if (heal_due) {
+    heal_attempt(s, &h);
+    return;
+  }
+  if (!periodic_due) return;
+  int rc = rsrv_checkpoint(s, NULL);
+  pthread_mutex_lock(&s->dmu);
+  s->next_ckpt = ib_now_s() + s->cfg.ckpt_period_s;
+  if (rc != IB_OK)
+    log_error("periodic checkpoint failed (%llu in a row): %s; retrying at its period, in %g s%s", (unsigned long long)
+              s->ckpt_failures, ib_errmsg(), s->cfg.ckpt_period_s, s->cfg.durability == PERSIST_WAL ?
+              " (the write-ahead log keeps acknowledged rows durable meanwhile)" :
+              " (rows inserted since the last good checkpoint are not durable until one succeeds)");
+  else if (was_failing)
+    log_info("periodic checkpoints work again");
+  pthread_mutex_unlock(&s->dmu);
 }
 
 static void h_checkpoint(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
@@ -943,6 +1151,7 @@ static void rsrv_free(rsrv *s) {
   pthread_mutex_destroy(&s->mu);
   pthread_mutex_destroy(&s->pmu);
   pthread_mutex_destroy(&s->ckpt_mu);
+  pthread_mutex_destroy(&s->dmu);
   pthread_cond_destroy(&s->pcv);
   free(s);
 }
@@ -958,7 +1167,9 @@ int rsrv_start(rsrv **out, const rsrv_config *cfg, int insecure) {
   pthread_mutex_init(&s->mu, NULL);
   pthread_mutex_init(&s->pmu, NULL);
   pthread_mutex_init(&s->ckpt_mu, NULL);
+  pthread_mutex_init(&s->dmu, NULL);
   pthread_cond_init(&s->pcv, NULL);
+  s->next_ckpt = cfg->ckpt_period_s > 0 && cfg->ckpt_dir != NULL ? ib_now_s() + cfg->ckpt_period_s : INFINITY;
 
   store_spec specs[2];
   store_specs_default(specs, cfg->obs_dim, cfg->act_dim, cfg->demo_capacity, cfg->online_capacity);

@@ -14,7 +14,17 @@
  * token -> UNAUTHENTICATED; unknown methods -> UNIMPLEMENTED. Every message names the thing
  * and gives a HINT.
  *
- * Threads: rsrv_start/rsrv_checkpoint/rsrv_stop are called by one controlling thread; the
+ * A failing disk (durability wal): a failed write or fsync of the log breaks it, and inserts get
+ * UNAVAILABLE with a message naming the log, since when, the error and the cure, until a
+ * checkpoint succeeds; rsrv_tick retries that checkpoint on its own (1 s doubling to 30 s, never
+ * longer than --ckpt-period when one is set), so the shard heals once the disk is back. Sample,
+ * Read, Info and health keep working, and health stays SERVING: the shard still serves its
+ * data, a readiness probe that failed would take sampling away too, and a restart cures no disk
+ * (it would only drop the rows not yet durable). Info says durability_broken, the cause, for how
+ * long and when the next attempt runs. An actor's retry of rows whose flush failed is a duplicate
+ * (the rows are in memory): it is refused (UNAVAILABLE) until they are durable again.
+ *
+ * Threads: rsrv_start/rsrv_checkpoint/rsrv_tick/rsrv_stop are called by one controlling thread; the
  * handlers run on the server's worker threads. A blocked call (rate limiter, GetIfNewer long
  * poll) holds a worker, so at most threads-1 calls may block at once; further ones do not wait. */
 #ifndef IB_RSRV_H
@@ -66,6 +76,18 @@ int rsrv_port(const rsrv *s);
 
 /* Writes a checkpoint now (as the Checkpoint RPC does). IB_ESTATE without a ckpt_dir. */
 int rsrv_checkpoint(rsrv *s, persist_ckpt_info *info);
+
+#define RSRV_HEAL_MIN_S 1.0  /* first retry of a checkpoint that would restore durability */
+#define RSRV_HEAL_MAX_S 30.0 /* the backoff doubles up to this */
+
+/* The shard's timed work; the controlling thread calls it every ~100 ms (ibrl-replay's main loop
+ * does; an in-process server that never calls it neither checkpoints on its period nor heals).
+ * Runs the periodic checkpoint when due (a failed one is retried at the period, logged each
+ * time), and, while persistence says only a checkpoint can restore durability, a healing
+ * checkpoint with backoff (RSRV_HEAL_MIN_S doubling to RSRV_HEAL_MAX_S, capped by the period,
+ * reset on success), one log line per attempt, one when the trouble starts and one when
+ * durability is back. Never blocks longer than one checkpoint. */
+void rsrv_tick(rsrv *s);
 
 /* Drains and stops: health NOT_SERVING, blocked calls released (UNAVAILABLE), the gRPC server
  * shut down in order, a final checkpoint if ckpt_dir is set, everything freed. Returns the status

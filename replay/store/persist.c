@@ -57,6 +57,15 @@
  * the checkpoint of that cut can cover (prev_broken), so tickets of the fresh log wait for it; if
  * it fails, they are refused too and the next checkpoint tries again.
  *
+ * Health. Nothing here retries: the caller asks persist_health_get and decides (ibrl-replay's main
+ * loop retries the checkpoint with backoff). Every failure notes its operation, file and errno
+ * under mu and starts the "since" clock; a checkpoint whose cut is past every lost ticket
+ * (covered_pos >= lost_hi) ends it. The rows of lost tickets are in memory (the store applies a
+ * batch before it syncs it): an actor's retry of them is a duplicate, and before this the shard
+ * acknowledged it although the row was in no durable place. persist_barrier lets the server hold
+ * such an acknowledgement until the rows are durable (synced through the log, or covered by a
+ * checkpoint's cut), and refuse it while they cannot be.
+ *
  * Restore: checkpoint k (or none: k = 0), then logs k, k+1, ... in order (more than one exists
  * only if a checkpoint failed after its cut, or a crash hit between a cut and the checkpoint).
  * Logs older than k are already in the checkpoint and are deleted; a gap in the chain, or a first
@@ -84,6 +93,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ib.h"
@@ -99,9 +109,12 @@
  * version 2 log by its header, naming the version. */
 #define WAL_VERSION 2u
 #define ENDIAN_WORD 0x01020304u
-#define PATH_MAX_LEN 1024
+#define PATH_MAX_LEN PERSIST_PATH_MAX
 #define WBUF_BYTES (1u << 20) /* checkpoint write buffer, allocated before any fork */
-#define MAX_LOGS 64           /* log files one restore accepts (one per failed checkpoint) */
+/* Log files one restore accepts: one more per checkpoint that failed after its cut. A shard that
+ * retries a checkpoint on its own while a disk is bad can fail many (a disk with room for a log
+ * header but not a checkpoint): 64 would take only about half an hour of 30 s retries. */
+#define MAX_LOGS 1024
 
 #define LINK_TABLE 0xffffffffu /* table id of a link record (a cut's log starts with one) */
 #define LINK_ACTOR 0xffffffffu /* its item's actor_id: nobody's */
@@ -132,6 +145,15 @@ struct persist {
   uint64_t written;                  /* logical bytes appended (grows across log switches) */
   uint64_t synced;                   /* logical bytes known durable */
   uint64_t lost_lo, lost_hi;         /* tickets in (lost_lo, lost_hi] are never durable: IB_EIO */
+  /* Health, under mu (see the top of this file). */
+  uint64_t covered_pos;     /* logical position of the last successful checkpoint's cut */
+  bool append_failing;      /* the last append's write failed (and was cut off again) */
+  uint64_t since_ns, since_unix_ms; /* when the trouble began, 0 when healthy */
+  int cause_errno;
+  char cause[384];          /* the error that began the trouble */
+  char last_error[384];
+  uint64_t failed_ckpts;    /* since the trouble began */
+  uint64_t io_errors;       /* all time */
   uint8_t *buf;                      /* record buffer for max_insert_batch items */
   size_t buf_cap;
 };
@@ -443,10 +465,11 @@ static int ckpt_header(rd *r, uint32_t *ntables, uint64_t *epoch) {
                    "restore with the matching ibrl version)",
                    r->path, version, FMT_VERSION);
   if (endian != ENDIAN_WORD)
-    return ib_fail(IB_EMISMATCH, "checkpoint '%s' was written on a machine of another byte order",
-                   r->path);
+    return ib_fail(IB_EMISMATCH, "checkpoint '%s' was written on a machine of another byte order (HINT: "
+                   "restore it on a machine like the one that wrote it, or start without it)", r->path);
   if (*ntables < 1 || *ntables > STORE_MAX_TABLES)
-    return ib_fail(IB_EPROTO, "checkpoint '%s' claims %u tables", r->path, *ntables);
+    return ib_fail(IB_EPROTO, "checkpoint '%s' claims %u tables, not 1 to %d (HINT: the file is corrupted; "
+                   "restore an older copy or move it away to start empty)", r->path, *ntables, STORE_MAX_TABLES);
   return IB_OK;
 }
 
@@ -555,8 +578,9 @@ static int ckpt_load(persist *p, uint64_t *epoch, uint64_t *items) {
       actor_read(&r, &a);
       store__actor *dst = store__actor_find(tb, a.id, false);
       if (dst) {
-        r.err = ib_fail(IB_EPROTO, "checkpoint '%s' table '%s' lists actor %u twice", p->ckpt_path,
-                        tb->spec.name, a.id);
+        r.err = ib_fail(IB_EPROTO, "checkpoint '%s' table '%s' lists actor %u twice (HINT: the file is "
+                        "corrupted; restore an older copy or move it away to start empty)", p->ckpt_path, tb->spec.name,
+                        a.id);
         break;
       }
       dst = store__actor_find(tb, a.id, true);
@@ -681,9 +705,52 @@ static int wal_create(persist *p, uint64_t epoch, int *fd_out, char *path_out) {
   return IB_OK;
 }
 
+/* ---- health ---- */
+
+static uint64_t unix_ms_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)(ts.tv_nsec / 1000000);
+}
+
+/* Starts the "since" clock if it is not running (mu held). */
+static void health_trouble(persist *p) {
+  if (p->since_ns != 0) return;
+  p->since_ns = ib_now_ns();
+  p->since_unix_ms = unix_ms_now();
+}
+
+/* Records an I/O error: `op` on `path` failed with `err` (mu held). */
+static void health_note(persist *p, const char *op, const char *path, int err) {
+  snprintf(p->last_error, sizeof p->last_error, "%s '%s': %s", op, path, strerror(err));
+  p->io_errors++;
+  if (p->since_ns == 0) {
+    snprintf(p->cause, sizeof p->cause, "%s", p->last_error);
+    p->cause_errno = err;
+  }
+  health_trouble(p);
+}
+
+static bool health_undurable(const persist *p) { return p->lost_hi > p->covered_pos; }
+
+/* Whether only a checkpoint can restore durability (mu held). */
+static bool health_needs_ckpt(const persist *p) {
+  return p->broken || (p->prev_fd >= 0 && p->prev_broken) || health_undurable(p);
+}
+
+/* Stops the clock once every condition has cleared (mu held). */
+static void health_settle(persist *p) {
+  if (health_needs_ckpt(p) || p->append_failing) return;
+  p->since_ns = p->since_unix_ms = 0;
+  p->failed_ckpts = 0;
+  p->cause[0] = '\0';
+  p->cause_errno = 0;
+}
+
 /* Marks the tickets in (synced, written] as never durable (mu held); see the top of this file. */
 static void wal_mark_lost(persist *p) {
   if (p->written <= p->synced) return;
+  health_trouble(p);
   if (p->lost_hi == 0) p->lost_lo = p->synced; /* else merge: keep the older, lower start */
   p->lost_hi = IB_MAX(p->lost_hi, p->written);
 }
@@ -748,7 +815,10 @@ static int wal_append(void *ctx, int table, const store_item *items, size_t n, u
                  p->wal_path);
   } else {
     if (write_all(p->fd, b, total) != 0) {
+      int err = errno;
       rc = io_fail("append to log", p->wal_path);
+      health_note(p, "append to log", p->wal_path, err);
+      p->append_failing = true;
       /* Cut the partial record off; if even that fails, no later record may follow it. */
       if (ftruncate(p->fd, (off_t)p->fd_len) != 0) {
         p->broken = true;
@@ -758,6 +828,10 @@ static int wal_append(void *ctx, int table, const store_item *items, size_t n, u
       p->written += total;
       p->fd_len += total;
       *ticket = p->written;
+      if (p->append_failing) {
+        p->append_failing = false;
+        health_settle(p);
+      }
     }
   }
   pthread_mutex_unlock(&p->mu);
@@ -787,6 +861,7 @@ static void wal_sync_once(persist *p) {
     /* Nothing after the hole can become durable through the log: refuse those tickets, and the
      * appends, until a checkpoint covers the hole and starts a fresh log. */
     log_error("log '%s': fdatasync failed: %s", path, strerror(err));
+    health_note(p, "fdatasync log", path, err);
     wal_mark_lost(p);
     p->broken = true;
     if (wal_prev_pending(p)) p->prev_broken = true;
@@ -977,7 +1052,9 @@ static int wal_replay(persist *p, const char *path, uint64_t want_epoch, uint64_
       off += 8 + rh[0];
       continue;
     }
-    if ((int)t < s->ntables && n > s->cfg.max_insert_batch &&
+    /* t is unsigned: compared as an int, a table of 2^31 or more would pass as negative. */
+    bool known = t < (uint32_t)s->ntables;
+    if (known && n > s->cfg.max_insert_batch &&
         (uint64_t)rh[0] == 8 + (uint64_t)n * item_bytes(&s->tables[t].spec)) {
       rc = ib_fail(
           IB_EMISMATCH,
@@ -987,7 +1064,7 @@ static int wal_replay(persist *p, const char *path, uint64_t want_epoch, uint64_
           path, (unsigned long long)off, n, s->cfg.max_insert_batch);
       break;
     }
-    if ((int)t >= s->ntables || n > s->cfg.max_insert_batch ||
+    if (!known || n > s->cfg.max_insert_batch ||
         (uint64_t)rh[0] != 8 + (uint64_t)n * item_bytes(&s->tables[t].spec)) {
       rc = ib_fail(IB_EPROTO,
                    "log '%s': record at byte %llu has a valid CRC but names table %u with %u "
@@ -1346,7 +1423,9 @@ static void wal_cut(persist *p, int nfd, const char *npath) {
    * one small write() to the page cache; syncs of this log make it durable with the records. */
   size_t k = wal_link_bytes(p, p->epoch, prev_len, p->buf);
   if (write_all(p->fd, p->buf, k) != 0) {
-    log_error("log '%s': writing its link record failed: %s", p->wal_path, strerror(errno));
+    int err = errno;
+    log_error("log '%s': writing its link record failed: %s", p->wal_path, strerror(err));
+    health_note(p, "write the link record of log", p->wal_path, err);
     p->broken = true; /* no ticket is in it yet; appends fail until the next checkpoint */
   } else {
     p->written += k;
@@ -1372,8 +1451,9 @@ static void wal_prev_flush(persist *p) {
  * is, so the previous log is settled whatever its own flushes did. If it failed and the chain has
  * a hole before the cut, the tickets after it cannot become durable until a later checkpoint:
  * refuse them (the appends too) rather than let their callers wait for one. */
-static void wal_ckpt_done(persist *p, bool ok) {
+static void wal_ckpt_done(persist *p, bool ok, uint64_t cut_at) {
   pthread_mutex_lock(&p->mu);
+  if (ok && cut_at > p->covered_pos) p->covered_pos = cut_at; /* every row before the cut is durable */
   if (p->prev_fd >= 0) {
     if (ok) {
       if (p->synced < p->cut_pos) p->synced = p->cut_pos;
@@ -1383,7 +1463,17 @@ static void wal_ckpt_done(persist *p, bool ok) {
       p->broken = true;
     }
   }
+  health_settle(p);
   pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* A checkpoint failed: keep its message (ib_errmsg(), naming the step and the file). */
+static void ckpt_note_failure(persist *p) {
+  pthread_mutex_lock(&p->mu);
+  snprintf(p->last_error, sizeof p->last_error, "%s", ib_errmsg());
+  p->io_errors++;
+  if (p->since_ns != 0) p->failed_ckpts++;
   pthread_mutex_unlock(&p->mu);
 }
 
@@ -1402,6 +1492,7 @@ int persist_checkpoint(persist *p, persist_ckpt_info *info) {
   if (p->mode == PERSIST_WAL) {
     int rc = wal_create(p, next, &nfd, npath);
     if (rc != IB_OK) {
+      ckpt_note_failure(p);
       pthread_mutex_unlock(&p->ckpt_mu);
       return rc;
     }
@@ -1409,8 +1500,10 @@ int persist_checkpoint(persist *p, persist_ckpt_info *info) {
   }
   uint64_t t_lock = ib_now_ns();
   store__lock_all(s);
+  uint64_t cut_at = 0; /* every ticket <= cut_at is a row this checkpoint holds */
   if (p->mode == PERSIST_WAL) {
     pthread_mutex_lock(&p->mu);
+    cut_at = p->written;
     wal_cut(p, nfd, npath);
     pthread_mutex_unlock(&p->mu);
   }
@@ -1471,7 +1564,7 @@ int persist_checkpoint(persist *p, persist_ckpt_info *info) {
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }
   }
-  if (p->mode == PERSIST_WAL) wal_ckpt_done(p, res.step == CK_OK);
+  if (p->mode == PERSIST_WAL) wal_ckpt_done(p, res.step == CK_OK, cut_at);
   if (res.step != CK_OK) {
     const char *path = res.step == CK_RENAME    ? p->ckpt_path
                        : res.step == CK_DIRSYNC ? p->dir
@@ -1487,6 +1580,7 @@ int persist_checkpoint(persist *p, persist_ckpt_info *info) {
      * one running fdatasync, which a deleted file does not disturb). */
     rc = wal_remove_older(p, next, NULL);
   }
+  if (rc != IB_OK) ckpt_note_failure(p);
   if (rc == IB_OK && info) {
     info->epoch = next;
     info->items = items;
@@ -1496,6 +1590,54 @@ int persist_checkpoint(persist *p, persist_ckpt_info *info) {
     info->background = forked;
   }
   pthread_mutex_unlock(&p->ckpt_mu);
+  return rc;
+}
+
+void persist_health_get(persist *p, persist_health *out) {
+  IB_CHECK(p != NULL && out != NULL);
+  memset(out, 0, sizeof *out);
+  pthread_mutex_lock(&p->mu);
+  out->needs_checkpoint = health_needs_ckpt(p);
+  out->refusing = p->broken;
+  out->append_failing = p->append_failing;
+  out->undurable = health_undurable(p);
+  out->since_unix_ms = p->since_unix_ms;
+  out->since_ns = p->since_ns;
+  out->cause_errno = p->cause_errno;
+  snprintf(out->cause, sizeof out->cause, "%s", p->cause);
+  snprintf(out->last_error, sizeof out->last_error, "%s", p->last_error);
+  if (p->mode == PERSIST_WAL) snprintf(out->log_path, sizeof out->log_path, "%s", p->wal_path);
+  out->failed_checkpoints = p->failed_ckpts;
+  out->io_errors = p->io_errors;
+  pthread_mutex_unlock(&p->mu);
+}
+
+int persist_barrier(persist *p) {
+  IB_CHECK(p != NULL);
+  if (p->mode != PERSIST_WAL) return IB_OK;
+  pthread_mutex_lock(&p->mu);
+  uint64_t target = p->written; /* every row in memory now was appended at or before it */
+  int rc = IB_OK;
+  for (;;) {
+    if (health_undurable(p)) {
+      rc = ib_fail(IB_EIO,
+                   "log '%s': rows stored before a failed write or fsync are not durable yet "
+                   "(HINT: a checkpoint makes them durable; check the disk)",
+                   p->wal_path);
+      break;
+    }
+    if (p->synced >= target || p->covered_pos >= target) break;
+    if (p->sync_fd >= 0 || (wal_prev_pending(p) && p->prev_broken)) {
+      pthread_cond_wait(&p->cv, &p->mu); /* a running fdatasync or checkpoint decides */
+      continue;
+    }
+    if (!wal_prev_pending(p) && p->broken) { /* the break marked target lost: not reached */
+      rc = ib_fail(IB_EIO, "log '%s' is broken (HINT: check the disk)", p->wal_path);
+      break;
+    }
+    wal_sync_once(p);
+  }
+  pthread_mutex_unlock(&p->mu);
   return rc;
 }
 

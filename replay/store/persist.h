@@ -95,6 +95,8 @@ typedef struct persist_ckpt_summary {
 
 typedef struct persist persist;
 
+#define PERSIST_PATH_MAX 1024 /* longest store directory name (persist_open refuses longer) */
+
 /* Attaches durability in directory `dir` (created if missing, one level) to the store `s`, which
  * must be empty (freshly created; else IB_ESTATE). First restores: loads dir/store.ckpt if present,
  * then replays the chain of logs dir/store.wal.* (in either mode, so no logged item is lost when
@@ -117,6 +119,42 @@ int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
  * Errors: IB_EIO naming the file and the failing operation; the previous checkpoint and the logs
  * since it stay valid, so nothing is lost. `info` may be NULL. */
 int persist_checkpoint(persist *p, persist_ckpt_info *info);
+
+/* ---- health (what a failing disk did, for the server's Info, its messages and its healing) ----
+ *
+ * A failed write or fdatasync of the log breaks the chain (see persist.c, "Errors"): appends fail
+ * with IB_EIO until a checkpoint succeeds and starts a fresh log. Nothing in this module retries
+ * that checkpoint: the caller decides when (ibrl-replay's main loop does, with backoff). A failed
+ * append whose partial record could be cut off again (a full disk refusing the write) does not
+ * break the chain: the next append tries the disk again, and no checkpoint is needed. */
+typedef struct persist_health {
+  bool needs_checkpoint; /* the chain is broken, or rows in memory are not durable: only a
+                            successful checkpoint restores durability */
+  bool refusing;         /* appends fail now (the current log is broken) */
+  bool append_failing;   /* the last append's write failed (cut off again; chain intact) */
+  bool undurable;        /* rows in memory whose flush failed and that no checkpoint covers yet:
+                            their duplicates (an actor's retries) must not be acknowledged */
+  uint64_t since_unix_ms; /* wall clock when the trouble began (0 when healthy) */
+  uint64_t since_ns;      /* the same on ib_now_ns()'s clock (0 when healthy) */
+  int cause_errno;        /* errno of the error that began the trouble (0 when healthy) */
+  char cause[384];        /* that error: operation, file, strerror ("" when healthy) */
+  char last_error[384];   /* the last I/O error or failed checkpoint's message ("" if none) */
+  char log_path[PERSIST_PATH_MAX + 32]; /* the current log ("" in checkpoint-only mode) */
+  uint64_t failed_checkpoints; /* checkpoints that failed since the trouble began */
+  uint64_t io_errors;          /* log writes, log flushes and checkpoints that failed, all time */
+} persist_health;
+
+/* Snapshot of p's health. Thread-safe (takes the log mutex briefly; never waits for a flush or a
+ * checkpoint). Once every condition has cleared, since_* and failed_checkpoints are 0 again;
+ * last_error keeps the last error for the record. */
+void persist_health_get(persist *p, persist_health *out);
+
+/* Waits until every row stored so far is durable, through the log or a checkpoint (PERSIST_WAL;
+ * IB_OK at once in checkpoint-only mode). For a batch that was all or partly duplicates: the
+ * originals may be rows whose flush failed or is still running, and acknowledging the duplicate
+ * must not promise more than they have. Returns IB_OK, or IB_EIO when some are not durable and
+ * cannot be until a checkpoint succeeds. Thread-safe (one fdatasync shared with the inserts). */
+int persist_barrier(persist *p);
 
 /* Detaches from the store (removes the log hook), closes the files, frees p. Does not write a
  * checkpoint. Accepts NULL. */
