@@ -10,6 +10,9 @@
 #    Again at 19:39-19:41 UTC with the binaries of commit 3e7512a, on a quiet machine (nothing else
 #    running: no soak, no helper), `bash run.sh build-lead/bin`:
 #      2026-11-22-1939-{default,no-prefetch}-$i.txt
+#    Again at 20:29-20:31 UTC with the binaries of commit ba3ae20 (this session's client and server
+#    changes: parallel size refresh, durability health), machine quiet at the start (load 0.2):
+#      2026-11-22-2029-{default,no-prefetch}-$i.txt
 # 2. The ceiling experiment: ibrl-replay built with ceiling.patch (EXPERIMENT ONLY, never merged),
 #    which reads two variables: EXP_NOSTORE=1 decodes and checks every message but skips the store;
 #    EXP_NODECODE=1 skips decode and store (the handler only counts 256 rows a message). Unset, the
