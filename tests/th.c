@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int n_fail_checks;
@@ -27,6 +28,18 @@ void th_skip(const char *why) {
 }
 
 int th_failures(void) { return n_fail_checks; }
+
+uint64_t th_env_u64(const char *name, uint64_t dflt) {
+  const char *v = getenv(name);
+  if (v == NULL || *v == '\0') return dflt;
+  char *end;
+  unsigned long long x = strtoull(v, &end, 0);
+  if (*end != '\0') {
+    fprintf(stderr, "%s='%s' is not a number HINT: e.g. %s=12345\n", name, v, name);
+    exit(2);
+  }
+  return x;
+}
 
 int th_allclose(const char *what, const float *a, const float *b, size_t n, double atol, double rtol) {
   size_t worst = 0;

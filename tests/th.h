@@ -10,6 +10,7 @@
 #define IB_TH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct th_case {
   const char *name;
@@ -51,5 +52,10 @@ int th_allclose(const char *what, const float *a, const float *b, size_t n, doub
 
 /* Number of failed checks so far in this process (for tests that must prove a check can fail). */
 int th_failures(void);
+
+/* The unsigned number in environment variable `name` (decimal, or 0x hex), or dflt when it is
+ * unset or empty: how a test takes a seed or an iteration count from the person running it. A
+ * value that is not a number exits 2 with a message naming the variable. */
+uint64_t th_env_u64(const char *name, uint64_t dflt);
 
 #endif /* IB_TH_H */

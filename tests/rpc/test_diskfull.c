@@ -219,22 +219,30 @@ static void check_has(const char *what, const char *text, const char *want) {
   TH_CHECK_MSG(strstr(text, want) != NULL, "%s does not say '%s': %s", what, want, text);
 }
 
+/* Prepares a case's shard: the shim must be there (else the case is skipped), a fresh directory
+ * named after `name` with its control file beside it (outside the directory), and the shard
+ * started under the shim. Returns 0, or -1 when the case cannot run (skipped or failed). */
+static int faulty_open(faulty *f, const char *name) {
+  if (shim_path() == NULL) {
+    th_skip("IB_FAULT_FS does not name the fault shim (run through ctest)");
+    return -1;
+  }
+  rt_tmpdir(f->dir, sizeof f->dir, name);
+  snprintf(f->ctl, sizeof f->ctl, "%s.fault", f->dir);
+  unlink(f->ctl);
+  if (shard_start(f, 1) != 0) {
+    rt_rmdir(f->dir);
+    return -1;
+  }
+  return 0;
+}
+
 /* ---- cases ---- */
 
 /* The flush fails: the chain is broken until a checkpoint; the shard heals on its own. */
 static void test_sync_fails_then_heals(void) {
-  if (shim_path() == NULL) {
-    th_skip("IB_FAULT_FS does not name the fault shim (run through ctest)");
-    return;
-  }
   faulty f = {0};
-  rt_tmpdir(f.dir, sizeof f.dir, "diskfull_sync");
-  snprintf(f.ctl, sizeof f.ctl, "%s.fault", f.dir); /* outside the directory */
-  unlink(f.ctl);
-  if (shard_start(&f, 1) != 0) {
-    rt_rmdir(f.dir);
-    return;
-  }
+  if (faulty_open(&f, "diskfull_sync") != 0) return;
   const uint32_t actor = 7;
   rc_client *c = rt_rc_open(f.s.target, NULL, 1);
   rc_writer *w = NULL;
@@ -362,18 +370,8 @@ out:
 
 /* The disk refuses every write: appends fail, the log stays whole, inserts resume with the disk. */
 static void test_full_disk_refuses_writes(void) {
-  if (shim_path() == NULL) {
-    th_skip("IB_FAULT_FS does not name the fault shim (run through ctest)");
-    return;
-  }
   faulty f = {0};
-  rt_tmpdir(f.dir, sizeof f.dir, "diskfull_all");
-  snprintf(f.ctl, sizeof f.ctl, "%s.fault", f.dir);
-  unlink(f.ctl);
-  if (shard_start(&f, 1) != 0) {
-    rt_rmdir(f.dir);
-    return;
-  }
+  if (faulty_open(&f, "diskfull_all") != 0) return;
   const uint32_t actor = 3;
   rc_client *c = rt_rc_open(f.s.target, NULL, 2);
   rc_writer *w = NULL;
@@ -443,20 +441,10 @@ out:
 /* Checkpoint-only durability: a failing periodic checkpoint is retried at its period and shown;
  * the periodic checkpoints resume with the disk (EIO this time: a bad disk, not a full one). */
 static void test_ckpt_mode_period_retries(void) {
-  if (shim_path() == NULL) {
-    th_skip("IB_FAULT_FS does not name the fault shim (run through ctest)");
-    return;
-  }
   faulty f = {0};
   f.durability = "ckpt";
   f.period = "0.3";
-  rt_tmpdir(f.dir, sizeof f.dir, "diskfull_ckpt");
-  snprintf(f.ctl, sizeof f.ctl, "%s.fault", f.dir);
-  unlink(f.ctl);
-  if (shard_start(&f, 1) != 0) {
-    rt_rmdir(f.dir);
-    return;
-  }
+  if (faulty_open(&f, "diskfull_ckpt") != 0) return;
   disk_set(&f, "all EIO"); /* after the start: ibrl-replay refuses a directory it cannot write */
   rt_client raw;
   rt_client_open(&raw, f.s.target, NULL);

@@ -72,21 +72,9 @@ typedef struct fz {
   int failures; /* failed checks of this target */
 } fz;
 
-static uint64_t env_u64(const char *name, uint64_t dflt) {
-  const char *v = getenv(name);
-  if (v == NULL || *v == '\0') return dflt;
-  char *end;
-  unsigned long long x = strtoull(v, &end, 0);
-  if (*end != '\0') {
-    fprintf(stderr, "%s='%s' is not a number HINT: e.g. %s=12345\n", name, v, name);
-    exit(2);
-  }
-  return x;
-}
-
-static uint64_t fz_seed(void) { return env_u64("IB_FUZZ_SEED", 20261122); }
-static long fz_from(void) { return (long)env_u64("IB_FUZZ_FROM", 0); }
-static long fz_iters(long dflt) { return (long)env_u64("IB_FUZZ_ITERS", (uint64_t)dflt); }
+static uint64_t fz_seed(void) { return th_env_u64("IB_FUZZ_SEED", 20261122); }
+static long fz_from(void) { return (long)th_env_u64("IB_FUZZ_FROM", 0); }
+static long fz_iters(long dflt) { return (long)th_env_u64("IB_FUZZ_ITERS", (uint64_t)dflt); }
 
 static void fz_start(fz *z, const char *target, long iter) {
   z->target = target;
@@ -833,7 +821,7 @@ static void nanopb_agrees(fz *z, const grpc_byte_buffer *bb, const iw_res *res, 
 /* ---- cases ---- */
 
 static void hexdump_note(const bytes *b) {
-  size_t show = env_u64("IB_FUZZ_DUMP", 0) ? b->n : 96; /* IB_FUZZ_DUMP=1: every byte */
+  size_t show = th_env_u64("IB_FUZZ_DUMP", 0) ? b->n : 96; /* IB_FUZZ_DUMP=1: every byte */
   printf("    message (%zu bytes):", b->n);
   for (size_t i = 0; i < b->n && i < show; i++) printf(" %02x", b->p[i]);
   printf("%s\n", b->n > show ? " ..." : "");

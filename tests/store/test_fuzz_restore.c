@@ -38,18 +38,6 @@
 #define MAX_REPORTS 5
 #define ITEM_BYTES ((2 * O + A + 2) * 4 + 32) /* one item in a log record (persist.c item_bytes) */
 
-static uint64_t env_u64(const char *name, uint64_t dflt) {
-  const char *v = getenv(name);
-  if (v == NULL || *v == '\0') return dflt;
-  char *end;
-  unsigned long long x = strtoull(v, &end, 0);
-  if (*end != '\0') {
-    fprintf(stderr, "%s='%s' is not a number HINT: e.g. %s=12345\n", name, v, name);
-    exit(2);
-  }
-  return x;
-}
-
 typedef struct fz {
   rng r;
   uint64_t seed;
@@ -432,8 +420,8 @@ static void test_fuzz_restore(void) {
   persist *p;
   persist_restore_info ri;
 
-  fz z = {.seed = env_u64("IB_FUZZ_SEED", 20261122)};
-  long iters = (long)env_u64("IB_FUZZ_ITERS", 5000), from = (long)env_u64("IB_FUZZ_FROM", 0);
+  fz z = {.seed = th_env_u64("IB_FUZZ_SEED", 20261122)};
+  long iters = (long)th_env_u64("IB_FUZZ_ITERS", 5000), from = (long)th_env_u64("IB_FUZZ_FROM", 0);
   long restored = 0, refused = 0, nonfinite = 0, by_rc[16] = {0};
   file m = {0};
   for (long it = from; it < from + iters; it++) {
