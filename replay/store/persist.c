@@ -590,6 +590,14 @@ static int ckpt_load(persist *p, uint64_t *epoch, uint64_t *items) {
     }
     size_t sz = (size_t)h[t].size;
     rd_get(&r, tb->rec, sz * tb->stride * sizeof(float), "the records");
+    /* Rows were checked when they were inserted, so a NaN here is damage the CRC did not catch (a
+     * file rewritten with a fresh CRC): refuse it rather than hand it to a learner. */
+    size_t data = 2 * (size_t)tb->spec.obs_dim + (size_t)tb->spec.act_dim + 2; /* floats before the pad */
+    for (size_t k = 0; k < sz && !r.err; k++)
+      if (ib_first_nonfinite(tb->rec + k * tb->stride, data) >= 0)
+        r.err = ib_fail(IB_EPROTO, "checkpoint '%s' table '%s' row %zu holds a NaN or Inf (HINT: the file is "
+                        "corrupted; restore an older copy or move it away to start empty)", p->ckpt_path,
+                        tb->spec.name, k);
     rd_get(&r, tb->proposer, sz, "the proposers");
     rd_get(&r, tb->flags, sz, "the flags");
     rd_get(&r, tb->actor_id, sz * sizeof(uint32_t), "the actor ids");

@@ -30,7 +30,7 @@
  * actor's retry of the lost rows look like duplicates); persist_restore_info counts them and a
  * warning names each file. Refused, with a message saying
  * what differs (the server decides: start empty, use a fallback, or stop): a damaged checkpoint
- * (bad magic, version, CRC, size), one whose specs differ from the store's, a damaged log header,
+ * (bad magic, version, CRC, size, a row that is not finite), one whose specs differ from the store's, a damaged log header,
  * a log chain with a gap or starting after the checkpoint (data missing), a log whose records hold
  * more items than the store's max_insert_batch.
  *
