@@ -687,7 +687,11 @@ static int wal_create(persist *p, uint64_t epoch, int *fd_out, char *path_out) {
   char path[PATH_MAX_LEN + 32], tmp[PATH_MAX_LEN + 48];
   wal_name(p, epoch, path, sizeof path);
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  /* O_APPEND: when a write fails part way (a disk that fills up takes what fits), the partial
+   * record is cut off with ftruncate, which does not move the file position; without O_APPEND the
+   * next record would land past the cut, behind a hole a restore reads as a torn record, and
+   * every acknowledged record after it would be dropped. */
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) return io_fail("create log", tmp);
   uint8_t hdr[WAL_HDR];
   wal_header_bytes(p, epoch, hdr);

@@ -8,7 +8,9 @@
  *   IB_FAULT_CTL  a control file, outside that directory. While it exists, faults are on.
  * Its first line picks the fault: an errno name, ENOSPC (the default: a full disk) or EIO (a bad
  * one), and a scope, "all" (the default) or "sync". With "all", write/pwrite, fsync/fdatasync,
- * rename and open with O_CREAT fail with that errno on the directory's files; with "sync" only
+ * rename and open with O_CREAT fail with that errno on the directory's files (with ENOSPC a
+ * write() first takes half its bytes and returns that short count, and the write of the rest
+ * fails, as a file system that fills up mid-write does: the file position has moved); with "sync" only
  * fsync and fdatasync do (the page cache takes the writes, the flush fails: a flaky disk, or
  * ENOSPC reported at writeback). ftruncate, unlink, reads and opens without O_CREAT pass through,
  * so a writer can still cut a partial record off. The control file is checked with access() on
@@ -57,7 +59,8 @@ static struct {
   ssize_t (*read_)(int, void *, size_t);
 } g;
 
-static unsigned char tracked[FD_MAX]; /* 1: the fd is a file of the faulty directory */
+static unsigned char tracked[FD_MAX];    /* 1: the fd is a file of the faulty directory */
+static unsigned char short_done[FD_MAX]; /* 1: its last write() was cut short by the full disk */
 
 static void init(void) {
   if (__atomic_load_n(&g.inited, __ATOMIC_ACQUIRE)) return;
@@ -106,7 +109,7 @@ static int fault_errno(int sync) {
 static int fd_tracked(int fd) { return fd >= 0 && fd < FD_MAX && tracked[fd]; }
 
 static void fd_note(int fd, const char *path) {
-  if (fd >= 0 && fd < FD_MAX) tracked[fd] = (unsigned char)under_dir(path);
+  if (fd >= 0 && fd < FD_MAX) tracked[fd] = (unsigned char)under_dir(path), short_done[fd] = 0;
 }
 
 /* open/open64/openat/openat64 share this: `at` and `is64` pick the next definition to call. */
@@ -168,7 +171,7 @@ int openat64(int dirfd, const char *path, int flags, ...) {
 
 int close(int fd) {
   init();
-  if (fd >= 0 && fd < FD_MAX) tracked[fd] = 0;
+  if (fd >= 0 && fd < FD_MAX) tracked[fd] = short_done[fd] = 0;
   return g.close_(fd);
 }
 
@@ -176,7 +179,17 @@ ssize_t write(int fd, const void *buf, size_t n) {
   init();
   if (fd_tracked(fd)) {
     int e = fault_errno(0);
+    if (e == ENOSPC && n > 1 && !short_done[fd]) {
+      /* A full disk takes what fits and then refuses: half the bytes land (the file position
+       * moves with them), and the write of the rest fails. */
+      ssize_t k = g.write_(fd, buf, n / 2);
+      if (k > 0) {
+        short_done[fd] = 1;
+        return k;
+      }
+    }
     if (e) {
+      short_done[fd] = 0;
       errno = e;
       return -1;
     }
