@@ -335,6 +335,7 @@ static int cmd_info(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  demo_writer_init(); /* a full disk must give an error, not a crash at exit */
   if (argc < 2) {
     usage(stderr);
     return 2;

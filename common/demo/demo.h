@@ -92,6 +92,13 @@ int demo_set_validate(const demo_set *s, const char *what);
 
 /* ---- writing ---- */
 
+/* Call first in main() of a program that writes demo files, before any other demo_ call: it turns
+ * off HDF5's clean-up at exit. When a write fails because the disk is full, HDF5 cannot flush the
+ * file's metadata on close either, keeps the file open, and its exit clean-up then crashes on it
+ * (SIGSEGV instead of the program's error and exit code). Every file this module writes is closed
+ * or thrown away explicitly, so the clean-up has nothing to do otherwise. */
+void demo_writer_init(void);
+
 typedef struct demo_writer demo_writer;
 
 /* Creates `path` (written as path.tmp and renamed on a successful close, so a failed run leaves

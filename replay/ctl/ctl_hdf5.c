@@ -498,9 +498,9 @@ int ctl_export(rc_client *c, const ctl_args *a) {
          * table, e.g. the newest items of an actor. Imported, its last row becomes terminal. */
         open_ends += !ep.episode_end[T - 1];
         rc = demo_writer_add(dw, ep.obs, ep.action, ep.reward, ep.episode_end, ep.next_obs, T);
-        if (rc != IB_OK) {
+        if (rc != IB_OK) { /* the local file (a full disk): exit 2 as for a file that cannot be created */
           fprintf(stderr, "ibrl-replayctl: export: %s\n", ib_errmsg());
-          code = CTL_ESERVER;
+          code = CTL_EUSAGE;
         }
         episodes++;
       }

@@ -29,6 +29,7 @@
 
 #include "cli.h"
 #include "ctl.h"
+#include "demo.h"
 #include "ib.h"
 #include "params_client.h"
 #include "replay_client.h"
@@ -179,7 +180,7 @@ static void usage(FILE *f) {
           "commands:\n");
   for (const cmd_help *c = cmds; c->name; c++) fprintf(f, "  %s", c->text);
   fprintf(f, "\nexit codes: 0 ok, 1 server error (a refused token, a refused value) or unhealthy, 2 usage (flags,\n"
-             "arguments, a local file that is missing or unreadable), 3 a shard unreachable (info, watch, health,\n"
+             "arguments, a local file that is missing, unreadable or cannot be written: a full disk), 3 a shard unreachable (info, watch, health,\n"
              "checkpoint, ratelimit and sample still report or use the others)\n");
 }
 
@@ -923,6 +924,7 @@ static int tls_roots_check(const char *path) {
 }
 
 int main(int argc, char **argv) {
+  demo_writer_init(); /* export writes HDF5: a full disk must give an error, not a crash at exit */
   ctl_args a;
   const char *pos[8] = {0};
   int npos = 0;

@@ -10,7 +10,9 @@
  * one), and a scope, "all" (the default) or "sync". With "all", write/pwrite, fsync/fdatasync,
  * rename and open with O_CREAT fail with that errno on the directory's files (with ENOSPC a
  * write() first takes half its bytes and returns that short count, and the write of the rest
- * fails, as a file system that fills up mid-write does: the file position has moved); with "sync" only
+ * fails, as a file system that fills up mid-write does: the file position has moved); "after N"
+ * on the line makes the faults start only once this process has written N bytes there (a disk
+ * with N bytes free, which fills up in the middle of a file); with "sync" only
  * fsync and fdatasync do (the page cache takes the writes, the flush fails: a flaky disk, or
  * ENOSPC reported at writeback). ftruncate, unlink, reads and opens without O_CREAT pass through,
  * so a writer can still cut a partial record off. The control file is checked with access() on
@@ -61,6 +63,7 @@ static struct {
 
 static unsigned char tracked[FD_MAX];    /* 1: the fd is a file of the faulty directory */
 static unsigned char short_done[FD_MAX]; /* 1: its last write() was cut short by the full disk */
+static unsigned long long written_total; /* bytes this process wrote to the directory's files */
 
 static void init(void) {
   if (__atomic_load_n(&g.inited, __ATOMIC_ACQUIRE)) return;
@@ -103,6 +106,9 @@ static int fault_errno(int sync) {
     g.close_(fd);
   }
   if (strstr(buf, "sync") != NULL && !sync) return 0;
+  const char *after = strstr(buf, "after ");
+  if (after != NULL && __atomic_load_n(&written_total, __ATOMIC_RELAXED) < strtoull(after + 6, NULL, 10))
+    return 0; /* a disk with that many bytes free: it fills up mid-file */
   return strstr(buf, "EIO") != NULL ? EIO : ENOSPC;
 }
 
@@ -194,7 +200,9 @@ ssize_t write(int fd, const void *buf, size_t n) {
       return -1;
     }
   }
-  return g.write_(fd, buf, n);
+  ssize_t k = g.write_(fd, buf, n);
+  if (k > 0 && fd_tracked(fd)) __atomic_add_fetch(&written_total, (unsigned long long)k, __ATOMIC_RELAXED);
+  return k;
 }
 
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off) {
@@ -206,7 +214,9 @@ ssize_t pwrite(int fd, const void *buf, size_t n, off_t off) {
       return -1;
     }
   }
-  return g.pwrite_(fd, buf, n, off);
+  ssize_t k = g.pwrite_(fd, buf, n, off);
+  if (k > 0 && fd_tracked(fd)) __atomic_add_fetch(&written_total, (unsigned long long)k, __ATOMIC_RELAXED);
+  return k;
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) {
@@ -218,7 +228,9 @@ ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) {
       return -1;
     }
   }
-  return (g.pwrite64_ ? g.pwrite64_ : g.pwrite_)(fd, buf, n, off);
+  ssize_t k = (g.pwrite64_ ? g.pwrite64_ : g.pwrite_)(fd, buf, n, off);
+  if (k > 0 && fd_tracked(fd)) __atomic_add_fetch(&written_total, (unsigned long long)k, __ATOMIC_RELAXED);
+  return k;
 }
 
 int fsync(int fd) {

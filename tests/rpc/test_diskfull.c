@@ -17,6 +17,7 @@
  * table back (Replay.Read): every acknowledged seq exactly once, no other row of the actor.
  * On the code before this change the "sync" case fails: the flush while the disk failed succeeded
  * (the retry acknowledged as duplicates), Info had no state, and the shard never healed. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -169,8 +171,9 @@ static void check_rows(const char *target, uint32_t actor, uint64_t acked, const
 }
 
 /* Runs ibrl-replayctl with `args` (NULL-terminated), its stdout into out[cap] (10 s bound).
- * Returns its exit code, or -1. */
-static int ctl_run(const char *const *args, char *out, size_t cap) {
+ * With fault_dir set, it runs under the shim (that directory, control file fault_ctl) and its
+ * stderr goes into out too. Returns its exit code, or -1 (killed by a signal, or timed out). */
+static int ctl_run_in(const char *const *args, char *out, size_t cap, const char *fault_dir, const char *fault_ctl) {
   const char *bin = getenv("IBRL_REPLAYCTL_BIN");
   out[0] = '\0';
   if (bin == NULL) return -1;
@@ -179,15 +182,33 @@ static int ctl_run(const char *const *args, char *out, size_t cap) {
   argv[n++] = bin;
   for (int i = 0; args[i] != NULL && n < 31; i++) argv[n++] = args[i];
   argv[n] = NULL;
+  /* The child's environment, built before the fork (no allocation between fork and exec). */
+  extern char **environ;
+  static char pre[1200], fdir[400], fctl[400], asan[700];
+  const char *envp[256];
+  int ne = 0;
+  for (char **e = environ; *e != NULL && ne < 250; e++)
+    if (fault_dir == NULL || (strncmp(*e, "LD_PRELOAD=", 11) != 0 && strncmp(*e, "ASAN_OPTIONS=", 13) != 0))
+      envp[ne++] = *e;
+  if (fault_dir != NULL) {
+    const char *old = getenv("ASAN_OPTIONS");
+    snprintf(pre, sizeof pre, "LD_PRELOAD=%s", shim_path());
+    snprintf(fdir, sizeof fdir, "IB_FAULT_DIR=%s", fault_dir);
+    snprintf(fctl, sizeof fctl, "IB_FAULT_CTL=%s", fault_ctl);
+    snprintf(asan, sizeof asan, "ASAN_OPTIONS=verify_asan_link_order=0%s%s", old ? ":" : "", old ? old : "");
+    envp[ne++] = pre, envp[ne++] = fdir, envp[ne++] = fctl, envp[ne++] = asan;
+  }
+  envp[ne] = NULL;
   int fd[2];
   IB_CHECK(pipe(fd) == 0);
   pid_t pid = fork();
   IB_CHECK(pid >= 0);
   if (pid == 0) {
     dup2(fd[1], 1);
+    if (fault_dir != NULL) dup2(fd[1], 2);
     close(fd[0]);
     close(fd[1]);
-    execv(bin, (char *const *)argv);
+    execve(bin, (char *const *)argv, (char *const *)envp);
     _exit(127);
   }
   close(fd[1]);
@@ -214,6 +235,8 @@ static int ctl_run(const char *const *args, char *out, size_t cap) {
     usleep(10000);
   }
 }
+
+static int ctl_run(const char *const *args, char *out, size_t cap) { return ctl_run_in(args, out, cap, NULL, NULL); }
 
 static void check_has(const char *what, const char *text, const char *want) {
   TH_CHECK_MSG(strstr(text, want) != NULL, "%s does not say '%s': %s", what, want, text);
@@ -476,10 +499,77 @@ static void test_ckpt_mode_period_retries(void) {
   rt_rmdir(f.dir);
 }
 
+/* `ibrl-replayctl export` onto a disk that fills up in the middle of the file: exit 2 (a local
+ * file that cannot be written) with the cause, and no file left. HDF5 cannot flush the file's metadata on close either and keeps it
+ * open; its clean-up at exit then crashed on it (SIGSEGV, exit 139) until the CLI turned that
+ * clean-up off (demo_writer_init). */
+static void test_export_disk_fills(void) {
+  if (shim_path() == NULL || getenv("IBRL_REPLAYCTL_BIN") == NULL) {
+    th_skip("IB_FAULT_FS or IBRL_REPLAYCTL_BIN not set (run through ctest)");
+    return;
+  }
+  faulty f = {0};
+  f.durability = "ckpt";
+  rt_tmpdir(f.dir, sizeof f.dir, "diskfull_exsrc");
+  if (shard_start(&f, 0) != 0) {
+    rt_rmdir(f.dir);
+    return;
+  }
+  char out_dir[256], ctl[320], file[320], out[4096];
+  rt_tmpdir(out_dir, sizeof out_dir, "diskfull_export");
+  snprintf(ctl, sizeof ctl, "%s.fault", out_dir);
+  snprintf(file, sizeof file, "%s/rows.hdf5", out_dir);
+  rc_client *c = rt_rc_open(f.s.target, NULL, 4);
+  rc_writer *w = NULL;
+  rc_batch b;
+  rc_batch_init(&b, BATCH, OD, AD);
+  if (c == NULL || rc_writer_open(&w, c, "online", 5, 0, 0) != IB_OK) {
+    TH_CHECK_MSG(0, "client or writer: %s", ib_errmsg());
+    goto out;
+  }
+  for (int i = 0; i < 40; i++) { /* 640 rows in episodes of 16 */
+    fill(&b, (uint64_t)i * BATCH, BATCH);
+    b.episode_end[BATCH - 1] = 1;
+    TH_CHECK(rc_writer_write(w, &b) == IB_OK);
+  }
+  TH_CHECK(rc_writer_flush(w, 5000) == IB_OK);
+  const char *args[] = {"--shards", f.s.target, "export", "--table", "online", "--out", file, NULL};
+  /* On a good disk first: the file must be larger than the room the bad disk will have. */
+  int code = ctl_run_in(args, out, sizeof out, out_dir, ctl);
+  struct stat st;
+  const int budget = (int)th_env_u64("IB_EXPORT_BUDGET", 4000); /* bytes the bad disk takes */
+  TH_CHECK_MSG(code == 0 && stat(file, &st) == 0 && st.st_size > 4 * budget,
+               "export on a good disk: exit %d, %s: %s", code, file, out);
+  unlink(file);
+  FILE *fp = fopen(ctl, "w");
+  TH_CHECK(fp != NULL);
+  if (fp != NULL) fprintf(fp, "ENOSPC all after %d\n", budget), fclose(fp);
+  code = ctl_run_in(args, out, sizeof out, out_dir, ctl);
+  TH_CHECK_MSG(code == 2, "export onto a disk that fills up: exit %d (want 2, a local file; -1 = killed by a "
+               "signal): %s", code, out);
+  check_has("the failed export's message", out, "disk full");
+  DIR *d = opendir(out_dir);
+  int left = 0;
+  for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL;)
+    left += e->d_name[0] != '.';
+  if (d != NULL) closedir(d);
+  TH_CHECK_MSG(left == 0, "a failed export left %d file(s) in %s", left, out_dir);
+  printf("  export onto a disk with %d bytes free: exit %d\n", budget, code);
+out:
+  unlink(ctl);
+  rc_writer_close(w);
+  rc_client_close(c);
+  rc_batch_free(&b);
+  rt_shard_stop_ok(&f.s);
+  rt_rmdir(out_dir);
+  rt_rmdir(f.dir);
+}
+
 static const th_case cases[] = {
     {"a failing flush breaks the log; the shard heals by itself", test_sync_fails_then_heals},
     {"a full disk refuses writes; inserts resume with space", test_full_disk_refuses_writes},
     {"checkpoint-only: a failing periodic checkpoint retries at its period", test_ckpt_mode_period_retries},
+    {"export onto a disk that fills up mid-file: exit 2 with the cause, no file left", test_export_disk_fills},
     {NULL, NULL},
 };
 
