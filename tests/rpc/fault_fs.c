@@ -181,6 +181,21 @@ int close(int fd) {
   return g.close_(fd);
 }
 
+/* For fsync/fdatasync (sync 1) and pwrite (sync 0) on fd: 1 with errno set when the call must
+ * fail now, else 0. */
+static int fd_fails(int fd, int sync) {
+  init();
+  int e = fd_tracked(fd) ? fault_errno(sync) : 0;
+  if (e) errno = e;
+  return e != 0;
+}
+
+/* Counts a successful write of k bytes to fd (the "after N" budget). */
+static ssize_t counted(int fd, ssize_t k) {
+  if (k > 0 && fd_tracked(fd)) __atomic_add_fetch(&written_total, (unsigned long long)k, __ATOMIC_RELAXED);
+  return k;
+}
+
 ssize_t write(int fd, const void *buf, size_t n) {
   init();
   if (fd_tracked(fd)) {
@@ -200,62 +215,20 @@ ssize_t write(int fd, const void *buf, size_t n) {
       return -1;
     }
   }
-  ssize_t k = g.write_(fd, buf, n);
-  if (k > 0 && fd_tracked(fd)) __atomic_add_fetch(&written_total, (unsigned long long)k, __ATOMIC_RELAXED);
-  return k;
+  return counted(fd, g.write_(fd, buf, n));
 }
 
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off) {
-  init();
-  if (fd_tracked(fd)) {
-    int e = fault_errno(0);
-    if (e) {
-      errno = e;
-      return -1;
-    }
-  }
-  ssize_t k = g.pwrite_(fd, buf, n, off);
-  if (k > 0 && fd_tracked(fd)) __atomic_add_fetch(&written_total, (unsigned long long)k, __ATOMIC_RELAXED);
-  return k;
+  return fd_fails(fd, 0) ? -1 : counted(fd, g.pwrite_(fd, buf, n, off));
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) {
-  init();
-  if (fd_tracked(fd)) {
-    int e = fault_errno(0);
-    if (e) {
-      errno = e;
-      return -1;
-    }
-  }
-  ssize_t k = (g.pwrite64_ ? g.pwrite64_ : g.pwrite_)(fd, buf, n, off);
-  if (k > 0 && fd_tracked(fd)) __atomic_add_fetch(&written_total, (unsigned long long)k, __ATOMIC_RELAXED);
-  return k;
+  return fd_fails(fd, 0) ? -1 : counted(fd, (g.pwrite64_ ? g.pwrite64_ : g.pwrite_)(fd, buf, n, off));
 }
 
-int fsync(int fd) {
-  init();
-  if (fd_tracked(fd)) {
-    int e = fault_errno(1);
-    if (e) {
-      errno = e;
-      return -1;
-    }
-  }
-  return g.fsync_(fd);
-}
+int fsync(int fd) { return fd_fails(fd, 1) ? -1 : g.fsync_(fd); }
 
-int fdatasync(int fd) {
-  init();
-  if (fd_tracked(fd)) {
-    int e = fault_errno(1);
-    if (e) {
-      errno = e;
-      return -1;
-    }
-  }
-  return g.fdatasync_(fd);
-}
+int fdatasync(int fd) { return fd_fails(fd, 1) ? -1 : g.fdatasync_(fd); }
 
 int rename(const char *from, const char *to) {
   init();
