@@ -10,10 +10,12 @@
  * its complete items, waits one deadline for their acknowledgement and exits 0.
  * Exit codes: 0 done or stopped, 1 runtime error, 2 bad flags or settings. */
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -159,6 +161,26 @@ static int set_str(char *dst, size_t cap, const char *s, const char *flag) {
   return 0;
 }
 
+/* --status FILE is rewritten as FILE.tmp + rename every --log-every, and the writer skips a
+ * file it cannot open, so a path in a missing or read-only folder (or a directory) would give
+ * no status at all and no message. Refuse those at start. */
+static int status_check(const char *path, const char *flag) {
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+    return bad(flag, "'%s' is a directory (HINT: give the status file's name, e.g. DIR/actor-status.json)", path);
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash == NULL) snprintf(dir, sizeof dir, ".");
+  else if (slash == dir) dir[1] = '\0';
+  else *slash = '\0';
+  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+    return bad(flag, "the folder of '%s' does not exist (HINT: create it first, or give another path)", path);
+  if (access(dir, W_OK) != 0)
+    return bad(flag, "the folder of '%s' is not writable (HINT: give a path this user can write to)", path);
+  return 0;
+}
+
 /* Applies the collected values in layer order. Returns 0, or -1 after a message. */
 static int apply(const char *const *val, const char *const *src, int *role, arun_opts *o, tcfg *tc) {
   const char *P = "ibrl-actor";
@@ -196,6 +218,7 @@ static int apply(const char *const *val, const char *const *src, int *role, arun
   if (val[O_PARAMS] && set_str(o->params, sizeof o->params, val[O_PARAMS], FLAG(O_PARAMS))) return -1;
   if (val[O_TOKEN] && set_str(o->token, sizeof o->token, val[O_TOKEN], FLAG(O_TOKEN))) return -1;
   if (val[O_STATUS] && set_str(o->status, sizeof o->status, val[O_STATUS], FLAG(O_STATUS))) return -1;
+  if (val[O_STATUS] && status_check(o->status, FLAG(O_STATUS))) return -1;
   o->actor_id = 0;
   o->envs = 1;
   o->poll_ms = 500;

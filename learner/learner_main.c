@@ -107,9 +107,10 @@ static void usage(FILE *f) {
           "  --quiet                no progress lines\n"
           "  --help                 this text\n"
           "Runs until --updates / --minutes, or SIGTERM / SIGINT (then: final checkpoint, exit 0).\n"
-          "Exit codes: 0 done, 1 a runtime error (replay, MPI, disk), 2 bad flags or setup (a missing\n"
-          "--il file, an --out that holds a run, dims that do not match); setup is checked before any\n"
-          "replay is contacted.\n");
+          "Exit codes: 0 done, 1 a runtime error (replay, MPI, disk, a run directory that cannot be\n"
+          "created), 2 bad flags or setup (a missing --il file, an --out that holds a run, dims that do\n"
+          "not match the shards or the IL policy). Flags and local files are checked before any replay\n"
+          "is contacted; dims once the shards answer (an unreachable replay is 1 after --wait).\n");
 }
 
 /* Only one rank talks about the command line (all ranks parse the same arguments). */
@@ -130,9 +131,9 @@ static int bad(const char *fmt, const char *a, const char *b) {
 
 static int parse_double(double *out, const char *s, double lo, double hi, const char *flag) {
   if (cli_double_in(out, s, lo, hi) == 0) return 0;
-  char range[64];
-  snprintf(range, sizeof range, "[%g, %g]", lo, hi);
-  return bad("%s: not a number in %s", flag, range);
+  char why[160]; /* the value goes in as text, never as a format */
+  snprintf(why, sizeof why, "'%.80s' is not a number in [%g, %g]", s, lo, hi);
+  return bad("%s %s", flag, why);
 }
 
 /* Applies the collected values in layer order. Returns 0 or -1 (message printed). */

@@ -24,6 +24,12 @@ expect_exit "IL policy of another frame stack" 2 "HINT: retrain" "$A" --replay 1
   --deadline-ms 200
 expect_exit "replay unreachable" 1 "is ibrl-replay running" "$A" --replay 127.0.0.1:1 --il "$W/il.ckpt" --wait 1 \
   --deadline-ms 200
+# A --status file that can never be written is refused at start (it used to be skipped
+# silently at every --log-every, leaving no status and no message).
+expect_exit "--status in a missing folder" 2 "the folder of '$W/nodir/s.json' does not exist" "$A" --replay 127.0.0.1:1 \
+  --il "$W/il.ckpt" --wait 1 --deadline-ms 200 --status "$W/nodir/s.json"
+expect_exit "--status is a directory" 2 "is a directory" "$A" --replay 127.0.0.1:1 --il "$W/il.ckpt" --wait 1 \
+  --deadline-ms 200 --status "$W"
 ibc_replay r-small 0 --obs-dim 5 --act-dim 2
 P=$IBC_ADDR
 expect_exit "replay of other dims" 2 "HINT: start the shards with --obs-dim 37" "$A" --replay "$P" --il "$W/il.ckpt"

@@ -26,6 +26,7 @@ has "ibrl-il eval --help: exit codes" "exit codes:" "$B/ibrl-il" eval --help
 has "ibrl-replay --help: exit codes" "2 bad flags or setup" "$B/ibrl-replay" --help
 has "ibrl-plot --help: exit codes" "exit codes: 0 plot written" "$B/ibrl-plot" --help
 has "ibrl-bench --help: exit codes" "exit codes: 0 done" "$B/ibrl-bench" --help
+has "ibrl-learner --help: when setup is checked" "dims once the shards answer" "$B/ibrl-learner" --help
 has "ibrl-train --help: --env-steps default" "warm-up excluded (default 20000)" "$B/ibrl-train" --help
 has "ibrl-train --help: --hidden/--layers defaults" "actor hidden width (default 256); --layers L its hidden layers (default 2)" \
   "$B/ibrl-train" --help

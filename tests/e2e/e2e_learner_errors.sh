@@ -9,6 +9,9 @@ expect_exit "--help" 0 "usage: mpirun -np N ibrl-learner" "$L" --help
 expect_exit "unknown flag" 2 "unknown option '--bogus'" "$L" --bogus
 expect_exit "value for a flag without one" 2 "'--quiet' takes no value" "$L" --replay 127.0.0.1:1 --out "$W/r" --quiet=1
 expect_exit "bad variable is named" 2 "(environment) --batch" env IBRL_LEARNER_BATCH=abc "$L" --replay 127.0.0.1:1 --out "$W/r"
+# A refused number is quoted, as every other flag's (it said "--minutes: not a number in ...").
+expect_exit "bad --minutes is quoted" 2 "--minutes 'nan' is not a number in" "$L" --replay 127.0.0.1:1 \
+  --out "$W/r" --minutes nan
 expect_exit "bad preset variable is named" 2 "(environment) --preset" env IBRL_LEARNER_PRESET=huge "$L" --replay 127.0.0.1:1 \
   --out "$W/r"
 expect_exit "one dim variable alone is named" 2 "(environment) --obs-dim: give both" env IBRL_LEARNER_OBS_DIM=5 "$L" \

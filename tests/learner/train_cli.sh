@@ -5,7 +5,8 @@
 #  - the same seed gives an identical metrics.csv (wall_s dropped);
 #  - a run stopped at a checkpoint and resumed equals the uninterrupted run;
 #  - bad flags, unknown task/method, missing demo or IL files exit 2 with a message naming them;
-#  - ibrl-plot overlays runs, and refuses a directory without metrics.csv.
+#  - ibrl-plot overlays runs, and refuses (exit 2, naming the thing) a directory without
+#    metrics.csv, a column without values, an unknown or misplaced flag and an unwritable -o.
 # Needs IB_BIN_DIR (set by ctest). Exits 1 on the first failed check.
 set -u
 B=${IB_BIN_DIR:?IB_BIN_DIR is not set}
@@ -248,6 +249,25 @@ if command -v gnuplot >/dev/null 2>&1; then
 fi
 expect_exit 2 "metrics.csv not found" "$B/ibrl-plot" -o x.png runA nowhere
 expect_exit 2 "no column 'reward'" "$B/ibrl-plot" -y reward runA
+# Flags are named when refused (getopts said "Illegal option --" and "bad flag"), and one after
+# the run directories is refused instead of being read as a directory ("-y/metrics.csv").
+expect_exit 2 "unknown option '--bogus'" "$B/ibrl-plot" --bogus runA
+expect_exit 2 "option '-y' after the run directories" "$B/ibrl-plot" runA -y critic_loss
+# An -o whose folder is missing is refused before gnuplot runs: gnuplot used to fail with
+# "cannot open file; output not changed" and then write the PNG to stdout, exit 1.
+expect_exit 2 "folder 'nodir' does not exist" "$B/ibrl-plot" -o nodir/x.png runA
+[ ! -s "$W/out" ] && pass "ibrl-plot: nothing on stdout for a refused -o" ||
+  fail "ibrl-plot wrote $(wc -c <"$W/out") bytes to stdout"
+# A column without a value (an ibrl-learner run directory: its eval_success is all nan, the
+# evaluations are in the evaluator's --out) is named, not left to gnuplot ("x range is invalid").
+mkdir -p runL
+printf 'env_steps,wall_s,updates,episodes,eval_success,critic_loss\n%s\n%s\n' 100,1,200,0,nan,0.5 200,2,400,0,nan,0.25 \
+  >runL/metrics.csv
+expect_exit 2 "no values in column 'eval_success'" "$B/ibrl-plot" -o l.png runL
+if command -v gnuplot >/dev/null 2>&1; then
+  "$B/ibrl-plot" -o l.png -y critic_loss runL >/dev/null 2>"$W/err" && [ -s l.png ] && pass "ibrl-plot -y critic_loss" ||
+    fail "ibrl-plot -y critic_loss: $(cat "$W/err")"
+fi
 
 echo "$fails failed"
 [ "$fails" -eq 0 ]
