@@ -4,7 +4,8 @@
  * only translates: protobuf in, store calls, protobuf out. The two messages that carry the items
  * (InsertRequest in, SampleReply out: the whole data volume) go through the hand codec of
  * itemcodec.h, shared with the client; everything else uses nanopb (wire_decode / wire_encode).
- *   Insert   a client stream; each InsertRequest is walked slice by slice (no flattening copy).
+ *   Insert   a client stream; each InsertRequest is decoded by rsrv_insert.c (rins_decode; what
+ *            follows is what it does) and walked slice by slice (no flattening copy).
  *            Rows sent as ItemColumns (ibrl's client) are copied column by column into the insert
  *            slot's columns, each length checked against n and the dims before its copy and NaN/Inf
  *            checked inside it, then handed to the store as rows of the slot. Rows sent as Items
@@ -54,16 +55,14 @@
 #include "ratelim.h"
 #include "rng.h"
 #include "rpc_server.h"
+#include "rsrv_insert.h"
 #include "store.h"
 #include "wire.h"
 
-/* An insert slot: the decode state of one InsertRequest (the store_item views, columns for
- * items that need a copy, and the scratch for items that straddle two slices), reused across
- * messages and streams. */
+/* An insert slot: the decode state of one InsertRequest (rsrv_insert.h), reused across messages
+ * and streams. */
 typedef struct insert_slot {
-  store_item *items; /* owned [RSRV_MAX_INSERT_ITEMS] */
-  ic_rows rows;      /* the columns, each owned [RSRV_MAX_INSERT_ITEMS x its width] */
-  ic_flat flat;      /* owned: straddling items (ic_msg) */
+  rins_slot dec; /* owned */
   struct insert_slot *next;
 } insert_slot;
 
@@ -286,183 +285,6 @@ typedef struct insert_state {
   uint64_t received, inserted, duplicates;
 } insert_state;
 
-/* Reads an InsertRequest.columns body of `len` bytes (the walk m is at it) into the slot's
- * columns from row *n on (after any per-item rows of the same message), checking every column's
- * length against n and the shard's dims before copying it, and NaN/Inf inside the copy; then
- * points slot->items[*n ..] at those rows and advances *n. Returns 0, or 1 with rep set
- * (INVALID_ARGUMENT naming the column and row). */
-static int insert_columns(insert_slot *slot, ic_msg *m, size_t len, size_t *n, rpc_reply *rep) {
-  ic_rows *rows = &slot->rows;
-  size_t O = (size_t)rows->obs_dim, A = (size_t)rows->act_dim, nc = 0;
-  ic_cols_dst d = {rows, RSRV_MAX_INSERT_ITEMS - *n, SIZE_MAX, *n, 0, 1};
-  ic_error ie;
-  int e = ic_msg_cols_read(m, len, &d, &nc, &ie);
-  switch (e) {
-    case IC_OK: break;
-    case IC_ETOOMANY:
-      rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "InsertRequest.columns: %ld rows (after %zu items) exceed the "
-                     "bound of %d items per message HINT: split the batch", ie.row, *n, RSRV_MAX_INSERT_ITEMS);
-      return 1;
-    case IC_EDIMS:
-      rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "InsertRequest.columns.%s: %ld bytes, expected %ld for n = %ld "
-                     "rows of obs_dim %d, act_dim %d HINT: every column holds exactly n values of its row width; "
-                     "actor and replay must agree on --obs-dim/--act-dim", ie.field, ie.got, ie.want, ie.row,
-                     rows->obs_dim, rows->act_dim);
-      return 1;
-    case IC_ENONFINITE:
-      rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Insert item %zu (columns row %ld): %s[%ld] = %g is not finite "
-                     "HINT: the actor produced NaN/Inf; check the env, the policy and the n-step reward",
-                     *n + (size_t)ie.row, ie.row, ie.field, ie.index, (double)ie.value);
-      return 1;
-    default:
-      rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "InsertRequest.columns: malformed ItemColumns (a truncated "
-                     "field or a wrong wire type) HINT: the peer does not speak proto/ibrl.proto");
-      return 1;
-  }
-  for (size_t i = *n; i < *n + nc; i++) {
-    store_item *it = &slot->items[i];
-    it->obs = rows->obs + i * O;
-    it->next_obs = rows->next_obs + i * O;
-    it->action = rows->action + i * A;
-    it->obs_n = it->next_obs_n = (uint32_t)O;
-    it->act_n = (uint32_t)A;
-    it->reward = rows->reward[i];
-    it->discount = rows->discount[i];
-    it->proposer = rows->proposer[i];
-    it->actor_id = rows->actor_id[i];
-    it->seq = rows->seq[i];
-    it->weight_version = rows->weight_version[i];
-    it->episode_end = rows->episode_end[i];
-    it->episode_success = rows->episode_success[i];
-  }
-  *n += nc;
-  return 0;
-}
-
-/* Decodes InsertRequest `msg` with the hand codec (itemcodec.h) and points slot->items at the
- * items. The message is walked slice by slice, and an item's floats are used where they lie in
- * the received slice (checked for NaN/Inf in place), so the store's copy into its table is the
- * only copy; an item split over two slices goes through the slot's scratch, and one encoded
- * unusually (unpacked floats) is parsed into the slot's columns. *table receives the table name
- * ("" if absent), *n the item count. Returns 0, or 1 with rep set (INVALID_ARGUMENT naming the
- * item and field). The items point into msg and the slot: use them before either changes. */
-static int insert_decode(insert_slot *slot, const grpc_byte_buffer *msg, char *table, size_t table_cap, size_t *n,
-                         rpc_reply *rep) {
-  table[0] = '\0';
-  *n = 0;
-  ic_msg m;
-  if (ic_msg_init(&m, msg, &slot->flat) != 0) {
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "InsertRequest: cannot read the message (compressed?) HINT: send "
-                   "it uncompressed");
-    return 1;
-  }
-  ic_rows *rows = &slot->rows;
-  size_t O = (size_t)rows->obs_dim, A = (size_t)rows->act_dim;
-  const char *bad = NULL;
-  for (;;) {
-    uint32_t f;
-    int wt, more;
-    uint64_t val;
-    const uint8_t *body;
-    size_t flen;
-    more = ic_msg_next_hdr(&m, &f, &wt, &val, &flen);
-    if (more == 0) break;
-    if (more < 0) {
-      bad = "truncated or bad field";
-      break;
-    }
-    if (f != IC_INSERT_TABLE && f != IC_INSERT_ITEMS && f != IC_INSERT_COLUMNS) { /* unknown: skipped */
-      if (wt == 2) ic_msg_skip(&m, flen);
-      continue;
-    }
-    if (wt != 2) {
-      bad = "table, items or columns field with a wrong wire type";
-      break;
-    }
-    if (f == IC_INSERT_COLUMNS) {
-      if (insert_columns(slot, &m, flen, n, rep)) return 1;
-      continue;
-    }
-    body = ic_msg_body(&m, flen);
-    if (f == IC_INSERT_TABLE) {
-      if (flen >= table_cap) {
-        rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Insert: table name of %zu bytes is too long HINT: "
-                       "\"online\" or \"demo\"", flen);
-        return 1;
-      }
-      memcpy(table, body, flen);
-      table[flen] = '\0';
-      continue;
-    }
-    if (*n >= RSRV_MAX_INSERT_ITEMS) {
-      rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "InsertRequest: too many items (at most %d items per message) "
-                     "HINT: split the batch", RSRV_MAX_INSERT_ITEMS);
-      return 1;
-    }
-    size_t i = *n;
-    /* Items lie back to back in the received slices, which the kernel filled on whichever
-     * thread polled the socket: fetch the item after next while this one is checked. */
-    for (size_t off = 0; off < flen; off += 64) __builtin_prefetch(body + 2 * flen + off, 0, 3);
-    store_item *d = &slot->items[i];
-    ic_error ie;
-    ic_item_ref ref;
-    int e = ic_item_view(&ref, body, flen, rows->obs_dim, rows->act_dim, 1, &ie);
-    if (e == IC_OK) {
-      d->obs = ref.obs;
-      d->next_obs = ref.next_obs;
-      d->action = ref.action;
-      d->reward = ref.reward;
-      d->discount = ref.discount;
-      d->proposer = ref.proposer;
-      d->actor_id = ref.actor_id;
-      d->seq = ref.seq;
-      d->weight_version = ref.weight_version;
-      d->episode_end = ref.episode_end;
-      d->episode_success = ref.episode_success;
-    } else if (e == IC_ENOVIEW) {
-      e = ic_item_parse(rows, i, body, flen, 1, &ie);
-      d->obs = rows->obs + i * O;
-      d->next_obs = rows->next_obs + i * O;
-      d->action = rows->action + i * A;
-      d->reward = rows->reward[i];
-      d->discount = rows->discount[i];
-      d->proposer = rows->proposer[i];
-      d->actor_id = rows->actor_id[i];
-      d->seq = rows->seq[i];
-      d->weight_version = rows->weight_version[i];
-      d->episode_end = rows->episode_end[i];
-      d->episode_success = rows->episode_success[i];
-    }
-    if (e == IC_EDIMS) {
-      int act = strcmp(ie.field, "action") == 0;
-      rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Insert item %zu: %s has %ld values, the shard's %s is %d "
-                     "HINT: actor and replay were configured with different tasks, frame stacks or action chunks "
-                     "(--obs-dim/--act-dim)", i, ie.field, ie.got, act ? "act_dim" : "obs_dim",
-                     act ? rows->act_dim : rows->obs_dim);
-      return 1;
-    }
-    if (e == IC_ENONFINITE) {
-      rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Insert item %zu: %s[%ld] = %g is not finite HINT: the actor "
-                     "produced NaN/Inf; check the env, the policy and the n-step reward", i, ie.field, ie.index,
-                     (double)ie.value);
-      return 1;
-    }
-    if (e != IC_OK) {
-      bad = "an item is not a valid Item";
-      break;
-    }
-    d->obs_n = d->next_obs_n = (uint32_t)O;
-    d->act_n = (uint32_t)A;
-    (*n)++;
-  }
-  if (bad != NULL) {
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "InsertRequest: malformed message (%s, after %zu items) HINT: the "
-                   "peer does not speak proto/ibrl.proto", bad, *n);
-    return 1;
-  }
-  return 0;
-}
-
 static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_slot *slot,
                         const grpc_byte_buffer *msg, rpc_reply *rep);
 
@@ -511,7 +333,7 @@ static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_s
                         const grpc_byte_buffer *msg, rpc_reply *rep) {
   char tname[STORE_NAME_MAX];
   size_t n = 0;
-  if (insert_decode(slot, msg, tname, sizeof tname, &n, rep)) return 1;
+  if (rins_decode(&slot->dec, msg, tname, sizeof tname, &n, rep) != IB_OK) return 1;
   const char *table = tname[0] == '\0' ? WIRE_TABLE_ONLINE : tname;
   int t = store_table_find(s->st, table);
   if (t < 0) {
@@ -532,7 +354,7 @@ static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_s
   }
   store_insert_result res = {0, 0, 0};
   /* Finiteness was checked inside the decode copy. */
-  int rc = store_insert_prechecked(s->st, table, slot->items, n, &res);
+  int rc = store_insert_prechecked(s->st, table, slot->dec.items, n, &res);
   if (rc != IB_OK) {
     if (limited) rlim_undo_insert(s->lim, n);
     if (rc == IB_EIO && s->per != NULL)
@@ -1130,20 +952,7 @@ static void rsrv_free(rsrv *s) {
   store_destroy(s->st);
   for (int i = 0; i < s->nslots; i++) {
     store_batch_free(&s->slots_all[i].batch);
-    insert_slot *is = &s->islots_all[i];
-    free(is->items);
-    free(is->rows.obs);
-    free(is->rows.action);
-    free(is->rows.next_obs);
-    free(is->rows.reward);
-    free(is->rows.discount);
-    free(is->rows.proposer);
-    free(is->rows.episode_end);
-    free(is->rows.episode_success);
-    free(is->rows.actor_id);
-    free(is->rows.seq);
-    free(is->rows.weight_version);
-    ic_flat_free(&is->flat);
+    rins_slot_free(&s->islots_all[i].dec);
   }
   free(s->slots_all);
   free(s->islots_all);
@@ -1194,21 +1003,7 @@ int rsrv_start(rsrv **out, const rsrv_config *cfg, int insecure) {
   s->islots_all = ib_xcalloc((size_t)s->nslots, sizeof *s->islots_all);
   for (int i = 0; i < s->nslots; i++) {
     insert_slot *is = &s->islots_all[i];
-    size_t N = RSRV_MAX_INSERT_ITEMS, O = (size_t)cfg->obs_dim, A = (size_t)cfg->act_dim;
-    is->items = ib_xcalloc(N, sizeof *is->items);
-    is->rows.obs_dim = cfg->obs_dim;
-    is->rows.act_dim = cfg->act_dim;
-    is->rows.obs = ib_xmalloc(N * O * sizeof(float));
-    is->rows.action = ib_xmalloc(N * A * sizeof(float));
-    is->rows.next_obs = ib_xmalloc(N * O * sizeof(float));
-    is->rows.reward = ib_xmalloc(N * sizeof(float));
-    is->rows.discount = ib_xmalloc(N * sizeof(float));
-    is->rows.proposer = ib_xmalloc(N);
-    is->rows.episode_end = ib_xmalloc(N);
-    is->rows.episode_success = ib_xmalloc(N);
-    is->rows.actor_id = ib_xmalloc(N * sizeof(uint32_t));
-    is->rows.seq = ib_xmalloc(N * sizeof(uint64_t));
-    is->rows.weight_version = ib_xmalloc(N * sizeof(uint64_t));
+    rins_slot_init(&is->dec, cfg->obs_dim, cfg->act_dim, RSRV_MAX_INSERT_ITEMS);
     is->next = s->free_islots;
     s->free_islots = is;
   }

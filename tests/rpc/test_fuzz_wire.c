@@ -13,24 +13,35 @@
  * slice, a few, or one per byte, empty slices included). Every slice is its own exactly sized
  * heap block, so under ASan a read one byte past any slice border fails the run.
  *
+ * InsertRequests go through the shard's own decoder, rins_decode (replay/server/rsrv_insert.c,
+ * what rsrv.c's Insert handler calls for every message), with a slot as the shard sizes it; the
+ * other messages through the decoders the handlers and the client call.
+ *
  * What is checked, per decoder:
  *   - it returns OK or a clean error (an IC_* code, or IB_E* with a message naming the message
- *     and giving a HINT); never a crash, an over-read or UB (the ASan+UBSan build);
+ *     and giving a HINT; rins_decode: INVALID_ARGUMENT, and a NaN/Inf refusal prints the value,
+ *     a dims refusal the field); never a crash, an over-read or UB (the ASan+UBSan build);
  *   - the result does not depend on the slicing: the same bytes as one slice and as random
- *     slices give the same code, count, table and rows bit for bit;
- *   - on OK, what the shard's insert path promises: at most RSRV_MAX_INSERT_ITEMS rows, every
- *     float finite, flags 0/1, views pointing inside the message; an item the in-place view
- *     accepts is parsed to the same values by ic_item_parse, and one the view refuses is not
- *     accepted by the parser; an InsertRequest of items the hand codec accepts is accepted by
- *     nanopb with the same values (proposer aside: the hand codec clamps what protobuf
- *     truncates, and the store refuses both; and a 10-byte varint with bits past the 64th, whose
- *     low bits the hand codec keeps as upb does, where nanopb refuses); on every message without
- *     columns, wire.c's own Item decoder (nanopb callbacks) stays within the ibrl_Item arrays.
- * The insert walk here mirrors rsrv.c's insert_decode (static there) call for call; a last case
- * sends mutated messages of every method to an in-process shard (rsrv_start on 127.0.0.1,
- * port 0) and checks each answer is OK or a refusal with a message, and that valid calls still
- * succeed afterwards. A round-trip case encodes random valid batches (denormals, -0.0, FLT_MAX,
- * huge seq) as Items and as columns, slices them, decodes, re-encodes: identical bytes.
+ *     slices give the same status, message, count, table and rows bit for bit;
+ *   - on OK, what the shard's insert path promises the store: at most RSRV_MAX_INSERT_ITEMS
+ *     rows of the shard's dims, every float finite, each float array in place in one slice of
+ *     the message, in the straddle scratch, or at its own row of the slot (flags 0/1 there);
+ *     an InsertRequest of items rins_decode accepts is accepted by nanopb with the same values
+ *     (proposer aside: the hand codec clamps what protobuf truncates, and the store refuses
+ *     both; and a 10-byte varint with bits past the 64th, whose low bits the hand codec keeps
+ *     as upb does, where nanopb refuses); on every message without columns, wire.c's own Item
+ *     decoder (nanopb callbacks) stays within the ibrl_Item arrays;
+ *   - under the decoder, every Item body of the message (found by this test's own scan): one
+ *     that ic_item_view accepts lies inside the body and is parsed to the same values by
+ *     ic_item_parse, and one the view refuses is not accepted by the parser.
+ * Planted defects the generator knows (a NaN or Inf in one float of one row, an actor with other
+ * dims, more rows than the bound, a cut inside the last field, a rows field of the wrong wire
+ * type) must each be refused with the right status and a message naming the row and field. A
+ * round-trip case encodes random valid batches (denormals, -0.0, FLT_MAX, huge seq) as Items and
+ * as columns, slices them and decodes them: the store_items equal the rows field by field, and
+ * re-encoding gives identical bytes. A last case sends mutated messages of every method to an
+ * in-process shard (rsrv_start on 127.0.0.1, port 0) and checks each answer is OK or a refusal
+ * with a message, and that valid calls still succeed afterwards.
  *
  * Determinism: iteration k of a target draws from rng_seed(seed, target, k, "fuzz") only, so
  * IB_FUZZ_SEED=s IB_FUZZ_FROM=k IB_FUZZ_ITERS=1 replays exactly the failing iteration that a
@@ -53,6 +64,7 @@
 #include "rng.h"
 #include "rpc_testutil.h"
 #include "rsrv.h"
+#include "rsrv_insert.h"
 #include "store.h"
 #include "th.h"
 #include "wire.h"
@@ -596,33 +608,30 @@ static void corpus_insert(fz *z, corpus *c) {
   rows_free(&r);
 }
 
-/* ---- the insert walk: rsrv.c's insert_decode, with the checks of this test ---- */
+/* ---- the shard's insert decoder (rsrv_insert.c: rins_decode), with the checks of this test ---- */
 
-enum { IW_OK = 0, IW_FRAME, IW_COLS, IW_ITEM, IW_TOOMANY, IW_TABLE };
-
+/* One decoder, as a shard holds it: its slot, and the accepted rows copied out of its store_items. */
 typedef struct iw {
-  ic_rows rows; /* owned [IW_MAX]: the decoded rows (views copied out, parsed items, columns) */
-  ic_rows one;  /* owned [1]: the parser's reading of an item the view accepted */
-  ic_flat flat;
+  rins_slot slot; /* owned: the shard's decode state, bound IW_MAX rows of OD x AD */
+  ic_rows rows;   /* owned [IW_MAX]: the accepted rows, read through the store_items */
 } iw;
 
 typedef struct iw_res {
-  int stage, code;
-  size_t n;
-  int cols_seen;
+  int rc;        /* rins_decode's status */
+  size_t n;      /* rows accepted (rc == IB_OK) */
+  rpc_reply rep; /* the refusal (rc != IB_OK) */
   char table[STORE_NAME_MAX];
 } iw_res;
 
 static void iw_init(iw *w) {
   memset(w, 0, sizeof *w);
+  rins_slot_init(&w->slot, OD, AD, IW_MAX);
   rows_alloc(&w->rows, IW_MAX);
-  rows_alloc(&w->one, 1);
 }
 
 static void iw_free(iw *w) {
+  rins_slot_free(&w->slot);
   rows_free(&w->rows);
-  rows_free(&w->one);
-  ic_flat_free(&w->flat);
 }
 
 static int floats_ok(const float *x, size_t n) {
@@ -631,130 +640,94 @@ static int floats_ok(const float *x, size_t n) {
   return 1;
 }
 
-/* Copies an accepted view into row i of the rows (as the store would read it). */
-static void view_to_row(ic_rows *r, size_t i, const ic_item_ref *v) {
-  memcpy(r->obs + i * OD, v->obs, OD * 4);
-  memcpy(r->action + i * AD, v->action, AD * 4);
-  memcpy(r->next_obs + i * OD, v->next_obs, OD * 4);
-  r->reward[i] = v->reward, r->discount[i] = v->discount;
-  r->proposer[i] = (uint8_t)(v->proposer > 255 ? 255 : v->proposer);
-  r->actor_id[i] = v->actor_id, r->seq[i] = v->seq, r->weight_version[i] = v->weight_version;
-  r->episode_end[i] = (uint8_t)v->episode_end, r->episode_success[i] = (uint8_t)v->episode_success;
+/* Copies store_item `it` into row i of r, as the store reads it (float arrays may be unaligned). */
+static void item_to_row(ic_rows *r, size_t i, const store_item *it) {
+  memcpy(r->obs + i * OD, it->obs, OD * 4);
+  memcpy(r->action + i * AD, it->action, AD * 4);
+  memcpy(r->next_obs + i * OD, it->next_obs, OD * 4);
+  r->reward[i] = it->reward, r->discount[i] = it->discount;
+  r->proposer[i] = (uint8_t)(it->proposer > 255 ? 255 : it->proposer);
+  r->actor_id[i] = it->actor_id, r->seq[i] = it->seq, r->weight_version[i] = it->weight_version;
+  r->episode_end[i] = it->episode_end, r->episode_success[i] = it->episode_success;
 }
 
+/* 1 if the float array p[0..d) of item i lies where rins_decode may point it: in place in one
+ * slice of the message, in the slot's straddle scratch, or at row i of the slot's own column. */
+static int item_floats_inside(const grpc_byte_buffer *bb, const rins_slot *s, const float *p, size_t d,
+                              const float *col, size_t i) {
+  return p == col + i * d || inside(bb, (const uint8_t *)p, d * 4, s->flat.p, s->flat.p + s->flat.cap);
+}
+
+/* Runs the shard's decoder on bb and checks what its caller (rsrv.c, then the store) is promised. */
 static void iw_decode(fz *z, iw *w, const grpc_byte_buffer *bb, iw_res *o) {
   memset(o, 0, sizeof *o);
-  ic_msg m;
-  if (ic_msg_init(&m, bb, &w->flat) != 0) {
-    o->stage = IW_FRAME;
+  size_t n = 12345;
+  o->rc = rins_decode(&w->slot, bb, o->table, sizeof o->table, &n, &o->rep);
+  if (o->rc != IB_OK) {
+    const char *m = o->rep.msg;
+    FZ_CHECK(z, o->rc == IB_EPROTO || o->rc == IB_EMISMATCH || o->rc == IB_ENONFINITE, "rins_decode returned %d (%s)",
+             o->rc, m);
+    FZ_CHECK(z, o->rep.status == GRPC_STATUS_INVALID_ARGUMENT && strncmp(m, "Insert", 6) == 0 &&
+                    strstr(m, "HINT") != NULL,
+             "a refusal must be INVALID_ARGUMENT naming the Insert message with a HINT: status %d, '%s'",
+             (int)o->rep.status, m);
+    /* The refused thing is named: the non-finite value, or the field whose dims differ. */
+    FZ_CHECK(z, o->rc != IB_ENONFINITE || (strstr(m, "is not finite") != NULL &&
+                                           (strstr(m, "] = nan ") || strstr(m, "] = -nan ") ||
+                                            strstr(m, "] = inf ") || strstr(m, "] = -inf "))),
+             "IB_ENONFINITE does not name a non-finite value: '%s'", m);
+    FZ_CHECK(z, o->rc != IB_EMISMATCH || strstr(m, "obs has ") || strstr(m, "action has ") ||
+                    (strncmp(m, "InsertRequest.columns.", 22) == 0 && m[22] != ':' && m[22] != '\0'),
+             "IB_EMISMATCH does not name the field: '%s'", m);
     return;
   }
-  size_t n = 0;
-  for (;;) {
-    uint32_t f;
-    int wt;
-    uint64_t val;
-    size_t flen;
-    int more = ic_msg_next_hdr(&m, &f, &wt, &val, &flen);
-    if (more == 0) break;
-    if (more < 0) {
-      o->stage = IW_FRAME;
-      return;
-    }
-    if (f != IC_INSERT_TABLE && f != IC_INSERT_ITEMS && f != IC_INSERT_COLUMNS) {
-      if (wt == 2) ic_msg_skip(&m, flen);
-      continue;
-    }
-    if (wt != 2) {
-      o->stage = IW_FRAME;
-      return;
-    }
-    if (f == IC_INSERT_COLUMNS) {
-      o->cols_seen = 1;
-      ic_cols_dst d = {&w->rows, IW_MAX - n, SIZE_MAX, n, 0, 1};
-      ic_error ie;
-      size_t nc = 0;
-      int e = ic_msg_cols_read(&m, flen, &d, &nc, &ie);
-      if (e != IC_OK) {
-        FZ_CHECK(z, e == IC_EMALFORMED || e == IC_EDIMS || e == IC_ETOOMANY || e == IC_ENONFINITE,
-                 "ic_msg_cols_read returned %d", e);
-        FZ_CHECK(z, ie.field != NULL && (e != IC_EDIMS || ie.field[0] != '\0'), "columns IC_EDIMS without a field name");
-        FZ_CHECK(z, e != IC_ENONFINITE || !isfinite(ie.value), "columns IC_ENONFINITE names the finite value %g",
-                 (double)ie.value);
-        o->stage = IW_COLS, o->code = e;
-        return;
-      }
-      FZ_CHECK(z, nc <= IW_MAX - n, "ic_msg_cols_read gave %zu rows, the bound was %zu", nc, (size_t)IW_MAX - n);
-      n += nc;
-      continue;
-    }
-    const uint8_t *body = ic_msg_body(&m, flen);
-    FZ_CHECK(z, inside(bb, body, flen, w->flat.p, w->flat.p + w->flat.cap),
-             "ic_msg_body handed out %zu bytes outside the message and the scratch", flen);
-    if (f == IC_INSERT_TABLE) {
-      if (flen >= STORE_NAME_MAX) {
-        o->stage = IW_TABLE;
-        return;
-      }
-      memcpy(o->table, body, flen);
-      o->table[flen] = '\0';
-      continue;
-    }
-    if (n >= IW_MAX) {
-      o->stage = IW_TOOMANY;
-      return;
-    }
-    ic_error ie;
-    ic_item_ref ref;
-    int e = ic_item_view(&ref, body, flen, OD, AD, 1, &ie);
-    if (e == IC_OK) {
-      FZ_CHECK(z, inside(bb, (const uint8_t *)ref.obs, OD * 4, body, body + flen) &&
-                      inside(bb, (const uint8_t *)ref.next_obs, OD * 4, body, body + flen) &&
-                      inside(bb, (const uint8_t *)ref.action, AD * 4, body, body + flen),
-               "ic_item_view: a float field points outside the item body");
-      view_to_row(&w->rows, n, &ref);
-      ic_error pe;
-      int pr = ic_item_parse(&w->one, 0, body, flen, 1, &pe);
-      FZ_CHECK(z, pr == IC_OK, "item %zu: ic_item_view accepts it, ic_item_parse returns %d (field '%s')", n, pr,
-               pe.field);
-      if (pr == IC_OK)
-        FZ_CHECK(z, row_eq(&w->rows, n, &w->one, 0, 1), "item %zu: ic_item_view and ic_item_parse read different values",
-                 n);
-    } else if (e == IC_ENOVIEW) {
-      e = ic_item_parse(&w->rows, n, body, flen, 1, &ie);
-    } else {
-      ic_error pe;
-      int pr = ic_item_parse(&w->one, 0, body, flen, 1, &pe);
-      FZ_CHECK(z, pr != IC_OK, "item %zu: ic_item_view refuses it (%d, field '%s'), ic_item_parse accepts it", n, e,
-               ie.field);
-    }
-    if (e != IC_OK) {
-      FZ_CHECK(z, e == IC_EMALFORMED || e == IC_EDIMS || e == IC_ENONFINITE, "item decode returned %d", e);
-      FZ_CHECK(z, ie.field != NULL && (e == IC_EMALFORMED || ie.field[0] != '\0'), "item code %d without a field name",
-               e);
-      FZ_CHECK(z, e != IC_ENONFINITE || !isfinite(ie.value), "item IC_ENONFINITE names the finite value %g",
-               (double)ie.value);
-      o->stage = IW_ITEM, o->code = e;
-      return;
-    }
-    n++;
-  }
+  FZ_CHECK(z, o->rep.status == GRPC_STATUS_OK, "rins_decode accepted but set the status to %d", (int)o->rep.status);
+  FZ_CHECK(z, n <= IW_MAX, "rins_decode accepted %zu rows, the bound is %d", n, IW_MAX);
+  FZ_CHECK(z, strlen(o->table) < sizeof o->table, "the table name is not terminated");
+  if (n > IW_MAX) return;
   o->n = n;
-  /* What the store is promised by store_insert_prechecked. */
+  /* What the store is promised by store_insert_prechecked: the shard's dims, finite floats, and
+   * arrays that lie in the message, the scratch, or the slot's own row. */
+  const rins_slot *s = &w->slot;
+  for (size_t i = 0; i < n; i++) {
+    const store_item *it = &s->items[i];
+    FZ_CHECK(z, it->obs_n == OD && it->next_obs_n == OD && it->act_n == AD, "row %zu has dims %u/%u/%u", i, it->obs_n,
+             it->next_obs_n, it->act_n);
+    int in = item_floats_inside(bb, s, it->obs, OD, s->rows.obs, i) &&
+             item_floats_inside(bb, s, it->next_obs, OD, s->rows.next_obs, i) &&
+             item_floats_inside(bb, s, it->action, AD, s->rows.action, i);
+    FZ_CHECK(z, in, "row %zu: a float array points outside the message, the scratch and the slot's row", i);
+    if (!in) return;
+    /* A row copied into the slot (columns, unusual items) has the flags its column says: 0 or 1. */
+    if (it->obs == s->rows.obs + i * OD)
+      FZ_CHECK(z, s->rows.episode_end[i] <= 1 && s->rows.episode_success[i] <= 1, "row %zu: flags %u/%u in the slot", i,
+               s->rows.episode_end[i], s->rows.episode_success[i]);
+    item_to_row(&w->rows, i, it);
+  }
   const ic_rows *r = &w->rows;
   for (size_t i = 0; i < n; i++) {
     int ok = floats_ok(r->obs + i * OD, OD) && floats_ok(r->next_obs + i * OD, OD) && floats_ok(r->action + i * AD, AD) &&
-             isfinite(r->reward[i]) && isfinite(r->discount[i]) && r->episode_end[i] <= 1 && r->episode_success[i] <= 1;
-    FZ_CHECK(z, ok, "accepted row %zu has a non-finite float or a flag > 1", i);
+             isfinite(r->reward[i]) && isfinite(r->discount[i]);
+    FZ_CHECK(z, ok, "accepted row %zu has a non-finite float", i);
     if (!ok) break;
   }
 }
 
-/* Two results of the same bytes must agree (rows compared when both accepted). */
+/* Store item `it` holds row i of r, field by field (floats bit for bit). */
+static int item_eq(const store_item *it, const ic_rows *r, size_t i) {
+  return it->obs_n == OD && it->next_obs_n == OD && it->act_n == AD && memcmp(it->obs, r->obs + i * OD, OD * 4) == 0 &&
+         memcmp(it->action, r->action + i * AD, AD * 4) == 0 &&
+         memcmp(it->next_obs, r->next_obs + i * OD, OD * 4) == 0 && memcmp(&it->reward, &r->reward[i], 4) == 0 &&
+         memcmp(&it->discount, &r->discount[i], 4) == 0 && it->proposer == r->proposer[i] &&
+         it->actor_id == r->actor_id[i] && it->seq == r->seq[i] && it->weight_version == r->weight_version[i] &&
+         it->episode_end == (r->episode_end[i] != 0) && it->episode_success == (r->episode_success[i] != 0);
+}
+
+/* Two results of the same bytes must agree: the status, the message, and the rows bit for bit. */
 static void iw_same(fz *z, const iw_res *a, const iw *wa, const iw_res *b, const iw *wb, const char *how) {
-  FZ_CHECK(z, a->stage == b->stage && a->code == b->code,
-           "one slice: stage %d code %d; %s: stage %d code %d", a->stage, a->code, how, b->stage, b->code);
-  if (a->stage != IW_OK || b->stage != IW_OK) return;
+  FZ_CHECK(z, a->rc == b->rc && a->rep.status == b->rep.status && strcmp(a->rep.msg, b->rep.msg) == 0,
+           "one slice: %d '%s'; %s: %d '%s'", a->rc, a->rep.msg, how, b->rc, b->rep.msg);
+  if (a->rc != IB_OK || b->rc != IB_OK) return;
   FZ_CHECK(z, a->n == b->n && strcmp(a->table, b->table) == 0, "one slice: %zu rows table '%s'; %s: %zu rows table '%s'",
            a->n, a->table, how, b->n, b->table);
   for (size_t i = 0; i < a->n && i < b->n; i++)
@@ -762,6 +735,73 @@ static void iw_same(fz *z, const iw_res *a, const iw *wa, const iw_res *b, const
       FZ_CHECK(z, 0, "row %zu differs between one slice and %s", i, how);
       break;
     }
+}
+
+/* The top-level fields of a contiguous InsertRequest, read by this test (the hand codec's key
+ * rules: field numbers 1 .. 2^32 - 1): *cols = 1 if a columns field (3) is among them; each
+ * Item body (field 2, length-delimited) goes to item_fn. Stops at the first malformed field. */
+static void scan_insert(const bytes *b, int *cols, void (*item_fn)(void *, const uint8_t *, size_t), void *arg) {
+  size_t at = 0;
+  *cols = 0;
+  while (at < b->n) {
+    uint64_t key, v;
+    if (rd_varint(b->p, &at, b->n, &key) || (key >> 3) == 0 || (key >> 3) > UINT32_MAX) return;
+    if ((key >> 3) == IC_INSERT_COLUMNS) *cols = 1;
+    switch (key & 7) {
+      case 0:
+        if (rd_varint(b->p, &at, b->n, &v)) return;
+        break;
+      case 1:
+      case 5:
+        if (b->n - at < ((key & 7) == 1 ? 8u : 4u)) return;
+        at += (key & 7) == 1 ? 8 : 4;
+        break;
+      case 2:
+        if (rd_varint(b->p, &at, b->n, &v) || v > b->n - at) return;
+        if ((key >> 3) == IC_INSERT_ITEMS && item_fn != NULL) item_fn(arg, b->p + at, (size_t)v);
+        at += (size_t)v;
+        break;
+      default: return;
+    }
+  }
+}
+
+/* The codec under the decoder: an Item body that ic_item_view accepts is read to the same values
+ * by ic_item_parse, its float fields point inside the body, and one the view refuses (other than
+ * IC_ENOVIEW) is not accepted by the parser. */
+typedef struct view_check {
+  fz *z;
+  ic_rows one, two; /* owned [1] */
+  size_t items;
+} view_check;
+
+static void view_vs_parse(void *arg, const uint8_t *body, size_t len) {
+  view_check *c = arg;
+  fz *z = c->z;
+  size_t i = c->items++;
+  ic_error ie, pe;
+  ic_item_ref ref;
+  int e = ic_item_view(&ref, body, len, OD, AD, 1, &ie);
+  int pr = ic_item_parse(&c->one, 0, body, len, 1, &pe);
+  if (e == IC_OK) {
+    const uint8_t *lo = body, *hi = body + len;
+    FZ_CHECK(z, (const uint8_t *)ref.obs >= lo && (const uint8_t *)(ref.obs + OD) <= hi &&
+                    (const uint8_t *)ref.next_obs >= lo && (const uint8_t *)(ref.next_obs + OD) <= hi &&
+                    (const uint8_t *)ref.action >= lo && (const uint8_t *)(ref.action + AD) <= hi,
+             "item %zu: ic_item_view: a float field points outside the item body", i);
+    FZ_CHECK(z, pr == IC_OK, "item %zu: ic_item_view accepts it, ic_item_parse returns %d (field '%s')", i, pr,
+             pe.field);
+    if (pr != IC_OK) return;
+    store_item it = {.obs = ref.obs, .action = ref.action, .next_obs = ref.next_obs, .reward = ref.reward,
+                     .discount = ref.discount, .proposer = ref.proposer, .actor_id = ref.actor_id, .seq = ref.seq,
+                     .weight_version = ref.weight_version, .episode_end = ref.episode_end,
+                     .episode_success = ref.episode_success};
+    item_to_row(&c->two, 0, &it);
+    FZ_CHECK(z, row_eq(&c->two, 0, &c->one, 0, 1), "item %zu: ic_item_view and ic_item_parse read different values", i);
+  } else if (e != IC_ENOVIEW) {
+    FZ_CHECK(z, pr != IC_OK, "item %zu: ic_item_view refuses it (%d, field '%s'), ic_item_parse accepts it", i, e,
+             ie.field);
+  }
 }
 
 /* nanopb's reading of an InsertRequest of items (the reference decoder). */
@@ -801,7 +841,7 @@ static void nanopb_agrees(fz *z, const grpc_byte_buffer *bb, const iw_res *res, 
   FZ_CHECK(z, s.bounds_ok, "nanopb (wire.c item_read) decoded an item past its array bounds");
   FZ_CHECK(z, rc == IB_OK || (strstr(ib_errmsg(), "InsertRequest") == ib_errmsg() && strstr(ib_errmsg(), "HINT")),
            "nanopb refused with the message '%s'", ib_errmsg());
-  if (res->stage != IW_OK) return;
+  if (res->rc != IB_OK) return;
   /* A 10-byte varint with bits above the 64th: the hand codec keeps the low 64 bits (as upb
    * does), nanopb refuses it; not a disagreement about a valid message. */
   if (rc != IB_OK && strstr(ib_errmsg(), "(varint overflow)") != NULL) return;
@@ -866,6 +906,8 @@ static void test_fuzz_insert(void) {
   ic_rows nrows;
   rows_alloc(&nrows, IW_MAX);
   ibrl_Item *scratch = ib_xcalloc(1, sizeof *scratch);
+  view_check vc = {.z = &z};
+  rows_alloc(&vc.one, 1), rows_alloc(&vc.two, 1);
   bytes b = {0};
   long iters = fz_iters(400000), from = fz_from(), ok = 0, refused = 0, nanopb_cmp = 0;
   for (long it = from; it < from + iters; it++) {
@@ -879,27 +921,142 @@ static void test_fuzz_insert(void) {
     iw_decode(&z, &w1, one, &r1);
     iw_decode(&z, &w2, cut, &r2);
     iw_same(&z, &r1, &w1, &r2, &w2, "random slices");
-    if (r1.stage == IW_OK) {
+    int cols;
+    vc.items = 0;
+    scan_insert(&b, &cols, view_vs_parse, &vc);
+    if (r1.rc == IB_OK) {
       ok++;
-      if (!r1.cols_seen) nanopb_cmp++;
+      if (!cols) nanopb_cmp++;
     } else {
       refused++;
     }
-    if (!r1.cols_seen) nanopb_agrees(&z, one, &r1, &w1, &nrows, scratch);
+    if (!cols) nanopb_agrees(&z, one, &r1, &w1, &nrows, scratch);
     grpc_byte_buffer_destroy(one);
     grpc_byte_buffer_destroy(cut);
     if (th_failures() != before && z.failures <= MAX_REPORTS) hexdump_note(&b);
     if (z.failures > 50) break;
   }
-  printf("    insert: %ld iterations (seed %llu): %ld accepted (%ld compared with nanopb), %ld refused\n", iters,
-         (unsigned long long)z.seed, ok, nanopb_cmp, refused);
+  printf("    insert: %ld iterations (seed %llu) through rins_decode: %ld accepted (%ld compared with nanopb), "
+         "%ld refused\n", iters, (unsigned long long)z.seed, ok, nanopb_cmp, refused);
   fz_end(&z);
   TH_CHECK(iters < 100 || (ok > iters / 20 && refused > iters / 20)); /* both sides of the decoder were reached */
   b_free(&b);
   free(scratch);
-  rows_free(&nrows);
+  rows_free(&nrows), rows_free(&vc.one), rows_free(&vc.two);
   iw_free(&w1), iw_free(&w2);
   corpus_free(&c);
+}
+
+/* Encodes rows [0, n) of r (dims r->obs_dim x r->act_dim) as an InsertRequest of items or of
+ * columns, after an optional table field; no check (a planted NaN goes out as it is). */
+static void put_request(fz *z, bytes *e, const ic_rows *r, size_t n, int cols) {
+  e->n = 0;
+  put_table(z, e);
+  size_t head = e->n, len = cols ? ic_cols_len(IC_INSERT_COLUMNS, n, r->obs_dim, r->act_dim)
+                                 : ic_items_len(r, 0, n, IC_INSERT_ITEMS, NULL);
+  b_reserve(e, head + len + 1);
+  uint8_t *end = cols ? ic_cols_put(e->p + head, IC_INSERT_COLUMNS, r, 0, n, NULL, NULL)
+                      : ic_items_put(e->p + head, r, 0, n, IC_INSERT_ITEMS, NULL);
+  IB_CHECK((size_t)(end - e->p) == head + len);
+  e->n = head + len;
+}
+
+/* Where the last top-level field of a contiguous message starts (0 if it has none). */
+static size_t last_field_at(const bytes *b) {
+  size_t at = 0, last = 0;
+  while (at < b->n) {
+    uint64_t key, v;
+    last = at;
+    if (rd_varint(b->p, &at, b->n, &key) || (key & 7) != 2 || rd_varint(b->p, &at, b->n, &v) || v > b->n - at) break;
+    at += (size_t)v;
+  }
+  return last;
+}
+
+/* Defects the generator plants and knows: each must be refused by the shard's decoder with the
+ * status saying what, and a message naming the row and field; valid rows around them are not
+ * enough to let the message through. */
+static void test_insert_planted(void) {
+  fz z = {.seed = fz_seed()};
+  iw w;
+  iw_init(&w);
+  enum { BIG = IW_MAX + 3 };
+  ic_rows src, other;
+  rows_alloc(&src, BIG);
+  bytes e = {0};
+  long iters = fz_iters(9000) / 3 + 1, from = fz_from(), by_kind[6] = {0}, done = 0;
+  static const char *const kinds_name[] = {"NaN/Inf", "other obs_dim", "other act_dim", "too many rows",
+                                           "cut inside the last field", "rows field key with a wrong wire type"};
+  for (long it = from; it < from + iters; it++) {
+    fz_start(&z, "insert-planted", it);
+    int kind = (int)below(&z, 6), cols = (int)below(&z, 2);
+    size_t n = kind == 3 ? IW_MAX + 1 + below(&z, 3) : 1 + below(&z, 40);
+    int want = kind == 0 ? IB_ENONFINITE : kind <= 2 ? IB_EMISMATCH : IB_EPROTO;
+    const char *need = NULL;
+    char needbuf[96];
+    if (kind == 1 || kind == 2) { /* the actor's dims differ from the shard's by one either way */
+      memset(&other, 0, sizeof other);
+      int od = kind == 1 ? (below(&z, 2) ? OD + 1 : OD - 1) : OD;
+      int ad = kind == 2 ? (below(&z, 2) ? AD + 1 : AD - 1) : AD;
+      other.obs_dim = od, other.act_dim = ad;
+      other.obs = ib_xcalloc(n * (size_t)od, 4), other.next_obs = ib_xcalloc(n * (size_t)od, 4);
+      other.action = ib_xcalloc(n * (size_t)ad, 4), other.reward = ib_xcalloc(n, 4), other.discount = ib_xcalloc(n, 4);
+      other.proposer = ib_xcalloc(n, 1), other.episode_end = ib_xcalloc(n, 1), other.episode_success = ib_xcalloc(n, 1);
+      other.actor_id = ib_xcalloc(n, 4), other.seq = ib_xcalloc(n, 8), other.weight_version = ib_xcalloc(n, 8);
+      for (size_t i = 0; i < n * (size_t)od; i++) other.obs[i] = rng_normal(&z.r), other.next_obs[i] = rng_normal(&z.r);
+      for (size_t i = 0; i < n * (size_t)ad; i++) other.action[i] = rng_normal(&z.r);
+      put_request(&z, &e, &other, n, cols);
+      rows_free(&other);
+      need = cols ? (kind == 1 ? "InsertRequest.columns.obs: " : "InsertRequest.columns.action: ")
+                  : (kind == 1 ? "Insert item 0: obs has " : "Insert item 0: action has ");
+    } else {
+      rows_random(&z, &src, n, 0);
+      if (kind == 0) { /* one non-finite value in one float field of one row */
+        static const uint32_t bad[] = {0x7fc00000u, 0xffc00000u, 0x7f800000u, 0xff800000u, 0x7f800001u};
+        static const char *const fname[] = {"obs", "action", "next_obs", "reward", "discount"};
+        size_t row = below(&z, (uint32_t)n);
+        int f = (int)below(&z, 5);
+        size_t d = f == 1 ? AD : f == 3 || f == 4 ? 1 : OD, k = below(&z, (uint32_t)d);
+        float *x = f == 0 ? src.obs + row * OD : f == 1 ? src.action + row * AD : f == 2 ? src.next_obs + row * OD
+                 : f == 3 ? &src.reward[row] : &src.discount[row];
+        uint32_t u = bad[below(&z, IB_ARRAY_LEN(bad))];
+        memcpy(&x[k], &u, 4);
+        if (cols)
+          snprintf(needbuf, sizeof needbuf, "Insert item %zu (columns row %zu): %s[%zu] = ", row, row, fname[f], k);
+        else
+          snprintf(needbuf, sizeof needbuf, "Insert item %zu: %s[%zu] = ", row, fname[f], k);
+        need = needbuf;
+      }
+      put_request(&z, &e, &src, n, cols);
+      if (kind == 3) need = "split the batch";
+      if (kind == 4) { /* cut strictly inside the last field: a truncated field, never a shorter message */
+        size_t at = last_field_at(&e);
+        e.n = at + 1 + below(&z, (uint32_t)(e.n - at - 1));
+        need = "malformed";
+      }
+      if (kind == 5) { /* the first rows field's key says varint or fixed64, not length-delimited */
+        size_t at = e.p[0] == (IC_INSERT_TABLE << 3 | 2) ? 2 + (size_t)e.p[1] : 0;
+        e.p[at] = (uint8_t)(e.p[at] & ~7u) | (below(&z, 2) ? 0 : 1);
+        need = "wrong wire type";
+      }
+    }
+    by_kind[kind]++, done++;
+    grpc_byte_buffer *bb = fz_buffer(&z, e.p, e.n, fz_mode(&z, e.n));
+    iw_res r;
+    iw_decode(&z, &w, bb, &r);
+    grpc_byte_buffer_destroy(bb);
+    FZ_CHECK(&z, r.rc == want && strstr(r.rep.msg, need) != NULL,
+             "%s planted in %zu rows as %s: rins_decode returned %d (%d expected) with '%s' (expected to contain '%s')",
+             kinds_name[kind], n, cols ? "columns" : "items", r.rc, want, r.rep.msg, need);
+    if (z.failures > 50) break;
+  }
+  printf("    planted defects: %ld messages (seed %llu): %ld NaN/Inf, %ld other obs_dim, %ld other act_dim, %ld too "
+         "many rows, %ld cut, %ld wrong wire type; %d failed checks\n", done, (unsigned long long)z.seed, by_kind[0],
+         by_kind[1], by_kind[2], by_kind[3], by_kind[4], by_kind[5], z.failures);
+  fz_end(&z);
+  b_free(&e);
+  rows_free(&src);
+  iw_free(&w);
 }
 
 /* SampleReply / ReadReply through the client's decoder (rc__decode_sample_reply). */
@@ -1232,10 +1389,20 @@ static void test_roundtrip(void) {
     grpc_byte_buffer *bb = fz_buffer(&z, e.p, e.n, below(&z, 4) == 0 && e.n <= 4000 ? 2 : 1);
     iw_res r;
     iw_decode(&z, &w, bb, &r);
-    FZ_CHECK(&z, r.stage == IW_OK && r.n == n, "%zu valid rows as %s: stage %d code %d, %zu rows", n,
-             cols ? "columns" : "items", r.stage, r.code, r.n);
+    FZ_CHECK(&z, r.rc == IB_OK && r.n == n, "%zu valid rows as %s: rins_decode %d (%s), %zu rows", n,
+             cols ? "columns" : "items", r.rc, r.rep.msg, r.n);
+    if (r.rc != IB_OK || r.n != n) {
+      grpc_byte_buffer_destroy(bb);
+      continue;
+    }
+    /* The store_items the shard hands to the store are the generator's rows, field by field. */
+    for (size_t i = 0; i < n; i++)
+      if (!item_eq(&w.slot.items[i], &src, i)) {
+        FZ_CHECK(&z, 0, "%zu valid rows as %s: store_item %zu differs from the row encoded", n,
+                 cols ? "columns" : "items", i);
+        break;
+      }
     grpc_byte_buffer_destroy(bb);
-    if (r.stage != IW_OK || r.n != n) continue;
     rows_total += (long)n;
     again.n = 0;
     b_insert(&again, 0, e.p, head); /* the table field, as decoded */
@@ -1392,7 +1559,9 @@ static void test_fuzz_shard(void) {
 
 static const th_case cases[] = {
     {"item keys with an invalid field number are malformed", test_item_keys},
-    {"fuzz InsertRequest (items, columns, both) through the shard's insert walk", test_fuzz_insert},
+    {"fuzz InsertRequest (items, columns, both) through the shard's insert decoder", test_fuzz_insert},
+    {"planted NaN/Inf, other dims, too many rows, cut or mistyped fields: refused by the insert decoder",
+     test_insert_planted},
     {"fuzz SampleReply/ReadReply through the client's decoder", test_fuzz_reply},
     {"SampleReply columns n >= 2^63 after an item: refused without a signed overflow", test_reply_overflow},
     {"fuzz the nanopb requests of the shard's handlers", test_fuzz_requests},
