@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 static _Thread_local char errbuf[1024];
 
@@ -54,6 +56,16 @@ void ib__panic(const char *file, int line, const char *expr) {
 static void oom(size_t n) {
   fprintf(stderr, "ibrl: out of memory allocating %zu bytes\n", n);
   abort();
+}
+
+uint64_t ib_mem_limit(int *by_rlimit) {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  uint64_t lim = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+  struct rlimit rl;
+  int as = getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (lim == 0 || (uint64_t)rl.rlim_cur < lim);
+  if (as) lim = (uint64_t)rl.rlim_cur;
+  if (by_rlimit) *by_rlimit = as;
+  return lim;
 }
 
 void *ib_xmalloc(size_t n) {

@@ -51,6 +51,11 @@ void *ib_xrealloc(void *p, size_t n);
 /* 64-byte aligned, zeroed; release with free(). */
 void *ib_xaligned(size_t n);
 char *ib_xstrdup(const char *s);
+/* The bytes this process can hope to hold: the machine's physical memory, or the address-space
+ * limit (RLIMIT_AS, `ulimit -v`) when one is set and smaller; *by_rlimit (may be NULL) says
+ * which. For refusing a size up front with a usage error instead of aborting in ib_xmalloc.
+ * 0 if neither can be read. */
+uint64_t ib_mem_limit(int *by_rlimit);
 
 /* ---- time ---- */
 uint64_t ib_now_ns(void); /* CLOCK_MONOTONIC in nanoseconds */

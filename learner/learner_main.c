@@ -107,10 +107,10 @@ static void usage(FILE *f) {
           "  --quiet                no progress lines\n"
           "  --help                 this text\n"
           "Runs until --updates / --minutes, or SIGTERM / SIGINT (then: final checkpoint, exit 0).\n"
-          "Exit codes: 0 done, 1 a runtime error (replay, MPI, disk, a run directory that cannot be\n"
-          "created), 2 bad flags or setup (a missing --il file, an --out that holds a run, dims that do\n"
-          "not match the shards or the IL policy). Flags and local files are checked before any replay\n"
-          "is contacted; dims once the shards answer (an unreachable replay is 1 after --wait).\n");
+          "Exit codes: 0 done, 1 a runtime error (replay, MPI, disk), 2 bad flags or setup (a missing\n"
+          "--il file, an --out that holds a run or cannot be created or written, dims that do not match\n"
+          "the shards or the IL policy). Flags and local files (--il, --out) are checked before any\n"
+          "replay is contacted; dims once the shards answer (an unreachable replay is 1 after --wait).\n");
 }
 
 /* Only one rank talks about the command line (all ranks parse the same arguments). */

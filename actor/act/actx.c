@@ -41,9 +41,17 @@ int arun__info_wait(arun_ctx *x, int shard, rc_shard_info *info) {
   for (;;) {
     int rc = rc_info_get(x->rc, shard, info);
     if (rc == IB_OK) return IB_OK;
-    if ((rc != IB_EUNAVAIL && rc != IB_ETIMEDOUT) || ib_now_s() - t0 > x->o->wait_s || *x->stop)
+    /* Anything but unreachable (a refused token, a protocol mismatch) fails at once with the
+     * client's message, which carries the HINT for its cause. */
+    if (rc != IB_EUNAVAIL && rc != IB_ETIMEDOUT) return rc;
+    /* Unreachable for --wait seconds: the client's message says what to check (its HINT); add the
+     * retry budget as a plain fact, or the HINT when the message has none. One HINT per message. */
+    if (ib_now_s() - t0 > x->o->wait_s || *x->stop) {
+      if (strstr(ib_errmsg(), "HINT") != NULL)
+        return ib_fail(rc, "%s; retried for %.0f s (--wait)", ib_errmsg(), ib_now_s() - t0);
       return ib_fail(rc, "%s (HINT: is ibrl-replay running at %s? raise --wait for slow starts)", ib_errmsg(),
                      rc_client_target(x->rc, shard));
+    }
     if (!warned) log_warn("replay shard %s not reachable yet (%s); retrying", rc_client_target(x->rc, shard), ib_errmsg());
     warned = 1;
     arun__nap(x, backoff);
@@ -165,10 +173,11 @@ int arun__weights_update(arun_ctx *x) {
              (unsigned long long)x->version);
     return 0;
   }
-  if (rc != IB_OK)
-    return ib_fail(rc, "weights version %llu from %s cannot be used: %s (HINT: start the actors with the learner's "
-                   "--preset, --method, --task and network sizes)", (unsigned long long)x->blob.version,
-                   rc_client_target(x->pc, x->params_shard), ib_errmsg());
+  if (rc != IB_OK) /* one HINT: the blob check's own (it names the field) when it gave one */
+    return ib_fail(rc, "weights version %llu from %s cannot be used: %s%s", (unsigned long long)x->blob.version,
+                   rc_client_target(x->pc, x->params_shard), ib_errmsg(),
+                   strstr(ib_errmsg(), "HINT") ? "" : " (HINT: start the actors with the learner's --preset, --method, "
+                   "--task and network sizes)");
   if (x->version == 0 && !x->o->quiet)
     log_info("first weights: version %llu (learner at %llu updates); warm-up over", (unsigned long long)h.weight_version,
              (unsigned long long)h.updates);

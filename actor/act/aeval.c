@@ -187,7 +187,9 @@ int arun_evaluate(const arun_opts *o, const tcfg *tc, volatile sig_atomic_t *sto
   }
   if (code != 2) {
     if (write_summary(e) != IB_OK) log_warn("%s", ib_errmsg());
-    if (runlog_plot(x->tc.out) != IB_OK) log_warn("%s", ib_errmsg());
+    int prc = runlog_plot(x->tc.out);
+    if (prc == RUNLOG_PLOT_EMPTY) log_info("%s", ib_errmsg());
+    else if (prc != IB_OK) log_warn("%s", ib_errmsg());
     if (!o->quiet)
       log_info("eval done: IL alone %.2f, IBRL final %.2f best %.2f over %d evaluations; %s/summary.json", e->il_success,
                e->rows ? e->last : NAN, e->rows ? e->best : NAN, e->rows, x->tc.out);

@@ -65,6 +65,7 @@ typedef struct aexp {
   long w_steps, w_eps, w_succ, w_il0, w_tot0;
   double last_flush;
   int flush_failing;
+  int status_failing;     /* the last --status write failed (warned once; noted when it works again) */
   double stalled_s;       /* time spent waiting for the replay with a full buffer */
   int backpressure;       /* the rate limiter held the last periodic flush: skip them */
   double next_log;        /* time of the next progress report */
@@ -271,7 +272,10 @@ static void report(aexp *a, int final) {
   if (x->o->status[0]) {
     char tmp[TCFG_STR + 8];
     snprintf(tmp, sizeof tmp, "%s.tmp", x->o->status);
+    const char *failed = NULL, *file = tmp; /* the step that failed and its file; errno in err */
+    int err = 0;
     FILE *f = fopen(tmp, "w");
+    if (!f) failed = "cannot create", err = errno;
     if (f) {
       fprintf(f,
               "{\"actor_id\": %u, \"env_steps\": %ld, \"steps_per_s\": %.1f, \"episodes\": %ld, \"successes\": %ld, "
@@ -283,8 +287,19 @@ static void report(aexp *a, int final) {
               (unsigned long long)x->version, (unsigned long long)ws.acked, (unsigned long long)ws.duplicates,
               (unsigned long long)ws.pending, (unsigned long long)ws.retries, a->stalled_s, a->warmup_steps, now - x->t0,
               final ? "true" : "false");
-      if (fclose(f) == 0) rename(tmp, x->o->status);
+      int werr = ferror(f) ? errno : 0;
+      if (fclose(f) != 0 || werr != 0) failed = "cannot write", err = werr ? werr : errno;
+      else if (rename(tmp, x->o->status) != 0) failed = "cannot rename onto", file = x->o->status, err = errno;
+      if (failed) remove(tmp);
     }
+    /* A status file that stops being written (disk full, directory gone) is reported once when
+     * it starts failing and once when it works again, never at every report. */
+    if (failed && !a->status_failing)
+      log_warn("actor %u: --status %s: %s %s: %s; the status is stale until a later write works (retried every "
+               "--log-every)", x->o->actor_id, x->o->status, failed, file, strerror(err));
+    else if (!failed && a->status_failing)
+      log_info("actor %u: --status %s is written again", x->o->actor_id, x->o->status);
+    a->status_failing = failed != NULL;
   }
   a->w_t = now;
   a->w_steps = a->env_steps;

@@ -165,6 +165,11 @@ static int check_structure(const io_header *h, const io_view *w, const char *pat
   return IB_OK;
 }
 
+/* The HINT of a file whose size is not what its header implies. */
+#define TRUNC_HINT                                                                                            \
+  " (HINT: the file was cut short or written over: copied while it was being written, or saved on a full " \
+  "disk? copy it again once complete, or write it again, e.g. retrain an IL policy with ibrl-il train)"
+
 static int io_load(const io_view *w, const char *path) {
   IB_CHECK(path);
   FILE *f = fopen(path, "rb");
@@ -174,7 +179,8 @@ static int io_load(const io_view *w, const char *path) {
   float *buf = NULL;
   io_header h;
   if (fread(&h, 1, sizeof h, f) != sizeof h) {
-    rc = ib_fail(IB_EPROTO, "checkpoint %s: shorter than the %zu-byte header (truncated?)", path, sizeof h);
+    rc = ib_fail(IB_EPROTO, "checkpoint %s: shorter than the %zu-byte header (truncated)%s", path, sizeof h,
+                 TRUNC_HINT);
     goto out;
   }
   if (memcmp(h.magic, "IBNN", 4) != 0) {
@@ -196,8 +202,8 @@ static int io_load(const io_view *w, const char *path) {
   long fsz = ftell(f);
   size_t want = sizeof h + narr * bytes + sizeof(uint32_t);
   if (fsz < 0 || (size_t)fsz != want) {
-    rc = ib_fail(IB_EPROTO, "checkpoint %s: %ld bytes, the header implies %zu (truncated or trailing data)",
-                 path, fsz, want);
+    rc = ib_fail(IB_EPROTO, "checkpoint %s: %ld bytes, the header implies %zu (%s)%s", path, fsz, want,
+                 fsz >= 0 && (size_t)fsz < want ? "truncated" : "trailing data", TRUNC_HINT);
     goto out;
   }
   fseek(f, (long)sizeof h, SEEK_SET);

@@ -157,10 +157,10 @@ static int map_status(grpc_status_code st) {
 static const char *status_hint(grpc_status_code st) {
   switch (st) {
     case GRPC_STATUS_UNAVAILABLE:
-      return "is ibrl-replay running there, is the address right (--shards / IBRL_REPLAY_SHARDS), and does TLS match "
-             "(--tls-roots for a shard started with --tls-cert)?";
+      return "is ibrl-replay running there, is the address in the shard list right, and does TLS match (a shard "
+             "started with --tls-cert needs the client's TLS roots)?";
     case GRPC_STATUS_DEADLINE_EXCEEDED: return "the shard is slow, blocked by its rate limiter, or unreachable; raise the deadline or check the shard";
-    case GRPC_STATUS_UNAUTHENTICATED: return "pass the shard's shared token (--token / IBRL_REPLAY_TOKEN)";
+    case GRPC_STATUS_UNAUTHENTICATED: return "give the client the shared token the shard was started with";
     case GRPC_STATUS_UNIMPLEMENTED: return "the peer is not an ibrl-replay of this protocol version";
     case GRPC_STATUS_RESOURCE_EXHAUSTED: return "a table or the actor registry is full, the rate limiter gave up, or a message is over the size limit";
     default: return "see the server's message";
@@ -237,7 +237,7 @@ int rc_client_open(rc_client **out, const rc_opts *opts) {
   IB_CHECK(out != NULL && opts != NULL);
   *out = NULL;
   if (opts->shards == NULL || opts->shards[0] == '\0')
-    return ib_fail(IB_EINVAL, "no replay shards given HINT: pass --shards host:port[,host:port...] or set IBRL_REPLAY_SHARDS");
+    return ib_fail(IB_EINVAL, "no replay shards given HINT: give the shard list as host:port[,host:port...]");
   /* Parse first, so a bad list creates nothing. */
   char *list = ib_xstrdup(opts->shards);
   char *targets[RC_MAX_SHARDS];
@@ -1524,7 +1524,7 @@ int rc_read(rc_client *c, int i, const char *table, uint64_t start, rc_batch *b,
   IB_CHECK(c != NULL && b != NULL);
   b->n = 0;
   if (i < 0 || i >= c->n)
-    return ib_fail(IB_EINVAL, "replay shard index %d is outside [0, %d) HINT: count the --shards list", i, c->n);
+    return ib_fail(IB_EINVAL, "replay shard index %d is outside [0, %d) HINT: count the shard list", i, c->n);
   if (table == NULL) table = WIRE_TABLE_ONLINE;
   ibrl_ReadRequest req = ibrl_ReadRequest_init_zero;
   if (table[0] == '\0' || strlen(table) >= sizeof req.table)
@@ -1577,7 +1577,7 @@ static void limiter_from(rc_limiter_info *o, const ibrl_RateLimitInfo *l) {
 int rc_info_get(rc_client *c, int i, rc_shard_info *out) {
   IB_CHECK(c != NULL && out != NULL);
   if (i < 0 || i >= c->n)
-    return ib_fail(IB_EINVAL, "replay shard index %d is outside [0, %d) HINT: count the --shards list", i, c->n);
+    return ib_fail(IB_EINVAL, "replay shard index %d is outside [0, %d) HINT: count the shard list", i, c->n);
   ibrl_InfoRequest req = ibrl_InfoRequest_init_zero;
   ibrl_InfoReply *rep = ib_xmalloc(sizeof *rep);
   *rep = (ibrl_InfoReply)ibrl_InfoReply_init_zero;
@@ -1640,7 +1640,7 @@ int rc_info_get(rc_client *c, int i, rc_shard_info *out) {
 int rc_checkpoint(rc_client *c, int i, rc_checkpoint_info *out) {
   IB_CHECK(c != NULL);
   if (i < 0 || i >= c->n)
-    return ib_fail(IB_EINVAL, "replay shard index %d is outside [0, %d) HINT: count the --shards list", i, c->n);
+    return ib_fail(IB_EINVAL, "replay shard index %d is outside [0, %d) HINT: count the shard list", i, c->n);
   ibrl_CheckpointRequest req = ibrl_CheckpointRequest_init_zero;
   ibrl_CheckpointReply rep = ibrl_CheckpointReply_init_zero;
   /* A checkpoint of a big table takes a while: allow 10x the normal deadline. */
@@ -1657,7 +1657,7 @@ int rc_checkpoint(rc_client *c, int i, rc_checkpoint_info *out) {
 int rc_ratelimit(rc_client *c, int i, rc_limit_op op, const rc_limiter_info *set, rc_limiter_info *out) {
   IB_CHECK(c != NULL);
   if (i < 0 || i >= c->n)
-    return ib_fail(IB_EINVAL, "replay shard index %d is outside [0, %d) HINT: count the --shards list", i, c->n);
+    return ib_fail(IB_EINVAL, "replay shard index %d is outside [0, %d) HINT: count the shard list", i, c->n);
   ibrl_RateLimitRequest req = ibrl_RateLimitRequest_init_zero;
   req.op = (ibrl_RateLimitRequest_Op)op;
   if (op == RC_LIMIT_SET) {
@@ -1677,7 +1677,7 @@ int rc_health(rc_client *c, int i, const char *service, int *serving) {
   IB_CHECK(c != NULL && serving != NULL);
   *serving = 0;
   if (i < 0 || i >= c->n)
-    return ib_fail(IB_EINVAL, "replay shard index %d is outside [0, %d) HINT: count the --shards list", i, c->n);
+    return ib_fail(IB_EINVAL, "replay shard index %d is outside [0, %d) HINT: count the shard list", i, c->n);
   grpc_health_v1_HealthCheckRequest req = grpc_health_v1_HealthCheckRequest_init_zero;
   if (service != NULL) {
     if (strlen(service) >= sizeof req.service)

@@ -24,6 +24,8 @@ matmul=""   # empty: the preset's (fp32; auto for paper-state)
 eval_episodes=50
 build_dir=$ROOT/build
 do_build=1
+# The tasks the binaries know (actor/env/env.c's table; tests/deploy/run_flags.sh keeps the two equal).
+tasks="nav2d nav2d-hard metaworld/assembly metaworld/boxclose metaworld/coffeepush metaworld/stickpull"
 
 usage() {
   cat <<EOF
@@ -31,7 +33,8 @@ usage: bash deploy/local/run.sh [flags]
 The ibrl main job on this host: generates demos and trains the IL policy on the task, then runs
 --shards replay shards, --actors actors (+ 1 evaluator) and an MPI learner group of --ranks ranks
 for --minutes, shows live progress, and ends with BC vs IBRL success and a learning curve.
-  --task T         task (nav2d, nav2d-hard, metaworld/<name>) [$task]
+  --task T         task [$task], one of:
+                   $tasks
   --actors N       actor processes, 1..64 [$actors]
   --shards N       replay shards, 1..16 [$shards]
   --ranks N        MPI learner ranks (must divide the preset's batch) [$ranks]
@@ -49,7 +52,9 @@ for --minutes, shows live progress, and ends with BC vs IBRL success and a learn
   --build-dir DIR  CMake build directory [build]
   --no-build       use the binaries already in --build-dir
   --help           this text
-Exit codes: 0 done, 1 a process failed, 2 bad flags.
+Exit codes: 0 done, 1 a process (or the install or build) failed, 2 bad flags or setup (an
+unknown task, a count out of range, --no-build without the binaries); flags are checked before
+anything is installed or built.
 EOF
 }
 
@@ -81,6 +86,7 @@ while [ $# -gt 0 ]; do
     *) bad "unknown flag '$1'" ;;
   esac
 done
+case " $tasks " in *" $task "*) ;; *) bad "--task '$task' is not a known task (HINT: one of: $tasks)" ;; esac
 is_int "$actors" && [ "$actors" -ge 1 ] && [ "$actors" -le 64 ] || bad "--actors '$actors' is not an integer in [1, 64]"
 is_int "$shards" && [ "$shards" -ge 1 ] && [ "$shards" -le 16 ] || bad "--shards '$shards' is not an integer in [1, 16]"
 is_int "$ranks" && [ "$ranks" -ge 1 ] && [ "$ranks" -le 64 ] || bad "--ranks '$ranks' is not an integer in [1, 64]"
@@ -118,7 +124,11 @@ if [ "$do_build" -eq 1 ]; then
     { tail -n 30 "${TMPDIR:-/tmp}/ibrl-run-build.log" >&2; echo "$prog: build failed" >&2; exit 1; }
 fi
 for t in $targets; do
-  [ -x "$B/$t" ] || { echo "$prog: $B/$t is missing (HINT: drop --no-build, or pass the right --build-dir)" >&2; exit 1; }
+  [ -x "$B/$t" ] && continue
+  # Without --no-build the build just made them: a missing one is a failed build (1).
+  [ "$do_build" -eq 0 ] || { echo "$prog: $B/$t is missing after the build" >&2; exit 1; }
+  echo "$prog: $B/$t is missing (HINT: drop --no-build, or pass the right --build-dir)" >&2
+  exit 2
 done
 
 mkdir -p "$out/logs"

@@ -235,7 +235,8 @@ static int setup_clients(lrun *L) {
 /* Everything that needs only local files and settings, checked before any replay is
  * contacted (a missing --il must not wait --wait seconds for an unreachable replay first):
  * the method, the IL policy (loaded here; its dims are checked against the replay's in
- * setup_agent) and, for a fresh run, that --out does not already hold one. */
+ * setup_agent) and, for a fresh run, that --out does not already hold one and can be created
+ * and written (rank 0 creates it here). */
 static int setup_local(lrun *L) {
   const tcfg *c = &L->tc;
   int rc;
@@ -255,6 +256,19 @@ static int setup_local(lrun *L) {
   if (!L->o->resume && L->rank == 0 && file_exists(state_path))
     return ib_fail(IB_ESTATE, "%s already holds a learner run (HINT: add --resume to continue it, or choose another --out)",
                    L->tc.out);
+  /* A fresh run's directory must be creatable and writable before the replay is contacted (as
+   * ibrl-train and the evaluator check theirs): create it now and write a probe file there. */
+  if (!L->o->resume && L->rank == 0) {
+    if ((rc = mkdir_p(L->tc.out)) != IB_OK) return rc;
+    char probe[TCFG_STR + 64];
+    snprintf(probe, sizeof probe, "%s/.ibrl-learner-probe.%ld", L->tc.out, (long)getpid());
+    FILE *f = fopen(probe, "w");
+    if (!f)
+      return ib_fail(IB_EIO, "--out %s: cannot create a file in it: %s (HINT: give a run directory this user can "
+                     "write to)", L->tc.out, strerror(errno));
+    fclose(f);
+    unlink(probe);
+  }
   return IB_OK;
 }
 
@@ -484,9 +498,14 @@ static int sample_share(lrun *L, int stop_pending) {
     /* Rate limiter blocking, a shard restarting, an empty replay: wait and retry. */
     int transient = rc == IB_ETIMEDOUT || rc == IB_EFULL || rc == IB_EUNAVAIL || rc == IB_ESTATE;
     double waited = ib_now_s() - t0;
-    if (!transient || waited > L->o->wait_s)
+    /* One HINT per message: the client's own (a refused token, an empty replay, a shard that is
+     * down) when it gave one, else ours about the wait. */
+    if (!transient || waited > L->o->wait_s) {
+      if (strstr(ib_errmsg(), "HINT") != NULL)
+        return ib_fail(rc, "rank %d: no batch from the replay for %.1f s (--wait): %s", L->rank, waited, ib_errmsg());
       return ib_fail(rc, "rank %d: no batch from the replay for %.1f s: %s (HINT: are the actors inserting? is the "
                      "samples-per-insert limit reachable? raise --wait for slow starts)", L->rank, waited, ib_errmsg());
+    }
     if (!warned && waited > 2.0) {
       log_warn("rank %d: replay not giving batches (%s); waiting (rate limiter or empty tables)", L->rank, ib_errmsg());
       warned = 1;

@@ -142,6 +142,33 @@ static int on_path(const char *name) {
   return 0;
 }
 
+/* 1 if some data row of metrics.csv has a number in a plotted column (5..8: eval success, train
+ * success, the two IL-win ratios), else 0 (no rows, or only "nan"/empty cells, as a learner
+ * that made no update or an evaluator that never evaluated leaves). gnuplot fails on such a file
+ * ("x range is invalid"). A file that cannot be read counts as plottable: gnuplot names it. */
+static int has_points(const char *csv) {
+  FILE *f = fopen(csv, "r");
+  if (!f) return 1;
+  char line[4096];
+  int found = 0;
+  if (fgets(line, sizeof line, f) != NULL) { /* skip the header */
+    while (!found && fgets(line, sizeof line, f) != NULL) {
+      const char *c = line;
+      for (int col = 1; col <= 8 && c != NULL; col++) {
+        if (col >= 5) {
+          char *end;
+          double v = strtod(c, &end);
+          if (end != c && isfinite(v)) found = 1;
+        }
+        c = strchr(c, ',');
+        if (c) c++;
+      }
+    }
+  }
+  fclose(f);
+  return found;
+}
+
 int runlog_plot(const char *run_dir) {
   if (!on_path("gnuplot"))
     return ib_fail(IB_EUNAVAIL, "gnuplot not found: no curve.png (HINT: apt-get install gnuplot-nox, then run ibrl-plot %s)",
@@ -150,6 +177,8 @@ int runlog_plot(const char *run_dir) {
   join(gp, sizeof gp, run_dir, "curve.gp");
   join(png, sizeof png, run_dir, "curve.png");
   join(csv, sizeof csv, run_dir, "metrics.csv");
+  if (!has_points(csv))
+    return ib_fail(RUNLOG_PLOT_EMPTY, "no curve.png: %s has no evaluation or training success to plot yet", csv);
   FILE *f = fopen(gp, "w");
   if (!f) return ib_fail(IB_EIO, "cannot write %s: %s", gp, strerror(errno));
   /* Column numbers follow RUNLOG_HEADER. Paths are quoted for gnuplot; run directories with a

@@ -51,9 +51,14 @@ int runlog_append(const char *run_dir, const runlog_row *row);
 int runlog_truncate(const char *run_dir, long max_env_steps);
 /* Writes run_dir/summary.json atomically. NAN values are written as null. */
 int runlog_summary_write(const char *run_dir, const runlog_summary *s);
+/* runlog_plot's "nothing to plot" result: positive, not an error. */
+#define RUNLOG_PLOT_EMPTY 1
+
 /* Writes run_dir/curve.png with gnuplot (eval and train success vs env steps, IL-win ratios).
- * Returns IB_OK, or IB_EUNAVAIL with a note when gnuplot is not installed (callers log it and
- * go on), or IB_EIO if gnuplot failed. */
+ * Returns IB_OK; RUNLOG_PLOT_EMPTY with a one-line note (ib_errmsg) when metrics.csv has no
+ * value to plot (a run with no update or no evaluation): nothing is drawn and callers log the
+ * note as information; IB_EUNAVAIL with a note when gnuplot is not installed (callers log it
+ * and go on), or IB_EIO if gnuplot failed. */
 int runlog_plot(const char *run_dir);
 
 #endif /* IB_RUNLOG_H */

@@ -337,14 +337,26 @@ static int setup(trainer *t, int resume) {
     return IB_OK;
   }
 
+  /* Replay tables the machine cannot hold are a setting to fix: refuse them now, before the run
+   * directory appears, instead of aborting in store_create ("out of memory", SIGABRT). */
+  store_spec specs[2];
+  uint64_t demo_cap = (uint64_t)IB_MAX(t->demos.total_steps, 1);
+  store_specs_default(specs, t->obs_dim, t->act_dim, demo_cap, (uint64_t)c->replay_capacity);
+  int by_rlimit = 0;
+  uint64_t need = store_spec_bytes(&specs[0], NULL) + store_spec_bytes(&specs[1], NULL);
+  uint64_t have = ib_mem_limit(&by_rlimit);
+  if (have != 0 && need > have) {
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    return ib_fail(IB_EINVAL, "--replay %ld: the replay tables need %.1f GiB, this machine has %.1f GiB%s (HINT: lower "
+                   "--replay)", c->replay_capacity, (double)need / gib, (double)have / gib,
+                   by_rlimit ? " under this process's address-space limit (ulimit -v)" : "");
+  }
+
   /* Only now, with the task, IL policy and demos checked, does the run directory appear. */
   if (!resume && mkdir_p(c->out) != 0)
     return ib_fail(IB_EIO, "cannot create run directory %s: %s (HINT: is the path writable?)", c->out, strerror(errno));
 
-  /* Replay: demo table + online table, restored on resume. */
-  store_spec specs[2];
-  uint64_t demo_cap = (uint64_t)IB_MAX(t->demos.total_steps, 1);
-  store_specs_default(specs, t->obs_dim, t->act_dim, demo_cap, (uint64_t)c->replay_capacity);
+  /* Replay: demo table + online table (specs above), restored on resume. */
   if ((rc = store_create(&t->st, specs, 2, NULL)) != IB_OK) return rc;
   char rdir[TCFG_STR + 64];
   path_join(rdir, sizeof rdir, c->out, "replay");
@@ -654,7 +666,8 @@ summary:;
   sm.seed = (unsigned long long)c->seed;
   if ((rc = runlog_summary_write(c->out, &sm)) != IB_OK) return rc;
   rc = runlog_plot(c->out);
-  if (rc != IB_OK) log_warn("%s", ib_errmsg());
+  if (rc == RUNLOG_PLOT_EMPTY) log_info("%s", ib_errmsg());
+  else if (rc != IB_OK) log_warn("%s", ib_errmsg());
   if (!c->quiet)
     log_info("done: %s on %s, %ld env steps, final eval success %.2f (IL alone %.2f), %.0f s", sm.method, sm.task,
              sm.env_steps, sm.final_eval_success, sm.il_eval_success, sm.wall_s);

@@ -31,6 +31,7 @@
 #include "ib.h"
 #include "log.h"
 #include "rsrv.h"
+#include "store.h"
 
 enum {
   O_PORT = 0, O_BIND, O_SHARD, O_OBS, O_ACT, O_ONCAP, O_DEMOCAP, O_SPI, O_EBUF, O_MINSIZE, O_CKDIR,
@@ -82,7 +83,8 @@ static void usage(FILE *f) {
           "                         about (capacity x (2 obs + act + 2, rounded up to 16) x 4 + 22) bytes\n"
           "                         per table from the first second, plus about 1.6 MB per table for the\n"
           "                         registry of up to 4096 actor ids; tables of 8 MiB or more ask for\n"
-          "                         transparent huge pages)\n"
+          "                         transparent huge pages; tables larger than the machine's memory, or\n"
+          "                         than ulimit -v, are refused at start)\n"
           "  --samples-per-insert X rate limiter ratio (UTD x batch); 0 = no ratio [0]\n"
           "  --error-buffer X       allowed drift of the ratio; 0 = max(1, spi) * 1000 [0]\n"
           "  --min-size N           online items before sampling may start [0]\n"
@@ -106,9 +108,9 @@ static void usage(FILE *f) {
           "  --help                 this text\n"
           "Runs until SIGTERM / SIGINT (then: drains, writes a final checkpoint with --ckpt-dir, exit 0).\n"
           "Exit codes: 0 stopped cleanly, 1 the final checkpoint failed, 2 bad flags or setup (a bad value\n"
-          "or variable, a non-loopback --bind without --token, a missing or non-PEM TLS file, a port in use, a\n"
-          "--ckpt-dir that is not a directory or not writable, a checkpoint that is corrupt, truncated or of\n"
-          "other dims); setup is checked before the shard serves.\n");
+          "or variable, tables larger than memory, a non-loopback --bind without --token, a missing or non-PEM\n"
+          "TLS file, a port in use, a --ckpt-dir that is not a directory or not writable, a checkpoint that\n"
+          "is corrupt, truncated or of other dims); setup is checked before the shard serves.\n");
 }
 
 typedef struct args {
@@ -152,6 +154,26 @@ static int pem_check(const char *flag, const char *path, const char *marker, con
   if (found) return 0;
   fprintf(stderr, "ibrl-replay: --%s '%s' holds no PEM %s (no line with '%s') HINT: give the PEM file of the "
                   "shard's %s\n", flag, path, what, marker, what);
+  return -1;
+}
+
+/* Refuses tables this machine cannot hold: store_create preallocates and touches both of them,
+ * and running out of memory there aborts ("out of memory allocating N bytes", SIGABRT) instead of
+ * a usage error. Counts what store_create allocates (store_spec_bytes) against the physical
+ * memory, or a smaller RLIMIT_AS. Returns 0, or -1 after printing why. */
+static int mem_check(const rsrv_config *c) {
+  store_spec specs[2];
+  store_specs_default(specs, c->obs_dim, c->act_dim, c->demo_capacity, c->online_capacity);
+  uint64_t need = store_spec_bytes(&specs[0], NULL) + store_spec_bytes(&specs[1], NULL);
+  int by_rlimit = 0;
+  uint64_t have = ib_mem_limit(&by_rlimit);
+  if (have == 0 || need <= have) return 0;
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  fprintf(stderr, "ibrl-replay: --online-capacity %llu (and --demo-capacity %llu, obs-dim %d, act-dim %d): the tables "
+                  "need %.1f GiB, this machine has %.1f GiB%s (HINT: lower --online-capacity / --demo-capacity, or run "
+                  "more shards)\n", (unsigned long long)c->online_capacity, (unsigned long long)c->demo_capacity,
+          c->obs_dim, c->act_dim, (double)need / gib, (double)have / gib,
+          by_rlimit ? " under this process's address-space limit (ulimit -v)" : "");
   return -1;
 }
 
@@ -251,6 +273,7 @@ int main(int argc, char **argv) {
                     "the action chunk size k*a of the task\n");
     return 2;
   }
+  if (mem_check(&a.cfg) != 0) return 2;
   if (a.cfg.ckpt_dir != NULL && ckpt_dir_probe(a.cfg.ckpt_dir) != 0) return 2;
   if (pem_check("tls-cert", a.cfg.tls_cert, "-----BEGIN CERTIFICATE-----", "certificate") != 0 ||
       pem_check("tls-key", a.cfg.tls_key, "PRIVATE KEY-----", "private key") != 0)

@@ -144,6 +144,19 @@ void store_specs_default(store_spec out[2], int obs_dim, int act_dim, uint64_t d
   out[1].kind = STORE_ONLINE;
 }
 
+/* Floats per record: obs, action, next_obs, reward, discount, rounded up to 16 (64 bytes). */
+static uint32_t row_stride(int obs_dim, int act_dim) {
+  uint32_t raw = 2u * (uint32_t)obs_dim + (uint32_t)act_dim + 2u;
+  return (raw + 15u) / 16u * 16u;
+}
+
+/* What store_create preallocates for one table: the record arena, the per-slot metadata
+ * (proposer, flags, actor_id, seq, weight version) and the actor registry. */
+static uint64_t table_bytes(uint64_t cap, uint32_t stride, uint32_t actor_cap) {
+  return cap * ((uint64_t)stride * sizeof(float) + 2 + sizeof(uint32_t) + 2 * sizeof(uint64_t)) +
+         (uint64_t)actor_cap * sizeof(store__actor);
+}
+
 static int spec_check(const store_spec *sp, int i) {
   size_t len = strnlen(sp->name, STORE_NAME_MAX);
   if (len == 0 || len == STORE_NAME_MAX)
@@ -176,6 +189,12 @@ static uint32_t pow2_at_least(uint32_t x) {
   uint32_t p = 1;
   while (p < x) p <<= 1;
   return p;
+}
+
+uint64_t store_spec_bytes(const store_spec *sp, const store_config *cfg) {
+  IB_CHECK(sp != NULL);
+  uint32_t max_actors = cfg != NULL && cfg->max_actors != 0 ? cfg->max_actors : 4096;
+  return table_bytes(sp->capacity, row_stride(sp->obs_dim, sp->act_dim), pow2_at_least(2u * max_actors));
 }
 
 int store_create(store **out, const store_spec *specs, int n, const store_config *cfg) {
@@ -228,7 +247,7 @@ int store_create(store **out, const store_spec *specs, int n, const store_config
     tb->idx = i;
     uint64_t cap = tb->spec.capacity;
     uint32_t raw = 2u * (uint32_t)tb->spec.obs_dim + (uint32_t)tb->spec.act_dim + 2u;
-    tb->stride = (raw + 15u) / 16u * 16u;
+    tb->stride = row_stride(tb->spec.obs_dim, tb->spec.act_dim);
     tb->meta_off = tb->stride - raw >= STORE__META_FLOATS ? raw : 0;
     tb->rec = arena_alloc((size_t)cap * tb->stride * sizeof(float));
     tb->proposer = meta_alloc(cap, 1);
@@ -1047,8 +1066,7 @@ void store_table_info_get(store *s, int t, store_table_info *out) {
   out->spec = tb->spec;
   out->size = tb->size;
   uint64_t cap = tb->spec.capacity;
-  out->bytes = cap * (tb->stride * sizeof(float) + 2 + sizeof(uint32_t) + 2 * sizeof(uint64_t)) +
-               (uint64_t)tb->actor_cap * sizeof(store__actor);
+  out->bytes = table_bytes(cap, tb->stride, tb->actor_cap);
   out->total_inserts = tb->total_inserts;
   out->total_evicted = tb->total_evicted;
   out->duplicates = tb->duplicates;

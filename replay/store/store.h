@@ -202,6 +202,12 @@ void store_destroy(store *s);
 void store_specs_default(store_spec out[2], int obs_dim, int act_dim, uint64_t demo_capacity,
                          uint64_t online_capacity);
 
+/* The bytes store_create would preallocate for a table of spec `sp` under `cfg` (NULL for the
+ * defaults), the same figure store_table_info reports as `bytes`; the per-insert scratch buffers
+ * (a few hundred KB) are not counted. Pure arithmetic: lets a caller refuse a capacity the
+ * machine cannot hold (store_create aborts when memory runs out). The spec is not validated. */
+uint64_t store_spec_bytes(const store_spec *sp, const store_config *cfg);
+
 /* ---- tables ---- */
 
 int store_table_count(const store *s);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "env.h"
 #include "ib.h"
 #include "rng.h"
@@ -73,12 +74,14 @@ int bench_envs(int argc, char **argv) {
   };
   int c;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     char *end = NULL;
     long v = 0;
     if (c == 's' || c == 'm' || c == 'r') v = strtol(optarg, &end, 10);
-    if ((c == 's' || c == 'm' || c == 'r') && (*end || v <= 0)) {
-      fprintf(stderr, "ibrl-bench envs: '%s' is not a positive integer\n", optarg);
+    if ((c == 's' || c == 'm' || c == 'r') && (*end || *optarg == '\0' || v <= 0)) {
+      fprintf(stderr, "ibrl-bench envs: --%s '%s' is not a positive integer\n",
+              c == 's' ? "steps" : c == 'm' ? "mw-steps" : "repeats", optarg);
       return 2;
     }
     switch (c) {
@@ -87,7 +90,12 @@ int bench_envs(int argc, char **argv) {
     case 'm': mw_steps = v; break;
     case 'r': repeats = v; break;
     case 'h': usage(stdout); return 0;
-    default: usage(stderr); return 2;
+    default: {
+      char why[256];
+      fprintf(stderr, "ibrl-bench envs: %s (HINT: ibrl-bench envs --help lists the flags)\n",
+              cli_bad_option_msg(why, sizeof why, c, argv[optind - 1], opts));
+      return 2;
+    }
     }
   }
   if (optind < argc) {

@@ -18,6 +18,7 @@
 
 #include <cblas.h>
 
+#include "cli.h"
 #include "ib.h"
 #include "nn.h"
 #include "nn_amx.h"
@@ -117,7 +118,8 @@ int bench_gemm(int argc, char **argv) {
       {NULL, 0, NULL, 0}};
   int c;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "r:o:h", opts, NULL)) != -1) {
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":r:o:h", opts, NULL)) != -1) {
     switch (c) {
       case 'r': {
         char *end;
@@ -131,7 +133,12 @@ int bench_gemm(int argc, char **argv) {
       }
       case 'o': only = optarg; break;
       case 'h': usage(stdout); return 0;
-      default: usage(stderr); return 2;
+      default: {
+        char why[256];
+        fprintf(stderr, "ibrl-bench gemm: %s (HINT: ibrl-bench gemm --help lists the flags)\n",
+                cli_bad_option_msg(why, sizeof why, c, argv[optind - 1], opts));
+        return 2;
+      }
     }
   }
   if (optind < argc) {

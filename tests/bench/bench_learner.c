@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "cli.h"
 #include "ib.h"
 #include "nn.h"
 
@@ -105,8 +106,9 @@ static int bl_parse(bl_opts *o, int argc, char **argv) {
       {"matmul", required_argument, NULL, 'm'},  {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   optind = 1;
+  opterr = 0;
   int c;
-  while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
     switch (c) {
     case 'p':
       if (strcmp(optarg, "paper-state") != 0) {
@@ -147,7 +149,12 @@ static int bl_parse(bl_opts *o, int argc, char **argv) {
       break;
     }
     case 'h': bl_usage(stdout); return 1;
-    default: bl_usage(stderr); return 2;
+    default: {
+      char why[256];
+      fprintf(stderr, "ibrl-bench learner: %s (HINT: ibrl-bench learner --help lists the flags)\n",
+              cli_bad_option_msg(why, sizeof why, c, argv[optind - 1], longopts));
+      return 2;
+    }
     }
   }
   if (optind < argc) {

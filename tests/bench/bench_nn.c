@@ -20,6 +20,7 @@
 
 #include <cblas.h>
 
+#include "cli.h"
 #include "ib.h"
 #include "nn.h"
 #include "rng.h"
@@ -217,7 +218,8 @@ int bench_nn(int argc, char **argv) {
   nn_matmul matmul = NN_MATMUL_FP32;
   char *end;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "t:r:b:m:jh", opts, NULL)) != -1) {
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":t:r:b:m:jh", opts, NULL)) != -1) {
     switch (c) {
       case 't': {
         nthreads = 0;
@@ -259,7 +261,12 @@ int bench_nn(int argc, char **argv) {
         }
         break;
       case 'h': usage(stdout); return 0;
-      default: usage(stderr); return 2;
+      default: {
+        char why[256];
+        fprintf(stderr, "ibrl-bench nn: %s (HINT: ibrl-bench nn --help lists the flags)\n",
+                cli_bad_option_msg(why, sizeof why, c, argv[optind - 1], opts));
+        return 2;
+      }
     }
   }
   if (optind < argc) {

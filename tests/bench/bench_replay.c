@@ -70,6 +70,7 @@
 #include <grpc/grpc.h>
 #include <grpc/support/alloc.h>
 
+#include "cli.h"
 #include "ib.h"
 #include "itemcodec.h"
 #include "replay_client.h"
@@ -750,8 +751,9 @@ int bench_replay(int argc, char **argv) {
                                      {"replay-bin", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
                                      {NULL, 0, NULL, 0}};
   optind = 1;
+  opterr = 0;
   int ch, li = 0;
-  while ((ch = getopt_long(argc, argv, "", lo, &li)) != -1) {
+  while ((ch = getopt_long(argc, argv, ":", lo, &li)) != -1) {
     char *end = NULL;
     int bad = 0;
     switch (ch) {
@@ -773,7 +775,12 @@ int bench_replay(int argc, char **argv) {
         bad = cfg.only == -2;
         break;
       case 'h': usage(stdout); return 0;
-      default: usage(stderr); return 2;
+      default: {
+        char why[256];
+        fprintf(stderr, "ibrl-bench replay: %s (HINT: ibrl-bench replay --help lists the flags)\n",
+                cli_bad_option_msg(why, sizeof why, ch, argv[optind - 1], lo));
+        return 2;
+      }
     }
     if (bad || (end != NULL && end == optarg)) {
       fprintf(stderr, "ibrl-bench replay: --%s '%s' is not a valid value (see --help)\n", lo[li].name, optarg);
@@ -788,7 +795,7 @@ int bench_replay(int argc, char **argv) {
   if (cfg.replay_bin == NULL) {
     ssize_t n = readlink("/proc/self/exe", default_bin, sizeof default_bin - 16);
     if (n <= 0) {
-      fprintf(stderr, "ibrl-bench replay: cannot find my own path HINT: pass --replay-bin\n");
+      fprintf(stderr, "ibrl-bench replay: cannot find my own path (HINT: pass --replay-bin)\n");
       return 2;
     }
     default_bin[n] = '\0';
@@ -797,7 +804,7 @@ int bench_replay(int argc, char **argv) {
     cfg.replay_bin = default_bin;
   }
   if (access(cfg.replay_bin, X_OK) != 0) {
-    fprintf(stderr, "ibrl-bench replay: '%s' is not an executable HINT: build ibrl-replay or pass --replay-bin\n",
+    fprintf(stderr, "ibrl-bench replay: '%s' is not an executable (HINT: build ibrl-replay or pass --replay-bin)\n",
             cfg.replay_bin);
     return 2;
   }

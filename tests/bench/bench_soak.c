@@ -291,10 +291,13 @@ static int soak_flag(soak_cfg *c, int id, const char *v) {
 static int soak_parse(soak_cfg *c, int argc, char **argv) {
   int id, bad = 0;
   optind = 1;
-  while ((id = getopt_long(argc, argv, "h", soak_opts, NULL)) != -1) {
+  opterr = 0;
+  while ((id = getopt_long(argc, argv, ":h", soak_opts, NULL)) != -1) {
     if (id == F_HELP || id == 'h') return CLI_HELP;
-    if (id == '?') {
-      fprintf(stderr, "ibrl-bench soak: bad flag (see ibrl-bench soak --help)\n");
+    if (id == '?' || id == ':') {
+      char why[256];
+      fprintf(stderr, "ibrl-bench soak: %s (HINT: ibrl-bench soak --help lists the flags)\n",
+              cli_bad_option_msg(why, sizeof why, id, argv[optind - 1], soak_opts));
       return CLI_BAD;
     }
     bad |= soak_flag(c, id, optarg) != 0;

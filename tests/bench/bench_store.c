@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cli.h"
 #include "ib.h"
 #include "store_bench.h"
 
@@ -76,7 +77,8 @@ int bench_store(int argc, char **argv) {
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   int c, bad = 0;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     switch (c) {
     case 'w':
       what = optarg;
@@ -129,9 +131,12 @@ int bench_store(int argc, char **argv) {
     case 'h':
       usage(stdout);
       return 0;
-    default:
-      usage(stderr);
+    default: {
+      char why[256];
+      fprintf(stderr, "ibrl-bench store: %s (HINT: ibrl-bench store --help lists the flags)\n",
+              cli_bad_option_msg(why, sizeof why, c, argv[optind - 1], opts));
       return 2;
+    }
     }
   }
   if (optind < argc) {
@@ -158,6 +163,20 @@ int bench_store(int argc, char **argv) {
                     "end before the next checkpoint starts)\n", (unsigned long long)window_ms,
             (unsigned long long)period_ms);
     return 2;
+  }
+  /* --dir is setup: check it before any part runs (a bad one used to fail only after the gather
+   * part, with exit 1). Created here if missing; its parent must exist. */
+  if (do_persist || do_acks) {
+    struct stat st;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+      fprintf(stderr, "ibrl-bench store: cannot create --dir '%s': %s (HINT: give a writable scratch directory "
+                      "whose parent exists)\n", dir, strerror(errno));
+      return 2;
+    }
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+      fprintf(stderr, "ibrl-bench store: --dir '%s' is not a directory (HINT: give an empty scratch directory)\n", dir);
+      return 2;
+    }
   }
 
   if (do_gather) {

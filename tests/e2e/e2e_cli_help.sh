@@ -34,6 +34,27 @@ has "ibrl-train --help: critic defaults" "critic hidden width (default 256); --c
 has "ibrl-bench nn --help: --matmul auto" "or auto (bf16x3 with AMX-BF16, else fp32)" "$B/ibrl-bench" nn --help
 refuses "ibrl-bench e2e --ranks x names the flag" 2 "--ranks 'x' is not an integer in [1, 16]" "$B/ibrl-bench" e2e --ranks x
 refuses "ibrl-bench e2e --calls=5 names the flag" 2 "--calls '5' is not an integer in [10, 10000000]" "$B/ibrl-bench" e2e --calls=5
+# ibrl-bench subcommands: one message naming the flag (no glibc "envs: unrecognized option" line
+# before the usage text), a refused number names its flag, a --dir that cannot be created is a
+# setup error (2, before any part runs), and every HINT has the "(HINT: ...)" form.
+only_line() { # only_line "what" CODE "text" CMD...: as refuses, and the output is that one line
+  local what=$1 code=$2 text=$3 out rc=0
+  shift 3
+  out=$("$@" 2>&1) || rc=$?
+  if [ "$rc" -eq "$code" ] && [ "$(wc -l <<<"$out")" -eq 1 ] && grep -qF -- "$text" <<<"$out"; then ok "$what (exit $rc)"
+  else bad "$what: exit $rc (want $code), want one line with '$text', output: $out"; fi
+}
+only_line "ibrl-bench envs --steps -1 names the flag" 2 "ibrl-bench envs: --steps '-1' is not a positive integer" \
+  "$B/ibrl-bench" envs --steps -1
+for sub in envs nn gemm learner replay store soak; do
+  only_line "ibrl-bench $sub --bogus: one message" 2 "ibrl-bench $sub: unknown option '--bogus' (HINT: ibrl-bench $sub --help" \
+    "$B/ibrl-bench" "$sub" --bogus
+done
+only_line "ibrl-bench nn --reps without a value" 2 "ibrl-bench nn: missing value for option '--reps'" "$B/ibrl-bench" nn --reps
+only_line "ibrl-bench store --dir that cannot be created" 2 "cannot create --dir '/nonexistent/x'" "$B/ibrl-bench" store \
+  --what persist --dir /nonexistent/x
+refuses "ibrl-bench replay: a --replay-bin that is no executable, (HINT: ...) form" 2 \
+  "is not an executable (HINT: build ibrl-replay or pass --replay-bin)" "$B/ibrl-bench" replay --replay-bin /nonexistent
 refuses "ibrl-actor --quiet=1: takes no value" 2 "option '--quiet' takes no value" "$B/ibrl-actor" --replay 127.0.0.1:1 --quiet=1
 refuses "ibrl-replay --insecure=1: takes no value" 2 "option '--insecure' takes no value" "$B/ibrl-replay" --obs-dim 3 \
   --act-dim 2 --insecure=1

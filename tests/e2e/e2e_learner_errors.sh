@@ -42,3 +42,21 @@ if grep -q -- "--chunk" <<<"$("$L" --replay "$P" --method rlpd --task nav2d --ou
 else
   check "the dims HINT names no --chunk flag" true
 fi
+
+# An --out that cannot be created, or holds no writable place, is a setup error (2) found before
+# the replay is contacted, as ibrl-train's (it exited 1 after reaching the replay; here the replay
+# is unreachable, so the old order waited --wait first).
+NO_HINT_WORDS="reachable" expect_one_hint "--out that cannot be created" 2 "cannot create /proc/lr" "$L" \
+  --replay 127.0.0.1:1 --method rlpd --out /proc/lr --wait 3
+if [ "$(id -u)" -eq 0 ]; then RO=/proc/sys; else RO=$W/ro && mkdir -p "$RO" && chmod 0555 "$RO"; fi
+NO_HINT_WORDS="reachable" expect_one_hint "--out where no file can be created" 2 "--out $RO: cannot create a file in it" \
+  "$L" --replay 127.0.0.1:1 --method rlpd --out "$RO" --wait 3
+
+# A learner that got no batch: one HINT (the client's about the empty replay; it appended its own
+# second one), and no curve for 0 updates, said in one note (it logged "gnuplot failed").
+out=$("$L" --replay "$P" --method rlpd --obs-dim 5 --act-dim 2 --out "$W/d5" --wait 1 2>&1) || true
+NO_HINT_WORDS="" expect_one_hint "no batch from an empty replay" 1 "no batch from the replay" "$L" --replay "$P" \
+  --method rlpd --obs-dim 5 --act-dim 2 --out "$W/d6" --wait 1
+check "0 updates: no gnuplot failure" bash -c '! grep -q "gnuplot failed" <<<"$1"' _ "$out"
+check "0 updates: one note, no curve.png" bash -c 'grep -q "no curve.png: " <<<"$1" && [ ! -e "$2/curve.png" ]' _ "$out" \
+  "$W/d5"

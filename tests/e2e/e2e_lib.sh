@@ -55,6 +55,26 @@ expect_exit() {
   fi
 }
 
+# As expect_exit, and the last output line holding TEXT (the error) has exactly one "HINT" and
+# none of the words in $NO_HINT_WORDS (space separated; e.g. a flag this binary does not have).
+expect_one_hint() {
+  local what=$1 code=$2 text=$3
+  shift 3
+  local out rc=0 line n w bad=""
+  out=$("$@" 2>&1) || rc=$?
+  line=$(grep -- "$text" <<<"$out" | tail -n 1 || true)
+  n=$(grep -o HINT <<<"$line" | wc -l || true)
+  for w in ${NO_HINT_WORDS:-}; do
+    if grep -qF -- "$w" <<<"$line"; then bad="$bad $w"; fi
+  done
+  if [ "$rc" -eq "$code" ] && [ -n "$line" ] && [ "$n" -eq 1 ] && [ -z "$bad" ]; then
+    echo "ok   $what (exit $rc, one HINT)"
+  else
+    echo "FAIL $what: exit $rc (want $code), $n HINTs (want 1)${bad:+, names$bad}, line: ${line:-none}; output: $out"
+    FAILS=$((FAILS + 1))
+  fi
+}
+
 e2e_il() {
   "$B/ibrl-demos" generate --task nav2d --episodes 5 --noise 0.3 --seed 1 --out "$W/demos.hdf5" --quiet >"$IBC_LOGS/demos.log" 2>&1
   "$B/ibrl-il" train --demos "$W/demos.hdf5" --task nav2d --arch bc --chunk 1 --n-stack 1 --preset nav2d-quick --steps 200 \

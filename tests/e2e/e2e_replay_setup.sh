@@ -6,7 +6,8 @@
 # before: only "cannot listen", read as a port in use), and so is a key that does not match the
 # certificate (red before, same message); SIGTERM writes a final checkpoint that a
 # restart restores (sizes equal); a flipped byte in that checkpoint is refused (exit 2, CRC,
-# HINT). One small shard on 127.0.0.1, port 0; every wait is bounded.
+# HINT); tables larger than the machine's memory or ulimit -v are refused (exit 2, HINT; red
+# before: SIGABRT in the allocator). One small shard on 127.0.0.1, port 0; every wait is bounded.
 . "$(dirname "$0")/e2e_lib.sh"
 R=$B/ibrl-replay
 C=$B/ibrl-replayctl
@@ -27,6 +28,13 @@ if [ -d "$RO" ]; then
 else
   echo "skip the unwritable --ckpt-dir case: no $RO"
 fi
+# Tables larger than the machine (or than ulimit -v) are a usage error before anything is
+# allocated (they aborted in the allocator: "out of memory allocating N bytes", SIGABRT, 134).
+expect_exit "tables larger than memory are refused" 2 \
+  "--online-capacity 2000000000 .*: the tables need .* GiB, this machine has .* GiB (HINT: lower --online-capacity" \
+  timeout 20 "$R" --obs-dim 512 --act-dim 128 --online-capacity 2000000000 --port 0
+expect_exit "tables larger than ulimit -v are refused" 2 "address-space limit (ulimit -v) (HINT: lower" \
+  bash -c 'ulimit -v 2000000 && exec timeout 20 "$0" "$@"' "$R" --obs-dim 37 --act-dim 2 --online-capacity 30000000 --port 0
 expect_exit "a --ckpt-dir that is a file is refused" 2 "is not a directory" \
   timeout 10 "$R" "${DIMS[@]}" --port 0 --ckpt-dir "$SRC/README.md"
 # A TLS file that is not PEM: named (before: "cannot listen ... the port may be in use").

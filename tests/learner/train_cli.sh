@@ -233,6 +233,17 @@ expect_exit 2 "missing.hdf5" "$B/ibrl-il" train --demos missing.hdf5 --out x.ckp
 expect_exit 2 "nope.ckpt" "$B/ibrl-il" eval --policy nope.ckpt --task nav2d
 expect_exit 2 "unknown task" "$B/ibrl-il" eval --policy il.ckpt --task nav3d
 expect_exit 2 "unknown command" "$B/ibrl-il" fly
+# A replay larger than the machine's memory is a usage error before the run directory appears
+# (it used to abort in the allocator: "out of memory allocating N bytes", SIGABRT, exit 134).
+expect_exit 2 "--replay 1000000000: the replay tables need .* GiB, this machine has .*HINT: lower --replay" \
+  "$B/ibrl-train" --task nav2d --demos demos.hdf5 --il il.ckpt --replay 1000000000 --out e8
+[ -e e8 ] && fail "a refused --replay left run directory e8"
+# A truncated IL checkpoint says what probably happened and what to do (it had no HINT).
+head -c 100 il.ckpt >trunc.ckpt && cp il.ckpt.meta trunc.ckpt.meta
+expect_exit 2 "100 bytes, the header implies .*(truncated) (HINT: the file was cut short" "$B/ibrl-il" eval \
+  --policy trunc.ckpt --task nav2d --episodes 1
+expect_exit 2 "HINT: .*retrain an IL policy with ibrl-il train" "$B/ibrl-train" --task nav2d --demos demos.hdf5 \
+  --il trunc.ckpt --out e9
 "$B/ibrl-train" --help >/dev/null && "$B/ibrl-il" train --help >/dev/null && pass "--help exits 0" || fail "--help"
 # The learner benchmark's PyTorch peer: an explicit --torch-script that is not there is an
 # error before any timing (it used to print a note and exit 0).
