@@ -76,6 +76,7 @@
 #include "replay_client.h"
 #include "rng.h"
 #include "rpc_server.h"
+#include "rsrv_insert.h"
 #include "store.h"
 #include "wire.h"
 
@@ -569,8 +570,8 @@ static phase_result run_phase(const bcfg *cfg, int kind, int threads, const char
 /* ---- the shard's insert path in this process (--only decode) ----
  * What ibrl-replay does with one received InsertRequest of columns, without the transport, in two
  * timed phases: "decode" walks the message, checks every column's length and the floats for
- * NaN/Inf inside the copy into the insert slot's rows (ic_msg_cols_read, as rsrv.c) and builds the
- * store items; "store" is store_insert_prechecked into a table of the size the bench gives
+ * NaN/Inf inside the copy into the insert slot's rows and builds the store items (rins_decode, the
+ * shard's own decoder); "store" is store_insert_prechecked into a table of the size the bench gives
  * ibrl-replay (dedup, the record writes with streaming stores, counters). The messages are cut into the
  * slices the shard gets from gRPC (a first piece, then 64 kB slices), and 16 different ones are
  * cycled (2.5 MB, more than this CPU's 2 MB L2), so each arrives from outside the core's cache as
@@ -578,48 +579,17 @@ static phase_result run_phase(const bcfg *cfg, int kind, int threads, const char
 
 #define DEC_MSGS 16
 
-typedef struct dec_state {
-  ic_rows rows;
-  store_item *items;
-  ic_flat flat;
-} dec_state;
-
-/* Decodes InsertRequest bb into st->items as rsrv.c does; returns the row count (-1 on error). */
-static long dec_one(dec_state *st, const grpc_byte_buffer *bb) {
-  ic_msg m;
-  IB_CHECK(ic_msg_init(&m, bb, &st->flat) == 0);
-  size_t O = (size_t)st->rows.obs_dim, A = (size_t)st->rows.act_dim, n = 0;
-  for (;;) {
-    uint32_t f;
-    int wt;
-    uint64_t v;
-    size_t flen;
-    int more = ic_msg_next_hdr(&m, &f, &wt, &v, &flen);
-    if (more <= 0) return more == 0 ? (long)n : -1;
-    if (f != IC_INSERT_COLUMNS) {
-      if (wt == 2) ic_msg_skip(&m, flen);
-      continue;
-    }
-    ic_error e;
-    ic_cols_dst d = {&st->rows, 1024, SIZE_MAX, 0, 0, 1};
-    if (ic_msg_cols_read(&m, flen, &d, &n, &e) != IC_OK) return -1;
-    for (size_t i = 0; i < n; i++) {
-      store_item *it = &st->items[i];
-      it->obs = st->rows.obs + i * O;
-      it->next_obs = st->rows.next_obs + i * O;
-      it->action = st->rows.action + i * A;
-      it->obs_n = it->next_obs_n = (uint32_t)O;
-      it->act_n = (uint32_t)A;
-      it->reward = st->rows.reward[i];
-      it->discount = st->rows.discount[i];
-      it->proposer = st->rows.proposer[i];
-      it->actor_id = st->rows.actor_id[i];
-      it->seq = st->rows.seq[i];
-      it->weight_version = st->rows.weight_version[i];
-      it->episode_end = st->rows.episode_end[i];
-      it->episode_success = st->rows.episode_success[i];
-    }
+/* Decodes InsertRequest bb into slot->items with the shard's own decoder (rsrv_insert.h); returns
+ * the row count, or -1 with the refusal printed. */
+static long dec_one(rins_slot *slot, const grpc_byte_buffer *bb) {
+  char table[STORE_NAME_MAX];
+  size_t n = 0;
+  rpc_reply rep = {0};
+  if (rins_decode(slot, bb, table, sizeof table, &n, &rep) != IB_OK) {
+    fprintf(stderr, "ibrl-bench replay --only decode: %s\n", rep.msg);
+    return -1;
   }
+  return (long)n;
 }
 
 static double thread_cpu(void) {
@@ -630,13 +600,9 @@ static double thread_cpu(void) {
 
 static int decode_bench(const bcfg *cfg) {
   grpc_init();
-  size_t N = 1024, O = (size_t)cfg->obs_dim, A = (size_t)cfg->act_dim;
-  dec_state st;
+  rins_slot st;
   memset(&st, 0, sizeof st);
-  st.rows = (ic_rows){cfg->obs_dim, cfg->act_dim, ib_xmalloc(N * O * 4), ib_xmalloc(N * A * 4), ib_xmalloc(N * O * 4),
-                      ib_xmalloc(N * 4), ib_xmalloc(N * 4), ib_xmalloc(N), ib_xmalloc(N), ib_xmalloc(N),
-                      ib_xmalloc(N * 4), ib_xmalloc(N * 8), ib_xmalloc(N * 8)};
-  st.items = ib_xcalloc(N, sizeof *st.items);
+  rins_slot_init(&st, cfg->obs_dim, cfg->act_dim, 1024); /* rsrv.c's bound per message */
   store_spec sp[2];
   store_specs_default(sp, cfg->obs_dim, cfg->act_dim, 1000, 300000); /* as start_replay's ibrl-replay */
   store *s = NULL;
@@ -682,7 +648,6 @@ static int decode_bench(const bcfg *cfg) {
       long n = dec_one(&st, msgs[k]);
       double c1 = thread_cpu();
       if (n < 0) {
-        fprintf(stderr, "ibrl-bench replay --only decode: a message did not decode\n");
         bad = 1;
         break;
       }
@@ -707,11 +672,7 @@ static int decode_bench(const bcfg *cfg) {
   }
   for (int k = 0; k < DEC_MSGS; k++) grpc_byte_buffer_destroy(msgs[k]);
   store_destroy(s);
-  ic_flat_free(&st.flat);
-  free(st.items);
-  void *cols[] = {st.rows.obs, st.rows.action, st.rows.next_obs, st.rows.reward, st.rows.discount, st.rows.proposer,
-                  st.rows.episode_end, st.rows.episode_success, st.rows.actor_id, st.rows.seq, st.rows.weight_version};
-  for (size_t k = 0; k < IB_ARRAY_LEN(cols); k++) free(cols[k]);
+  rins_slot_free(&st);
   grpc_shutdown();
   return bad;
 }
