@@ -22,7 +22,7 @@
  *                next call is started before the current one is waited for (one call at a time
  *                with --no-prefetch), so the ratio compares like with like.
  * The raw server is a child process running the common/rpc server framework with no-op
- * handlers and the same 4 worker threads as ibrl-replay, so both sides pay the same process and
+ * handlers and the same worker threads as ibrl-replay (4, --server-threads), so both sides pay the same process and
  * scheduling costs and the ratio isolates what the client, the store and the encoding add.
  * The raw child is forked before gRPC is initialised in this process (gRPC does not survive a
  * fork). The raw server answers the real method paths (Insert, Sample, Info), so the replay client
@@ -94,6 +94,7 @@ typedef struct bcfg {
   int variants; /* bit mask of the variants to run: 1 full, 2 client, 4 raw (--variant) */
   double seconds;
   const char *replay_bin;
+  int server_threads; /* worker threads of both servers, ibrl-replay's --threads [4] */
 } bcfg;
 
 /* ---- test items ---- */
@@ -205,7 +206,7 @@ static void raw_server_main(const bcfg *cfg, int port_fd, int ctl_fd) {
       {RAW_SAMPLE_PATH, RPC_UNARY, raw_sample, NULL, NULL},
       {WIRE_PATH_INFO, RPC_UNARY, raw_info, NULL, (void *)cfg},
   };
-  rpc_server_opts o = {"127.0.0.1", 0, 4, 64L * 1024 * 1024, NULL, NULL, NULL};
+  rpc_server_opts o = {"127.0.0.1", 0, cfg->server_threads, 64L * 1024 * 1024, NULL, NULL, NULL};
   rpc_server *srv = NULL;
   int port = -1;
   if (rpc_server_create(&srv, &o, m, 3) == IB_OK) port = rpc_server_port(srv);
@@ -226,7 +227,8 @@ static void raw_server_main(const bcfg *cfg, int port_fd, int ctl_fd) {
 static pid_t start_replay(const bcfg *cfg, int *port) {
   int fd[2];
   IB_CHECK(pipe(fd) == 0);
-  char od[16], ad[16];
+  char od[16], ad[16], th[16];
+  snprintf(th, sizeof th, "%d", cfg->server_threads);
   snprintf(od, sizeof od, "%d", cfg->obs_dim);
   snprintf(ad, sizeof ad, "%d", cfg->act_dim);
   pid_t pid = fork();
@@ -238,7 +240,7 @@ static pid_t start_replay(const bcfg *cfg, int *port) {
     int devnull = open("/dev/null", O_WRONLY);
     if (devnull >= 0) dup2(devnull, 2); /* its INFO log would interleave with the table */
     execl(cfg->replay_bin, cfg->replay_bin, "--port", "0", "--obs-dim", od, "--act-dim", ad, "--online-capacity",
-          "300000", "--demo-capacity", "1000", "--threads", "4", "--max-message-mb", "64", (char *)NULL);
+          "300000", "--demo-capacity", "1000", "--threads", th, "--max-message-mb", "64", (char *)NULL);
     _exit(127);
   }
   close(fd[1]);
@@ -684,7 +686,7 @@ int bench_replay(int argc, char **argv); /* called by bench_main.c */
 static void usage(FILE *f) {
   fprintf(f,
           "usage: ibrl-bench replay [--rounds R] [--seconds S] [--only OP] [--threads T] [--no-prefetch] [--batch N]\n"
-          "                          [--obs-dim N] [--act-dim N] [--variant V] [--replay-bin P]\n"
+          "                          [--obs-dim N] [--act-dim N] [--variant V] [--server-threads N] [--replay-bin P]\n"
           "Insert and sample throughput of the replay client against an ibrl-replay child on 127.0.0.1, with\n"
           "1 and 4 client threads, next to a raw gRPC baseline (no-op handlers, same bytes) in the same run.\n"
           "  --rounds R       rounds per configuration; the table shows medians [5]\n"
@@ -697,11 +699,12 @@ static void usage(FILE *f) {
           "  --batch N        transitions per message [256]\n"
           "  --obs-dim N      stacked observation size [69]\n"
           "  --act-dim N      action chunk size [7]\n"
+          "  --server-threads N  worker threads of ibrl-replay (its --threads) and of the raw server alike, 1-16 [4]\n"
           "  --replay-bin P   the ibrl-replay binary [next to ibrl-bench]\n");
 }
 
 int bench_replay(int argc, char **argv) {
-  bcfg cfg = {69, 7, 256, 5, -1, 0, 1, 7, 0.5, NULL};
+  bcfg cfg = {69, 7, 256, 5, -1, 0, 1, 7, 0.5, NULL, 4};
   static char default_bin[PATH_MAX];
   static const struct option lo[] = {{"seconds", required_argument, NULL, 's'}, {"rounds", required_argument, NULL, 'n'},
                                      {"only", required_argument, NULL, 'y'},
@@ -710,6 +713,7 @@ int bench_replay(int argc, char **argv) {
                                      {"batch", required_argument, NULL, 'b'},
                                      {"obs-dim", required_argument, NULL, 'o'}, {"act-dim", required_argument, NULL, 'a'},
                                      {"replay-bin", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
+                                     {"server-threads", required_argument, NULL, 'w'},
                                      {NULL, 0, NULL, 0}};
   optind = 1;
   opterr = 0;
@@ -726,6 +730,10 @@ int bench_replay(int argc, char **argv) {
       case 'r': cfg.replay_bin = optarg; break;
       case 't': cfg.threads = (int)strtol(optarg, &end, 10); bad = *end || (cfg.threads != 1 && cfg.threads != 4); break;
       case 'p': cfg.prefetch = 0; break;
+      case 'w':
+        cfg.server_threads = (int)strtol(optarg, &end, 10);
+        bad = *end || cfg.server_threads < 1 || cfg.server_threads > 16;
+        break;
       case 'v':
         cfg.variants = !strcmp(optarg, "full") ? 1 : !strcmp(optarg, "client") ? 2 : !strcmp(optarg, "raw") ? 4
                        : !strcmp(optarg, "all") ? 7 : 0;
@@ -824,8 +832,9 @@ int bench_replay(int argc, char **argv) {
     printf("  full = replay client -> ibrl-replay (decode, validate, store, sample, encode)\n"
            "  client = replay client -> no-op server (the client library and transport only)\n"
            "  raw = bare gRPC core, pre-encoded messages -> no-op server\n"
+           "  servers: %d worker threads each (ibrl-replay --threads; --server-threads)\n"
            "  sample: %s\n",
-           cfg.prefetch ? "full/client use rc_sampler; raw likewise keeps one call in flight ahead of the one it waits for"
+           cfg.server_threads, cfg.prefetch ? "full/client use rc_sampler; raw likewise keeps one call in flight ahead of the one it waits for"
                         : "full/client use rc_sample, raw one call at a time (--no-prefetch)");
     printf("%-7s %-7s %10s %9s %10s %9s %10s %9s %8s %8s\n", "op", "threads", "full/s", "full MB/s", "client/s",
            "cl. MB/s", "raw/s", "raw MB/s", "full/raw", "cl./raw");

@@ -12,14 +12,18 @@ grep -q -- "--variant 'bogus'" <<<"$m" || fail "--variant bogus: the flag is not
 m=$("$B" replay --threads 3 2>&1)
 [ $? -eq 2 ] || fail "--threads 3 did not exit 2: $m"
 "$B" replay --help | grep -q -- "--variant V" || fail "--help does not list --variant"
-m=$("$B" replay --only insert --threads 1 --rounds 1 --seconds 0.1 --variant full 2>&1)
+m=$("$B" replay --server-threads 0 2>&1)
+[ $? -eq 2 ] || fail "--server-threads 0 did not exit 2: $m"
+grep -q -- "--server-threads '0'" <<<"$m" || fail "--server-threads 0: the flag is not named: $m"
+m=$("$B" replay --only insert --threads 1 --rounds 1 --seconds 0.1 --variant full --server-threads 2 2>&1)
 [ $? -eq 0 ] || fail "--variant full run failed: $m"
 line=$(grep "^insert  1 " <<<"$m" | head -1)
 [ -n "$line" ] || fail "no insert row: $m"
 read -r _ _ full _ client _ raw _ <<<"$line"
 [ "$full" != "nan" ] || fail "--variant full: full was not measured: $line"
 [ "$client" = "nan" ] && [ "$raw" = "nan" ] || fail "--variant full: client and raw ran: $line"
+grep -q "servers: 2 worker threads each" <<<"$m" || fail "--server-threads 2 is not in the header: $m"
 m=$("$B" replay --only decode --rounds 1 --seconds 0.1 2>&1)
 [ $? -eq 0 ] || fail "--only decode failed: $m"
 grep -q "CPU ns per row: decode" <<<"$m" || fail "--only decode printed no result: $m"
-echo "ok: flags, --variant, --only decode"
+echo "ok: flags, --variant, --server-threads, --only decode"
