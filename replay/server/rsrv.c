@@ -1051,6 +1051,14 @@ int rsrv_start(rsrv **out, const rsrv_config *cfg, int insecure) {
       log_warn("restore dropped %llu later log(s), %llu bytes of records, after a log that lost its tail in a "
                "machine crash (none of those records was acknowledged; their actors resend them)",
                (unsigned long long)ri.wal_dropped_logs, (unsigned long long)ri.wal_dropped_bytes);
+    if (ri.recovery_ckpt && !ri.recovery_ckpt_failed)
+      log_info("restore ended with checkpoint %llu in %.3f s: the rows replayed from the log are on disk from memory "
+               "(the page cache may have held log bytes the disk never got), the old logs are deleted",
+               (unsigned long long)ri.recovery_ckpt_epoch, ri.recovery_ckpt_seconds);
+    else if (ri.recovery_ckpt_failed)
+      log_error("the checkpoint after the restore failed after %.3f s: the shard serves samples but refuses inserts "
+                "until a checkpoint succeeds, which it retries on its own HINT: free space in %s, or fix the disk",
+                ri.recovery_ckpt_seconds, cfg->ckpt_dir);
     /* Re-seed the limiter from the restored counters (checkpoints do not hold it). */
     store_table_info to, td;
     store_table_info_get(s->st, s->t_online, &to);

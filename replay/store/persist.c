@@ -78,7 +78,20 @@
  * "duplicate". So the later logs are deleted (newest first, the directory fsynced after each
  * one, so that no crash leaves a gap even where directory operations are not committed in order),
  * and only then is the short log truncated: a crash in between leaves the tear in place to be
- * found again. */
+ * found again.
+ *
+ * End of recovery (PERSIST_WAL): what the restore read of the logs may be only in the page cache
+ * (a killed process's unflushed tail, or pages whose writeback failed and that the kernel marked
+ * clean: a later fdatasync returns 0 and they never reach the disk, so syncing the replayed logs
+ * proves nothing). Nothing may be acknowledged on top of them, neither a retry of their rows as a
+ * duplicate nor new records in a later log, or a machine crash tears the old log and the rule
+ * above drops the later ones, acknowledged rows included. So when the restore found records or
+ * torn bytes in a log (beyond the link a checkpoint's log starts with) or dropped a log,
+ * persist_open counts the restored rows as one lost ticket in a broken log and writes a
+ * checkpoint at once (recovery_ckpt): its cut makes the old log a broken previous log that only
+ * that checkpoint covers, exactly like the healing after an fdatasync error. If it succeeds, the
+ * old logs are deleted and appends go to the fresh log; if it fails, the shard starts in that
+ * broken state and the caller's healing checkpoint ends it. */
 #include "persist.h"
 
 #include <errno.h>
@@ -154,6 +167,7 @@ struct persist {
   char last_error[384];
   uint64_t failed_ckpts;    /* since the trouble began */
   uint64_t io_errors;       /* all time */
+  int ckpt_errno;           /* errno of the last failed checkpoint (0 if unknown) */
   uint8_t *buf;                      /* record buffer for max_insert_batch items */
   size_t buf_cap;
 };
@@ -696,15 +710,17 @@ static int wal_create(persist *p, uint64_t epoch, int *fd_out, char *path_out) {
   uint8_t hdr[WAL_HDR];
   wal_header_bytes(p, epoch, hdr);
   if (write_all(fd, hdr, WAL_HDR) != 0 || fsync(fd) != 0) {
-    int rc = io_fail("write log header", tmp);
+    int e = errno, rc = io_fail("write log header", tmp); /* e: the cause, for persist_health */
     close(fd);
     unlink(tmp);
+    errno = e;
     return rc;
   }
   if (rename(tmp, path) != 0) {
-    int rc = io_fail("rename log onto", path);
+    int e = errno, rc = io_fail("rename log onto", path);
     close(fd);
     unlink(tmp);
+    errno = e;
     return rc;
   }
   int rc = fsync_dir(p->dir);
@@ -1200,9 +1216,10 @@ static int wal_remove_older(persist *p, uint64_t epoch, bool *removed) {
  * crash's damage: at the first log that ends early (a torn record, or shorter than the next log's
  * link says), the later logs are deleted, newest first, and only then is that log truncated (see
  * the top of this file). *nlogs (the index past the caller's last log) drops by the logs
- * deleted. */
+ * deleted. *content gets the bytes of the logs read past their headers and leading links
+ * (records and torn tails). */
 static int wal_chain_replay(persist *p, const uint64_t *ep, int *nlogs, int n,
-                            persist_restore_info *ri) {
+                            persist_restore_info *ri, uint64_t *content) {
   char path[PATH_MAX_LEN + 32];
   uint64_t prev_len = UINT64_MAX;
   int keep = n;         /* logs [0, keep) stay */
@@ -1213,6 +1230,8 @@ static int wal_chain_replay(persist *p, const uint64_t *ep, int *nlogs, int n,
     wal_name(p, ep[i], path, sizeof path);
     int rc = wal_replay(p, path, ep[i], prev_len, ri, &sc);
     if (rc != IB_OK) return rc;
+    /* wal_replay refuses a file shorter than its header; a link alone is no content */
+    *content += sc.file_len - WAL_HDR - (sc.link_len ? 16 + item_bytes(&p->s->tables[0].spec) : 0);
     if (sc.link_short) { /* log i - 1 is whole but shorter than it was at the cut */
       keep = i;
       char prev[PATH_MAX_LEN + 32];
@@ -1265,6 +1284,48 @@ static int wal_chain_replay(persist *p, const uint64_t *ep, int *nlogs, int n,
   return IB_OK;
 }
 
+/* ---- the recovery checkpoint ---- */
+
+/* The end-of-recovery checkpoint (PERSIST_WAL; see the top of this file): persist_open read log
+ * content past the checkpoint, which the disk may not hold, so it is made durable from memory
+ * before anything can be acknowledged again. Until then the restored rows count as one lost
+ * ticket (logical position 1) in a broken log: appends and persist_barrier are refused, and only
+ * a checkpoint, this one or a later one, can cover them (its cut turns the log into a broken
+ * previous log). If it fails, persist_open still succeeds, in that state: persist_health_get
+ * says why and the caller retries the checkpoint. */
+static void recovery_ckpt(persist *p, persist_restore_info *ri) {
+  pthread_mutex_lock(&p->mu);
+  p->written = 1;
+  p->broken = true;
+  wal_mark_lost(p); /* (lost_lo, lost_hi] = (0, 1]; starts the "since" clock */
+  pthread_mutex_unlock(&p->mu);
+  uint64_t t0 = ib_now_ns();
+  persist_ckpt_info ci;
+  int rc = persist_checkpoint(p, &ci);
+  ri->recovery_ckpt = true;
+  ri->recovery_ckpt_seconds = (double)(ib_now_ns() - t0) * 1e-9;
+  if (rc == IB_OK) {
+    ri->recovery_ckpt_epoch = ci.epoch;
+    return;
+  }
+  pthread_mutex_lock(&p->mu);
+  bool covered = !health_undurable(p); /* it is durable; only deleting the old logs failed */
+  if (!covered && p->cause[0] == '\0') { /* the failed checkpoint is the cause */
+    snprintf(p->cause, sizeof p->cause,
+             "the checkpoint after a restore from the log failed: %.300s", p->last_error);
+    p->cause_errno = p->ckpt_errno;
+  }
+  pthread_mutex_unlock(&p->mu);
+  if (covered) {
+    ri->recovery_ckpt_epoch = p->epoch;
+    log_warn("persist: the checkpoint after the restore is durable, but: %s", ib_errmsg());
+    return;
+  }
+  ri->recovery_ckpt_failed = true;
+  log_error("persist: the checkpoint after the restore from the log failed; inserts are refused "
+            "until a checkpoint succeeds: %s", ib_errmsg());
+}
+
 /* ---- public ---- */
 
 int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
@@ -1310,7 +1371,7 @@ int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
   IB_CHECK(pthread_cond_init(&p->cv, NULL) == 0);
   IB_CHECK(pthread_mutex_init(&p->ckpt_mu, NULL) == 0);
 
-  uint64_t epoch = 0, items = 0;
+  uint64_t epoch = 0, items = 0, content = 0;
   int rc = ckpt_load(p, &epoch, &items);
   if (rc == IB_OK) {
     ri.ckpt_found = true;
@@ -1347,7 +1408,7 @@ int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
             dir, (unsigned long long)ep[i], (unsigned long long)ep[i - 1]);
   }
   if (rc == IB_OK && first < nlogs) /* may delete logs at the end of the chain: nlogs drops */
-    rc = wal_chain_replay(p, ep + first, &nlogs, nlogs - first, &ri);
+    rc = wal_chain_replay(p, ep + first, &nlogs, nlogs - first, &ri, &content);
   p->epoch = (first < nlogs) ? ep[nlogs - 1] : epoch;
   if (rc == IB_OK && mode == PERSIST_WAL) {
     if (first < nlogs) {
@@ -1385,6 +1446,7 @@ int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
     return rc;
   }
   if (mode == PERSIST_WAL) store_log_hook_set(s, wal_append, wal_sync, p);
+  if (mode == PERSIST_WAL && (content > 0 || ri.wal_dropped_logs > 0)) recovery_ckpt(p, &ri);
   if (info) *info = ri;
   *out = p;
   return IB_OK;
@@ -1480,10 +1542,12 @@ static void wal_ckpt_done(persist *p, bool ok, uint64_t cut_at) {
   pthread_mutex_unlock(&p->mu);
 }
 
-/* A checkpoint failed: keep its message (ib_errmsg(), naming the step and the file). */
-static void ckpt_note_failure(persist *p) {
+/* A checkpoint failed with `err` (0 if unknown): keep its message (ib_errmsg(), naming the step
+ * and the file). */
+static void ckpt_note_failure(persist *p, int err) {
   pthread_mutex_lock(&p->mu);
   snprintf(p->last_error, sizeof p->last_error, "%s", ib_errmsg());
+  p->ckpt_errno = err;
   p->io_errors++;
   if (p->since_ns != 0) p->failed_ckpts++;
   pthread_mutex_unlock(&p->mu);
@@ -1504,7 +1568,7 @@ int persist_checkpoint(persist *p, persist_ckpt_info *info) {
   if (p->mode == PERSIST_WAL) {
     int rc = wal_create(p, next, &nfd, npath);
     if (rc != IB_OK) {
-      ckpt_note_failure(p);
+      ckpt_note_failure(p, errno);
       pthread_mutex_unlock(&p->ckpt_mu);
       return rc;
     }
@@ -1592,7 +1656,8 @@ int persist_checkpoint(persist *p, persist_ckpt_info *info) {
      * one running fdatasync, which a deleted file does not disturb). */
     rc = wal_remove_older(p, next, NULL);
   }
-  if (rc != IB_OK) ckpt_note_failure(p);
+  if (rc != IB_OK) /* errno: of the failed removal; a writer that died is an I/O error */
+    ckpt_note_failure(p, res.step == CK_OK ? errno : res.err == ECHILD ? EIO : res.err);
   if (rc == IB_OK && info) {
     info->epoch = next;
     info->items = items;

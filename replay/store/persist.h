@@ -28,7 +28,23 @@
  * Either way, when the short log is not the last one, every later log is deleted too (their
  * records were stored after the lost ones and none was acknowledged; replaying them would make an
  * actor's retry of the lost rows look like duplicates); persist_restore_info counts them and a
- * warning names each file. Refused, with a message saying
+ * warning names each file.
+ *
+ * The end-of-recovery checkpoint (PERSIST_WAL): a restore reads the logs through the page cache,
+ * which can hold bytes the disk does not: the unflushed tail of a process that was killed, or
+ * pages whose writeback failed (EIO) and that the kernel then marked clean, so they never reach
+ * the disk and a later fdatasync returns 0 (the error went to the dead process). If the new
+ * process built on them (acknowledging a retry of those rows as a duplicate, or new rows in a
+ * later log), a machine crash would tear the old log and the rule above would drop the later
+ * logs with acknowledged rows in them. So after a restore that found any log content past the
+ * checkpoint (a record or torn bytes; a log holding only its link does not count), or dropped a
+ * log, persist_open writes a checkpoint of the restored store from memory (as every
+ * checkpoint: fsync, rename, directory fsync) and deletes the old logs before it returns, as
+ * PostgreSQL does at the end of its recovery. If that checkpoint fails, persist_open still
+ * succeeds (samples can be served) but durability starts broken: persist_health_get says so, and
+ * inserts and persist_barrier are refused until a checkpoint succeeds.
+ *
+ * Refused, with a message saying
  * what differs (the server decides: start empty, use a fallback, or stop): a damaged checkpoint
  * (bad magic, version, CRC, size, a row that is not finite), one whose specs differ from the store's, a damaged log header,
  * a log chain with a gap or starting after the checkpoint (data missing), a log whose records hold
@@ -70,6 +86,11 @@ typedef struct persist_restore_info {
   uint64_t wal_torn_bytes;    /* bytes dropped from log tails (a torn or corrupt record) */
   uint64_t wal_dropped_logs;  /* later logs deleted because an earlier log lost its tail */
   uint64_t wal_dropped_bytes; /* their record bytes (headers not counted) */
+  bool recovery_ckpt;         /* the end-of-recovery checkpoint was attempted (PERSIST_WAL, some
+                                 log content was found past the checkpoint) */
+  bool recovery_ckpt_failed;  /* it failed: durability starts broken (persist_health_get) */
+  uint64_t recovery_ckpt_epoch;   /* the epoch it wrote (0 if failed or not attempted) */
+  double recovery_ckpt_seconds;   /* how long it took, failed or not */
 } persist_restore_info;
 
 /* What one persist_checkpoint wrote. */
@@ -102,8 +123,11 @@ typedef struct persist persist;
  * then replays the chain of logs dir/store.wal.* (in either mode, so no logged item is lost when
  * switching modes), truncating a torn tail, deleting the logs after a log that lost its tail, and
  * deleting logs older than the checkpoint. Then, in PERSIST_WAL mode, opens the newest log (or a
- * fresh one) for appending and installs the store's log hook. `info` (may be NULL) says what was
- * restored.
+ * fresh one) for appending and installs the store's log hook; if any log content was found, it
+ * writes the end-of-recovery checkpoint (see the top of this file), which starts a fresh log. A
+ * failure of that checkpoint is not an error of persist_open: it returns IB_OK with
+ * info->recovery_ckpt_failed set and the health broken (appends and persist_barrier fail with
+ * IB_EIO until a persist_checkpoint succeeds). `info` (may be NULL) says what was restored.
  * Errors (nothing attached and the store is left empty): IB_EIO (cannot create or open the
  * directory or files), IB_EPROTO / IB_ECHECKSUM (damaged checkpoint, log header or link record),
  * IB_EMISMATCH (checkpoint specs differ from the store's: the message names the table and field;

@@ -1,7 +1,8 @@
 /* test_persist.c: checkpoints and the write-ahead log: round trips that compare every slot
  * (checkpoints are written by a forked child), damaged and mismatching checkpoints refused, log
  * replay with a torn tail, a log that is not the last one ending early (the later logs dropped,
- * the lost rows retried), stale and missing logs, a failed checkpoint that keeps the log chain,
+ * the lost rows retried), the restore's own checkpoint (and its failure on a bad disk), stale
+ * and missing logs, a failed checkpoint that keeps the log chain,
  * logged inserts racing with checkpoints, and a real crash: a forked child inserting with the
  * log is SIGKILLed mid-stream and every item it acknowledged must be restored. The cut itself
  * and machine crashes around it are in test_persist_cut.c. */
@@ -246,6 +247,24 @@ static void flip_byte(const char *dir, const char *name, long off) {
   close(fd);
 }
 
+/* Removes the checkpoint and the logs of `dir` (a restore writes its own checkpoint and log, so
+ * a test that damages files in turn starts each from copies). */
+static void clear_store(const char *dir) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/store.ckpt", dir);
+  unlink(p);
+  for (uint64_t e = 0; e < 8; e++) {
+    snprintf(p, sizeof p, "%s/%s", dir, wal(e));
+    unlink(p);
+  }
+}
+
+/* clear_store, then log 0 from the copy `name`. */
+static void restart_from(const char *dir, const char *name) {
+  clear_store(dir);
+  copy_file(dir, name, wal(0));
+}
+
 static void truncate_by(const char *dir, const char *name, long bytes) {
   char p[512];
   snprintf(p, sizeof p, "%s/%s", dir, name);
@@ -368,10 +387,15 @@ static void test_wal_recovery_and_truncation(void) {
   TH_CHECK_EQ_INT(ri.wal_items, 50 + 30 + 10 + 4);
   TH_CHECK_EQ_INT(ri.wal_torn_bytes, 0);
   same_items(a, b, 64, 16);
+  /* The restore ends with its own checkpoint (1): the replayed log is inside it and deleted. */
+  TH_CHECK(ri.recovery_ckpt && !ri.recovery_ckpt_failed);
+  TH_CHECK_EQ_INT(ri.recovery_ckpt_epoch, 1);
+  TH_CHECK_EQ_INT(file_size(dir, wal(1)), LOG_CUT);
+  TH_CHECK_EQ_INT(count_logs(dir), 1);
   /* Checkpoint truncates the log; later inserts go to the fresh log; restore = ckpt + log. */
   TH_CHECK_EQ_INT(persist_checkpoint(pb, NULL), IB_OK);
-  TH_CHECK_EQ_INT(file_size(dir, wal(1)), LOG_CUT);
-  TH_CHECK_EQ_INT(count_logs(dir), 1); /* log 0 is inside checkpoint 1 and was deleted */
+  TH_CHECK_EQ_INT(file_size(dir, wal(2)), LOG_CUT);
+  TH_CHECK_EQ_INT(count_logs(dir), 1); /* log 1 is inside checkpoint 2 and was deleted */
   put(b, "online", 3, 0, 9, 4);
   put(a, "online", 3, 0, 9, 4);
   persist_close(pb);
@@ -379,7 +403,7 @@ static void test_wal_recovery_and_truncation(void) {
   persist *pc = NULL;
   TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_WAL, &ri), IB_OK);
   TH_CHECK(ri.ckpt_found);
-  TH_CHECK_EQ_INT(ri.ckpt_epoch, 1);
+  TH_CHECK_EQ_INT(ri.ckpt_epoch, 2);
   TH_CHECK_EQ_INT(ri.wal_records, 3);
   TH_CHECK_EQ_INT(ri.wal_items, 9);
   same_items(a, c, 64, 16);
@@ -406,8 +430,9 @@ static void set_log_version(const char *dir, const char *name, uint32_t version)
 }
 
 /* Logs are version 2 (a cut's log starts with a link). A version 1 log (no links, written before
- * the cut stopped flushing) still replays and is appended to; a newer version is refused with a
- * message naming it, and so is a link record inside a version 1 log. */
+ * the cut stopped flushing) still replays (and the restore's checkpoint replaces it with a
+ * version 2 log); a newer version is refused with a message naming it, and so is a link record
+ * inside a version 1 log. */
 static void test_wal_versions(void) {
   char dir[64];
   fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
@@ -424,7 +449,8 @@ static void test_wal_versions(void) {
   TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_WAL, &ri), IB_OK);
   TH_CHECK_EQ_INT(ri.wal_items, 50 + 30 + 10 + 4);
   same_items(a, b, 64, 16);
-  /* Appended to after the upgrade, then cut: the next log is version 2 with its link. */
+  TH_CHECK(ri.recovery_ckpt && !ri.recovery_ckpt_failed);
+  /* Appended to after the upgrade (log 1), then cut: every new log is version 2 with its link. */
   put(b, "online", 3, 0, 9, 4);
   put(a, "online", 3, 0, 9, 4);
   TH_CHECK_EQ_INT(persist_checkpoint(pb, NULL), IB_OK);
@@ -437,11 +463,15 @@ static void test_wal_versions(void) {
   TH_CHECK_EQ_INT(ri.wal_items, 5);
   same_items(a, c, 64, 16);
   persist_close(pc);
+  /* The only log now is the restore checkpoint's fresh one: its link, nothing else. */
+  uint64_t last = ri.recovery_ckpt_epoch;
+  TH_CHECK_EQ_INT(last, 3);
+  TH_CHECK_EQ_INT(file_size(dir, wal(last)), LOG_CUT);
   /* A log from a newer binary is refused by its version. */
-  set_log_version(dir, wal(1), 3);
+  set_log_version(dir, wal(last), 3);
   expect_refused(dir, 64, 16, IB_EMISMATCH, "version 3");
   /* A link record in a version 1 log is damage, not a link. */
-  set_log_version(dir, wal(1), 1);
+  set_log_version(dir, wal(last), 1);
   expect_refused(dir, 64, 16, IB_EPROTO, "link record");
   store_destroy(a);
   store_destroy(b);
@@ -509,6 +539,7 @@ static void test_wal_torn_tail(void) {
   TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, NULL), IB_OK);
   put(a, "online", 1, 0, 12, 4); /* three records */
   persist_close(pa);
+  copy_file(dir, wal(0), "w0.copy"); /* each damage below starts from this log */
   /* Tear the last record: cut 10 bytes off its end. */
   truncate_by(dir, wal(0), 10);
   store *b = mk(8, 64);
@@ -521,17 +552,24 @@ static void test_wal_torn_tail(void) {
   store_actor_info ai;
   TH_CHECK_EQ_INT(store_actor_get(b, 1, 1, &ai), IB_OK);
   TH_CHECK_EQ_INT(ai.highest_seq, 7);
-  /* The actor retries the unacknowledged batch; it lands after the good records. */
+  /* The restore's checkpoint holds the 8 rows; the actor's retry of the unacknowledged batch
+   * lands in the fresh log. */
+  TH_CHECK(ri.recovery_ckpt && !ri.recovery_ckpt_failed);
+  TH_CHECK_EQ_INT(count_logs(dir), 1);
+  TH_CHECK_EQ_INT(file_size(dir, wal(1)), LOG_CUT);
   put(b, "online", 1, 8, 12, 4);
   persist_close(pb);
   store *c = mk(8, 64);
   persist *pc = NULL;
   TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_WAL, &ri), IB_OK);
-  TH_CHECK_EQ_INT(ri.wal_records, 3);
+  TH_CHECK_EQ_INT(ri.ckpt_epoch, 1);
+  TH_CHECK_EQ_INT(ri.ckpt_items, 8);
+  TH_CHECK_EQ_INT(ri.wal_records, 1);
   TH_CHECK_EQ_INT(ri.wal_torn_bytes, 0);
   same_items(a, c, 8, 64);
   persist_close(pc);
   /* A flipped byte in the last record's payload is a CRC mismatch: dropped the same way. */
+  restart_from(dir, "w0.copy");
   flip_byte(dir, wal(0), -5);
   store *d = mk(8, 64);
   persist *pd = NULL;
@@ -540,6 +578,7 @@ static void test_wal_torn_tail(void) {
   TH_CHECK(ri.wal_torn_bytes > 0);
   persist_close(pd);
   /* A damaged log header is refused, not silently ignored. */
+  restart_from(dir, "w0.copy");
   flip_byte(dir, wal(0), 20);
   store *e = mk(8, 64);
   persist *pe = NULL;
@@ -596,9 +635,12 @@ static void test_wal_torn_nonlast_log(void) {
   TH_CHECK_EQ_INT(file_size(dir, wal(1)), LOG_CUT + 10 * rec);
   copy_file(dir, wal(1), "w1.copy");
   copy_file(dir, wal(2), "w2.copy");
+  copy_file(dir, "store.ckpt", "ckpt.copy");
   for (int mode = 0; mode < 3; mode++) {
+    clear_store(dir); /* each mode starts from the files above */
     copy_file(dir, "w1.copy", wal(1));
     copy_file(dir, "w2.copy", wal(2));
+    copy_file(dir, "ckpt.copy", "store.ckpt");
     if (mode == 0) truncate_by(dir, wal(1), 10);  /* the last record torn */
     if (mode == 1) truncate_by(dir, wal(1), rec); /* the last record never written back */
     if (mode == 2) {                              /* a record more than the link says */
@@ -635,8 +677,12 @@ static void test_wal_torn_nonlast_log(void) {
     TH_CHECK_EQ_INT(ri.wal_torn_bytes, (mode == 0 ? rec - 10 : 0));
     TH_CHECK_EQ_INT(ri.wal_dropped_logs, 1);
     TH_CHECK_EQ_INT(ri.wal_dropped_bytes, w2 - LOG_HDR);
-    TH_CHECK_EQ_INT(file_size(dir, wal(2)), -1);
-    TH_CHECK_EQ_INT(file_size(dir, wal(1)), LOG_CUT + 9 * rec);
+    /* Log 2 was dropped, log 1 cut to its 9 intact records; then the restore's checkpoint (2,
+     * the next epoch after log 1) took them in and started a fresh log 2. */
+    TH_CHECK(ri.recovery_ckpt && !ri.recovery_ckpt_failed);
+    TH_CHECK_EQ_INT(ri.recovery_ckpt_epoch, 2);
+    TH_CHECK_EQ_INT(file_size(dir, wal(1)), -1);
+    TH_CHECK_EQ_INT(file_size(dir, wal(2)), LOG_CUT);
     TH_CHECK_EQ_INT(count_logs(dir), 1);
     store_actor_info ai;
     TH_CHECK_EQ_INT(store_actor_get(b, 1, 1, &ai), IB_OK);
@@ -650,7 +696,7 @@ static void test_wal_torn_nonlast_log(void) {
     TH_CHECK_EQ_INT(stored, 1200);
     TH_CHECK_EQ_INT(put_count(b, 2, 0, 8), 8);
     persist_close(pb);
-    /* They went to log 1, after its intact records: the next restore has every row once. */
+    /* They went to the fresh log 2: the next restore has every row once. */
     store *c = mk(8, 4096);
     persist *pc = NULL;
     TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_WAL, &ri), IB_OK);
@@ -726,32 +772,43 @@ static void test_failed_checkpoint_keeps_log_chain(void) {
   put(a, "online", 2, 0, 8, 4); /* goes to log 2 */
   TH_CHECK_EQ_INT(count_logs(dir), 2);
   persist_close(pa);
-  /* Restore = checkpoint 1 + log 1 + log 2. */
+  /* Restore = checkpoint 1 + log 1 + log 2. The restore's own checkpoint (3) fails on the same
+   * disk: the restore stands, but inserts are refused until a checkpoint succeeds. */
   store *b = mk(8, 64);
   persist *pb = NULL;
   persist_restore_info ri;
   TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_WAL, &ri), IB_OK);
   TH_CHECK_EQ_INT(ri.ckpt_epoch, 1);
   TH_CHECK_EQ_INT(ri.wal_records, 4);
+  TH_CHECK(ri.recovery_ckpt && ri.recovery_ckpt_failed);
   same_items(a, b, 8, 64);
-  /* Once the disk is fine again, the next checkpoint (3) replaces the whole chain. */
+  persist_health h;
+  persist_health_get(pb, &h);
+  TH_CHECK(h.needs_checkpoint && h.refusing && h.undurable);
+  TH_CHECK(strstr(h.cause, "store.ckpt.tmp") != NULL);
+  fx_item x;
+  fx_fill(&x, 3, 0, STORE_PROPOSER_RL);
+  TH_CHECK_EQ_INT(store_insert(b, "online", &x.it, 1, NULL), IB_EIO);
+  /* Once the disk is fine again, the next checkpoint (4) replaces the whole chain. */
   rmdir(p);
   persist_ckpt_info ci;
   TH_CHECK_EQ_INT(persist_checkpoint(pb, &ci), IB_OK);
-  TH_CHECK_EQ_INT(ci.epoch, 3);
+  TH_CHECK_EQ_INT(ci.epoch, 4);
+  persist_health_get(pb, &h);
+  TH_CHECK(!h.needs_checkpoint && !h.refusing && !h.undurable);
   TH_CHECK_EQ_INT(count_logs(dir), 1);
-  TH_CHECK_EQ_INT(file_size(dir, wal(3)), LOG_CUT);
+  TH_CHECK_EQ_INT(file_size(dir, wal(4)), LOG_CUT);
   persist_close(pb);
-  /* A gap in the chain (log 3 kept, log 4 missing, log 5 present) is refused. */
-  copy_file(dir, wal(3), wal(5));
+  /* A gap in the chain (log 4 kept, log 5 missing, log 6 present) is refused. */
+  copy_file(dir, wal(4), wal(6));
   store *c = mk(8, 64);
   persist *pc = NULL;
   TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_WAL, &ri), IB_EMISMATCH);
   TH_CHECK(strstr(ib_errmsg(), "missing") != NULL);
-  snprintf(p, sizeof p, "%s/%s", dir, wal(5));
+  snprintf(p, sizeof p, "%s/%s", dir, wal(6));
   unlink(p);
-  /* A renamed log (file 4 whose header says 3) is refused too. */
-  copy_file(dir, wal(3), wal(4));
+  /* A renamed log (file 5 whose header says 4) is refused too. */
+  copy_file(dir, wal(4), wal(5));
   TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_WAL, &ri), IB_EPROTO);
   TH_CHECK(strstr(ib_errmsg(), "renamed") != NULL);
   store_destroy(a);
