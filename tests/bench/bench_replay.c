@@ -569,6 +569,22 @@ static phase_result run_phase(const bcfg *cfg, int kind, int threads, const char
   return r;
 }
 
+/* The machine, for the header: ratios differ between VMs of the same size (CPU model, kernel). */
+static void machine_line(void) {
+  char model[128] = "unknown CPU", line[256];
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+    char *colon = strchr(line, ':');
+    if (strncmp(line, "model name", 10) == 0 && colon != NULL) {
+      snprintf(model, sizeof model, "%s", colon + 2);
+      model[strcspn(model, "\n")] = '\0';
+      break;
+    }
+  }
+  if (f != NULL) fclose(f);
+  printf("  machine: %s, %ld online CPUs\n", model, sysconf(_SC_NPROCESSORS_ONLN));
+}
+
 /* ---- the shard's insert path in this process (--only decode) ----
  * What ibrl-replay does with one received InsertRequest of columns, without the transport, in two
  * timed phases: "decode" walks the message, checks every column's length and the floats for
@@ -836,6 +852,7 @@ int bench_replay(int argc, char **argv) {
            "  sample: %s\n",
            cfg.server_threads, cfg.prefetch ? "full/client use rc_sampler; raw likewise keeps one call in flight ahead of the one it waits for"
                         : "full/client use rc_sample, raw one call at a time (--no-prefetch)");
+    machine_line();
     printf("%-7s %-7s %10s %9s %10s %9s %10s %9s %8s %8s\n", "op", "threads", "full/s", "full MB/s", "client/s",
            "cl. MB/s", "raw/s", "raw MB/s", "full/raw", "cl./raw");
     /* Prefill, so sampling has something to draw even with --only sample. */
