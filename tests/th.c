@@ -41,6 +41,34 @@ uint64_t th_env_u64(const char *name, uint64_t dflt) {
   return x;
 }
 
+int th_copy_cut(const char *from, const char *to, long len, uint64_t zlo, uint64_t zhi) {
+  FILE *f = fopen(from, "rb");
+  if (f == NULL) return -1;
+  FILE *g = fopen(to, "wb");
+  if (g == NULL) {
+    fprintf(stderr, "th_copy_cut: cannot create '%s'\n", to);
+    abort();
+  }
+  char buf[8192];
+  long done = 0;
+  while (len < 0 || done < len) {
+    size_t want = sizeof buf;
+    if (len >= 0 && (long)want > len - done) want = (size_t)(len - done);
+    size_t k = fread(buf, 1, want, f);
+    if (k == 0) break;
+    for (size_t j = 0; j < k; j++)
+      if ((uint64_t)done + j >= zlo && (uint64_t)done + j < zhi) buf[j] = 0;
+    if (fwrite(buf, 1, k, g) != k) {
+      fprintf(stderr, "th_copy_cut: writing '%s' failed\n", to);
+      abort();
+    }
+    done += (long)k;
+  }
+  fclose(f);
+  fclose(g);
+  return 0;
+}
+
 int th_allclose(const char *what, const float *a, const float *b, size_t n, double atol, double rtol) {
   size_t worst = 0;
   double worst_excess = -INFINITY;

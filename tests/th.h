@@ -58,4 +58,10 @@ int th_failures(void);
  * value that is not a number exits 2 with a message naming the variable. */
 uint64_t th_env_u64(const char *name, uint64_t dflt);
 
+/* Copies the first `len` bytes of file `from` (all of it if len < 0) to `to` (created or
+ * truncated), with the bytes at offsets [zlo, zhi) written as zeros (zlo >= zhi: none): how the
+ * store tests build the files a crash would leave. Returns 0, or -1 if `from` cannot be opened;
+ * a failure to write `to` aborts. */
+int th_copy_cut(const char *from, const char *to, long len, uint64_t zlo, uint64_t zhi);
+
 #endif /* IB_TH_H */

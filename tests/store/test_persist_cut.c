@@ -156,25 +156,7 @@ static long file_size(const char *path) {
 }
 
 /* Copies the first `len` bytes of `from` (or all if len < 0) to `to`; false if `from` is gone. */
-static bool copy_prefix(const char *from, const char *to, long len) {
-  FILE *f = fopen(from, "rb");
-  if (!f) return false;
-  FILE *g = fopen(to, "wb");
-  IB_CHECK(g != NULL);
-  char buf[8192];
-  long done = 0;
-  while (len < 0 || done < len) {
-    size_t want = sizeof buf;
-    if (len >= 0 && (long)want > len - done) want = (size_t)(len - done);
-    size_t k = fread(buf, 1, want, f);
-    if (k == 0) break;
-    IB_CHECK(fwrite(buf, 1, k, g) == k);
-    done += (long)k;
-  }
-  fclose(f);
-  fclose(g);
-  return true;
-}
+static bool copy_prefix(const char *from, const char *to, long len) { return th_copy_cut(from, to, len, 0, 0) == 0; }
 
 /* Epochs of the logs in dir, ascending. */
 static int list_logs(const char *dir, uint64_t *ep, int max) {

@@ -163,25 +163,7 @@ static void fs_release(void) {
 /* Copies the first `len` bytes of `from` to `to` with bytes [zlo, zhi) zeroed; false if `from`
  * is gone. */
 static bool copy_cut(const char *from, const char *to, long len, uint64_t zlo, uint64_t zhi) {
-  FILE *f = fopen(from, "rb");
-  if (!f) return false;
-  FILE *g = fopen(to, "wb");
-  IB_CHECK(g != NULL);
-  char buf[4096];
-  long done = 0;
-  while (len < 0 || done < len) {
-    size_t want = sizeof buf;
-    if (len >= 0 && (long)want > len - done) want = (size_t)(len - done);
-    size_t k = fread(buf, 1, want, f);
-    if (k == 0) break;
-    for (size_t j = 0; j < k; j++)
-      if ((uint64_t)done + j >= zlo && (uint64_t)done + j < zhi) buf[j] = 0;
-    IB_CHECK(fwrite(buf, 1, k, g) == k);
-    done += (long)k;
-  }
-  fclose(f);
-  fclose(g);
-  return true;
+  return th_copy_cut(from, to, len, zlo, zhi) == 0;
 }
 
 /* Copies the store directory `dir` into the fresh directory `out` as a machine crash leaves it
