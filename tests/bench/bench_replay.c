@@ -44,11 +44,11 @@
  *
  * --variant full|client|raw runs one variant alone (ratios then show nan), to profile it.
  *
- * Latest figures (2026-11-22 19:39-19:41 UTC, quiet machine, medians of 3 runs): full/raw insert
- * 48% / 57% with 1 / 4 client threads, sample one at a time 68% / 73%, one ahead 42% / 55%; CPU
- * raw/full 51-72%. The 70% target is not met for inserts; docs/results/replay-throughput.md has the figures, a
- * ceiling experiment (a shard that discards every row reaches a CPU ratio of only 71-74% with this
- * client) and the history of the rounds of work on it. */
+ * Latest figures (2026-11-22 22:34 and 22:41 UTC, a quiet "AMD EPYC" 2-vCPU VM, medians of 3 runs
+ * per window): full/raw insert 62-66% / 74-76% with 1 / 4 client threads, sample one at a time
+ * 71-73% / 68-69%, one ahead 62-63% / 55-60%. The 70% target is met for inserts with 4 clients only;
+ * the ratios differ between VMs (the same code gave 48% / 57% for inserts on the VM of 19:39 UTC).
+ * docs/results/replay-throughput.md has the figures, a ceiling experiment and the history. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>

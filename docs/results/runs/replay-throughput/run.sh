@@ -13,6 +13,13 @@
 #    Again at 20:29-20:31 UTC with the binaries of commit ba3ae20 (this session's client and server
 #    changes: parallel size refresh, durability health), machine quiet at the start (load 0.2):
 #      2026-11-22-2029-{default,no-prefetch}-$i.txt
+#    On the next session's VM ("AMD EPYC", 2 vCPUs), binaries of commit fb02de6, nothing else
+#    running, two windows (22:34-22:36 and 22:41-22:43 UTC), `bash run.sh build-lead/bin`:
+#      2026-11-22-{2234,2241}-{default,no-prefetch}-$i.txt
+#    and after each window, alternating, the shard's worker threads 4 (default) and 2:
+#      for i in 1 2 3; do for t in 4 2; do
+#        ibrl-bench replay --only insert --server-threads $t > 2026-11-22-HHMM-insert-st$t-$i.txt
+#      done; done                                 # HHMM = 2237, then 2241
 # 2. The ceiling experiment: ibrl-replay built with ceiling.patch (EXPERIMENT ONLY, never merged),
 #    which reads two variables: EXP_NOSTORE=1 decodes and checks every message but skips the store;
 #    EXP_NODECODE=1 skips decode and store (the handler only counts 256 rows a message). Unset, the
