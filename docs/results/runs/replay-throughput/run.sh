@@ -20,6 +20,11 @@
 #      for i in 1 2 3; do for t in 4 2; do
 #        ibrl-bench replay --only insert --server-threads $t > 2026-11-22-HHMM-insert-st$t-$i.txt
 #      done; done                                 # HHMM = 2237, then 2241
+#    The acknowledgement experiment (22:48 UTC): ibrl-bench built with pending.patch (EXPERIMENT
+#    ONLY, never merged), whose writer takes max_pending from EXP_PENDING:
+#      for i in 1 2 3; do for p in 1024 512 256; do
+#        EXP_PENDING=$p ibrl-bench replay --only insert --threads 1 > 2026-11-22-2248-pending-$p-$i.txt
+#      done; done
 # 2. The ceiling experiment: ibrl-replay built with ceiling.patch (EXPERIMENT ONLY, never merged),
 #    which reads two variables: EXP_NOSTORE=1 decodes and checks every message but skips the store;
 #    EXP_NODECODE=1 skips decode and store (the handler only counts 256 rows a message). Unset, the
