@@ -160,7 +160,7 @@ static const char *status_hint(grpc_status_code st) {
       return "is ibrl-replay running there, is the address in the shard list right, and does TLS match (a shard "
              "started with --tls-cert needs the client's TLS roots)?";
     case GRPC_STATUS_DEADLINE_EXCEEDED: return "the shard is slow, blocked by its rate limiter, or unreachable; raise the deadline or check the shard";
-    case GRPC_STATUS_UNAUTHENTICATED: return "give the client the shared token the shard was started with";
+    case GRPC_STATUS_UNAUTHENTICATED: return "pass the shared token the shard was started with (--token)";
     case GRPC_STATUS_UNIMPLEMENTED: return "the peer is not an ibrl-replay of this protocol version";
     case GRPC_STATUS_RESOURCE_EXHAUSTED: return "a table or the actor registry is full, the rate limiter gave up, or a message is over the size limit";
     default: return "see the server's message";
