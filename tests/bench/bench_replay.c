@@ -44,9 +44,9 @@
  *
  * --variant full|client|raw runs one variant alone (ratios then show nan), to profile it.
  *
- * Latest figures (2026-11-22 22:34 and 22:41 UTC, a quiet "AMD EPYC" 2-vCPU VM, medians of 3 runs
- * per window): full/raw insert 62-66% / 74-76% with 1 / 4 client threads, sample one at a time
- * 71-73% / 68-69%, one ahead 62-63% / 55-60%. The 70% target is met for inserts with 4 clients only;
+ * Latest figures (2026-11-22 22:34, 22:41 and 23:06 UTC, a quiet "AMD EPYC" 2-vCPU VM, medians of 3
+ * runs per window): full/raw insert 62-71% / 74-83% with 1 / 4 client threads, sample one at a time
+ * 71-78% / 68-72%, one ahead 62-67% / 53-60%. The 70% target is met for inserts with 4 clients only;
  * the ratios differ between VMs (the same code gave 48% / 57% for inserts on the VM of 19:39 UTC).
  * docs/results/replay-throughput.md has the figures, a ceiling experiment and the history. */
 #include <errno.h>

@@ -14,8 +14,8 @@
 #    changes: parallel size refresh, durability health), machine quiet at the start (load 0.2):
 #      2026-11-22-2029-{default,no-prefetch}-$i.txt
 #    On the next session's VM ("AMD EPYC", 2 vCPUs), binaries of commit fb02de6, nothing else
-#    running, two windows (22:34-22:36 and 22:41-22:43 UTC), `bash run.sh build-lead/bin`:
-#      2026-11-22-{2234,2241}-{default,no-prefetch}-$i.txt
+#    running, three windows (22:34-22:36, 22:41-22:43 and 23:06-23:09 UTC), `bash run.sh build-lead/bin`:
+#      2026-11-22-{2234,2241,2306}-{default,no-prefetch}-$i.txt
 #    and after each window, alternating, the shard's worker threads 4 (default) and 2:
 #      for i in 1 2 3; do for t in 4 2; do
 #        ibrl-bench replay --only insert --server-threads $t > 2026-11-22-HHMM-insert-st$t-$i.txt
