@@ -25,6 +25,12 @@
 #      for i in 1 2 3; do for p in 1024 512 256; do
 #        EXP_PENDING=$p ibrl-bench replay --only insert --threads 1 > 2026-11-22-2248-pending-$p-$i.txt
 #      done; done
+#    The long-stream experiment (23:10 UTC): a scratch copy built with longstream.patch (EXPERIMENT
+#    ONLY), alternating with the current build:
+#      for i in 1 2 3; do
+#        build-lead/bin/ibrl-bench replay --only insert > 2026-11-22-2310-longstream-base-$i.txt
+#        /tmp/exp/build/bin/ibrl-bench replay --only insert > 2026-11-22-2310-longstream-exp-$i.txt
+#      done
 # 2. The ceiling experiment: ibrl-replay built with ceiling.patch (EXPERIMENT ONLY, never merged),
 #    which reads two variables: EXP_NOSTORE=1 decodes and checks every message but skips the store;
 #    EXP_NODECODE=1 skips decode and store (the handler only counts 256 rows a message). Unset, the
