@@ -95,6 +95,7 @@ typedef struct bcfg {
   double seconds;
   const char *replay_bin;
   int server_threads; /* worker threads of both servers, ibrl-replay's --threads [4] */
+  int raw_msgs; /* insert/raw: messages per stream; 0 = one stream per measurement [MSGS_PER_STREAM] */
 } bcfg;
 
 /* ---- test items ---- */
@@ -406,7 +407,9 @@ static void *job_raw(job *j) {
   wire_channel_opts co = {64L * 1024 * 1024, NULL, 0, 0};
   grpc_channel *ch = wire_channel_create(j->target, &co);
   grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-  int per_call = j->kind == 1 ? MSGS_PER_STREAM : 1;
+  /* Messages per raw Insert stream: ours closes its stream every MSGS_PER_STREAM batches; with
+   * --raw-msgs 0 one stream runs the whole measurement (grpc-core.md's InsertStream method). */
+  int per_call = j->kind != 1 ? 1 : j->cfg->raw_msgs > 0 ? j->cfg->raw_msgs : INT_MAX;
   const char *path = j->kind == 1 ? RAW_INSERT_PATH : RAW_SAMPLE_PATH;
   ibrl_SampleRequest sreq = ibrl_SampleRequest_init_zero;
   sreq.batch_size = (uint32_t)j->cfg->batch;
@@ -425,7 +428,7 @@ static void *job_raw(job *j) {
     const char *es = NULL;
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
-    int ok = 1;
+    int ok = 1, sent = 0;
     if (j->kind == 3) {
       /* Unary: one 6-op batch, as rc__unary does. */
       ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -446,13 +449,15 @@ static void *job_raw(job *j) {
       /* Client stream: initial metadata, one batch per message, then close and receive. */
       ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
       ok = raw_batch(call, cq, ops, 1, &ops[0]) == 0;
-      for (int k = 0; k < per_call && ok; k++) {
+      sent = 0;
+      for (int k = 0; k < per_call && ok && (per_call != INT_MAX || !atomic_load(j->stop)); k++) {
         grpc_byte_buffer *bb = grpc_raw_byte_buffer_create((grpc_slice *)j->payload, 1);
         memset(ops, 0, sizeof ops);
         ops[0].op = GRPC_OP_SEND_MESSAGE;
         ops[0].data.send_message.send_message = bb;
         ok = raw_batch(call, cq, ops, 1, &ops[0]) == 0;
         grpc_byte_buffer_destroy(bb);
+        sent += ok;
       }
       memset(ops, 0, sizeof ops);
       ops[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -471,7 +476,7 @@ static void *job_raw(job *j) {
       j->err = 1;
       snprintf(j->msg, sizeof j->msg, "raw call %s: %s", path, wire_status_name(st));
     } else {
-      j->items += (uint64_t)per_call * (uint64_t)j->cfg->batch;
+      j->items += (uint64_t)(j->kind == 1 ? sent : 1) * (uint64_t)j->cfg->batch;
     }
     if (reply) grpc_byte_buffer_destroy(reply);
     grpc_metadata_array_destroy(&mi);
@@ -702,7 +707,8 @@ int bench_replay(int argc, char **argv); /* called by bench_main.c */
 static void usage(FILE *f) {
   fprintf(f,
           "usage: ibrl-bench replay [--rounds R] [--seconds S] [--only OP] [--threads T] [--no-prefetch] [--batch N]\n"
-          "                          [--obs-dim N] [--act-dim N] [--variant V] [--server-threads N] [--replay-bin P]\n"
+          "                          [--obs-dim N] [--act-dim N] [--variant V] [--server-threads N] [--raw-msgs N]\n"
+          "                          [--replay-bin P]\n"
           "Insert and sample throughput of the replay client against an ibrl-replay child on 127.0.0.1, with\n"
           "1 and 4 client threads, next to a raw gRPC baseline (no-op handlers, same bytes) in the same run.\n"
           "  --rounds R       rounds per configuration; the table shows medians [5]\n"
@@ -716,11 +722,13 @@ static void usage(FILE *f) {
           "  --obs-dim N      stacked observation size [69]\n"
           "  --act-dim N      action chunk size [7]\n"
           "  --server-threads N  worker threads of ibrl-replay (its --threads) and of the raw server alike, 1-16 [4]\n"
+          "  --raw-msgs N     insert/raw: messages per stream before it waits for the reply, 1-100000, as ibrl's\n"
+          "                   writer by default; 0 = one stream per measurement, as grpc-core.md measured [4]\n"
           "  --replay-bin P   the ibrl-replay binary [next to ibrl-bench]\n");
 }
 
 int bench_replay(int argc, char **argv) {
-  bcfg cfg = {69, 7, 256, 5, -1, 0, 1, 7, 0.5, NULL, 4};
+  bcfg cfg = {69, 7, 256, 5, -1, 0, 1, 7, 0.5, NULL, 4, MSGS_PER_STREAM};
   static char default_bin[PATH_MAX];
   static const struct option lo[] = {{"seconds", required_argument, NULL, 's'}, {"rounds", required_argument, NULL, 'n'},
                                      {"only", required_argument, NULL, 'y'},
@@ -730,6 +738,7 @@ int bench_replay(int argc, char **argv) {
                                      {"obs-dim", required_argument, NULL, 'o'}, {"act-dim", required_argument, NULL, 'a'},
                                      {"replay-bin", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
                                      {"server-threads", required_argument, NULL, 'w'},
+                                     {"raw-msgs", required_argument, NULL, 'm'},
                                      {NULL, 0, NULL, 0}};
   optind = 1;
   opterr = 0;
@@ -750,6 +759,7 @@ int bench_replay(int argc, char **argv) {
         cfg.server_threads = (int)strtol(optarg, &end, 10);
         bad = *end || cfg.server_threads < 1 || cfg.server_threads > 16;
         break;
+      case 'm': cfg.raw_msgs = (int)strtol(optarg, &end, 10); bad = *end || cfg.raw_msgs < 0 || cfg.raw_msgs > 100000; break;
       case 'v':
         cfg.variants = !strcmp(optarg, "full") ? 1 : !strcmp(optarg, "client") ? 2 : !strcmp(optarg, "raw") ? 4
                        : !strcmp(optarg, "all") ? 7 : 0;
@@ -845,12 +855,18 @@ int bench_replay(int argc, char **argv) {
            "(MB/s below count the per-item bytes for every variant)\n",
            cfg.obs_dim, cfg.act_dim, cfg.batch, item_b, GRPC_SLICE_LENGTH(ins), GRPC_SLICE_LENGTH(smp), cfg.rounds,
            cfg.seconds, cins_len, csmp_len);
+    char raw_msgs_text[96];
+    if (cfg.raw_msgs > 0)
+      snprintf(raw_msgs_text, sizeof raw_msgs_text, "every %d (--raw-msgs)", cfg.raw_msgs);
+    else
+      snprintf(raw_msgs_text, sizeof raw_msgs_text, "sends on one stream per measurement (--raw-msgs 0)");
     printf("  full = replay client -> ibrl-replay (decode, validate, store, sample, encode)\n"
            "  client = replay client -> no-op server (the client library and transport only)\n"
            "  raw = bare gRPC core, pre-encoded messages -> no-op server\n"
+           "  insert: full/client wait for the reply every %d messages (the writer's 1024 rows); raw %s\n"
            "  servers: %d worker threads each (ibrl-replay --threads; --server-threads)\n"
            "  sample: %s\n",
-           cfg.server_threads, cfg.prefetch ? "full/client use rc_sampler; raw likewise keeps one call in flight ahead of the one it waits for"
+           MSGS_PER_STREAM, raw_msgs_text, cfg.server_threads, cfg.prefetch ? "full/client use rc_sampler; raw likewise keeps one call in flight ahead of the one it waits for"
                         : "full/client use rc_sample, raw one call at a time (--no-prefetch)");
     machine_line();
     printf("%-7s %-7s %10s %9s %10s %9s %10s %9s %8s %8s\n", "op", "threads", "full/s", "full MB/s", "client/s",

@@ -23,7 +23,17 @@ read -r _ _ full _ client _ raw _ <<<"$line"
 [ "$full" != "nan" ] || fail "--variant full: full was not measured: $line"
 [ "$client" = "nan" ] && [ "$raw" = "nan" ] || fail "--variant full: client and raw ran: $line"
 grep -q "servers: 2 worker threads each" <<<"$m" || fail "--server-threads 2 is not in the header: $m"
+m=$("$B" replay --raw-msgs -1 2>&1)
+[ $? -eq 2 ] || fail "--raw-msgs -1 did not exit 2: $m"
+grep -q -- "--raw-msgs '-1'" <<<"$m" || fail "--raw-msgs -1: the flag is not named: $m"
+# One raw stream per measurement (grpc-core.md's method): raw must still count the rows it sent.
+m=$("$B" replay --only insert --threads 1 --rounds 1 --seconds 0.1 --variant raw --raw-msgs 0 2>&1)
+[ $? -eq 0 ] || fail "--raw-msgs 0 run failed: $m"
+grep -q "raw sends on one stream per measurement" <<<"$m" || fail "--raw-msgs 0 is not in the header: $m"
+line=$(grep "^insert  1 " <<<"$m" | head -1)
+read -r _ _ full _ client _ raw _ <<<"$line"
+[ "$raw" != "nan" ] && [ "${raw%%.*}" -gt 0 ] 2>/dev/null || fail "--raw-msgs 0: raw counted no rows: $line"
 m=$("$B" replay --only decode --rounds 1 --seconds 0.1 2>&1)
 [ $? -eq 0 ] || fail "--only decode failed: $m"
 grep -q "CPU ns per row: decode" <<<"$m" || fail "--only decode printed no result: $m"
-echo "ok: flags, --variant, --server-threads, --only decode"
+echo "ok: flags, --variant, --server-threads, --raw-msgs, --only decode"
