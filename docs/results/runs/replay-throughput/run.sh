@@ -31,6 +31,14 @@
 #        build-lead/bin/ibrl-bench replay --only insert > 2026-11-22-2310-longstream-base-$i.txt
 #        /tmp/exp/build/bin/ibrl-bench replay --only insert > 2026-11-22-2310-longstream-exp-$i.txt
 #      done
+#    The two raw baselines for inserts (22 Nov 23:46 and 23:49 UTC, binaries of commit 7b65da4,
+#    /tmp/exp2 a scratch copy of that commit with noack.patch applied, EXPERIMENT ONLY):
+#      for i in 1 2 3; do
+#        build-lead/bin/ibrl-bench replay --only insert               > HHMM-insert-raw4-$i.txt
+#        build-lead/bin/ibrl-bench replay --only insert --raw-msgs 0  > HHMM-insert-raw0-$i.txt
+#        EXP_PEND=65536 /tmp/exp2/build/bin/ibrl-bench replay --only insert --raw-msgs 0 \
+#                                                                     > HHMM-insert-noack-raw0-$i.txt
+#      done                                       # HHMM = 2026-11-22-2346, then 2026-11-22-2349
 # 2. The ceiling experiment: ibrl-replay built with ceiling.patch (EXPERIMENT ONLY, never merged),
 #    which reads two variables: EXP_NOSTORE=1 decodes and checks every message but skips the store;
 #    EXP_NODECODE=1 skips decode and store (the handler only counts 256 rows a message). Unset, the
