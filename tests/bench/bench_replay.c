@@ -84,7 +84,6 @@
 
 #define RAW_INSERT_PATH WIRE_PATH_INSERT
 #define RAW_SAMPLE_PATH WIRE_PATH_SAMPLE
-#define MSGS_PER_STREAM 4
 #define MAX_THREADS 8
 #define MAX_ROUNDS 64
 
@@ -97,8 +96,12 @@ typedef struct bcfg {
   double seconds;
   const char *replay_bin;
   int server_threads; /* worker threads of both servers, ibrl-replay's --threads [4] */
-  int raw_msgs; /* insert/raw: messages per stream; 0 = one stream per measurement [MSGS_PER_STREAM] */
+  int raw_msgs; /* insert/raw: messages per stream; 0 = one stream per measurement [writer_msgs()] */
 } bcfg;
+
+/* Messages the replay client's writer sends per stream before it waits for the reply: as many
+ * batches as fit in its default max_pending, the store's dedup window (4 of 256 rows). */
+static int writer_msgs(const bcfg *cfg) { return IB_MAX(1, STORE_DEDUP_WINDOW / cfg->batch); }
 
 /* ---- test items ---- */
 
@@ -409,8 +412,8 @@ static void *job_raw(job *j) {
   wire_channel_opts co = {64L * 1024 * 1024, NULL, 0, 0};
   grpc_channel *ch = wire_channel_create(j->target, &co);
   grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-  /* Messages per raw Insert stream: ours closes its stream every MSGS_PER_STREAM batches; with
-   * --raw-msgs 0 one stream runs the whole measurement (grpc-core.md's InsertStream method). */
+  /* Messages per raw Insert stream: as ours (writer_msgs) by default; with --raw-msgs 0 one stream
+   * runs the whole measurement (grpc-core.md's InsertStream method). */
   int per_call = j->kind != 1 ? 1 : j->cfg->raw_msgs > 0 ? j->cfg->raw_msgs : INT_MAX;
   const char *path = j->kind == 1 ? RAW_INSERT_PATH : RAW_SAMPLE_PATH;
   ibrl_SampleRequest sreq = ibrl_SampleRequest_init_zero;
@@ -724,13 +727,13 @@ static void usage(FILE *f) {
           "  --obs-dim N      stacked observation size [69]\n"
           "  --act-dim N      action chunk size [7]\n"
           "  --server-threads N  worker threads of ibrl-replay (its --threads) and of the raw server alike, 1-16 [4]\n"
-          "  --raw-msgs N     insert/raw: messages per stream before it waits for the reply, 1-100000, as ibrl's\n"
-          "                   writer by default; 0 = one stream per measurement, as grpc-core.md measured [4]\n"
+          "  --raw-msgs N     insert/raw: messages per stream before it waits for the reply, 1-100000; 0 = one\n"
+          "                   stream per measurement, as grpc-core.md measured [as ibrl's writer: 1024 / batch]\n"
           "  --replay-bin P   the ibrl-replay binary [next to ibrl-bench]\n");
 }
 
 int bench_replay(int argc, char **argv) {
-  bcfg cfg = {69, 7, 256, 5, -1, 0, 1, 7, 0.5, NULL, 4, MSGS_PER_STREAM};
+  bcfg cfg = {69, 7, 256, 5, -1, 0, 1, 7, 0.5, NULL, 4, -1};
   static char default_bin[PATH_MAX];
   static const struct option lo[] = {{"seconds", required_argument, NULL, 's'}, {"rounds", required_argument, NULL, 'n'},
                                      {"only", required_argument, NULL, 'y'},
@@ -788,6 +791,7 @@ int bench_replay(int argc, char **argv) {
     fprintf(stderr, "ibrl-bench replay: unexpected argument '%s' (see --help)\n", argv[optind]);
     return 2;
   }
+  if (cfg.raw_msgs < 0) cfg.raw_msgs = writer_msgs(&cfg);
   if (cfg.only == 2) return decode_bench(&cfg);
   if (cfg.replay_bin == NULL) {
     ssize_t n = readlink("/proc/self/exe", default_bin, sizeof default_bin - 16);
@@ -859,16 +863,17 @@ int bench_replay(int argc, char **argv) {
            cfg.seconds, cins_len, csmp_len);
     char raw_msgs_text[96];
     if (cfg.raw_msgs > 0)
-      snprintf(raw_msgs_text, sizeof raw_msgs_text, "every %d (--raw-msgs)", cfg.raw_msgs);
+      snprintf(raw_msgs_text, sizeof raw_msgs_text, "every %d%s", cfg.raw_msgs,
+               cfg.raw_msgs == writer_msgs(&cfg) ? " as well" : " (--raw-msgs)");
     else
       snprintf(raw_msgs_text, sizeof raw_msgs_text, "sends on one stream per measurement (--raw-msgs 0)");
     printf("  full = replay client -> ibrl-replay (decode, validate, store, sample, encode)\n"
            "  client = replay client -> no-op server (the client library and transport only)\n"
            "  raw = bare gRPC core, pre-encoded messages -> no-op server\n"
-           "  insert: full/client wait for the reply every %d messages (the writer's 1024 rows); raw %s\n"
+           "  insert: full/client wait for the reply every %d messages (the writer's %d rows); raw %s\n"
            "  servers: %d worker threads each (ibrl-replay --threads; --server-threads)\n"
            "  sample: %s\n",
-           MSGS_PER_STREAM, raw_msgs_text, cfg.server_threads, cfg.prefetch ? "full/client use rc_sampler; raw likewise keeps one call in flight ahead of the one it waits for"
+           writer_msgs(&cfg), writer_msgs(&cfg) * cfg.batch, raw_msgs_text, cfg.server_threads, cfg.prefetch ? "full/client use rc_sampler; raw likewise keeps one call in flight ahead of the one it waits for"
                         : "full/client use rc_sample, raw one call at a time (--no-prefetch)");
     machine_line();
     printf("%-7s %-7s %10s %9s %10s %9s %10s %9s %8s %8s\n", "op", "threads", "full/s", "full MB/s", "client/s",
