@@ -48,8 +48,8 @@
  * runs per window): full/raw insert 62-71% / 74-83% with 1 / 4 client threads, sample one at a time
  * 71-78% / 68-72%, one ahead 62-67% / 53-60%. The 70% target is met for inserts with 4 clients only;
  * the ratios differ between VMs (the same code gave 48% / 57% for inserts on the VM of 19:39 UTC).
- * Against raw on one stream per measurement (--raw-msgs 0, grpc-core.md's method; 23:46 and 23:49
- * UTC, same VM): insert 38-41% / 63-70%.
+ * Against raw on one stream per measurement (--raw-msgs 0, grpc-core.md's method; 22 Nov 23:46 and
+ * 23:49 and 23 Nov 00:17 UTC, same VM): insert 38-41% / 63-70%.
  * docs/results/replay-throughput.md has the figures, the ceiling experiments and the history. */
 #include <errno.h>
 #include <fcntl.h>

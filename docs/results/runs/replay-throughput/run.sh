@@ -38,7 +38,8 @@
 #        build-lead/bin/ibrl-bench replay --only insert --raw-msgs 0  > HHMM-insert-raw0-$i.txt
 #        EXP_PEND=65536 /tmp/exp2/build/bin/ibrl-bench replay --only insert --raw-msgs 0 \
 #                                                                     > HHMM-insert-noack-raw0-$i.txt
-#      done                                       # HHMM = 2026-11-22-2346, then 2026-11-22-2349
+#      done             # HHMM = 2026-11-22-2346, then 2026-11-22-2349; and 2026-11-23-0017 with the
+#                       # binaries of e8d4bf6 (after the fresh-clone CI and the main job)
 # 2. The ceiling experiment: ibrl-replay built with ceiling.patch (EXPERIMENT ONLY, never merged),
 #    which reads two variables: EXP_NOSTORE=1 decodes and checks every message but skips the store;
 #    EXP_NODECODE=1 skips decode and store (the handler only counts 256 rows a message). Unset, the
