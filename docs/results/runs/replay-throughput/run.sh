@@ -16,13 +16,13 @@
 #    On the next session's VM ("AMD EPYC", 2 vCPUs), binaries of commit fb02de6, nothing else
 #    running, three windows (22:34-22:36, 22:41-22:43 and 23:06-23:09 UTC), `bash run.sh build-lead/bin`:
 #      2026-11-22-{2234,2241,2306}-{default,no-prefetch}-$i.txt
-#    A fourth window on 23 Nov, 00:20-00:22 UTC, binaries of commit e8d4bf6 (same paths), after the
-#    fresh-clone CI, the main job and the two-baseline windows below, `bash run.sh build-lead/bin`:
-#      2026-11-23-0020-{default,no-prefetch}-$i.txt
-#    and after each window, alternating, the shard's worker threads 4 (default) and 2:
+#    and after the first two windows, alternating, the shard's worker threads 4 (default) and 2:
 #      for i in 1 2 3; do for t in 4 2; do
 #        ibrl-bench replay --only insert --server-threads $t > 2026-11-22-HHMM-insert-st$t-$i.txt
 #      done; done                                 # HHMM = 2237, then 2241
+#    A fourth window on 23 Nov, 00:20-00:22 UTC, binaries of commit e8d4bf6 (same paths), after the
+#    fresh-clone CI, the main job and the two-baseline windows below, `bash run.sh build-lead/bin`:
+#      2026-11-23-0020-{default,no-prefetch}-$i.txt
 #    The acknowledgement experiment (22:48 UTC): ibrl-bench built with pending.patch (EXPERIMENT
 #    ONLY, never merged), whose writer takes max_pending from EXP_PENDING:
 #      for i in 1 2 3; do for p in 1024 512 256; do
