@@ -43,6 +43,14 @@
 #                                                                     > HHMM-insert-noack-raw0-$i.txt
 #      done             # HHMM = 2026-11-22-2346, then 2026-11-22-2349; and 2026-11-23-0017 with the
 #                       # binaries of e8d4bf6 (after the fresh-clone CI and the main job)
+#    Raw with a copy into a fresh buffer per message (23 Nov 00:24 UTC; /tmp/exp2 as above plus
+#    rawcopy.patch, EXPERIMENT ONLY):
+#      for i in 1 2 3; do
+#        /tmp/exp2/build/bin/ibrl-bench replay --only insert --variant raw --raw-msgs 0 \
+#                                                           > 2026-11-23-0024-raw0-base-$i.txt
+#        EXP_RAWCOPY=1 /tmp/exp2/build/bin/ibrl-bench replay --only insert --variant raw --raw-msgs 0 \
+#                                                           > 2026-11-23-0024-raw0-rawcopy-$i.txt
+#      done
 # 2. The ceiling experiment: ibrl-replay built with ceiling.patch (EXPERIMENT ONLY, never merged),
 #    which reads two variables: EXP_NOSTORE=1 decodes and checks every message but skips the store;
 #    EXP_NODECODE=1 skips decode and store (the handler only counts 256 rows a message). Unset, the
