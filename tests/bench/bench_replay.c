@@ -10,7 +10,9 @@
  *   insert/ours  rc_writer streams batches; its retry buffer of 1024 items makes it close the
  *                stream (and wait for the acknowledgement) every 4 batches;
  *   insert/raw   the same pattern on bare gRPC core: 4 pre-encoded InsertRequest messages of the
- *                same bytes per client stream, to a server whose handler does nothing;
+ *                same bytes per client stream (as many as the writer sends for any --batch), to a
+ *                server whose handler does nothing; with --raw-msgs 0 one stream per measurement,
+ *                the method of docs/grpc-core.md whose figures anchors.md quotes;
  *   sample/ours  256 rows per batch through rc_sampler, as a learner would take them: one Sample
  *                request is kept in flight ahead of the batch being decoded (request, server-side
  *                sampling and encoding, decoding into the caller's batch); with --no-prefetch one
