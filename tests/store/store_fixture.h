@@ -6,10 +6,20 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ib.h"
 #include "store.h"
 
 #define FX_O 5 /* obs_dim: small and odd so stride bugs cannot hide */
 #define FX_A 3 /* act_dim */
+
+/* A store of the default two tables for FX_O / FX_A items: demo capacity 8, online `online_cap`. */
+static inline store *fx_store(uint64_t online_cap) {
+  store_spec sp[2];
+  store_specs_default(sp, FX_O, FX_A, 8, online_cap);
+  store *s = NULL;
+  IB_CHECK(store_create(&s, sp, 2, NULL) == IB_OK);
+  return s;
+}
 
 /* One item with its own value storage. */
 typedef struct fx_item {

@@ -180,13 +180,7 @@ static int list_logs(const char *dir, uint64_t *ep, int max) {
 
 /* ---- store ---- */
 
-static store *mk(void) {
-  store_spec sp[2];
-  store_specs_default(sp, FX_O, FX_A, 8, CAP);
-  store *s = NULL;
-  IB_CHECK(store_create(&s, sp, 2, NULL) == IB_OK);
-  return s;
-}
+static store *mk(void) { return fx_store(CAP); }
 
 /* Inserts actor's seqs [from, to) (at most 32) in one call; returns store_insert's status. */
 static int ins(store *s, uint32_t actor, uint64_t from, uint64_t to) {

@@ -122,13 +122,7 @@ static void copy_dir(const char *from, const char *to) {
 
 /* ---- store and the ledger of what each actor sent and got acknowledged ---- */
 
-static store *mk(void) {
-  store_spec sp[2];
-  store_specs_default(sp, FX_O, FX_A, 8, CAP);
-  store *s = NULL;
-  IB_CHECK(store_create(&s, sp, 2, NULL) == IB_OK);
-  return s;
-}
+static store *mk(void) { return fx_store(CAP); }
 
 /* Seqs [0, acked[a]) of actor a were acknowledged; seqs below att[a] were sent. One batch at a
  * time per actor, so both are gapless. Written by inserting threads, read with __atomic. */

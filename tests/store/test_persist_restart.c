@@ -193,13 +193,7 @@ static int crash_copy(const char *dir, const char *out) {
 
 /* ---- store ---- */
 
-static store *mk(void) {
-  store_spec sp[2];
-  store_specs_default(sp, FX_O, FX_A, 8, CAP);
-  store *s = NULL;
-  IB_CHECK(store_create(&s, sp, 2, NULL) == IB_OK);
-  return s;
-}
+static store *mk(void) { return fx_store(CAP); }
 
 /* Inserts actor's seqs [from, to) (at most 32) in one call and decides the acknowledgement as
  * the server does: a batch with duplicates only after persist_barrier (p may be NULL for a store
