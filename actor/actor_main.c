@@ -105,7 +105,7 @@ static void usage(FILE *f) {
           "  --minutes M            stop after M minutes (0 = no limit) [0]\n"
           "  --poll-ms MS           weights poll period (long poll, at most one blob per period) [500]\n"
           "  --deadline-ms MS       deadline of each replay call [5000]\n"
-          "  --max-pending N        unacknowledged items kept for retry (the local buffer), 1..1024 [1024]\n"
+          "  --max-pending N        unacknowledged items kept for retry (the local buffer), 1..8192 [1024]\n"
           "  --send-rows N          items per Insert message [64]\n"
           "  --flush-ms MS          ask for an acknowledgement at least this often [1000]\n"
           "  --log-every S          progress line period in seconds [10]\n"
@@ -238,7 +238,7 @@ static int apply(const char *const *val, const char *const *src, int *role, arun
   if (val[O_MINUTES] && parse_double(&o->minutes, val[O_MINUTES], 0, 1e7, FLAG(O_MINUTES))) return -1;
   if (val[O_POLL] && tcfg_parse_long(&o->poll_ms, val[O_POLL], 10, 3600000, P, FLAG(O_POLL))) return -1;
   if (val[O_DEADLINE] && tcfg_parse_int(&o->deadline_ms, val[O_DEADLINE], 1, 3600000, P, FLAG(O_DEADLINE))) return -1;
-  if (val[O_MAX_PENDING] && tcfg_parse_int(&o->max_pending, val[O_MAX_PENDING], 1, 1024, P, FLAG(O_MAX_PENDING)))
+  if (val[O_MAX_PENDING] && tcfg_parse_int(&o->max_pending, val[O_MAX_PENDING], 1, 8192, P, FLAG(O_MAX_PENDING)))
     return -1;
   if (val[O_SEND_ROWS] && tcfg_parse_int(&o->send_rows, val[O_SEND_ROWS], 1, 1024, P, FLAG(O_SEND_ROWS))) return -1;
   if (val[O_FLUSH] && tcfg_parse_long(&o->flush_ms, val[O_FLUSH], 1, 3600000, P, FLAG(O_FLUSH))) return -1;

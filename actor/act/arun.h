@@ -41,7 +41,7 @@ typedef struct arun_opts {
   double minutes;      /* stop after this many minutes (0 = no limit) */
   long poll_ms;        /* weights poll period */
   int deadline_ms;     /* deadline of each replay call */
-  int max_pending;     /* unacknowledged items kept for retry, 1..1024 */
+  int max_pending;     /* unacknowledged items kept for retry, 1..8192 */
   int send_rows;       /* items per Insert message */
   long flush_ms;       /* acknowledge (flush) at least this often */
   double log_every_s;  /* progress line period */

@@ -116,13 +116,15 @@ typedef struct rc_writer_stats {
   uint64_t inserted;    /* of those, newly stored */
   uint64_t duplicates;  /* of those, already stored (a retry of an earlier send) */
   uint64_t pending;     /* items sent or buffered but not acknowledged yet */
+  uint64_t awaiting;    /* of those, items of a half-closed stream whose reply is not read yet: the shard
+                         * may have acknowledged (and made durable) them already */
   uint64_t retries;     /* stream restarts after a failure */
   uint64_t next_seq;    /* the seq the next written item gets */
 } rc_writer_stats;
 
 /* Opens a writer for `actor_id` into table `table` ("online", "demo"; NULL = "online") of
  * shard actor_id % n_shards. Items get seq = first_seq, first_seq + 1, ... in write order.
- * `max_pending` bounds the items kept for retry (1..1024, the store's dedup window; 0 = 1024):
+ * `max_pending` bounds the items kept for retry (1..8192, the store's dedup window; 0 = 1024):
  * when a write would exceed it, the writer flushes first. No I/O happens until the first
  * write. `c` is borrowed and must outlive the writer. Errors: IB_EINVAL (bad table name or
  * max_pending). */
@@ -151,6 +153,16 @@ int rc_writer_write(rc_writer *w, const rc_batch *b);
  * missing token; IB_ENOTFOUND, IB_ESTATE, IB_EPROTO) are not retried: the pending items are
  * dropped, and the message says how many. */
 int rc_writer_flush(rc_writer *w, long timeout_ms);
+
+/* on = 1: pipelined. The writer half-closes its stream each time it holds max_pending / 2 rows and
+ * goes on with a fresh stream at once, reading the previous stream's reply (the acknowledgement)
+ * only when the fresh one is full in turn; so a fast writer never waits for a reply. The shard may
+ * store the two streams' rows out of order: if the writer fails for good or its process dies, its
+ * unacknowledged rows can be a gap below rows that were stored, where an in-order writer (on = 0,
+ * the default) only leaves a tail. For bulk loading (ibrl-bench replay uses it with max_pending
+ * 8192); an actor restarted from the shard's highest stored seq would never fill such a gap.
+ * Choose before the first write: IB_ESTATE after it. */
+int rc_writer_pipeline(rc_writer *w, int on);
 
 void rc_writer_stats_get(const rc_writer *w, rc_writer_stats *out);
 

@@ -116,7 +116,11 @@
 #define CKPT_MAGIC "IBRLCKPT"
 #define CKPT_END "IBRLDONE"
 #define WAL_MAGIC "IBRLWAL1"
-#define FMT_VERSION 1u
+/* Checkpoint format: 2 = actor windows of STORE_DEDUP_WINDOW (8192) seqs; 1 = windows of 1024 seqs
+ * (still read: the seqs between 1024 and 8192 below an actor's highest are marked stored, as
+ * version 1 assumed of everything older than its window). */
+#define FMT_VERSION 2u
+#define FMT_V1_WIN_WORDS (1024 / 64)
 /* Log format: 2 = a log made by a cut starts with a link record; 1 = no links (written before the
  * cut stopped flushing; still read, and appended to after an upgrade). An older binary refuses a
  * version 2 log by its header, naming the version. */
@@ -332,12 +336,19 @@ static void actor_write(wr *w, const store__actor *a) {
   wr_u32(w, 0);
 }
 
-static void actor_read(rd *r, store__actor *a) {
+static void actor_read(rd *r, store__actor *a, uint32_t version) {
   memset(a, 0, sizeof *a);
   a->id = rd_u32(r, "an actor id");
   a->has_seq = (uint8_t)(rd_u32(r, "an actor entry") != 0);
   a->high = rd_u64(r, "an actor entry");
-  rd_get(r, a->win, sizeof a->win, "an actor window");
+  if (version == 1) {
+    _Static_assert(FMT_V1_WIN_WORDS <= STORE__WIN_WORDS, "the window only grew");
+    rd_get(r, a->win, FMT_V1_WIN_WORDS * sizeof a->win[0], "an actor window");
+    if (a->has_seq)
+      for (unsigned w = FMT_V1_WIN_WORDS; w < STORE__WIN_WORDS; w++) a->win[w] = ~0ull;
+  } else {
+    rd_get(r, a->win, sizeof a->win, "an actor window");
+  }
   a->inserts = rd_u64(r, "an actor entry");
   a->duplicates = rd_u64(r, "an actor entry");
   a->last_wv = rd_u64(r, "an actor entry");
@@ -458,7 +469,7 @@ static int ckpt_verify(const char *path, FILE *f, uint64_t *file_bytes) {
   return IB_OK;
 }
 
-static int ckpt_header(rd *r, uint32_t *ntables, uint64_t *epoch) {
+static int ckpt_header(rd *r, uint32_t *ntables, uint64_t *epoch, uint32_t *version_out) {
   char magic[8];
   rd_get(r, magic, 8, "the magic");
   if (r->err) return r->err;
@@ -473,11 +484,12 @@ static int ckpt_header(rd *r, uint32_t *ntables, uint64_t *epoch) {
   (void)rd_u32(r, "padding");
   *epoch = rd_u64(r, "the epoch");
   if (r->err) return r->err;
-  if (version != FMT_VERSION)
+  if (version != 1 && version != FMT_VERSION)
     return ib_fail(IB_EMISMATCH,
-                   "checkpoint '%s' has format version %u, this build reads %u (HINT: "
+                   "checkpoint '%s' has format version %u, this build reads 1 and %u (HINT: "
                    "restore with the matching ibrl version)",
                    r->path, version, FMT_VERSION);
+  *version_out = version;
   if (endian != ENDIAN_WORD)
     return ib_fail(IB_EMISMATCH, "checkpoint '%s' was written on a machine of another byte order (HINT: "
                    "restore it on a machine like the one that wrote it, or start without it)", r->path);
@@ -558,8 +570,8 @@ static int ckpt_load(persist *p, uint64_t *epoch, uint64_t *items) {
     return rc;
   }
   rd r = {f, p->ckpt_path, 0};
-  uint32_t nt = 0;
-  rc = ckpt_header(&r, &nt, epoch);
+  uint32_t nt = 0, version = 0;
+  rc = ckpt_header(&r, &nt, epoch, &version);
   if (rc) {
     fclose(f);
     return rc;
@@ -589,7 +601,7 @@ static int ckpt_load(persist *p, uint64_t *epoch, uint64_t *items) {
     store__table *tb = &s->tables[t];
     for (uint32_t k = 0; k < h[t].nactors && !r.err; k++) {
       store__actor a;
-      actor_read(&r, &a);
+      actor_read(&r, &a, version);
       store__actor *dst = store__actor_find(tb, a.id, false);
       if (dst) {
         r.err = ib_fail(IB_EPROTO, "checkpoint '%s' table '%s' lists actor %u twice (HINT: the file is "
@@ -657,10 +669,10 @@ int persist_ckpt_inspect(const char *dir, persist_ckpt_summary *out) {
   }
   int rc = ckpt_verify(path, f, &out->file_bytes);
   rd r = {f, path, 0};
-  uint32_t nt = 0;
-  if (!rc) rc = ckpt_header(&r, &nt, &out->epoch);
+  uint32_t nt = 0, version = 0;
+  if (!rc) rc = ckpt_header(&r, &nt, &out->epoch, &version);
   if (!rc) {
-    out->version = FMT_VERSION;
+    out->version = version;
     out->ntables = (int)nt;
     for (uint32_t t = 0; t < nt && !r.err; t++) {
       thdr h;

@@ -62,7 +62,7 @@
 /* ---- limits and constants ---- */
 #define STORE_NAME_MAX 32           /* table name buffer, including the terminating NUL */
 #define STORE_MAX_TABLES 2          /* one demo table and one online table */
-#define STORE_DEDUP_WINDOW 1024     /* seqs remembered below each actor's highest seq */
+#define STORE_DEDUP_WINDOW 8192     /* seqs remembered below each actor's highest seq */
 #define STORE_SUCCESS_WINDOW 32     /* recent episodes remembered per actor for success rates */
 #define STORE_SEQ_NONE UINT64_MAX   /* seq value meaning "do not deduplicate this item" */
 #define STORE_ACTOR_DEMO UINT32_MAX /* conventional actor_id for demonstration loaders */

@@ -7,12 +7,13 @@
  * (Items, 605 B a row); ibrl's client and shard send the same rows as ItemColumns (610 B a row:
  * 0.9% more bytes for ours to move; MB/s use the per-item size for every variant).
  * Phases per thread count (1 and 4 client threads, each with its own client and channel):
- *   insert/ours  rc_writer streams batches; its retry buffer of 1024 items makes it close the
- *                stream (and wait for the acknowledgement) every 4 batches;
- *   insert/raw   the same pattern on bare gRPC core: 4 pre-encoded InsertRequest messages of the
- *                same bytes per client stream (as many as the writer sends for any --batch), to a
- *                server whose handler does nothing; with --raw-msgs 0 one stream per measurement,
- *                the method of docs/grpc-core.md whose figures anchors.md quotes;
+ *   insert/ours  rc_writer streams batches, pipelined as a bulk loader runs it (rc_writer_pipeline,
+ *                max_pending 8192, the store's dedup window): it half-closes its stream every
+ *                4096 rows (16 batches) and goes on with a fresh one while the reply comes;
+ *   insert/raw   bare gRPC core: pre-encoded InsertRequest messages of the same bytes on one client
+ *                stream per measurement, to a server whose handler does nothing: the method of
+ *                docs/grpc-core.md whose figures anchors.md quotes (the issue's raw baseline); with
+ *                --raw-msgs N it closes the stream and waits for the reply every N messages;
  *   sample/ours  256 rows per batch through rc_sampler, as a learner would take them: one Sample
  *                request is kept in flight ahead of the batch being decoded (request, server-side
  *                sampling and encoding, decoding into the caller's batch); with --no-prefetch one
@@ -98,12 +99,13 @@ typedef struct bcfg {
   double seconds;
   const char *replay_bin;
   int server_threads; /* worker threads of both servers, ibrl-replay's --threads [4] */
-  int raw_msgs; /* insert/raw: messages per stream; 0 = one stream per measurement [writer_msgs()] */
+  int raw_msgs; /* insert/raw: messages per stream; 0 = one stream per measurement [0] */
 } bcfg;
 
-/* Messages the replay client's writer sends per stream before it waits for the reply: as many
- * batches as fit in its default max_pending, the store's dedup window (4 of 256 rows). */
-static int writer_msgs(const bcfg *cfg) { return IB_MAX(1, STORE_DEDUP_WINDOW / cfg->batch); }
+/* Messages the bench's writer sends per stream before it half-closes it and goes on with a fresh
+ * one: it is pipelined (rc_writer_pipeline) with max_pending = the store's dedup window, as a bulk
+ * loader would run it, so the batches that reach half the window (16 of 256 rows). */
+static int writer_msgs(const bcfg *cfg) { return (STORE_DEDUP_WINDOW / 2 + cfg->batch - 1) / cfg->batch; }
 
 /* ---- test items ---- */
 
@@ -299,7 +301,8 @@ static void *job_ours(job *j) {
     rc_writer *w = NULL;
     /* A fresh actor id per thread and phase: reused seqs would be dropped as duplicates. */
     static atomic_uint next_actor;
-    IB_CHECK(rc_writer_open(&w, c, "online", atomic_fetch_add(&next_actor, 1), 0, 0) == IB_OK);
+    IB_CHECK(rc_writer_open(&w, c, "online", atomic_fetch_add(&next_actor, 1), 0, STORE_DEDUP_WINDOW) == IB_OK);
+    IB_CHECK(rc_writer_pipeline(w, 1) == IB_OK); /* a bulk loader's writer: see writer_msgs */
     int rc = IB_OK;
     while (!atomic_load(j->stop) && rc == IB_OK) rc = rc_writer_write(w, &b);
     if (rc == IB_OK) rc = rc_writer_flush(w, -1);
@@ -730,12 +733,12 @@ static void usage(FILE *f) {
           "  --act-dim N      action chunk size [7]\n"
           "  --server-threads N  worker threads of ibrl-replay (its --threads) and of the raw server alike, 1-16 [4]\n"
           "  --raw-msgs N     insert/raw: messages per stream before it waits for the reply, 1-100000; 0 = one\n"
-          "                   stream per measurement, as grpc-core.md measured [as ibrl's writer: 1024 / batch]\n"
+          "                   stream per measurement, as grpc-core.md measured (anchors.md's raw figures) [0]\n"
           "  --replay-bin P   the ibrl-replay binary [next to ibrl-bench]\n");
 }
 
 int bench_replay(int argc, char **argv) {
-  bcfg cfg = {69, 7, 256, 5, -1, 0, 1, 7, 0.5, NULL, 4, -1};
+  bcfg cfg = {69, 7, 256, 5, -1, 0, 1, 7, 0.5, NULL, 4, 0};
   static char default_bin[PATH_MAX];
   static const struct option lo[] = {{"seconds", required_argument, NULL, 's'}, {"rounds", required_argument, NULL, 'n'},
                                      {"only", required_argument, NULL, 'y'},
@@ -793,7 +796,6 @@ int bench_replay(int argc, char **argv) {
     fprintf(stderr, "ibrl-bench replay: unexpected argument '%s' (see --help)\n", argv[optind]);
     return 2;
   }
-  if (cfg.raw_msgs < 0) cfg.raw_msgs = writer_msgs(&cfg);
   if (cfg.only == 2) return decode_bench(&cfg);
   if (cfg.replay_bin == NULL) {
     ssize_t n = readlink("/proc/self/exe", default_bin, sizeof default_bin - 16);
@@ -865,14 +867,14 @@ int bench_replay(int argc, char **argv) {
            cfg.seconds, cins_len, csmp_len);
     char raw_msgs_text[96];
     if (cfg.raw_msgs > 0)
-      snprintf(raw_msgs_text, sizeof raw_msgs_text, "every %d%s", cfg.raw_msgs,
-               cfg.raw_msgs == writer_msgs(&cfg) ? " as well" : " (--raw-msgs)");
+      snprintf(raw_msgs_text, sizeof raw_msgs_text, "waits for the reply every %d messages (--raw-msgs)", cfg.raw_msgs);
     else
-      snprintf(raw_msgs_text, sizeof raw_msgs_text, "sends on one stream per measurement (--raw-msgs 0)");
+      snprintf(raw_msgs_text, sizeof raw_msgs_text, "sends on one stream per measurement");
     printf("  full = replay client -> ibrl-replay (decode, validate, store, sample, encode)\n"
            "  client = replay client -> no-op server (the client library and transport only)\n"
            "  raw = bare gRPC core, pre-encoded messages -> no-op server\n"
-           "  insert: full/client wait for the reply every %d messages (the writer's %d rows); raw %s\n"
+           "  insert: full/client send streams of %d messages (the writer's %d rows), each half-closed while the next goes "
+           "out; raw %s\n"
            "  servers: %d worker threads each (ibrl-replay --threads; --server-threads)\n"
            "  sample: %s\n",
            writer_msgs(&cfg), writer_msgs(&cfg) * cfg.batch, raw_msgs_text, cfg.server_threads, cfg.prefetch ? "full/client use rc_sampler; raw likewise keeps one call in flight ahead of the one it waits for"

@@ -33,11 +33,15 @@ grep -q "raw sends on one stream per measurement" <<<"$m" || fail "--raw-msgs 0 
 line=$(grep "^insert  1 " <<<"$m" | head -1)
 read -r _ _ full _ client _ raw _ <<<"$line"
 [ "$raw" != "nan" ] && [ "${raw%%.*}" -gt 0 ] 2>/dev/null || fail "--raw-msgs 0: raw counted no rows: $line"
-# By default raw follows the writer's pattern, whatever the batch: 1024 rows a stream.
+# By default raw sends on one stream per measurement; the header names the writer's streams for
+# the batch (half its 8192 rows of max_pending, rounded up to whole messages: 41 of 100 rows).
 m=$("$B" replay --only insert --threads 1 --rounds 1 --seconds 0.1 --variant raw --batch 100 2>&1)
 [ $? -eq 0 ] || fail "--batch 100 run failed: $m"
-grep -q "every 10 messages (the writer's 1000 rows); raw every 10 as well" <<<"$m" ||
-  fail "--batch 100: raw does not follow the writer's 10 messages a stream: $m"
+grep -q "streams of 41 messages (the writer's 4100 rows), each half-closed while the next goes out; raw sends on one stream per measurement" <<<"$m" ||
+  fail "--batch 100: the header does not describe the writer's streams and raw's default: $m"
+m=$("$B" replay --only insert --threads 1 --rounds 1 --seconds 0.1 --variant raw --raw-msgs 4 2>&1)
+[ $? -eq 0 ] || fail "--raw-msgs 4 run failed: $m"
+grep -q "raw waits for the reply every 4 messages (--raw-msgs)" <<<"$m" || fail "--raw-msgs 4 is not in the header: $m"
 m=$("$B" replay --only decode --rounds 1 --seconds 0.1 2>&1)
 [ $? -eq 0 ] || fail "--only decode failed: $m"
 grep -q "CPU ns per row: decode" <<<"$m" || fail "--only decode printed no result: $m"

@@ -414,7 +414,8 @@ int bench_soak(int argc, char **argv) {
   sh.cfg = &cfg;
   sh.target = target;
   sh.acked = ib_xcalloc((size_t)cfg.actors, sizeof *sh.acked);
-  for (int a = 0; a < cfg.actors; a++) atomic_init(&sh.acked[a], 0);
+  sh.maybe = ib_xcalloc((size_t)cfg.actors, sizeof *sh.maybe);
+  for (int a = 0; a < cfg.actors; a++) atomic_init(&sh.acked[a], 0), atomic_init(&sh.maybe[a], 0);
   rc_opts o;
   soak_traffic_opts(&o, &sh, 1);
   for (int s = 0; s < cfg.shards; s++) run->shard[s].pts = ib_xcalloc((size_t)run->cap, sizeof(soak_point));
@@ -424,6 +425,7 @@ int bench_soak(int argc, char **argv) {
   rng_seed(&run->tear_rng, cfg.tear_seed, "soak", 0, "tear");
   run->rs = ib_xcalloc((size_t)run->cap_rs, sizeof *run->rs);
   run->snap = ib_xcalloc((size_t)cfg.actors, sizeof *run->snap);
+  run->snap_maybe = ib_xcalloc((size_t)cfg.actors, sizeof *run->snap_maybe);
   int rc = rc_client_open(&sh.c, &o);
   if (rc == IB_OK) {
     IB_CHECK(rc_client_shard_count(sh.c) == cfg.shards);
@@ -455,7 +457,9 @@ int bench_soak(int argc, char **argv) {
   free(run->restart_after);
   free(run->rs);
   free(run->snap);
+  free(run->snap_maybe);
   free(run);
   free(sh.acked);
+  free(sh.maybe);
   return status;
 }

@@ -261,7 +261,7 @@ static void test_bad_items_not_retried(void) {
   rc_writer_close(w2);
   /* Writer argument checks. */
   rc_writer *w3 = NULL;
-  TH_CHECK_EQ_INT(rc_writer_open(&w3, c, "online", 1, 0, 2000), IB_EINVAL);
+  TH_CHECK_EQ_INT(rc_writer_open(&w3, c, "online", 1, 0, 8193), IB_EINVAL); /* above the dedup window */
   TH_CHECK_EQ_INT(rc_writer_open(&w3, c, "", 1, 0, 0), IB_EINVAL);
   TH_CHECK(w3 == NULL);
   TH_CHECK(rc_writer_open(&w3, c, "online", 1, 0, 5) == IB_OK);

@@ -6,7 +6,12 @@
  * back on the same port; the flush reconnects, resends batch 2 with the same seqs, and the
  * shard reports them as duplicates. The table then holds exactly batch 1 + batch 2 + batch 3
  * (written after the restart), each item once, and a flush while the shard is down returns
- * IB_EUNAVAIL/IB_ETIMEDOUT in bounded time with the items still pending. */
+ * IB_EUNAVAIL/IB_ETIMEDOUT in bounded time with the items still pending.
+ *
+ * A pipelined writer (rc_writer_pipeline: the previous stream half-closed while the next one goes
+ * out) does the same with two streams in flight: its acknowledgements arrive without a flush, a
+ * kill lands while both streams are unacknowledged, and after the restart one flush resends both;
+ * every seq is then stored exactly once. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,8 +143,106 @@ static void test_retry_after_restart(void) {
   rt_rmdir(dir);
 }
 
+/* Rows k0 .. k0 + n - 1 as batches of `per`, each written once. */
+static int write_rows(rc_writer *w, rc_batch *b, int k0, int n, int per) {
+  for (int k = k0; k < k0 + n; k += per) {
+    fill(b, k, IB_MIN(per, k0 + n - k));
+    int rc = rc_writer_write(w, b);
+    if (rc != IB_OK) return rc;
+  }
+  return IB_OK;
+}
+
+static void test_pipelined_restart(void) {
+  char dir[256];
+  rt_tmpdir(dir, sizeof dir, "client_restart_pipe");
+  const char *args[] = {"--obs-dim", "4", "--act-dim", "2", "--ckpt-dir", dir, "--durability", "wal", NULL, NULL, NULL};
+  rt_server s;
+  int code;
+  if (rt_server_start(&s, args, &code) != 0) {
+    TH_CHECK_MSG(0, "ibrl-replay did not start (%d)", code);
+    rt_rmdir(dir);
+    return;
+  }
+  char port[16];
+  snprintf(port, sizeof port, "%d", s.port);
+  rc_opts o = {0};
+  o.shards = s.target;
+  o.deadline_ms = 2000;
+  rc_client *c = NULL;
+  TH_CHECK(rc_client_open(&c, &o) == IB_OK);
+  rc_writer *w = NULL;
+  TH_CHECK(rc_writer_open(&w, c, "online", 6, 0, 256) == IB_OK); /* streams of 128 rows */
+  TH_CHECK_EQ_INT(rc_writer_pipeline(w, 1), IB_OK);
+  rc_batch b;
+  rc_batch_init(&b, 64, OD, AD);
+  /* 1,024 rows without a flush: acknowledged stream by stream, at most 256 pending. */
+  TH_CHECK_MSG(write_rows(w, &b, 0, 1024, 64) == IB_OK, "%s", ib_errmsg());
+  rc_writer_stats st;
+  rc_writer_stats_get(w, &st);
+  TH_CHECK_MSG(st.acked >= 768 && st.pending <= 256 && st.acked + st.pending == 1024,
+               "acked %llu pending %llu", (unsigned long long)st.acked, (unsigned long long)st.pending);
+  TH_CHECK_EQ_INT(st.awaiting, 128); /* the last full stream, half-closed */
+  TH_CHECK_EQ_INT(rc_writer_pipeline(w, 0), IB_ESTATE);
+  /* Two streams unacknowledged (rows 1024..1279: one half-closed, one open), then the kill. */
+  TH_CHECK_MSG(write_rows(w, &b, 1024, 192, 64) == IB_OK, "%s", ib_errmsg());
+  usleep(200000); /* let the shard store what it received */
+  rc_writer_stats_get(w, &st);
+  uint64_t acked_before = st.acked;
+  TH_CHECK_MSG(st.pending >= 192, "pending %llu", (unsigned long long)st.pending);
+  TH_CHECK_EQ_INT(rt_server_stop(&s, 9), 128 + 9);
+  args[8] = "--port";
+  args[9] = port;
+  if (rt_server_start(&s, args, &code) != 0) {
+    TH_CHECK_MSG(0, "ibrl-replay did not restart on port %s (%d)", port, code);
+    rc_writer_close(w);
+    rc_client_close(c);
+    rc_batch_free(&b);
+    rt_rmdir(dir);
+    return;
+  }
+  TH_CHECK_MSG(rc_writer_flush(w, 5000) == IB_OK, "flush after restart: %s", ib_errmsg());
+  rc_writer_stats_get(w, &st);
+  TH_CHECK_EQ_INT(st.pending, 0);
+  TH_CHECK_EQ_INT(st.acked, 1216);
+  TH_CHECK(st.acked > acked_before && st.retries >= 1);
+  /* Then more, on a fresh pair of streams. */
+  TH_CHECK_MSG(write_rows(w, &b, 1216, 320, 64) == IB_OK, "%s", ib_errmsg());
+  TH_CHECK_MSG(rc_writer_flush(w, -1) == IB_OK, "%s", ib_errmsg());
+  TH_CHECK_EQ_INT(online_size(c, NULL), 1536); /* seqs 0..1535, each once */
+  rc_shard_info *info = calloc(1, sizeof *info);
+  TH_CHECK(rc_info_get(c, 0, info) == IB_OK);
+  uint64_t last = 0;
+  for (int i = 0; i < info->n_actors; i++)
+    if (info->actors[i].actor_id == 6) last = info->actors[i].last_seq;
+  TH_CHECK_EQ_INT(last, 1535);
+  free(info);
+  /* Every row is the one written under its seq (reward = obs = seq). */
+  rc_batch sb;
+  rc_batch_init(&sb, 1024, OD, AD);
+  int bad = 0, seen_hi = 0;
+  for (uint64_t start = 0; start < 1536; start += 1024) {
+    uint64_t size = 0;
+    int n = (int)IB_MIN(1024, 1536 - start);
+    TH_CHECK_MSG(rc_read(c, 0, "online", start, &sb, n, &size, NULL) == IB_OK, "%s", ib_errmsg());
+    for (int r = 0; r < sb.n; r++) {
+      bad += sb.actor_id[r] != 6 || sb.reward[r] != (float)sb.seq[r] || sb.obs[r * OD] != sb.reward[r];
+      seen_hi += sb.seq[r] >= 1024 && sb.seq[r] < 1216;
+    }
+  }
+  TH_CHECK_EQ_INT(bad, 0);
+  TH_CHECK_EQ_INT(seen_hi, 192); /* the rows of the two streams the kill hit, once each */
+  rc_batch_free(&sb);
+  TH_CHECK(rc_writer_close(w) == IB_OK);
+  rc_client_close(c);
+  rc_batch_free(&b);
+  TH_CHECK_EQ_INT(rt_server_stop(&s, 15), 0);
+  rt_rmdir(dir);
+}
+
 static const th_case cases[] = {
     {"retry after restart does not duplicate", test_retry_after_restart},
+    {"pipelined writer: a kill with two streams in flight, then exactly once", test_pipelined_restart},
     {NULL, NULL},
 };
 

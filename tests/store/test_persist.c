@@ -1022,14 +1022,10 @@ static void test_crash_sigkill_keeps_acknowledged(void) { crash_run(false); }
  * background writer runs (it dies with its parent), or between checkpoint and log cleanup. */
 static void test_crash_during_checkpoints(void) { crash_run(true); }
 
-/* A checkpoint written before records carried a copy of their metadata (commit d29a116; made by
- * tests/store/store_ckpt_fixture.c, which says how): its record pads are zero, and the store reads
- * sampled rows' metadata from the pad. After the restore every sampled row must still carry the
- * metadata it was inserted with. */
-static void test_restore_prepad_checkpoint(void) {
-  char dir[64], src[512], dst[600];
-  fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
-  snprintf(src, sizeof src, "%s/store-ckpt-prepad/store.ckpt", IB_TESTDATA_DIR);
+/* Copies the fixture file tests/data/<name>/store.ckpt into dir. */
+static void fixture_copy(const char *name, const char *dir) {
+  char src[512], dst[600];
+  snprintf(src, sizeof src, "%s/%s/store.ckpt", IB_TESTDATA_DIR, name);
   snprintf(dst, sizeof dst, "%s/store.ckpt", dir);
   FILE *f = fopen(src, "rb"), *g = fopen(dst, "wb");
   TH_CHECK_MSG(f != NULL, "cannot open the fixture %s", src);
@@ -1039,6 +1035,16 @@ static void test_restore_prepad_checkpoint(void) {
   while (f && (k = fread(buf, 1, sizeof buf, f)) > 0) IB_CHECK(fwrite(buf, 1, k, g) == k);
   if (f) fclose(f);
   fclose(g);
+}
+
+/* A checkpoint written before records carried a copy of their metadata (commit d29a116; made by
+ * tests/store/store_ckpt_fixture.c, which says how): its record pads are zero, and the store reads
+ * sampled rows' metadata from the pad. After the restore every sampled row must still carry the
+ * metadata it was inserted with. */
+static void test_restore_prepad_checkpoint(void) {
+  char dir[64];
+  fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
+  fixture_copy("store-ckpt-prepad", dir);
   store_spec sp[2];
   store_specs_default(sp, 3, 2, 16, 64); /* as the fixture */
   store *s = NULL;
@@ -1077,6 +1083,64 @@ static void test_restore_prepad_checkpoint(void) {
   fx_rmdir_all(dir);
 }
 
+/* Inserts actor `actor`'s seqs q[0..n) one by one and returns how many were stored. */
+static int insert_seqs(store *s, uint32_t actor, const uint64_t *q, int n) {
+  int stored = 0;
+  for (int i = 0; i < n; i++) {
+    fx_item x;
+    fx_fill(&x, actor, q[i], STORE_PROPOSER_RL);
+    store_insert_result r;
+    TH_CHECK_MSG(store_insert(s, "online", &x.it, 1, &r) == IB_OK, "insert: %s", ib_errmsg());
+    stored += (int)r.stored;
+  }
+  return stored;
+}
+
+/* A checkpoint of format 1 (dedup windows of 1024 seqs; made by tests/store/store_ckpt_fixture.c,
+ * which says how): actor 7 stored seqs 0..2999 but 2500, actor 9 seqs 0..9. Format 1 took every
+ * seq more than 1024 below an actor's highest as stored, so the wider window of format 2 must too:
+ * after the restore, 2500 and 3000 are new, and 100, 1500 (old) and 2000 (in the old window) are
+ * duplicates. A checkpoint written now is of format 2 and restores the same windows. */
+static void test_restore_v1_window_checkpoint(void) {
+  char dir[64];
+  fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
+  fixture_copy("store-ckpt-v1", dir);
+  persist_ckpt_summary sum;
+  TH_CHECK_MSG(persist_ckpt_inspect(dir, &sum) == IB_OK, "inspect: %s", ib_errmsg());
+  TH_CHECK_EQ_INT((int)sum.version, 1);
+  for (int round = 0; round < 2; round++) {
+    store *s = fx_store(64);
+    persist *p = NULL;
+    persist_restore_info ri;
+    TH_CHECK_MSG(persist_open(&p, s, dir, PERSIST_CKPT_ONLY, &ri) == IB_OK, "restore: %s", ib_errmsg());
+    TH_CHECK(ri.ckpt_found);
+    store_actor_info ai;
+    TH_CHECK_EQ_INT(store_actor_get(s, 1, 7, &ai), IB_OK);
+    TH_CHECK_EQ_INT((long)ai.highest_seq, round == 0 ? 2999 : 3000);
+    TH_CHECK_EQ_INT((long)ai.inserts, round == 0 ? 2999 : 3001);
+    const uint64_t old[] = {100, 1500, 1975, 2000, 2999};
+    TH_CHECK_EQ_INT(insert_seqs(s, 7, old, 5), 0);
+    if (round == 0) {
+      const uint64_t fresh[] = {2500, 3000};
+      TH_CHECK_EQ_INT(insert_seqs(s, 7, fresh, 2), 2);
+      const uint64_t nine[] = {3, 9, 10};
+      TH_CHECK_EQ_INT(insert_seqs(s, 9, nine, 3), 1); /* only 10 */
+      persist_ckpt_info ci;
+      TH_CHECK_MSG(persist_checkpoint(p, &ci) == IB_OK, "checkpoint: %s", ib_errmsg());
+      TH_CHECK_MSG(persist_ckpt_inspect(dir, &sum) == IB_OK, "inspect: %s", ib_errmsg());
+      TH_CHECK_EQ_INT((int)sum.version, 2);
+    } else {
+      const uint64_t again[] = {2500, 3000};
+      TH_CHECK_EQ_INT(insert_seqs(s, 7, again, 2), 0);
+      const uint64_t next[] = {3001};
+      TH_CHECK_EQ_INT(insert_seqs(s, 7, next, 1), 1);
+    }
+    persist_close(p);
+    store_destroy(s);
+  }
+  fx_rmdir_all(dir);
+}
+
 static const th_case cases[] = {
     {"checkpoint round trip", test_ckpt_round_trip},
     {"corrupt or mismatching checkpoint refused", test_ckpt_corrupt_and_mismatch_refused},
@@ -1093,6 +1157,7 @@ static const th_case cases[] = {
     {"crash: SIGKILL keeps every acknowledged item", test_crash_sigkill_keeps_acknowledged},
     {"crash during checkpoints keeps every acknowledged item", test_crash_during_checkpoints},
     {"restore a checkpoint from before the metadata copy", test_restore_prepad_checkpoint},
+    {"restore a format-1 checkpoint (1024-seq windows)", test_restore_v1_window_checkpoint},
     {NULL, NULL},
 };
 

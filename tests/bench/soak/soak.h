@@ -76,6 +76,10 @@ typedef struct soak_shared {
   /* Each shard's last outage: from down_from_ns (the kill) to down_to_ns (INT64_MAX while it lasts). */
   atomic_int_fast64_t down_from_ns[SOAK_MAX_SHARDS], down_to_ns[SOAK_MAX_SHARDS];
   atomic_uint_fast64_t *acked; /* owned [cfg->actors]: actor a has seqs [0, acked[a]) acknowledged */
+  /* owned [cfg->actors]: seqs [0, maybe[a]) may be acknowledged by the shard: acked[a] plus the rows of
+   * a half-closed stream whose reply the writer has not read yet (rc_writer_stats.awaiting). The
+   * shard sends that reply once the rows are durable, so a crash tear must not cut them. */
+  atomic_uint_fast64_t *maybe;
   /* Writer thread k's current rc_writer call: when it started (ns), 0 when it is outside any call with
    * its acknowledgements published to acked[]. A restart's snapshot waits for the calls that began
    * before the kill (soak_watch.c says why). */
@@ -150,6 +154,7 @@ typedef struct soak_run {
   soak_restart *rs; /* owned [cap_rs] */
   int n_rs, cap_rs;
   uint64_t *snap;   /* owned [actors]: sh->acked as it was when the actor's shard was stopped */
+  uint64_t *snap_maybe; /* owned [actors]: sh->maybe at the same moment (what a tear must keep) */
   int rounds;       /* restart rounds (one shard each, or with --restart-mode all every shard) */
   int settle_late;  /* writer calls still running from before a kill when its snapshot was taken */
   /* --crash-tear, over all restarts: */

@@ -9,11 +9,14 @@
  *            u32 proposer, u32 actor_id, u64 seq, u64 weight_version, 8 bytes of flags.
  * The file is read whole (a log holds the inserts since the last checkpoint: MBs), the records are
  * walked with their CRCs checked, and every item's (actor_id, seq) is read. A row is acknowledged
- * when the writers said so (seq < acked[actor]) or it is a preloaded demo row; the shortest prefix
- * holding them all ends with the last record that holds one. The record order per table is the
- * order the store applied them, and an actor's rows are stored in seq order (the writer resends only
- * unacknowledged seqs, the store drops duplicates), so that prefix is exact: no acknowledged row
- * lies after it, and every byte after it was never promised to anyone.
+ * when the writers said so (seq < acked[actor]) or it is a preloaded demo row. The cut keeps every
+ * row the shard may have acknowledged: also those of a half-closed stream whose reply the writer
+ * had not read when the shard died (seq < maybe[actor]; the shard replies only once they are
+ * durable, so no crash could lose them). The shortest prefix holding them all ends with the last
+ * record that holds one: no such row lies after it, and every byte after it was never promised to
+ * anyone. (A writer's two streams in flight may be stored interleaved, so a cut can keep a later
+ * stream's rows and drop an earlier one's; those were never acknowledged and the writer resends
+ * them.)
  * The cut point is uniform over [prefix, end of file] (the end itself: a crash that lost nothing).
  * When bytes follow the cut, one tear in two keeps them as garbage of random length from the cut
  * (random bytes or zeros, half each): a sector that was allocated but not, or half, written. The
@@ -44,6 +47,7 @@
 /* Per actor (writer ids, then the demo preloader last): what this log holds of its rows. */
 typedef struct tear_actor {
   uint64_t acked;  /* seqs [0, acked) acknowledged */
+  uint64_t maybe;  /* seqs [0, maybe) perhaps acknowledged (a reply the writer has not read yet) */
   uint64_t lo;     /* its lowest seq in this log */
   uint64_t below;  /* its rows in this log with seq < acked */
   int present;
@@ -166,7 +170,8 @@ static int tear_walk(soak_tear *out, const uint8_t *buf, uint64_t len, uint32_t 
       tear_actor *t = &ta[a];
       if (!t->present || seq < t->lo) t->lo = seq;
       t->present = 1;
-      if (seq < t->acked) t->below++, holds_acked = 1;
+      if (seq < t->acked) t->below++;
+      if (seq < t->maybe) holds_acked = 1;
     }
     if (out->records == *cap) {
       *cap = *cap ? 2 * *cap : 1024;
@@ -240,8 +245,8 @@ int soak_tear_log(soak_tear *out, const char *dir, const soak_tear_acked *ack, r
                    "the log format changed, or the file is damaged", out->path, (unsigned long long)out->len);
   }
   tear_actor *ta = ib_xcalloc((size_t)ack->n_actors + 1, sizeof *ta);
-  for (int a = 0; a < ack->n_actors; a++) ta[a].acked = ack->acked[a];
-  ta[ack->n_actors].acked = ack->demo_rows;
+  for (int a = 0; a < ack->n_actors; a++) ta[a].acked = ack->acked[a], ta[a].maybe = ack->maybe[a];
+  ta[ack->n_actors].acked = ta[ack->n_actors].maybe = ack->demo_rows;
   uint64_t *rec_end = NULL, cap = 0;
   uint32_t *rec_rows = NULL;
   rc = tear_walk(out, buf, out->len, obs, act, ta, ack, &rec_end, &rec_rows, &cap);

@@ -24,6 +24,7 @@
 /* Who is acknowledged, for one shard's log. */
 typedef struct soak_tear_acked {
   const uint64_t *acked; /* borrowed [n_actors]: writer actor a has seqs [0, acked[a]) acknowledged */
+  const uint64_t *maybe; /* borrowed [n_actors]: seqs [0, maybe[a]) may be acknowledged (>= acked[a]) */
   int n_actors;          /* writer actor ids are 0..n_actors-1 (the ones of other shards are simply absent) */
   uint32_t demo_actor;   /* the shard's demo preloader id: its seqs [0, demo_rows) are acknowledged */
   uint64_t demo_rows;

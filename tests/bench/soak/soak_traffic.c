@@ -33,7 +33,11 @@
  * acknowledged" (sh->acked) is exact, and a writer never resends an acknowledged row. Each writer
  * thread also marks when its current rc_writer call began (sh->call_ns, 0 once the call returned and
  * its acknowledgements are in sh->acked), so a restart can wait for acknowledgements that were on
- * their way when the shard died (soak_watch.c). */
+ * their way when the shard died (soak_watch.c). Every other session is pipelined
+ * (rc_writer_pipeline): its writer keeps the previous stream half-closed while it sends on the next
+ * one, and reads that stream's reply in a later call: between calls the shard may have acknowledged
+ * rows that acked[] does not count yet. sh->maybe counts them too (the
+ * writer's `awaiting` rows): a crash tear keeps every row below maybe[] (soak_tear.c). */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -117,13 +121,16 @@ static void soak_fill(rc_batch *b, int n, int proposer, uint64_t salt) {
  * of this actor starts at the first unacknowledged seq (rows of it that the shard did store come
  * back as duplicates), so the actor's seqs stay contiguous and sh->acked[id] exact. Returns 0, or
  * -1 when the traffic should stop. */
-static int soak_writer_session(soak_shared *sh, int k, rc_batch *b, uint32_t id, uint64_t *seq, double *t_next) {
+static int soak_writer_session(soak_shared *sh, int k, rc_batch *b, uint32_t id, uint64_t *seq, double *t_next,
+                               int pipelined) {
   const soak_cfg *c = sh->cfg;
   int shard = rc_client_shard_of(sh->c, id);
   rc_writer *w = NULL;
   int rc = rc_writer_open(&w, sh->c, "online", id, *seq, 0);
+  if (rc == IB_OK && pipelined) rc = rc_writer_pipeline(w, 1);
   if (rc != IB_OK) {
     soak_traffic_error(sh, shard, "rc_writer_open", rc, (int64_t)ib_now_ns());
+    rc_writer_close(w);
     return -1;
   }
   uint64_t acked = 0;
@@ -136,6 +143,7 @@ static int soak_writer_session(soak_shared *sh, int k, rc_batch *b, uint32_t id,
     rc_writer_stats_get(w, &st);
     atomic_fetch_add(&sh->rows_written, st.acked - acked);
     atomic_store(&sh->acked[id], *seq + st.acked);
+    atomic_store(&sh->maybe[id], *seq + st.acked + st.awaiting);
     atomic_store(&sh->call_ns[k], 0);
     acked = st.acked;
     if (rc != IB_OK) {
@@ -154,6 +162,7 @@ static int soak_writer_session(soak_shared *sh, int k, rc_batch *b, uint32_t id,
   atomic_fetch_add(&sh->rows_written, st.acked - acked);
   *seq += st.acked;
   atomic_store(&sh->acked[id], *seq);
+  atomic_store(&sh->maybe[id], *seq + st.awaiting);
   atomic_store(&sh->call_ns[k], 0);
   /* After a failure the close flushes (and may fail) again: that failure was counted above. Whatever
    * it acknowledges then is not counted: the next session of this actor resends it (a duplicate). */
@@ -176,7 +185,8 @@ static void *soak_writer_main(void *arg) {
   for (int s = 0; !atomic_load(&sh->stop); s++) {
     int slot = s % mine;
     uint32_t id = (uint32_t)(j->k + slot * c->writers);
-    if (soak_writer_session(sh, j->k, &b, id, &seq[slot], &t_next) != 0) break;
+    /* Every other round of its actors a writer thread runs them pipelined (two streams in flight). */
+    if (soak_writer_session(sh, j->k, &b, id, &seq[slot], &t_next, (s / mine) % 2) != 0) break;
   }
   rc_batch_free(&b);
   free(seq);

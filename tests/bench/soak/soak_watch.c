@@ -64,11 +64,12 @@ static void soak_point_info(soak_shared *sh, int shard, rc_shard_info *info, soa
 /* Waits until no writer thread is inside an rc_writer call that began before t_dead_ns (the stopped
  * shards were reaped then), at most SOAK_SETTLE_S; returns the calls still running from before.
  * Why: a writer publishes an acknowledgement (sh->acked) only when its call returns, so a reply the
- * dead shard sent just before it died may still be on its way into acked[]. A reply comes only at
- * the end of the flush that sent the stream's end, within that same call, so a call that began after
- * the death cannot bring one, and one that began before brings it at once or fails and retries
- * against the restarted shard (it then runs until the shards are back: those are the ones counted,
- * presumed retrying, and the end-of-run check would still catch an acknowledgement they bring). */
+ * dead shard sent just before it died may still be on its way into acked[]. A call that began before
+ * the death brings it at once or fails and retries against the restarted shard (it then runs until
+ * the shards are back: those are the ones counted, presumed retrying, and the end-of-run check would
+ * still catch an acknowledged row they bring). A reply to a half-closed stream, which the writer
+ * reads only in a later call, may also be waiting when the shard dies: such rows are counted in
+ * sh->maybe (soak_traffic.c), which the tear respects. */
 static int soak_settle(soak_shared *sh, int64_t t_dead_ns) {
   const soak_cfg *c = sh->cfg;
   double until = ib_now_s() + SOAK_SETTLE_S;
@@ -88,7 +89,8 @@ static int soak_settle(soak_shared *sh, int64_t t_dead_ns) {
 static void soak_restart_tear(soak_shared *sh, soak_run *run, soak_restart *r, int k, const char *tag) {
   const soak_cfg *c = sh->cfg;
   int s = r->shard;
-  soak_tear_acked ack = {run->snap, c->actors, soak_traffic_demo_actor(c->shards, s), (uint64_t)c->demo_rows};
+  soak_tear_acked ack = {run->snap, run->snap_maybe, c->actors, soak_traffic_demo_actor(c->shards, s),
+                         (uint64_t)c->demo_rows};
   soak_tear t;
   int rc = soak_tear_log(&t, run->shard[s].dir, &ack, &run->tear_rng);
   if (rc != IB_OK) {
@@ -200,7 +202,10 @@ static int soak_restart_round(soak_shared *sh, soak_run *run, rc_shard_info *inf
    * waited for (soak_settle), or else checked at the end. */
   run->settle_late += soak_settle(sh, (int64_t)ib_now_ns());
   for (int i = 0; i < n; i++)
-    for (int a = first + i; a < c->actors; a += c->shards) run->snap[a] = atomic_load(&sh->acked[a]);
+    for (int a = first + i; a < c->actors; a += c->shards) {
+      run->snap[a] = atomic_load(&sh->acked[a]);
+      run->snap_maybe[a] = atomic_load(&sh->maybe[a]);
+    }
   for (int i = 0; i < n; i++) {
     soak_restart *r = &run->rs[k0 + i];
     if (c->crash_tear && r->sig == SIGKILL) soak_restart_tear(sh, run, r, k0 + i, soak_out_tag(c, r->shard, tb, sizeof tb));
