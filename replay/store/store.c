@@ -44,8 +44,6 @@
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
-/* Records of at most this many floats are written with streaming stores (slot_writer). */
-#define STREAM_MAX_FLOATS 2048
 #endif
 
 /* Orders the streaming stores of slot_writer before whatever follows (the lock release that
@@ -525,76 +523,113 @@ static void undo_actors(store__table *tb, uint32_t nundo, uint32_t nactors_befor
 
 /* Writes rows into the ring. The ring is written once and then read back only by random samples
  * much later, so caching the written lines buys nothing: where SSE2 is available a record is
- * assembled in a stack buffer (obs, next_obs and action lie apart in the item, and the record's
- * runs do not start on 16-byte boundaries) and written with non-temporal (streaming) stores of
- * whole cache lines, which skips reading each line before it is overwritten and keeps the ring out
- * of the caches. Records go through two staging buffers in turn, and each is streamed out only
- * after the next row has been staged: streaming a record straight after staging it loaded the
- * buffer while the staging copies were still in the store buffer, at offsets that straddle two of
- * them, so store forwarding failed and every such load stalled (a third of write_slot in perf).
- * Use: slot_writer_init, slot_writer_put per row, slot_writer_flush; then the caller issues
- * store_fence() before others may read the records. */
+ * written with non-temporal (streaming) stores of 16 bytes, which skip reading each line before it
+ * is overwritten and keep the ring out of the caches. The 16-byte pieces are loaded straight from
+ * the item's arrays (any alignment) by a plan made once per call (rec_piece): a run of pieces that
+ * lie inside obs, next_obs or action is one unaligned load each; the few pieces across a border
+ * (obs/next_obs, next_obs/action) and those of the tail (reward, discount, the metadata copy, the
+ * zero pad) are assembled in a register from 4-byte loads (which store forwarding serves, where a
+ * 16-byte load of freshly written bytes would stall). This replaced staging each record in a
+ * buffer and streaming it out a row later: its three memcpy calls alone were a third of the
+ * store's time in ibrl-bench replay --only decode (2026-11-23). Use: slot_writer_init,
+ * slot_writer_put per row; then the caller issues store_fence() before others may read them. */
+#define REC_SRC_TAIL 3 /* rec_piece sources: 0 obs, 1 next_obs, 2 action, 3 the row's tail words */
+#define REC_TAIL_WORDS (2 + STORE__META_FLOATS) /* reward, discount, the metadata copy */
+#define REC_MAX_PIECES 16 /* at most 3 runs, 2 border pieces and 5 tail pieces (the tail is < 18 floats) */
+
+/* A piece of the record plan: either `n` 16-byte pieces copied from source src[0] at byte off[0]
+ * on (n >= 1, a run), or one piece (n = 0) of four 4-byte words, word j from src[j] at off[j]
+ * (src 4: zero). */
+typedef struct rec_piece {
+  uint32_t n;
+  uint8_t src[4];
+  uint32_t off[4];
+} rec_piece;
+
 typedef struct slot_writer {
   store__table *tb;
-  float *pending; /* the record whose row waits in buf[1 - cur], or NULL */
-  int cur;
 #if defined(__SSE2__)
-  _Alignas(64) float buf[2][STREAM_MAX_FLOATS];
+  uint32_t npieces;
+  rec_piece plan[REC_MAX_PIECES];
 #endif
 } slot_writer;
 
+#if defined(__SSE2__)
+/* The source of record float i: src/off in *src, *off (src 4: a zero). */
+static void rec_word(const store__table *tb, size_t i, uint8_t *src, uint32_t *off) {
+  size_t O = (size_t)tb->spec.obs_dim, A = (size_t)tb->spec.act_dim, T = 2 * O + A;
+  *src = 4, *off = 0;
+  if (i < O) *src = 0, *off = (uint32_t)(4 * i);
+  else if (i < 2 * O) *src = 1, *off = (uint32_t)(4 * (i - O));
+  else if (i < T) *src = 2, *off = (uint32_t)(4 * (i - 2 * O));
+  else if (i < T + 2) *src = REC_SRC_TAIL, *off = (uint32_t)(4 * (i - T));
+  else if (tb->meta_off && i >= tb->meta_off && i < tb->meta_off + STORE__META_FLOATS)
+    *src = REC_SRC_TAIL, *off = (uint32_t)(4 * (2 + i - tb->meta_off));
+}
+
+static inline uint32_t load32(const uint8_t *p) {
+  uint32_t x;
+  memcpy(&x, p, 4);
+  return x;
+}
+#endif
+
 static void slot_writer_init(slot_writer *w, store__table *tb) {
   w->tb = tb;
-  w->pending = NULL;
-  w->cur = 0;
-}
-
 #if defined(__SSE2__)
-static void stream_record(float *r, const float *buf, size_t S) {
-  for (size_t k = 0; k < S; k += 4)
-    _mm_stream_si128((__m128i *)(void *)(r + k), _mm_load_si128((const __m128i *)(const void *)(buf + k)));
-}
+  /* Cut the record into 16-byte pieces and merge neighbours that come from one array. */
+  w->npieces = 0;
+  for (size_t i = 0; i < tb->stride; i += 4) {
+    rec_piece p = {0, {0, 0, 0, 0}, {0, 0, 0, 0}};
+    for (int j = 0; j < 4; j++) rec_word(tb, i + (size_t)j, &p.src[j], &p.off[j]);
+    int run = p.src[0] < REC_SRC_TAIL;
+    for (int j = 1; j < 4; j++) run &= p.src[j] == p.src[0] && p.off[j] == p.off[0] + 4u * (uint32_t)j;
+    rec_piece *last = w->npieces ? &w->plan[w->npieces - 1] : NULL;
+    if (run && last != NULL && last->n > 0 && last->src[0] == p.src[0] && last->off[0] + 16u * last->n == p.off[0]) {
+      last->n++;
+      continue;
+    }
+    IB_CHECK(w->npieces < REC_MAX_PIECES);
+    p.n = run ? 1 : 0;
+    w->plan[w->npieces++] = p;
+  }
 #endif
-
-/* Writes the pending record, if any. */
-static void slot_writer_flush(slot_writer *w) {
-#if defined(__SSE2__)
-  if (w->pending != NULL) stream_record(w->pending, w->buf[1 - w->cur], w->tb->stride);
-#endif
-  w->pending = NULL;
 }
 
-/* Writes row `it` into record `slot` (its floats possibly only at the next put or the flush). */
+/* Writes row `it` into record `slot`. */
 static void slot_writer_put(slot_writer *w, uint64_t slot, const store_item *it) {
   store__table *tb = w->tb;
   float *r = tb->rec + slot * tb->stride;
-  size_t O = (size_t)tb->spec.obs_dim, A = (size_t)tb->spec.act_dim, S = tb->stride;
   uint8_t flags = (uint8_t)((it->episode_end ? 1u : 0u) | (it->episode_end && it->episode_success ? 2u : 0u));
 #if defined(__SSE2__)
-  if (S <= STREAM_MAX_FLOATS) {
-    float *buf = w->buf[w->cur];
-    memcpy(buf, it->obs, O * sizeof(float));
-    memcpy(buf + O, it->next_obs, O * sizeof(float));
-    memcpy(buf + 2 * O, it->action, A * sizeof(float));
-    buf[2 * O + A] = it->reward;
-    buf[2 * O + A + 1] = it->discount;
-    memset(buf + 2 * O + A + 2, 0, (S - (2 * O + A + 2)) * sizeof(float)); /* the rest of the pad stays zero */
-    if (tb->meta_off)
-      meta_pack(buf + tb->meta_off, it->seq, it->weight_version, it->actor_id, (uint8_t)it->proposer, flags);
-    slot_writer_flush(w); /* the previous record, staged a whole row ago */
-    w->pending = r;
-    w->cur = 1 - w->cur;
-  } else
-#endif
-  {
-    memcpy(r, it->obs, O * sizeof(float));
-    memcpy(r + O, it->next_obs, O * sizeof(float));
-    memcpy(r + 2 * O, it->action, A * sizeof(float));
-    r[2 * O + A] = it->reward;
-    r[2 * O + A + 1] = it->discount;
-    if (tb->meta_off)
-      meta_pack(r + tb->meta_off, it->seq, it->weight_version, it->actor_id, (uint8_t)it->proposer, flags);
+  static const uint8_t zero[4] = {0, 0, 0, 0};
+  float tail[REC_TAIL_WORDS] = {it->reward, it->discount};
+  if (tb->meta_off) meta_pack(tail + 2, it->seq, it->weight_version, it->actor_id, (uint8_t)it->proposer, flags);
+  const uint8_t *src[5] = {(const uint8_t *)it->obs, (const uint8_t *)it->next_obs, (const uint8_t *)it->action,
+                           (const uint8_t *)tail, zero};
+  __m128i *d = (__m128i *)(void *)r;
+  for (uint32_t k = 0; k < w->npieces; k++) {
+    const rec_piece *p = &w->plan[k];
+    if (p->n > 0) {
+      const uint8_t *q = src[p->src[0]] + p->off[0];
+      for (uint32_t j = 0; j < p->n; j++)
+        _mm_stream_si128(d++, _mm_loadu_si128((const __m128i *)(const void *)(q + 16 * j)));
+    } else {
+      __m128i v = _mm_set_epi32((int)load32(src[p->src[3]] + p->off[3]), (int)load32(src[p->src[2]] + p->off[2]),
+                                (int)load32(src[p->src[1]] + p->off[1]), (int)load32(src[p->src[0]] + p->off[0]));
+      _mm_stream_si128(d++, v);
+    }
   }
+#else
+  size_t O = (size_t)tb->spec.obs_dim, A = (size_t)tb->spec.act_dim;
+  memcpy(r, it->obs, O * sizeof(float));
+  memcpy(r + O, it->next_obs, O * sizeof(float));
+  memcpy(r + 2 * O, it->action, A * sizeof(float));
+  r[2 * O + A] = it->reward;
+  r[2 * O + A + 1] = it->discount;
+  if (tb->meta_off)
+    meta_pack(r + tb->meta_off, it->seq, it->weight_version, it->actor_id, (uint8_t)it->proposer, flags);
+#endif
   tb->proposer[slot] = (uint8_t)it->proposer;
   tb->actor_id[slot] = it->actor_id;
   tb->seq[slot] = it->seq;
@@ -682,9 +717,10 @@ int store__insert_apply(store *s, int t, const store_item *items, size_t n, bool
   uint64_t now = ib_now_ns();
   slot_writer sw;
   slot_writer_init(&sw, tb);
+  store__actor *a = NULL; /* the previous row's actor: a batch is usually one actor's run */
   for (size_t i = 0; i < n; i++) {
     const store_item *it = &items[i];
-    store__actor *a = store__actor_find(tb, it->actor_id, false);
+    if (a == NULL || a->id != it->actor_id) a = store__actor_find(tb, it->actor_id, false);
     IB_ASSERT(a != NULL);
     if (!tb->keep[i]) {
       a->duplicates++;
@@ -714,7 +750,6 @@ int store__insert_apply(store *s, int t, const store_item *items, size_t n, bool
     }
     r.stored++;
   }
-  slot_writer_flush(&sw);
   store_fence();
   tb->total_evicted += r.evicted;
   tb->duplicates += r.duplicates;

@@ -78,92 +78,93 @@ static void test_round_trip(void) {
   store_destroy(s);
 }
 
-/* The store assembles each record from the item's separate runs (obs, next_obs, action, then
- * reward, discount and the pad) in one of two staging buffers and streams it out a row later
- * (slot_writer in store.c), so the runs' lengths and the record's 16-byte chunks cut each other
- * in every way: for every obs_dim 1..9 and act_dim 1..6, rows whose floats lie at odd byte
- * addresses (as in a received message; store_insert_prechecked reads them with memcpy only)
- * land in the arena as exactly [obs | next_obs | action | reward | discount | zeros], and
- * sample back bit for bit. */
+/* The store streams each record out in 16-byte pieces planned once per insert call from the
+ * item's separate runs (obs, next_obs, action, then reward, discount and the pad; slot_writer in
+ * store.c), so the runs' lengths and the record's pieces cut each other in every way: for every
+ * obs_dim 1..9 and act_dim 1..6, and the paper's 69 / 7 and 23, 17 and 150 / 40 (long runs),
+ * rows whose floats lie at odd byte addresses (as in a received message;
+ * store_insert_prechecked reads them with memcpy only) land in the arena as exactly
+ * [obs | next_obs | action | reward | discount | zeros], and sample back bit for bit. */
 static void test_record_layout_sweep(void) {
   enum { N = 5 };
   int bad_rec = 0, bad_sample = 0, cases = 0;
-  for (int od = 1; od <= 9; od++)
-    for (int ad = 1; ad <= 6; ad++) {
-      store_spec sp[2];
-      store_specs_default(sp, od, ad, 8, 8);
-      store *s = NULL;
-      TH_CHECK_MSG(store_create(&s, sp, 2, NULL) == IB_OK, "store_create: %s", ib_errmsg());
-      if (s == NULL) return;
-      size_t rowf = 2 * (size_t)od + (size_t)ad;
-      uint8_t *raw = ib_xmalloc(N * rowf * 4 + 1);
-      store_item it[N];
-      for (int i = 0; i < N; i++) {
-        uint8_t *base = raw + 1 + (size_t)i * rowf * 4; /* odd addresses */
-        for (size_t j = 0; j < rowf; j++) {
-          float v = (float)(i * 1000 + (int)j) + 0.5f;
-          memcpy(base + 4 * j, &v, 4);
-        }
-        memset(&it[i], 0, sizeof it[i]);
-        it[i].obs = (const float *)(const void *)base;
-        it[i].next_obs = (const float *)(const void *)(base + 4 * (size_t)od);
-        it[i].action = (const float *)(const void *)(base + 8 * (size_t)od);
-        it[i].obs_n = it[i].next_obs_n = (uint32_t)od;
-        it[i].act_n = (uint32_t)ad;
-        it[i].reward = -(float)i - 0.25f;
-        it[i].discount = 0.5f;
-        it[i].proposer = (uint32_t)(i % 3);
-        it[i].episode_end = i % 2 == 1;
-        it[i].episode_success = i == 3;
-        it[i].actor_id = 1;
-        it[i].seq = (uint64_t)i;
-        it[i].weight_version = (uint64_t)i;
+  static const int big[][2] = {{69, 7}, {23, 17}, {150, 40}};
+  for (int c = 0; c < 9 * 6 + 3; c++) {
+    int od = c < 54 ? 1 + c / 6 : big[c - 54][0], ad = c < 54 ? 1 + c % 6 : big[c - 54][1];
+    store_spec sp[2];
+    store_specs_default(sp, od, ad, 8, 8);
+    store *s = NULL;
+    TH_CHECK_MSG(store_create(&s, sp, 2, NULL) == IB_OK, "store_create: %s", ib_errmsg());
+    if (s == NULL) return;
+    size_t rowf = 2 * (size_t)od + (size_t)ad;
+    uint8_t *raw = ib_xmalloc(N * rowf * 4 + 1);
+    store_item it[N];
+    for (int i = 0; i < N; i++) {
+      uint8_t *base = raw + 1 + (size_t)i * rowf * 4; /* odd addresses */
+      for (size_t j = 0; j < rowf; j++) {
+        float v = (float)(i * 1000 + (int)j) + 0.5f;
+        memcpy(base + 4 * j, &v, 4);
       }
-      store_insert_result r;
-      TH_CHECK_MSG(store_insert_prechecked(s, "online", it, N, &r) == IB_OK, "insert: %s", ib_errmsg());
-      const store__table *tb = &s->tables[store_table_find(s, "online")];
-      /* The pad holds the metadata copy when it has room (6 floats: seq, weight version, actor id,
-       * proposer + flags bytes; see store_impl.h), zeros elsewhere. */
-      size_t pad = tb->stride - (rowf + 2);
-      if (tb->meta_off != (pad >= STORE__META_FLOATS ? rowf + 2 : 0)) bad_rec++;
-      for (int i = 0; i < N; i++) {
-        const float *rec = tb->rec + (size_t)i * tb->stride;
-        uint32_t meta[STORE__META_FLOATS] = {(uint32_t)i, 0, (uint32_t)i, 0, 1,
-                                             (uint32_t)(i % 3) | (uint32_t)(i % 2 == 1 ? 1u : 0u) << 8 |
-                                                 (uint32_t)(i == 3 ? 2u : 0u) << 8};
-        for (size_t j = 0; j < tb->stride; j++) {
-          float want = j < rowf ? (float)(i * 1000 + (int)j) + 0.5f
-                       : j == rowf ? -(float)i - 0.25f : j == rowf + 1 ? 0.5f : 0.0f;
-          uint32_t a, b;
-          memcpy(&a, &rec[j], 4);
-          memcpy(&b, &want, 4);
-          if (tb->meta_off && j >= tb->meta_off && j < tb->meta_off + STORE__META_FLOATS) b = meta[j - tb->meta_off];
-          if (a != b) bad_rec++;
-        }
-      }
-      store_batch b;
-      store_batch_init(&b, 16, od, ad);
-      rng g;
-      rng_seed(&g, 3, "test", 0, "layout");
-      TH_CHECK_EQ_INT(store_sample(s, &g, 16, 0.0, &b), IB_OK);
-      for (uint32_t k = 0; k < b.n; k++) {
-        int i = (int)b.weight_version[k];
-        for (int j = 0; j < od; j++) {
-          bad_sample += b.obs[k * (uint32_t)od + (uint32_t)j] != (float)(i * 1000 + j) + 0.5f;
-          bad_sample += b.next_obs[k * (uint32_t)od + (uint32_t)j] != (float)(i * 1000 + od + j) + 0.5f;
-        }
-        for (int j = 0; j < ad; j++)
-          bad_sample += b.action[k * (uint32_t)ad + (uint32_t)j] != (float)(i * 1000 + 2 * od + j) + 0.5f;
-        bad_sample += b.reward[k] != -(float)i - 0.25f || b.discount[k] != 0.5f;
-        bad_sample += b.seq[k] != (uint64_t)i || b.actor_id[k] != 1 || b.proposer[k] != i % 3;
-        bad_sample += b.episode_end[k] != (i % 2 == 1) || b.episode_success[k] != (i == 3);
-      }
-      store_batch_free(&b);
-      free(raw);
-      store_destroy(s);
-      cases++;
+      memset(&it[i], 0, sizeof it[i]);
+      it[i].obs = (const float *)(const void *)base;
+      it[i].next_obs = (const float *)(const void *)(base + 4 * (size_t)od);
+      it[i].action = (const float *)(const void *)(base + 8 * (size_t)od);
+      it[i].obs_n = it[i].next_obs_n = (uint32_t)od;
+      it[i].act_n = (uint32_t)ad;
+      it[i].reward = -(float)i - 0.25f;
+      it[i].discount = 0.5f;
+      it[i].proposer = (uint32_t)(i % 3);
+      it[i].episode_end = i % 2 == 1;
+      it[i].episode_success = i == 3;
+      it[i].actor_id = 1;
+      it[i].seq = (uint64_t)i;
+      it[i].weight_version = (uint64_t)i;
     }
-  TH_CHECK_EQ_INT(cases, 54);
+    store_insert_result r;
+    TH_CHECK_MSG(store_insert_prechecked(s, "online", it, N, &r) == IB_OK, "insert: %s", ib_errmsg());
+    const store__table *tb = &s->tables[store_table_find(s, "online")];
+    /* The pad holds the metadata copy when it has room (6 floats: seq, weight version, actor id,
+     * proposer + flags bytes; see store_impl.h), zeros elsewhere. */
+    size_t pad = tb->stride - (rowf + 2);
+    if (tb->meta_off != (pad >= STORE__META_FLOATS ? rowf + 2 : 0)) bad_rec++;
+    for (int i = 0; i < N; i++) {
+      const float *rec = tb->rec + (size_t)i * tb->stride;
+      uint32_t meta[STORE__META_FLOATS] = {(uint32_t)i, 0, (uint32_t)i, 0, 1,
+                                           (uint32_t)(i % 3) | (uint32_t)(i % 2 == 1 ? 1u : 0u) << 8 |
+                                               (uint32_t)(i == 3 ? 2u : 0u) << 8};
+      for (size_t j = 0; j < tb->stride; j++) {
+        float want = j < rowf ? (float)(i * 1000 + (int)j) + 0.5f
+                     : j == rowf ? -(float)i - 0.25f : j == rowf + 1 ? 0.5f : 0.0f;
+        uint32_t a, b;
+        memcpy(&a, &rec[j], 4);
+        memcpy(&b, &want, 4);
+        if (tb->meta_off && j >= tb->meta_off && j < tb->meta_off + STORE__META_FLOATS) b = meta[j - tb->meta_off];
+        if (a != b) bad_rec++;
+      }
+    }
+    store_batch b;
+    store_batch_init(&b, 16, od, ad);
+    rng g;
+    rng_seed(&g, 3, "test", 0, "layout");
+    TH_CHECK_EQ_INT(store_sample(s, &g, 16, 0.0, &b), IB_OK);
+    for (uint32_t k = 0; k < b.n; k++) {
+      int i = (int)b.weight_version[k];
+      for (int j = 0; j < od; j++) {
+        bad_sample += b.obs[k * (uint32_t)od + (uint32_t)j] != (float)(i * 1000 + j) + 0.5f;
+        bad_sample += b.next_obs[k * (uint32_t)od + (uint32_t)j] != (float)(i * 1000 + od + j) + 0.5f;
+      }
+      for (int j = 0; j < ad; j++)
+        bad_sample += b.action[k * (uint32_t)ad + (uint32_t)j] != (float)(i * 1000 + 2 * od + j) + 0.5f;
+      bad_sample += b.reward[k] != -(float)i - 0.25f || b.discount[k] != 0.5f;
+      bad_sample += b.seq[k] != (uint64_t)i || b.actor_id[k] != 1 || b.proposer[k] != i % 3;
+      bad_sample += b.episode_end[k] != (i % 2 == 1) || b.episode_success[k] != (i == 3);
+    }
+    store_batch_free(&b);
+    free(raw);
+    store_destroy(s);
+    cases++;
+  }
+  TH_CHECK_EQ_INT(cases, 57);
   TH_CHECK_MSG(bad_rec == 0, "%d record floats differ from [obs | next_obs | action | reward | discount | metadata or 0]", bad_rec);
   TH_CHECK_MSG(bad_sample == 0, "%d sampled values differ from the inserted ones", bad_sample);
 }
