@@ -47,12 +47,11 @@
  *
  * --variant full|client|raw runs one variant alone (ratios then show nan), to profile it.
  *
- * Latest figures (2026-11-22 22:34, 22:41 and 23:06 UTC, a quiet "AMD EPYC" 2-vCPU VM, medians of 3
- * runs per window): full/raw insert 62-71% / 74-83% with 1 / 4 client threads, sample one at a time
- * 71-78% / 68-72%, one ahead 62-67% / 53-60%. The 70% target is met for inserts with 4 clients only;
- * the ratios differ between VMs (the same code gave 48% / 57% for inserts on the VM of 19:39 UTC).
- * Against raw on one stream per measurement (--raw-msgs 0, grpc-core.md's method; 22 Nov 23:46 and
- * 23:49 and 23 Nov 00:17 UTC, same VM): insert 38-41% / 63-70%.
+ * Latest figures (2026-11-23 01:52, 02:03 and 02:05 UTC, commits ca5c515 / f50443b, a quiet "AMD
+ * EPYC" 2-vCPU VM, medians of 3 runs per window): full/raw insert 57%, 48%, 64% with 1 client thread
+ * and 68%, 71%, 74% with 4 (the in-order writer of 74da721 gave 43% and 41% with 1 in the windows of
+ * 01:52 and 02:05); sample one at a time 74% / 69%, one ahead 58% / 57% (02:03). The 70% target is not
+ * met for inserts with 1 client.
  * docs/results/replay-throughput.md has the figures, the ceiling experiments and the history. */
 #include <errno.h>
 #include <fcntl.h>

@@ -51,6 +51,15 @@
 #        EXP_RAWCOPY=1 /tmp/exp2/build/bin/ibrl-bench replay --only insert --variant raw --raw-msgs 0 \
 #                                                           > 2026-11-23-0024-raw0-rawcopy-$i.txt
 #      done
+#    The pipelined writer (23 Nov, commit ca5c515; /tmp/wt-old a worktree of 74da721, the in-order
+#    writer, built with `cmake --build build --target ibrl-bench ibrl-replay`), alternating:
+#      for i in 1 2 3; do
+#        /tmp/wt-old/build/bin/ibrl-bench replay --only insert --raw-msgs 0 > HHMM-insert-inorder-$i.txt
+#        build-lead/bin/ibrl-bench replay --only insert                     > HHMM-insert-pipelined-$i.txt
+#      done    # HHMM = 2026-11-23-0152 (binaries of ca5c515; a helper's benchmarks ran now and then; written
+#              # to /tmp first and copied here), then 2026-11-23-0205 (quiet; binaries of f50443b)
+#    and between them, 02:03-02:05 UTC, binaries of f50443b, `bash run.sh build-lead/bin`:
+#      2026-11-23-0203-{default,no-prefetch}-$i.txt
 # 2. The ceiling experiment: ibrl-replay built with ceiling.patch (EXPERIMENT ONLY, never merged),
 #    which reads two variables: EXP_NOSTORE=1 decodes and checks every message but skips the store;
 #    EXP_NODECODE=1 skips decode and store (the handler only counts 256 rows a message). Unset, the
