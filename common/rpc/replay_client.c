@@ -1061,8 +1061,8 @@ int rc_writer_write(rc_writer *w, const rc_batch *b) {
 int rc_writer_pipeline(rc_writer *w, int on) {
   IB_CHECK(w != NULL);
   if (w->n_msgs > 0 || w->call != NULL || w->closing.call != NULL)
-    return ib_fail(IB_ESTATE, "rc_writer_pipeline: actor %u's writer has already written HINT: choose the mode right "
-                   "after rc_writer_open", w->actor_id);
+    return ib_fail(IB_ESTATE, "rc_writer_pipeline: actor %u's writer has %d items pending HINT: switch right after "
+                   "rc_writer_open or after a successful flush", w->actor_id, w->n_rows);
   w->stream_rows = on ? IB_MAX(1, w->max_pending / 2) : INT_MAX;
   return IB_OK;
 }

@@ -161,7 +161,8 @@ int rc_writer_flush(rc_writer *w, long timeout_ms);
  * unacknowledged rows can be a gap below rows that were stored, where an in-order writer (on = 0,
  * the default) only leaves a tail. For bulk loading (ibrl-bench replay uses it with max_pending
  * 8192); an actor restarted from the shard's highest stored seq would never fill such a gap.
- * Choose before the first write: IB_ESTATE after it. */
+ * Switch only while nothing is pending (after rc_writer_open or a successful flush): IB_ESTATE
+ * otherwise. */
 int rc_writer_pipeline(rc_writer *w, int on);
 
 void rc_writer_stats_get(const rc_writer *w, rc_writer_stats *out);
