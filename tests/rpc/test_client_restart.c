@@ -49,24 +49,49 @@ static uint64_t online_size(rc_client *c, uint64_t *dups) {
   return n;
 }
 
-static void test_retry_after_restart(void) {
-  char dir[256];
-  rt_tmpdir(dir, sizeof dir, "client_restart");
-  const char *args[] = {"--obs-dim", "4", "--act-dim", "2", "--ckpt-dir", dir, "--durability", "wal", NULL, NULL, NULL};
+/* A shard with a write-ahead log in a fresh directory, and a client of it; restarted on the same
+ * port and directory by wal_shard_restart. */
+typedef struct wal_shard {
+  char dir[256], port[16];
+  const char *args[11];
   rt_server s;
+  rc_client *c;
+} wal_shard;
+
+/* Returns 0, or -1 (after a failed check) if the shard did not start. */
+static int wal_shard_start(wal_shard *f, const char *name) {
+  memset(f, 0, sizeof *f);
+  rt_tmpdir(f->dir, sizeof f->dir, name);
+  const char *args[] = {"--obs-dim", "4", "--act-dim", "2", "--ckpt-dir", f->dir, "--durability", "wal", NULL, NULL, NULL};
+  memcpy(f->args, args, sizeof args);
   int code;
-  if (rt_server_start(&s, args, &code) != 0) {
+  if (rt_server_start(&f->s, f->args, &code) != 0) {
     TH_CHECK_MSG(0, "ibrl-replay did not start (%d)", code);
-    rt_rmdir(dir);
-    return;
+    rt_rmdir(f->dir);
+    return -1;
   }
-  char port[16];
-  snprintf(port, sizeof port, "%d", s.port);
+  snprintf(f->port, sizeof f->port, "%d", f->s.port);
+  f->args[8] = "--port";
+  f->args[9] = f->port;
   rc_opts o = {0};
-  o.shards = s.target;
+  o.shards = f->s.target;
   o.deadline_ms = 2000;
-  rc_client *c = NULL;
-  TH_CHECK(rc_client_open(&c, &o) == IB_OK);
+  TH_CHECK(rc_client_open(&f->c, &o) == IB_OK);
+  return 0;
+}
+
+/* Starts the killed shard again; returns 0, or -1 after a failed check. */
+static int wal_shard_restart(wal_shard *f) {
+  int code;
+  if (rt_server_start(&f->s, f->args, &code) == 0) return 0;
+  TH_CHECK_MSG(0, "ibrl-replay did not restart on port %s (%d)", f->port, code);
+  return -1;
+}
+
+static void test_retry_after_restart(void) {
+  wal_shard f;
+  if (wal_shard_start(&f, "client_restart") != 0) return;
+  rc_client *c = f.c;
   rc_writer *w = NULL;
   TH_CHECK(rc_writer_open(&w, c, "online", 5, 1000, 0) == IB_OK);
   rc_batch b;
@@ -85,7 +110,7 @@ static void test_retry_after_restart(void) {
   TH_CHECK_EQ_INT(st.pending, 100);
   TH_CHECK_EQ_INT(st.acked, 100);
 
-  TH_CHECK_EQ_INT(rt_server_stop(&s, 9), 128 + 9);
+  TH_CHECK_EQ_INT(rt_server_stop(&f.s, 9), 128 + 9);
   /* Down: the flush gives up in bounded time and keeps the items. */
   t0 = ib_now_s();
   int rc = rc_writer_flush(w, 500);
@@ -94,14 +119,11 @@ static void test_retry_after_restart(void) {
   rc_writer_stats_get(w, &st);
   TH_CHECK_EQ_INT(st.pending, 100);
 
-  args[8] = "--port";
-  args[9] = port;
-  if (rt_server_start(&s, args, &code) != 0) {
-    TH_CHECK_MSG(0, "ibrl-replay did not restart on port %s (%d)", port, code);
+  if (wal_shard_restart(&f) != 0) {
     rc_writer_close(w);
     rc_client_close(c);
     rc_batch_free(&b);
-    rt_rmdir(dir);
+    rt_rmdir(f.dir);
     return;
   }
   /* Flush at once: the writer's own retry loop has to ride out the reconnect. */
@@ -139,8 +161,8 @@ static void test_retry_after_restart(void) {
   TH_CHECK(strlen(ci.path) > 0);
   rc_client_close(c);
   rc_batch_free(&b);
-  TH_CHECK_EQ_INT(rt_server_stop(&s, 15), 0);
-  rt_rmdir(dir);
+  TH_CHECK_EQ_INT(rt_server_stop(&f.s, 15), 0);
+  rt_rmdir(f.dir);
 }
 
 /* Rows k0 .. k0 + n - 1 as batches of `per`, each written once. */
@@ -154,23 +176,9 @@ static int write_rows(rc_writer *w, rc_batch *b, int k0, int n, int per) {
 }
 
 static void test_pipelined_restart(void) {
-  char dir[256];
-  rt_tmpdir(dir, sizeof dir, "client_restart_pipe");
-  const char *args[] = {"--obs-dim", "4", "--act-dim", "2", "--ckpt-dir", dir, "--durability", "wal", NULL, NULL, NULL};
-  rt_server s;
-  int code;
-  if (rt_server_start(&s, args, &code) != 0) {
-    TH_CHECK_MSG(0, "ibrl-replay did not start (%d)", code);
-    rt_rmdir(dir);
-    return;
-  }
-  char port[16];
-  snprintf(port, sizeof port, "%d", s.port);
-  rc_opts o = {0};
-  o.shards = s.target;
-  o.deadline_ms = 2000;
-  rc_client *c = NULL;
-  TH_CHECK(rc_client_open(&c, &o) == IB_OK);
+  wal_shard f;
+  if (wal_shard_start(&f, "client_restart_pipe") != 0) return;
+  rc_client *c = f.c;
   rc_writer *w = NULL;
   TH_CHECK(rc_writer_open(&w, c, "online", 6, 0, 256) == IB_OK); /* streams of 128 rows */
   TH_CHECK_EQ_INT(rc_writer_pipeline(w, 1), IB_OK);
@@ -190,15 +198,12 @@ static void test_pipelined_restart(void) {
   rc_writer_stats_get(w, &st);
   uint64_t acked_before = st.acked;
   TH_CHECK_MSG(st.pending >= 192, "pending %llu", (unsigned long long)st.pending);
-  TH_CHECK_EQ_INT(rt_server_stop(&s, 9), 128 + 9);
-  args[8] = "--port";
-  args[9] = port;
-  if (rt_server_start(&s, args, &code) != 0) {
-    TH_CHECK_MSG(0, "ibrl-replay did not restart on port %s (%d)", port, code);
+  TH_CHECK_EQ_INT(rt_server_stop(&f.s, 9), 128 + 9);
+  if (wal_shard_restart(&f) != 0) {
     rc_writer_close(w);
     rc_client_close(c);
     rc_batch_free(&b);
-    rt_rmdir(dir);
+    rt_rmdir(f.dir);
     return;
   }
   TH_CHECK_MSG(rc_writer_flush(w, 5000) == IB_OK, "flush after restart: %s", ib_errmsg());
@@ -236,8 +241,8 @@ static void test_pipelined_restart(void) {
   TH_CHECK(rc_writer_close(w) == IB_OK);
   rc_client_close(c);
   rc_batch_free(&b);
-  TH_CHECK_EQ_INT(rt_server_stop(&s, 15), 0);
-  rt_rmdir(dir);
+  TH_CHECK_EQ_INT(rt_server_stop(&f.s, 15), 0);
+  rt_rmdir(f.dir);
 }
 
 static const th_case cases[] = {
