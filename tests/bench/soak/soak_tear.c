@@ -14,9 +14,8 @@
  * had not read when the shard died (seq < maybe[actor]; the shard replies only once they are
  * durable, so no crash could lose them). The shortest prefix holding them all ends with the last
  * record that holds one: no such row lies after it, and every byte after it was never promised to
- * anyone. (A writer's two streams in flight may be stored interleaved, so a cut can keep a later
- * stream's rows and drop an earlier one's; those were never acknowledged and the writer resends
- * them.)
+ * anyone. (Rows of a writer's open stream, which the shard may store interleaved with the
+ * half-closed one's, can be cut: they were never acknowledged, and the writer resends them.)
  * The cut point is uniform over [prefix, end of file] (the end itself: a crash that lost nothing).
  * When bytes follow the cut, one tear in two keeps them as garbage of random length from the cut
  * (random bytes or zeros, half each): a sector that was allocated but not, or half, written. The
