@@ -2,13 +2,15 @@
  * restores (not built by CMake). It uses only the public store and persist API, so it builds
  * against old trees.
  *
- * store-ckpt-prepad/: that checkpoint was written by the store as it was before records carried a copy of their
- * metadata in the pad (commit d29a116): its record pads are zero. test_persist restores it with
- * the current store and checks that sampled rows still carry their metadata (the restore rebuilds
- * the copies from the metadata arrays). Rebuild the fixture only from such an old tree:
+ * store-ckpt-prepad/: that checkpoint was written by the store as it was before records carried a
+ * copy of their metadata in the pad (commit d29a116): its record pads are zero. test_persist
+ * restores it with the current store and checks that sampled rows still carry their metadata (the
+ * restore rebuilds the copies from the metadata arrays). Rebuild the fixture only from such an old
+ * tree (this file and store_fixture.h from the current one; the result is byte for byte the file):
  *   git archive d29a116 common replay | tar -x -C /tmp/old
- *   gcc -std=c11 -O1 -D_GNU_SOURCE -I/tmp/old/common -I/tmp/old/replay/store tests/store/store_ckpt_fixture.c \
- *       /tmp/old/replay/store/{store,persist}.c /tmp/old/common/{ib,log,rng}.c -lpthread -lm -o /tmp/fixture
+ *   gcc -std=c11 -O1 -D_GNU_SOURCE -I/tmp/old/common -I/tmp/old/replay/store -Itests/store \
+ *       tests/store/store_ckpt_fixture.c /tmp/old/replay/store/{store,persist}.c /tmp/old/common/{ib,log,rng}.c \
+ *       -lpthread -lm -o /tmp/fixture
  *   /tmp/fixture tests/data/store-ckpt-prepad
  * The rows are a function of their index (repeated in test_persist).
  *
