@@ -741,10 +741,7 @@ static void writer_drop_first(rc_writer *w, int k) {
 }
 
 /* Drops every pending message. */
-static void writer_drop(rc_writer *w) {
-  writer_drop_first(w, w->n_msgs);
-  w->n_rows = 0;
-}
+static void writer_drop(rc_writer *w) { writer_drop_first(w, w->n_msgs); }
 
 /* Waits for the batch tagged `tag` of `call` for at most ms; on timeout cancels the call and
  * waits for the (then prompt) completion. Returns the event's success flag (1/0), or -1 after a

@@ -80,6 +80,14 @@ static int wal_shard_start(wal_shard *f, const char *name) {
   return 0;
 }
 
+/* After a failed restart: frees the test's writer, batch and client, and removes the directory. */
+static void wal_shard_abandon(wal_shard *f, rc_writer *w, rc_batch *b) {
+  rc_writer_close(w);
+  rc_client_close(f->c);
+  rc_batch_free(b);
+  rt_rmdir(f->dir);
+}
+
 /* Starts the killed shard again; returns 0, or -1 after a failed check. */
 static int wal_shard_restart(wal_shard *f) {
   int code;
@@ -120,10 +128,7 @@ static void test_retry_after_restart(void) {
   TH_CHECK_EQ_INT(st.pending, 100);
 
   if (wal_shard_restart(&f) != 0) {
-    rc_writer_close(w);
-    rc_client_close(c);
-    rc_batch_free(&b);
-    rt_rmdir(f.dir);
+    wal_shard_abandon(&f, w, &b);
     return;
   }
   /* Flush at once: the writer's own retry loop has to ride out the reconnect. */
@@ -200,10 +205,7 @@ static void test_pipelined_restart(void) {
   TH_CHECK_MSG(st.pending >= 192, "pending %llu", (unsigned long long)st.pending);
   TH_CHECK_EQ_INT(rt_server_stop(&f.s, 9), 128 + 9);
   if (wal_shard_restart(&f) != 0) {
-    rc_writer_close(w);
-    rc_client_close(c);
-    rc_batch_free(&b);
-    rt_rmdir(f.dir);
+    wal_shard_abandon(&f, w, &b);
     return;
   }
   TH_CHECK_MSG(rc_writer_flush(w, 5000) == IB_OK, "flush after restart: %s", ib_errmsg());
