@@ -1,9 +1,20 @@
 /* rpc_server.c: the completion-queue state machines behind rpc_server.h.
  *
- * Design. N worker threads all poll ONE completion queue (grpc_completion_queue_next is safe
- * from many threads). One CQ per thread would be faster, but a handler that blocks (a rate
- * limiter, a long poll) would then stall every call the server happened to match to its CQ;
- * with a shared CQ any idle worker takes the next event. Every CQ event's tag is a call context (call_ctx) whose `state` says what finished:
+ * Design. N worker threads share ONE completion queue (grpc_completion_queue_next is safe from
+ * many threads). One CQ per thread would be faster, but a handler that blocks (a rate limiter, a
+ * long poll) would then stall every call the server happened to match to its CQ; with a shared
+ * CQ any idle worker takes the next event.
+ * The polling turn: one worker per two calls in progress (at least 1, at most `pollers`) waits in
+ * the CQ or runs a handler, and a worker keeps its turn from one event to the next. When every
+ * idle worker polled, each message of a lone client stream woke whichever worker was waiting
+ * while the last one was still being handled: a thread wakeup and a small socket read per
+ * message, which cost a 1-client insert stream about a third of the shard's CPU
+ * (docs/results/replay-throughput.md, "Workers that take turns"). Two calls per turn, because a
+ * pipelined writer keeps two streams open and a prefetching sampler two calls; with more clients
+ * the turns grow, so their handlers run side by side. A handler about to wait calls
+ * rpc_server_will_wait, which gives its turn to a standby worker, so other calls go on; after the
+ * handler returns, its worker queues for a turn again.
+ * Every CQ event's tag is a call context (call_ctx) whose `state` says what finished:
  *   REQUESTED  a posted request matched a new call: re-post a fresh request for the same method
  *              on the same CQ, check the token, then run the unary handler and finish, or start
  *              reading the stream, or (generic request = unknown method) finish UNIMPLEMENTED;
@@ -43,6 +54,7 @@ typedef struct worker {
   grpc_completion_queue *cq; /* borrowed: the server's shared CQ */
   pthread_t thread;
   int started;
+  int has_turn; /* holds a polling turn; read and written by its own thread only */
 } worker;
 
 /* An entry of the internal method table: the user's methods, then health, then generic. */
@@ -82,6 +94,11 @@ struct rpc_server {
   int port;
   int nworkers;
   worker *workers;
+  int max_turns;      /* opts.pollers: the most workers taking calls at once (top of file) */
+  int turns;          /* workers that may take calls now: written under mu and tmu, read under either */
+  int polling;        /* turns taken, under tmu */
+  pthread_mutex_t tmu;
+  pthread_cond_t tcv; /* a turn was given back */
   grpc_completion_queue *cq; /* owned; shared by every worker */
   method_entry *methods;
   size_t nmethods;
@@ -104,6 +121,24 @@ grpc_status_code rpc_reply_fail(rpc_reply *rep, grpc_status_code status, const c
   vsnprintf(rep->msg, sizeof rep->msg, fmt, ap);
   va_end(ap);
   return status;
+}
+
+/* ---- the polling turn (top of file) ---- */
+
+/* Under srv->mu, after `active` changed: one turn per two calls in progress (a pipelined writer
+ * keeps two streams open, a prefetching sampler two calls), at least 1 and at most max_turns. A
+ * new turn wakes a standby worker; a worker over the count gives its turn back after its event
+ * (turn_surplus). */
+static void turns_update(rpc_server *srv) {
+  int want = (srv->active + 1) / 2;
+  if (want < 1) want = 1;
+  if (want > srv->max_turns) want = srv->max_turns;
+  if (want == __atomic_load_n(&srv->turns, __ATOMIC_RELAXED)) return;
+  pthread_mutex_lock(&srv->tmu);
+  int more = want > __atomic_load_n(&srv->turns, __ATOMIC_RELAXED);
+  __atomic_store_n(&srv->turns, want, __ATOMIC_RELAXED);
+  if (more) pthread_cond_broadcast(&srv->tcv);
+  pthread_mutex_unlock(&srv->tmu);
 }
 
 /* ---- contexts ---- */
@@ -146,7 +181,10 @@ static void free_ctx(call_ctx *c) {
   free(c);
   pthread_mutex_lock(&srv->mu);
   srv->live--;
-  if (active) srv->active--;
+  if (active) {
+    srv->active--;
+    turns_update(srv);
+  }
   if (srv->live == 0) pthread_cond_broadcast(&srv->cv);
   pthread_mutex_unlock(&srv->mu);
 }
@@ -235,6 +273,7 @@ static void on_event(call_ctx *c, int success) {
       post_request(srv, c->w, c->method);
       pthread_mutex_lock(&srv->mu);
       srv->active++;
+      turns_update(srv);
       c->active = 1;
       pthread_mutex_unlock(&srv->mu);
       c->rep.status = GRPC_STATUS_OK;
@@ -301,12 +340,53 @@ static void on_event(call_ctx *c, int success) {
   }
 }
 
+/* The worker running on this thread, so that rpc_server_will_wait can find its turn. */
+static __thread worker *tl_worker;
+
+static void turn_take(worker *w) {
+  rpc_server *srv = w->srv;
+  pthread_mutex_lock(&srv->tmu);
+  while (__atomic_load_n(&srv->polling, __ATOMIC_RELAXED) >= __atomic_load_n(&srv->turns, __ATOMIC_RELAXED))
+    pthread_cond_wait(&srv->tcv, &srv->tmu);
+  __atomic_add_fetch(&srv->polling, 1, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&srv->tmu);
+  w->has_turn = 1;
+}
+
+static void turn_give(worker *w) {
+  rpc_server *srv = w->srv;
+  w->has_turn = 0;
+  pthread_mutex_lock(&srv->tmu);
+  __atomic_sub_fetch(&srv->polling, 1, __ATOMIC_RELAXED);
+  pthread_cond_signal(&srv->tcv);
+  pthread_mutex_unlock(&srv->tmu);
+}
+
+/* After an event: gives the turn back if more workers hold one than there are turns now (calls
+ * ended). The unlocked reads only decide whether to look under the lock. */
+static void turn_surplus(worker *w) {
+  rpc_server *srv = w->srv;
+  if (__atomic_load_n(&srv->polling, __ATOMIC_RELAXED) <= __atomic_load_n(&srv->turns, __ATOMIC_RELAXED)) return;
+  pthread_mutex_lock(&srv->tmu);
+  int over = __atomic_load_n(&srv->polling, __ATOMIC_RELAXED) > __atomic_load_n(&srv->turns, __ATOMIC_RELAXED);
+  if (over) __atomic_sub_fetch(&srv->polling, 1, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&srv->tmu);
+  if (over) w->has_turn = 0;
+}
+
+void rpc_server_will_wait(void) {
+  worker *w = tl_worker;
+  if (w != NULL && w->has_turn) turn_give(w);
+}
+
 static void *worker_main(void *arg) {
   worker *w = arg;
   rpc_server *srv = w->srv;
+  tl_worker = w;
   for (;;) {
+    if (!w->has_turn) turn_take(w);
     grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+    if (ev.type == GRPC_QUEUE_SHUTDOWN) break; /* the turn goes on, so that every worker sees it */
     if (ev.type != GRPC_OP_COMPLETE) continue;
     if (ev.tag == &srv->shutdown_tag) {
       pthread_mutex_lock(&srv->mu);
@@ -316,7 +396,10 @@ static void *worker_main(void *arg) {
       continue;
     }
     on_event(ev.tag, ev.success);
+    if (w->has_turn) turn_surplus(w);
   }
+  turn_give(w);
+  tl_worker = NULL;
   return NULL;
 }
 
@@ -406,6 +489,9 @@ int rpc_server_create(rpc_server **out, const rpc_server_opts *opts, const rpc_m
   *out = NULL;
   if (opts->threads < 1 || opts->threads > 64)
     return ib_fail(IB_EINVAL, "threads %d out of range HINT: use 1..64 (about the number of cores)", opts->threads);
+  if (opts->pollers < 0 || opts->pollers > opts->threads)
+    return ib_fail(IB_EINVAL, "pollers %d out of range HINT: use 1..threads (%d); 0 means threads", opts->pollers,
+                   opts->threads);
   if (opts->port < 0 || opts->port > 65535)
     return ib_fail(IB_EINVAL, "port %d out of range HINT: use 0 (any free port) .. 65535", opts->port);
   int cerr;
@@ -416,6 +502,10 @@ int rpc_server_create(rpc_server **out, const rpc_server_opts *opts, const rpc_m
   pthread_mutex_init(&srv->mu, NULL);
   pthread_cond_init(&srv->cv, NULL);
   pthread_mutex_init(&srv->hmu, NULL);
+  pthread_mutex_init(&srv->tmu, NULL);
+  pthread_cond_init(&srv->tcv, NULL);
+  srv->max_turns = opts->pollers > 0 ? opts->pollers : opts->threads;
+  srv->turns = 1;
   rpc_server_health_set(srv, "", 2);
   if (opts->token != NULL && opts->token[0] != '\0') {
     size_t len = strlen(opts->token) + 8;
@@ -508,6 +598,8 @@ int rpc_server_create(rpc_server **out, const rpc_server_opts *opts, const rpc_m
     pthread_mutex_destroy(&srv->mu);
     pthread_cond_destroy(&srv->cv);
     pthread_mutex_destroy(&srv->hmu);
+    pthread_mutex_destroy(&srv->tmu);
+    pthread_cond_destroy(&srv->tcv);
     free(srv);
     return e;
   }
@@ -575,5 +667,7 @@ void rpc_server_destroy(rpc_server *srv) {
   pthread_mutex_destroy(&srv->mu);
   pthread_cond_destroy(&srv->cv);
   pthread_mutex_destroy(&srv->hmu);
+  pthread_mutex_destroy(&srv->tmu);
+  pthread_cond_destroy(&srv->tcv);
   free(srv);
 }

@@ -4,9 +4,12 @@
  * docs/grpc-core.md (section 2, steps 1-10, and pitfalls 1-3).
  *
  * The application supplies a method table; each method has a handler that runs on a worker
- * thread and sees raw byte buffers (decode them with wire_decode, reply with wire_encode). A
- * handler may block (e.g. a rate limiter), but should keep it bounded by the call deadline: a
- * blocked handler holds its worker thread.
+ * thread and sees raw byte buffers (decode them with wire_decode, reply with wire_encode). One
+ * worker per two calls in progress takes calls (at least 1, at most `pollers`); the others stand
+ * by. A handler may block
+ * (e.g. a rate limiter), but must call rpc_server_will_wait first, so that a standby worker takes
+ * its place, and should keep the wait bounded by the call deadline: a blocked handler holds its
+ * worker thread.
  *
  * Ownership: rpc_server_create copies the options and the method table (the path strings and
  * `ctx` pointers are borrowed and must outlive the server). Request buffers passed to handlers
@@ -72,18 +75,26 @@ typedef struct rpc_method {
 typedef struct rpc_server_opts {
   const char *bind;           /* host, e.g. "127.0.0.1" or "0.0.0.0" */
   int port;                   /* 0 = any free port (see rpc_server_port) */
-  int threads;                /* worker threads polling the shared CQ, >= 1 */
+  int threads;                /* worker threads sharing the CQ, 1..64 */
   long max_message_bytes;     /* receive limit; larger messages get RESOURCE_EXHAUSTED */
   const char *token;          /* NULL/"" = no token; else every call except Health needs
                                  "authorization: Bearer <token>" (UNAUTHENTICATED otherwise) */
   const char *tls_cert_path;  /* both set = TLS (PEM files); both NULL = plaintext */
   const char *tls_key_path;
+  int pollers;                /* the most workers taking calls at once, 1..threads; 0 = threads */
 } rpc_server_opts;
 
 /* Creates, binds and starts a server with `methods[0..n)` plus grpc.health.v1.Health/Check
  * (health starts with "" = NOT_SERVING until rpc_server_health_set says otherwise). Requires
  * grpc_init() first. On success *out owns the running server. */
 int rpc_server_create(rpc_server **out, const rpc_server_opts *opts, const rpc_method *methods, size_t n);
+
+/* Called by a handler before anything that may wait or take long (a rate limiter or long poll,
+ * a log flush, a checkpoint): gives the worker's turn at taking calls to a standby worker, so the
+ * server goes on serving meanwhile. Its worker queues for a turn again after the handler returns.
+ * Outside a worker thread, or called twice, it does nothing. Calling it costs a thread wakeup, so
+ * call it only where a wait is likely. */
+void rpc_server_will_wait(void);
 
 /* The bound port (the chosen one when opts.port was 0). */
 int rpc_server_port(const rpc_server *srv);

@@ -35,7 +35,7 @@
 
 enum {
   O_PORT = 0, O_BIND, O_SHARD, O_OBS, O_ACT, O_ONCAP, O_DEMOCAP, O_SPI, O_EBUF, O_MINSIZE, O_CKDIR,
-  O_CKPER, O_DUR, O_TOKEN, O_INSECURE, O_CERT, O_KEY, O_MAXMB, O_THREADS, O_MAXBATCH, O_MAXBLOCK, O_SEED,
+  O_CKPER, O_DUR, O_TOKEN, O_INSECURE, O_CERT, O_KEY, O_MAXMB, O_THREADS, O_POLLERS, O_MAXBATCH, O_MAXBLOCK, O_SEED,
   O_HELP, O_COUNT
 };
 
@@ -59,6 +59,7 @@ static const struct option opts[] = {
     {"tls-key", required_argument, NULL, O_KEY},
     {"max-message-mb", required_argument, NULL, O_MAXMB},
     {"threads", required_argument, NULL, O_THREADS},
+    {"pollers", required_argument, NULL, O_POLLERS},
     {"max-sample-batch", required_argument, NULL, O_MAXBATCH},
     {"max-block-ms", required_argument, NULL, O_MAXBLOCK},
     {"seed", required_argument, NULL, O_SEED},
@@ -101,7 +102,11 @@ static void usage(FILE *f) {
           "  --insecure             allow a non-loopback address without a token\n"
           "  --tls-cert PEM --tls-key PEM   serve TLS\n"
           "  --max-message-mb N     largest message accepted [16]\n"
-          "  --threads N            worker threads [4]\n"
+          "  --threads N            worker threads [4]: one per two calls in progress takes calls (up to\n"
+          "                         --pollers), the others stand by to take over while a call waits (rate\n"
+          "                         limiter, long poll, log flush, checkpoint); at most threads-1 wait at once\n"
+          "  --pollers N            the most worker threads taking calls at once, 1..threads [threads]; fewer\n"
+          "                         wake less but run fewer handlers side by side\n"
           "  --max-sample-batch N   largest Sample batch [4096]\n"
           "  --max-block-ms N       cap on any rate-limited wait [10000]\n"
           "  --seed N               sampling seed [1]\n"
@@ -235,6 +240,7 @@ static int apply(args *a, int id, const char *name, const char *v) {
     case O_KEY: c->tls_key = v; return 0;
     case O_MAXMB: if (parse_long(name, v, 1, 2047, &l)) return -1; c->max_message_bytes = l * 1024 * 1024; return 0;
     case O_THREADS: if (parse_long(name, v, 1, 64, &l)) return -1; c->threads = (int)l; return 0;
+    case O_POLLERS: if (parse_long(name, v, 1, 64, &l)) return -1; c->pollers = (int)l; return 0;
     case O_MAXBATCH: if (parse_long(name, v, 1, 1 << 20, &l)) return -1; c->max_sample_batch = (uint32_t)l; return 0;
     case O_MAXBLOCK: if (parse_long(name, v, 1, 3600000, &l)) return -1; c->max_block_ms = l; return 0;
     case O_SEED: return parse_u64(name, v, 0, &c->seed);
@@ -306,11 +312,11 @@ int main(int argc, char **argv) {
   printf("listening on %s:%d\n", a.cfg.bind, rsrv_port(s));
   fflush(stdout);
   log_info("shard %d: obs_dim %d act_dim %d online %llu demo %llu spi %g min_size %llu durability %s ckpt_dir %s "
-           "threads %d token %s", a.cfg.shard_index, a.cfg.obs_dim, a.cfg.act_dim,
+           "threads %d pollers %d token %s", a.cfg.shard_index, a.cfg.obs_dim, a.cfg.act_dim,
            (unsigned long long)a.cfg.online_capacity, (unsigned long long)a.cfg.demo_capacity,
            a.cfg.samples_per_insert, (unsigned long long)a.cfg.min_size,
            a.cfg.durability == PERSIST_WAL ? "wal" : "ckpt", a.cfg.ckpt_dir ? a.cfg.ckpt_dir : "(none)",
-           a.cfg.threads, a.cfg.token && a.cfg.token[0] ? "on" : "off");
+           a.cfg.threads, a.cfg.pollers > 0 ? a.cfg.pollers : a.cfg.threads, a.cfg.token && a.cfg.token[0] ? "on" : "off");
 
   for (;;) {
     struct timespec ts = {0, 100 * 1000 * 1000};

@@ -28,8 +28,11 @@
  *            inspection: no rate limiter, not counted as samples.
  *   Params   keeps the latest blob under a mutex + condvar; GetIfNewer long-polls on the
  *            condvar up to min(wait_ms, the call deadline, max_block_ms).
- * Blocking: every wait holds a worker thread, so a counter admits at most threads-1 waiters;
- * over that, calls try once and fail RESOURCE_EXHAUSTED rather than starve the server.
+ * Blocking: one worker per two calls in progress takes calls (rpc_server.h); a handler tries the limiter once
+ * and, only if that fails, calls rpc_server_will_wait before it waits, so a standby worker goes on
+ * taking calls (as before a log flush, a duplicate's barrier, a long poll and a checkpoint). Every
+ * wait holds a worker thread, so a counter admits at most threads-1 waiters; over that, calls
+ * try once and fail RESOURCE_EXHAUSTED rather than starve the server.
  * Shutdown: rlim_shutdown and the params `closing` flag release every waiter first, then the
  * rpc server stops (its handlers all return), then the final checkpoint is written.
  * Durability (rsrv_tick, on the controlling thread; never a request thread, whose deadline a
@@ -342,9 +345,10 @@ static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_s
   }
   st->received += n;
   int limited = t == s->t_online && n > 0;
-  if (limited) {
+  if (limited && !rlim_try_insert(s->lim, n)) {
     int could_block = block_enter(s), capped = 0;
     uint64_t dl = could_block ? wait_deadline(s, info->deadline, &capped) : 0;
+    if (could_block) rpc_server_will_wait();
     int rc = rlim_await_insert(s->lim, n, dl);
     if (could_block) block_leave(s);
     if (rc != IB_OK) {
@@ -353,6 +357,8 @@ static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_s
     }
   }
   store_insert_result res = {0, 0, 0};
+  /* With the log, the store returns once the rows are durable (a flush): let other calls go on. */
+  if (s->cfg.durability == PERSIST_WAL && s->per != NULL) rpc_server_will_wait();
   /* Finiteness was checked inside the decode copy. */
   int rc = store_insert_prechecked(s->st, table, slot->dec.items, n, &res);
   if (rc != IB_OK) {
@@ -365,6 +371,7 @@ static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_s
   }
   if (limited && res.duplicates > 0) rlim_undo_insert(s->lim, res.duplicates);
   /* Duplicates are acknowledged as stored: only once their originals are durable (top of file). */
+  if (res.duplicates > 0 && s->per != NULL) rpc_server_will_wait(); /* the barrier may flush */
   if (res.duplicates > 0 && s->per != NULL && (rc = persist_barrier(s->per)) != IB_OK) {
     insert_io_fail(s, rep, table);
     return 1;
@@ -452,13 +459,16 @@ static void h_sample(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req
       return;
     }
   }
-  int could_block = block_enter(s), capped = 0;
-  uint64_t dl = could_block ? wait_deadline(s, info->deadline, &capped) : 0;
-  int rc = rlim_await_sample(s->lim, req.batch_size, dl);
-  if (could_block) block_leave(s);
-  if (rc != IB_OK) {
-    limiter_fail(rep, rc, "Sample", capped, could_block, s->cfg.max_block_ms);
-    return;
+  if (!rlim_try_sample(s->lim, req.batch_size)) {
+    int could_block = block_enter(s), capped = 0;
+    uint64_t dl = could_block ? wait_deadline(s, info->deadline, &capped) : 0;
+    if (could_block) rpc_server_will_wait();
+    int rc = rlim_await_sample(s->lim, req.batch_size, dl);
+    if (could_block) block_leave(s);
+    if (rc != IB_OK) {
+      limiter_fail(rep, rc, "Sample", capped, could_block, s->cfg.max_block_ms);
+      return;
+    }
   }
   pthread_mutex_lock(&s->mu);
   sample_slot *slot = s->free_slots;
@@ -470,6 +480,7 @@ static void h_sample(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req
     return;
   }
   grpc_byte_buffer *reply = NULL;
+  int rc;
   if (req.columns) rc = sample_columns(s, slot, req.batch_size, frac, &reply);
   else rc = store_sample(s->st, &slot->r, req.batch_size, frac, &slot->batch);
   if (rc != IB_OK) {
@@ -810,6 +821,7 @@ static void h_checkpoint(void *ctx, rpc_call_info *info, const grpc_byte_buffer 
     return;
   }
   persist_ckpt_info ci;
+  rpc_server_will_wait(); /* a checkpoint takes up to seconds */
   int rc = rsrv_checkpoint(s, &ci);
   if (rc != IB_OK) {
     rpc_reply_fail(rep, status_of(rc), "Checkpoint: %s", ib_errmsg());
@@ -874,6 +886,7 @@ static void h_getifnewer(void *ctx, rpc_call_info *info, const grpc_byte_buffer 
   int could_block = req.wait_ms > 0 && block_enter(s), capped = 0;
   pthread_mutex_lock(&s->pmu);
   if (could_block && s->pversion <= req.version) {
+    rpc_server_will_wait(); /* under pmu: it only hands the polling turn on */
     uint64_t dl = wait_deadline(s, info->deadline, &capped);
     uint64_t want = ib_now_ns() + (uint64_t)req.wait_ms * 1000000ull;
     if (want < dl) dl = want;
@@ -931,6 +944,8 @@ static int check_config(const rsrv_config *c, int insecure) {
     return ib_fail(IB_EINVAL, "--durability wal needs --ckpt-dir HINT: give a directory for the log and checkpoints");
   if (c->ckpt_period_s < 0) return ib_fail(IB_EINVAL, "ckpt-period %g must be >= 0", c->ckpt_period_s);
   if (c->threads < 1 || c->threads > 64) return ib_fail(IB_EINVAL, "threads %d out of range HINT: 1..64", c->threads);
+  if (c->pollers < 0 || c->pollers > c->threads)
+    return ib_fail(IB_EINVAL, "pollers %d out of range HINT: 1..threads (%d)", c->pollers, c->threads);
   if (c->max_message_bytes < 4096)
     return ib_fail(IB_EINVAL, "max message size %ld bytes too small HINT: --max-message-mb >= 1", c->max_message_bytes);
   if (c->max_sample_batch == 0) return ib_fail(IB_EINVAL, "max sample batch must be positive");
@@ -1027,7 +1042,7 @@ int rsrv_start(rsrv **out, const rsrv_config *cfg, int insecure) {
       {WIRE_PATH_GETIFNEWER, RPC_UNARY, h_getifnewer, NULL, s},
   };
   rpc_server_opts ro = {cfg->bind, cfg->port, cfg->threads, cfg->max_message_bytes, cfg->token, cfg->tls_cert,
-                        cfg->tls_key};
+                        cfg->tls_key, cfg->pollers};
   rc = rpc_server_create(&s->rpc, &ro, methods, IB_ARRAY_LEN(methods));
   if (rc != IB_OK) goto fail;
   /* Listening already, so probes can tell "alive but restoring" (liveness SERVING, readiness

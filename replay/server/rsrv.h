@@ -25,8 +25,10 @@
  * (the rows are in memory): it is refused (UNAVAILABLE) until they are durable again.
  *
  * Threads: rsrv_start/rsrv_checkpoint/rsrv_tick/rsrv_stop are called by one controlling thread; the
- * handlers run on the server's worker threads. A blocked call (rate limiter, GetIfNewer long
- * poll) holds a worker, so at most threads-1 calls may block at once; further ones do not wait. */
+ * handlers run on the server's worker threads, one per two calls in progress taking calls (at
+ * most `pollers`; a handler about to wait hands its turn to a standby worker, rpc_server.h). A blocked
+ * call (rate limiter, GetIfNewer long poll) holds a worker, so at most threads-1 calls may block
+ * at once; further ones do not wait. */
 #ifndef IB_RSRV_H
 #define IB_RSRV_H
 
@@ -52,6 +54,7 @@ typedef struct rsrv_config {
   const char *tls_cert, *tls_key;
   long max_message_bytes;
   int threads;               /* worker threads, >= 1 */
+  int pollers;               /* of those, the most taking calls at once: 1..threads (0 = threads) */
   uint32_t max_sample_batch; /* largest Sample batch_size (default 4096) */
   long max_block_ms;         /* cap on any blocking wait (default 10000) */
   uint64_t seed;             /* sampling rng seed */

@@ -225,6 +225,25 @@ static int await(rlim *l, uint64_t n, uint64_t deadline_ns, bool is_insert) {
   return rc;
 }
 
+static bool try_once(rlim *l, uint64_t n, bool is_insert) {
+  IB_CHECK(l != NULL);
+  if (n == 0) return true;
+  pthread_mutex_lock(&l->mu);
+  bool ok = !l->shut_down && l->head[is_insert ? 0 : 1] == NULL && (is_insert ? can_insert(l, n) : can_sample(l, n));
+  if (ok) {
+    if (is_insert)
+      l->inserts += n;
+    else
+      l->samples += n;
+    pthread_cond_broadcast(&l->cv);
+  }
+  pthread_mutex_unlock(&l->mu);
+  return ok;
+}
+
+bool rlim_try_insert(rlim *l, uint64_t n) { return try_once(l, n, true); }
+bool rlim_try_sample(rlim *l, uint64_t n) { return try_once(l, n, false); }
+
 int rlim_await_insert(rlim *l, uint64_t n, uint64_t deadline_ns) {
   return await(l, n, deadline_ns, true);
 }

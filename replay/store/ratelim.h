@@ -90,6 +90,12 @@ void rlim_pause(rlim *l, bool paused);
 int rlim_await_insert(rlim *l, uint64_t n, uint64_t deadline_ns);
 /* Waits until a sample of n items may proceed, then counts them (S += n). Same returns. */
 int rlim_await_sample(rlim *l, uint64_t n, uint64_t deadline_ns);
+/* Try once without waiting, as a caller does before it prepares to wait: counts the items and
+ * returns true if the call may proceed now (first in line and within the band, or paused);
+ * otherwise returns false, counts nothing and records no timeout and no error. Shut down,
+ * it returns false: the await that follows reports that. */
+bool rlim_try_insert(rlim *l, uint64_t n);
+bool rlim_try_sample(rlim *l, uint64_t n);
 /* Gives back n counted inserts / samples that did not happen (validation failed, duplicates,
  * the store call failed) and wakes waiters. n larger than the counter is a bug. */
 void rlim_undo_insert(rlim *l, uint64_t n);

@@ -25,7 +25,8 @@
  *                next call is started before the current one is waited for (one call at a time
  *                with --no-prefetch), so the ratio compares like with like.
  * The raw server is a child process running the common/rpc server framework with no-op
- * handlers and the same worker threads as ibrl-replay (4, --server-threads), so both sides pay the same process and
+ * handlers and the same worker threads as ibrl-replay (4, --server-threads, of which one per two calls in
+ * progress takes calls, up to --server-pollers), so both sides pay the same process and
  * scheduling costs and the ratio isolates what the client, the store and the encoding add.
  * The raw child is forked before gRPC is initialised in this process (gRPC does not survive a
  * fork). The raw server answers the real method paths (Insert, Sample, Info), so the replay client
@@ -98,6 +99,7 @@ typedef struct bcfg {
   double seconds;
   const char *replay_bin;
   int server_threads; /* worker threads of both servers, ibrl-replay's --threads [4] */
+  int server_pollers; /* of those, the most taking calls at once: ibrl-replay's --pollers; 0 = all [0] */
   int raw_msgs; /* insert/raw: messages per stream; 0 = one stream per measurement [0] */
 } bcfg;
 
@@ -215,7 +217,7 @@ static void raw_server_main(const bcfg *cfg, int port_fd, int ctl_fd) {
       {RAW_SAMPLE_PATH, RPC_UNARY, raw_sample, NULL, NULL},
       {WIRE_PATH_INFO, RPC_UNARY, raw_info, NULL, (void *)cfg},
   };
-  rpc_server_opts o = {"127.0.0.1", 0, cfg->server_threads, 64L * 1024 * 1024, NULL, NULL, NULL};
+  rpc_server_opts o = {"127.0.0.1", 0, cfg->server_threads, 64L * 1024 * 1024, NULL, NULL, NULL, cfg->server_pollers};
   rpc_server *srv = NULL;
   int port = -1;
   if (rpc_server_create(&srv, &o, m, 3) == IB_OK) port = rpc_server_port(srv);
@@ -236,8 +238,9 @@ static void raw_server_main(const bcfg *cfg, int port_fd, int ctl_fd) {
 static pid_t start_replay(const bcfg *cfg, int *port) {
   int fd[2];
   IB_CHECK(pipe(fd) == 0);
-  char od[16], ad[16], th[16];
+  char od[16], ad[16], th[16], po[16];
   snprintf(th, sizeof th, "%d", cfg->server_threads);
+  snprintf(po, sizeof po, "%d", cfg->server_pollers > 0 ? cfg->server_pollers : cfg->server_threads);
   snprintf(od, sizeof od, "%d", cfg->obs_dim);
   snprintf(ad, sizeof ad, "%d", cfg->act_dim);
   pid_t pid = fork();
@@ -249,7 +252,8 @@ static pid_t start_replay(const bcfg *cfg, int *port) {
     int devnull = open("/dev/null", O_WRONLY);
     if (devnull >= 0) dup2(devnull, 2); /* its INFO log would interleave with the table */
     execl(cfg->replay_bin, cfg->replay_bin, "--port", "0", "--obs-dim", od, "--act-dim", ad, "--online-capacity",
-          "300000", "--demo-capacity", "1000", "--threads", th, "--max-message-mb", "64", (char *)NULL);
+          "300000", "--demo-capacity", "1000", "--threads", th, "--pollers", po, "--max-message-mb", "64",
+          (char *)NULL);
     _exit(127);
   }
   close(fd[1]);
@@ -717,7 +721,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: ibrl-bench replay [--rounds R] [--seconds S] [--only OP] [--threads T] [--no-prefetch] [--batch N]\n"
           "                          [--obs-dim N] [--act-dim N] [--variant V] [--server-threads N] [--raw-msgs N]\n"
-          "                          [--replay-bin P]\n"
+          "                          [--server-pollers N] [--replay-bin P]\n"
           "Insert and sample throughput of the replay client against an ibrl-replay child on 127.0.0.1, with\n"
           "1 and 4 client threads, next to a raw gRPC baseline (no-op handlers, same bytes) in the same run.\n"
           "  --rounds R       rounds per configuration; the table shows medians [5]\n"
@@ -731,13 +735,15 @@ static void usage(FILE *f) {
           "  --obs-dim N      stacked observation size [69]\n"
           "  --act-dim N      action chunk size [7]\n"
           "  --server-threads N  worker threads of ibrl-replay (its --threads) and of the raw server alike, 1-16 [4]\n"
+          "  --server-pollers N  of those, the most taking calls at once (ibrl-replay's --pollers; one per two calls\n"
+          "                   in progress), both servers alike, 1..server threads [server threads]\n"
           "  --raw-msgs N     insert/raw: messages per stream before it waits for the reply, 1-100000; 0 = one\n"
           "                   stream per measurement, as grpc-core.md measured (anchors.md's raw figures) [0]\n"
           "  --replay-bin P   the ibrl-replay binary [next to ibrl-bench]\n");
 }
 
 int bench_replay(int argc, char **argv) {
-  bcfg cfg = {69, 7, 256, 5, -1, 0, 1, 7, 0.5, NULL, 4, 0};
+  bcfg cfg = {69, 7, 256, 5, -1, 0, 1, 7, 0.5, NULL, 4, 0, 0};
   static char default_bin[PATH_MAX];
   static const struct option lo[] = {{"seconds", required_argument, NULL, 's'}, {"rounds", required_argument, NULL, 'n'},
                                      {"only", required_argument, NULL, 'y'},
@@ -748,6 +754,7 @@ int bench_replay(int argc, char **argv) {
                                      {"replay-bin", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
                                      {"server-threads", required_argument, NULL, 'w'},
                                      {"raw-msgs", required_argument, NULL, 'm'},
+                                     {"server-pollers", required_argument, NULL, 'P'},
                                      {NULL, 0, NULL, 0}};
   optind = 1;
   opterr = 0;
@@ -767,6 +774,10 @@ int bench_replay(int argc, char **argv) {
       case 'w':
         cfg.server_threads = (int)strtol(optarg, &end, 10);
         bad = *end || cfg.server_threads < 1 || cfg.server_threads > 16;
+        break;
+      case 'P':
+        cfg.server_pollers = (int)strtol(optarg, &end, 10);
+        bad = *end || cfg.server_pollers < 1 || cfg.server_pollers > 16;
         break;
       case 'm': cfg.raw_msgs = (int)strtol(optarg, &end, 10); bad = *end || cfg.raw_msgs < 0 || cfg.raw_msgs > 100000; break;
       case 'v':
@@ -793,6 +804,11 @@ int bench_replay(int argc, char **argv) {
   }
   if (optind < argc) {
     fprintf(stderr, "ibrl-bench replay: unexpected argument '%s' (see --help)\n", argv[optind]);
+    return 2;
+  }
+  if (cfg.server_pollers > cfg.server_threads) { /* 0 (the default) = as many as server threads */
+    fprintf(stderr, "ibrl-bench replay: --server-pollers %d exceeds --server-threads %d (HINT: at most one taker "
+            "per thread)\n", cfg.server_pollers, cfg.server_threads);
     return 2;
   }
   if (cfg.only == 2) return decode_bench(&cfg);
@@ -874,9 +890,12 @@ int bench_replay(int argc, char **argv) {
            "  raw = bare gRPC core, pre-encoded messages -> no-op server\n"
            "  insert: full/client send streams of %d messages (the writer's %d rows), each half-closed while the next goes "
            "out; raw %s\n"
-           "  servers: %d worker threads each (ibrl-replay --threads; --server-threads)\n"
+           "  servers: %d worker threads each (ibrl-replay --threads; --server-threads), one per two calls in progress "
+           "taking calls, at most %d (--pollers; --server-pollers)\n"
            "  sample: %s\n",
-           writer_msgs(&cfg), writer_msgs(&cfg) * cfg.batch, raw_msgs_text, cfg.server_threads, cfg.prefetch ? "full/client use rc_sampler; raw likewise keeps one call in flight ahead of the one it waits for"
+           writer_msgs(&cfg), writer_msgs(&cfg) * cfg.batch, raw_msgs_text, cfg.server_threads,
+           cfg.server_pollers > 0 ? cfg.server_pollers : cfg.server_threads,
+           cfg.prefetch ? "full/client use rc_sampler; raw likewise keeps one call in flight ahead of the one it waits for"
                         : "full/client use rc_sample, raw one call at a time (--no-prefetch)");
     machine_line();
     printf("%-7s %-7s %10s %9s %10s %9s %10s %9s %8s %8s\n", "op", "threads", "full/s", "full MB/s", "client/s",

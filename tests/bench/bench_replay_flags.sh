@@ -22,7 +22,19 @@ line=$(grep "^insert  1 " <<<"$m" | head -1)
 read -r _ _ full _ client _ raw _ <<<"$line"
 [ "$full" != "nan" ] || fail "--variant full: full was not measured: $line"
 [ "$client" = "nan" ] && [ "$raw" = "nan" ] || fail "--variant full: client and raw ran: $line"
-grep -q "servers: 2 worker threads each" <<<"$m" || fail "--server-threads 2 is not in the header: $m"
+grep -q "servers: 2 worker threads each (ibrl-replay --threads; --server-threads), one per two calls in progress taking calls, at most 2" <<<"$m" ||
+  fail "--server-threads 2 is not in the header: $m"
+m=$("$B" replay --server-threads 2 --server-pollers 3 2>&1)
+[ $? -eq 2 ] || fail "--server-pollers 3 > --server-threads 2 did not exit 2: $m"
+grep -q -- "--server-pollers 3 exceeds --server-threads 2" <<<"$m" || fail "--server-pollers 3: not named: $m"
+m=$("$B" replay --only insert --threads 1 --rounds 1 --seconds 0.1 --server-threads 3 --server-pollers 1 2>&1)
+[ $? -eq 0 ] || fail "--server-pollers 1 run failed: $m"
+grep -q "taking calls, at most 1 (" <<<"$m" || fail "--server-pollers 1 is not in the header: $m"
+line=$(grep "^insert  1 " <<<"$m" | head -1)
+read -r _ _ full _ client _ raw _ <<<"$line"
+for v in "$full" "$client" "$raw"; do
+  [ "${v%%.*}" -gt 0 ] 2>/dev/null || fail "--server-pollers 1: a variant counted no rows: $line"
+done
 m=$("$B" replay --raw-msgs -1 2>&1)
 [ $? -eq 2 ] || fail "--raw-msgs -1 did not exit 2: $m"
 grep -q -- "--raw-msgs '-1'" <<<"$m" || fail "--raw-msgs -1: the flag is not named: $m"
@@ -45,4 +57,4 @@ grep -q "raw waits for the reply every 4 messages (--raw-msgs)" <<<"$m" || fail 
 m=$("$B" replay --only decode --rounds 1 --seconds 0.1 2>&1)
 [ $? -eq 0 ] || fail "--only decode failed: $m"
 grep -q "CPU ns per row: decode" <<<"$m" || fail "--only decode printed no result: $m"
-echo "ok: flags, --variant, --server-threads, --raw-msgs, --only decode"
+echo "ok: flags, --variant, --server-threads, --server-pollers, --raw-msgs, --only decode"

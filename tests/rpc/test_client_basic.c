@@ -510,7 +510,7 @@ static void test_zz_stop_server(void) {
 /* NOT_SERVING (what a shard reports while it restores a checkpoint, or stops) reaches the
  * client as "not serving", and changes back: an in-process server whose statuses the test sets. */
 static void test_health_not_serving(void) {
-  rpc_server_opts so = {"127.0.0.1", 0, 1, 1L << 20, NULL, NULL, NULL};
+  rpc_server_opts so = {"127.0.0.1", 0, 1, 1L << 20, NULL, NULL, NULL, 0};
   rpc_server *s = NULL;
   IB_CHECK(rpc_server_create(&s, &so, NULL, 0) == IB_OK);
   char target[64];

@@ -649,7 +649,7 @@ static void old_info(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req
 static void test_writer_refuses_uncounted_ack(void) {
   rpc_method m[2] = {{WIRE_PATH_INSERT, RPC_CLIENT_STREAM, NULL, old_insert, NULL},
                      {WIRE_PATH_INFO, RPC_UNARY, old_info, NULL, NULL}};
-  rpc_server_opts so = {"127.0.0.1", 0, 2, 16L * 1024 * 1024, NULL, NULL, NULL};
+  rpc_server_opts so = {"127.0.0.1", 0, 2, 16L * 1024 * 1024, NULL, NULL, NULL, 0};
   rpc_server *srv = NULL;
   IB_CHECK(rpc_server_create(&srv, &so, m, 2) == IB_OK);
   char target[64];

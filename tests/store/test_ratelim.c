@@ -342,6 +342,62 @@ static void test_fifo_no_barging(void) {
   rlim_destroy(l);
 }
 
+/* rlim_try_*: the same answers and counts as an await with deadline 0 (the reference, on a second
+ * limiter fed the same calls), but no timeout is counted; it queues behind waiters like the
+ * await; paused it passes; shut down it refuses. */
+static void test_try_once(void) {
+  rlim *t = mk(2, 50, 100), *ref = mk(2, 50, 100);
+  uint64_t rs = 12345;
+  int agree = 0, passed = 0;
+  for (int i = 0; i < 2000; i++) {
+    rs = rs * 6364136223846793005ull + 1442695040888963407ull;
+    uint64_t n = 1 + (rs >> 33) % 40;
+    int ins = (rs >> 20) % 3 != 0; /* two inserts for each sample: the cursor moves both ways */
+    bool got = ins ? rlim_try_insert(t, n) : rlim_try_sample(t, n);
+    int want = ins ? rlim_await_insert(ref, n, 0) : rlim_await_sample(ref, n, 0);
+    agree += got == (want == IB_OK);
+    passed += got;
+  }
+  TH_CHECK_EQ_INT(agree, 2000);
+  TH_CHECK_MSG(passed > 200 && passed < 1900, "only %d of 2000 tries passed: the sequence did not test both answers",
+               passed);
+  rlim_info it, ir;
+  rlim_info_get(t, &it);
+  rlim_info_get(ref, &ir);
+  TH_CHECK_EQ_INT(it.inserts, ir.inserts);
+  TH_CHECK_EQ_INT(it.samples, ir.samples);
+  TH_CHECK_EQ_INT(it.insert_timeouts + it.sample_timeouts, 0);
+  TH_CHECK_MSG(ir.insert_timeouts + ir.sample_timeouts > 0, "the reference never refused");
+  TH_CHECK(rlim_try_insert(t, 0) && rlim_try_sample(t, 0));
+  rlim_destroy(ref);
+  rlim_destroy(t);
+
+  /* Behind a waiting insert a try fails even when it would fit, as deadline 0 does. */
+  rlim *l = mk(1, 2, 0); /* band [-2, 2] */
+  TH_CHECK(rlim_try_insert(l, 2));
+  TH_CHECK(!rlim_try_insert(l, 1));
+  atomic_int order = 0;
+  queued a = {l, &order, 0, -1};
+  pthread_t ta;
+  pthread_create(&ta, NULL, queued_insert, &a);
+  TH_CHECK(wait_blocked(l, 1));
+  /* Room for one insert: it is the waiter's, so the try fails whether the waiter has taken it
+   * yet (the band is full again) or not (it is first in line). */
+  TH_CHECK(rlim_try_sample(l, 1));
+  TH_CHECK(!rlim_try_insert(l, 1));
+  pthread_join(ta, NULL);
+  TH_CHECK_EQ_INT(a.rc, IB_OK);
+  rlim_info inf;
+  rlim_info_get(l, &inf);
+  TH_CHECK_EQ_INT(inf.insert_timeouts, 0);
+  rlim_pause(l, true);
+  TH_CHECK(rlim_try_insert(l, 100));
+  rlim_shutdown(l);
+  TH_CHECK(!rlim_try_insert(l, 1) && !rlim_try_sample(l, 1));
+  TH_CHECK_EQ_INT(rlim_await_insert(l, 1, 0), IB_EUNAVAIL);
+  rlim_destroy(l);
+}
+
 static const th_case cases[] = {
     {"config errors", test_config_errors},
     {"worked example of the header", test_worked_example},
@@ -352,6 +408,7 @@ static const th_case cases[] = {
     {"oversized batches", test_oversized_batch},
     {"realised ratio with two threads", test_realised_ratio_two_threads},
     {"waiting inserts are served in arrival order, newcomers queue behind", test_fifo_no_barging},
+    {"try once: a deadline-0 await's answers without counting timeouts", test_try_once},
     {NULL, NULL},
 };
 

@@ -60,6 +60,27 @@
 #              # to /tmp first and copied here), then 2026-11-23-0205 (quiet; binaries of f50443b)
 #    and between them, 02:03-02:05 UTC, binaries of f50443b, `bash run.sh build-lead/bin`:
 #      2026-11-23-0203-{default,no-prefetch}-$i.txt
+#    Workers that take turns (23 Nov, 03:40-03:58 UTC, nothing else running). First an intermediate
+#    build (never committed) in which --server-pollers N fixed the polling workers of both servers
+#    at exactly N, alternating:
+#      for i in 1 2 3; do for p in 1 4; do
+#        ibrl-bench replay --only insert --server-pollers $p                > 2026-11-23-0340-fixed-insert-pollers$p-$i.txt
+#      done; done; and likewise `--only sample --no-prefetch` > 2026-11-23-0340-fixed-sample1-pollers$p-$i.txt
+#      for i in 1 2; do for p in 2 3; do
+#        ibrl-bench replay --only insert --server-pollers $p                > 2026-11-23-0346-fixed-insert-pollers$p-$i.txt
+#      done; done
+#    Then the committed policy (one turn per two calls in progress) against /tmp/wt-old, a worktree
+#    of f537cba (every worker polls) built with `cmake --build build --target ibrl-bench ibrl-replay`:
+#      for i in 1 2 3; do
+#        /tmp/wt-old/build/bin/ibrl-bench replay --only insert > 2026-11-23-0348-insert-old-$i.txt
+#        build-lead/bin/ibrl-bench replay --only insert        > 2026-11-23-0348-insert-new-$i.txt
+#      done
+#      for i in 1 2 3; do    # sample = rc_sampler one call ahead, sample1 = --no-prefetch
+#        /tmp/wt-old/build/bin/ibrl-bench replay --only sample               > 2026-11-23-0348-sample-old-$i.txt
+#        build-lead/bin/ibrl-bench replay --only sample                      > 2026-11-23-0348-sample-new-$i.txt
+#        /tmp/wt-old/build/bin/ibrl-bench replay --only sample --no-prefetch > 2026-11-23-0348-sample1-old-$i.txt
+#        build-lead/bin/ibrl-bench replay --only sample --no-prefetch        > 2026-11-23-0348-sample1-new-$i.txt
+#      done
 # 2. The ceiling experiment: ibrl-replay built with ceiling.patch (EXPERIMENT ONLY, never merged),
 #    which reads two variables: EXP_NOSTORE=1 decodes and checks every message but skips the store;
 #    EXP_NODECODE=1 skips decode and store (the handler only counts 256 rows a message). Unset, the
