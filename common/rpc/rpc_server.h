@@ -6,10 +6,9 @@
  * The application supplies a method table; each method has a handler that runs on a worker
  * thread and sees raw byte buffers (decode them with wire_decode, reply with wire_encode). One
  * worker per two calls in progress takes calls (at least 1, at most `pollers`); the others stand
- * by. A handler may block
- * (e.g. a rate limiter), but must call rpc_server_will_wait first, so that a standby worker takes
- * its place, and should keep the wait bounded by the call deadline: a blocked handler holds its
- * worker thread.
+ * by. A handler may block (e.g. a rate limiter), but must call rpc_server_will_wait first, so that
+ * a standby worker takes its place, and should keep the wait bounded by the call deadline: a
+ * blocked handler holds its worker thread.
  *
  * Ownership: rpc_server_create copies the options and the method table (the path strings and
  * `ctx` pointers are borrowed and must outlive the server). Request buffers passed to handlers

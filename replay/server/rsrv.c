@@ -28,11 +28,11 @@
  *            inspection: no rate limiter, not counted as samples.
  *   Params   keeps the latest blob under a mutex + condvar; GetIfNewer long-polls on the
  *            condvar up to min(wait_ms, the call deadline, max_block_ms).
- * Blocking: one worker per two calls in progress takes calls (rpc_server.h); a handler tries the limiter once
- * and, only if that fails, calls rpc_server_will_wait before it waits, so a standby worker goes on
- * taking calls (as before a log flush, a duplicate's barrier, a long poll and a checkpoint). Every
- * wait holds a worker thread, so a counter admits at most threads-1 waiters; over that, calls
- * try once and fail RESOURCE_EXHAUSTED rather than starve the server.
+ * Blocking: one worker per two calls in progress takes calls (rpc_server.h). A handler tries the
+ * limiter once and, only if that fails, calls rpc_server_will_wait before it waits, so a standby
+ * worker goes on taking calls; likewise before a log flush (and a duplicate's barrier), a long
+ * poll and a checkpoint. Every wait holds a worker thread, so a counter admits at most threads-1
+ * waiters; over that, calls try once and fail RESOURCE_EXHAUSTED rather than starve the server.
  * Shutdown: rlim_shutdown and the params `closing` flag release every waiter first, then the
  * rpc server stops (its handlers all return), then the final checkpoint is written.
  * Durability (rsrv_tick, on the controlling thread; never a request thread, whose deadline a
@@ -357,7 +357,8 @@ static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_s
     }
   }
   store_insert_result res = {0, 0, 0};
-  /* With the log, the store returns once the rows are durable (a flush): let other calls go on. */
+  /* With the log, the store (and persist_barrier below) returns once the rows are durable, after a
+   * flush: let other calls go on meanwhile. Checkpoint-only, neither waits. */
   if (s->cfg.durability == PERSIST_WAL && s->per != NULL) rpc_server_will_wait();
   /* Finiteness was checked inside the decode copy. */
   int rc = store_insert_prechecked(s->st, table, slot->dec.items, n, &res);
@@ -371,7 +372,6 @@ static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_s
   }
   if (limited && res.duplicates > 0) rlim_undo_insert(s->lim, res.duplicates);
   /* Duplicates are acknowledged as stored: only once their originals are durable (top of file). */
-  if (res.duplicates > 0 && s->per != NULL) rpc_server_will_wait(); /* the barrier may flush */
   if (res.duplicates > 0 && s->per != NULL && (rc = persist_barrier(s->per)) != IB_OK) {
     insert_io_fail(s, rep, table);
     return 1;

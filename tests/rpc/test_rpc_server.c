@@ -1,12 +1,12 @@
-/* test_rpc_server.c: the polling turn of common/rpc/rpc_server (rpc_server.h): one worker takes
- * calls per two calls in progress (at most --pollers), and a handler about to wait hands its turn
- * to a standby worker with rpc_server_will_wait. An in-process server on 127.0.0.1 port 0 with
+/* test_rpc_server.c: the polling turn of common/rpc/rpc_server (rpc_server.h): one worker per two
+ * calls in progress takes calls (at most `pollers`), and a handler about to wait hands its turn to
+ * a standby worker with rpc_server_will_wait. An in-process server on 127.0.0.1 port 0 with
  * Wait, whose handler waits (up to 1.5 s) until Release's handler lets it go, Release, and Idle,
  * a client stream that the test opens and leaves open to raise the calls in progress.
  * The witnesses run both ways: with rpc_server_will_wait, Release is served while Wait waits;
  * without it, with one call in progress, Release cannot be served until Wait gives up (so the turn
  * is real and the first case could fail); with three idle streams open there are two turns, and
- * Release is served again, unless --pollers is 1. */
+ * Release is served again, unless pollers is 1. */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -226,11 +226,11 @@ static void test_turns_follow_calls(void) {
   TH_CHECK_EQ_INT(st, GRPC_STATUS_OK);
   TH_CHECK_EQ_INT(wst, GRPC_STATUS_OK);
   TH_CHECK_MSG(saw, "Wait was not let go by Release");
-  /* --pollers 1 caps them at one. */
+  /* pollers 1 caps them at one. */
   saw = 1;
   st = run_turn(3, 1, 0, 1, 3, &wst, &saw);
   TH_CHECK_EQ_INT(st, GRPC_STATUS_DEADLINE_EXCEEDED);
-  TH_CHECK_MSG(!saw, "Release reached a handler with --pollers 1 while the turn was taken");
+  TH_CHECK_MSG(!saw, "Release reached a handler with pollers 1 while the turn was taken");
 }
 
 /* The turn is handed on and taken back again and again on one server: 10 rounds of Wait +
@@ -257,7 +257,7 @@ static void test_bad_pollers(void) {
 static const th_case cases[] = {
     {"rpc_server_will_wait hands the polling turn to a standby worker", test_will_wait_hands_the_turn_on},
     {"one call in progress, one turn: a handler waiting without rpc_server_will_wait stalls others", test_one_call_one_turn},
-    {"turns follow the calls in progress, up to --pollers", test_turns_follow_calls},
+    {"turns follow the calls in progress, up to pollers", test_turns_follow_calls},
     {"the turn survives repeated hand-overs", test_turn_survives_hand_overs},
     {"bad pollers are refused", test_bad_pollers},
     {NULL, NULL},
