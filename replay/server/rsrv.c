@@ -945,7 +945,8 @@ static int check_config(const rsrv_config *c, int insecure) {
   if (c->ckpt_period_s < 0) return ib_fail(IB_EINVAL, "ckpt-period %g must be >= 0", c->ckpt_period_s);
   if (c->threads < 1 || c->threads > 64) return ib_fail(IB_EINVAL, "threads %d out of range HINT: 1..64", c->threads);
   if (c->pollers < 0 || c->pollers > c->threads)
-    return ib_fail(IB_EINVAL, "pollers %d out of range HINT: 1..threads (%d)", c->pollers, c->threads);
+    return ib_fail(IB_EINVAL, "--pollers %d is more than --threads %d HINT: at most every worker thread takes "
+                   "calls; lower --pollers or raise --threads", c->pollers, c->threads);
   if (c->max_message_bytes < 4096)
     return ib_fail(IB_EINVAL, "max message size %ld bytes too small HINT: --max-message-mb >= 1", c->max_message_bytes);
   if (c->max_sample_batch == 0) return ib_fail(IB_EINVAL, "max sample batch must be positive");

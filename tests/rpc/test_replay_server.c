@@ -806,6 +806,10 @@ static void test_flags(void) {
   TH_CHECK_EQ_INT(rt_run_binary(walnodir), 2);
   const char *novalue[] = {"--obs-dim", "6", "--act-dim", "4", "--insecure=1", NULL};
   TH_CHECK_EQ_INT(rt_run_binary(novalue), 2);
+  const char *pollers[] = {"--obs-dim", "6", "--act-dim", "4", "--threads", "2", "--pollers", "3", NULL};
+  TH_CHECK_EQ_INT(rt_run_binary(pollers), 2);
+  const char *pollers0[] = {"--obs-dim", "6", "--act-dim", "4", "--pollers", "0", NULL};
+  TH_CHECK_EQ_INT(rt_run_binary(pollers0), 2);
   /* The environment sets flags too: a bad value there is refused like a flag (but --help
    * still helps: nothing is parsed before it). */
   setenv("IBRL_REPLAY_THREADS", "zero", 1);
