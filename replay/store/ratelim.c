@@ -151,6 +151,15 @@ static void queue_remove(rlim *l, int side, rlim_waiter *w) {
 }
 
 /* The common wait loop; `is_insert` selects the predicate, the queue and the counters. */
+/* Under l->mu: counts a call that passes and wakes the other side, which may fit now. */
+static void count_pass(rlim *l, uint64_t n, bool is_insert) {
+  if (is_insert)
+    l->inserts += n;
+  else
+    l->samples += n;
+  pthread_cond_broadcast(&l->cv);
+}
+
 static int await(rlim *l, uint64_t n, uint64_t deadline_ns, bool is_insert) {
   IB_CHECK(l != NULL);
   if (n == 0) return IB_OK;
@@ -214,13 +223,7 @@ static int await(rlim *l, uint64_t n, uint64_t deadline_ns, bool is_insert) {
       l->sample_blocked_ns += dt;
     }
   }
-  if (rc == IB_OK) {
-    if (is_insert)
-      l->inserts += n;
-    else
-      l->samples += n;
-    pthread_cond_broadcast(&l->cv);
-  }
+  if (rc == IB_OK) count_pass(l, n, is_insert);
   pthread_mutex_unlock(&l->mu);
   return rc;
 }
@@ -230,13 +233,7 @@ static bool try_once(rlim *l, uint64_t n, bool is_insert) {
   if (n == 0) return true;
   pthread_mutex_lock(&l->mu);
   bool ok = !l->shut_down && l->head[is_insert ? 0 : 1] == NULL && (is_insert ? can_insert(l, n) : can_sample(l, n));
-  if (ok) {
-    if (is_insert)
-      l->inserts += n;
-    else
-      l->samples += n;
-    pthread_cond_broadcast(&l->cv);
-  }
+  if (ok) count_pass(l, n, is_insert);
   pthread_mutex_unlock(&l->mu);
   return ok;
 }

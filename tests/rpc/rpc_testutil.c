@@ -394,3 +394,10 @@ int rt_freeze(pid_t pid) {
   }
   return -1;
 }
+
+int rt_main(int argc, char **argv, const th_case *cases) {
+  grpc_init();
+  int rc = th_main(argc, argv, cases);
+  grpc_shutdown_blocking();
+  return rc;
+}

@@ -11,6 +11,7 @@
 
 #include <grpc/grpc.h>
 
+#include "th.h"
 #include "wire.h"
 
 typedef struct rt_server {
@@ -99,5 +100,8 @@ grpc_status_code rt_info(rt_client *c, ibrl_InfoReply *out, long timeout_ms);
 /* A fresh empty directory under /tmp for this test; the caller removes it with rt_rmdir. */
 void rt_tmpdir(char *out, size_t cap, const char *tag);
 void rt_rmdir(const char *dir);
+
+/* A test file's main: th_main(argc, argv, cases) between grpc_init and grpc_shutdown_blocking. */
+int rt_main(int argc, char **argv, const th_case *cases);
 
 #endif /* IB_RPC_TESTUTIL_H */

@@ -13,6 +13,7 @@
 #include "ib.h"
 #include "replay_client.h"
 #include "rng.h"
+#include "rpc_testutil.h"
 #include "th.h"
 #include "wire.h"
 
@@ -335,9 +336,4 @@ static const th_case cases[] = {
     {NULL, NULL},
 };
 
-int main(int argc, char **argv) {
-  grpc_init();
-  int rc = th_main(argc, argv, cases);
-  grpc_shutdown_blocking();
-  return rc;
-}
+int main(int argc, char **argv) { return rt_main(argc, argv, cases); }

@@ -191,9 +191,4 @@ static const th_case cases[] = {
     {NULL, NULL},
 };
 
-int main(int argc, char **argv) {
-  grpc_init();
-  int rc = th_main(argc, argv, cases);
-  grpc_shutdown_blocking();
-  return rc;
-}
+int main(int argc, char **argv) { return rt_main(argc, argv, cases); }

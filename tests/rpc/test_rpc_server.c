@@ -199,49 +199,34 @@ static grpc_status_code run_turn(int threads, int pollers, int yield, int rounds
   return first;
 }
 
-static void test_will_wait_hands_the_turn_on(void) {
+/* run_turn, then checks: Release answered `want` in every round, Wait finished OK, and Release let
+ * Wait go exactly when Release was served. */
+static void expect_turn(int threads, int pollers, int yield, int rounds, int idle, grpc_status_code want) {
   grpc_status_code wst;
-  int saw = 0;
-  grpc_status_code st = run_turn(2, 0, 1, 1, 0, &wst, &saw);
-  TH_CHECK_EQ_INT(st, GRPC_STATUS_OK);
+  int saw = -1;
+  grpc_status_code st = run_turn(threads, pollers, yield, rounds, idle, &wst, &saw);
+  TH_CHECK_MSG(st == want, "threads %d pollers %d yield %d idle %d: Release %d, want %d", threads, pollers, yield,
+               idle, (int)st, (int)want);
   TH_CHECK_EQ_INT(wst, GRPC_STATUS_OK);
-  TH_CHECK_MSG(saw, "Wait was not let go by Release");
+  TH_CHECK_MSG(saw == (want == GRPC_STATUS_OK), "threads %d pollers %d yield %d idle %d: Wait %s let go by Release",
+               threads, pollers, yield, idle, saw ? "was" : "was not");
 }
 
-static void test_one_call_one_turn(void) {
-  grpc_status_code wst;
-  int saw = 1;
-  grpc_status_code st = run_turn(2, 0, 0, 1, 0, &wst, &saw);
-  /* One call in progress, one turn, held by the waiting handler: Release's deadline passes first. */
-  TH_CHECK_EQ_INT(st, GRPC_STATUS_DEADLINE_EXCEEDED);
-  TH_CHECK_EQ_INT(wst, GRPC_STATUS_OK);
-  TH_CHECK_MSG(!saw, "Release reached a handler although the only polling turn was taken");
-}
+static void test_will_wait_hands_the_turn_on(void) { expect_turn(2, 0, 1, 1, 0, GRPC_STATUS_OK); }
 
+/* One call in progress, one turn, held by the waiting handler: Release's deadline passes first. */
+static void test_one_call_one_turn(void) { expect_turn(2, 0, 0, 1, 0, GRPC_STATUS_DEADLINE_EXCEEDED); }
+
+/* 3 idle streams + Wait = 4 calls in progress: two turns, so Release is served; pollers 1 caps
+ * them at one. */
 static void test_turns_follow_calls(void) {
-  grpc_status_code wst;
-  int saw = 0;
-  /* 3 idle streams + Wait = 4 calls in progress: two turns, so Release is served. */
-  grpc_status_code st = run_turn(3, 0, 0, 1, 3, &wst, &saw);
-  TH_CHECK_EQ_INT(st, GRPC_STATUS_OK);
-  TH_CHECK_EQ_INT(wst, GRPC_STATUS_OK);
-  TH_CHECK_MSG(saw, "Wait was not let go by Release");
-  /* pollers 1 caps them at one. */
-  saw = 1;
-  st = run_turn(3, 1, 0, 1, 3, &wst, &saw);
-  TH_CHECK_EQ_INT(st, GRPC_STATUS_DEADLINE_EXCEEDED);
-  TH_CHECK_MSG(!saw, "Release reached a handler with pollers 1 while the turn was taken");
+  expect_turn(3, 0, 0, 1, 3, GRPC_STATUS_OK);
+  expect_turn(3, 1, 0, 1, 3, GRPC_STATUS_DEADLINE_EXCEEDED);
 }
 
 /* The turn is handed on and taken back again and again on one server: 10 rounds of Wait +
  * Release, with 3 workers, so a finished handler's worker and the standby trade places. */
-static void test_turn_survives_hand_overs(void) {
-  grpc_status_code wst;
-  int saw = 0;
-  TH_CHECK_EQ_INT(run_turn(3, 0, 1, 10, 0, &wst, &saw), GRPC_STATUS_OK);
-  TH_CHECK_EQ_INT(wst, GRPC_STATUS_OK);
-  TH_CHECK_MSG(saw, "in some round Wait was not let go by Release");
-}
+static void test_turn_survives_hand_overs(void) { expect_turn(3, 0, 1, 10, 0, GRPC_STATUS_OK); }
 
 static void test_bad_pollers(void) {
   rpc_server_opts so = {"127.0.0.1", 0, 2, 1L << 20, NULL, NULL, NULL, 3};
@@ -263,9 +248,4 @@ static const th_case cases[] = {
     {NULL, NULL},
 };
 
-int main(int argc, char **argv) {
-  grpc_init();
-  int rc = th_main(argc, argv, cases);
-  grpc_shutdown_blocking();
-  return rc;
-}
+int main(int argc, char **argv) { return rt_main(argc, argv, cases); }
