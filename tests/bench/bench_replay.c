@@ -24,18 +24,28 @@
  *                received and dropped without decoding; it follows the same pattern as ours: the
  *                next call is started before the current one is waited for (one call at a time
  *                with --no-prefetch), so the ratio compares like with like.
+ *   proto        raw with the copies of the prototype whose figures anchors.md quotes ("raw gRPC
+ *                figures"; grpc-core.md section 4: "nanopb encode into the slice, kernel send and
+ *                receive, and the decode callback into the ring"): its client copies each Insert
+ *                message into a fresh slice before it sends it, and each Sample reply out of gRPC's
+ *                slices; its server copies each received message into a ring of PROTO_RING slots
+ *                and builds each reply by copying 256 item fields drawn at random from a ring of
+ *                PROTO_RING rows. The ring size is the prototype's ("a 64-item ring"); so small a
+ *                ring stays in cache, which favours proto over a shard of 300,000 rows. It checks,
+ *                deduplicates and validates nothing. Insert streams and calls as raw.
  * The raw server is a child process running the common/rpc server framework with no-op
  * handlers and the same worker threads as ibrl-replay (4, --server-threads, of which one per two calls in
  * progress takes calls, up to --server-pollers), so both sides pay the same process and
  * scheduling costs and the ratio isolates what the client, the store and the encoding add.
- * The raw child is forked before gRPC is initialised in this process (gRPC does not survive a
- * fork). The raw server answers the real method paths (Insert, Sample, Info), so the replay client
- * also runs against it: that "client" column isolates what the client library adds to the
- * transport, while "full" adds the ibrl-replay server's decoding, validation, store and encoding.
+ * The proto server is a second such child. Both are forked before gRPC is initialised in this
+ * process (gRPC does not survive a fork). The raw server answers the real method paths (Insert,
+ * Sample, Info), so the replay client also runs against it: that "client" column isolates what the
+ * client library adds to the transport, while "full" adds the ibrl-replay server's decoding,
+ * validation, store and encoding.
  * Each configuration (operation x thread count) runs --rounds rounds (default 5); a round measures
- * the three variants for --seconds each (default 0.5 s) in a rotating order, so load changes on a
- * shared machine hit all three alike, and the table reports medians and the medians of the
- * per-round ratios. The default run takes about 35 s. A second table gives the CPU time per
+ * the four variants for --seconds each (default 0.5 s) in a rotating order, so load changes on a
+ * shared machine hit all four alike, and the table reports medians and the medians of the
+ * per-round ratios. The default run takes about 50 s. A second table gives the CPU time per
  * transition of each process and, per round, the raw over full CPU ratio: the throughput ratio
  * a machine limited only by its CPU would show, which unlike the rates does not swing with the
  * load of a shared machine. Both processes of every variant run with the same malloc settings
@@ -46,13 +56,14 @@
  * --only decode runs none of that: it times the shard's insert path (decode + store) in this
  * process, to see what of the shard's CPU per row is data work (see decode_bench below).
  *
- * --variant full|client|raw runs one variant alone (ratios then show nan), to profile it.
+ * --variant full|client|raw|proto runs one variant alone (ratios then show nan), to profile it.
  *
- * Latest figures (2026-11-23 01:52, 02:03 and 02:05 UTC, commits ca5c515 / f50443b, a quiet "AMD
- * EPYC" 2-vCPU VM, medians of 3 runs per window): full/raw insert 57%, 48%, 64% with 1 client thread
- * and 68%, 71%, 74% with 4 (the in-order writer of 74da721 gave 43% and 41% with 1 in the windows of
- * 01:52 and 02:05); sample one at a time 74% / 69%, one ahead 58% / 57% (02:03). The 70% target is not
- * met for inserts with 1 client.
+ * Latest figures (2026-11-23 05:58-06:01 UTC, a quiet "AMD EPYC" 2-vCPU VM, 3 runs, each the median
+ * of 5 rounds): full/proto insert 72-88% with 1 client thread and 80-88% with 4; sample one at a
+ * time (rc_sample, the learner's call) 75-79% and 77-85%; sample one ahead (rc_sampler) 47-57% and
+ * 54-79%. Against bare raw: insert 73-85% and 59-73%, one at a time 72-74% and 62-74%, one ahead
+ * 43-56% and 50-56%. The 70% target is not met for sampling one ahead, nor against bare raw with
+ * 4 inserting clients.
  * docs/results/replay-throughput.md has the figures, the ceiling experiments and the history. */
 #include <errno.h>
 #include <fcntl.h>
@@ -89,13 +100,15 @@
 #define RAW_SAMPLE_PATH WIRE_PATH_SAMPLE
 #define MAX_THREADS 8
 #define MAX_ROUNDS 64
+#define NVARIANTS 4  /* full, client, raw, proto */
+#define PROTO_RING 64 /* slots of the proto server's rings: the prototype's "64-item ring" */
 
 typedef struct bcfg {
   int obs_dim, act_dim, batch, rounds;
   int only; /* -1 both, 0 insert, 1 sample */
   int threads; /* 0 = 1 and 4, else only this many client threads */
   int prefetch; /* sample/ours: 1 = rc_sampler (one sample in flight ahead), 0 = rc_sample */
-  int variants; /* bit mask of the variants to run: 1 full, 2 client, 4 raw (--variant) */
+  int variants; /* bit mask of the variants to run: 1 full, 2 client, 4 raw, 8 proto (--variant) */
   double seconds;
   const char *replay_bin;
   int server_threads; /* worker threads of both servers, ibrl-replay's --threads [4] */
@@ -168,17 +181,130 @@ static grpc_slice encode_batch(const rc_batch *b, int insert) {
   return s;
 }
 
-/* ---- the raw no-op server (child process) ---- */
+/* ---- the raw no-op server and the proto server (child processes) ---- */
 
 static grpc_slice g_sample_reply; /* child: the pre-encoded reply */
 
+/* The proto server's state (top of file): PROTO_RING message buffers that received Inserts are
+ * copied into (grown to the largest message seen), and PROTO_RING item fields of the pre-encoded
+ * reply, the rows a reply is built from, followed by the reply's other fields. */
+typedef struct proto_srv {
+  uint8_t *msg[PROTO_RING];
+  size_t msg_cap[PROTO_RING];
+  atomic_uint next_msg;
+  uint8_t *rows;   /* PROTO_RING slots of row_stride bytes: one encoded item field each */
+  size_t row_stride, row_len[PROTO_RING];
+  const uint8_t *tail; /* the reply's fields after its items, in g_sample_reply */
+  size_t tail_len;
+  int batch;
+} proto_srv;
+
+static proto_srv *g_proto; /* child: NULL in the raw server */
+
+static uint64_t pv_varint(const uint8_t **p, const uint8_t *end) {
+  uint64_t v = 0;
+  for (int sh = 0; *p < end && sh < 64; sh += 7) {
+    uint8_t c = *(*p)++;
+    v |= (uint64_t)(c & 0x7f) << sh;
+    if (!(c & 0x80)) return v;
+  }
+  IB_CHECK(0 && "bench replay: bad varint in the pre-encoded reply");
+  return 0;
+}
+
+/* Splits the pre-encoded reply into its top-level fields: the first `batch` are the items, which
+ * fill the row ring in turn; the rest is the tail. */
+static proto_srv *proto_srv_create(int batch) {
+  proto_srv *ps = ib_xcalloc(1, sizeof *ps);
+  ps->batch = batch;
+  const uint8_t *p0 = GRPC_SLICE_START_PTR(g_sample_reply), *p = p0, *end = p0 + GRPC_SLICE_LENGTH(g_sample_reply);
+  const uint8_t **start = ib_xmalloc((size_t)batch * sizeof *start);
+  size_t *len = ib_xmalloc((size_t)batch * sizeof *len);
+  uint32_t items_field = 0;
+  for (int k = 0; k < batch; k++) {
+    start[k] = p;
+    uint64_t tag = pv_varint(&p, end);
+    IB_CHECK((tag & 7) == 2 && (k == 0 || (uint32_t)(tag >> 3) == items_field));
+    items_field = (uint32_t)(tag >> 3);
+    p += pv_varint(&p, end);
+    IB_CHECK(p <= end);
+    len[k] = (size_t)(p - start[k]);
+    ps->row_stride = IB_MAX(ps->row_stride, len[k]);
+  }
+  ps->tail = p;
+  ps->tail_len = (size_t)(end - p);
+  ps->rows = ib_xmalloc(PROTO_RING * ps->row_stride);
+  for (int r = 0; r < PROTO_RING; r++) {
+    memcpy(ps->rows + (size_t)r * ps->row_stride, start[r % batch], len[r % batch]);
+    ps->row_len[r] = len[r % batch];
+  }
+  free(start);
+  free(len);
+  return ps;
+}
+
+static void proto_srv_free(proto_srv *ps) {
+  if (ps == NULL) return;
+  for (int k = 0; k < PROTO_RING; k++) free(ps->msg[k]);
+  free(ps->rows);
+  free(ps);
+}
+
+/* The prototype's decode callback: the message's bytes copied out of gRPC's slices into the next
+ * ring buffer (PROTO_RING buffers: two calls reach the same one only PROTO_RING messages apart). */
+static void proto_insert(proto_srv *ps, const grpc_byte_buffer *msg) {
+  grpc_byte_buffer *bb = (grpc_byte_buffer *)msg; /* the reader API takes a non-const buffer */
+  size_t len = grpc_byte_buffer_length(bb);
+  unsigned k = atomic_fetch_add(&ps->next_msg, 1) % PROTO_RING;
+  if (ps->msg_cap[k] < len) {
+    free(ps->msg[k]);
+    ps->msg[k] = ib_xmalloc(len);
+    ps->msg_cap[k] = len;
+  }
+  grpc_byte_buffer_reader rd;
+  IB_CHECK(grpc_byte_buffer_reader_init(&rd, bb));
+  grpc_slice sl;
+  size_t at = 0;
+  while (grpc_byte_buffer_reader_next(&rd, &sl)) {
+    memcpy(ps->msg[k] + at, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl));
+    at += GRPC_SLICE_LENGTH(sl);
+    grpc_slice_unref(sl);
+  }
+  grpc_byte_buffer_reader_destroy(&rd);
+}
+
+/* The prototype's encode callback: `batch` item fields copied from random ring rows into a fresh
+ * reply, then the reply's other fields. */
+static grpc_byte_buffer *proto_sample(proto_srv *ps) {
+  static __thread rng r;
+  static __thread int seeded;
+  if (!seeded) rng_seed(&r, (uint64_t)pthread_self(), "bench", 0, "proto"), seeded = 1;
+  int pick[1024];
+  size_t total = ps->tail_len;
+  for (int k = 0; k < ps->batch; k++) {
+    pick[k] = (int)rng_below(&r, PROTO_RING);
+    total += ps->row_len[pick[k]];
+  }
+  grpc_slice s = grpc_slice_malloc(total);
+  uint8_t *d = GRPC_SLICE_START_PTR(s);
+  for (int k = 0; k < ps->batch; k++) {
+    memcpy(d, ps->rows + (size_t)pick[k] * ps->row_stride, ps->row_len[pick[k]]);
+    d += ps->row_len[pick[k]];
+  }
+  memcpy(d, ps->tail, ps->tail_len);
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  return bb;
+}
+
 static void raw_sample(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req, rpc_reply *rep) {
   (void)ctx, (void)info, (void)req;
-  rep->bb = grpc_raw_byte_buffer_create(&g_sample_reply, 1);
+  rep->bb = g_proto != NULL ? proto_sample(g_proto) : grpc_raw_byte_buffer_create(&g_sample_reply, 1);
 }
 
 static int raw_insert(void *ctx, rpc_call_info *info, const grpc_byte_buffer *msg, rpc_reply *rep) {
   (void)ctx, (void)info;
+  if (msg != NULL && g_proto != NULL) proto_insert(g_proto, msg);
   if (msg == NULL) {
     /* Acknowledges whatever was sent without counting it (a no-op server decodes nothing): a
      * count above any stream's rows satisfies the client's received >= sent check. */
@@ -203,14 +329,16 @@ static void raw_info(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req
   free(r);
 }
 
-/* Runs in the forked child: serves until the parent closes `ctl_fd`. */
-static void raw_server_main(const bcfg *cfg, int port_fd, int ctl_fd) {
+/* Runs in the forked child: serves until the parent closes `ctl_fd`; with `proto`, as the
+ * prototype's server (proto_srv), else as a no-op server. */
+static void raw_server_main(const bcfg *cfg, int port_fd, int ctl_fd, int proto) {
   grpc_init();
   rc_batch b;
   rc_batch_init(&b, cfg->batch, cfg->obs_dim, cfg->act_dim);
   fill_batch(&b, cfg->batch, 2);
   g_sample_reply = encode_batch(&b, 0);
   rc_batch_free(&b);
+  if (proto) g_proto = proto_srv_create(cfg->batch);
   /* The real paths, so the replay client can run against the no-op server too. */
   rpc_method m[3] = {
       {RAW_INSERT_PATH, RPC_CLIENT_STREAM, NULL, raw_insert, NULL},
@@ -228,6 +356,7 @@ static void raw_server_main(const bcfg *cfg, int port_fd, int ctl_fd) {
   while (read(ctl_fd, &c, 1) > 0) {
   }
   rpc_server_destroy(srv);
+  proto_srv_free(g_proto);
   grpc_slice_unref(g_sample_reply);
   grpc_shutdown_blocking();
   _exit(0);
@@ -276,6 +405,7 @@ static pid_t start_replay(const bcfg *cfg, int *port) {
 typedef struct job {
   const bcfg *cfg;
   int kind; /* 0 insert ours, 1 insert raw, 2 sample ours, 3 sample raw */
+  int proto; /* raw kinds: with the prototype's copies (the proto variant) */
   int tid;
   const char *target;
   const grpc_slice *payload; /* raw: the pre-encoded message */
@@ -338,6 +468,38 @@ static void *job_ours(job *j) {
   return NULL;
 }
 
+/* proto's decode: the reply copied out of gRPC's slices into a buffer of this thread. */
+static void proto_copy_out(grpc_byte_buffer *bb) {
+  static __thread uint8_t *buf;
+  static __thread size_t cap;
+  size_t len = grpc_byte_buffer_length(bb);
+  if (len > cap) {
+    free(buf);
+    buf = ib_xmalloc(len);
+    cap = len;
+  }
+  grpc_byte_buffer_reader rd;
+  IB_CHECK(grpc_byte_buffer_reader_init(&rd, bb));
+  grpc_slice sl;
+  size_t at = 0;
+  while (grpc_byte_buffer_reader_next(&rd, &sl)) {
+    memcpy(buf + at, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl));
+    at += GRPC_SLICE_LENGTH(sl);
+    grpc_slice_unref(sl);
+  }
+  grpc_byte_buffer_reader_destroy(&rd);
+  __asm__ volatile("" : : "r"(buf) : "memory"); /* the copy is the point: keep it */
+}
+
+/* proto's encode: the message copied into a fresh slice, as a nanopb encode into a new buffer. */
+static grpc_byte_buffer *proto_copy_in(const grpc_slice *payload) {
+  grpc_slice s = grpc_slice_malloc(GRPC_SLICE_LENGTH(*payload));
+  memcpy(GRPC_SLICE_START_PTR(s), GRPC_SLICE_START_PTR(*payload), GRPC_SLICE_LENGTH(s));
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  return bb;
+}
+
 /* One raw batch of ops; returns 0 on success. */
 static int raw_batch(grpc_call *call, grpc_completion_queue *cq, grpc_op *ops, size_t n, void *tag) {
   IB_CHECK(grpc_call_start_batch(call, ops, n, tag, NULL) == GRPC_CALL_OK);
@@ -381,11 +543,13 @@ static void raw_ucall_start(raw_ucall *u, grpc_channel *ch, grpc_completion_queu
   IB_CHECK(grpc_call_start_batch(u->call, ops, 6, u, NULL) == GRPC_CALL_OK);
 }
 
-/* Waits for u, drops its reply undecoded and releases it; returns its status. */
-static grpc_status_code raw_ucall_finish(raw_ucall *u, grpc_completion_queue *cq) {
+/* Waits for u, drops its reply undecoded (proto: after copying it out) and releases it; returns
+ * its status. */
+static grpc_status_code raw_ucall_finish(raw_ucall *u, grpc_completion_queue *cq, int proto) {
   grpc_event ev = grpc_completion_queue_pluck(cq, u, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
   IB_CHECK(ev.type == GRPC_OP_COMPLETE);
   grpc_status_code st = u->st;
+  if (u->reply && proto) proto_copy_out(u->reply);
   if (u->reply) grpc_byte_buffer_destroy(u->reply);
   grpc_metadata_array_destroy(&u->mi);
   grpc_metadata_array_destroy(&u->mt);
@@ -403,7 +567,7 @@ static void raw_sample_ahead(job *j, grpc_channel *ch, grpc_completion_queue *cq
   raw_ucall_start(&u[cur], ch, cq, req);
   while (!atomic_load(j->stop) && !j->err) {
     raw_ucall_start(&u[1 - cur], ch, cq, req);
-    grpc_status_code st = raw_ucall_finish(&u[cur], cq);
+    grpc_status_code st = raw_ucall_finish(&u[cur], cq, j->proto);
     cur = 1 - cur;
     if (st != GRPC_STATUS_OK) {
       j->err = 1;
@@ -412,7 +576,7 @@ static void raw_sample_ahead(job *j, grpc_channel *ch, grpc_completion_queue *cq
       j->items += (uint64_t)j->cfg->batch;
     }
   }
-  (void)raw_ucall_finish(&u[cur], cq); /* the one still in flight, not counted */
+  (void)raw_ucall_finish(&u[cur], cq, j->proto); /* the one still in flight, not counted */
 }
 
 static void *job_raw(job *j) {
@@ -464,7 +628,8 @@ static void *job_raw(job *j) {
       ok = raw_batch(call, cq, ops, 1, &ops[0]) == 0;
       sent = 0;
       for (int k = 0; k < per_call && ok && (per_call != INT_MAX || !atomic_load(j->stop)); k++) {
-        grpc_byte_buffer *bb = grpc_raw_byte_buffer_create((grpc_slice *)j->payload, 1);
+        grpc_byte_buffer *bb =
+            j->proto ? proto_copy_in(j->payload) : grpc_raw_byte_buffer_create((grpc_slice *)j->payload, 1);
         memset(ops, 0, sizeof ops);
         ops[0].op = GRPC_OP_SEND_MESSAGE;
         ops[0].data.send_message.send_message = bb;
@@ -491,6 +656,7 @@ static void *job_raw(job *j) {
     } else {
       j->items += (uint64_t)(j->kind == 1 ? sent : 1) * (uint64_t)j->cfg->batch;
     }
+    if (reply && j->kind == 3 && j->proto) proto_copy_out(reply);
     if (reply) grpc_byte_buffer_destroy(reply);
     grpc_metadata_array_destroy(&mi);
     grpc_metadata_array_destroy(&mt);
@@ -554,14 +720,14 @@ typedef struct phase_result {
 } phase_result;
 
 /* Runs `threads` jobs of `kind` for cfg->seconds against `target` (served by process `srv`). */
-static phase_result run_phase(const bcfg *cfg, int kind, int threads, const char *target, const grpc_slice *payload,
-                              pid_t srv) {
+static phase_result run_phase(const bcfg *cfg, int kind, int proto, int threads, const char *target,
+                              const grpc_slice *payload, pid_t srv) {
   atomic_int stop = 0;
   job jobs[MAX_THREADS];
   pthread_t th[MAX_THREADS];
   double c0 = cpu_self(), s0 = cpu_of(srv);
   for (int t = 0; t < threads; t++) {
-    jobs[t] = (job){cfg, kind, t, target, payload, &stop, 0, 0, ""};
+    jobs[t] = (job){cfg, kind, proto, t, target, payload, &stop, 0, 0, ""};
     IB_CHECK(pthread_create(&th[t], NULL, job_main, &jobs[t]) == 0);
   }
   double t0 = ib_now_s();
@@ -723,27 +889,29 @@ static void usage(FILE *f) {
           "                          [--obs-dim N] [--act-dim N] [--variant V] [--server-threads N] [--raw-msgs N]\n"
           "                          [--server-pollers N] [--replay-bin P]\n"
           "Insert and sample throughput of the replay client against an ibrl-replay child on 127.0.0.1, with\n"
-          "1 and 4 client threads, next to a raw gRPC baseline (no-op handlers, same bytes) in the same run.\n"
+          "1 and 4 client threads, next to two raw gRPC baselines for the same bytes in the same run: raw (pre-encoded\n"
+          "messages, no-op handlers) and proto (raw with the copies of grpc-core.md's prototype, whose figures\n"
+          "anchors.md quotes: an encode and a decode copy on each side).\n"
           "  --rounds R       rounds per configuration; the table shows medians [5]\n"
           "  --seconds S      length of each measurement (3 per round) [0.5]\n"
           "  --only OP        insert or sample only [both]; or decode: the shard's insert path (decode + store)\n"
           "                   in this process, CPU per row (no network, no children)\n"
           "  --threads T      client threads: 1 or 4 only [both]\n"
           "  --no-prefetch    sample with one rc_sample at a time instead of the prefetching rc_sampler\n"
-          "  --variant V      run only full, client or raw (to profile one of them; ratios then show nan) [all]\n"
+          "  --variant V      run only full, client, raw or proto (to profile one of them; ratios then show nan) [all]\n"
           "  --batch N        transitions per message [256]\n"
           "  --obs-dim N      stacked observation size [69]\n"
           "  --act-dim N      action chunk size [7]\n"
-          "  --server-threads N  worker threads of ibrl-replay (its --threads) and of the raw server alike, 1-16 [4]\n"
+          "  --server-threads N  worker threads of ibrl-replay (its --threads) and of the raw and proto servers alike, 1-16 [4]\n"
           "  --server-pollers N  of those, the most taking calls at once (ibrl-replay's --pollers; one per two calls\n"
-          "                   in progress), both servers alike, 1..server threads [server threads]\n"
-          "  --raw-msgs N     insert/raw: messages per stream before it waits for the reply, 1-100000; 0 = one\n"
+          "                   in progress), all servers alike, 1..server threads [server threads]\n"
+          "  --raw-msgs N     insert/raw and proto: messages per stream before it waits for the reply, 1-100000; 0 = one\n"
           "                   stream per measurement, as grpc-core.md measured (anchors.md's raw figures) [0]\n"
           "  --replay-bin P   the ibrl-replay binary [next to ibrl-bench]\n");
 }
 
 int bench_replay(int argc, char **argv) {
-  bcfg cfg = {69, 7, 256, 5, -1, 0, 1, 7, 0.5, NULL, 4, 0, 0};
+  bcfg cfg = {69, 7, 256, 5, -1, 0, 1, 15, 0.5, NULL, 4, 0, 0};
   static char default_bin[PATH_MAX];
   static const struct option lo[] = {{"seconds", required_argument, NULL, 's'}, {"rounds", required_argument, NULL, 'n'},
                                      {"only", required_argument, NULL, 'y'},
@@ -781,8 +949,12 @@ int bench_replay(int argc, char **argv) {
         break;
       case 'm': cfg.raw_msgs = (int)strtol(optarg, &end, 10); bad = *end || cfg.raw_msgs < 0 || cfg.raw_msgs > 100000; break;
       case 'v':
-        cfg.variants = !strcmp(optarg, "full") ? 1 : !strcmp(optarg, "client") ? 2 : !strcmp(optarg, "raw") ? 4
-                       : !strcmp(optarg, "all") ? 7 : 0;
+        cfg.variants = !strcmp(optarg, "full")     ? 1
+                       : !strcmp(optarg, "client") ? 2
+                       : !strcmp(optarg, "raw")    ? 4
+                       : !strcmp(optarg, "proto")  ? 8
+                       : !strcmp(optarg, "all")    ? 15
+                                                   : 0;
         bad = cfg.variants == 0;
         break;
       case 'y':
@@ -833,32 +1005,43 @@ int bench_replay(int argc, char **argv) {
    * settings, so the ratios compare our code with the transport and not two malloc policies. */
   mallopt(M_MMAP_THRESHOLD, 64 << 20);
   mallopt(M_TRIM_THRESHOLD, 128 << 20);
-  /* Children first: the raw server is forked before gRPC starts in this process. */
-  int pfd[2], cfd[2];
-  IB_CHECK(pipe(pfd) == 0 && pipe(cfd) == 0);
-  pid_t raw_pid = fork();
-  IB_CHECK(raw_pid >= 0);
-  if (raw_pid == 0) {
+  /* Children first: the raw and proto servers are forked before gRPC starts in this process. Both
+   * stop when the control pipe closes (cfd[1], held by this process only). */
+  int cfd[2];
+  IB_CHECK(pipe(cfd) == 0);
+  pid_t raw_pid = -1, proto_pid = -1;
+  int raw_port = -1, proto_port = -1;
+  for (int proto = 0; proto < 2; proto++) {
+    int pfd[2];
+    IB_CHECK(pipe(pfd) == 0);
+    pid_t pid = fork();
+    IB_CHECK(pid >= 0);
+    if (pid == 0) {
+      close(pfd[0]);
+      close(cfd[1]);
+      raw_server_main(&cfg, pfd[1], cfd[0], proto);
+    }
+    close(pfd[1]);
+    int port = -1;
+    if (read(pfd[0], &port, sizeof port) != (ssize_t)sizeof port) port = -1;
     close(pfd[0]);
-    close(cfd[1]);
-    raw_server_main(&cfg, pfd[1], cfd[0]);
+    *(proto ? &proto_pid : &raw_pid) = pid;
+    *(proto ? &proto_port : &raw_port) = port;
   }
-  close(pfd[1]);
   close(cfd[0]);
-  int raw_port = -1;
-  if (read(pfd[0], &raw_port, sizeof raw_port) != (ssize_t)sizeof raw_port) raw_port = -1;
-  close(pfd[0]);
   int replay_port = -1;
   pid_t replay_pid = start_replay(&cfg, &replay_port);
   int code = 0;
-  if (raw_port <= 0 || replay_port <= 0) {
-    fprintf(stderr, "bench replay: a server did not start (raw port %d, ibrl-replay port %d)\n", raw_port, replay_port);
+  if (raw_port <= 0 || proto_port <= 0 || replay_port <= 0) {
+    fprintf(stderr, "bench replay: a server did not start (raw port %d, proto port %d, ibrl-replay port %d)\n", raw_port,
+            proto_port, replay_port);
     code = 1;
   }
   if (code == 0) {
     grpc_init();
-    char raw_target[64], replay_target[64];
+    char raw_target[64], proto_target[64], replay_target[64];
     snprintf(raw_target, sizeof raw_target, "127.0.0.1:%d", raw_port);
+    snprintf(proto_target, sizeof proto_target, "127.0.0.1:%d", proto_port);
     snprintf(replay_target, sizeof replay_target, "127.0.0.1:%d", replay_port);
     rc_batch b;
     rc_batch_init(&b, cfg.batch, cfg.obs_dim, cfg.act_dim);
@@ -882,24 +1065,28 @@ int bench_replay(int argc, char **argv) {
            cfg.seconds, cins_len, csmp_len);
     char raw_msgs_text[96];
     if (cfg.raw_msgs > 0)
-      snprintf(raw_msgs_text, sizeof raw_msgs_text, "waits for the reply every %d messages (--raw-msgs)", cfg.raw_msgs);
+      snprintf(raw_msgs_text, sizeof raw_msgs_text, "wait for the reply every %d messages (--raw-msgs)", cfg.raw_msgs);
     else
-      snprintf(raw_msgs_text, sizeof raw_msgs_text, "sends on one stream per measurement");
+      snprintf(raw_msgs_text, sizeof raw_msgs_text, "send on one stream per measurement");
     printf("  full = replay client -> ibrl-replay (decode, validate, store, sample, encode)\n"
            "  client = replay client -> no-op server (the client library and transport only)\n"
            "  raw = bare gRPC core, pre-encoded messages -> no-op server\n"
+           "  proto = raw with grpc-core.md's prototype's copies (anchors.md's raw figures): the client copies each message "
+           "into a fresh slice and each reply out of gRPC's slices, the server each message into a ring of %d and each "
+           "reply's rows from a ring of %d\n"
            "  insert: full/client send streams of %d messages (the writer's %d rows), each half-closed while the next goes "
-           "out; raw %s\n"
+           "out; raw and proto %s\n"
            "  servers: %d worker threads each (ibrl-replay --threads; --server-threads), one per two calls in progress "
            "taking calls, at most %d (--pollers; --server-pollers)\n"
            "  sample: %s\n",
-           writer_msgs(&cfg), writer_msgs(&cfg) * cfg.batch, raw_msgs_text, cfg.server_threads,
+           PROTO_RING, PROTO_RING, writer_msgs(&cfg), writer_msgs(&cfg) * cfg.batch, raw_msgs_text, cfg.server_threads,
            cfg.server_pollers > 0 ? cfg.server_pollers : cfg.server_threads,
-           cfg.prefetch ? "full/client use rc_sampler; raw likewise keeps one call in flight ahead of the one it waits for"
-                        : "full/client use rc_sample, raw one call at a time (--no-prefetch)");
+           cfg.prefetch ? "full/client use rc_sampler; raw and proto likewise keep one call in flight ahead of the one "
+                          "they wait for"
+                        : "full/client use rc_sample, raw and proto one call at a time (--no-prefetch)");
     machine_line();
-    printf("%-7s %-7s %10s %9s %10s %9s %10s %9s %8s %8s\n", "op", "threads", "full/s", "full MB/s", "client/s",
-           "cl. MB/s", "raw/s", "raw MB/s", "full/raw", "cl./raw");
+    printf("%-7s %-7s %10s %9s %10s %9s %10s %9s %8s %8s %10s %9s %10s\n", "op", "threads", "full/s", "full MB/s",
+           "client/s", "cl. MB/s", "raw/s", "raw MB/s", "full/raw", "cl./raw", "proto/s", "pr. MB/s", "full/proto");
     /* Prefill, so sampling has something to draw even with --only sample. */
     {
       rc_opts po = {0};
@@ -924,27 +1111,29 @@ int bench_replay(int argc, char **argv) {
     }
     static const char *names[] = {"insert", "sample"};
     const int thr[] = {1, 4};
-    char cpu_lines[4][160];
+    char cpu_lines[4][200];
     int n_cpu = 0;
     for (int op = 0; op < 2 && code == 0; op++) {
       if (cfg.only >= 0 && cfg.only != op) continue;
       for (int ti = 0; ti < 2 && code == 0; ti++) {
         if (cfg.threads != 0 && cfg.threads != thr[ti]) continue;
         fprintf(stderr, "  running %s with %d thread(s): %d rounds ...\n", names[op], thr[ti], cfg.rounds);
-        /* Rounds interleave the three variants (in a rotating order), so a change in the
+        /* Rounds interleave the four variants (in a rotating order), so a change in the
          * machine's load hits all of them alike; the table shows medians over the rounds and
-         * the medians of the per-round ratios. */
-        double v[3][MAX_ROUNDS], cu[3][MAX_ROUNDS], su[3][MAX_ROUNDS], rf[MAX_ROUNDS], rc_[MAX_ROUNDS];
+         * the medians of the per-round ratios. Variants: 0 full, 1 client, 2 raw, 3 proto. */
+        double v[NVARIANTS][MAX_ROUNDS], cu[NVARIANTS][MAX_ROUNDS], su[NVARIANTS][MAX_ROUNDS];
+        double rf[MAX_ROUNDS], rc_[MAX_ROUNDS], rp[MAX_ROUNDS];
+        const char *target[NVARIANTS] = {replay_target, raw_target, raw_target, proto_target};
+        const pid_t pid[NVARIANTS] = {replay_pid, raw_pid, raw_pid, proto_pid};
         for (int r = 0; r < cfg.rounds && code == 0; r++) {
-          for (int k = 0; k < 3 && code == 0; k++) {
-            int var = (k + r) % 3;
+          for (int k = 0; k < NVARIANTS && code == 0; k++) {
+            int var = (k + r) % NVARIANTS;
             if (!(cfg.variants & (1 << var))) {
               v[var][r] = cu[var][r] = su[var][r] = NAN;
               continue;
             }
-            int kind = var == 2 ? (op == 0 ? 1 : 3) : (op == 0 ? 0 : 2);
-            phase_result pr = run_phase(&cfg, kind, thr[ti], var == 0 ? replay_target : raw_target,
-                                        op == 0 ? &ins : NULL, var == 0 ? replay_pid : raw_pid);
+            int kind = var >= 2 ? (op == 0 ? 1 : 3) : (op == 0 ? 0 : 2);
+            phase_result pr = run_phase(&cfg, kind, var == 3, thr[ti], target[var], op == 0 ? &ins : NULL, pid[var]);
             v[var][r] = pr.rate;
             cu[var][r] = pr.client_us;
             su[var][r] = pr.server_us;
@@ -952,38 +1141,48 @@ int bench_replay(int argc, char **argv) {
           }
           rf[r] = v[0][r] / v[2][r];
           rc_[r] = v[1][r] / v[2][r];
+          rp[r] = v[0][r] / v[3][r];
         }
         if (code != 0) break;
         double full = median(v[0], cfg.rounds), cl = median(v[1], cfg.rounds), raw = median(v[2], cfg.rounds);
-        printf("%-7s %-7d %10.0f %9.1f %10.0f %9.1f %10.0f %9.1f %7.0f%% %7.0f%%\n", names[op], thr[ti], full,
-               full * item_b / 1e6, cl, cl * item_b / 1e6, raw, raw * item_b / 1e6, 100.0 * median(rf, cfg.rounds),
-               100.0 * median(rc_, cfg.rounds));
-        /* CPU per transition of both processes together, raw over full: what the throughput ratio
-         * would be if the machine's CPU were the only limit (it does not depend on the load). */
-        double eff[MAX_ROUNDS];
-        for (int r = 0; r < cfg.rounds; r++) eff[r] = (cu[2][r] + su[2][r]) / (cu[0][r] + su[0][r]);
+        double pro = median(v[3], cfg.rounds);
+        printf("%-7s %-7d %10.0f %9.1f %10.0f %9.1f %10.0f %9.1f %7.0f%% %7.0f%% %10.0f %9.1f %9.0f%%\n", names[op],
+               thr[ti], full, full * item_b / 1e6, cl, cl * item_b / 1e6, raw, raw * item_b / 1e6,
+               100.0 * median(rf, cfg.rounds), 100.0 * median(rc_, cfg.rounds), pro, pro * item_b / 1e6,
+               100.0 * median(rp, cfg.rounds));
+        /* CPU per transition of both processes together, raw (proto) over full: what the
+         * throughput ratio would be if the machine's CPU were the only limit (it does not depend
+         * on the load). */
+        double eff[MAX_ROUNDS], effp[MAX_ROUNDS];
+        for (int r = 0; r < cfg.rounds; r++) {
+          eff[r] = (cu[2][r] + su[2][r]) / (cu[0][r] + su[0][r]);
+          effp[r] = (cu[3][r] + su[3][r]) / (cu[0][r] + su[0][r]);
+        }
         snprintf(cpu_lines[n_cpu++], sizeof cpu_lines[0],
-                 "%-7s %-7d %8.2f / %-8.2f %8.2f / %-8.2f %8.2f / %-8.2f %8.0f%%\n", names[op], thr[ti],
-                 median(cu[0], cfg.rounds), median(su[0], cfg.rounds), median(cu[1], cfg.rounds),
+                 "%-7s %-7d %8.2f / %-8.2f %8.2f / %-8.2f %8.2f / %-8.2f %8.0f%% %8.2f / %-8.2f %8.0f%%\n", names[op],
+                 thr[ti], median(cu[0], cfg.rounds), median(su[0], cfg.rounds), median(cu[1], cfg.rounds),
                  median(su[1], cfg.rounds), median(cu[2], cfg.rounds), median(su[2], cfg.rounds),
-                 100.0 * median(eff, cfg.rounds));
+                 100.0 * median(eff, cfg.rounds), median(cu[3], cfg.rounds), median(su[3], cfg.rounds),
+                 100.0 * median(effp, cfg.rounds));
         fflush(stdout);
       }
     }
     if (code == 0) {
       /* CPU time per item does not depend on how busy the machine is, unlike the rates. */
       printf("\nCPU microseconds per transition, client process / server process (medians):\n");
-      printf("%-7s %-7s %19s %19s %19s %9s\n", "op", "threads", "full", "client", "raw", "raw/full");
+      printf("%-7s %-7s %19s %19s %19s %9s %19s %9s\n", "op", "threads", "full", "client", "raw", "raw/full", "proto",
+             "pr./full");
       for (int k = 0; k < n_cpu; k++) fputs(cpu_lines[k], stdout);
     }
     grpc_slice_unref(ins);
     grpc_slice_unref(smp);
     grpc_shutdown_blocking();
   }
-  close(cfd[1]); /* the raw child stops when its control pipe closes */
+  close(cfd[1]); /* the raw and proto children stop when their control pipe closes */
   if (replay_pid > 0) kill(replay_pid, SIGTERM);
   int st;
   waitpid(raw_pid, &st, 0);
+  waitpid(proto_pid, &st, 0);
   if (replay_pid > 0) waitpid(replay_pid, &st, 0);
   return code;
 }

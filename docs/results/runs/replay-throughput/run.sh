@@ -81,6 +81,34 @@
 #        /tmp/wt-old/build/bin/ibrl-bench replay --only sample --no-prefetch > 2026-11-23-0348-sample1-old-$i.txt
 #        build-lead/bin/ibrl-bench replay --only sample --no-prefetch        > 2026-11-23-0348-sample1-new-$i.txt
 #      done
+#    Raw with the prototype's copies (23 Nov, session 16, nothing else running). First experiments
+#    with session16-experiments.patch applied to 8eb0fe2 (EXPERIMENT ONLY, never merged; build-lead,
+#    `cmake --build build-lead --target ibrl-bench ibrl-replay`): EXP_PROTO=1 makes the raw server and
+#    client do the prototype's copies with rings of 300,000 rows (the raw column is then proto),
+#    EXP_NOCOPY=1 lets the writer re-send 64 messages encoded once (only their actor and seq
+#    columns rewritten), EXP_HINT=1 sends each Insert message with GRPC_WRITE_BUFFER_HINT:
+#      for i in 1 2 3; do
+#        ibrl-bench replay --only insert                > 2026-11-23-0535-insert-base-$i.txt
+#        EXP_PROTO=1 ibrl-bench replay --only insert    > 2026-11-23-0535-insert-proto-$i.txt
+#        EXP_NOCOPY=1 ibrl-bench replay --only insert   > 2026-11-23-0535-insert-nocopy-$i.txt
+#        EXP_HINT=1 ibrl-bench replay --only insert     > 2026-11-23-0535-insert-hint-$i.txt
+#      done
+#    (its sample runs failed: the client variant could not decode that first proto server's replies;
+#    the patch kept here is the fixed one, whose replies are valid, used for the runs below; it also
+#    has EXP_RING=N, rings of N rows and N messages, tried once at 05:48 with N = 64, output not kept)
+#      for i in 1 2 3; do
+#        ibrl-bench replay --only insert; EXP_PROTO=1 ibrl-bench replay --only insert   > 2026-11-23-0544-insert-{base,proto}-$i.txt
+#      done
+#      for i in 1 2 3; do
+#        ibrl-bench replay --only sample; EXP_PROTO=1 ...                                > 2026-11-23-0544-sample-{base,proto}-$i.txt
+#        ibrl-bench replay --only sample --no-prefetch; EXP_PROTO=1 ...                  > 2026-11-23-0544-sample1-{base,proto}-$i.txt
+#      done
+#    Then the committed proto variant (rings of 64, the prototype's), two windows (the first binary
+#    said "raw and proto sends" in its header, the second "send"; nothing else differs):
+#      for i in 1 2 3; do
+#        ibrl-bench replay                              > 2026-11-23-{0552,0558}-default-$i.txt
+#        ibrl-bench replay --only sample --no-prefetch  > 2026-11-23-{0552,0558}-no-prefetch-$i.txt
+#      done
 # 2. The ceiling experiment: ibrl-replay built with ceiling.patch (EXPERIMENT ONLY, never merged),
 #    which reads two variables: EXP_NOSTORE=1 decodes and checks every message but skips the store;
 #    EXP_NODECODE=1 skips decode and store (the handler only counts 256 rows a message). Unset, the
