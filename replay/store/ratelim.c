@@ -150,7 +150,6 @@ static void queue_remove(rlim *l, int side, rlim_waiter *w) {
   if (l->tail[side] == w) l->tail[side] = prev;
 }
 
-/* The common wait loop; `is_insert` selects the predicate, the queue and the counters. */
 /* Under l->mu: counts a call that passes and wakes the other side, which may fit now. */
 static void count_pass(rlim *l, uint64_t n, bool is_insert) {
   if (is_insert)
@@ -160,6 +159,7 @@ static void count_pass(rlim *l, uint64_t n, bool is_insert) {
   pthread_cond_broadcast(&l->cv);
 }
 
+/* The common wait loop; `is_insert` selects the predicate, the queue and the counters. */
 static int await(rlim *l, uint64_t n, uint64_t deadline_ns, bool is_insert) {
   IB_CHECK(l != NULL);
   if (n == 0) return IB_OK;
@@ -228,6 +228,8 @@ static int await(rlim *l, uint64_t n, uint64_t deadline_ns, bool is_insert) {
   return rc;
 }
 
+/* One look without waiting (rlim_try_insert / rlim_try_sample): only when no call of this side is
+ * queued ahead, so a try never overtakes a waiter. */
 static bool try_once(rlim *l, uint64_t n, bool is_insert) {
   IB_CHECK(l != NULL);
   if (n == 0) return true;

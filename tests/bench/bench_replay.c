@@ -201,6 +201,20 @@ typedef struct proto_srv {
 
 static proto_srv *g_proto; /* child: NULL in the raw server */
 
+/* Copies the bytes of bb, slice by slice, to dst (room for grpc_byte_buffer_length(bb) bytes):
+ * what a nanopb decode with pb_read does, proto's decode on both sides. */
+static void bb_copy(uint8_t *dst, const grpc_byte_buffer *bb) {
+  grpc_byte_buffer_reader rd;
+  IB_CHECK(grpc_byte_buffer_reader_init(&rd, (grpc_byte_buffer *)bb)); /* the reader API is not const */
+  grpc_slice sl;
+  while (grpc_byte_buffer_reader_next(&rd, &sl)) {
+    memcpy(dst, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl));
+    dst += GRPC_SLICE_LENGTH(sl);
+    grpc_slice_unref(sl);
+  }
+  grpc_byte_buffer_reader_destroy(&rd);
+}
+
 static uint64_t pv_varint(const uint8_t **p, const uint8_t *end) {
   uint64_t v = 0;
   for (int sh = 0; *p < end && sh < 64; sh += 7) {
@@ -253,24 +267,14 @@ static void proto_srv_free(proto_srv *ps) {
 /* The prototype's decode callback: the message's bytes copied out of gRPC's slices into the next
  * ring buffer (PROTO_RING buffers: two calls reach the same one only PROTO_RING messages apart). */
 static void proto_insert(proto_srv *ps, const grpc_byte_buffer *msg) {
-  grpc_byte_buffer *bb = (grpc_byte_buffer *)msg; /* the reader API takes a non-const buffer */
-  size_t len = grpc_byte_buffer_length(bb);
+  size_t len = grpc_byte_buffer_length((grpc_byte_buffer *)msg);
   unsigned k = atomic_fetch_add(&ps->next_msg, 1) % PROTO_RING;
   if (ps->msg_cap[k] < len) {
     free(ps->msg[k]);
     ps->msg[k] = ib_xmalloc(len);
     ps->msg_cap[k] = len;
   }
-  grpc_byte_buffer_reader rd;
-  IB_CHECK(grpc_byte_buffer_reader_init(&rd, bb));
-  grpc_slice sl;
-  size_t at = 0;
-  while (grpc_byte_buffer_reader_next(&rd, &sl)) {
-    memcpy(ps->msg[k] + at, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl));
-    at += GRPC_SLICE_LENGTH(sl);
-    grpc_slice_unref(sl);
-  }
-  grpc_byte_buffer_reader_destroy(&rd);
+  bb_copy(ps->msg[k], msg);
 }
 
 /* The prototype's encode callback: `batch` item fields copied from random ring rows into a fresh
@@ -478,16 +482,7 @@ static void proto_copy_out(grpc_byte_buffer *bb) {
     buf = ib_xmalloc(len);
     cap = len;
   }
-  grpc_byte_buffer_reader rd;
-  IB_CHECK(grpc_byte_buffer_reader_init(&rd, bb));
-  grpc_slice sl;
-  size_t at = 0;
-  while (grpc_byte_buffer_reader_next(&rd, &sl)) {
-    memcpy(buf + at, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl));
-    at += GRPC_SLICE_LENGTH(sl);
-    grpc_slice_unref(sl);
-  }
-  grpc_byte_buffer_reader_destroy(&rd);
+  bb_copy(buf, bb);
   __asm__ volatile("" : : "r"(buf) : "memory"); /* the copy is the point: keep it */
 }
 
