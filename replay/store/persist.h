@@ -101,6 +101,8 @@ typedef struct persist_ckpt_info {
   double seconds;         /* the whole call */
   double blocked_seconds; /* how long inserts and samples were held (the cut) */
   bool background;        /* written by a forked child (false: written with the store locked) */
+  double huge_seconds;    /* store_huge_collapse after the child exited (0 if not forked) */
+  uint64_t huge_bytes;    /* what it returned: arena bytes in huge pages again */
 } persist_ckpt_info;
 
 /* A checkpoint's header, read without a store (for inspection tools). */
@@ -139,7 +141,8 @@ int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
 /* Writes a checkpoint of the whole store atomically (see the top of this file); returns when it
  * is durable. Inserts and samples are held only for the cut (the log switch and the fork, no disk
  * flush) unless fork() fails. A previous log left unflushed by a failed checkpoint is flushed
- * first, before the store is held.
+ * first, before the store is held. After a forked writer exited, store_huge_collapse gives the
+ * record arenas back the huge pages that the inserts meanwhile split (store.h), outside the cut.
  * Errors: IB_EIO naming the file and the failing operation; the previous checkpoint and the logs
  * since it stay valid, so nothing is lost. `info` may be NULL. */
 int persist_checkpoint(persist *p, persist_ckpt_info *info);

@@ -14,7 +14,8 @@
  *    hook. Records are written with streaming stores (slot_writer): the ring is not read back until
  *    random samples much later, so the lines need not be fetched or kept in cache.
  *  - Record arenas are touched at creation (no page faults while serving) and, when large, backed
- *    by transparent huge pages where the kernel allows (arena_alloc).
+ *    by transparent huge pages where the kernel allows (arena_alloc). A checkpoint's fork splits
+ *    those the inserts write while its child lives; store_huge_collapse mends them afterwards.
  *  - A sample draws all slots first (one rng_below per row), then gathers the rows with a software
  *    prefetch a few records ahead, which roughly halves the gather time of random 600-byte records
  *    from DRAM (anchors.md, "replay batch gathering"); huge pages cut it further. The gather is
@@ -34,6 +35,7 @@
  *    the one table's read lock; it leaves the sample counter and meters alone. */
 #include "store_impl.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +59,12 @@ static void store_fence(void) {
 /* Rows ahead of the one being copied whose record is prefetched. */
 #define PREFETCH_AHEAD 8
 
+/* madvise advice 25 of Linux 6.1's uapi (store_huge_collapse), which glibc 2.36 does not name; an
+ * older kernel answers EINVAL. */
+#if defined(__linux__) && !defined(MADV_COLLAPSE)
+#define MADV_COLLAPSE 25
+#endif
+
 /* Record arenas of at least this many bytes are aligned to and backed by transparent huge pages. */
 #define HUGE_MIN_BYTES (8u << 20)
 #define HUGE_PAGE (2u << 20)
@@ -77,8 +85,10 @@ static void *meta_alloc(size_t n, size_t size) {
  * arena is aligned to 2 MiB and advised MADV_HUGEPAGE before it is touched, so the kernel backs it
  * with transparent huge pages where it can (THP "madvise" mode is common): random sampling then
  * misses the TLB far less (anchors.md: the prefetched gather of 256 random records drops from ~51
- * to ~35 us). The advice is best effort; without THP the arena is the same memory in 4 kB pages. */
-static float *arena_alloc(size_t bytes) {
+ * to ~35 us). The advice is best effort; without THP the arena is the same memory in 4 kB pages.
+ * *huge_bytes receives the advised length (0 for a small arena). */
+static float *arena_alloc(size_t bytes, size_t *huge_bytes) {
+  *huge_bytes = 0;
   if (bytes < HUGE_MIN_BYTES) return ib_xaligned(bytes);
   size_t rounded = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
   void *p = aligned_alloc(HUGE_PAGE, rounded);
@@ -87,6 +97,7 @@ static float *arena_alloc(size_t bytes) {
   (void)madvise(p, rounded, MADV_HUGEPAGE);
 #endif
   memset(p, 0, rounded);
+  *huge_bytes = rounded;
   return p;
 }
 
@@ -247,7 +258,7 @@ int store_create(store **out, const store_spec *specs, int n, const store_config
     uint32_t raw = 2u * (uint32_t)tb->spec.obs_dim + (uint32_t)tb->spec.act_dim + 2u;
     tb->stride = row_stride(tb->spec.obs_dim, tb->spec.act_dim);
     tb->meta_off = tb->stride - raw >= STORE__META_FLOATS ? raw : 0;
-    tb->rec = arena_alloc((size_t)cap * tb->stride * sizeof(float));
+    tb->rec = arena_alloc((size_t)cap * tb->stride * sizeof(float), &tb->huge_bytes);
     tb->proposer = meta_alloc(cap, 1);
     tb->flags = meta_alloc(cap, 1);
     tb->actor_id = meta_alloc(cap, sizeof *tb->actor_id);
@@ -292,6 +303,26 @@ void store_destroy(store *s) {
     pthread_mutex_destroy(&tb->stat_mu);
   }
   free(s);
+}
+
+/* ---- memory ---- */
+
+size_t store_huge_collapse(store *s) {
+  IB_CHECK(s != NULL);
+  size_t done = 0;
+#ifdef MADV_COLLAPSE
+  for (int i = 0; i < s->ntables; i++) {
+    store__table *tb = &s->tables[i];
+    /* No lock: the arena's address and length never change, and the kernel keeps its contents.
+     * One call per 2 MiB region, so one region the kernel cannot collapse (no free huge page)
+     * does not hide the others; a region that is whole returns at once. */
+    for (size_t off = 0; off < tb->huge_bytes; off += HUGE_PAGE) {
+      if (madvise((char *)tb->rec + off, HUGE_PAGE, MADV_COLLAPSE) == 0) done += HUGE_PAGE;
+      else if (errno == EINVAL) return done; /* a kernel before 6.1: no such advice */
+    }
+  }
+#endif
+  return done;
 }
 
 /* ---- tables ---- */

@@ -314,6 +314,22 @@ uint32_t store_actors_get(store *s, int t, store_actor_info *out, uint32_t max);
 /* The record of one actor of table t, or IB_ENOTFOUND. Thread-safe. */
 int store_actor_get(store *s, int t, uint32_t actor_id, store_actor_info *out);
 
+/* ---- memory ---- */
+
+/* Backs the record arenas that asked for transparent huge pages with huge pages again, at once
+ * (best effort; persist.h calls it after each checkpoint written by a forked child). A fork shares
+ * the arenas copy-on-write, and while the child lives every record the parent writes splits its
+ * 2 MiB page into 4 kB pages, of which the kernel copies only the one written; khugepaged mends
+ * them far slower than a busy shard checkpoints, so without this a shard under inserts ends up in
+ * 4 kB pages: random sampling misses the TLB on most rows again and every fork copies more page
+ * tables. This is madvise(MADV_COLLAPSE) (Linux 6.1 and later) over each such arena: the kernel
+ * copies each split 2 MiB region into a fresh huge page. Call it only when no child shares the
+ * arenas any more (else the copies are wasted). The store stays usable meanwhile: a row in the
+ * region being copied waits for it in a page fault, for a fraction of a millisecond. Returns the
+ * bytes of arena the kernel collapsed or found whole; 0 if there is none or the kernel cannot
+ * (an older kernel, no free huge page), which changes nothing else. Thread-safe. */
+size_t store_huge_collapse(store *s);
+
 /* ---- durability hook (used by persist.h; most callers never touch it) ---- */
 
 /* Called by store_insert with the table's write lock held, after validation and deduplication,

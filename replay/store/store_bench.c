@@ -6,10 +6,14 @@
  * 10th/90th percentiles, because one-off stalls (page faults, another process) skew a mean. */
 #include "store_bench.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ib.h"
 #include "log.h"
@@ -121,6 +125,128 @@ int store_bench_gather(const store_bench_gather_cfg *cfg, store_bench_gather_res
       log_info("bench: gather rep %d: median %.1f us per %u-row batch", rep, out->us_median[rep],
                cfg->batch);
     }
+  }
+  store_batch_free(&b);
+  free(ts);
+  item_src_free(&src);
+  store_destroy(s);
+  return rc;
+}
+
+/* ---- huge pages and the checkpoint's fork ---- */
+
+/* AnonHugePages of this process in MB, or -1 if /proc/self/smaps_rollup cannot be read. */
+static double anon_huge_mb(void) {
+  FILE *f = fopen("/proc/self/smaps_rollup", "r");
+  if (f == NULL) return -1;
+  char line[256];
+  double mb = -1;
+  while (fgets(line, sizeof line, f) != NULL) {
+    unsigned long long kb;
+    if (sscanf(line, "AnonHugePages: %llu kB", &kb) == 1) mb = (double)kb / 1024.0;
+  }
+  fclose(f);
+  return mb;
+}
+
+/* Median time of `n` forks whose child exits at once (the parent waits for each). */
+static int fork_ms_median(int n, double *ts, double *out) {
+  for (int i = 0; i < n; i++) {
+    uint64_t a = ib_now_ns();
+    pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    ts[i] = (double)(ib_now_ns() - a) * 1e-6;
+    if (pid < 0) return ib_fail(IB_EIO, "bench: fork failed: %s", strerror(errno));
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+  }
+  qsort(ts, (size_t)n, sizeof *ts, cmp_double);
+  *out = ts[n / 2];
+  return IB_OK;
+}
+
+static int thp_state(store *s, const store_bench_thp_cfg *cfg, store_batch *b, rng *r, double *ts,
+                     store_bench_thp_state *st, const char *name) {
+  st->huge_mb = anon_huge_mb();
+  for (int i = 0; i < cfg->iters; i++) {
+    uint64_t a = ib_now_ns();
+    int rc = store_sample(s, r, cfg->batch, cfg->demo_fraction, b);
+    if (rc) return rc;
+    ts[i] = (double)(ib_now_ns() - a) * 1e-3;
+  }
+  qsort(ts, (size_t)cfg->iters, sizeof *ts, cmp_double);
+  st->us_median = ts[cfg->iters / 2];
+  int rc = fork_ms_median(cfg->forks, ts, &st->fork_ms_median);
+  if (rc) return rc;
+  log_info("bench: thp %s: %.0f MB in huge pages, sample %.1f us, fork %.2f ms", name, st->huge_mb, st->us_median,
+           st->fork_ms_median);
+  return IB_OK;
+}
+
+int store_bench_thp(const store_bench_thp_cfg *cfg, store_bench_thp_result *out) {
+  IB_CHECK(cfg != NULL && out != NULL);
+  memset(out, 0, sizeof *out);
+  if (cfg->iters < 1 || cfg->forks < 1 || cfg->batch < 1 || cfg->capacity < 1)
+    return ib_fail(IB_EINVAL, "bench: iters %d, forks %d, batch %u and capacity %llu must be >= 1", cfg->iters,
+                   cfg->forks, cfg->batch, (unsigned long long)cfg->capacity);
+  store_spec sp[2];
+  store_specs_default(sp, cfg->obs_dim, cfg->act_dim, 10000, cfg->capacity);
+  store_config sc = {.max_insert_batch = FILL_BATCH};
+  store *s = NULL;
+  int rc = store_create(&s, sp, 2, &sc);
+  if (rc) return rc;
+  item_src src;
+  item_src_init(&src, cfg->obs_dim, cfg->act_dim, FILL_BATCH);
+  double *ts = ib_xmalloc((size_t)IB_MAX(cfg->iters, cfg->forks) * sizeof *ts);
+  store_batch b = {0};
+  store_batch_init(&b, cfg->batch, cfg->obs_dim, cfg->act_dim);
+  rng r;
+  rng_seed(&r, cfg->seed, "bench", 0, "thp");
+  rc = fill(s, "online", cfg->capacity, cfg->obs_dim, cfg->act_dim, 1, STORE_PROPOSER_RL, src.obs, src.act, src.it);
+  if (!rc)
+    rc = fill(s, "demo", 10000, cfg->obs_dim, cfg->act_dim, STORE_ACTOR_DEMO, STORE_PROPOSER_DEMO, src.obs, src.act,
+              src.it);
+  if (!rc) {
+    store_table_info ti;
+    store_table_info_get(s, store_table_find(s, "online"), &ti);
+    out->table_bytes = ti.bytes;
+    rc = thp_state(s, cfg, &b, &r, ts, &out->fresh, "fresh");
+  }
+  if (!rc) {
+    /* A child that holds the fork's image until the parent has rewritten every online row (a
+     * second actor's seqs, so none is a duplicate), as a checkpoint writer does while inserts go on. */
+    int pfd[2];
+    if (pipe(pfd) != 0) rc = ib_fail(IB_EIO, "bench: pipe failed: %s", strerror(errno));
+    pid_t pid = rc ? -1 : fork();
+    if (pid == 0) {
+      char c;
+      close(pfd[1]);
+      while (read(pfd[0], &c, 1) < 0 && errno == EINTR) {
+      }
+      _exit(0);
+    }
+    if (!rc && pid < 0) {
+      rc = ib_fail(IB_EIO, "bench: fork failed: %s", strerror(errno));
+      close(pfd[0]);
+      close(pfd[1]);
+    }
+    if (!rc) {
+      close(pfd[0]);
+      rc = fill(s, "online", cfg->capacity, cfg->obs_dim, cfg->act_dim, 2, STORE_PROPOSER_RL, src.obs, src.act,
+                src.it);
+      close(pfd[1]);
+      int st;
+      while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+      }
+    }
+  }
+  if (!rc) rc = thp_state(s, cfg, &b, &r, ts, &out->split, "after a fork and a rewrite");
+  if (!rc) {
+    uint64_t a = ib_now_ns();
+    out->collapse_bytes = store_huge_collapse(s);
+    out->collapse_ms = (double)(ib_now_ns() - a) * 1e-6;
+    rc = thp_state(s, cfg, &b, &r, ts, &out->collapsed, "after store_huge_collapse");
   }
   store_batch_free(&b);
   free(ts);

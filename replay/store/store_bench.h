@@ -35,6 +35,39 @@ typedef struct store_bench_gather_result {
 /* Errors: IB_EINVAL for a bad config (reps outside 1..8, iters < 1, ...), else a store error. */
 int store_bench_gather(const store_bench_gather_cfg *cfg, store_bench_gather_result *out);
 
+/* store_bench_thp: what a checkpoint's fork does to the huge pages of the record arenas, and what
+ * store_huge_collapse gives back. It fills the online table, then measures three states in turn:
+ * fresh; after a fork whose child lives while the parent rewrites every online row (what inserts
+ * do while a checkpoint writer runs; the child then exits); and after store_huge_collapse. In each
+ * state: the arenas' bytes in huge pages (AnonHugePages of /proc/self/smaps_rollup, whole process),
+ * the median store_sample time as store_bench_gather, and the median time of a fork whose child
+ * exits at once (the page-table copy a checkpoint's cut pays with the store held). */
+typedef struct store_bench_thp_state {
+  double huge_mb;       /* AnonHugePages of the process, MB; -1 if unreadable */
+  double us_median;     /* store_sample of one batch */
+  double fork_ms_median; /* fork() in the parent, over `forks` forks */
+} store_bench_thp_state;
+
+typedef struct store_bench_thp_cfg {
+  int obs_dim, act_dim;
+  uint64_t capacity;      /* online items, e.g. 300000 (~190 MB) */
+  uint32_t batch;         /* rows per sample */
+  double demo_fraction;   /* as store_sample */
+  int iters;              /* timed samples per state */
+  int forks;              /* timed forks per state */
+  uint64_t seed;
+} store_bench_thp_cfg;
+
+typedef struct store_bench_thp_result {
+  uint64_t table_bytes;
+  store_bench_thp_state fresh, split, collapsed;
+  double collapse_ms;     /* the store_huge_collapse call */
+  uint64_t collapse_bytes; /* what it returned */
+} store_bench_thp_result;
+
+/* Errors: IB_EINVAL for a bad config, IB_EIO if a fork fails, else a store error. */
+int store_bench_thp(const store_bench_thp_cfg *cfg, store_bench_thp_result *out);
+
 typedef struct store_bench_persist_cfg {
   const char *dir; /* an empty scratch directory (created; files are left for inspection) */
   int obs_dim, act_dim;

@@ -46,6 +46,7 @@ typedef struct store__table {
   uint32_t stride;       /* floats per record */
   uint32_t meta_off;     /* float offset of the metadata copy in each record; 0 = none (no room) */
   float *rec;            /* [capacity x stride] owned */
+  size_t huge_bytes;     /* rec's length rounded up to 2 MiB if it asked for huge pages; 0 if not */
   uint8_t *proposer;     /* [capacity] owned */
   uint8_t *flags;        /* [capacity] owned: bit 0 episode_end, bit 1 success */
   uint32_t *actor_id;    /* [capacity] owned */

@@ -22,10 +22,11 @@
 static void usage(FILE *f) {
   fprintf(f,
           "usage: ibrl-bench store [flags]\n"
-          "  --what W            gather, persist, acks or all (default all)\n"
+          "  --what W            gather, persist, acks, thp or all (default all)\n"
           "  --obs-dim N         observation floats (default 69)\n"
           "  --act-dim N         action-chunk floats (default 7)\n"
-          "  --capacity N        online items for the gather (default 1826091, ~1.2 GB)\n"
+          "  --capacity N        online items for the gather (default 1826091, ~1.2 GB) and for thp\n"
+          "                      (default 300000, ~190 MB)\n"
           "  --batch N           rows per sample (default 256)\n"
           "  --demo-fraction F   demo share of each batch, <0 = by table size (default 0 and 0.5)\n"
           "  --iters N           timed samples per repetition (default 20000)\n"
@@ -38,6 +39,9 @@ static void usage(FILE *f) {
           "  --seconds S         per mode and round, 1..3600 (default 10)\n"
           "  --period-ms N       between checkpoint starts, 10..600000 (default 1000)\n"
           "  --window-ms N       worst ack that starts this soon after a checkpoint starts (default 100)\n"
+          "thp: the online table's huge pages fresh, after a fork whose child lives while every online row\n"
+          "is rewritten (inserts during a checkpoint), and after store_huge_collapse; in each state the MB\n"
+          "in huge pages, the median sample time (--iters samples) and the median fork time (20 forks)\n"
           "  -h, --help          this text\n");
 }
 
@@ -58,6 +62,7 @@ int bench_store(int argc, char **argv);
 int bench_store(int argc, char **argv) {
   const char *what = "all", *dir = NULL;
   uint64_t obs = 69, act = 7, cap = 1826091, batch = 256, iters = 20000, reps = 3;
+  bool cap_set = false;
   uint64_t ckpt_items = 300000, threads = 4, seconds = 10, period_ms = 1000, window_ms = 100;
   double frac = -2; /* -2: run 0 and 0.5 */
   static const struct option opts[] = {{"what", required_argument, 0, 'w'},
@@ -91,6 +96,7 @@ int bench_store(int argc, char **argv) {
       break;
     case 'c':
       bad |= parse_u64("--capacity", optarg, 1, INT32_MAX, &cap);
+      cap_set = true;
       break;
     case 'b':
       bad |= parse_u64("--batch", optarg, 1, 1 << 20, &batch);
@@ -148,14 +154,15 @@ int bench_store(int argc, char **argv) {
   bool do_gather = !strcmp(what, "gather") || !strcmp(what, "all");
   bool do_persist = !strcmp(what, "persist") || !strcmp(what, "all");
   bool do_acks = !strcmp(what, "acks") || !strcmp(what, "all");
-  if (!do_gather && !do_persist && !do_acks) {
-    fprintf(stderr, "ibrl-bench store: --what '%s' is unknown (HINT: gather, persist, acks or all)\n",
+  bool do_thp = !strcmp(what, "thp") || !strcmp(what, "all");
+  if (!do_gather && !do_persist && !do_acks && !do_thp) {
+    fprintf(stderr, "ibrl-bench store: --what '%s' is unknown (HINT: gather, persist, acks, thp or all)\n",
             what);
     return 2;
   }
   if ((do_persist || do_acks) && !dir) {
     fprintf(stderr, "ibrl-bench store: the persist and acks parts need --dir (an empty scratch directory), "
-                    "or use --what gather\n");
+                    "or use --what gather or thp\n");
     return 2;
   }
   if (window_ms > period_ms) {
@@ -202,6 +209,26 @@ int bench_store(int argc, char **argv) {
         printf(" median %.1f us (p10 %.1f, p90 %.1f)%s", r.us_median[i], r.us_p10[i], r.us_p90[i],
                i + 1 < (int)reps ? ";" : "\n");
     }
+  }
+  if (do_thp) {
+    store_bench_thp_cfg tc = {(int)obs, (int)act, cap_set ? cap : 300000, (uint32_t)batch, frac == -2 ? 0.5 : frac,
+                              (int)iters, 20, 1};
+    store_bench_thp_result r;
+    fprintf(stderr, "thp: filling %llu items; in each of 3 states %llu samples of %llu rows and 20 forks...\n",
+            (unsigned long long)tc.capacity, (unsigned long long)iters, (unsigned long long)batch);
+    if (store_bench_thp(&tc, &r) != IB_OK) {
+      fprintf(stderr, "ibrl-bench store: %s\n", ib_errmsg());
+      return 1;
+    }
+    printf("thp     table %.2f GB, batch %llu, demo_fraction %.2f\n", (double)r.table_bytes / 1e9,
+           (unsigned long long)batch, tc.demo_fraction);
+    const store_bench_thp_state *st[3] = {&r.fresh, &r.split, &r.collapsed};
+    const char *name[3] = {"fresh", "after fork+rewrite", "after collapse"};
+    for (int i = 0; i < 3; i++)
+      printf("thp     %-18s huge pages %7.1f MB  sample median %6.1f us  fork median %6.2f ms\n", name[i],
+             st[i]->huge_mb, st[i]->us_median, st[i]->fork_ms_median);
+    printf("thp     store_huge_collapse took %.1f ms (%.1f MB collapsed or whole%s)\n", r.collapse_ms,
+           (double)r.collapse_bytes / 1048576.0, r.collapse_bytes ? "" : ": the kernel cannot (Linux 6.1+ has it)");
   }
   if (do_persist) {
     store_bench_persist_cfg pc = {dir, (int)obs, (int)act, ckpt_items, (int)threads, 200, 16};

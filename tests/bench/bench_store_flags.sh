@@ -1,7 +1,7 @@
 #!/bin/bash
 # bench_store_flags.sh IBRL_BENCH: checks `ibrl-bench store` as a tool (bad flags exit 2 naming the
-# flag; a one-second `--what acks` run checkpoints and reports both modes). It says nothing about
-# speed: the figures are only checked to be there.
+# flag; a one-second `--what acks` run checkpoints and reports both modes; a small `--what thp` run
+# reports its three states). It says nothing about speed: the figures are only checked to be there.
 B="$1"
 fail() {
   echo "FAIL: $*"
@@ -35,4 +35,11 @@ for l in "$with" "$without"; do
 done
 [ -f "$D/run/acks/store.ckpt" ] || fail "acks: no checkpoint was written in $D/run/acks"
 grep -q "^acks    cuts held the store median" <<<"$m" || fail "acks: no cut line: $m"
-echo "ok: flags, --what acks"
+# --what thp on a small table (12.8 MB, huge-page sized): the three states and the collapse line.
+m=$("$B" store --what thp --capacity 20000 --iters 200 2>&1)
+[ $? -eq 0 ] || fail "a small thp run failed: $m"
+for st in "fresh" "after fork+rewrite" "after collapse"; do
+  grep -q "^thp     $st .*sample median .*fork median" <<<"$m" || fail "thp: no '$st' line: $m"
+done
+grep -q "^thp     store_huge_collapse took" <<<"$m" || fail "thp: no collapse line: $m"
+echo "ok: flags, --what acks, --what thp"

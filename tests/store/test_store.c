@@ -1,12 +1,15 @@
 /* test_store.c: the replay store in memory: round trip, mixing ratios, FIFO order, dedup,
  * validation with no partial effects, capacity and registry limits, statistics, and concurrent
- * inserts and samples; the record layout written from unaligned sources for a sweep of dims. */
+ * inserts and samples; the record layout written from unaligned sources for a sweep of dims; huge
+ * pages mended after a fork (store_huge_collapse). */
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ib.h"
@@ -827,6 +830,79 @@ static void test_memory_resident_from_creation(void) {
   store_destroy(s);
 }
 
+/* AnonHugePages of this process in kB, or -1 if /proc/self/smaps_rollup cannot be read. */
+static long anon_huge_kb(void) {
+  FILE *f = fopen("/proc/self/smaps_rollup", "r");
+  if (f == NULL) return -1;
+  char line[256];
+  long kb = -1;
+  while (fgets(line, sizeof line, f) != NULL)
+    if (sscanf(line, "AnonHugePages: %ld kB", &kb) == 1) break;
+  fclose(f);
+  return kb;
+}
+
+/* A checkpoint's fork shares the arena; rows written while the child lives split its huge pages
+ * (Linux 5.8+ copies the 4 kB page written), and store_huge_collapse must bring them back with
+ * every row intact. */
+static void test_huge_collapse_after_fork(void) {
+  enum { CAP = 140000, PER = 10000, OLD = 14 }; /* 64-byte records: 8.96 MB, 5 huge pages */
+  store *s = mk(4, CAP, NULL);
+  for (uint32_t a = 1; a <= OLD; a++) put_range(s, "online", a, 0, PER, MAXB, STORE_PROPOSER_RL);
+  long fresh = anon_huge_kb();
+  int pfd[2];
+  TH_CHECK(pipe(pfd) == 0);
+  pid_t pid = fork();
+  TH_CHECK(pid >= 0);
+  if (pid == 0) { /* holds the image until the parent closes the pipe */
+    char c;
+    close(pfd[1]);
+    while (read(pfd[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    _exit(0);
+  }
+  close(pfd[0]);
+  /* A second set of actors rewrites every row while the child holds the old ones. */
+  for (uint32_t a = OLD + 1; a <= 2 * OLD; a++) put_range(s, "online", a, 0, PER, MAXB, STORE_PROPOSER_RL);
+  close(pfd[1]);
+  int st;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  long split = anon_huge_kb();
+  size_t n = store_huge_collapse(s);
+  long after = anon_huge_kb();
+  char why[160];
+  if (fresh < 8192) {
+    snprintf(why, sizeof why, "the arena got no huge pages here (THP off or none free: %ld kB)", fresh);
+    th_skip(why);
+  } else if (split > fresh - 4096) {
+    snprintf(why, sizeof why, "this kernel kept the huge pages through the fork (%ld kB before, %ld after)", fresh,
+             split);
+    th_skip(why);
+  } else if (n == 0)
+    th_skip("MADV_COLLAPSE is unavailable (Linux before 6.1) or found no free huge page");
+  else
+    TH_CHECK_MSG(after - split >= (long)(n / 1024) / 2, "store_huge_collapse reported %zu bytes, but huge pages "
+                 "went only from %ld to %ld kB", n, split, after);
+  /* Every row survives the collapse: each sampled row matches its (actor, seq), and none is old. */
+  store_batch b;
+  store_batch_init(&b, 256, FX_O, FX_A);
+  rng r;
+  rng_seed(&r, 7, "test", 0, "collapse");
+  int bad = 0, old = 0;
+  for (int k = 0; k < 40; k++) {
+    TH_CHECK_EQ_INT(store_sample(s, &r, 256, 0.0, &b), IB_OK);
+    for (uint32_t i = 0; i < b.n; i++) {
+      bad += !fx_row_ok(&b, i);
+      old += b.actor_id[i] <= OLD;
+    }
+  }
+  TH_CHECK_EQ_INT(bad, 0);
+  TH_CHECK_EQ_INT(old, 0);
+  store_batch_free(&b);
+  store_destroy(s);
+}
+
 /* ---- concurrency: two inserters and two samplers on one store ---- */
 
 typedef struct conc {
@@ -910,6 +986,7 @@ static const th_case cases[] = {
     {"dedup: retries, overlap, window", test_dedup},
     {"dedup: runs of seqs match a plain model", test_dedup_runs_match_model},
     {"large (huge-page) arena: wrapped round trip", test_large_arena_round_trip},
+    {"huge pages split by a fork come back with store_huge_collapse", test_huge_collapse_after_fork},
     {"validation rejects the whole batch", test_validation_rejects_whole_batch},
     {"demo full and actor registry full", test_demo_full_and_registry_full},
     {"log hook failure stores nothing", test_log_failure_stores_nothing},
