@@ -80,6 +80,8 @@ static void soak_usage(FILE *f) {
           "  --sample-rate R       cap on sampled rows/s, all samplers; 0 = none [0]\n"
           "  --churn-every S       seconds between fresh client connections; 0 = none [2]\n"
           "  --bad-every S         seconds between bad requests; 0 = none [1]\n"
+          "  --info-every S        seconds between the Info calls of the misc thread (0.01..10); fresh\n"
+          "                        clients and bad requests come at these rounds, so at most this often [0.2]\n"
           "  --server-threads N    the shard's --threads [4]\n"
           "  --deadline-ms N       every client call's deadline [30000]\n"
           "  --reconnect-ms N      every client's reconnect backoff, which gRPC also takes as the connect\n"
@@ -135,7 +137,7 @@ enum {
   F_SECONDS = 1, F_OBS, F_ACT, F_ONCAP, F_DEMOCAP, F_DEMOROWS, F_DUR, F_CKPER, F_CKDIR, F_WRITERS, F_SAMPLERS,
   F_BATCH, F_REOPEN, F_ACTORS, F_FRAC, F_IRATE, F_SRATE, F_CHURN, F_BAD, F_SRVTHREADS, F_DEADLINE, F_ALLOW,
   F_SLOPE, F_SLOPEKIND, F_SPREAD, F_SPREADMB, F_WARMUP, F_PROGRESS, F_CSV, F_JSON, F_BIN, F_RESTART, F_RESTARTSIG,
-  F_GRACE, F_TOKEN, F_TLS, F_RECONNECT, F_SHARDS, F_RESTARTMODE, F_CRASHTEAR, F_TEARSEED, F_HELP
+  F_GRACE, F_TOKEN, F_TLS, F_RECONNECT, F_SHARDS, F_RESTARTMODE, F_CRASHTEAR, F_TEARSEED, F_INFO, F_HELP
 };
 
 static const struct option soak_opts[] = {
@@ -160,7 +162,8 @@ static const struct option soak_opts[] = {
     {"tls", no_argument, NULL, F_TLS},                   {"reconnect-ms", required_argument, NULL, F_RECONNECT},
     {"shards", required_argument, NULL, F_SHARDS},       {"restart-mode", required_argument, NULL, F_RESTARTMODE},
     {"crash-tear", no_argument, NULL, F_CRASHTEAR},      {"tear-seed", required_argument, NULL, F_TEARSEED},
-    {"help", no_argument, NULL, F_HELP},                 {NULL, 0, NULL, 0},
+    {"info-every", required_argument, NULL, F_INFO},     {"help", no_argument, NULL, F_HELP},
+    {NULL, 0, NULL, 0},
 };
 
 static void soak_cfg_default(soak_cfg *c) {
@@ -183,6 +186,7 @@ static void soak_cfg_default(soak_cfg *c) {
   c->demo_fraction = 0.5;
   c->churn_every = 2;
   c->bad_every = 1;
+  c->info_every = 0.2;
   c->progress = 5;
   c->allowance_mb = 64;
   c->max_slope = 1;
@@ -226,6 +230,7 @@ static int soak_flag(soak_cfg *c, int id, const char *v) {
     case F_SRATE: return cli_parse_double(&c->sample_rate, p, "sample-rate", v, 0, 1e9);
     case F_CHURN: return cli_parse_double(&c->churn_every, p, "churn-every", v, 0, 86400);
     case F_BAD: return cli_parse_double(&c->bad_every, p, "bad-every", v, 0, 86400);
+    case F_INFO: return cli_parse_double(&c->info_every, p, "info-every", v, 0.01, 10);
     case F_SRVTHREADS: rc = cli_parse_long(&l, p, "server-threads", v, 1, 64); c->server_threads = (int)l; return rc;
     case F_DEADLINE: rc = cli_parse_long(&l, p, "deadline-ms", v, 100, 600000); c->deadline_ms = (int)l; return rc;
     case F_ALLOW: return cli_parse_double(&c->allowance_mb, p, "allowance-mb", v, 0, 1e6);

@@ -40,6 +40,7 @@ typedef struct soak_cfg {
   int shards;       /* shard children, 1..SOAK_MAX_SHARDS */
   long online_cap, demo_cap, demo_rows;
   double seconds, ckpt_period, demo_fraction, insert_rate, sample_rate, churn_every, bad_every, progress;
+  double info_every; /* the misc thread's round: one Info each; churn and bad requests come in rounds */
   double allowance_mb, max_slope, max_spread, max_spread_mb, warmup;
   double restart_every, down_grace; /* 0 = no restarts; seconds after an outage still counted as down */
   int restart_sig;                  /* SOAK_SIG_ALTERNATE, SIGKILL or SIGTERM */

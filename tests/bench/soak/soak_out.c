@@ -24,10 +24,10 @@
 void soak_out_banner(const soak_cfg *c, const soak_run *run) {
   printf("soak: %s, %d shard%s, obs %d act %d, online %ld demo %ld (%ld preloaded)%s, durability %s, checkpoints every "
          "%g s in %s%s; %d writers (batch %d, reopen every %d), %d samplers (demo fraction %g), churn every %g s, bad "
-         "request every %g s, %.0f s\n", c->replay_bin, c->shards, c->shards == 1 ? "" : "s", c->obs_dim,
-         c->act_dim, c->online_cap, c->demo_cap, c->demo_rows, c->shards == 1 ? "" : " each", c->durability,
+         "request every %g s, Info every %g s, %.0f s\n", c->replay_bin, c->shards, c->shards == 1 ? "" : "s",
+         c->obs_dim, c->act_dim, c->online_cap, c->demo_cap, c->demo_rows, c->shards == 1 ? "" : " each", c->durability,
          c->ckpt_period, run->shard[0].dir, c->shards == 1 ? "" : " and the other shards' directories", c->writers,
-         c->batch, c->reopen, c->samplers, c->demo_fraction, c->churn_every, c->bad_every, c->seconds);
+         c->batch, c->reopen, c->samplers, c->demo_fraction, c->churn_every, c->bad_every, c->info_every, c->seconds);
   if (c->restart_every > 0 || c->token != NULL || c->tls) {
     char restarts[128] = "off";
     if (c->restart_every > 0)

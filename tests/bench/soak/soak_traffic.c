@@ -11,10 +11,11 @@
  *             SOAK_SAMPLE_PHASE batches), mixed demo/online batches drawn from all shards in
  *             proportion to their sizes; demo rows are preloaded into every shard first (one demo
  *             actor id per shard);
- *   misc      one thread: Info a few times a second, a fresh rc_client (open, Info, health, close)
- *             every --churn-every seconds, and every --bad-every seconds one malformed Insert (a NaN
- *             row, rows one obs wider than the shard's, an unknown table; as columns or items; with
- *             --token also a valid Insert with a wrong token), sent raw with rc__unary, which must
+ *   misc      one thread in rounds of --info-every seconds, one Info each: a fresh rc_client (open,
+ *             Info, health, close) every --churn-every seconds, and every --bad-every seconds one
+ *             malformed Insert (a NaN row, rows one obs wider than the shard's, an unknown table; as
+ *             columns or items; with --token also a valid Insert with a wrong token), at the first
+ *             round due; each is sent raw with rc__unary, which must
  *             come back INVALID_ARGUMENT naming the fault (UNAUTHENTICATED for the token), while
  *             the Info right after it still succeeds. Info, fresh clients and bad requests go to
  *             the shards in turn.
@@ -354,7 +355,7 @@ static void *soak_misc_main(void *arg) {
   }
   double t0 = ib_now_s(), next_churn = t0 + c->churn_every, next_bad = t0 + c->bad_every;
   for (uint64_t round = 0; !atomic_load(&sh->stop); round++) {
-    usleep(200000);
+    usleep((useconds_t)(c->info_every * 1e6));
     double now = ib_now_s();
     if (c->bad_every > 0 && now >= next_bad) {
       uint64_t k = atomic_fetch_add(&sh->bad_sent, 1);

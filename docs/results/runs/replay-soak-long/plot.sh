@@ -2,8 +2,12 @@
 # Plots a two-shard soak's timeline (timeline.csv of `ibrl-bench soak --shards 2 --csv`): each
 # shard's resident memory over the run (restarts show as drops), and the inserted rows/s.
 # Usage: plot.sh DIR   (DIR holds timeline.csv and soak.log; writes DIR/rss.png)
+#        TITLE='...' plot.sh DIR   sets the plot's title (default: the 24-hour recipe's)
 set -eu
 D=${1:?usage: plot.sh DIR}
+DEFAULT_TITLE="ibrl-replay, 2 shards (obs 69, act 7, online 50k, demo 10k each, WAL + checkpoint every 10 s, \
+shards restarted in turn)"
+TITLE=${TITLE:-$DEFAULT_TITLE}
 [ -f "$D/timeline.csv" ] || { echo "plot.sh: no $D/timeline.csv" >&2; exit 2; }
 # The rates per second jump with each 256-row batch: plot them as means over each minute.
 R=$(mktemp)
@@ -15,7 +19,7 @@ gnuplot <<GP
 set terminal pngcairo size 1000,800 font ",10"
 set output "$D/rss.png"
 set datafile separator ","
-set multiplot layout 2,1 title "ibrl-replay, 2 shards (obs 69, act 7, online 50k, demo 10k each, WAL + checkpoint every 10 s, shards restarted in turn)"
+set multiplot layout 2,1 title "$TITLE"
 set xlabel "time (min)"
 set grid
 set key bottom right
