@@ -40,7 +40,8 @@ int store_bench_gather(const store_bench_gather_cfg *cfg, store_bench_gather_res
  * fresh; after a fork whose child lives while the parent rewrites every online row (what inserts
  * do while a checkpoint writer runs; the child then exits); and after store_huge_collapse. In each
  * state: the arenas' bytes in huge pages (AnonHugePages of /proc/self/smaps_rollup, whole process),
- * the median store_sample time as store_bench_gather, and the median time of a fork whose child
+ * the median store_sample time as store_bench_gather (after iters / 4 untimed samples), and the
+ * median time of a fork whose child
  * exits at once (the page-table copy a checkpoint's cut pays with the store held). */
 typedef struct store_bench_thp_state {
   double huge_mb;       /* AnonHugePages of the process, MB; -1 if unreadable */

@@ -514,27 +514,36 @@ static void test_dedup_runs_match_model(void) {
 /* A table big enough for the huge-page arena (>= 8 MiB of records), wrapped: every sampled row is
  * exactly an item that was inserted and not yet evicted (the records are written with streaming
  * stores on x86; this reads them back through the normal gather). */
+/* Samples 40 online batches of 256 (seed `seed`) and returns how many rows do not match their
+ * (actor, seq) (fx_row_ok, and seq = weight_version % 10000 for seqs below 10000); *old counts the
+ * rows of actors 1..old_max. */
+static int sample_bad_rows(store *s, uint64_t seed, uint32_t old_max, int *old) {
+  store_batch b;
+  store_batch_init(&b, 256, FX_O, FX_A);
+  rng r;
+  rng_seed(&r, seed, "test", 0, "rows");
+  int bad = 0;
+  *old = 0;
+  for (int k = 0; k < 40; k++) {
+    TH_CHECK_EQ_INT(store_sample(s, &r, 256, 0.0, &b), IB_OK);
+    for (uint32_t i = 0; i < b.n; i++) {
+      bad += !fx_row_ok(&b, i);
+      bad += b.seq[i] != b.weight_version[i] % 10000u;
+      *old += b.actor_id[i] <= old_max;
+    }
+  }
+  store_batch_free(&b);
+  return bad;
+}
+
 static void test_large_arena_round_trip(void) {
   enum { CAP = 140000, ACTORS = 15, PER = 10000 }; /* 64-byte records: 8.96 MB */
   store *s = mk(4, CAP, NULL);
   for (uint32_t a = 1; a <= ACTORS; a++) put_range(s, "online", a, 0, PER, MAXB, STORE_PROPOSER_RL);
   TH_CHECK_EQ_INT(table_size(s, "online"), CAP);
-  store_batch b;
-  store_batch_init(&b, 256, FX_O, FX_A);
-  rng r;
-  rng_seed(&r, 6, "test", 0, "large");
-  int bad = 0, evicted = 0;
-  for (int k = 0; k < 40; k++) {
-    TH_CHECK_EQ_INT(store_sample(s, &r, 256, 0.0, &b), IB_OK);
-    for (uint32_t i = 0; i < b.n; i++) {
-      bad += !fx_row_ok(&b, i);
-      evicted += b.actor_id[i] == 1; /* actor 1 was inserted first: all of it was evicted */
-      bad += b.seq[i] != b.weight_version[i] % 10000u;
-    }
-  }
-  TH_CHECK_EQ_INT(bad, 0);
+  int evicted = 0; /* actor 1 was inserted first: all of it was evicted */
+  TH_CHECK_EQ_INT(sample_bad_rows(s, 6, 1, &evicted), 0);
   TH_CHECK_EQ_INT(evicted, 0);
-  store_batch_free(&b);
   store_destroy(s);
 }
 
@@ -885,21 +894,9 @@ static void test_huge_collapse_after_fork(void) {
     TH_CHECK_MSG(after - split >= (long)(n / 1024) / 2, "store_huge_collapse reported %zu bytes, but huge pages "
                  "went only from %ld to %ld kB", n, split, after);
   /* Every row survives the collapse: each sampled row matches its (actor, seq), and none is old. */
-  store_batch b;
-  store_batch_init(&b, 256, FX_O, FX_A);
-  rng r;
-  rng_seed(&r, 7, "test", 0, "collapse");
-  int bad = 0, old = 0;
-  for (int k = 0; k < 40; k++) {
-    TH_CHECK_EQ_INT(store_sample(s, &r, 256, 0.0, &b), IB_OK);
-    for (uint32_t i = 0; i < b.n; i++) {
-      bad += !fx_row_ok(&b, i);
-      old += b.actor_id[i] <= OLD;
-    }
-  }
-  TH_CHECK_EQ_INT(bad, 0);
+  int old = 0;
+  TH_CHECK_EQ_INT(sample_bad_rows(s, 7, OLD, &old), 0);
   TH_CHECK_EQ_INT(old, 0);
-  store_batch_free(&b);
   store_destroy(s);
 }
 
