@@ -101,7 +101,7 @@ typedef struct persist_ckpt_info {
   double seconds;         /* the whole call */
   double blocked_seconds; /* how long inserts and samples were held (the cut) */
   bool background;        /* written by a forked child (false: written with the store locked) */
-  double huge_seconds;    /* store_huge_collapse after the child exited (0 if not forked) */
+  double huge_seconds;    /* store_huge_collapse after the child exited (0 if not forked or skipped) */
   uint64_t huge_bytes;    /* what it returned: arena bytes in huge pages again */
 } persist_ckpt_info;
 
@@ -142,7 +142,9 @@ int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
  * is durable. Inserts and samples are held only for the cut (the log switch and the fork, no disk
  * flush) unless fork() fails. A previous log left unflushed by a failed checkpoint is flushed
  * first, before the store is held. After a forked writer exited, store_huge_collapse gives the
- * record arenas back the huge pages that the inserts meanwhile split (store.h), outside the cut.
+ * record arenas back the huge pages that the inserts meanwhile split (store.h), outside the cut,
+ * unless mending would take more than a tenth of the time (persist.c says how).
+ * info->huge_seconds is 0 when it was skipped.
  * Errors: IB_EIO naming the file and the failing operation; the previous checkpoint and the logs
  * since it stay valid, so nothing is lost. `info` may be NULL. */
 int persist_checkpoint(persist *p, persist_ckpt_info *info);
