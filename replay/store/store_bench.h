@@ -5,9 +5,10 @@
  * one learner batch, the hot path of the replay shard (anchors.md: ~35-100 us for 256 x 147
  * floats from a 1 GiB replay on the development machine). store_bench_persist times logged
  * inserts (1 and N threads, showing the group commit), a checkpoint (and how long a thread that
- * samples meanwhile waits at worst) and a restore.
+ * samples meanwhile waits at worst) and a restore. store_bench_acks times acknowledgements with
+ * and without checkpoints, and store_bench_thp what a checkpoint's fork does to huge pages.
  *
- * Both allocate what they need, print progress with log_info, and return IB_OK or the IB_E* of
+ * Each allocates what it needs, prints progress with log_info, and returns IB_OK or the IB_E* of
  * the store call that failed (message in ib_errmsg()). Not thread-safe; run one at a time. */
 #ifndef IB_STORE_BENCH_H
 #define IB_STORE_BENCH_H

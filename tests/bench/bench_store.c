@@ -1,8 +1,9 @@
 /* bench_store.c: `ibrl-bench store`, the in-process benchmark of the replay store (no gRPC):
  * the sample gather of one learner batch, logged inserts with group commit, and a background
- * checkpoint with a sampler running meanwhile, plus restore, and the acknowledgement latency of
- * logged inserts with periodic checkpoints against without (--what acks). The timing lives in
- * replay/store/store_bench.c so `ibrl-bench` can call the same functions.
+ * checkpoint with a sampler running meanwhile, plus restore, the acknowledgement latency of
+ * logged inserts with periodic checkpoints against without (--what acks), and what a checkpoint's
+ * fork does to the record arena's huge pages and what mending gives back (--what thp). The timing
+ * lives in replay/store/store_bench.c so `ibrl-bench` can call the same functions.
  *
  * Defaults follow anchors.md ("replay batch gathering"): obs 69, action 7, 256-row batches from a
  * ~1.2 GB online table of 1,826,091 transitions. The default run takes about a minute and needs
