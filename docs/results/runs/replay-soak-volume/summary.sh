@@ -1,6 +1,6 @@
 #!/bin/sh
-# Summarises a two-shard soak's output folder (soak.log and timeline.csv of run.sh or
-# run-calls.sh): per 10 minutes the mean inserted and sampled rows/s and each shard's RSS at the
+# Summarises a two-shard soak's output folder (soak.log and timeline.csv of run.sh rows or
+# calls): per 10 minutes the mean inserted and sampled rows/s and each shard's RSS at the
 # end of the window; then, over the whole run, the checkpoints each shard logged: how long each
 # took and how long it held the store (median, p90, p99, max).
 # Usage: summary.sh DIR
