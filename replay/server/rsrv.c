@@ -726,9 +726,10 @@ int rsrv_checkpoint(rsrv *s, persist_ckpt_info *info) {
   pthread_mutex_unlock(&s->ckpt_mu);
   if (rc != IB_OK) return rc;
   /* "store held": how long inserts and samples waited for the cut (the rest runs in a child);
-   * "huge pages": store_huge_collapse after the child, with the store not held. */
+   * "huge pages": store_huge_collapse after the child, with the store not held (only for tables
+   * large enough to ask for huge pages, and on a kernel that can collapse them). */
   char huge[64] = "";
-  if (ci.huge_seconds > 0)
+  if (ci.huge_bytes > 0)
     snprintf(huge, sizeof huge, ", huge pages mended in %.1f ms", ci.huge_seconds * 1e3);
   log_info("checkpoint %llu: %llu items, %.1f MB in %.3f s to %s (store held %.1f ms%s%s)",
            (unsigned long long)ci.epoch, (unsigned long long)ci.items, (double)ci.bytes / 1e6, ci.seconds,
