@@ -25,7 +25,9 @@
  * --restart-mode all stops every shard at the same instant and starts them all again (two shards
  * down at once); --crash-tear (the log, SIGKILL) then turns each killed shard's newest log into what
  * a machine crash could have left, cut or garbled after the last acknowledged row, before it starts
- * (soak/soak_tear.c). */
+ * (soak/soak_tear.c).
+ * --against-fresh R then runs shard 0, aged by the run, against a fresh shard of the same
+ * configuration, in turns, and judges whether the aged one got slower (soak/soak_fresh.c). */
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -40,6 +42,7 @@
 #include "soak.h"
 #include "soak_check.h"
 #include "soak_child.h"
+#include "soak_fresh.h"
 #include "soak_out.h"
 #include "soak_traffic.h"
 #include "soak_watch.h"
@@ -129,15 +132,26 @@ static void soak_usage(FILE *f) {
           "                        wrong token, which must be refused UNAUTHENTICATED [none]\n"
           "  --tls                 serve TLS with a self-signed certificate made by openssl (skipped with a\n"
           "                        message if openssl fails); the clients trust it [off]\n"
+          "  --against-fresh R     after the traffic, start a fresh shard of the same configuration, warm it\n"
+          "                        until its online ring has wrapped twice, then give shard 0 (aged by the run)\n"
+          "                        and the fresh one R rounds each of --fresh-window s of uncapped traffic (no\n"
+          "                        churn or bad requests), in turns, and judge the aged shard's median insert\n"
+          "                        and sample rows/s against the fresh one's: a shard that slows with its\n"
+          "                        lifetime fails, a machine that drifted during the run does not (1..%d; 0 =\n"
+          "                        off) [0]\n"
+          "  --fresh-window S      seconds of each window of --against-fresh (2..600) [10]\n"
+          "  --max-decay P         --against-fresh fails if the aged shard's median is below (100 - P)%% of\n"
+          "                        the fresh one's, for inserts or samples [5]\n"
           "  --help                this text\n",
-          SOAK_MAX_SHARDS, SOAK_MAX_WRITERS, SOAK_MAX_SAMPLERS, RC_MAX_ACTORS);
+          SOAK_MAX_SHARDS, SOAK_MAX_WRITERS, SOAK_MAX_SAMPLERS, RC_MAX_ACTORS, SOAK_MAX_FRESH_ROUNDS);
 }
 
 enum {
   F_SECONDS = 1, F_OBS, F_ACT, F_ONCAP, F_DEMOCAP, F_DEMOROWS, F_DUR, F_CKPER, F_CKDIR, F_WRITERS, F_SAMPLERS,
   F_BATCH, F_REOPEN, F_ACTORS, F_FRAC, F_IRATE, F_SRATE, F_CHURN, F_BAD, F_SRVTHREADS, F_DEADLINE, F_ALLOW,
   F_SLOPE, F_SLOPEKIND, F_SPREAD, F_SPREADMB, F_WARMUP, F_PROGRESS, F_CSV, F_JSON, F_BIN, F_RESTART, F_RESTARTSIG,
-  F_GRACE, F_TOKEN, F_TLS, F_RECONNECT, F_SHARDS, F_RESTARTMODE, F_CRASHTEAR, F_TEARSEED, F_INFO, F_HELP
+  F_GRACE, F_TOKEN, F_TLS, F_RECONNECT, F_SHARDS, F_RESTARTMODE, F_CRASHTEAR, F_TEARSEED, F_INFO, F_FRESH,
+  F_FRESHWIN, F_DECAY, F_HELP
 };
 
 static const struct option soak_opts[] = {
@@ -162,7 +176,9 @@ static const struct option soak_opts[] = {
     {"tls", no_argument, NULL, F_TLS},                   {"reconnect-ms", required_argument, NULL, F_RECONNECT},
     {"shards", required_argument, NULL, F_SHARDS},       {"restart-mode", required_argument, NULL, F_RESTARTMODE},
     {"crash-tear", no_argument, NULL, F_CRASHTEAR},      {"tear-seed", required_argument, NULL, F_TEARSEED},
-    {"info-every", required_argument, NULL, F_INFO},     {"help", no_argument, NULL, F_HELP},
+    {"info-every", required_argument, NULL, F_INFO},     {"against-fresh", required_argument, NULL, F_FRESH},
+    {"fresh-window", required_argument, NULL, F_FRESHWIN}, {"max-decay", required_argument, NULL, F_DECAY},
+    {"help", no_argument, NULL, F_HELP},
     {NULL, 0, NULL, 0},
 };
 
@@ -197,6 +213,8 @@ static void soak_cfg_default(soak_cfg *c) {
   c->restart_sig = SOAK_SIG_ALTERNATE;
   c->shards = 1;
   c->tear_seed = 1;
+  c->fresh_window = 10;
+  c->max_decay = 5;
 }
 
 /* Applies one flag; 0, or -1 after printing what was wrong. */
@@ -288,6 +306,12 @@ static int soak_flag(soak_cfg *c, int id, const char *v) {
       return 0;
     case F_CRASHTEAR: c->crash_tear = 1; return 0;
     case F_TEARSEED: rc = cli_parse_long(&l, p, "tear-seed", v, 0, LONG_MAX); c->tear_seed = (uint64_t)l; return rc;
+    case F_FRESH:
+      rc = cli_parse_long(&l, p, "against-fresh", v, 0, SOAK_MAX_FRESH_ROUNDS);
+      c->fresh_rounds = (int)l;
+      return rc;
+    case F_FRESHWIN: return cli_parse_double(&c->fresh_window, p, "fresh-window", v, 2, 600);
+    case F_DECAY: return cli_parse_double(&c->max_decay, p, "max-decay", v, 0, 100);
     default: return -1;
   }
 }
@@ -440,6 +464,7 @@ int bench_soak(int argc, char **argv) {
       soak_watch_run(&sh, run);
       soak_traffic_stop(&tr);
       if (cfg.restart_every > 0 && !run->child_died) soak_watch_final_check(&sh, run);
+      if (cfg.fresh_rounds > 0 && !run->child_died) soak_fresh_run(&cfg, run);
     }
   } else {
     fprintf(stderr, "ibrl-bench soak: %s\n", ib_errmsg());
@@ -455,7 +480,7 @@ int bench_soak(int argc, char **argv) {
     soak_verdict v;
     soak_check_judge(&cfg, &sh, run, &v);
     soak_out_report(&cfg, run, &v);
-    status = v.bounded && v.flat && v.clean && v.durable && !csv_bad ? 0 : 1;
+    status = v.bounded && v.flat && v.clean && v.durable && !csv_bad && (cfg.fresh_rounds == 0 || run->fresh.ok) ? 0 : 1;
     printf("soak: %s\n", status == 0 ? "PASS" : "FAIL");
   }
   for (int s = 0; s < cfg.shards; s++) free(run->shard[s].pts);

@@ -6,7 +6,8 @@
  *   soak_watch    the watching loop: one timeline point a second, restarts, the end-of-run check;
  *   soak_check    the loss checks and the memory verdict (pure functions of the records);
  *   soak_tear     --crash-tear: a killed shard's newest log cut (and garbled) as a machine crash could;
- *   soak_out      progress lines, the final report, the JSON line and the CSV.
+ *   soak_out      progress lines, the final report, the JSON line and the CSV;
+ *   soak_fresh    --against-fresh: after the traffic, shard 0 against a fresh shard, in turns.
  * Shapes: a soak_run holds cfg->shards soak_shard_run, each with a preallocated timeline of
  * run->cap points (one a second; run->n filled, the same seconds for every shard); acked and snap
  * are [cfg->actors]. Ownership: bench_soak allocates and frees everything here; fields say owned or
@@ -31,6 +32,7 @@
 #define SOAK_MAX_SAMPLERS 2
 #define SOAK_MIN_FIT 8       /* points after warm-up an incarnation needs to be judged flat */
 #define SOAK_SIG_ALTERNATE 0 /* --restart-signal alternate: SIGKILL, SIGTERM, SIGKILL, ... */
+#define SOAK_MAX_FRESH_ROUNDS 20 /* --against-fresh */
 
 typedef struct soak_cfg {
   const char *replay_bin, *ckpt_dir, *durability, *csv;
@@ -50,6 +52,9 @@ typedef struct soak_cfg {
   const char *token;                /* shared token of shard and clients, or NULL */
   int tls;                          /* --tls asked */
   const char *tls_cert, *tls_key;   /* set at run time when the certificate was made */
+  int fresh_rounds;                 /* --against-fresh R: rounds after the traffic (0 = off) */
+  double fresh_window, max_decay;   /* --fresh-window S, --max-decay P (%) */
+  uint32_t actor_base;              /* the writers' actor ids start here (0; soak_fresh moves it per window) */
 } soak_cfg;
 
 /* One second of the timeline. */
@@ -144,6 +149,22 @@ typedef struct soak_shard_run {
   soak_check final;      /* the end-of-run check */
 } soak_shard_run;
 
+/* --against-fresh: shard 0, aged by the run, against a fresh shard of the same configuration started
+ * after the traffic, in alternating windows of uncapped traffic (soak_fresh.c). [0] is the aged
+ * shard, [1] the fresh one. */
+typedef struct soak_fresh {
+  int asked;       /* --against-fresh was given */
+  int ran;         /* the comparison ran to its end (else `why` says what stopped it) */
+  char why[256];
+  int rounds;      /* rounds measured */
+  double warm_s;   /* the fresh shard's warm-up: until its online ring had wrapped twice */
+  double ins[2][SOAK_MAX_FRESH_ROUNDS], smp[2][SOAK_MAX_FRESH_ROUNDS]; /* rows/s of each window */
+  double ins_med[2], smp_med[2];
+  double ins_ratio, smp_ratio; /* aged / fresh, of the medians */
+  uint64_t errors;             /* failed calls in its windows */
+  int ok;                      /* ran, no failed call, both ratios >= 1 - max_decay / 100 */
+} soak_fresh;
+
 /* Everything the main (watching) thread keeps about the run; only that thread writes it. */
 typedef struct soak_run {
   soak_shard_run shard[SOAK_MAX_SHARDS];
@@ -171,6 +192,7 @@ typedef struct soak_run {
   uint64_t final_acked, final_stored, final_lost; /* its figures over all shards: acknowledged, online size, missing */
   int final_counts_bad;                           /* a count check failed at the end */
   FILE *csv; /* --csv, open for the run (a row per point as it is taken), or NULL */
+  soak_fresh fresh; /* --against-fresh */
 } soak_run;
 
 #endif

@@ -3,10 +3,11 @@
  * Design. Against the shards run, for --seconds, through one shared rc_client that holds every
  * shard's target:
  *   writers   K threads, each streaming batches through an rc_writer for actor ids from a fixed
- *             pool (thread k owns the ids i with i % K == k); every --reopen batches the writer is
- *             closed and the next id of the thread's set opened, continuing that id's seqs, so no
- *             item is a duplicate by accident and the shard's actor registry stays bounded. Actor
- *             a's writer goes to shard a % N (rc_client_shard_of);
+ *             pool (thread k owns the ids i with i % K == k; all offset by cfg->actor_base, which
+ *             soak_fresh.c moves so that each of its windows has new actors); every --reopen
+ *             batches the writer is closed and the next id of the thread's set opened, continuing
+ *             that id's seqs, so no item is a duplicate by accident and the shard's actor registry
+ *             stays bounded. Actor a's writer goes to shard a % N (rc_client_shard_of);
  *   samplers  1-2 threads alternating rc_sample and a freshly opened rc_sampler (every
  *             SOAK_SAMPLE_PHASE batches), mixed demo/online batches drawn from all shards in
  *             proportion to their sizes; demo rows are preloaded into every shard first (one demo
@@ -143,8 +144,8 @@ static int soak_writer_session(soak_shared *sh, int k, rc_batch *b, uint32_t id,
     rc = rc_writer_write(w, b);
     rc_writer_stats_get(w, &st);
     atomic_fetch_add(&sh->rows_written, st.acked - acked);
-    atomic_store(&sh->acked[id], *seq + st.acked);
-    atomic_store(&sh->maybe[id], *seq + st.acked + st.awaiting);
+    atomic_store(&sh->acked[id - c->actor_base], *seq + st.acked);
+    atomic_store(&sh->maybe[id - c->actor_base], *seq + st.acked + st.awaiting);
     atomic_store(&sh->call_ns[k], 0);
     acked = st.acked;
     if (rc != IB_OK) {
@@ -162,8 +163,8 @@ static int soak_writer_session(soak_shared *sh, int k, rc_batch *b, uint32_t id,
   rc_writer_stats_get(w, &st);
   atomic_fetch_add(&sh->rows_written, st.acked - acked);
   *seq += st.acked;
-  atomic_store(&sh->acked[id], *seq);
-  atomic_store(&sh->maybe[id], *seq + st.awaiting);
+  atomic_store(&sh->acked[id - c->actor_base], *seq);
+  atomic_store(&sh->maybe[id - c->actor_base], *seq + st.awaiting);
   atomic_store(&sh->call_ns[k], 0);
   /* After a failure the close flushes (and may fail) again: that failure was counted above. Whatever
    * it acknowledges then is not counted: the next session of this actor resends it (a duplicate). */
@@ -185,7 +186,7 @@ static void *soak_writer_main(void *arg) {
   double t_next = 0;
   for (int s = 0; !atomic_load(&sh->stop); s++) {
     int slot = s % mine;
-    uint32_t id = (uint32_t)(j->k + slot * c->writers);
+    uint32_t id = c->actor_base + (uint32_t)(j->k + slot * c->writers);
     /* Every other round of its actors a writer thread runs them pipelined (two streams in flight). */
     if (soak_writer_session(sh, j->k, &b, id, &seq[slot], &t_next, (s / mine) % 2) != 0) break;
   }

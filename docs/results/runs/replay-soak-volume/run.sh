@@ -15,17 +15,23 @@
 # one lifetime of each shard (restarts are soaked in runs/replay-soak-long and the ctests). What
 # grows per call, per message or per checkpoint shows here; what grows with wall time alone
 # (timers, a counter that wraps after days) does not.
-# Usage: run.sh rows|calls [DIR]   DIR holds bin/ibrl-bench and bin/ibrl-replay; output goes to
+#   aged   the rows run for 3,600 s, then --against-fresh 5 --fresh-window 20: shard 0 against a
+#          fresh shard of the same configuration, in turns, so that a decay of the shard over its
+#          lifetime shows apart from a drift of the machine.
+# Usage: run.sh rows|calls|aged [DIR]   DIR holds bin/ibrl-bench and bin/ibrl-replay; output goes to
 #        DIR/out (SOAK_OUT to change it; SOAK_SECONDS to change the length).
 set -eu
-MODE=${1:?usage: run.sh rows|calls [DIR]}
+MODE=${1:?usage: run.sh rows|calls|aged [DIR]}
 case "$MODE" in
   rows) B=${2:-/work/soak-vol}; SECS=6000
         set -- --ckpt-period 1 --insert-rate 0 --sample-rate 0 --churn-every 2 --bad-every 1 --token soakvol ;;
   calls) B=${2:-/work/soak-calls}; SECS=3300
          set -- --ckpt-period 10 --insert-rate 10000 --sample-rate 20000 --info-every 0.01 --churn-every 0.05 \
            --bad-every 0.02 --token soakcalls ;;
-  *) echo "run.sh: unknown mode '$MODE' (HINT: rows or calls)" >&2; exit 2 ;;
+  aged) B=${2:-/work/soak-aged}; SECS=3600
+        set -- --ckpt-period 1 --insert-rate 0 --sample-rate 0 --churn-every 2 --bad-every 1 --token soakaged \
+          --against-fresh 5 --fresh-window 20 ;;
+  *) echo "run.sh: unknown mode '$MODE' (HINT: rows, calls or aged)" >&2; exit 2 ;;
 esac
 D=${SOAK_OUT:-$B/out}
 mkdir -p "$D"
