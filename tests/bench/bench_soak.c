@@ -364,6 +364,11 @@ static int soak_parse(soak_cfg *c, int argc, char **argv) {
       return CLI_BAD;
     }
   }
+  if (c->fresh_rounds > 0 && c->restart_every > 0) {
+    fprintf(stderr, "ibrl-bench soak: --against-fresh with --restart-every: a restarted shard is no older than its "
+            "last restart, so there is no aged shard to compare HINT: run the comparison without restarts\n");
+    return CLI_BAD;
+  }
   if (c->restart_all && c->restart_every <= 0) {
     fprintf(stderr, "ibrl-bench soak: --restart-mode all needs --restart-every S HINT: it says how restarts stop the "
             "shards; without --restart-every there are none\n");
