@@ -31,7 +31,6 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -444,12 +443,7 @@ int bench_soak(int argc, char **argv) {
     snprintf(target + len, sizeof target - len, "%s%s", s ? "," : "", run->shard[s].ch.target);
   }
   soak_shared sh;
-  memset(&sh, 0, sizeof sh);
-  sh.cfg = &cfg;
-  sh.target = target;
-  sh.acked = ib_xcalloc((size_t)cfg.actors, sizeof *sh.acked);
-  sh.maybe = ib_xcalloc((size_t)cfg.actors, sizeof *sh.maybe);
-  for (int a = 0; a < cfg.actors; a++) atomic_init(&sh.acked[a], 0), atomic_init(&sh.maybe[a], 0);
+  soak_traffic_shared_init(&sh, &cfg, target);
   rc_opts o;
   soak_traffic_opts(&o, &sh, 1);
   for (int s = 0; s < cfg.shards; s++) run->shard[s].pts = ib_xcalloc((size_t)run->cap, sizeof(soak_point));
@@ -494,7 +488,6 @@ int bench_soak(int argc, char **argv) {
   free(run->snap);
   free(run->snap_maybe);
   free(run);
-  free(sh.acked);
-  free(sh.maybe);
+  soak_traffic_shared_free(&sh);
   return status;
 }

@@ -59,12 +59,7 @@ static int fresh_window(const soak_cfg *c, soak_run *run, soak_child *fresh, con
   w.demo_rows = demo_rows;
   w.actor_base = base;
   soak_shared sh;
-  memset(&sh, 0, sizeof sh);
-  sh.cfg = &w;
-  sh.target = target;
-  sh.acked = ib_xcalloc((size_t)w.actors, sizeof *sh.acked);
-  sh.maybe = ib_xcalloc((size_t)w.actors, sizeof *sh.maybe);
-  for (int a = 0; a < w.actors; a++) atomic_init(&sh.acked[a], 0), atomic_init(&sh.maybe[a], 0);
+  soak_traffic_shared_init(&sh, &w, target);
   rc_opts o;
   soak_traffic_opts(&o, &sh, base);
   int rc = rc_client_open(&sh.c, &o);
@@ -106,8 +101,7 @@ static int fresh_window(const soak_cfg *c, soak_run *run, soak_child *fresh, con
   out = 0;
 done:
   rc_client_close(sh.c);
-  free(sh.acked);
-  free(sh.maybe);
+  soak_traffic_shared_free(&sh);
   return out;
 }
 

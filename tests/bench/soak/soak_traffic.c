@@ -272,6 +272,22 @@ typedef struct soak_bad {
   rc_client *wrong; /* owned: a client with a wrong token (only with --token), else NULL */
   uint64_t seq;
 } soak_bad;
+
+void soak_traffic_shared_init(soak_shared *sh, const soak_cfg *c, const char *target) {
+  memset(sh, 0, sizeof *sh);
+  sh->cfg = c;
+  sh->target = target;
+  sh->acked = ib_xcalloc((size_t)c->actors, sizeof *sh->acked);
+  sh->maybe = ib_xcalloc((size_t)c->actors, sizeof *sh->maybe);
+  for (int a = 0; a < c->actors; a++) atomic_init(&sh->acked[a], 0), atomic_init(&sh->maybe[a], 0);
+}
+
+void soak_traffic_shared_free(soak_shared *sh) {
+  free(sh->acked);
+  free(sh->maybe);
+  sh->acked = sh->maybe = NULL;
+}
+
 void soak_traffic_opts(rc_opts *o, const soak_shared *sh, uint64_t seed) {
   memset(o, 0, sizeof *o);
   o->shards = sh->target;

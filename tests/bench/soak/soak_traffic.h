@@ -24,6 +24,12 @@ void soak_traffic_error(soak_shared *sh, int shard, const char *who, int rc, int
 /* The demo preloader's actor id for `shard` (its seqs 0.. are the preloaded demo rows). */
 uint32_t soak_traffic_demo_actor(int shards, int shard);
 
+/* Zeroes *sh and sets it up for the configuration `c` and the shards' "host:port,..." `target`
+ * (both borrowed; they must outlive sh): the acknowledgement arrays [c->actors] are allocated and
+ * zero. The client (sh->c) is left for the caller to open. soak_traffic_shared_free frees the arrays. */
+void soak_traffic_shared_init(soak_shared *sh, const soak_cfg *c, const char *target);
+void soak_traffic_shared_free(soak_shared *sh);
+
 /* The options of every client of the soak (shared token and TLS roots as configured). */
 void soak_traffic_opts(rc_opts *o, const soak_shared *sh, uint64_t seed);
 
