@@ -109,6 +109,16 @@
 #        ibrl-bench replay                              > 2026-11-23-{0552,0558}-default-$i.txt
 #        ibrl-bench replay --only sample --no-prefetch  > 2026-11-23-{0552,0558}-no-prefetch-$i.txt
 #      done
+#    A third window on another VM (a new machine of the same kind, same binaries' sources at b87a57a):
+#      for i in 1 2 3; do
+#        ibrl-bench replay                              > 2026-11-23-1530-default-$i.txt
+#        ibrl-bench replay --only sample --no-prefetch  > 2026-11-23-1530-no-prefetch-$i.txt
+#      done
+#    and before it, calls per polling turn (EXPERIMENT ONLY, calls-per-turn.patch, never merged:
+#    EXP_CPT=N gives one turn per N calls in progress, every server alike; 2 is the shipped policy):
+#      for i in 1 2 3; do for c in 2 1; do
+#        EXP_CPT=$c ibrl-bench replay --only sample     > 2026-11-23-1525-sample-cpt$c-$i.txt
+#      done; done
 # 2. The ceiling experiment: ibrl-replay built with ceiling.patch (EXPERIMENT ONLY, never merged),
 #    which reads two variables: EXP_NOSTORE=1 decodes and checks every message but skips the store;
 #    EXP_NODECODE=1 skips decode and store (the handler only counts 256 rows a message). Unset, the
