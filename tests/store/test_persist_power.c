@@ -759,11 +759,19 @@ typedef struct worker {
   int errors, ckpts, failed;
   int done; /* an inserter sent all its rows */
   char planted[160];
+  const uint64_t *grant; /* inserters: seqs below this may be sent (the crash loop raises it) */
 } worker;
 
 static void *w_insert(void *arg) {
   worker *w = arg;
   for (uint64_t q = 0; q + 4 <= CAP / 4 && !__atomic_load_n(&w->stop, __ATOMIC_RELAXED); q += 4) {
+    /* Wait for the crash loop's grant, so that the rows stay spread over all its crashes however
+     * fast this machine or build inserts (a fast one sent them all before half the crashes). */
+    while (q + 4 > __atomic_load_n(w->grant, __ATOMIC_ACQUIRE) && !__atomic_load_n(&w->stop, __ATOMIC_RELAXED)) {
+      struct timespec ts = {0, 100000L};
+      nanosleep(&ts, NULL);
+    }
+    if (__atomic_load_n(&w->stop, __ATOMIC_RELAXED)) break;
     if (lins(w->s, w->actor, q, q + 4) != IB_OK) {
       w->errors++;
       break;
@@ -805,7 +813,12 @@ static void test_random_under_load(void) {
   worker w[NA + 1];
   pthread_t th[NA + 1];
   memset(w, 0, sizeof w);
+  /* Each crash k lets the inserters reach (k + 2) slices of their CAP / 4 rows: they finish only
+   * near the last crashes. */
+  const uint64_t slice = ((CAP / 4 + COPIES - 1) / COPIES + 3) / 4 * 4;
+  uint64_t grant = 2 * slice;
   for (int i = 0; i <= NA; i++) {
+    w[i].grant = &grant;
     w[i].s = s;
     w[i].p = p;
     w[i].actor = (uint32_t)(i + 1);
@@ -819,6 +832,7 @@ static void test_random_under_load(void) {
   pcut_snap *sn = ib_xmalloc(sizeof *sn);
   int pending_max = 0, while_inserting = 0, at_event = 0;
   for (int k = 0; k < COPIES; k++) {
+    __atomic_store_n(&grant, (uint64_t)(k + 2) * slice, __ATOMIC_RELEASE);
     /* Half the crashes come just before a journaled call a few events ahead (where directory
      * operations are pending more often), half at a random time. */
     bool held = false;
