@@ -114,7 +114,12 @@
 #        ibrl-bench replay                              > 2026-11-23-1530-default-$i.txt
 #        ibrl-bench replay --only sample --no-prefetch  > 2026-11-23-1530-no-prefetch-$i.txt
 #      done
-#    and before it, calls per polling turn (EXPERIMENT ONLY, calls-per-turn.patch, never merged:
+#    A fourth on a third VM (same kind again; sources at e889e13):
+#      for i in 1 2 3; do
+#        ibrl-bench replay                              > 2026-11-23-1838-default-$i.txt
+#        ibrl-bench replay --only sample --no-prefetch  > 2026-11-23-1838-no-prefetch-$i.txt
+#      done
+#    and before the third, calls per polling turn (EXPERIMENT ONLY, calls-per-turn.patch, never merged:
 #    EXP_CPT=N gives one turn per N calls in progress, every server alike; 2 is the shipped policy):
 #      for i in 1 2 3; do for c in 2 1; do
 #        EXP_CPT=$c ibrl-bench replay --only sample     > 2026-11-23-1525-sample-cpt$c-$i.txt
