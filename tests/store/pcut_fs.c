@@ -717,3 +717,38 @@ void pcut_build(const pcut_snap *s, const pcut_ns *ns, const uint64_t *len, cons
     close(fd);
   }
 }
+
+int pcut_damage(const pcut_snap *s, const pcut_ns *ns, int i, uint64_t len, const char *out,
+                int how, rng *r) {
+  const pcut_file *f = &s->files[ns->e[i].fid];
+  uint64_t dur = f->dur;
+  if (f->shrunk || len <= dur) return 0;
+  char path[320];
+  snprintf(path, sizeof path, "%s/%s", out, ns->e[i].name);
+  int fd = raw_open(path, O_RDWR | O_CLOEXEC, 0);
+  IB_CHECK(fd >= 0);
+  /* Sectors k0 .. k1 - 1 hold bytes past the durable length; k0 may hold durable bytes too. */
+  uint64_t k0 = dur / PCUT_SECTOR, k1 = (len + PCUT_SECTOR - 1) / PCUT_SECTOR;
+  uint64_t nk = k1 - k0;
+  uint64_t hole = k0 + rng_below(r, (uint32_t)IB_MIN(nk, UINT32_MAX));
+  int damaged = 0;
+  for (uint64_t k = k0; k < k1; k++) {
+    int what = 0; /* 0 arrived, 1 zeros, 2 stale */
+    if (how == PCUT_DMG_ZERO) what = 1;
+    else if (how == PCUT_DMG_HOLE) what = k == hole ? 2 : 0;
+    else {
+      uint32_t x = rng_below(r, 4);
+      what = x < 2 ? 0 : x == 2 ? 1 : 2;
+      if (k == hole && what == 0) what = 1 + (int)rng_below(r, 2); /* at least one */
+    }
+    if (what == 0) continue;
+    uint64_t lo = IB_MAX(k * PCUT_SECTOR, dur), hi = IB_MIN((k + 1) * PCUT_SECTOR, len);
+    if (k * PCUT_SECTOR < dur) what = 1; /* the durable end's sector: its old self */
+    uint8_t buf[PCUT_SECTOR];
+    for (uint64_t b = 0; b < hi - lo; b++) buf[b] = what == 1 ? 0 : (uint8_t)rng_below(r, 256);
+    IB_CHECK(pwrite(fd, buf, (size_t)(hi - lo), (off_t)lo) == (ssize_t)(hi - lo));
+    damaged++;
+  }
+  close(fd);
+  return damaged;
+}

@@ -34,6 +34,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "rng.h"
+
 #define PCUT_NAME 48        /* longest entry name in the watched directory, with its NUL */
 #define PCUT_MAX_OPS 64     /* pending directory operations between two directory fsyncs */
 #define PCUT_MAX_FILES 96   /* files the journal tracks at once */
@@ -134,5 +136,26 @@ int pcut_variants(const pcut_snap *s, bool subsets, pcut_ns *out, int max, int *
 void pcut_file_range(const pcut_snap *s, int fid, uint64_t *lo, uint64_t *hi);
 /* Writes the crash state into the empty directory `out`: entry i of ns with len[i] bytes. */
 void pcut_build(const pcut_snap *s, const pcut_ns *ns, const uint64_t *len, const char *out);
+
+/* Damage a crash can do to the bytes of a file past its durable length, on file systems that
+ * commit a file's new size before its new blocks (ext4 with data=writeback, XFS) or that tear a
+ * multi-sector write. The unit is a 512-byte sector, written whole or not at all; a sector that
+ * was not written reads back as zeros (blocks allocated for the file and never written) or as
+ * stale bytes (a block freed by another file; here random bytes). The sector that holds the
+ * durable end can only read back as its old self: the durable bytes, then zeros.
+ *   PCUT_DMG_ZERO  every byte past the durable length reads zero (the size reached the disk and
+ *                  none of the data did);
+ *   PCUT_DMG_HOLE  one sector past the durable length is stale, the bytes after it arrived (a
+ *                  write torn in the middle: later records intact behind a hole);
+ *   PCUT_DMG_MIX   each sector past the durable length independently arrived, reads zero or is
+ *                  stale, at least one of them not arrived. */
+enum { PCUT_DMG_ZERO = 0, PCUT_DMG_HOLE, PCUT_DMG_MIX, PCUT_NDMG };
+#define PCUT_SECTOR 512
+/* Rewrites entry i of a state that pcut_build wrote into `out` (with len bytes) with damage `how`
+ * past the file's durable length, never below it. Returns the sectors damaged: 0 when the file
+ * has no byte past its durable length, or was truncated since its last flush (its bytes past the
+ * durable length are then old durable bytes, which a crash does not damage). */
+int pcut_damage(const pcut_snap *s, const pcut_ns *ns, int i, uint64_t len, const char *out,
+                int how, rng *r);
 
 #endif /* IB_PCUT_FS_H */

@@ -17,9 +17,14 @@
  *     failure there is labelled "a subset ..., not a prefix"); every file is cut to a length
  *     between its durable length and its length at the crash: both ends and random points, in
  *     combinations. Bytes an unlink, a replacing rename or a truncation removed come back from
- *     shadow copies. The subset model found that a restore deleted two later logs with one
- *     directory fsync after both: a crash could keep the older deletion only, leaving a gap
- *     that the next restore refused (fixed in persist.c: one fsync per deletion).
+ *     shadow copies. In one more state per file (all files at once when more than two can
+ *     differ), its bytes past its durable length are also damaged as a file system that commits
+ *     a size before the data, or tears a multi-sector write, leaves them: 512-byte sectors that
+ *     read zero or stale, all of them, one in the middle, or a mix (pcut_damage). A restore that
+ *     took a damaged record for data (no CRC check) fails here and nowhere else in this file.
+ *     The subset model found that a restore deleted two later logs with one directory fsync
+ *     after both: a crash could keep the older deletion only, leaving a gap that the next
+ *     restore refused (fixed in persist.c: one fsync per deletion).
  *   - Each state is built in a fresh directory and restored with persist_open. It must succeed
  *     (persist.h documents no refusal for a state a crash can leave, so any refusal fails), each
  *     actor's acknowledged seqs must be there as a gapless run from 0 with nothing beyond what it
@@ -203,6 +208,7 @@ static bool rows_ok(store *s, const ledger *lg, const uint64_t *extra, const cha
 
 typedef struct tally {
   int states, bad, dropped, torn, stale;
+  int damaged, sectors; /* states with sectors damaged past a durable length (pcut_damage) */
   int seeds;
   char seed_dir[MAX_SEEDS][96];
   ledger seed_lg[MAX_SEEDS];
@@ -290,7 +296,8 @@ static pcut_ns g_vars[PCUT_MAX_VARIANTS]; /* main thread only */
 
 /* Checks every crash state of the snapshot (namespaces by prefix or subset; file lengths: all
  * combinations of durable/whole/random when at most two files can differ, else both ends and
- * random mixes). With `seeds`, keeps states a restore had to repair for the restore crashes. */
+ * random mixes; then damaged sectors). With `seeds`, keeps states a restore had to repair for the
+ * restore crashes. */
 static void snap_check(const pcut_snap *sn, const ledger *lg, const char *what, bool subsets,
                        rng *r, tally *t, bool seeds) {
   int nprefix = 0;
@@ -304,20 +311,35 @@ static void snap_check(const pcut_snap *sn, const ledger *lg, const char *what, 
       if (hi[i] > lo[i]) ranged[nr++] = i;
     }
     int combos = nr <= 2 ? (nr == 0 ? 1 : nr == 1 ? 3 : 9) : 6;
-    for (int c = 0; c < combos; c++) {
+    /* Then damaged sectors (pcut_damage): each ranged file in turn when at most two are, else
+     * all of them at once, in one more state each. */
+    int ndmg = nr == 0 ? 0 : nr <= 2 ? nr : 1;
+    for (int c = 0; c < combos + ndmg; c++) {
       uint64_t len[PCUT_MAX_NAMES];
-      for (int i = 0; i < ns->n; i++) len[i] = hi[i];
-      char cut[128] = "";
+      int dmg[PCUT_MAX_NAMES]; /* the damage to do to entry i, or -1 */
+      for (int i = 0; i < ns->n; i++) {
+        len[i] = hi[i];
+        dmg[i] = -1;
+      }
+      char cut[160] = "";
       int cl = 0;
       for (int k = 0, x = c; k < nr; k++, x /= 3) {
         int i = ranged[k];
-        /* 0 durable, 1 whole, 2 a tear anywhere in between */
-        int pick = nr <= 2 ? x % 3 : (c == 0 ? 0 : c == 1 ? 1 : (int)rng_below(r, 3));
+        /* 0 durable, 1 whole, 2 a tear anywhere in between, 3 whole or torn with damaged sectors */
+        int pick = c >= combos ? (nr > 2 || c - combos == k ? 3 : 1)
+                   : nr <= 2   ? x % 3
+                               : (c == 0 ? 0 : c == 1 ? 1 : (int)rng_below(r, 3));
         uint64_t span = hi[i] - lo[i];
-        len[i] = pick == 0 ? lo[i] : pick == 1 ? hi[i] : lo[i] + 1 + rng_below(r, (uint32_t)span);
+        len[i] = pick == 0   ? lo[i]
+                 : pick == 1 ? hi[i]
+                 : pick == 2 || rng_below(r, 2) ? lo[i] + 1 + rng_below(r, (uint32_t)span)
+                             : hi[i];
+        if (pick == 3) dmg[i] = (int)rng_below(r, PCUT_NDMG);
+        static const char *dn[PCUT_NDMG] = {",zeroed", ",holed", ",mixed"};
         if (cl < (int)sizeof cut - 40)
-          cl += snprintf(cut + cl, sizeof cut - (size_t)cl, " %s=%s", ns->e[i].name + 6,
-                         pick == 0 ? "durable" : pick == 1 ? "whole" : "torn");
+          cl += snprintf(cut + cl, sizeof cut - (size_t)cl, " %s=%s%s", ns->e[i].name + 6,
+                         pick == 0 ? "durable" : len[i] == hi[i] ? "whole" : "torn",
+                         pick == 3 ? dn[dmg[i]] : "");
       }
       char names[200] = "";
       int nl = 0;
@@ -326,6 +348,11 @@ static void snap_check(const pcut_snap *sn, const ledger *lg, const char *what, 
       char out[96], w[600];
       tmpdir(out, sizeof out, "state");
       pcut_build(sn, ns, len, out);
+      int sectors = 0;
+      for (int i = 0; i < ns->n; i++)
+        if (dmg[i] >= 0) sectors += pcut_damage(sn, ns, i, len[i], out, dmg[i], r);
+      t->damaged += sectors > 0;
+      t->sectors += sectors;
       snprintf(w, sizeof w, "%s; names {%s}%s;%s", what, names,
                v < nprefix ? "" : " (a subset of the directory operations, not a prefix)", cut);
       persist_restore_info ri;
@@ -334,7 +361,7 @@ static void snap_check(const pcut_snap *sn, const ledger *lg, const char *what, 
       char keep[96] = "";
       if (seeds && t->seeds < MAX_SEEDS) {
         tmpdir(keep, sizeof keep, "seed");
-        pcut_build(sn, ns, len, keep);
+        copy_dir(out, keep);
       }
       bool ok = state_check(out, lg, w, t, &ri);
       if (keep[0]) {
@@ -696,13 +723,78 @@ static void test_model(void) {
   fx_rmdir_all(dir);
 }
 
+/* The damage model: bytes below the durable length are never touched; past it, ZERO zeroes all,
+ * HOLE changes exactly one sector, MIX at least one; the durable end's sector only to zeros. */
+static void model_damage(void) {
+  enum { DUR = 700, LEN = 3000 };
+  char dir[96], path[160], out[96];
+  tmpdir(dir, sizeof dir, "model-dmg");
+  pcut_watch(dir);
+  snprintf(path, sizeof path, "%s/c", dir);
+  static uint8_t orig[LEN], got[LEN];
+  for (int b = 0; b < LEN; b++) orig[b] = (uint8_t)(0x80 | (b * 7));
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+  IB_CHECK(fd >= 0 && dfd >= 0 && write(fd, orig, DUR) == DUR && fsync(fd) == 0 && fsync(dfd) == 0);
+  IB_CHECK(write(fd, orig + DUR, LEN - DUR) == LEN - DUR);
+  pcut_snap *sn = ib_xmalloc(sizeof *sn);
+  pcut_freeze();
+  pcut_snapshot(sn);
+  pcut_thaw();
+  TH_CHECK_EQ_INT(pcut_variants(sn, false, g_vars, PCUT_MAX_VARIANTS, NULL), 1);
+  rng r;
+  rng_seed(&r, 53, "test", 0, "power-damage");
+  uint64_t len[1] = {LEN};
+  for (int round = 0; round < 30; round++) {
+    int how = round % PCUT_NDMG;
+    tmpdir(out, sizeof out, "model-dmg-out");
+    pcut_build(sn, &g_vars[0], len, out);
+    int sectors = pcut_damage(sn, &g_vars[0], 0, LEN, out, how, &r);
+    char pc[160];
+    snprintf(pc, sizeof pc, "%s/c", out);
+    int in = open(pc, O_RDONLY);
+    IB_CHECK(in >= 0 && read(in, got, LEN) == LEN);
+    close(in);
+    TH_CHECK_MSG(memcmp(got, orig, DUR) == 0, "damage %d touched the durable bytes", how);
+    int changed = 0, nonzero_in_end_sector = 0; /* sectors that differ from what was written */
+    for (int k = 0; k < (LEN + PCUT_SECTOR - 1) / PCUT_SECTOR; k++) {
+      int lo = k * PCUT_SECTOR < DUR ? DUR : k * PCUT_SECTOR;
+      int hi = (k + 1) * PCUT_SECTOR < LEN ? (k + 1) * PCUT_SECTOR : LEN;
+      if (hi <= lo) continue;
+      bool diff = memcmp(got + lo, orig + lo, (size_t)(hi - lo)) != 0;
+      changed += diff;
+      if (diff && k * PCUT_SECTOR < DUR)
+        for (int b = lo; b < hi; b++) nonzero_in_end_sector += got[b] != 0;
+      if (how == PCUT_DMG_ZERO)
+        for (int b = lo; b < hi; b++) TH_CHECK_MSG(got[b] == 0, "ZERO left byte %d", b);
+    }
+    TH_CHECK_EQ_INT(nonzero_in_end_sector, 0);
+    TH_CHECK_EQ_INT(sectors, how == PCUT_DMG_ZERO ? 5 : how == PCUT_DMG_HOLE ? 1 : sectors);
+    TH_CHECK_MSG(how == PCUT_DMG_HOLE ? changed == 1 : changed >= 1,
+                 "damage %d changed %d sectors (it reported %d)", how, changed, sectors);
+    fx_rmdir_all(out);
+  }
+  /* Nothing past the durable length: nothing to damage. */
+  len[0] = DUR;
+  tmpdir(out, sizeof out, "model-dmg-out");
+  pcut_build(sn, &g_vars[0], len, out);
+  TH_CHECK_EQ_INT(pcut_damage(sn, &g_vars[0], 0, DUR, out, PCUT_DMG_ZERO, &r), 0);
+  fx_rmdir_all(out);
+  close(fd);
+  close(dfd);
+  free(sn);
+  pcut_unwatch();
+  fx_rmdir_all(dir);
+}
+
 static tally g_t;
 static bool g_seeded; /* the enumerated case ran and g_t holds its seeds */
 
 static void report(const char *what, const tally *t, uint64_t events) {
   printf("  %s: %llu events, %d crash states restored (%d with later logs dropped, %d with a torn "
-         "tail cut, %d with stale logs), %d bad\n",
-         what, (unsigned long long)events, t->states, t->dropped, t->torn, t->stale, t->bad);
+         "tail cut, %d with stale logs, %d with %d sectors zeroed or stale), %d bad\n",
+         what, (unsigned long long)events, t->states, t->dropped, t->torn, t->stale, t->damaged,
+         t->sectors, t->bad);
 }
 
 /* Every event of the deterministic sequence as a crash point (prefixes and subsets). */
@@ -722,8 +814,9 @@ static void test_enumerated(void) {
   uint64_t ev = enumerate_sequence();
   report("sequence", &g_t, ev);
   TH_CHECK(ev > 40);
-  TH_CHECK_MSG(g_t.dropped > 0 && g_t.torn > 0 && g_t.stale > 0,
-               "the sequence should reach states with dropped logs, torn tails and stale logs");
+  TH_CHECK_MSG(g_t.dropped > 0 && g_t.torn > 0 && g_t.stale > 0 && g_t.damaged > 0,
+               "the sequence should reach states with dropped logs, torn tails, stale logs and "
+               "damaged sectors");
   bool two = false;
   for (int k = 0; k < g_t.seeds; k++) two |= g_t.seed_kind[k] == 0;
   TH_CHECK_MSG(two, "no crash state made the restore drop two later logs");
@@ -878,18 +971,21 @@ static void test_random_under_load(void) {
   TH_CHECK_MSG(while_inserting >= COPIES / 2, "only %d of %d crashes came while rows were inserted",
                while_inserting, COPIES);
   printf("  %d random crashes (%d while inserting, %d just before a journaled call): %d states "
-         "restored (%d dropped logs, %d torn, %d stale), %d bad; "
+         "restored (%d dropped logs, %d torn, %d stale, %d with damaged sectors), %d bad; "
          "up to %d pending directory operations; %d checkpoints (%d made to fail); acked "
          "%llu/%llu/%llu rows\n",
-         COPIES, while_inserting, at_event, t.states, t.dropped, t.torn, t.stale, t.bad, pending_max,
+         COPIES, while_inserting, at_event, t.states, t.dropped, t.torn, t.stale, t.damaged, t.bad,
+         pending_max,
          w[NA].ckpts + w[NA].failed, w[NA].failed, (unsigned long long)LG.acked[1],
          (unsigned long long)LG.acked[2], (unsigned long long)LG.acked[3]);
   TH_CHECK(t.states > COPIES);
+  TH_CHECK(t.damaged > 0);
   fx_rmdir_all(dir);
 }
 
 static const th_case cases[] = {
     {"the model loses what no fsync made durable", test_model},
+    {"the model damages only sectors past a durable length", model_damage},
     {"every event of a deterministic sequence as a power cut", test_enumerated},
     {"a power cut during a restore's repairs, then a second restore", test_restore_crash},
     {"power cuts at random moments while threads insert and checkpoints run",
