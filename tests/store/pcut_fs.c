@@ -19,6 +19,10 @@
  * rename, the tail before a truncation. Dead files nobody can name any more are forgotten when a
  * directory fsync folds the pending operations.
  *
+ * A failure the test asked for (pcut_fail_rate) is drawn after the gate and the hold, from the
+ * same generator as the jitter, under the lock: the call then returns -1 without running, and
+ * the journal records nothing but, for a file flush, the cap on the file's durable length.
+ *
  * The code that runs in the forked child (every interposed call) uses no malloc and no stdio:
  * syscalls, snprintf into stack buffers and the shared lock only. */
 #include "pcut_fs.h"
@@ -65,7 +69,12 @@ typedef struct pcut_journal {
   int held, frozen, done;
   pcut_gate gate[2];
   uint32_t jitter_us;
-  uint64_t lcg; /* the jitter's generator (shared: the child flushes too) */
+  uint64_t lcg; /* the jitter's and the failures' generator (shared: the child flushes too) */
+  uint32_t fail_n[PCUT_NKINDS]; /* a call of kind k fails with probability 1/fail_n[k] (0: never) */
+  int fail_err[PCUT_NKINDS];
+  uint64_t failures[PCUT_NKINDS];
+  uint32_t hold_fail_kinds; /* the next failure of these kinds sets hold_at (0: none) */
+  int64_t hold_fail_ahead;
 } pcut_journal;
 
 static pcut_journal *J;
@@ -288,6 +297,20 @@ static void ev_begin(int kind, const char *name) {
   while (J->frozen) pthread_cond_wait(&J->cv, &J->mu);
 }
 
+/* Whether this call of `kind` is made to fail (lock held): its errno, or 0. */
+static int fail_draw(int kind) {
+  uint32_t n = J->fail_n[kind];
+  if (n == 0) return 0;
+  J->lcg = J->lcg * 6364136223846793005ull + 1442695040888963407ull;
+  if ((J->lcg >> 33) % n != 0) return 0;
+  J->failures[kind]++;
+  if (J->hold_fail_kinds & PCUT_KIND(kind)) { /* J->events is the next event's number */
+    J->hold_at = (int64_t)J->events + J->hold_fail_ahead;
+    J->hold_fail_kinds = 0;
+  }
+  return J->fail_err[kind];
+}
+
 /* ---- the interposed calls ---- */
 
 int open(const char *path, int flags, ...) {
@@ -302,9 +325,10 @@ int open(const char *path, int flags, ...) {
   if (!nm) return raw_open(path, flags, mode);
   pthread_mutex_lock(&J->mu);
   ev_begin(PCUT_CREATE, nm);
+  int fe = fail_draw(PCUT_CREATE);
   int old = ns_fid(&J->live, nm);
-  if (old >= 0 && (flags & O_TRUNC)) shadow_save(old);
-  int fd = raw_open(path, flags, mode);
+  if (!fe && old >= 0 && (flags & O_TRUNC)) shadow_save(old);
+  int fd = fe ? -1 : raw_open(path, flags, mode);
   if (fd >= 0) {
     struct stat st;
     IB_CHECK(fstat(fd, &st) == 0);
@@ -312,11 +336,12 @@ int open(const char *path, int flags, ...) {
       int fid = fid_new((uint64_t)st.st_ino, nm, 0);
       ns_set(&J->live, nm, fid);
       op_push(PCUT_CREATE, fid, nm, NULL);
-    } else if (old >= 0 && (flags & O_TRUNC) && J->files[old].dur > 0) {
-      J->files[old].shrunk = 1;
+    } else if (old >= 0 && (flags & O_TRUNC)) {
+      if (J->files[old].dur > 0) J->files[old].shrunk = 1;
+      J->files[old].capped = 0; /* the pages a failed flush dropped are gone with its bytes */
     }
   }
-  int e = errno;
+  int e = fe ? fe : errno;
   gate_pass(PCUT_CREATE, nm, PCUT_GATE_AFTER_CALL);
   pthread_mutex_unlock(&J->mu);
   errno = e;
@@ -328,10 +353,11 @@ int rename(const char *a, const char *b) {
   if (!na || !nb) return raw_rename(a, b);
   pthread_mutex_lock(&J->mu);
   ev_begin(PCUT_RENAME, nb);
+  int fe = fail_draw(PCUT_RENAME);
   int fa = ns_fid(&J->live, na), fb = ns_fid(&J->live, nb);
-  if (fb >= 0 && fb != fa) shadow_save(fb);
-  int rc = raw_rename(a, b);
-  int e = errno;
+  if (!fe && fb >= 0 && fb != fa) shadow_save(fb);
+  int rc = fe ? -1 : raw_rename(a, b);
+  int e = fe ? fe : errno;
   if (rc == 0 && fa >= 0 && fa != fb) {
     if (fb >= 0) fid_kill(fb);
     ns_del(&J->live, na);
@@ -350,10 +376,11 @@ int unlink(const char *path) {
   if (!nm) return raw_unlink(path);
   pthread_mutex_lock(&J->mu);
   ev_begin(PCUT_UNLINK, nm);
+  int fe = fail_draw(PCUT_UNLINK);
   int fid = ns_fid(&J->live, nm);
-  if (fid >= 0) shadow_save(fid);
-  int rc = raw_unlink(path);
-  int e = errno;
+  if (!fe && fid >= 0) shadow_save(fid);
+  int rc = fe ? -1 : raw_unlink(path);
+  int e = fe ? fe : errno;
   if (rc == 0 && fid >= 0) {
     fid_kill(fid);
     ns_del(&J->live, nm);
@@ -376,14 +403,16 @@ int ftruncate(int fd, off_t len) {
   }
   uint32_t gen = J->files[fid].gen;
   ev_begin(PCUT_TRUNC, J->files[fid].live_name);
+  int fe = fail_draw(PCUT_TRUNC);
   IB_CHECK(fstat(fd, &st) == 0);
-  if ((uint64_t)len < (uint64_t)st.st_size && J->files[fid].used && J->files[fid].gen == gen &&
-      J->files[fid].live) {
+  if (!fe && (uint64_t)len < (uint64_t)st.st_size && J->files[fid].used &&
+      J->files[fid].gen == gen && J->files[fid].live) {
     shadow_save(fid);
     if (J->files[fid].dur > (uint64_t)len) J->files[fid].shrunk = 1;
+    if (J->files[fid].capped && J->files[fid].cap >= (uint64_t)len) J->files[fid].capped = 0;
   }
-  int rc = (int)syscall(SYS_ftruncate, fd, len);
-  int e = errno;
+  int rc = fe ? -1 : (int)syscall(SYS_ftruncate, fd, len);
+  int e = fe ? fe : errno;
   pthread_mutex_unlock(&J->mu);
   errno = e;
   return rc;
@@ -396,10 +425,11 @@ static int sync_common(int fd, long nr) {
     if (st.st_dev != J->dev || st.st_ino != J->dino) return (int)syscall(nr, fd);
     pthread_mutex_lock(&J->mu);
     ev_begin(PCUT_DSYNC, "");
+    int fe = fail_draw(PCUT_DSYNC); /* nothing committed: the operations stay pending */
     uint64_t start = J->op_base + (uint64_t)J->nops;
     pthread_mutex_unlock(&J->mu);
-    int rc = (int)syscall(nr, fd);
-    int e = errno;
+    int rc = fe ? -1 : (int)syscall(nr, fd);
+    int e = fe ? fe : errno;
     pthread_mutex_lock(&J->mu);
     if (rc == 0) dsync_commit(start);
     gate_pass(PCUT_DSYNC, "", PCUT_GATE_AFTER_CALL);
@@ -418,6 +448,7 @@ static int sync_common(int fd, long nr) {
   /* The length when the flush starts (after any gate): what it must make durable. */
   IB_CHECK(fstat(fd, &st) == 0);
   uint64_t len0 = (uint64_t)st.st_size;
+  int fe = fail_draw(PCUT_FSYNC);
   long nap = 0;
   if (J->jitter_us > 0) {
     J->lcg = J->lcg * 6364136223846793005ull + 1442695040888963407ull;
@@ -428,21 +459,23 @@ static int sync_common(int fd, long nr) {
     struct timespec ts = {0, nap};
     nanosleep(&ts, NULL);
   }
-  int rc = (int)syscall(nr, fd);
-  int e = errno;
-  if (rc == 0) {
-    pthread_mutex_lock(&J->mu);
-    pcut_file *f = &J->files[fid];
-    if (f->used && f->gen == gen) {
-      if (f->shrunk) {
-        f->dur = len0;
-        f->shrunk = 0;
-      } else if (len0 > f->dur) {
-        f->dur = len0;
-      }
+  int rc = fe ? -1 : (int)syscall(nr, fd);
+  int e = fe ? fe : errno;
+  pthread_mutex_lock(&J->mu);
+  pcut_file *f = &J->files[fid];
+  if (f->used && f->gen == gen) {
+    if (rc == 0 && f->shrunk) {
+      f->dur = len0;
+      f->shrunk = 0;
+    } else if (rc == 0 && len0 > f->dur) {
+      f->dur = len0;
+    } else if (rc != 0 && !f->capped) { /* its dirty pages may be clean now, and never written */
+      f->capped = 1;
+      f->cap = f->dur;
     }
-    pthread_mutex_unlock(&J->mu);
+    if (f->capped && f->dur > f->cap) f->dur = f->cap;
   }
+  pthread_mutex_unlock(&J->mu);
   errno = e;
   return rc;
 }
@@ -470,6 +503,7 @@ void pcut_init(void) {
   IB_CHECK(pthread_cond_init(&j->cv, &ca) == 0);
   pthread_condattr_destroy(&ca);
   j->hold_at = -1;
+  j->lcg = 0x9e3779b97f4a7c15ull;
   J = j;
 }
 
@@ -483,6 +517,9 @@ void pcut_watch(const char *dir) {
   memset(J->files, 0, sizeof J->files);
   memset(J->gate, 0, sizeof J->gate);
   memset(J->per_kind, 0, sizeof J->per_kind);
+  memset(J->fail_n, 0, sizeof J->fail_n);
+  memset(J->failures, 0, sizeof J->failures);
+  J->hold_fail_kinds = 0;
   J->nops = 0;
   J->op_base = 0;
   J->events = 0;
@@ -515,6 +552,8 @@ void pcut_watch(const char *dir) {
 void pcut_unwatch(void) {
   pthread_mutex_lock(&J->mu);
   J->active = 0;
+  memset(J->fail_n, 0, sizeof J->fail_n);
+  J->hold_fail_kinds = 0;
   J->hold_at = -1;
   J->frozen = J->held = 0;
   for (int g = 0; g < 2; g++) J->gate[g].armed = 0, J->gate[g].open = 1;
@@ -588,6 +627,33 @@ void pcut_jitter(uint32_t max_us) {
   J->jitter_us = max_us;
   J->lcg = 0x9e3779b97f4a7c15ull;
   pthread_mutex_unlock(&J->mu);
+}
+
+void pcut_fail_rate(uint32_t kinds, uint32_t one_in_n, int err) {
+  IB_CHECK((kinds & ~((PCUT_KIND(PCUT_NKINDS) - 1u) & ~1u)) == 0 && (one_in_n == 0 || err > 0));
+  pthread_mutex_lock(&J->mu);
+  for (int k = 1; k < PCUT_NKINDS; k++) {
+    if (!(kinds & PCUT_KIND(k))) continue;
+    J->fail_n[k] = one_in_n;
+    J->fail_err[k] = err;
+  }
+  pthread_mutex_unlock(&J->mu);
+}
+
+void pcut_hold_after_failure(uint32_t kinds, int64_t ahead) {
+  IB_CHECK(ahead >= 0);
+  pthread_mutex_lock(&J->mu);
+  J->hold_fail_kinds = kinds;
+  J->hold_fail_ahead = ahead;
+  pthread_mutex_unlock(&J->mu);
+}
+
+uint64_t pcut_failures_of(int kind) {
+  IB_CHECK(kind > 0 && kind < PCUT_NKINDS);
+  pthread_mutex_lock(&J->mu);
+  uint64_t n = J->failures[kind];
+  pthread_mutex_unlock(&J->mu);
+  return n;
 }
 
 void pcut_freeze(void) {

@@ -21,13 +21,37 @@
  * Crash points: every journaled call is an event, numbered in arrival order. pcut_hold_at(n)
  * stops the caller of event n before the call runs (in the parent or the child) until the test
  * has copied the crash states (pcut_hold_wait, pcut_hold_release). pcut_freeze stops every new
- * event instead (for copies while threads run). Gates (pcut_gate_*) stop the first call of a kind
+ * event instead (for copies while threads run). pcut_hold_after_failure holds a few events after
+ * the next failed call (see Failures below). Gates (pcut_gate_*) stop the first call of a kind
  * until opened, so a test can order threads deterministically; a gate is passed before a hold.
  *
+ * Failures (pcut_fail_rate): a failing disk. A journaled call of a kind the test names fails with
+ * the errno it names instead of running, drawn per call from the journal's generator (shared, so
+ * the checkpoint writer's calls fail too); calls outside the watched directory never fail, and
+ * no call fails unless the test asks (pcut_watch turns failures off). What a failure leaves:
+ *   - create (open with O_CREAT), rename, unlink, truncation: -1 and nothing done, nothing
+ *     journaled (the entry is as before; an O_TRUNC open truncates nothing);
+ *   - directory fsync: -1 and nothing committed: the pending operations stay pending, so a crash
+ *     may keep any prefix of them, and a later directory fsync that succeeds commits them. That
+ *     is lenient, and chosen: on ext4 and XFS a directory fsync commits the journal holding
+ *     every earlier change to the namespace, and a failed commit aborts the journal (every later
+ *     fsync fails too), so a later success means they were committed. A stricter model (they may
+ *     never become durable) would matter only to a writer that counts on a later directory
+ *     fsync to cover an operation whose own fsync failed; persist.c does not (a failed step
+ *     fails its checkpoint, and the next one makes a new rename with its own directory fsync);
+ *   - file fsync/fdatasync: -1 and the durable length stays; it is also capped there for the
+ *     rest of the file's life (pcut_file.capped): Linux marks the pages of a failed writeback
+ *     clean, and they may never reach the disk even when a later flush returns 0. So a crash may
+ *     cut that file anywhere past the cap however often it was flushed since. Only a truncation
+ *     to at most the cap (O_TRUNC, ftruncate) lifts it: the dropped pages go with the bytes, and
+ *     what is written after is new and flushed as usual (without this, a temporary file whose
+ *     flush failed and whose unlink failed too would, reopened with O_TRUNC, stay empty after a
+ *     good flush: a state no kernel leaves).
+ *
  * Errors: setup failures abort (IB_CHECK): a test cannot run without its model. Thread safety:
- * every function may be called from any thread; the control functions (watch, hold, gate, freeze,
- * snapshot) are for the test's main thread. Never call an interposed function on a watched file
- * while holding the journal lock (the module does not). */
+ * every function may be called from any thread; the control functions (watch, hold, gate, fail,
+ * freeze, snapshot) are for the test's main thread. Never call an interposed function on a
+ * watched file while holding the journal lock (the module does not). */
 #ifndef IB_PCUT_FS_H
 #define IB_PCUT_FS_H
 
@@ -70,6 +94,8 @@ typedef struct pcut_file {
   uint64_t cur_dead;        /* its length when it lost its last name */
   uint64_t shadow_len;      /* bytes in its shadow copy (0: none) */
   uint32_t gen;             /* names the shadow copy */
+  int capped;               /* a flush of it failed: dur never passes cap again */
+  uint64_t cap;             /* its durable length when the first flush failed */
 } pcut_file;
 
 /* A copy of the journal at a crash point (taken while held or frozen). */
@@ -86,7 +112,7 @@ typedef struct pcut_snap {
 /* Maps the shared journal (once, before any store is opened). */
 void pcut_init(void);
 /* Starts journaling directory `dir` (an absolute path without symlinks, existing): its current
- * files count as durable. Resets events, holds and gates. */
+ * files count as durable. Resets events, holds, gates and failures (off). */
 void pcut_watch(const char *dir);
 /* Stops journaling and removes the shadow copies. */
 void pcut_unwatch(void);
@@ -123,6 +149,19 @@ void pcut_gate_arm(int slot, int kind, const char *name_sub, int when);
 /* Waits until a caller waits at the gate; false after bound_s. */
 bool pcut_gate_wait(int slot, int bound_s);
 void pcut_gate_open(int slot);
+
+/* From now on, each journaled call of a kind in `kinds` (a mask of PCUT_KIND(kind)) fails with
+ * errno `err` (e.g. EIO) with probability 1/one_in_n (1: every call; 0: none, failures off for
+ * those kinds), decided after any gate and hold, as the call would start. Other kinds keep their
+ * rate. See the top of this file for what a failed call leaves. */
+#define PCUT_KIND(k) (1u << (k))
+void pcut_fail_rate(uint32_t kinds, uint32_t one_in_n, int err);
+/* Holds (as pcut_hold_at) the caller of the event `ahead` events after the next failed call of
+ * a kind in `kinds` (0: the next event after it; kinds 0 disarms): a crash just after the disk
+ * failed, while the writer handles it. */
+void pcut_hold_after_failure(uint32_t kinds, int64_t ahead);
+/* Calls of `kind` made to fail since pcut_watch. */
+uint64_t pcut_failures_of(int kind);
 
 /* Copies the journal (held or frozen only). */
 void pcut_snapshot(pcut_snap *out);
