@@ -741,10 +741,11 @@ int rsrv_checkpoint(rsrv *s, persist_ckpt_info *info) {
 /* One healing attempt (dmu not held): a checkpoint, then the schedule and one log line. */
 static void heal_attempt(rsrv *s, const persist_health *h) {
   persist_ckpt_info ci;
+  double t0 = ib_now_s();
   int rc = rsrv_checkpoint(s, &ci);
   persist_health after;
   persist_health_get(s->per, &after);
-  double now = ib_now_s();
+  double now = ib_now_s(), took = now - t0;
   pthread_mutex_lock(&s->dmu);
   if (rc == IB_OK && !after.needs_checkpoint) {
     log_info("durability is back: checkpoint %llu is written and the write-ahead log is fresh, after %.1f s and "
@@ -755,15 +756,17 @@ static void heal_attempt(rsrv *s, const persist_health *h) {
     s->trouble_logged = 0;
     if (s->cfg.ckpt_period_s > 0) s->next_ckpt = now + s->cfg.ckpt_period_s;
   } else {
-    double wait = s->heal_backoff_s;
+    /* A large store's attempt rewrites it all: keep the failing disk's share of time bounded. */
+    double duty_floor = took * (1.0 / RSRV_HEAL_DUTY - 1.0);
+    double wait = IB_MIN(IB_MAX(s->heal_backoff_s, duty_floor), heal_cap_s(s));
     s->heal_at = now + wait;
     s->heal_backoff_s = IB_MIN(2 * wait, heal_cap_s(s));
     if (rc == IB_OK)
       log_warn("checkpoint to restore durability succeeded but the new log broke at once: %s; next attempt in "
                "%.0f s", after.cause, wait);
     else
-      log_warn("checkpoint to restore durability failed (attempt %llu): %s; inserts stay refused, next attempt in "
-               "%.0f s", (unsigned long long)after.failed_checkpoints, ib_errmsg(), wait);
+      log_warn("checkpoint to restore durability failed (attempt %llu, %.1f s): %s; inserts stay refused, next "
+               "attempt in %.0f s", (unsigned long long)after.failed_checkpoints, took, ib_errmsg(), wait);
   }
   pthread_mutex_unlock(&s->dmu);
 }

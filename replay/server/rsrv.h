@@ -82,13 +82,18 @@ int rsrv_checkpoint(rsrv *s, persist_ckpt_info *info);
 
 #define RSRV_HEAL_MIN_S 1.0  /* first retry of a checkpoint that would restore durability */
 #define RSRV_HEAL_MAX_S 30.0 /* the backoff doubles up to this */
+/* Healing checkpoints rewrite the whole store to the failing disk: after a failed one the wait is
+ * also at least (1 / RSRV_HEAL_DUTY - 1) times its duration (within the cap), so a large store
+ * spends at most about this share of the time writing checkpoints the disk refuses. */
+#define RSRV_HEAL_DUTY 0.1
 
 /* The shard's timed work; the controlling thread calls it every ~100 ms (ibrl-replay's main loop
  * does; an in-process server that never calls it neither checkpoints on its period nor heals).
  * Runs the periodic checkpoint when due (a failed one is retried at the period, logged each
  * time), and, while persistence says only a checkpoint can restore durability, a healing
  * checkpoint with backoff (RSRV_HEAL_MIN_S doubling to RSRV_HEAL_MAX_S, capped by the period,
- * reset on success), one log line per attempt, one when the trouble starts and one when
+ * at least 9 times the failed attempt's duration within that cap: RSRV_HEAL_DUTY; reset on
+ * success), one log line per attempt, one when the trouble starts and one when
  * durability is back. Never blocks longer than one checkpoint. */
 void rsrv_tick(rsrv *s);
 

@@ -9,7 +9,9 @@
  *     persist_barrier refuses it; a checkpoint on the bad disk fails and is counted; one on the
  *     good disk ends the trouble; a reopened store holds every row once.
  *   - rsrv: rsrv_tick, called by hand, tries a healing checkpoint at once, then waits its backoff
- *     (RSRV_HEAL_MIN_S), and heals once the disk is good; Info reports each state. */
+ *     (RSRV_HEAL_MIN_S), and heals once the disk is good; Info reports each state. On a disk
+ *     that takes 400 ms to fail a flush, the wait after a failed attempt is at least 9 times the
+ *     attempt (RSRV_HEAL_DUTY), within the cap that a checkpoint period sets. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,21 +27,22 @@
 #include "store/store_fixture.h"
 #include "th.h"
 
-static volatile int disk_bad; /* inherited by the forked checkpoint writer */
+static volatile int disk_bad;     /* inherited by the forked checkpoint writer */
+static volatile int disk_slow_ms; /* a bad disk takes this long to fail each flush */
+
+static int bad_flush(void) {
+  if (disk_slow_ms > 0) usleep((useconds_t)disk_slow_ms * 1000u);
+  errno = EIO;
+  return -1;
+}
 
 int fsync(int fd) {
-  if (disk_bad) {
-    errno = EIO;
-    return -1;
-  }
+  if (disk_bad) return bad_flush();
   return (int)syscall(SYS_fsync, fd);
 }
 
 int fdatasync(int fd) {
-  if (disk_bad) {
-    errno = EIO;
-    return -1;
-  }
+  if (disk_bad) return bad_flush();
   return (int)syscall(SYS_fdatasync, fd);
 }
 
@@ -185,9 +188,74 @@ static void test_rsrv_tick_heals(void) {
   rt_rmdir(dir);
 }
 
+/* One failed healing attempt on a slow bad disk; returns Info's durability_retry_in_s (-1 on
+ * error) and the attempt's duration in *took. */
+static double slow_attempt(double ckpt_period_s, double *took) {
+  char dir[256];
+  rt_tmpdir(dir, sizeof dir, "diskfull_slow");
+  rsrv_config cfg;
+  rsrv_config_default(&cfg);
+  cfg.obs_dim = 6;
+  cfg.act_dim = 4;
+  cfg.online_capacity = 1000;
+  cfg.demo_capacity = 10;
+  cfg.ckpt_dir = dir;
+  cfg.durability = PERSIST_WAL;
+  cfg.ckpt_period_s = ckpt_period_s;
+  rsrv *s = NULL;
+  double retry_in = -1;
+  *took = 0;
+  TH_CHECK_MSG(rsrv_start(&s, &cfg, 0) == IB_OK, "rsrv_start: %s", ib_errmsg());
+  if (s == NULL) {
+    rt_rmdir(dir);
+    return retry_in;
+  }
+  char target[64], details[512];
+  snprintf(target, sizeof target, "127.0.0.1:%d", rsrv_port(s));
+  rt_client c;
+  rt_client_open(&c, target, NULL);
+  rt_items it = {.actor = 2, .first_seq = 0, .n = 4, .obs_dim = 6, .act_dim = 4, .nan_at = -1, .proposer = 1};
+  disk_bad = 1;
+  grpc_status_code st = rt_insert(&c, "online", &it, NULL, details, sizeof details, 5000);
+  TH_CHECK_MSG(st == GRPC_STATUS_UNAVAILABLE, "Insert on a bad disk: %s %s", wire_status_name(st), details);
+  disk_slow_ms = 400;
+  double t0 = ib_now_s();
+  rsrv_tick(s); /* the first healing attempt, at once: it fails slowly */
+  *took = ib_now_s() - t0;
+  disk_slow_ms = 0;
+  disk_bad = 0;
+  ibrl_InfoReply *info = calloc(1, sizeof *info);
+  if (rt_info(&c, info, 3000) == GRPC_STATUS_OK && info->durability_broken && info->durability_retries == 1)
+    retry_in = info->durability_retry_in_s;
+  else
+    TH_CHECK_MSG(false, "after a slow failed attempt: broken %d retries %llu", info->durability_broken,
+                 (unsigned long long)info->durability_retries);
+  free(info);
+  rt_client_close(&c);
+  TH_CHECK_EQ_INT(rsrv_stop(s), IB_OK);
+  rt_rmdir(dir);
+  return retry_in;
+}
+
+static void test_rsrv_heal_duty(void) {
+  double took = 0;
+  double retry_in = slow_attempt(0, &took);
+  printf("  no period: the attempt took %.2f s, the next comes in %.2f s\n", took, retry_in);
+  TH_CHECK_MSG(took >= 0.4, "the slow disk's attempt took %.2f s", took);
+  /* RSRV_HEAL_MIN_S alone would say 1 s; 9 times an attempt of >= 0.4 s is >= 3.6 s. */
+  TH_CHECK_MSG(retry_in >= 0.9 * took * (1.0 / RSRV_HEAL_DUTY - 1.0) - 0.5 && retry_in <= RSRV_HEAL_MAX_S,
+               "after an attempt of %.2f s the next comes in %.2f s (want at least %.2f, within %.0f)", took,
+               retry_in, took * (1.0 / RSRV_HEAL_DUTY - 1.0), RSRV_HEAL_MAX_S);
+  retry_in = slow_attempt(2.0, &took);
+  printf("  a 2 s period: the attempt took %.2f s, the next comes in %.2f s\n", took, retry_in);
+  TH_CHECK_MSG(retry_in >= 0 && retry_in <= 2.0, "with a 2 s period the next attempt comes in %.2f s (cap 2 s)",
+               retry_in);
+}
+
 static const th_case cases[] = {
     {"persist: health, barrier, checkpoint ends the trouble", test_persist_health_and_barrier},
     {"rsrv_tick: heals at once, then with backoff", test_rsrv_tick_heals},
+    {"rsrv_tick: a slow failing attempt stretches the wait (RSRV_HEAL_DUTY)", test_rsrv_heal_duty},
     {NULL, NULL},
 };
 
