@@ -128,17 +128,22 @@ out:
   rt_rmdir(dir);
 }
 
+/* A small shard with the write-ahead log in `dir`. */
+static void wal_shard_config(rsrv_config *cfg, const char *dir) {
+  rsrv_config_default(cfg);
+  cfg->obs_dim = 6;
+  cfg->act_dim = 4;
+  cfg->online_capacity = 1000;
+  cfg->demo_capacity = 10;
+  cfg->ckpt_dir = dir;
+  cfg->durability = PERSIST_WAL;
+}
+
 static void test_rsrv_tick_heals(void) {
   char dir[256];
   rt_tmpdir(dir, sizeof dir, "diskfull_tick");
   rsrv_config cfg;
-  rsrv_config_default(&cfg);
-  cfg.obs_dim = 6;
-  cfg.act_dim = 4;
-  cfg.online_capacity = 1000;
-  cfg.demo_capacity = 10;
-  cfg.ckpt_dir = dir;
-  cfg.durability = PERSIST_WAL;
+  wal_shard_config(&cfg, dir);
   rsrv *s = NULL;
   TH_CHECK_MSG(rsrv_start(&s, &cfg, 0) == IB_OK, "rsrv_start: %s", ib_errmsg());
   if (s == NULL) {
@@ -194,13 +199,7 @@ static double slow_attempt(double ckpt_period_s, double *took) {
   char dir[256];
   rt_tmpdir(dir, sizeof dir, "diskfull_slow");
   rsrv_config cfg;
-  rsrv_config_default(&cfg);
-  cfg.obs_dim = 6;
-  cfg.act_dim = 4;
-  cfg.online_capacity = 1000;
-  cfg.demo_capacity = 10;
-  cfg.ckpt_dir = dir;
-  cfg.durability = PERSIST_WAL;
+  wal_shard_config(&cfg, dir);
   cfg.ckpt_period_s = ckpt_period_s;
   rsrv *s = NULL;
   double retry_in = -1;

@@ -1023,16 +1023,23 @@ static void *w_ckpt(void *arg) {
   return NULL;
 }
 
-static void test_random_under_load(void) {
-  enum { COPIES = 30 };
-  char dir[96];
-  tmpdir(dir, sizeof dir, "load");
+/* A fresh watched directory `dir` (96 bytes) with a slow disk and a store opened on it. */
+static store *load_open(char *dir, const char *tag, persist **p) {
+  tmpdir(dir, 96, tag);
   memset(&LG, 0, sizeof LG);
   pcut_watch(dir);
   pcut_jitter(2000);
   store *s = mk();
+  *p = NULL;
+  TH_CHECK_EQ_INT(persist_open(p, s, dir, PERSIST_WAL, NULL), IB_OK);
+  return s;
+}
+
+static void test_random_under_load(void) {
+  enum { COPIES = 30 };
+  char dir[96];
   persist *p = NULL;
-  TH_CHECK_EQ_INT(persist_open(&p, s, dir, PERSIST_WAL, NULL), IB_OK);
+  store *s = load_open(dir, "load", &p);
   worker w[NA + 1];
   pthread_t th[NA + 1];
   memset(w, 0, sizeof w);
@@ -1170,13 +1177,8 @@ static void test_random_eio(void) {
   const uint32_t dir_ops = PCUT_KIND(PCUT_CREATE) | PCUT_KIND(PCUT_RENAME) |
                            PCUT_KIND(PCUT_UNLINK) | PCUT_KIND(PCUT_DSYNC);
   char dir[96];
-  tmpdir(dir, sizeof dir, "eio");
-  memset(&LG, 0, sizeof LG);
-  pcut_watch(dir);
-  pcut_jitter(2000);
-  store *s = mk();
   persist *p = NULL;
-  TH_CHECK_EQ_INT(persist_open(&p, s, dir, PERSIST_WAL, NULL), IB_OK);
+  store *s = load_open(dir, "eio", &p);
   /* One directory operation or directory fsync in 8 fails, one file flush in 12: a checkpoint
    * (about ten such calls) fails more often than not, and every failed log flush refuses the
    * batches in flight until one succeeds. */
