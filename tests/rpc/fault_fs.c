@@ -14,8 +14,10 @@
  * on the line makes the faults start only once this process has written N bytes there (a disk
  * with N bytes free, which fills up in the middle of a file); with "sync" only
  * fsync and fdatasync do (the page cache takes the writes, the flush fails: a flaky disk, or
- * ENOSPC reported at writeback). ftruncate, unlink, reads and opens without O_CREAT pass through,
- * so a writer can still cut a partial record off. The control file is checked with access() on
+ * ENOSPC reported at writeback); "only S" limits the faults to files whose name (the last path
+ * component) contains S, e.g. "EIO sync only store.ckpt" fails the checkpoint's flush and no
+ * log's (a disk with room for the log but not for the checkpoint). ftruncate, unlink, reads and
+ * opens without O_CREAT pass through, so a writer can still cut a partial record off. The control file is checked with access() on
  * each such call, so a test flips the disk by creating or removing it, without signalling the
  * process. Descriptors are matched by remembering which open() returned them (a table indexed by
  * fd, so a forked child, which copies it, keeps matching). Everything else passes straight to the
@@ -61,7 +63,10 @@ static struct {
   ssize_t (*read_)(int, void *, size_t);
 } g;
 
+#define NAME_KEEP 32 /* bytes of a tracked fd's file name kept for "only S" */
+
 static unsigned char tracked[FD_MAX];    /* 1: the fd is a file of the faulty directory */
+static char fd_name[FD_MAX][NAME_KEEP];  /* its name (last path component), cut to fit */
 static unsigned char short_done[FD_MAX]; /* 1: its last write() was cut short by the full disk */
 static unsigned long long written_total; /* bytes this process wrote to the directory's files */
 
@@ -94,11 +99,16 @@ static int under_dir(const char *path) {
   return strncmp(path, g.dir, g.dir_len) == 0 && (path[g.dir_len] == '/' || path[g.dir_len] == '\0');
 }
 
+static const char *base_name(const char *path) {
+  const char *b = path ? strrchr(path, '/') : NULL;
+  return b ? b + 1 : (path ? path : "");
+}
+
 /* The errno to fail with when faults are on for this kind of call (sync: 1 for fsync and
- * fdatasync), else 0. */
-static int fault_errno(int sync) {
+ * fdatasync) on the file named `name` (its last path component), else 0. */
+static int fault_errno(int sync, const char *name) {
   if (g.dir_len == 0 || access(g.ctl, F_OK) != 0) return 0;
-  char buf[64] = "";
+  char buf[160] = "";
   int fd = g.open_(g.ctl, O_RDONLY | O_CLOEXEC);
   if (fd >= 0) {
     ssize_t k = g.read_(fd, buf, sizeof buf - 1);
@@ -106,6 +116,13 @@ static int fault_errno(int sync) {
     g.close_(fd);
   }
   if (strstr(buf, "sync") != NULL && !sync) return 0;
+  const char *only = strstr(buf, "only ");
+  if (only != NULL) {
+    char want[NAME_KEEP] = "";
+    size_t w = 0;
+    for (only += 5; *only && *only != ' ' && *only != '\n' && w + 1 < sizeof want; only++) want[w++] = *only;
+    if (w > 0 && strstr(name, want) == NULL) return 0;
+  }
   const char *after = strstr(buf, "after ");
   if (after != NULL && __atomic_load_n(&written_total, __ATOMIC_RELAXED) < strtoull(after + 6, NULL, 10))
     return 0; /* a disk with that many bytes free: it fills up mid-file */
@@ -115,14 +132,16 @@ static int fault_errno(int sync) {
 static int fd_tracked(int fd) { return fd >= 0 && fd < FD_MAX && tracked[fd]; }
 
 static void fd_note(int fd, const char *path) {
-  if (fd >= 0 && fd < FD_MAX) tracked[fd] = (unsigned char)under_dir(path), short_done[fd] = 0;
+  if (fd < 0 || fd >= FD_MAX) return;
+  tracked[fd] = (unsigned char)under_dir(path), short_done[fd] = 0;
+  if (tracked[fd]) snprintf(fd_name[fd], NAME_KEEP, "%s", base_name(path));
 }
 
 /* open/open64/openat/openat64 share this: `at` and `is64` pick the next definition to call. */
 static int do_open(int dirfd, const char *path, int flags, mode_t mode, int at, int is64) {
   init();
   if ((flags & O_CREAT) && under_dir(path)) {
-    int e = fault_errno(0);
+    int e = fault_errno(0, base_name(path));
     if (e) {
       errno = e;
       return -1;
@@ -185,7 +204,7 @@ int close(int fd) {
  * fail now, else 0. */
 static int fd_fails(int fd, int sync) {
   init();
-  int e = fd_tracked(fd) ? fault_errno(sync) : 0;
+  int e = fd_tracked(fd) ? fault_errno(sync, fd_name[fd]) : 0;
   if (e) errno = e;
   return e != 0;
 }
@@ -199,7 +218,7 @@ static ssize_t counted(int fd, ssize_t k) {
 ssize_t write(int fd, const void *buf, size_t n) {
   init();
   if (fd_tracked(fd)) {
-    int e = fault_errno(0);
+    int e = fault_errno(0, fd_name[fd]);
     if (e == ENOSPC && n > 1 && !short_done[fd]) {
       /* A full disk takes what fits and then refuses: half the bytes land (the file position
        * moves with them), and the write of the rest fails. */
@@ -233,7 +252,9 @@ int fdatasync(int fd) { return fd_fails(fd, 1) ? -1 : g.fdatasync_(fd); }
 int rename(const char *from, const char *to) {
   init();
   if (under_dir(from) || under_dir(to)) {
-    int e = fault_errno(0);
+    /* "only S" matches either name: a rename onto or away from such a file fails. */
+    int e = fault_errno(0, base_name(from));
+    if (!e) e = fault_errno(0, base_name(to));
     if (e) {
       errno = e;
       return -1;

@@ -499,6 +499,44 @@ static void test_ckpt_mode_period_retries(void) {
   rt_rmdir(f.dir);
 }
 
+/* The shim's "only S": a disk with room for the log but not for the checkpoint. The checkpoint's
+ * flush fails while inserts are acknowledged (their log's flushes pass); with "only store.wal"
+ * the other way round. What the heal floor's run at scale relies on (replay-soak.md). */
+static void test_only_checkpoint_fails(void) {
+  faulty f = {0};
+  if (faulty_open(&f, "diskfull_only") != 0) return;
+  rc_client *c = rt_rc_open(f.s.target, NULL, 1);
+  rc_writer *w = NULL;
+  rc_batch b;
+  rc_batch_init(&b, BATCH, OD, AD);
+  if (c == NULL || rc_writer_open(&w, c, "online", 3, 0, 0) != IB_OK) {
+    TH_CHECK_MSG(0, "client or writer: %s", ib_errmsg());
+    goto out;
+  }
+  disk_set(&f, "EIO sync only store.ckpt");
+  TH_CHECK_EQ_INT(write_ok(w, &b, 2), 0);
+  rc_checkpoint_info ci;
+  int rc = rc_checkpoint(c, 0, &ci);
+  char msg[1024];
+  snprintf(msg, sizeof msg, "%s", ib_errmsg());
+  TH_CHECK_MSG(rc != IB_OK, "a checkpoint while its file's flush fails succeeded");
+  if (rc != IB_OK) check_has("the checkpoint's error", msg, "store.ckpt");
+  TH_CHECK_EQ_INT(write_ok(w, &b, 1), 0); /* the log is still good */
+  disk_set(&f, "EIO sync only store.wal");
+  fill(&b, 3 * BATCH, BATCH);
+  TH_CHECK(rc_writer_write(w, &b) == IB_OK);
+  rc = rc_writer_flush(w, 1500);
+  TH_CHECK_MSG(rc != IB_OK, "a flush while the log's fsync fails was acknowledged");
+  disk_set(&f, NULL);
+out:
+  rc_writer_close(w);
+  rc_client_close(c);
+  rc_batch_free(&b);
+  rt_shard_stop_ok(&f.s);
+  unlink(f.ctl);
+  rt_rmdir(f.dir);
+}
+
 /* `ibrl-replayctl export` onto a disk that fills up in the middle of the file: exit 2 (a local
  * file that cannot be written) with the cause, and no file left. HDF5 cannot flush the file's metadata on close either and keeps it
  * open; its clean-up at exit then crashed on it (SIGSEGV, exit 139) until the CLI turned that
@@ -569,6 +607,7 @@ static const th_case cases[] = {
     {"a failing flush breaks the log; the shard heals by itself", test_sync_fails_then_heals},
     {"a full disk refuses writes; inserts resume with space", test_full_disk_refuses_writes},
     {"checkpoint-only: a failing periodic checkpoint retries at its period", test_ckpt_mode_period_retries},
+    {"the shim fails only the checkpoint's file, or only the log's (\"only S\")", test_only_checkpoint_fails},
     {"export onto a disk that fills up mid-file: exit 2 with the cause, no file left", test_export_disk_fills},
     {NULL, NULL},
 };
