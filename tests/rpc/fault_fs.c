@@ -17,11 +17,12 @@
  * ENOSPC reported at writeback); "only S" limits the faults to files whose name (the last path
  * component) contains S, e.g. "EIO sync only store.ckpt" fails the checkpoint's flush and no
  * log's (a disk with room for the log but not for the checkpoint). ftruncate, unlink, reads and
- * opens without O_CREAT pass through, so a writer can still cut a partial record off. The control file is checked with access() on
- * each such call, so a test flips the disk by creating or removing it, without signalling the
- * process. Descriptors are matched by remembering which open() returned them (a table indexed by
- * fd, so a forked child, which copies it, keeps matching). Everything else passes straight to the
- * next definition (libc, or a sanitizer's interceptor).
+ * opens without O_CREAT pass through, so a writer can still cut a partial record off. The
+ * control file is checked with access() on each such call, so a test flips the disk by creating
+ * or removing it, without signalling the process. Descriptors are matched by remembering which
+ * open() returned them (a table indexed by fd, so a forked child, which copies it, keeps
+ * matching). Everything else passes straight to the next definition (libc, or a sanitizer's
+ * interceptor).
  *
  * Under ASan: the shim is built without instrumentation (it only forwards calls); an ASan binary
  * refuses a preloaded library ahead of its runtime unless ASAN_OPTIONS has
