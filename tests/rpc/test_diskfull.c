@@ -101,6 +101,18 @@ static void disk_set(const faulty *f, const char *how) {
   fclose(fp);
 }
 
+/* A client (the rt_rc_open number `n`) and an in-order writer for `actor` on f's online table;
+ * -1 (and a failed check) if either cannot be opened. */
+static int writer_open(const faulty *f, int n, uint32_t actor, rc_client **c, rc_writer **w) {
+  *w = NULL;
+  *c = rt_rc_open(f->s.target, NULL, n);
+  if (*c == NULL || rc_writer_open(w, *c, "online", actor, 0, 0) != IB_OK) {
+    TH_CHECK_MSG(0, "client or writer: %s", ib_errmsg());
+    return -1;
+  }
+  return 0;
+}
+
 static void fill(rc_batch *b, uint64_t k0, int n) {
   b->n = n;
   for (int r = 0; r < n; r++) {
@@ -267,15 +279,12 @@ static void test_sync_fails_then_heals(void) {
   faulty f = {0};
   if (faulty_open(&f, "diskfull_sync") != 0) return;
   const uint32_t actor = 7;
-  rc_client *c = rt_rc_open(f.s.target, NULL, 1);
+  rc_client *c = NULL;
   rc_writer *w = NULL;
   rc_batch b, sb;
   rc_batch_init(&b, BATCH, OD, AD);
   rc_batch_init(&sb, 64, OD, AD);
-  if (c == NULL || rc_writer_open(&w, c, "online", actor, 0, 0) != IB_OK) {
-    TH_CHECK_MSG(0, "client or writer: %s", ib_errmsg());
-    goto out;
-  }
+  if (writer_open(&f, 1, actor, &c, &w) != 0) goto out;
   write_ok(w, &b, 4);
 
   /* The disk goes bad: the next batch's flush fails and breaks the log. */
@@ -396,15 +405,12 @@ static void test_full_disk_refuses_writes(void) {
   faulty f = {0};
   if (faulty_open(&f, "diskfull_all") != 0) return;
   const uint32_t actor = 3;
-  rc_client *c = rt_rc_open(f.s.target, NULL, 2);
+  rc_client *c = NULL;
   rc_writer *w = NULL;
   rc_batch b, sb;
   rc_batch_init(&b, BATCH, OD, AD);
   rc_batch_init(&sb, 16, OD, AD);
-  if (c == NULL || rc_writer_open(&w, c, "online", actor, 0, 0) != IB_OK) {
-    TH_CHECK_MSG(0, "client or writer: %s", ib_errmsg());
-    goto out;
-  }
+  if (writer_open(&f, 2, actor, &c, &w) != 0) goto out;
   write_ok(w, &b, 2);
   disk_set(&f, "all ENOSPC");
   fill(&b, 2 * BATCH, BATCH);
@@ -505,14 +511,11 @@ static void test_ckpt_mode_period_retries(void) {
 static void test_only_checkpoint_fails(void) {
   faulty f = {0};
   if (faulty_open(&f, "diskfull_only") != 0) return;
-  rc_client *c = rt_rc_open(f.s.target, NULL, 1);
+  rc_client *c = NULL;
   rc_writer *w = NULL;
   rc_batch b;
   rc_batch_init(&b, BATCH, OD, AD);
-  if (c == NULL || rc_writer_open(&w, c, "online", 3, 0, 0) != IB_OK) {
-    TH_CHECK_MSG(0, "client or writer: %s", ib_errmsg());
-    goto out;
-  }
+  if (writer_open(&f, 1, 3, &c, &w) != 0) goto out;
   disk_set(&f, "EIO sync only store.ckpt");
   TH_CHECK_EQ_INT(write_ok(w, &b, 2), 0);
   rc_checkpoint_info ci;
@@ -557,14 +560,11 @@ static void test_export_disk_fills(void) {
   rt_tmpdir(out_dir, sizeof out_dir, "diskfull_export");
   snprintf(ctl, sizeof ctl, "%s.fault", out_dir);
   snprintf(file, sizeof file, "%s/rows.hdf5", out_dir);
-  rc_client *c = rt_rc_open(f.s.target, NULL, 4);
+  rc_client *c = NULL;
   rc_writer *w = NULL;
   rc_batch b;
   rc_batch_init(&b, BATCH, OD, AD);
-  if (c == NULL || rc_writer_open(&w, c, "online", 5, 0, 0) != IB_OK) {
-    TH_CHECK_MSG(0, "client or writer: %s", ib_errmsg());
-    goto out;
-  }
+  if (writer_open(&f, 4, 5, &c, &w) != 0) goto out;
   for (int i = 0; i < 40; i++) { /* 640 rows in episodes of 16 */
     fill(&b, (uint64_t)i * BATCH, BATCH);
     b.episode_end[BATCH - 1] = 1;

@@ -985,6 +985,20 @@ typedef struct worker {
   uint64_t rows;         /* w_insert_eio: seqs [0, rows) to send */
 } worker;
 
+/* Starts NA inserters (actors 1..NA, `ins`) and one checkpointer (`ck`, last) on s and p. */
+static void workers_start(worker *w, pthread_t *th, store *s, persist *p, const uint64_t *grant,
+                          uint64_t rows, const char *dir, void *(*ins)(void *), void *(*ck)(void *)) {
+  for (int i = 0; i <= NA; i++) {
+    w[i].grant = grant;
+    w[i].rows = rows;
+    w[i].s = s;
+    w[i].p = p;
+    w[i].actor = (uint32_t)(i + 1);
+    snprintf(w[i].planted, sizeof w[i].planted, "%s/store.ckpt.tmp", dir);
+    IB_CHECK(pthread_create(&th[i], NULL, i < NA ? ins : ck, &w[i]) == 0);
+  }
+}
+
 static void *w_insert(void *arg) {
   worker *w = arg;
   for (uint64_t q = 0; q + 4 <= CAP / 4 && !__atomic_load_n(&w->stop, __ATOMIC_RELAXED); q += 4) {
@@ -1047,14 +1061,7 @@ static void test_random_under_load(void) {
    * near the last crashes. */
   const uint64_t slice = ((CAP / 4 + COPIES - 1) / COPIES + 3) / 4 * 4;
   uint64_t grant = 2 * slice;
-  for (int i = 0; i <= NA; i++) {
-    w[i].grant = &grant;
-    w[i].s = s;
-    w[i].p = p;
-    w[i].actor = (uint32_t)(i + 1);
-    snprintf(w[i].planted, sizeof w[i].planted, "%s/store.ckpt.tmp", dir);
-    IB_CHECK(pthread_create(&th[i], NULL, i < NA ? w_insert : w_ckpt, &w[i]) == 0);
-  }
+  workers_start(w, th, s, p, &grant, 0, dir, w_insert, w_ckpt);
   rng r;
   rng_seed(&r, 47, "test", 0, "power-load");
   tally t;
@@ -1189,14 +1196,7 @@ static void test_random_eio(void) {
   memset(w, 0, sizeof w);
   const uint64_t slice = ((ROWS + COPIES - 1) / COPIES + 3) / 4 * 4;
   uint64_t grant = 2 * slice;
-  for (int i = 0; i <= NA; i++) {
-    w[i].grant = &grant;
-    w[i].rows = ROWS;
-    w[i].s = s;
-    w[i].p = p;
-    w[i].actor = (uint32_t)(i + 1);
-    IB_CHECK(pthread_create(&th[i], NULL, i < NA ? w_insert_eio : w_ckpt_eio, &w[i]) == 0);
-  }
+  workers_start(w, th, s, p, &grant, ROWS, dir, w_insert_eio, w_ckpt_eio);
   rng r;
   rng_seed(&r, 53, "test", 0, "power-eio");
   tally t;
