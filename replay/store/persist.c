@@ -16,8 +16,10 @@
  * fork()s. No disk flush happens under the locks, and the cut does not wait for one that is
  * running: a flush of the old log takes as long as the disk wants, and every insert and sample of
  * the shard would wait for it. The child process owns a copy-on-write image of the store at the
- * cut and writes the file with plain write() calls from a buffer allocated before the fork (no
- * malloc, no locks, no stdio in the child), then reports through a pipe and _exit()s. The parent
+ * cut, reserves the file's whole size (statfs, then fallocate: a disk without room fails the
+ * checkpoint before any byte is written) and writes the file with plain write() calls from a
+ * buffer allocated before the fork (no malloc, no locks, no stdio in the child), then reports
+ * through a pipe and _exit()s. The parent
  * releases the locks at once, so inserts and samples continue while the child writes; only pages
  * the parent modifies meanwhile are copied by the kernel. If fork() fails (e.g. strict
  * overcommit), the same writer runs in the calling thread with the locks held, as Reverb does.
@@ -104,6 +106,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -210,6 +213,25 @@ static int fsync_dir(const char *dir) {
   return rc == 0 ? IB_OK : io_fail("fsync directory", dir);
 }
 
+/* n bytes for a message: "N bytes" below 1 MB, else "X.Y MB". */
+static const char *fmt_size(char *out, size_t cap, uint64_t n) {
+  if (n < 1000000)
+    snprintf(out, cap, "%llu bytes", (unsigned long long)n);
+  else
+    snprintf(out, cap, "%.1f MB", (double)n / 1e6);
+  return out;
+}
+
+/* Bytes this process may still allocate in dir's file system (root may use the blocks reserved
+ * for it), or -1 (errno set). statfs, not statvfs, which may read /proc/mounts through stdio:
+ * the forked checkpoint writer calls this, and may not allocate. */
+static int64_t dir_free_bytes(const char *dir) {
+  struct statfs v;
+  if (statfs(dir, &v) != 0) return -1;
+  uint64_t blocks = geteuid() == 0 ? (uint64_t)v.f_bfree : (uint64_t)v.f_bavail;
+  return (int64_t)(blocks * (uint64_t)(v.f_frsize ? v.f_frsize : v.f_bsize));
+}
+
 /* Item bytes in a log record for table tb. */
 static size_t item_bytes(const store_spec *sp) {
   return (size_t)(2 * sp->obs_dim + sp->act_dim + 2) * sizeof(float) + 4 + 4 + 8 + 8 + 8;
@@ -217,7 +239,7 @@ static size_t item_bytes(const store_spec *sp) {
 
 /* A buffered writer on a file descriptor that keeps a running CRC. It only uses write(), memcpy
  * and ib_crc32 on a buffer allocated beforehand, so it is safe in a forked child of a
- * multithreaded process. `err` keeps the first errno. */
+ * multithreaded process. `err` keeps the first errno. With fd -1 it only counts the bytes. */
 typedef struct wr {
   int fd;
   uint8_t *buf;
@@ -234,6 +256,10 @@ static void wr_flush(wr *w) {
 
 static void wr_put(wr *w, const void *p, size_t n) {
   if (w->err || n == 0) return;
+  if (w->fd < 0) { /* a counting writer: only the size (ckpt_image_bytes) */
+    w->bytes += n;
+    return;
+  }
   w->crc = ib_crc32(w->crc, p, n);
   w->bytes += n;
   if (n >= WBUF_BYTES) { /* large arrays go straight to the file */
@@ -361,10 +387,10 @@ static void actor_read(rd *r, store__actor *a, uint32_t version) {
 /* ---- checkpoint: write ---- */
 
 /* Where a checkpoint write failed, for the message. */
-enum { CK_OK = 0, CK_CREATE, CK_WRITE, CK_FSYNC, CK_CLOSE, CK_RENAME, CK_DIRSYNC };
+enum { CK_OK = 0, CK_CREATE, CK_RESERVE, CK_WRITE, CK_FSYNC, CK_CLOSE, CK_RENAME, CK_DIRSYNC };
 static const char *ck_step_name(int step) {
-  static const char *names[] = {
-      "ok", "create", "write", "fsync", "close", "rename", "fsync directory of"};
+  static const char *names[] = {"ok",    "create", "reserve space for", "write", "fsync",
+                                "close", "rename", "fsync directory of"};
   return step >= 0 && step < (int)IB_ARRAY_LEN(names) ? names[step] : "write";
 }
 
@@ -372,43 +398,89 @@ static const char *ck_step_name(int step) {
 typedef struct ck_result {
   int step;       /* CK_OK or the failing step */
   int err;        /* errno of the failure */
-  uint64_t bytes; /* file size written */
+  uint64_t bytes; /* file size written (CK_RESERVE: the size it could not reserve) */
 } ck_result;
+
+/* Emits checkpoint `epoch` of the store through w, up to and with the footer (w->fd -1: counts
+ * its bytes). `samples` are the tables' total_samples at the cut. */
+static void ckpt_emit(wr *w, const store *s, uint64_t epoch, const uint64_t *samples) {
+  wr_put(w, CKPT_MAGIC, 8);
+  wr_u32(w, FMT_VERSION);
+  wr_u32(w, ENDIAN_WORD);
+  wr_u32(w, (uint32_t)s->ntables);
+  wr_u32(w, 0);
+  wr_u64(w, epoch);
+  for (int t = 0; t < s->ntables; t++) thdr_write(w, &s->tables[t], samples[t]);
+  for (int t = 0; t < s->ntables; t++) {
+    const store__table *tb = &s->tables[t];
+    for (uint32_t i = 0; i < tb->actor_cap; i++)
+      if (tb->actors[i].used) actor_write(w, &tb->actors[i]);
+    wr_put(w, tb->rec, (size_t)tb->size * tb->stride * sizeof(float));
+    wr_put(w, tb->proposer, (size_t)tb->size);
+    wr_put(w, tb->flags, (size_t)tb->size);
+    wr_put(w, tb->actor_id, (size_t)tb->size * sizeof(uint32_t));
+    wr_put(w, tb->seq, (size_t)tb->size * sizeof(uint64_t));
+    wr_put(w, tb->wv, (size_t)tb->size * sizeof(uint64_t));
+  }
+  uint32_t crc = w->crc;
+  wr_u32(w, crc);
+  wr_put(w, CKPT_END, 8);
+}
+
+/* The size in bytes of the checkpoint of the store as it is (the caller holds the tables) or, with
+ * `full`, of the same store with every table at capacity and every actor slot in use: the most
+ * a checkpoint of it can take. */
+static uint64_t ckpt_image_bytes(const store *s, bool full) {
+  uint64_t samples[STORE_MAX_TABLES] = {0};
+  wr w = {-1, NULL, 0, 0, 0, 0};
+  ckpt_emit(&w, s, 0, samples);
+  if (full)
+    for (int t = 0; t < s->ntables; t++) {
+      const store__table *tb = &s->tables[t];
+      wr a = {-1, NULL, 0, 0, 0, 0};
+      store__actor one = {0};
+      actor_write(&a, &one);
+      uint64_t row = (uint64_t)tb->stride * sizeof(float) + 1 + 1 + 4 + 8 + 8;
+      w.bytes += (tb->spec.capacity - tb->size) * row;
+      w.bytes += (uint64_t)(IB_MAX(tb->max_actors, tb->nactors) - tb->nactors) * a.bytes;
+    }
+  return w.bytes;
+}
 
 /* Writes checkpoint `epoch` of the store (all table locks held by the caller, or a forked image)
  * to p->ckpt_tmp, fsyncs it, renames it onto p->ckpt_path and fsyncs the directory. Uses no
- * malloc, no locks and no stdio. `samples` are the tables' total_samples at the cut. */
+ * malloc, no locks and no stdio. `samples` are the tables' total_samples at the cut.
+ *
+ * It first reserves the file's whole size. On a disk without room that fails at once with nothing
+ * written: a doomed checkpoint neither spends seconds writing nor takes the last free blocks from
+ * the log's appends while it runs. The free space is asked first (statfs), because fallocate
+ * itself may take blocks until the disk is full before it fails (tmpfs does, and gives them back
+ * only then), which a concurrent log append would see as a full disk; fallocate then catches a
+ * race with other writers. A file system without fallocate is written as before. */
 static ck_result ckpt_write_image(persist *p, uint64_t epoch, const uint64_t *samples) {
   ck_result res = {CK_OK, 0, 0};
   store *s = p->s;
   int fd = open(p->ckpt_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return (ck_result){CK_CREATE, errno, 0};
-  wr w = {fd, p->wbuf, 0, 0, 0, 0};
-  wr_put(&w, CKPT_MAGIC, 8);
-  wr_u32(&w, FMT_VERSION);
-  wr_u32(&w, ENDIAN_WORD);
-  wr_u32(&w, (uint32_t)s->ntables);
-  wr_u32(&w, 0);
-  wr_u64(&w, epoch);
-  for (int t = 0; t < s->ntables; t++) thdr_write(&w, &s->tables[t], samples[t]);
-  for (int t = 0; t < s->ntables; t++) {
-    const store__table *tb = &s->tables[t];
-    for (uint32_t i = 0; i < tb->actor_cap; i++)
-      if (tb->actors[i].used) actor_write(&w, &tb->actors[i]);
-    wr_put(&w, tb->rec, (size_t)tb->size * tb->stride * sizeof(float));
-    wr_put(&w, tb->proposer, (size_t)tb->size);
-    wr_put(&w, tb->flags, (size_t)tb->size);
-    wr_put(&w, tb->actor_id, (size_t)tb->size * sizeof(uint32_t));
-    wr_put(&w, tb->seq, (size_t)tb->size * sizeof(uint64_t));
-    wr_put(&w, tb->wv, (size_t)tb->size * sizeof(uint64_t));
+  uint64_t need = ckpt_image_bytes(s, false);
+  int64_t room = dir_free_bytes(p->dir);
+  int no_room = room >= 0 && (uint64_t)room < need ? ENOSPC : 0;
+  if (!no_room && fallocate(fd, 0, 0, (off_t)need) != 0 && (errno == ENOSPC || errno == EDQUOT))
+    no_room = errno;
+  if (no_room) {
+    res = (ck_result){CK_RESERVE, no_room, need};
+    close(fd);
+    unlink(p->ckpt_tmp);
+    return res;
   }
-  uint32_t crc = w.crc;
-  wr_u32(&w, crc);
-  wr_put(&w, CKPT_END, 8);
+  wr w = {fd, p->wbuf, 0, 0, 0, 0};
+  ckpt_emit(&w, s, epoch, samples);
   wr_flush(&w);
   res.bytes = w.bytes;
   if (w.err)
     res = (ck_result){CK_WRITE, w.err, 0};
+  else if (w.bytes != need && ftruncate(fd, (off_t)w.bytes) != 0) /* never: the same walk */
+    res = (ck_result){CK_WRITE, errno, 0};
   else if (fsync(fd) != 0)
     res = (ck_result){CK_FSYNC, errno, 0};
   if (close(fd) != 0 && res.step == CK_OK) res = (ck_result){CK_CLOSE, errno, 0};
@@ -1341,6 +1413,29 @@ static void recovery_ckpt(persist *p, persist_restore_info *ri) {
 
 /* ---- public ---- */
 
+uint64_t persist_ckpt_bytes(store *s, bool at_capacity) {
+  IB_CHECK(s != NULL);
+  store__lock_all(s);
+  uint64_t n = ckpt_image_bytes(s, at_capacity);
+  store__unlock_all(s);
+  return n;
+}
+
+/* Warns when the directory's free space cannot hold the largest checkpoint this store can make
+ * (each one is written next to the last before it replaces it). Only a warning: a disk may grow,
+ * and a store that never fills needs less. */
+static void space_check(const persist *p) {
+  uint64_t full = persist_ckpt_bytes(p->s, true);
+  int64_t freeb = dir_free_bytes(p->dir);
+  char have[32], need[32];
+  if (freeb >= 0 && (uint64_t)freeb < full)
+    log_warn("persist: '%s' has %s free, but a checkpoint of this store at capacity takes %s "
+             "(HINT: give the shard a larger disk or smaller tables, or checkpoints will fail "
+             "with 'No space left on device' once the tables fill)",
+             p->dir, fmt_size(have, sizeof have, (uint64_t)freeb),
+             fmt_size(need, sizeof need, full));
+}
+
 int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
                  persist_restore_info *info) {
   IB_CHECK(out != NULL && s != NULL && dir != NULL);
@@ -1459,6 +1554,7 @@ int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
     return rc;
   }
   if (mode == PERSIST_WAL) store_log_hook_set(s, wal_append, wal_sync, p);
+  space_check(p);
   if (mode == PERSIST_WAL && (content > 0 || ri.wal_dropped_logs > 0)) recovery_ckpt(p, &ri);
   if (info) *info = ri;
   *out = p;
@@ -1669,7 +1765,21 @@ int persist_checkpoint(persist *p, persist_ckpt_info *info) {
     huge_s = (double)p->huge_ns * 1e-9;
   }
   if (p->mode == PERSIST_WAL) wal_ckpt_done(p, res.step == CK_OK, cut_at);
-  if (res.step != CK_OK) {
+  if (res.step == CK_RESERVE) {
+    char need[32], have[64];
+    fmt_size(need, sizeof need, res.bytes);
+    int64_t freeb = dir_free_bytes(p->dir);
+    if (freeb >= 0)
+      fmt_size(have, sizeof have, (uint64_t)freeb);
+    else
+      snprintf(have, sizeof have, "unknown (%s)", strerror(errno));
+    rc = ib_fail(IB_EIO,
+                 "checkpoint: reserving %s for '%s' failed: %s; free in '%s': %s (HINT: the "
+                 "directory needs room for a new checkpoint next to the last one and the logs "
+                 "since it; free space, or give the shard a larger disk. Nothing was written; "
+                 "the previous checkpoint and the logs since it are still valid)",
+                 need, p->ckpt_tmp, strerror(res.err), p->dir, have);
+  } else if (res.step != CK_OK) {
     const char *path = res.step == CK_RENAME    ? p->ckpt_path
                        : res.step == CK_DIRSYNC ? p->dir
                                                 : p->ckpt_tmp;

@@ -145,8 +145,11 @@ int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
  * record arenas back the huge pages that the inserts meanwhile split (store.h), outside the cut,
  * unless mending would take more than a tenth of the time (persist.c says how).
  * info->huge_seconds is 0 when it was skipped.
- * Errors: IB_EIO naming the file and the failing operation; the previous checkpoint and the logs
- * since it stay valid, so nothing is lost. `info` may be NULL. */
+ * The writer first reserves the file's whole size (persist_ckpt_bytes): on a disk without room
+ * the checkpoint fails before it writes anything.
+ * Errors: IB_EIO naming the file and the failing operation (for a disk without room: the size
+ * needed and the free space); the previous checkpoint and the logs since it stay valid, so
+ * nothing is lost. `info` may be NULL. */
 int persist_checkpoint(persist *p, persist_ckpt_info *info);
 
 /* ---- health (what a failing disk did, for the server's Info, its messages and its healing) ----
@@ -188,6 +191,13 @@ int persist_barrier(persist *p);
 /* Detaches from the store (removes the log hook), closes the files, frees p. Does not write a
  * checkpoint. Accepts NULL. */
 void persist_close(persist *p);
+
+/* The size in bytes of a checkpoint of s as it is now or, with at_capacity, the most one can take
+ * (every table full, every actor slot of store_config.max_actors in use). Each checkpoint reserves
+ * its whole size before it writes (fallocate), so on a disk without room it fails at once, naming
+ * the size and the free space, with nothing written; persist_open warns when the directory's free
+ * space is below the at_capacity size. Thread-safe (holds the store's tables briefly). */
+uint64_t persist_ckpt_bytes(store *s, bool at_capacity);
 
 /* Reads and checks (magic, version, CRC) the checkpoint in `dir` without a store.
  * Errors: IB_ENOTFOUND (no checkpoint), IB_EIO, IB_EPROTO, IB_ECHECKSUM. */

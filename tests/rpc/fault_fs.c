@@ -7,7 +7,7 @@
  *                 by path prefix: give it as the process names it, absolute in the tests);
  *   IB_FAULT_CTL  a control file, outside that directory. While it exists, faults are on.
  * Its first line picks the fault: an errno name, ENOSPC (the default: a full disk) or EIO (a bad
- * one), and a scope, "all" (the default) or "sync". With "all", write/pwrite, fsync/fdatasync,
+ * one), and a scope, "all" (the default), "sync" or "reserve". With "all", write/pwrite, fsync/fdatasync,
  * rename and open with O_CREAT fail with that errno on the directory's files (with ENOSPC a
  * write() first takes half its bytes and returns that short count, and the write of the rest
  * fails, as a file system that fills up mid-write does: the file position has moved); "after N"
@@ -16,7 +16,10 @@
  * fsync and fdatasync do (the page cache takes the writes, the flush fails: a flaky disk, or
  * ENOSPC reported at writeback); "only S" limits the faults to files whose name (the last path
  * component) contains S, e.g. "EIO sync only store.ckpt" fails the checkpoint's flush and no
- * log's (a disk with room for the log but not for the checkpoint). ftruncate, unlink, reads and
+ * log's (a disk with room for the log but not for the checkpoint). fallocate fails as a write
+ * does ("all"), and with "after N" when the reservation would pass N bytes: a full disk refuses a
+ * reservation larger than its room whole; with the scope "reserve" only fallocate fails (a disk
+ * with room for small files but not for the checkpoint). ftruncate, unlink, reads and
  * opens without O_CREAT pass through, so a writer can still cut a partial record off. The
  * control file is checked with access() on each such call, so a test flips the disk by creating
  * or removing it, without signalling the process. Descriptors are matched by remembering which
@@ -61,6 +64,7 @@ static struct {
   pwrite_fn pwrite_, pwrite64_;
   fd_fn fsync_, fdatasync_, close_;
   rename_fn rename_;
+  int (*fallocate_)(int, int, off_t, off_t);
   ssize_t (*read_)(int, void *, size_t);
 } g;
 
@@ -84,6 +88,7 @@ static void init(void) {
   g.fdatasync_ = (fd_fn)dlsym(RTLD_NEXT, "fdatasync");
   g.close_ = (fd_fn)dlsym(RTLD_NEXT, "close");
   g.rename_ = (rename_fn)dlsym(RTLD_NEXT, "rename");
+  g.fallocate_ = (int (*)(int, int, off_t, off_t))dlsym(RTLD_NEXT, "fallocate");
   g.read_ = (ssize_t(*)(int, void *, size_t))dlsym(RTLD_NEXT, "read");
   const char *d = getenv("IB_FAULT_DIR"), *c = getenv("IB_FAULT_CTL");
   if (d && c && strlen(d) < sizeof g.dir && strlen(c) < sizeof g.ctl) {
@@ -106,8 +111,10 @@ static const char *base_name(const char *path) {
 }
 
 /* The errno to fail with when faults are on for this kind of call (sync: 1 for fsync and
- * fdatasync) on the file named `name` (its last path component), else 0. */
-static int fault_errno(int sync, const char *name) {
+ * fdatasync) on the file named `name` (its last path component), else 0. `extra`: bytes the
+ * call would take beyond those written, less one (a reservation's length - 1; 0 for a write);
+ * reserve: 1 for fallocate. */
+static int fault_errno_for(int sync, const char *name, unsigned long long extra, int reserve) {
   if (g.dir_len == 0 || access(g.ctl, F_OK) != 0) return 0;
   char buf[160] = "";
   int fd = g.open_(g.ctl, O_RDONLY | O_CLOEXEC);
@@ -117,6 +124,7 @@ static int fault_errno(int sync, const char *name) {
     g.close_(fd);
   }
   if (strstr(buf, "sync") != NULL && !sync) return 0;
+  if (strstr(buf, "reserve") != NULL && !reserve) return 0;
   const char *only = strstr(buf, "only ");
   if (only != NULL) {
     char want[NAME_KEEP] = "";
@@ -125,10 +133,12 @@ static int fault_errno(int sync, const char *name) {
     if (w > 0 && strstr(name, want) == NULL) return 0;
   }
   const char *after = strstr(buf, "after ");
-  if (after != NULL && __atomic_load_n(&written_total, __ATOMIC_RELAXED) < strtoull(after + 6, NULL, 10))
+  if (after != NULL &&
+      __atomic_load_n(&written_total, __ATOMIC_RELAXED) + extra < strtoull(after + 6, NULL, 10))
     return 0; /* a disk with that many bytes free: it fills up mid-file */
   return strstr(buf, "EIO") != NULL ? EIO : ENOSPC;
 }
+static int fault_errno(int sync, const char *name) { return fault_errno_for(sync, name, 0, 0); }
 
 static int fd_tracked(int fd) { return fd >= 0 && fd < FD_MAX && tracked[fd]; }
 
@@ -245,6 +255,20 @@ ssize_t pwrite(int fd, const void *buf, size_t n, off_t off) {
 ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) {
   return fd_fails(fd, 0) ? -1 : counted(fd, (g.pwrite64_ ? g.pwrite64_ : g.pwrite_)(fd, buf, n, off));
 }
+
+int fallocate(int fd, int mode, off_t off, off_t len) {
+  init();
+  if (fd_tracked(fd) && len > 0) {
+    int e = fault_errno_for(0, fd_name[fd], (unsigned long long)(off + len) - 1, 1);
+    if (e) {
+      errno = e;
+      return -1;
+    }
+  }
+  return g.fallocate_(fd, mode, off, len);
+}
+
+int fallocate64(int fd, int mode, off_t off, off_t len) { return fallocate(fd, mode, off, len); }
 
 int fsync(int fd) { return fd_fails(fd, 1) ? -1 : g.fsync_(fd); }
 

@@ -505,33 +505,17 @@ static void test_ckpt_mode_period_retries(void) {
   rt_rmdir(f.dir);
 }
 
-/* The shim's "only S": a disk with room for the log but not for the checkpoint. The checkpoint's
- * flush fails while inserts are acknowledged (their log's flushes pass); with "only store.wal"
- * the other way round. What the heal floor's run at scale relies on (replay-soak.md). */
-static void test_only_checkpoint_fails(void) {
+/* Starts a shard under the shim (scratch directory named after `name`) with a client and a
+ * writer for actor 3, runs body on them, then stops and removes everything. */
+typedef void (*writer_case)(faulty *f, rc_client *c, rc_writer *w, rc_batch *b);
+static void with_writer(const char *name, writer_case body) {
   faulty f = {0};
-  if (faulty_open(&f, "diskfull_only") != 0) return;
+  if (faulty_open(&f, name) != 0) return;
   rc_client *c = NULL;
   rc_writer *w = NULL;
   rc_batch b;
   rc_batch_init(&b, BATCH, OD, AD);
-  if (writer_open(&f, 1, 3, &c, &w) != 0) goto out;
-  disk_set(&f, "EIO sync only store.ckpt");
-  TH_CHECK_EQ_INT(write_ok(w, &b, 2), 0);
-  rc_checkpoint_info ci;
-  int rc = rc_checkpoint(c, 0, &ci);
-  char msg[1024];
-  snprintf(msg, sizeof msg, "%s", ib_errmsg());
-  TH_CHECK_MSG(rc != IB_OK, "a checkpoint while its file's flush fails succeeded");
-  if (rc != IB_OK) check_has("the checkpoint's error", msg, "store.ckpt");
-  TH_CHECK_EQ_INT(write_ok(w, &b, 1), 0); /* the log is still good */
-  disk_set(&f, "EIO sync only store.wal");
-  fill(&b, 3 * BATCH, BATCH);
-  TH_CHECK(rc_writer_write(w, &b) == IB_OK);
-  rc = rc_writer_flush(w, 1500);
-  TH_CHECK_MSG(rc != IB_OK, "a flush while the log's fsync fails was acknowledged");
-  disk_set(&f, NULL);
-out:
+  if (writer_open(&f, 1, 3, &c, &w) == 0) body(&f, c, w, &b);
   rc_writer_close(w);
   rc_client_close(c);
   rc_batch_free(&b);
@@ -539,6 +523,52 @@ out:
   unlink(f.ctl);
   rt_rmdir(f.dir);
 }
+
+/* Asks for a checkpoint that must fail; its message goes to msg[n]. Returns its rc. */
+static int ckpt_refused(rc_client *c, const char *what, char *msg, size_t n) {
+  rc_checkpoint_info ci;
+  int rc = rc_checkpoint(c, 0, &ci);
+  snprintf(msg, n, "%s", ib_errmsg());
+  TH_CHECK_MSG(rc != IB_OK, "%s succeeded", what);
+  return rc;
+}
+
+/* The shim's "only S": a disk with room for the log but not for the checkpoint. The checkpoint's
+ * flush fails while inserts are acknowledged (their log's flushes pass); with "only store.wal"
+ * the other way round. What the heal floor's run at scale relies on (replay-soak.md). */
+static void only_checkpoint_fails(faulty *f, rc_client *c, rc_writer *w, rc_batch *b) {
+  disk_set(f, "EIO sync only store.ckpt");
+  TH_CHECK_EQ_INT(write_ok(w, b, 2), 0);
+  char msg[1024];
+  if (ckpt_refused(c, "a checkpoint while its file's flush fails", msg, sizeof msg) != IB_OK)
+    check_has("the checkpoint's error", msg, "store.ckpt");
+  TH_CHECK_EQ_INT(write_ok(w, b, 1), 0); /* the log is still good */
+  disk_set(f, "EIO sync only store.wal");
+  fill(b, 3 * BATCH, BATCH);
+  TH_CHECK(rc_writer_write(w, b) == IB_OK);
+  int rc = rc_writer_flush(w, 1500);
+  TH_CHECK_MSG(rc != IB_OK, "a flush while the log's fsync fails was acknowledged");
+  disk_set(f, NULL);
+}
+static void test_only_checkpoint_fails(void) { with_writer("diskfull_only", only_checkpoint_fails); }
+
+/* A disk without room for the checkpoint (the shim refuses its reservation, as a full file
+ * system refuses a fallocate larger than its room): the checkpoint is refused before it writes,
+ * naming the size it needed; the log keeps taking rows; with room back the next one succeeds. */
+static void ckpt_without_room(faulty *f, rc_client *c, rc_writer *w, rc_batch *b) {
+  TH_CHECK_EQ_INT(write_ok(w, b, 2), 0);
+  disk_set(f, "ENOSPC reserve only store.ckpt");
+  char msg[1024];
+  if (ckpt_refused(c, "a checkpoint without room", msg, sizeof msg) != IB_OK) {
+    check_has("the checkpoint's error", msg, "reserving");
+    check_has("the checkpoint's error", msg, "Nothing was written");
+  }
+  TH_CHECK_EQ_INT(write_ok(w, b, 2), 0); /* the log still takes rows */
+  disk_set(f, NULL);
+  rc_checkpoint_info ci;
+  TH_CHECK_MSG(rc_checkpoint(c, 0, &ci) == IB_OK, "the checkpoint with room back: %s", ib_errmsg());
+}
+static void test_ckpt_without_room(void) { with_writer("diskfull_room", ckpt_without_room); }
 
 /* `ibrl-replayctl export` onto a disk that fills up in the middle of the file: exit 2 (a local
  * file that cannot be written) with the cause, and no file left. HDF5 cannot flush the file's metadata on close either and keeps it
@@ -608,6 +638,7 @@ static const th_case cases[] = {
     {"a full disk refuses writes; inserts resume with space", test_full_disk_refuses_writes},
     {"checkpoint-only: a failing periodic checkpoint retries at its period", test_ckpt_mode_period_retries},
     {"the shim fails only the checkpoint's file, or only the log's (\"only S\")", test_only_checkpoint_fails},
+    {"a checkpoint without room is refused before it writes, naming its size", test_ckpt_without_room},
     {"export onto a disk that fills up mid-file: exit 2 with the cause, no file left", test_export_disk_fills},
     {NULL, NULL},
 };

@@ -17,7 +17,8 @@
  * crash copies the store directory with every log cut to its durable length and its poisoned
  * bytes zeroed, plus store.ckpt (renamed into place only when complete and fsynced). fsync can be
  * made to fail, or to end the process that calls it (a checkpoint writer killed with its server),
- * for files whose name contains a given string. A "dead" process is a store and persist object
+ * for files whose name contains a given string. fallocate and statfs are defined here too, so a
+ * case can give the checkpoint's reservation less room than it needs. A "dead" process is a store and persist object
  * that are abandoned without any further flush (persist_close flushes nothing).
  *
  * Each case acknowledges rows like the server does (a batch that was partly or all duplicates
@@ -30,7 +31,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -130,11 +133,41 @@ int fsync(int fd) {
   return (int)syscall(SYS_fsync, fd);
 }
 
+/* Free bytes for the checkpoint file's reservation: fallocate of more than this on a file whose
+ * path contains "store.ckpt" fails with ENOSPC, as on a disk with that much room (a race: statfs
+ * said there was room). -1: no limit. fs_statfs_free, if >= 0, is the free space statfs
+ * reports. The forked writer reads its own copies, set before the checkpoint starts; it counts
+ * its fallocate calls in shared memory (fs_fallocs, mapped by main). */
+static int64_t fs_ckpt_room = -1, fs_statfs_free = -1;
+static uint64_t *fs_fallocs;
+
+int fallocate(int fd, int mode, off_t off, off_t len) {
+  char path[256];
+  fd_path(fd, path, sizeof path);
+  if (strstr(path, "store.ckpt")) __atomic_add_fetch(fs_fallocs, 1, __ATOMIC_RELAXED);
+  if (fs_ckpt_room >= 0 && strstr(path, "store.ckpt") && off + len > fs_ckpt_room) {
+    errno = ENOSPC;
+    return -1;
+  }
+  return (int)syscall(SYS_fallocate, fd, mode, off, len);
+}
+
+int statfs(const char *path, struct statfs *v) {
+  if (syscall(SYS_statfs, path, v) != 0) return -1;
+  if (fs_statfs_free >= 0) {
+    uint64_t unit = (uint64_t)(v->f_frsize ? v->f_frsize : v->f_bsize);
+    v->f_bfree = v->f_bavail = (uint64_t)fs_statfs_free / unit;
+  }
+  return 0;
+}
+int statfs64(const char *path, struct statfs64 *v) { return statfs(path, (struct statfs *)v); }
+
 static void fs_reset(void) {
   pthread_mutex_lock(&fs_mu);
   fs_fail = fs_hold_next = fs_held = 0;
   fs_nfiles = 0;
   fs_fsync_fail[0] = fs_fsync_die[0] = '\0';
+  fs_ckpt_room = fs_statfs_free = -1;
   pthread_mutex_unlock(&fs_mu);
 }
 
@@ -459,16 +492,129 @@ static void test_no_recovery_ckpt_without_log_content(void) {
   fx_rmdir_all(dir);
 }
 
+/* Size of dir's store.ckpt in bytes (-1 if there is none). */
+static int64_t ckpt_file_bytes(const char *dir) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/store.ckpt", dir);
+  struct stat st;
+  return stat(path, &st) == 0 ? (int64_t)st.st_size : -1;
+}
+
+/* Inserts seqs [from, to) of `actor` into `table` in batches of up to 32. */
+static void fill(store *s, const char *table, uint32_t actor, uint64_t from, uint64_t to) {
+  for (uint64_t q = from; q < to; q += 32) {
+    fx_item xs[32];
+    store_item v[32];
+    int n = 0;
+    for (uint64_t k = q; k < to && n < 32; k++) fx_fill(&xs[n++], actor, k, STORE_PROPOSER_RL);
+    fx_views(v, xs, n);
+    IB_CHECK(store_insert(s, table, v, (size_t)n, NULL) == IB_OK);
+  }
+}
+
+/* A checkpoint reserves its whole size before it writes: on a disk without room it fails at
+ * once, names the size and the free space, writes nothing and leaves the last checkpoint and the
+ * log chain as they were; once there is room, the next one heals. persist_ckpt_bytes gives each
+ * checkpoint's exact size, and at capacity the size of a full store's. */
+static void test_ckpt_reserves_its_size(void) {
+  fs_reset();
+  char dir[64];
+  fx_tmpdir(dir, sizeof dir, "ibrl-restart-test");
+  store_spec sp[2];
+  store_specs_default(sp, FX_O, FX_A, 8, CAP); /* as mk(), for crash_check */
+  store_config cfg = {0};
+  cfg.max_actors = 2;
+  store *s = NULL;
+  IB_CHECK(store_create(&s, sp, 2, &cfg) == IB_OK);
+  persist *p = NULL;
+  TH_CHECK_EQ_INT(persist_open(&p, s, dir, PERSIST_WAL, NULL), IB_OK);
+  uint64_t full = persist_ckpt_bytes(s, true), empty = persist_ckpt_bytes(s, false);
+  TH_CHECK_MSG(empty < full, "empty store %llu bytes, at capacity %llu",
+               (unsigned long long)empty, (unsigned long long)full);
+  TH_CHECK_EQ_INT(ins(s, p, 1, 0, 32), IB_OK);
+  uint64_t want = persist_ckpt_bytes(s, false);
+  persist_ckpt_info ci;
+  TH_CHECK_MSG(persist_checkpoint(p, &ci) == IB_OK, "first checkpoint: %s", ib_errmsg());
+  int64_t first = ckpt_file_bytes(dir);
+  TH_CHECK_MSG(first == (int64_t)want && ci.bytes == want,
+               "the checkpoint file has %lld bytes (reported %llu), persist_ckpt_bytes said %llu",
+               (long long)first, (unsigned long long)ci.bytes, (unsigned long long)want);
+
+  TH_CHECK_EQ_INT(ins(s, p, 1, 32, 64), IB_OK);
+  want = persist_ckpt_bytes(s, false);
+  /* statfs reports too little room: refused without touching the disk (no fallocate, which
+   * takes the last free blocks until it gives up). */
+  fs_statfs_free = (int64_t)want - 4096;
+  uint64_t fallocs0 = __atomic_load_n(fs_fallocs, __ATOMIC_RELAXED);
+  int rc = persist_checkpoint(p, NULL);
+  char msg[1024];
+  snprintf(msg, sizeof msg, "%s", ib_errmsg());
+  char need[32], have[48];
+  snprintf(need, sizeof need, "reserving %llu bytes", (unsigned long long)want);
+  snprintf(have, sizeof have, "': %llu bytes (HINT", (unsigned long long)(want - 4096) / 4096 * 4096);
+  TH_CHECK_MSG(rc == IB_EIO && strstr(msg, need) && strstr(msg, strerror(ENOSPC)) &&
+                   strstr(msg, have) && strstr(msg, "Nothing was written"),
+               "a checkpoint that statfs says has no room: rc %d, '%s' (want '%s', '%s')", rc,
+               msg, need, have);
+  TH_CHECK_EQ_INT(__atomic_load_n(fs_fallocs, __ATOMIC_RELAXED), fallocs0);
+  /* statfs says there is room, fallocate finds there is not (another writer took it). */
+  fs_statfs_free = -1;
+  fs_ckpt_room = (int64_t)want - 1; /* one byte short */
+  rc = persist_checkpoint(p, NULL);
+  snprintf(msg, sizeof msg, "%s", ib_errmsg());
+  TH_CHECK_MSG(rc == IB_EIO && strstr(msg, need) && strstr(msg, strerror(ENOSPC)) &&
+                   strstr(msg, "free in") && strstr(msg, "Nothing was written"),
+               "a checkpoint without room: rc %d, '%s' (want '%s')", rc, msg, need);
+  TH_CHECK_EQ_INT(__atomic_load_n(fs_fallocs, __ATOMIC_RELAXED), fallocs0 + 1);
+  char tmp[128];
+  snprintf(tmp, sizeof tmp, "%s/store.ckpt.tmp", dir);
+  TH_CHECK_MSG(access(tmp, F_OK) != 0, "the refused checkpoint left %s behind", tmp);
+  TH_CHECK_EQ_INT(ckpt_file_bytes(dir), first); /* the last checkpoint stays */
+  persist_health h;
+  persist_health_get(p, &h);
+  TH_CHECK_MSG(!h.needs_checkpoint && h.io_errors == 2 && strstr(h.last_error, need),
+               "health after the refused checkpoint (the log is intact): needs %d, %llu I/O "
+               "errors, last '%s'",
+               h.needs_checkpoint, (unsigned long long)h.io_errors, h.last_error);
+  TH_CHECK_EQ_INT(ins(s, p, 1, 64, 96), IB_OK); /* the log still takes rows */
+  uint64_t acked[2] = {0, 96};
+  TH_CHECK_EQ_INT(crash_check(dir, acked, 1, "after a checkpoint without room, crash"), 0);
+
+  fs_ckpt_room = (int64_t)persist_ckpt_bytes(s, false); /* exactly enough */
+  TH_CHECK_MSG(persist_checkpoint(p, NULL) == IB_OK, "with room: %s", ib_errmsg());
+  persist_health_get(p, &h);
+  TH_CHECK_MSG(!h.needs_checkpoint && h.since_ns == 0, "health after room came back: %s", h.cause);
+  TH_CHECK_EQ_INT(ckpt_file_bytes(dir), fs_ckpt_room);
+
+  /* Every table at capacity, every actor slot used: the checkpoint is the at-capacity size. */
+  fs_ckpt_room = -1;
+  fill(s, "demo", 1, 0, 4);
+  fill(s, "demo", 2, 0, 4);
+  fill(s, "online", 1, 96, CAP / 2);
+  fill(s, "online", 2, 0, CAP / 2);
+  TH_CHECK_EQ_INT(persist_ckpt_bytes(s, false), full);
+  TH_CHECK_EQ_INT(persist_ckpt_bytes(s, true), full);
+  TH_CHECK_MSG(persist_checkpoint(p, NULL) == IB_OK, "full store: %s", ib_errmsg());
+  TH_CHECK_EQ_INT(ckpt_file_bytes(dir), (int64_t)full);
+  persist_close(p);
+  store_destroy(s);
+  fx_rmdir_all(dir);
+}
+
 static const th_case cases[] = {
     {"EIO, restart, retry and new rows, crash", test_eio_then_restart},
     {"dirty log tail, restart, retry and new rows, crash", test_dirty_tail_then_restart},
     {"recovery checkpoint fails in its writer", test_recovery_ckpt_fails_in_writer},
     {"recovery checkpoint fails creating its log", test_recovery_ckpt_fails_at_log},
     {"no recovery checkpoint without log content", test_no_recovery_ckpt_without_log_content},
+    {"a checkpoint reserves its size: no room, refused before writing; room, healed",
+     test_ckpt_reserves_its_size},
     {NULL, NULL},
 };
 
 int main(int argc, char **argv) {
   fs_pid = getpid();
+  fs_fallocs = mmap(NULL, sizeof *fs_fallocs, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  IB_CHECK(fs_fallocs != MAP_FAILED);
   return th_main(argc, argv, cases);
 }
