@@ -401,8 +401,17 @@ typedef struct ck_result {
   uint64_t bytes; /* file size written (CK_RESERVE: the size it could not reserve) */
 } ck_result;
 
+/* Bytes of one actor entry in a checkpoint. */
+static uint64_t actor_entry_bytes(void) {
+  wr w = {-1, NULL, 0, 0, 0, 0};
+  store__actor one = {0};
+  actor_write(&w, &one);
+  return w.bytes;
+}
+
 /* Emits checkpoint `epoch` of the store through w, up to and with the footer (w->fd -1: counts
- * its bytes). `samples` are the tables' total_samples at the cut. */
+ * its bytes, without walking the actor slots: one entry per used slot, nactors of them).
+ * `samples` are the tables' total_samples at the cut. */
 static void ckpt_emit(wr *w, const store *s, uint64_t epoch, const uint64_t *samples) {
   wr_put(w, CKPT_MAGIC, 8);
   wr_u32(w, FMT_VERSION);
@@ -413,8 +422,11 @@ static void ckpt_emit(wr *w, const store *s, uint64_t epoch, const uint64_t *sam
   for (int t = 0; t < s->ntables; t++) thdr_write(w, &s->tables[t], samples[t]);
   for (int t = 0; t < s->ntables; t++) {
     const store__table *tb = &s->tables[t];
-    for (uint32_t i = 0; i < tb->actor_cap; i++)
-      if (tb->actors[i].used) actor_write(w, &tb->actors[i]);
+    if (w->fd < 0)
+      w->bytes += (uint64_t)tb->nactors * actor_entry_bytes();
+    else
+      for (uint32_t i = 0; i < tb->actor_cap; i++)
+        if (tb->actors[i].used) actor_write(w, &tb->actors[i]);
     wr_put(w, tb->rec, (size_t)tb->size * tb->stride * sizeof(float));
     wr_put(w, tb->proposer, (size_t)tb->size);
     wr_put(w, tb->flags, (size_t)tb->size);
@@ -437,12 +449,9 @@ static uint64_t ckpt_image_bytes(const store *s, bool full) {
   if (full)
     for (int t = 0; t < s->ntables; t++) {
       const store__table *tb = &s->tables[t];
-      wr a = {-1, NULL, 0, 0, 0, 0};
-      store__actor one = {0};
-      actor_write(&a, &one);
       uint64_t row = (uint64_t)tb->stride * sizeof(float) + 1 + 1 + 4 + 8 + 8;
       w.bytes += (tb->spec.capacity - tb->size) * row;
-      w.bytes += (uint64_t)(IB_MAX(tb->max_actors, tb->nactors) - tb->nactors) * a.bytes;
+      w.bytes += (uint64_t)(IB_MAX(tb->max_actors, tb->nactors) - tb->nactors) * actor_entry_bytes();
     }
   return w.bytes;
 }
