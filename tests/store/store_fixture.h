@@ -12,14 +12,22 @@
 #define FX_O 5 /* obs_dim: small and odd so stride bugs cannot hide */
 #define FX_A 3 /* act_dim */
 
-/* A store of the default two tables for FX_O / FX_A items: demo capacity 8, online `online_cap`. */
-static inline store *fx_store(uint64_t online_cap) {
+/* A store of the default two tables for FX_O / FX_A items: demo capacity 8, online `online_cap`,
+ * `max_actors` actor slots per table (0: the default, 4,096). Tests that create many stores use
+ * few slots: the default's actor tables (about 9 MB each) are zeroed at every store_create and
+ * copied at every checkpoint's fork. */
+static inline store *fx_store_slots(uint64_t online_cap, uint32_t max_actors) {
   store_spec sp[2];
   store_specs_default(sp, FX_O, FX_A, 8, online_cap);
+  store_config cfg = {0};
+  cfg.max_actors = max_actors;
   store *s = NULL;
-  IB_CHECK(store_create(&s, sp, 2, NULL) == IB_OK);
+  IB_CHECK(store_create(&s, sp, 2, &cfg) == IB_OK);
   return s;
 }
+
+/* The same with the default actor slots. */
+static inline store *fx_store(uint64_t online_cap) { return fx_store_slots(online_cap, 0); }
 
 /* One item with its own value storage. */
 typedef struct fx_item {

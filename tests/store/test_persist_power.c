@@ -145,18 +145,9 @@ static void copy_dir(const char *from, const char *to) {
 
 /* ---- store and the ledger of what each actor sent and got acknowledged ---- */
 
-/* 64 actor slots per table, not the default 4,096 (NA actors are used): the default's actor
- * tables (about 9 MB each) were zeroed at every restore's store_create and copied at every
- * checkpoint's fork, most of this test's time. */
-static store *mk(void) {
-  store_spec sp[2];
-  store_specs_default(sp, FX_O, FX_A, 8, CAP);
-  store_config cfg = {0};
-  cfg.max_actors = 64;
-  store *s = NULL;
-  IB_CHECK(store_create(&s, sp, 2, &cfg) == IB_OK);
-  return s;
-}
+/* 64 actor slots per table (NA actors are used), not the default 4,096: zeroing and forking
+ * the default's tables was most of this test's time (store_fixture.h). */
+static store *mk(void) { return fx_store_slots(CAP, 64); }
 
 /* Seqs [0, acked[a]) of actor a were acknowledged; seqs below att[a] were sent. One batch at a
  * time per actor, so both are gapless. Written by inserting threads, read with __atomic. */

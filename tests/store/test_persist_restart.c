@@ -520,12 +520,7 @@ static void test_ckpt_reserves_its_size(void) {
   fs_reset();
   char dir[64];
   fx_tmpdir(dir, sizeof dir, "ibrl-restart-test");
-  store_spec sp[2];
-  store_specs_default(sp, FX_O, FX_A, 8, CAP); /* as mk(), for crash_check */
-  store_config cfg = {0};
-  cfg.max_actors = 2;
-  store *s = NULL;
-  IB_CHECK(store_create(&s, sp, 2, &cfg) == IB_OK);
+  store *s = fx_store_slots(CAP, 2); /* the tables of mk(), for crash_check */
   persist *p = NULL;
   TH_CHECK_EQ_INT(persist_open(&p, s, dir, PERSIST_WAL, NULL), IB_OK);
   uint64_t full = persist_ckpt_bytes(s, true), empty = persist_ckpt_bytes(s, false);
