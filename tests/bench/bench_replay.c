@@ -102,6 +102,11 @@
 #define MAX_ROUNDS 64
 #define NVARIANTS 4  /* full, client, raw, proto */
 #define PROTO_RING 64 /* slots of the proto server's rings: the prototype's "64-item ring" */
+/* The ibrl-replay child's online capacity; the prefill fills it, so the shard samples from 183 MB
+ * as after the insert phase (before 24 Nov it wrote 10,240 rows, 6 MB: --only sample then gathered
+ * from the CPU's cache). */
+#define ONLINE_CAP 300000
+#define ONLINE_CAP_STR "300000"
 
 typedef struct bcfg {
   int obs_dim, act_dim, batch, rounds;
@@ -385,7 +390,7 @@ static pid_t start_replay(const bcfg *cfg, int *port) {
     int devnull = open("/dev/null", O_WRONLY);
     if (devnull >= 0) dup2(devnull, 2); /* its INFO log would interleave with the table */
     execl(cfg->replay_bin, cfg->replay_bin, "--port", "0", "--obs-dim", od, "--act-dim", ad, "--online-capacity",
-          "300000", "--demo-capacity", "1000", "--threads", th, "--pollers", po, "--max-message-mb", "64",
+          ONLINE_CAP_STR, "--demo-capacity", "1000", "--threads", th, "--pollers", po, "--max-message-mb", "64",
           (char *)NULL);
     _exit(127);
   }
@@ -801,7 +806,7 @@ static int decode_bench(const bcfg *cfg) {
   memset(&st, 0, sizeof st);
   rins_slot_init(&st, cfg->obs_dim, cfg->act_dim, 1024); /* rsrv.c's bound per message */
   store_spec sp[2];
-  store_specs_default(sp, cfg->obs_dim, cfg->act_dim, 1000, 300000); /* as start_replay's ibrl-replay */
+  store_specs_default(sp, cfg->obs_dim, cfg->act_dim, 1000, ONLINE_CAP); /* as start_replay's ibrl-replay */
   store *s = NULL;
   if (store_create(&s, sp, 2, NULL) != IB_OK) {
     fprintf(stderr, "ibrl-bench replay --only decode: %s\n", ib_errmsg());
@@ -1050,7 +1055,7 @@ int bench_replay(int argc, char **argv) {
     grpc_byte_buffer_destroy(cins);
     size_t csmp_len = ic_cols_len(IC_REPLY_COLUMNS, (size_t)cfg.batch, cfg.obs_dim, cfg.act_dim) +
                       ic_varint_field_len(IC_REPLY_N_DEMO + 1, (uint64_t)cfg.batch) + 2 * 2 +
-                      ic_varint_field_len(IC_REPLY_N_DEMO + 3, 300000); /* n_demo 0, demo_size 0: 2 B each */
+                      ic_varint_field_len(IC_REPLY_N_DEMO + 3, ONLINE_CAP); /* n_demo 0, demo_size 0: 2 B each */
     rc_batch_free(&b);
     printf("ibrl-bench replay: obs %d, action %d, batch %d, %.0f B per encoded transition (InsertRequest %zu B, "
            "SampleReply %zu B); medians of %d rounds of %.2f s per variant\n"
@@ -1063,7 +1068,7 @@ int bench_replay(int argc, char **argv) {
       snprintf(raw_msgs_text, sizeof raw_msgs_text, "wait for the reply every %d messages (--raw-msgs)", cfg.raw_msgs);
     else
       snprintf(raw_msgs_text, sizeof raw_msgs_text, "send on one stream per measurement");
-    printf("  full = replay client -> ibrl-replay (decode, validate, store, sample, encode)\n"
+    printf("  full = replay client -> ibrl-replay (decode, validate, store, sample, encode); its online table of " ONLINE_CAP_STR " rows is filled before the first phase\n"
            "  client = replay client -> no-op server (the client library and transport only)\n"
            "  raw = bare gRPC core, pre-encoded messages -> no-op server\n"
            "  proto = raw with grpc-core.md's prototype's copies (anchors.md's raw figures): the client copies each message "
@@ -1082,7 +1087,8 @@ int bench_replay(int argc, char **argv) {
     machine_line();
     printf("%-7s %-7s %10s %9s %10s %9s %10s %9s %8s %8s %10s %9s %10s\n", "op", "threads", "full/s", "full MB/s",
            "client/s", "cl. MB/s", "raw/s", "raw MB/s", "full/raw", "cl./raw", "proto/s", "pr. MB/s", "full/proto");
-    /* Prefill, so sampling has something to draw even with --only sample. */
+    /* Prefill the whole online table, so that sampling draws from a full ring with --only sample
+     * too (as after the insert phase). */
     {
       rc_opts po = {0};
       po.shards = replay_target;
@@ -1094,9 +1100,15 @@ int bench_replay(int argc, char **argv) {
       fill_batch(&pb, cfg.batch, 3);
       int rc = rc_client_open(&pc, &po);
       if (rc == IB_OK) rc = rc_writer_open(&pw, pc, "online", 999999, 0, 0);
-      for (int k = 0; k < 40 && rc == IB_OK; k++) rc = rc_writer_write(pw, &pb);
+      for (int k = 0; k < (ONLINE_CAP + cfg.batch - 1) / cfg.batch && rc == IB_OK; k++) rc = rc_writer_write(pw, &pb);
       if (rc == IB_OK) rc = rc_writer_close(pw);
       else rc_writer_close(pw);
+      rc_shard_info si;
+      if (rc == IB_OK) rc = rc_info_get(pc, 0, &si);
+      for (int t = 0; rc == IB_OK && t < si.n_tables; t++)
+        if (si.tables[t].kind == 1)
+          printf("  prefill: the shard's online table holds %llu of %llu rows\n",
+                 (unsigned long long)si.tables[t].size, (unsigned long long)si.tables[t].capacity);
       if (rc != IB_OK) {
         fprintf(stderr, "bench replay: prefill: %s\n", ib_errmsg());
         code = 1;

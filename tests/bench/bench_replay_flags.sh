@@ -25,6 +25,10 @@ read -r _ _ _ _ _ _ _ _ _ _ proto _ <<<"$line"
 [ "$client" = "nan" ] && [ "$raw" = "nan" ] && [ "$proto" = "nan" ] || fail "--variant full: client, raw or proto ran: $line"
 grep -q "servers: 2 worker threads each (ibrl-replay --threads; --server-threads), one per two calls in progress taking calls, at most 2" <<<"$m" ||
   fail "--server-threads 2 is not in the header: $m"
+# The shard's online table is full before the first phase, so sampling draws from 183 MB of rows
+# and not from a few MB in the CPU's cache (the prefill wrote 10,240 rows before 24 Nov).
+grep -q "prefill: the shard's online table holds 300000 of 300000 rows" <<<"$m" ||
+  fail "the prefill did not fill the shard's online table: $m"
 # --variant proto: raw with the prototype's copies (its server copies each message into a ring
 # and builds each reply from ring rows; the client copies in and out) counts rows, alone.
 m=$("$B" replay --threads 1 --rounds 1 --seconds 0.1 --variant proto 2>&1)

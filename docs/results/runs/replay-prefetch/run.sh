@@ -9,6 +9,9 @@
 #   gather-1.8m-{old,new}-R.txt  the same with the default 1.8 M rows (1.2 GB, anchors.md's case)
 #   sample1-{old,new}-R.txt      ibrl-bench replay --only sample --no-prefetch (the learner's call)
 # The 24 Nov files: rounds 1-3 `all`, rounds 4-9 `short`. summary.sh OUT prints the medians.
+# Each version's sampling here ran with its own ibrl-bench, whose prefill then wrote only 10,240
+# rows: the shard sampled a 6 MB table from the CPU's cache. Those sample files are in
+# small-prefill/; run_sample.sh measures sampling through a full shard.
 # Figures in docs/results/replay-throughput.md, "The prefetch the compiler dropped".
 set -u
 OLD=$1 NEW=$2 OUT=$3 FIRST=${4:-1} LAST=${5:-3} WHAT=${6:-all}

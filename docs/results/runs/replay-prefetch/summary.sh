@@ -1,7 +1,8 @@
 #!/bin/bash
 # summary.sh OUT: per version (old, new), the per-round figures of run.sh's files and their medians:
 # the in-process gather (us per 256-row batch, the median of each file's three repetitions, demo
-# fraction 0) and, for sampling, ibrl's rows/s, its ratio to raw and the shard's CPU per row.
+# fraction 0) and, for sampling, ibrl's ratios to raw and to proto, its rows/s and the shard's CPU
+# per row.
 OUT=$1
 med() { sort -g | awk '{a[NR]=$1} END{if (NR == 0) print "-"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 for v in old new; do
@@ -17,8 +18,9 @@ for v in old new; do
     for t in 1 4; do
       rows=$(for f in "$OUT"/$s-$v-*.txt; do awk -v t=$t '$1=="sample" && $2==t && $3+0>1000 {print $3; exit}' "$f"; done)
       ratio=$(for f in "$OUT"/$s-$v-*.txt; do awk -v t=$t '$1=="sample" && $2==t && $3+0>1000 {sub("%","",$9); print $9; exit}' "$f"; done)
+      prat=$(for f in "$OUT"/$s-$v-*.txt; do awk -v t=$t '$1=="sample" && $2==t && $3+0>1000 {sub("%","",$13); print $13; exit}' "$f"; done)
       cpu=$(for f in "$OUT"/$s-$v-*.txt; do awk -v t=$t '$1=="sample" && $2==t && $3+0<1000 {print $5; exit}' "$f"; done)
-      echo "$v $s ${t}c: full/raw % $(echo $ratio) -> median $(echo "$ratio" | med); rows/s median $(echo "$rows" | med); shard us/row $(echo $cpu) -> median $(echo "$cpu" | med)"
+      echo "$v $s ${t}c: full/raw % $(echo $ratio) -> median $(echo "$ratio" | med); full/proto % $(echo $prat) -> median $(echo "$prat" | med); rows/s median $(echo "$rows" | med); shard us/row $(echo $cpu) -> median $(echo "$cpu" | med)"
     done
   done
 done
