@@ -119,6 +119,12 @@
 #        ibrl-bench replay                              > 2026-11-23-1838-default-$i.txt
 #        ibrl-bench replay --only sample --no-prefetch  > 2026-11-23-1838-no-prefetch-$i.txt
 #      done
+#    A fifth on that VM, 24 Nov, with the gather's prefetch restored and the prefill filling the
+#    shard (sources at 3dc0947; until then every --only sample run sampled 10,240 rows from cache):
+#      for i in 1 2 3; do
+#        ibrl-bench replay                              > 2026-11-24-0315-default-$i.txt
+#        ibrl-bench replay --only sample --no-prefetch  > 2026-11-24-0315-no-prefetch-$i.txt
+#      done
 #    and before the third, calls per polling turn (EXPERIMENT ONLY, calls-per-turn.patch, never merged:
 #    EXP_CPT=N gives one turn per N calls in progress, every server alike; 2 is the shipped policy):
 #      for i in 1 2 3; do for c in 2 1; do
