@@ -1,7 +1,7 @@
 #!/bin/bash
 # store_prefetch.sh LIBIB_STORE: the replay store's sampling gather, as compiled, prefetches the
 # rows it is about to copy. GCC 12 at -O2 once deleted every prefetch of the gather without a word
-# (replay/store/store.c, prefetch_line), which made sampling about twice as slow; no functional
+# (replay/store/store.c, prefetch_line), which made the gather up to twice as slow; no functional
 # test can see that, so this one reads the machine code. x86 only: elsewhere it skips (77).
 LIB="$1"
 fail() {
