@@ -106,7 +106,9 @@
  * as after the insert phase (before 24 Nov it wrote 10,240 rows, 6 MB: --only sample then gathered
  * from the CPU's cache). */
 #define ONLINE_CAP 300000
-#define ONLINE_CAP_STR "300000"
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define ONLINE_CAP_STR STR(ONLINE_CAP) /* the same number as text, for the child's argv */
 
 typedef struct bcfg {
   int obs_dim, act_dim, batch, rounds;
@@ -1068,7 +1070,8 @@ int bench_replay(int argc, char **argv) {
       snprintf(raw_msgs_text, sizeof raw_msgs_text, "wait for the reply every %d messages (--raw-msgs)", cfg.raw_msgs);
     else
       snprintf(raw_msgs_text, sizeof raw_msgs_text, "send on one stream per measurement");
-    printf("  full = replay client -> ibrl-replay (decode, validate, store, sample, encode); its online table of " ONLINE_CAP_STR " rows is filled before the first phase\n"
+    printf("  full = replay client -> ibrl-replay (decode, validate, store, sample, encode); its online table of "
+           ONLINE_CAP_STR " rows is filled before the first phase\n"
            "  client = replay client -> no-op server (the client library and transport only)\n"
            "  raw = bare gRPC core, pre-encoded messages -> no-op server\n"
            "  proto = raw with grpc-core.md's prototype's copies (anchors.md's raw figures): the client copies each message "
@@ -1100,7 +1103,8 @@ int bench_replay(int argc, char **argv) {
       fill_batch(&pb, cfg.batch, 3);
       int rc = rc_client_open(&pc, &po);
       if (rc == IB_OK) rc = rc_writer_open(&pw, pc, "online", 999999, 0, 0);
-      for (int k = 0; k < (ONLINE_CAP + cfg.batch - 1) / cfg.batch && rc == IB_OK; k++) rc = rc_writer_write(pw, &pb);
+      int msgs = (ONLINE_CAP + cfg.batch - 1) / cfg.batch;
+      for (int k = 0; k < msgs && rc == IB_OK; k++) rc = rc_writer_write(pw, &pb);
       if (rc == IB_OK) rc = rc_writer_close(pw);
       else rc_writer_close(pw);
       rc_shard_info si;
