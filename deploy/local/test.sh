@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The ibrl test command (README, .ci/run): installs what is missing, builds with -Werror, runs
-# every CTest suite, then the unit and nn suites again under AddressSanitizer + UBSan.
+# every CTest suite, then the unit, nn, env, mpi and rpc suites again under AddressSanitizer +
+# UBSan, without the long ones (five soaks, test_probe, learner_e2e), which the first pass runs.
 #   IB_TEST_LABELS=regex  run only the suites whose label matches (e.g. "unit|nn")
 #   IB_SKIP_ASAN=1        skip the sanitizer pass (quicker local runs)
 set -euo pipefail
@@ -10,8 +11,8 @@ usage() {
 usage: bash deploy/local/test.sh [--help]
 The ibrl test command (README, .ci/run): installs what is missing (deploy/local/deps.sh --with-dev),
 builds into ./build with -Werror, runs every CTest suite, then builds ./build-asan and runs the
-unit and nn suites again under AddressSanitizer + UBSan. It takes no flags; settings come from
-the environment:
+unit, nn, env, mpi and rpc suites again under AddressSanitizer + UBSan, without the long ones
+(five soaks, test_probe, learner_e2e). It takes no flags; settings come from the environment:
   IB_TEST_LABELS=regex  run only the suites whose CTest label matches (e.g. "unit|nn")
   IB_SKIP_ASAN=1        skip the sanitizer pass (quicker local runs)
 Exit codes: 0 all passed, non-zero a step failed, 2 bad arguments.
@@ -42,9 +43,10 @@ if [ -n "${IB_TEST_LABELS:-}" ]; then label_args=(-L "$IB_TEST_LABELS"); fi
 ctest --test-dir build --output-on-failure -j2 "${label_args[@]}"
 
 if [ -z "${IB_SKIP_ASAN:-}" ]; then
-  echo "== unit + nn tests under AddressSanitizer + UBSan =="
+  echo "== unit, nn, env, mpi and rpc tests under AddressSanitizer + UBSan =="
   cmake -S . -B build-asan -DIB_WERROR=ON -DIB_SANITIZE=ON >/dev/null
   cmake --build build-asan -j"$jobs"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-asan --output-on-failure -j2 -L 'unit|nn'
+    ctest --test-dir build-asan --output-on-failure -j2 -L 'unit|nn|env|mpi|rpc' \
+    -E '^(test_probe|learner_e2e|replay_soak|replay_soak_fresh|replay_soak_restart|replay_soak_shards|replay_soak_crash)$'
 fi

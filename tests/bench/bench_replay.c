@@ -479,18 +479,26 @@ static void *job_ours(job *j) {
   return NULL;
 }
 
-/* proto's decode: the reply copied out of gRPC's slices into a buffer of this thread. */
+/* proto's decode: the reply copied out of gRPC's slices into a buffer of this thread, which
+ * proto_copy_out_release frees when the thread's job ends. */
+static __thread uint8_t *proto_out_buf;
+static __thread size_t proto_out_cap;
+
 static void proto_copy_out(grpc_byte_buffer *bb) {
-  static __thread uint8_t *buf;
-  static __thread size_t cap;
   size_t len = grpc_byte_buffer_length(bb);
-  if (len > cap) {
-    free(buf);
-    buf = ib_xmalloc(len);
-    cap = len;
+  if (len > proto_out_cap) {
+    free(proto_out_buf);
+    proto_out_buf = ib_xmalloc(len);
+    proto_out_cap = len;
   }
-  bb_copy(buf, bb);
-  __asm__ volatile("" : : "r"(buf) : "memory"); /* the copy is the point: keep it */
+  bb_copy(proto_out_buf, bb);
+  __asm__ volatile("" : : "r"(proto_out_buf) : "memory"); /* the copy is the point: keep it */
+}
+
+static void proto_copy_out_release(void) {
+  free(proto_out_buf);
+  proto_out_buf = NULL;
+  proto_out_cap = 0;
 }
 
 /* proto's encode: the message copied into a fresh slice, as a nanopb encode into a new buffer. */
@@ -667,6 +675,7 @@ static void *job_raw(job *j) {
     grpc_call_unref(call);
   }
   grpc_byte_buffer_destroy(sreq_bb);
+  proto_copy_out_release();
   grpc_completion_queue_shutdown(cq);
   while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN) {
   }
