@@ -125,6 +125,12 @@
 #        ibrl-bench replay                              > 2026-11-24-0315-default-$i.txt
 #        ibrl-bench replay --only sample --no-prefetch  > 2026-11-24-0315-no-prefetch-$i.txt
 #      done
+#    A sixth on that VM, 24 Nov 04:24-04:30 UTC, binaries of 2055a37 (the shard as at 3dc0947; the
+#    bench frees proto's reply buffer), nothing else running, 5 runs of each in turn:
+#      for i in 1 2 3 4 5; do
+#        ibrl-bench replay                              > 2026-11-24-0424-default-$i.txt
+#        ibrl-bench replay --only sample --no-prefetch  > 2026-11-24-0424-no-prefetch-$i.txt
+#      done
 #    and before the third, calls per polling turn (EXPERIMENT ONLY, calls-per-turn.patch, never merged:
 #    EXP_CPT=N gives one turn per N calls in progress, every server alike; 2 is the shipped policy):
 #      for i in 1 2 3; do for c in 2 1; do
