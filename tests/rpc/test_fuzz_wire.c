@@ -1142,7 +1142,7 @@ static int reply_overflows(const bytes *b) {
 /* Found by this fuzzer under UBSan: a SampleReply with one item and then columns claiming
  * n >= 2^63 rows made rc__decode_sample_reply compute (long)n + ie.row with ie.row = LONG_MAX
  * (ic_msg_cols_read saturates the count there) for its "more than asked for" message: signed
- * overflow (common/rpc/replay_client.c, the IC_ETOOMANY branch; now saturating). */
+ * overflow (common/rpc/replay_rows.c, the IC_ETOOMANY branch; now saturating). */
 static void test_reply_overflow(void) {
   ic_rows r;
   rows_alloc(&r, 1);
