@@ -253,7 +253,7 @@ long rc__max_message_bytes(const rc_client *c) { return c->max_msg; }
 
 /* Starts a unary call of `path` on shard i with `req` on `cq`, tagged by `u`. */
 void rc__ucall_start(rc_client *c, int i, ucall *u, grpc_completion_queue *cq, const char *path,
-                        grpc_byte_buffer *req, long deadline_ms) {
+                     grpc_byte_buffer *req, long deadline_ms) {
   memset(u, 0, sizeof *u);
   long ms = deadline_ms < 0 ? c->deadline_ms : deadline_ms;
   u->call = grpc_channel_create_call(c->sh[i].ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, grpc_slice_from_static_string(path),

@@ -70,7 +70,7 @@ static ic_rows rows_of(const rc_batch *b) {
  * With `stamp`, item k carries actor_id and seq0 + k instead of the rows' own ids. With `finite`
  * non-NULL, the floats are checked for NaN/Inf inside the copy and *finite says whether all are. */
 grpc_slice rc__encode_rows(const rc_batch *b, int lo, int hi, const char *table, int columns, int stamp,
-                              uint32_t actor_id, uint64_t seq0, int *finite) {
+                           uint32_t actor_id, uint64_t seq0, int *finite) {
   IB_CHECK(b != NULL && table != NULL && 0 <= lo && lo <= hi && hi <= b->n);
   ic_rows r = rows_of(b);
   ic_stamp st = {actor_id, seq0};

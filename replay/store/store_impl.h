@@ -1,4 +1,4 @@
-/* store_impl.h: the insides of a store, shared by store.c and persist.c only (not installed,
+/* store_impl.h: the insides of a store, shared by store.c and persist*.c only (not installed,
  * not for the server). Names with a double underscore are internal to ib_store.
  *
  * Layout of one table: `rec` is one 64-byte aligned arena of capacity records; a record is

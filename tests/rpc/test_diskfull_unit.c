@@ -2,7 +2,7 @@
  * deterministic (the end-to-end run under the LD_PRELOAD shim is test_diskfull.c).
  *
  * This executable defines fsync() and fdatasync() itself: ib_store is a static library, so the
- * linker binds persist.c's calls (and its forked checkpoint writer's) to these definitions. They
+ * linker binds persist*.c's calls (and its forked checkpoint writer's) to these definitions. They
  * pass through to the system calls, or fail with EIO while `disk_bad` is set.
  *   - persist: a failed flush breaks the log and persist_health says so (cause, since when);
  *     the actor's retry of the same rows is a duplicate that the store would acknowledge, and

@@ -3,7 +3,7 @@
  * What it models: on Linux, creating, renaming and unlinking a directory entry is durable only
  * after an fsync of the directory, and a file's bytes only after an fsync/fdatasync of the file.
  * The test executable that links pcut_fs.c defines open, rename, unlink, fsync, fdatasync and
- * ftruncate itself; ib_store is a static library, so persist.c's calls bind to these definitions.
+ * ftruncate itself; ib_store is a static library, so persist*.c's calls bind to these definitions.
  * Calls on the watched directory are journaled, then passed to the kernel with syscall(); every
  * other call goes straight through.
  *

@@ -37,7 +37,7 @@
 #define DEMO_CAP 24
 #define ONLINE_CAP 16
 #define MAX_REPORTS 5
-#define ITEM_BYTES ((2 * O + A + 2) * 4 + 32) /* one item in a log record (persist.c item_bytes) */
+#define ITEM_BYTES ((2 * O + A + 2) * 4 + 32) /* one item in a log record (persist.c, persist__item_bytes) */
 
 typedef struct fz {
   rng r;
@@ -498,7 +498,7 @@ static void test_fuzz_restore(void) {
 }
 
 /* Found by this fuzzer: a log record with an intact CRC whose table field is in [2^31, 2^32 - 2]
- * crashed persist_open. wal_replay (replay/store/persist.c) checked the table with
+ * crashed persist_open. wal_replay (replay/store/persist_wal.c) checked the table with
  * `(int)t < s->ntables`, true for such a t (negative as an int), and then read s->tables[t].spec
  * with the unsigned t: an access ~2^31 tables past the array, SIGSEGV. Now refused as damage. */
 static void test_known_table_index(void) {

@@ -2,7 +2,7 @@
  * disk flush, and acknowledged rows survive a machine crash at any point around it.
  *
  * How a flush is observed without a hook in the product: this executable defines fdatasync()
- * itself. ib_store is a static library, so the linker binds persist.c's calls to this definition
+ * itself. ib_store is a static library, so the linker binds persist*.c's calls to this definition
  * (as LD_PRELOAD would, without a preload). It passes through to the system call, and can
  *   - hold every caller at a gate (a flush that the disk does not finish),
  *   - fail the next calls with EIO (a disk error),
@@ -41,7 +41,7 @@
 #define CAP 16384  /* online capacity: nothing is evicted in these tests */
 #define MAX_FILES 256
 
-/* ---- fdatasync, as seen by persist.c ---- */
+/* ---- fdatasync, as seen by persist*.c ---- */
 
 static pthread_mutex_t fs_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t fs_cv = PTHREAD_COND_INITIALIZER;

@@ -3,7 +3,7 @@
  * durable by an fsync of the directory.
  *
  * The crash model (pcut_fs.h has the mechanics):
- *   - This executable defines open, rename, unlink, fsync, fdatasync and ftruncate; persist.c's
+ *   - This executable defines open, rename, unlink, fsync, fdatasync and ftruncate; persist*.c's
  *     calls (from the static ib_store) bind to them, and those on the store directory are
  *     journaled in MAP_SHARED memory under a process-shared lock, so the forked checkpoint writer
  *     journals there too.
@@ -62,7 +62,7 @@
  *     log's rename in 4 of 7 runs, after the checkpoint's rename in about 2 of 7 (the window
  *     between the failure and the next good directory fsync is a few events). The earlier
  *     cases stay green.
- * That persist.c's calls really reach these definitions is checked, not assumed: the sequence
+ * That persist*.c's calls really reach these definitions is checked, not assumed: the sequence
  * must count more than 40 journaled events (nm on libib_store.a shows open, rename, unlink,
  * fsync, fdatasync and ftruncate; a fortified build calling __open_2 would fail here).
  * Bounded: waits have BOUND_S (a hang bound, not a speed limit); the whole file takes about a

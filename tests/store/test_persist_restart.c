@@ -10,7 +10,7 @@
  * (docs/results/runs/replay-eio/README.md, "stale-restart-eio").
  *
  * The disk model, without a hook in the product: this executable defines fdatasync() and fsync()
- * (ib_store is a static library, so persist.c's calls bind here, in the forked checkpoint writer
+ * (ib_store is a static library, so persist*.c's calls bind here, in the forked checkpoint writer
  * too). Per file it keeps the durable length (its length when its last successful fdatasync
  * started; a log's header is made durable by fsync when the log is created) and the bytes whose
  * flush failed ("poisoned": a crash copy zeroes them, whatever later flushes returned). A machine
@@ -51,7 +51,7 @@
 #define MAX_FILES 64
 #define WAL_HDR_BYTES 44
 
-/* ---- the disk model: fdatasync and fsync as seen by persist.c ---- */
+/* ---- the disk model: fdatasync and fsync as seen by persist*.c ---- */
 
 static pthread_mutex_t fs_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t fs_cv = PTHREAD_COND_INITIALIZER;

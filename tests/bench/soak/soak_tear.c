@@ -40,7 +40,7 @@
 
 #include "ib.h"
 
-#define TEAR_HDR 44                        /* the log header, persist.c's WAL_HDR */
+#define TEAR_HDR 44                        /* the log header, WAL_HDR in persist_impl.h */
 #define TEAR_MAX_LOG (1024ull * 1048576ull) /* a longer log is refused: the harness reads it whole */
 
 /* Per actor (writer ids, then the demo preloader last): what this log holds of its rows. */
@@ -138,7 +138,7 @@ static uint64_t tear_valid_end(const uint8_t *buf, uint64_t len) {
 static int tear_walk(soak_tear *out, const uint8_t *buf, uint64_t len, uint32_t obs, uint32_t act,
                      tear_actor *ta, const soak_tear_acked *ack, uint64_t **rec_end, uint32_t **rec_rows,
                      uint64_t *cap) {
-  const uint64_t ib = (uint64_t)(2 * obs + act + 2) * 4 + 32; /* persist.c's item_bytes */
+  const uint64_t ib = (uint64_t)(2 * obs + act + 2) * 4 + 32; /* persist__item_bytes in persist.c */
   const uint64_t id_at = (uint64_t)(2 * obs + act + 2) * 4 + 4;  /* after the floats and the proposer */
   uint64_t off = TEAR_HDR;
   out->need = TEAR_HDR;
