@@ -1,5 +1,5 @@
 /* itemcodec.h: the hand codec of the replay service's hot messages, shared by the client
- * (replay_rows.c: InsertRequest out, SampleReply in) and the shard server (rsrv.c:
+ * (replay_rows.c: InsertRequest out, SampleReply in) and the shard server (rsrv_data.c:
  * InsertRequest in, SampleReply out). Prefix ic_. Rows travel in one of two forms: a list of
  * Items (one message per transition; what the Python interop client and older clients send, and
  * what a server answers when not asked for columns), or one ItemColumns (a little-endian array

@@ -1,9 +1,13 @@
-/* rsrv.c: the handlers of the replay shard service (see rsrv.h for the status mapping).
+/* rsrv.c: the replay shard service (see rsrv.h for the status mapping): its start and stop, the
+ * blocking budget, and durability (checkpoints, the tick that heals). The handlers are in
+ * rsrv_data.c (Insert, Sample, Read) and rsrv_admin.c (Info, RateLimit, Checkpoint, Params);
+ * rsrv_impl.h has what the three share (rsrv__ names).
  *
- * Design. The store, the rate limiter and persistence do the data work (replay/store); this file
- * only translates: protobuf in, store calls, protobuf out. The two messages that carry the items
- * (InsertRequest in, SampleReply out: the whole data volume) go through the hand codec of
- * itemcodec.h, shared with the client; everything else uses nanopb (wire_decode / wire_encode).
+ * Design. The store, the rate limiter and persistence do the data work (replay/store); the
+ * service only translates: protobuf in, store calls, protobuf out. The two messages that carry
+ * the items (InsertRequest in, SampleReply out: the whole data volume) go through the hand codec
+ * of itemcodec.h, shared with the client; everything else uses nanopb (wire_decode /
+ * wire_encode).
  *   Insert   a client stream; each InsertRequest is decoded by rsrv_insert.c (rins_decode; what
  *            follows is what it does) and walked slice by slice (no flattening copy).
  *            Rows sent as ItemColumns (ibrl's client) are copied column by column into the insert
@@ -53,69 +57,14 @@
 #include <time.h>
 
 #include "ib.h"
-#include "itemcodec.h"
 #include "log.h"
 #include "ratelim.h"
 #include "rng.h"
 #include "rpc_server.h"
+#include "rsrv_impl.h"
 #include "rsrv_insert.h"
 #include "store.h"
 #include "wire.h"
-
-/* An insert slot: the decode state of one InsertRequest (rsrv_insert.h), reused across messages
- * and streams. */
-typedef struct insert_slot {
-  rins_slot dec; /* owned */
-  struct insert_slot *next;
-} insert_slot;
-
-/* A sampling slot: everything one Sample call needs, reused across calls. */
-typedef struct sample_slot {
-  rng r;
-  store_batch batch; /* owned */
-  struct sample_slot *next;
-} sample_slot;
-
-struct rsrv {
-  rsrv_config cfg;
-  char durability[8];
-  store *st;       /* owned */
-  rlim *lim;       /* owned */
-  persist *per;    /* owned; NULL without ckpt_dir */
-  rpc_server *rpc; /* owned */
-  int t_demo, t_online;
-  int ready; /* atomic: 0 while restoring (calls get UNAVAILABLE), then 1 */
-  uint64_t checkpoints;     /* atomic: Info reads it without ckpt_mu, which a checkpoint holds for seconds */
-  pthread_mutex_t ckpt_mu; /* one checkpoint at a time */
-
-  /* Durability, under dmu: written by rsrv_tick and rsrv_checkpoint, read by the handlers. */
-  pthread_mutex_t dmu;
-  double next_ckpt;         /* ib_now_s() of the next periodic checkpoint (INFINITY: none) */
-  double heal_at;           /* ib_now_s() of the next healing attempt (0: none scheduled) */
-  double heal_backoff_s;    /* the wait after the next failed attempt */
-  int trouble_logged;       /* the current trouble was logged (one line when it starts) */
-  int ckpt_failing;         /* the last checkpoint failed */
-  uint64_t ckpt_failures;   /* consecutive failed checkpoints (any: periodic, healing, requested) */
-  double ckpt_fail_since_s; /* ib_now_s() of the first of them */
-  char ckpt_error[384];     /* the last one's message */
-
-  pthread_mutex_t mu;      /* guards the slot pool and the blocking counter */
-  sample_slot *slots_all;  /* owned array */
-  sample_slot *free_slots;
-  int nslots;
-  insert_slot *islots_all; /* owned array [nslots] */
-  insert_slot *free_islots;
-  int blocked, max_blocked;
-
-  pthread_mutex_t pmu;     /* guards the params */
-  pthread_cond_t pcv;
-  uint64_t pversion;
-  uint64_t ppub_ns;        /* ib_now_ns() of the latest publish (0 = none) */
-  uint64_t ppub_unix_ms;   /* its wall-clock time, for people reading Info */
-  uint8_t *pblob;          /* owned */
-  size_t plen;
-  int closing;
-};
 
 void rsrv_config_default(rsrv_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
@@ -132,7 +81,7 @@ void rsrv_config_default(rsrv_config *cfg) {
 
 /* ---- blocking budget ---- */
 
-static int block_enter(rsrv *s) {
+int rsrv__block_enter(rsrv *s) {
   pthread_mutex_lock(&s->mu);
   int ok = s->blocked < s->max_blocked;
   if (ok) s->blocked++;
@@ -140,23 +89,20 @@ static int block_enter(rsrv *s) {
   return ok;
 }
 
-static void block_leave(rsrv *s) {
+void rsrv__block_leave(rsrv *s) {
   pthread_mutex_lock(&s->mu);
   s->blocked--;
   pthread_mutex_unlock(&s->mu);
 }
 
-/* The absolute ib_now_ns() deadline of a wait: the call's deadline capped by max_block_ms.
- * *capped says whether the cap (not the client) set it. */
-static uint64_t wait_deadline(const rsrv *s, gpr_timespec call_deadline, int *capped) {
+uint64_t rsrv__wait_deadline(const rsrv *s, gpr_timespec call_deadline, int *capped) {
   long ms = wire_ms_until(call_deadline);
   *capped = ms > s->cfg.max_block_ms;
   if (*capped) ms = s->cfg.max_block_ms;
   return ib_now_ns() + (uint64_t)ms * 1000000ull;
 }
 
-/* Maps a limiter result to a status. */
-static void limiter_fail(rpc_reply *rep, int rc, const char *what, int capped, int could_block, long cap_ms) {
+void rsrv__limiter_fail(rpc_reply *rep, int rc, const char *what, int capped, int could_block, long cap_ms) {
   if (rc == IB_EUNAVAIL) {
     rpc_reply_fail(rep, GRPC_STATUS_UNAVAILABLE, "%s: the server is shutting down HINT: retry on another "
                    "connection after the restart", what);
@@ -175,15 +121,6 @@ static void limiter_fail(rpc_reply *rep, int rc, const char *what, int capped, i
 
 /* ---- durability (see the top of this file) ---- */
 
-/* What Info and the Insert error say about durability. */
-typedef struct dur_state {
-  int broken;
-  char error[384];
-  double broken_s, retry_in_s;
-  uint64_t retries, since_unix_ms;
-  persist_health h;
-} dur_state;
-
 /* Appends src to the string in dst[cap], cutting it at the end (a message may be long). */
 static void text_append(char *dst, size_t cap, const char *src) {
   size_t have = strlen(dst), add = strlen(src);
@@ -197,7 +134,7 @@ static double heal_cap_s(const rsrv *s) {
   return s->cfg.ckpt_period_s > 0 ? IB_MIN(RSRV_HEAL_MAX_S, s->cfg.ckpt_period_s) : RSRV_HEAL_MAX_S;
 }
 
-static void dur_state_get(rsrv *s, dur_state *d) {
+void rsrv__dur_state_get(rsrv *s, dur_state *d) {
   memset(d, 0, sizeof *d);
   if (s->per == NULL) return;
   persist_health_get(s->per, &d->h);
@@ -234,11 +171,9 @@ static void utc_text(char *out, size_t cap, uint64_t unix_ms) {
   strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* The Insert error for an IB_EIO of the store or persist_barrier (ib_errmsg() holds theirs): when
- * the disk is the cause, it names the log, since when, the error and the cure. */
-static void insert_io_fail(rsrv *s, rpc_reply *rep, const char *table) {
+void rsrv__insert_io_fail(rsrv *s, rpc_reply *rep, const char *table) {
   dur_state d;
-  dur_state_get(s, &d);
+  rsrv__dur_state_get(s, &d);
   char since[32] = "?";
   if (d.since_unix_ms) utc_text(since, sizeof since, d.since_unix_ms);
   const char *why = d.h.cause_errno ? strerror(d.h.cause_errno) : "an I/O error";
@@ -257,7 +192,7 @@ static void insert_io_fail(rsrv *s, rpc_reply *rep, const char *table) {
   }
 }
 
-static grpc_status_code status_of(int rc) {
+grpc_status_code rsrv__status_of(int rc) {
   switch (rc) {
     case IB_EINVAL:
     case IB_ENONFINITE:
@@ -273,435 +208,11 @@ static grpc_status_code status_of(int rc) {
   }
 }
 
-/* UNAVAILABLE while the store is being restored. Returns 1 if the call must stop. */
-static int not_ready(rsrv *s, rpc_reply *rep, const char *what) {
+int rsrv__not_ready(rsrv *s, rpc_reply *rep, const char *what) {
   if (__atomic_load_n(&s->ready, __ATOMIC_ACQUIRE)) return 0;
   rpc_reply_fail(rep, GRPC_STATUS_UNAVAILABLE, "%s: the shard is restoring from %s HINT: retry when the health "
                  "check of \"\" says SERVING", what, s->cfg.ckpt_dir ? s->cfg.ckpt_dir : "(none)");
   return 1;
-}
-
-/* ---- Insert (client stream) ---- */
-
-/* Per-stream state: only the totals for the final reply. */
-typedef struct insert_state {
-  uint64_t received, inserted, duplicates;
-} insert_state;
-
-static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_slot *slot,
-                        const grpc_byte_buffer *msg, rpc_reply *rep);
-
-static int h_insert(void *ctx, rpc_call_info *info, const grpc_byte_buffer *msg, rpc_reply *rep) {
-  rsrv *s = ctx;
-  insert_state *st = info->state;
-  if (msg == NULL) { /* end of stream: reply with the totals and free the state */
-    if (!info->cancelled && st == NULL) {
-      ibrl_InsertReply r = ibrl_InsertReply_init_zero;
-      r.durable = s->cfg.durability == PERSIST_WAL;
-      if (wire_encode(&rep->bb, ibrl_InsertReply_fields, &r) != IB_OK)
-        rpc_reply_fail(rep, GRPC_STATUS_INTERNAL, "%s", ib_errmsg());
-    } else if (!info->cancelled) {
-      ibrl_InsertReply r = ibrl_InsertReply_init_zero;
-      r.received = st->received;
-      r.inserted = st->inserted;
-      r.duplicates = st->duplicates;
-      r.durable = s->cfg.durability == PERSIST_WAL && s->per != NULL;
-      if (wire_encode(&rep->bb, ibrl_InsertReply_fields, &r) != IB_OK)
-        rpc_reply_fail(rep, GRPC_STATUS_INTERNAL, "%s", ib_errmsg());
-    }
-    free(st);
-    info->state = NULL;
-    return 0;
-  }
-  if (not_ready(s, rep, "Insert")) return 1;
-  if (st == NULL) {
-    st = ib_xcalloc(1, sizeof *st);
-    info->state = st;
-  }
-  pthread_mutex_lock(&s->mu);
-  insert_slot *slot = s->free_islots;
-  if (slot != NULL) s->free_islots = slot->next;
-  pthread_mutex_unlock(&s->mu);
-  IB_CHECK(slot != NULL); /* at most `threads` handlers run at once and there are `threads` slots */
-  int stop = insert_batch(s, info, st, slot, msg, rep);
-  pthread_mutex_lock(&s->mu);
-  slot->next = s->free_islots;
-  s->free_islots = slot;
-  pthread_mutex_unlock(&s->mu);
-  return stop;
-}
-
-/* Decodes one InsertRequest into `slot` and stores it. Returns 0, or 1 with rep set. */
-static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_slot *slot,
-                        const grpc_byte_buffer *msg, rpc_reply *rep) {
-  char tname[STORE_NAME_MAX];
-  size_t n = 0;
-  if (rins_decode(&slot->dec, msg, tname, sizeof tname, &n, rep) != IB_OK) return 1;
-  const char *table = tname[0] == '\0' ? WIRE_TABLE_ONLINE : tname;
-  int t = store_table_find(s->st, table);
-  if (t < 0) {
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Insert: %s", ib_errmsg());
-    return 1;
-  }
-  st->received += n;
-  int limited = t == s->t_online && n > 0;
-  if (limited && !rlim_try_insert(s->lim, n)) {
-    int could_block = block_enter(s), capped = 0;
-    uint64_t dl = could_block ? wait_deadline(s, info->deadline, &capped) : 0;
-    if (could_block) rpc_server_will_wait();
-    int rc = rlim_await_insert(s->lim, n, dl);
-    if (could_block) block_leave(s);
-    if (rc != IB_OK) {
-      limiter_fail(rep, rc, "Insert", capped, could_block, s->cfg.max_block_ms);
-      return 1;
-    }
-  }
-  store_insert_result res = {0, 0, 0};
-  /* With the log, the store (and persist_barrier below) returns once the rows are durable, after a
-   * flush: let other calls go on meanwhile. Checkpoint-only, neither waits. */
-  if (s->cfg.durability == PERSIST_WAL && s->per != NULL) rpc_server_will_wait();
-  /* Finiteness was checked inside the decode copy. */
-  int rc = store_insert_prechecked(s->st, table, slot->dec.items, n, &res);
-  if (rc != IB_OK) {
-    if (limited) rlim_undo_insert(s->lim, n);
-    if (rc == IB_EIO && s->per != NULL)
-      insert_io_fail(s, rep, table);
-    else
-      rpc_reply_fail(rep, status_of(rc), "Insert into '%s': %s", table, ib_errmsg());
-    return 1;
-  }
-  if (limited && res.duplicates > 0) rlim_undo_insert(s->lim, res.duplicates);
-  /* Duplicates are acknowledged as stored: only once their originals are durable (top of file). */
-  if (res.duplicates > 0 && s->per != NULL && (rc = persist_barrier(s->per)) != IB_OK) {
-    insert_io_fail(s, rep, table);
-    return 1;
-  }
-  st->inserted += res.stored;
-  st->duplicates += res.duplicates;
-  return 0;
-}
-
-/* ---- Sample ---- */
-
-/* Encodes the sampled rows of `b` as a SampleReply of items with the hand codec, in one slice
- * sized exactly (items, then n_demo, n_online, demo_size, online_size, as nanopb would order
- * them). For clients that ask for columns, sample_columns below builds the reply instead. */
-static grpc_byte_buffer *sample_encode(const store_batch *b) {
-  ic_rows r = {b->obs_dim, b->act_dim, b->obs, b->action, b->next_obs, b->reward, b->discount, b->proposer,
-               b->episode_end, b->episode_success, b->actor_id, b->seq, b->weight_version};
-  size_t total = ic_items_len(&r, 0, b->n, IC_REPLY_ITEMS, NULL) + ic_varint_field_len(IC_REPLY_N_DEMO, b->n_demo) +
-                 ic_varint_field_len(IC_REPLY_N_DEMO + 1, b->n_online) +
-                 ic_varint_field_len(IC_REPLY_N_DEMO + 2, b->demo_size) +
-                 ic_varint_field_len(IC_REPLY_N_DEMO + 3, b->online_size);
-  grpc_slice sl = grpc_slice_malloc(total);
-  uint8_t *p = GRPC_SLICE_START_PTR(sl);
-  p = ic_items_put(p, &r, 0, b->n, IC_REPLY_ITEMS, NULL);
-  p = ic_put_varint_field(p, IC_REPLY_N_DEMO, b->n_demo);
-  p = ic_put_varint_field(p, IC_REPLY_N_DEMO + 1, b->n_online);
-  p = ic_put_varint_field(p, IC_REPLY_N_DEMO + 2, b->demo_size);
-  p = ic_put_varint_field(p, IC_REPLY_N_DEMO + 3, b->online_size);
-  IB_CHECK((size_t)(p - GRPC_SLICE_START_PTR(sl)) == total);
-  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
-  grpc_slice_unref(sl);
-  return bb;
-}
-
-/* Samples straight into a SampleReply with columns: the column headers are laid out first, the
- * store gathers each row into its place in the reply (no copy through the batch), then the counts
- * follow. Returns IB_OK with *out set, or the store's error (nothing allocated then). */
-static int sample_columns(rsrv *s, sample_slot *slot, uint32_t n, double frac, grpc_byte_buffer **out) {
-  store_batch *b = &slot->batch;
-  size_t cols = ic_cols_len(IC_REPLY_COLUMNS, n, b->obs_dim, b->act_dim);
-  size_t cap = cols + 4 * 11; /* four varint fields of at most 11 bytes */
-  grpc_slice sl = grpc_slice_malloc(cap);
-  uint8_t *base = GRPC_SLICE_START_PTR(sl), *col[IC_NCOLS];
-  uint8_t *p = ic_cols_layout(base, IC_REPLY_COLUMNS, n, b->obs_dim, b->act_dim, col);
-  store_cols sc = {col[IC_COL_OBS], col[IC_COL_ACTION], col[IC_COL_NEXT_OBS], col[IC_COL_REWARD],
-                   col[IC_COL_DISCOUNT], col[IC_COL_PROPOSER], col[IC_COL_ACTOR_ID], col[IC_COL_SEQ],
-                   col[IC_COL_WV], col[IC_COL_FLAGS]};
-  int rc = store_sample_cols(s->st, &slot->r, n, frac, b, &sc);
-  if (rc != IB_OK) {
-    grpc_slice_unref(sl);
-    return rc;
-  }
-  p = ic_put_varint_field(p, IC_REPLY_N_DEMO, b->n_demo);
-  p = ic_put_varint_field(p, IC_REPLY_N_DEMO + 1, b->n_online);
-  p = ic_put_varint_field(p, IC_REPLY_N_DEMO + 2, b->demo_size);
-  p = ic_put_varint_field(p, IC_REPLY_N_DEMO + 3, b->online_size);
-  size_t used = (size_t)(p - base);
-  IB_CHECK(used <= cap);
-  grpc_slice msg = grpc_slice_sub(sl, 0, used); /* a new reference to the same bytes */
-  grpc_slice_unref(sl);
-  *out = grpc_raw_byte_buffer_create(&msg, 1);
-  grpc_slice_unref(msg);
-  return IB_OK;
-}
-
-static void h_sample(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
-  rsrv *s = ctx;
-  if (not_ready(s, rep, "Sample")) return;
-  ibrl_SampleRequest req = ibrl_SampleRequest_init_zero;
-  if (wire_decode(&req, ibrl_SampleRequest_fields, req_bb, "SampleRequest") != IB_OK) {
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
-    return;
-  }
-  if (req.batch_size == 0 || req.batch_size > s->cfg.max_sample_batch) {
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Sample: batch_size %u out of range HINT: use 1..%u "
-                   "(the server's max sample batch)", req.batch_size, s->cfg.max_sample_batch);
-    return;
-  }
-  double frac = -1.0;
-  if (req.has_mix) {
-    frac = req.mix.demo_fraction;
-    if (!(frac >= 0.0 && frac <= 1.0)) {
-      rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Sample: mix.demo_fraction %g is not in [0, 1] HINT: "
-                     "leave mix unset for a size-proportional mix", frac);
-      return;
-    }
-  }
-  if (!rlim_try_sample(s->lim, req.batch_size)) {
-    int could_block = block_enter(s), capped = 0;
-    uint64_t dl = could_block ? wait_deadline(s, info->deadline, &capped) : 0;
-    if (could_block) rpc_server_will_wait();
-    int rc = rlim_await_sample(s->lim, req.batch_size, dl);
-    if (could_block) block_leave(s);
-    if (rc != IB_OK) {
-      limiter_fail(rep, rc, "Sample", capped, could_block, s->cfg.max_block_ms);
-      return;
-    }
-  }
-  pthread_mutex_lock(&s->mu);
-  sample_slot *slot = s->free_slots;
-  if (slot != NULL) s->free_slots = slot->next;
-  pthread_mutex_unlock(&s->mu);
-  if (slot == NULL) { /* more concurrent samplers than workers cannot happen; be safe anyway */
-    rlim_undo_sample(s->lim, req.batch_size);
-    rpc_reply_fail(rep, GRPC_STATUS_RESOURCE_EXHAUSTED, "Sample: no sampling slot free HINT: retry");
-    return;
-  }
-  grpc_byte_buffer *reply = NULL;
-  int rc;
-  if (req.columns) rc = sample_columns(s, slot, req.batch_size, frac, &reply);
-  else rc = store_sample(s->st, &slot->r, req.batch_size, frac, &slot->batch);
-  if (rc != IB_OK) {
-    rlim_undo_sample(s->lim, req.batch_size);
-    if (rc == IB_EUNAVAIL)
-      rpc_reply_fail(rep, GRPC_STATUS_FAILED_PRECONDITION, "Sample: %s HINT: insert items (or load demos) "
-                     "first", ib_errmsg());
-    else
-      rpc_reply_fail(rep, status_of(rc), "Sample: %s", ib_errmsg());
-  } else {
-    rep->bb = reply != NULL ? reply : sample_encode(&slot->batch);
-  }
-  pthread_mutex_lock(&s->mu);
-  slot->next = s->free_slots;
-  s->free_slots = slot;
-  pthread_mutex_unlock(&s->mu);
-}
-
-/* ---- Read (inspection: a paged scan of one table) ---- */
-
-/* Encodes the page in `b` as a ReadReply in one exactly sized slice: the rows as ItemColumns or as
- * Items (what the request asked for, the encodings of SampleReply), then table_size and inserted. */
-static grpc_byte_buffer *read_encode(const store_batch *b, int columns, uint64_t size, uint64_t inserted) {
-  ic_rows r = {b->obs_dim, b->act_dim, b->obs, b->action, b->next_obs, b->reward, b->discount, b->proposer,
-               b->episode_end, b->episode_success, b->actor_id, b->seq, b->weight_version};
-  size_t rows = columns ? ic_cols_len(IC_REPLY_COLUMNS, b->n, b->obs_dim, b->act_dim)
-                        : ic_items_len(&r, 0, b->n, IC_REPLY_ITEMS, NULL);
-  size_t total = rows + ic_varint_field_len(ibrl_ReadReply_table_size_tag, size) +
-                 ic_varint_field_len(ibrl_ReadReply_inserted_tag, inserted);
-  grpc_slice sl = grpc_slice_malloc(total);
-  uint8_t *p = GRPC_SLICE_START_PTR(sl);
-  if (columns) p = ic_cols_put(p, IC_REPLY_COLUMNS, &r, 0, b->n, NULL, NULL);
-  else p = ic_items_put(p, &r, 0, b->n, IC_REPLY_ITEMS, NULL);
-  p = ic_put_varint_field(p, ibrl_ReadReply_table_size_tag, size);
-  p = ic_put_varint_field(p, ibrl_ReadReply_inserted_tag, inserted);
-  IB_CHECK((size_t)(p - GRPC_SLICE_START_PTR(sl)) == total);
-  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
-  grpc_slice_unref(sl);
-  return bb;
-}
-
-/* Read: rows [start, start + count) of one table in age order (store_read), for tools that
- * copy a table (ibrl-replayctl export). It is inspection, not training traffic: the rate limiter
- * neither counts nor holds it, and the store leaves it out of the sample counters (Info's
- * sampled and samples_per_s). It borrows a sampling slot for its batch; the page is copied
- * once more into the reply (unlike Sample's columns, whose row count is known before the lock
- * is taken: a page's is not), which an inspection call can afford. */
-static void h_read(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
-  (void)info;
-  rsrv *s = ctx;
-  if (not_ready(s, rep, "Read")) return;
-  ibrl_ReadRequest req = ibrl_ReadRequest_init_zero;
-  if (wire_decode(&req, ibrl_ReadRequest_fields, req_bb, "ReadRequest") != IB_OK) {
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
-    return;
-  }
-  if (req.count == 0 || req.count > s->cfg.max_sample_batch) {
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Read: count %u out of range HINT: use 1..%u (the server's "
-                   "max sample batch) and page with start", req.count, s->cfg.max_sample_batch);
-    return;
-  }
-  const char *table = req.table[0] == '\0' ? WIRE_TABLE_ONLINE : req.table;
-  int t = store_table_find(s->st, table);
-  if (t < 0) {
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Read: table: %s", ib_errmsg());
-    return;
-  }
-  pthread_mutex_lock(&s->mu);
-  sample_slot *slot = s->free_slots;
-  if (slot != NULL) s->free_slots = slot->next;
-  pthread_mutex_unlock(&s->mu);
-  if (slot == NULL) { /* more concurrent calls than workers cannot happen; be safe anyway */
-    rpc_reply_fail(rep, GRPC_STATUS_RESOURCE_EXHAUSTED, "Read: no slot free HINT: retry");
-    return;
-  }
-  uint64_t size = 0, inserted = 0;
-  int rc = store_read(s->st, t, req.start, req.count, &slot->batch, NULL, &size, &inserted);
-  if (rc != IB_OK) rpc_reply_fail(rep, status_of(rc), "Read: %s", ib_errmsg());
-  else rep->bb = read_encode(&slot->batch, req.columns, size, inserted);
-  pthread_mutex_lock(&s->mu);
-  slot->next = s->free_slots;
-  s->free_slots = slot;
-  pthread_mutex_unlock(&s->mu);
-}
-
-/* ---- Info, RateLimit, Checkpoint ---- */
-
-static void limiter_info(rsrv *s, ibrl_RateLimitInfo *o) {
-  rlim_info li;
-  rlim_info_get(s->lim, &li);
-  o->paused = li.cfg.paused;
-  /* The ratio off (an unbounded band) reads as samples_per_insert 0, the value that sets it. */
-  o->samples_per_insert = isinf(li.cfg.error_buffer) ? 0 : li.cfg.samples_per_insert;
-  o->error_buffer = li.cfg.error_buffer;
-  o->min_size = li.cfg.min_size_to_sample;
-  o->inserts = li.inserts;
-  o->samples = li.samples;
-  o->insert_blocked_s = (double)li.insert_blocked_ns * 1e-9;
-  o->sample_blocked_s = (double)li.sample_blocked_ns * 1e-9;
-  o->insert_timeouts = li.insert_timeouts;
-  o->sample_timeouts = li.sample_timeouts;
-}
-
-static int actor_cmp(const void *a, const void *b) {
-  uint32_t x = ((const store_actor_info *)a)->actor_id, y = ((const store_actor_info *)b)->actor_id;
-  return (x > y) - (x < y);
-}
-
-static void h_info(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
-  (void)info;
-  rsrv *s = ctx;
-  if (not_ready(s, rep, "Info")) return;
-  ibrl_InfoRequest req = ibrl_InfoRequest_init_zero;
-  if (wire_decode(&req, ibrl_InfoRequest_fields, req_bb, "InfoRequest") != IB_OK) {
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
-    return;
-  }
-  ibrl_InfoReply *r = ib_xcalloc(1, sizeof *r);
-  r->shard_index = (uint32_t)s->cfg.shard_index;
-  r->obs_dim = (uint32_t)s->cfg.obs_dim;
-  r->act_dim = (uint32_t)s->cfg.act_dim;
-  int nt = store_table_count(s->st);
-  for (int t = 0; t < nt && t < (int)IB_ARRAY_LEN(r->tables); t++) {
-    store_table_info ti;
-    store_table_info_get(s->st, t, &ti);
-    ibrl_TableInfo *o = &r->tables[r->tables_count++];
-    snprintf(o->name, sizeof o->name, "%s", ti.spec.name);
-    o->kind = (uint32_t)ti.spec.kind;
-    o->size = ti.size;
-    o->capacity = ti.spec.capacity;
-    o->inserted = ti.total_inserts;
-    o->sampled = ti.total_samples;
-    o->duplicates = ti.duplicates;
-    o->inserts_per_s = ti.inserts_per_s;
-    o->samples_per_s = ti.samples_per_s;
-    o->bytes = ti.bytes;
-  }
-  r->has_limiter = true;
-  limiter_info(s, &r->limiter);
-  enum { MAXA = (int)(sizeof r->actors / sizeof r->actors[0]) };
-  store_actor_info *ai = ib_xcalloc(4096, sizeof *ai);
-  uint32_t na = store_actors_get(s->st, s->t_online, ai, 4096);
-  if (na > 4096) na = 4096;
-  qsort(ai, na, sizeof *ai, actor_cmp);
-  for (uint32_t i = 0; i < na && i < MAXA; i++) {
-    ibrl_ActorInfo *o = &r->actors[r->actors_count++];
-    o->actor_id = ai[i].actor_id;
-    o->last_seq = ai[i].highest_seq;
-    o->episodes = ai[i].recent_episodes;
-    o->successes = ai[i].recent_successes;
-    o->weight_version = ai[i].last_weight_version;
-  }
-  free(ai);
-  pthread_mutex_lock(&s->pmu);
-  r->params_version = s->pversion;
-  if (s->pversion > 0) {
-    r->params_age_s = (double)(ib_now_ns() - s->ppub_ns) * 1e-9;
-    r->params_published_unix_ms = s->ppub_unix_ms;
-    r->params_bytes = s->plen;
-  }
-  pthread_mutex_unlock(&s->pmu);
-  /* Not under ckpt_mu: a checkpoint holds it until its file is written and synced (seconds on a
-   * busy disk), and samplers ask Info for table sizes, so waiting here stalled the shard. */
-  r->checkpoints = __atomic_load_n(&s->checkpoints, __ATOMIC_RELAXED);
-  snprintf(r->durability, sizeof r->durability, "%s", s->durability);
-  dur_state d;
-  dur_state_get(s, &d);
-  r->durability_broken = d.broken != 0;
-  snprintf(r->durability_error, sizeof r->durability_error, "%s", d.broken ? d.error : "");
-  r->durability_broken_s = d.broken_s;
-  r->durability_retries = d.retries;
-  r->durability_retry_in_s = d.retry_in_s;
-  if (wire_encode(&rep->bb, ibrl_InfoReply_fields, r) != IB_OK)
-    rpc_reply_fail(rep, GRPC_STATUS_INTERNAL, "Info: %s", ib_errmsg());
-  free(r);
-}
-
-static void h_ratelimit(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
-  (void)info;
-  rsrv *s = ctx;
-  if (not_ready(s, rep, "RateLimit")) return;
-  ibrl_RateLimitRequest req = ibrl_RateLimitRequest_init_zero;
-  if (wire_decode(&req, ibrl_RateLimitRequest_fields, req_bb, "RateLimitRequest") != IB_OK) {
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
-    return;
-  }
-  switch (req.op) {
-    case ibrl_RateLimitRequest_Op_GET: break;
-    case ibrl_RateLimitRequest_Op_PAUSE: rlim_pause(s->lim, true); log_info("rate limiter paused"); break;
-    case ibrl_RateLimitRequest_Op_RESUME: rlim_pause(s->lim, false); log_info("rate limiter resumed"); break;
-    case ibrl_RateLimitRequest_Op_SET: {
-      rlim_info li;
-      rlim_info_get(s->lim, &li);
-      rlim_config c = li.cfg;
-      /* samples_per_insert 0 lifts the ratio (the min-size gate stays), as --samples-per-insert 0
-       * does at start: the limiter then runs with an unbounded band. */
-      int off = req.samples_per_insert == 0;
-      c.samples_per_insert = off ? 1.0 : req.samples_per_insert;
-      c.error_buffer = off ? INFINITY : req.error_buffer;
-      c.min_size_to_sample = req.min_size;
-      if (rlim_config_set(s->lim, &c) != IB_OK) {
-        rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "RateLimit SET: %s", ib_errmsg());
-        return;
-      }
-      if (off)
-        log_info("rate limiter set: ratio off, min_size %llu", (unsigned long long)c.min_size_to_sample);
-      else
-        log_info("rate limiter set: spi %g error_buffer %g min_size %llu", c.samples_per_insert, c.error_buffer,
-                 (unsigned long long)c.min_size_to_sample);
-      break;
-    }
-    default:
-      rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "RateLimit: unknown op %d HINT: GET, PAUSE, RESUME or SET",
-                     (int)req.op);
-      return;
-  }
-  ibrl_RateLimitReply r = ibrl_RateLimitReply_init_zero;
-  r.has_limiter = true;
-  limiter_info(s, &r.limiter);
-  if (wire_encode(&rep->bb, ibrl_RateLimitReply_fields, &r) != IB_OK)
-    rpc_reply_fail(rep, GRPC_STATUS_INTERNAL, "RateLimit: %s", ib_errmsg());
 }
 
 int rsrv_checkpoint(rsrv *s, persist_ckpt_info *info) {
@@ -819,113 +330,6 @@ void rsrv_tick(rsrv *s) {
   pthread_mutex_unlock(&s->dmu);
 }
 
-static void h_checkpoint(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
-  (void)info;
-  rsrv *s = ctx;
-  if (not_ready(s, rep, "Checkpoint")) return;
-  ibrl_CheckpointRequest req = ibrl_CheckpointRequest_init_zero;
-  if (wire_decode(&req, ibrl_CheckpointRequest_fields, req_bb, "CheckpointRequest") != IB_OK) {
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
-    return;
-  }
-  persist_ckpt_info ci;
-  rpc_server_will_wait(); /* a checkpoint takes up to seconds */
-  int rc = rsrv_checkpoint(s, &ci);
-  if (rc != IB_OK) {
-    rpc_reply_fail(rep, status_of(rc), "Checkpoint: %s", ib_errmsg());
-    return;
-  }
-  ibrl_CheckpointReply r = ibrl_CheckpointReply_init_zero;
-  snprintf(r.path, sizeof r.path, "%s", s->cfg.ckpt_dir);
-  r.items = ci.items;
-  r.seconds = ci.seconds;
-  if (wire_encode(&rep->bb, ibrl_CheckpointReply_fields, &r) != IB_OK)
-    rpc_reply_fail(rep, GRPC_STATUS_INTERNAL, "Checkpoint: %s", ib_errmsg());
-}
-
-/* ---- Params ---- */
-
-static void h_publish(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
-  (void)info;
-  rsrv *s = ctx;
-  if (not_ready(s, rep, "Publish")) return;
-  ibrl_PublishRequest req = ibrl_PublishRequest_init_zero;
-  wire_blob_sink sink = {NULL, 0, 0, (size_t)s->cfg.max_message_bytes};
-  wire_blob_set_sink(&req.blob, &sink);
-  if (wire_decode(&req, ibrl_PublishRequest_fields, req_bb, "PublishRequest") != IB_OK) {
-    free(sink.data);
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
-    return;
-  }
-  pthread_mutex_lock(&s->pmu);
-  if (req.version <= s->pversion) {
-    uint64_t have = s->pversion;
-    pthread_mutex_unlock(&s->pmu);
-    free(sink.data);
-    rpc_reply_fail(rep, GRPC_STATUS_FAILED_PRECONDITION, "Publish: version %llu is not newer than the stored "
-                   "version %llu HINT: versions must increase (a restarted learner continues its count)",
-                   (unsigned long long)req.version, (unsigned long long)have);
-    return;
-  }
-  free(s->pblob);
-  s->pblob = sink.data; /* takes the decoded buffer */
-  s->plen = sink.len;
-  s->pversion = req.version;
-  s->ppub_ns = ib_now_ns();
-  struct timespec wall;
-  clock_gettime(CLOCK_REALTIME, &wall);
-  s->ppub_unix_ms = (uint64_t)wall.tv_sec * 1000u + (uint64_t)(wall.tv_nsec / 1000000);
-  pthread_cond_broadcast(&s->pcv);
-  pthread_mutex_unlock(&s->pmu);
-  ibrl_PublishReply r = ibrl_PublishReply_init_zero;
-  r.version = req.version;
-  if (wire_encode(&rep->bb, ibrl_PublishReply_fields, &r) != IB_OK)
-    rpc_reply_fail(rep, GRPC_STATUS_INTERNAL, "Publish: %s", ib_errmsg());
-}
-
-static void h_getifnewer(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb, rpc_reply *rep) {
-  rsrv *s = ctx;
-  if (not_ready(s, rep, "GetIfNewer")) return;
-  ibrl_GetIfNewerRequest req = ibrl_GetIfNewerRequest_init_zero;
-  if (wire_decode(&req, ibrl_GetIfNewerRequest_fields, req_bb, "GetIfNewerRequest") != IB_OK) {
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
-    return;
-  }
-  int could_block = req.wait_ms > 0 && block_enter(s), capped = 0;
-  pthread_mutex_lock(&s->pmu);
-  if (could_block && s->pversion <= req.version) {
-    rpc_server_will_wait(); /* under pmu: it only hands the polling turn on */
-    uint64_t dl = wait_deadline(s, info->deadline, &capped);
-    uint64_t want = ib_now_ns() + (uint64_t)req.wait_ms * 1000000ull;
-    if (want < dl) dl = want;
-    /* The condvar uses CLOCK_REALTIME by default; wait in short slices against the monotonic
-     * deadline so a wall-clock jump cannot stretch the wait. */
-    while (s->pversion <= req.version && !s->closing) {
-      uint64_t now = ib_now_ns();
-      if (now >= dl) break;
-      uint64_t step = IB_MIN(dl - now, 50000000ull);
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_nsec += (long)step;
-      ts.tv_sec += ts.tv_nsec / 1000000000L;
-      ts.tv_nsec %= 1000000000L;
-      pthread_cond_timedwait(&s->pcv, &s->pmu, &ts);
-    }
-  }
-  ibrl_GetIfNewerReply r = ibrl_GetIfNewerReply_init_zero;
-  r.version = s->pversion;
-  r.newer = s->pversion > req.version;
-  wire_blob_src src = {s->pblob, s->plen};
-  if (r.newer) wire_blob_set_src(&r.blob, &src);
-  int rc = wire_encode(&rep->bb, ibrl_GetIfNewerReply_fields, &r); /* copies the blob under the lock */
-  int closing = s->closing;
-  pthread_mutex_unlock(&s->pmu);
-  if (could_block) block_leave(s);
-  if (rc != IB_OK) rpc_reply_fail(rep, GRPC_STATUS_INTERNAL, "GetIfNewer: %s", ib_errmsg());
-  else if (closing && !r.newer)
-    rpc_reply_fail(rep, GRPC_STATUS_UNAVAILABLE, "GetIfNewer: the server is shutting down HINT: retry later");
-}
-
 /* ---- lifecycle ---- */
 
 static int is_loopback(const char *host) {
@@ -1041,14 +445,14 @@ int rsrv_start(rsrv **out, const rsrv_config *cfg, int insecure) {
   s->max_blocked = cfg->threads - 1;
 
   rpc_method methods[] = {
-      {WIRE_PATH_INSERT, RPC_CLIENT_STREAM, NULL, h_insert, s},
-      {WIRE_PATH_SAMPLE, RPC_UNARY, h_sample, NULL, s},
-      {WIRE_PATH_INFO, RPC_UNARY, h_info, NULL, s},
-      {WIRE_PATH_CHECKPOINT, RPC_UNARY, h_checkpoint, NULL, s},
-      {WIRE_PATH_RATELIMIT, RPC_UNARY, h_ratelimit, NULL, s},
-      {WIRE_PATH_READ, RPC_UNARY, h_read, NULL, s},
-      {WIRE_PATH_PUBLISH, RPC_UNARY, h_publish, NULL, s},
-      {WIRE_PATH_GETIFNEWER, RPC_UNARY, h_getifnewer, NULL, s},
+      {WIRE_PATH_INSERT, RPC_CLIENT_STREAM, NULL, rsrv__h_insert, s},
+      {WIRE_PATH_SAMPLE, RPC_UNARY, rsrv__h_sample, NULL, s},
+      {WIRE_PATH_INFO, RPC_UNARY, rsrv__h_info, NULL, s},
+      {WIRE_PATH_CHECKPOINT, RPC_UNARY, rsrv__h_checkpoint, NULL, s},
+      {WIRE_PATH_RATELIMIT, RPC_UNARY, rsrv__h_ratelimit, NULL, s},
+      {WIRE_PATH_READ, RPC_UNARY, rsrv__h_read, NULL, s},
+      {WIRE_PATH_PUBLISH, RPC_UNARY, rsrv__h_publish, NULL, s},
+      {WIRE_PATH_GETIFNEWER, RPC_UNARY, rsrv__h_getifnewer, NULL, s},
   };
   rpc_server_opts ro = {cfg->bind, cfg->port, cfg->threads, cfg->max_message_bytes, cfg->token, cfg->tls_cert,
                         cfg->tls_key, cfg->pollers};

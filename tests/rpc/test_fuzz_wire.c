@@ -14,7 +14,7 @@
  * heap block, so under ASan a read one byte past any slice border fails the run.
  *
  * InsertRequests go through the shard's own decoder, rins_decode (replay/server/rsrv_insert.c,
- * what rsrv.c's Insert handler calls for every message), with a slot as the shard sizes it; the
+ * what rsrv_data.c's Insert handler calls for every message), with a slot as the shard sizes it; the
  * other messages through the decoders the handlers and the client call.
  *
  * What is checked, per decoder:
@@ -658,7 +658,7 @@ static int item_floats_inside(const grpc_byte_buffer *bb, const rins_slot *s, co
   return p == col + i * d || inside(bb, (const uint8_t *)p, d * 4, s->flat.p, s->flat.p + s->flat.cap);
 }
 
-/* Runs the shard's decoder on bb and checks what its caller (rsrv.c, then the store) is promised. */
+/* Runs the shard's decoder on bb and checks what its caller (rsrv_data.c, then the store) is promised. */
 static void iw_decode(fz *z, iw *w, const grpc_byte_buffer *bb, iw_res *o) {
   memset(o, 0, sizeof *o);
   size_t n = 12345;

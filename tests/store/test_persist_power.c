@@ -184,7 +184,7 @@ static int lins(store *s, uint32_t actor, uint64_t from, uint64_t to) {
   return rc;
 }
 
-/* As lins, but acknowledging as the server does (rsrv.c): a batch that held duplicates (a retry
+/* As lins, but acknowledging as the server does (rsrv_data.c): a batch that held duplicates (a retry
  * of rows whose flush failed) only once persist_barrier says they are durable. */
 static int lins_ack(store *s, persist *p, uint32_t actor, uint64_t from, uint64_t to) {
   if (to > __atomic_load_n(&LG.att[actor], __ATOMIC_ACQUIRE))
