@@ -192,6 +192,13 @@ void rsrv__insert_io_fail(rsrv *s, rpc_reply *rep, const char *table) {
   }
 }
 
+int rsrv__decode_req(void *msg, const pb_msgdesc_t *fields, const grpc_byte_buffer *bb, const char *what,
+                     rpc_reply *rep) {
+  if (wire_decode(msg, fields, bb, what) == IB_OK) return 1;
+  rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
+  return 0;
+}
+
 grpc_status_code rsrv__status_of(int rc) {
   switch (rc) {
     case IB_EINVAL:

@@ -42,10 +42,7 @@ void rsrv__h_info(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb
   rsrv *s = ctx;
   if (rsrv__not_ready(s, rep, "Info")) return;
   ibrl_InfoRequest req = ibrl_InfoRequest_init_zero;
-  if (wire_decode(&req, ibrl_InfoRequest_fields, req_bb, "InfoRequest") != IB_OK) {
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
-    return;
-  }
+  if (!rsrv__decode_req(&req, ibrl_InfoRequest_fields, req_bb, "InfoRequest", rep)) return;
   ibrl_InfoReply *r = ib_xcalloc(1, sizeof *r);
   r->shard_index = (uint32_t)s->cfg.shard_index;
   r->obs_dim = (uint32_t)s->cfg.obs_dim;
@@ -111,10 +108,7 @@ void rsrv__h_ratelimit(void *ctx, rpc_call_info *info, const grpc_byte_buffer *r
   rsrv *s = ctx;
   if (rsrv__not_ready(s, rep, "RateLimit")) return;
   ibrl_RateLimitRequest req = ibrl_RateLimitRequest_init_zero;
-  if (wire_decode(&req, ibrl_RateLimitRequest_fields, req_bb, "RateLimitRequest") != IB_OK) {
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
-    return;
-  }
+  if (!rsrv__decode_req(&req, ibrl_RateLimitRequest_fields, req_bb, "RateLimitRequest", rep)) return;
   switch (req.op) {
     case ibrl_RateLimitRequest_Op_GET: break;
     case ibrl_RateLimitRequest_Op_PAUSE: rlim_pause(s->lim, true); log_info("rate limiter paused"); break;
@@ -157,10 +151,7 @@ void rsrv__h_checkpoint(void *ctx, rpc_call_info *info, const grpc_byte_buffer *
   rsrv *s = ctx;
   if (rsrv__not_ready(s, rep, "Checkpoint")) return;
   ibrl_CheckpointRequest req = ibrl_CheckpointRequest_init_zero;
-  if (wire_decode(&req, ibrl_CheckpointRequest_fields, req_bb, "CheckpointRequest") != IB_OK) {
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
-    return;
-  }
+  if (!rsrv__decode_req(&req, ibrl_CheckpointRequest_fields, req_bb, "CheckpointRequest", rep)) return;
   persist_ckpt_info ci;
   rpc_server_will_wait(); /* a checkpoint takes up to seconds */
   int rc = rsrv_checkpoint(s, &ci);
@@ -185,9 +176,8 @@ void rsrv__h_publish(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req
   ibrl_PublishRequest req = ibrl_PublishRequest_init_zero;
   wire_blob_sink sink = {NULL, 0, 0, (size_t)s->cfg.max_message_bytes};
   wire_blob_set_sink(&req.blob, &sink);
-  if (wire_decode(&req, ibrl_PublishRequest_fields, req_bb, "PublishRequest") != IB_OK) {
+  if (!rsrv__decode_req(&req, ibrl_PublishRequest_fields, req_bb, "PublishRequest", rep)) {
     free(sink.data);
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
     return;
   }
   pthread_mutex_lock(&s->pmu);
@@ -220,10 +210,7 @@ void rsrv__h_getifnewer(void *ctx, rpc_call_info *info, const grpc_byte_buffer *
   rsrv *s = ctx;
   if (rsrv__not_ready(s, rep, "GetIfNewer")) return;
   ibrl_GetIfNewerRequest req = ibrl_GetIfNewerRequest_init_zero;
-  if (wire_decode(&req, ibrl_GetIfNewerRequest_fields, req_bb, "GetIfNewerRequest") != IB_OK) {
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
-    return;
-  }
+  if (!rsrv__decode_req(&req, ibrl_GetIfNewerRequest_fields, req_bb, "GetIfNewerRequest", rep)) return;
   int could_block = req.wait_ms > 0 && rsrv__block_enter(s), capped = 0;
   pthread_mutex_lock(&s->pmu);
   if (could_block && s->pversion <= req.version) {

@@ -172,10 +172,7 @@ void rsrv__h_sample(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_
   rsrv *s = ctx;
   if (rsrv__not_ready(s, rep, "Sample")) return;
   ibrl_SampleRequest req = ibrl_SampleRequest_init_zero;
-  if (wire_decode(&req, ibrl_SampleRequest_fields, req_bb, "SampleRequest") != IB_OK) {
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
-    return;
-  }
+  if (!rsrv__decode_req(&req, ibrl_SampleRequest_fields, req_bb, "SampleRequest", rep)) return;
   if (req.batch_size == 0 || req.batch_size > s->cfg.max_sample_batch) {
     rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Sample: batch_size %u out of range HINT: use 1..%u "
                    "(the server's max sample batch)", req.batch_size, s->cfg.max_sample_batch);
@@ -258,10 +255,7 @@ void rsrv__h_read(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb
   rsrv *s = ctx;
   if (rsrv__not_ready(s, rep, "Read")) return;
   ibrl_ReadRequest req = ibrl_ReadRequest_init_zero;
-  if (wire_decode(&req, ibrl_ReadRequest_fields, req_bb, "ReadRequest") != IB_OK) {
-    rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "%s", ib_errmsg());
-    return;
-  }
+  if (!rsrv__decode_req(&req, ibrl_ReadRequest_fields, req_bb, "ReadRequest", rep)) return;
   if (req.count == 0 || req.count > s->cfg.max_sample_batch) {
     rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Read: count %u out of range HINT: use 1..%u (the server's "
                    "max sample batch) and page with start", req.count, s->cfg.max_sample_batch);

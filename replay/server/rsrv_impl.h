@@ -17,7 +17,6 @@
 #include "rsrv.h"
 #include "rsrv_insert.h"
 #include "store.h"
-
 #include "wire.h"
 
 /* An insert slot: the decode state of one InsertRequest (rsrv_insert.h), reused across messages
@@ -103,6 +102,11 @@ void rsrv__limiter_fail(rpc_reply *rep, int rc, const char *what, int capped, in
 
 /* UNAVAILABLE while the store is being restored. Returns 1 if the call must stop. */
 int rsrv__not_ready(rsrv *s, rpc_reply *rep, const char *what);
+
+/* Decodes a handler's request `bb` into `msg` (nanopb `fields`; `what` names the message);
+ * on failure replies INVALID_ARGUMENT with the decoder's message and returns 0. */
+int rsrv__decode_req(void *msg, const pb_msgdesc_t *fields, const grpc_byte_buffer *bb, const char *what,
+                     rpc_reply *rep);
 
 /* The gRPC status of an IB_E* code (rsrv.h has the mapping). */
 grpc_status_code rsrv__status_of(int rc);
