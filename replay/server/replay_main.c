@@ -35,7 +35,7 @@
 
 enum {
   O_PORT = 0, O_BIND, O_SHARD, O_OBS, O_ACT, O_ONCAP, O_DEMOCAP, O_SPI, O_EBUF, O_MINSIZE, O_CKDIR,
-  O_CKPER, O_DUR, O_TOKEN, O_INSECURE, O_CERT, O_KEY, O_MAXMB, O_THREADS, O_POLLERS, O_MAXBATCH, O_MAXBLOCK, O_SEED,
+  O_CKPER, O_DUR, O_SALVAGE, O_TOKEN, O_INSECURE, O_CERT, O_KEY, O_MAXMB, O_THREADS, O_POLLERS, O_MAXBATCH, O_MAXBLOCK, O_SEED,
   O_HELP, O_COUNT
 };
 
@@ -53,6 +53,7 @@ static const struct option opts[] = {
     {"ckpt-dir", required_argument, NULL, O_CKDIR},
     {"ckpt-period", required_argument, NULL, O_CKPER},
     {"durability", required_argument, NULL, O_DUR},
+    {"salvage", no_argument, NULL, O_SALVAGE},
     {"token", required_argument, NULL, O_TOKEN},
     {"insecure", no_argument, NULL, O_INSECURE},
     {"tls-cert", required_argument, NULL, O_CERT},
@@ -104,6 +105,12 @@ static void usage(FILE *f) {
           "                         at least 9x a failed attempt's duration, so a large store's doomed\n"
           "                         checkpoints use at most ~10%% of the time), and heals once the disk is\n"
           "                         back. Sampling keeps working; `ibrl-replayctl info` shows the state\n"
+          "  --salvage              if the restore refuses --ckpt-dir as damaged (a checkpoint or log that\n"
+          "                         fails its CRC, a missing log: what a disk that lost flushed data\n"
+          "                         leaves), keep every intact row and start, instead of exiting; the\n"
+          "                         files as they were are linked into DIR/damaged-<UTC time>, and what\n"
+          "                         was lost is logged. Other table specs or too small capacities are\n"
+          "                         still refused\n"
           "  --token T              shared token: calls need 'authorization: Bearer T' (env IBRL_REPLAY_TOKEN)\n"
           "  --insecure             allow a non-loopback address without a token\n"
           "  --tls-cert PEM --tls-key PEM   serve TLS\n"
@@ -120,8 +127,9 @@ static void usage(FILE *f) {
           "Runs until SIGTERM / SIGINT (then: drains, writes a final checkpoint with --ckpt-dir, exit 0).\n"
           "Exit codes: 0 stopped cleanly, 1 the final checkpoint failed, 2 bad flags or setup (a bad value\n"
           "or variable, tables larger than memory, a non-loopback --bind without --token, a missing or non-PEM\n"
-          "TLS file, a port in use, a --ckpt-dir that is not a directory or not writable, a checkpoint that\n"
-          "is corrupt, truncated or of other dims); setup is checked before the shard serves.\n");
+          "TLS file, a port in use, a --ckpt-dir that is not a directory or not writable, a checkpoint of\n"
+          "other dims, or one that is corrupt or truncated without --salvage); setup is checked before the\n"
+          "shard serves.\n");
 }
 
 typedef struct args {
@@ -233,6 +241,13 @@ static int apply(args *a, int id, const char *name, const char *v) {
         fprintf(stderr, "ibrl-replay: --durability '%s' is unknown; use ckpt or wal\n", v);
         return -1;
       }
+      return 0;
+    case O_SALVAGE:
+      if (strcmp(v, "1") != 0 && strcmp(v, "true") != 0 && strcmp(v, "0") != 0 && strcmp(v, "false") != 0) {
+        fprintf(stderr, "ibrl-replay: IBRL_REPLAY_SALVAGE '%s' must be 1/true or 0/false\n", v);
+        return -1;
+      }
+      c->salvage = strcmp(v, "1") == 0 || strcmp(v, "true") == 0;
       return 0;
     case O_TOKEN: c->token = v; return 0;
     case O_INSECURE:

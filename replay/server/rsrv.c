@@ -474,8 +474,29 @@ int rsrv_start(rsrv **out, const rsrv_config *cfg, int insecure) {
   if (cfg->ckpt_dir != NULL) {
     persist_restore_info ri;
     log_info("restoring from %s ...", cfg->ckpt_dir);
-    rc = persist_open(&s->per, s->st, cfg->ckpt_dir, cfg->durability, &ri);
-    if (rc != IB_OK) goto fail;
+    persist_salvage_info sv;
+    rc = cfg->salvage ? persist_open_salvage(&s->per, s->st, cfg->ckpt_dir, cfg->durability, &ri, &sv)
+                      : persist_open(&s->per, s->st, cfg->ckpt_dir, cfg->durability, &ri);
+    if (rc != IB_OK) {
+      /* Damaged or missing data (not other settings, which --salvage refuses too): name the way out. */
+      const char *m = ib_errmsg();
+      if (!cfg->salvage && (rc == IB_EPROTO || rc == IB_ECHECKSUM ||
+                            (rc == IB_EMISMATCH && strstr(m, "missing") != NULL) ||
+                            ((rc == IB_EINVAL || rc == IB_ENONFINITE) && strstr(m, "cannot be replayed") != NULL))) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", ib_errmsg());
+        ib_fail(rc, "%s; or restart with --salvage to keep every intact row (the files are kept as they "
+                    "are in %s/damaged-<time>)", msg, cfg->ckpt_dir);
+      }
+      goto fail;
+    }
+    if (cfg->salvage && sv.salvaged)
+      log_warn("salvaged %s: %llu rows kept (checkpoint: %s, %llu rows; logs: %d read, %d damaged, %llu rows, "
+               "%llu bytes lost); rows acknowledged before may be missing; the files as they were are in %s",
+               cfg->ckpt_dir, (unsigned long long)(sv.ckpt_items + sv.log_items),
+               sv.ckpt_loaded ? "intact" : sv.ckpt_damaged ? "damaged, lost" : "none",
+               (unsigned long long)sv.ckpt_items, sv.logs_read, sv.logs_damaged,
+               (unsigned long long)sv.log_items, (unsigned long long)sv.log_bytes_lost, sv.aside);
     if (ri.ckpt_found || ri.wal_found)
       log_info("restored from %s: checkpoint %s (epoch %llu, %llu items), log %s (%llu records, %llu items, "
                "%llu torn bytes dropped)", cfg->ckpt_dir, ri.ckpt_found ? "yes" : "no",

@@ -50,6 +50,9 @@ typedef struct rsrv_config {
   const char *ckpt_dir;      /* NULL = no persistence */
   double ckpt_period_s;      /* 0 = only on request and at shutdown (driven by the caller) */
   persist_mode durability;   /* PERSIST_CKPT_ONLY or PERSIST_WAL (needs ckpt_dir) */
+  bool salvage;              /* a ckpt_dir the restore refuses as damaged or missing data: keep
+                                every intact row and set the files aside (persist_open_salvage)
+                                instead of failing to start */
   const char *token;         /* NULL = no token */
   const char *tls_cert, *tls_key;
   long max_message_bytes;

@@ -278,12 +278,7 @@ static void space_check(const persist *p) {
              fmt_size(need, sizeof need, full));
 }
 
-int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
-                 persist_restore_info *info) {
-  IB_CHECK(out != NULL && s != NULL && dir != NULL);
-  *out = NULL;
-  persist_restore_info ri;
-  memset(&ri, 0, sizeof ri);
+int persist__open_check(store *s, const char *dir, persist_mode mode) {
   if (mode != PERSIST_CKPT_ONLY && mode != PERSIST_WAL)
     return ib_fail(IB_EINVAL, "persist: unknown durability mode %d (HINT: checkpoint-only or wal)",
                    (int)mode);
@@ -304,7 +299,10 @@ int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
                    "persist: '%s' is not a directory (HINT: give a directory for the store's "
                    "checkpoint and log)",
                    dir);
+  return IB_OK;
+}
 
+persist *persist__new(store *s, const char *dir, persist_mode mode) {
   persist *p = ib_xcalloc(1, sizeof *p);
   p->s = s;
   p->mode = mode;
@@ -320,9 +318,68 @@ int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
   IB_CHECK(pthread_mutex_init(&p->mu, NULL) == 0);
   IB_CHECK(pthread_cond_init(&p->cv, NULL) == 0);
   IB_CHECK(pthread_mutex_init(&p->ckpt_mu, NULL) == 0);
+  return p;
+}
+
+int persist__open_fail(persist *p, int rc) {
+  char msg[1024];
+  snprintf(msg, sizeof msg, "%s", ib_errmsg());
+  store__lock_all(p->s);
+  persist__tables_clear(p->s);
+  store__unlock_all(p->s);
+  persist_close(p);
+  return ib_fail(rc, "%s", msg);
+}
+
+int persist__open_log(persist *p, bool append) {
+  if (p->mode != PERSIST_WAL) return IB_OK;
+  if (!append) {
+    p->fd_len = WAL_HDR;
+    return persist__wal_create(p, p->epoch, &p->fd, p->wal_path);
+  }
+  persist__wal_name(p, p->epoch, p->wal_path, sizeof p->wal_path);
+  p->fd = open(p->wal_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+  struct stat lst;
+  if (p->fd < 0 || fstat(p->fd, &lst) != 0) return persist__io_fail("open log for appending", p->wal_path);
+  p->fd_len = (uint64_t)lst.st_size;
+  return IB_OK;
+}
+
+void persist__open_finish(persist *p, bool recover, persist_restore_info *ri) {
+  if (p->mode == PERSIST_WAL) store_log_hook_set(p->s, persist__wal_append, persist__wal_sync, p);
+  space_check(p);
+  if (!recover) return;
+  if (p->mode == PERSIST_WAL) {
+    recovery_ckpt(p, ri);
+    return;
+  }
+  /* Checkpoint-only: the rows are in memory alone until a checkpoint holds them. */
+  uint64_t t0 = ib_now_ns();
+  persist_ckpt_info ci;
+  int rc = persist_checkpoint(p, &ci);
+  ri->recovery_ckpt = true;
+  ri->recovery_ckpt_seconds = (double)(ib_now_ns() - t0) * 1e-9;
+  if (rc == IB_OK) {
+    ri->recovery_ckpt_epoch = ci.epoch;
+  } else {
+    ri->recovery_ckpt_failed = true;
+    log_error("persist: the checkpoint after the restore failed; the restored rows are in memory "
+              "only until a checkpoint succeeds: %s", ib_errmsg());
+  }
+}
+
+int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
+                 persist_restore_info *info) {
+  IB_CHECK(out != NULL && s != NULL && dir != NULL);
+  *out = NULL;
+  persist_restore_info ri;
+  memset(&ri, 0, sizeof ri);
+  int rc = persist__open_check(s, dir, mode);
+  if (rc != IB_OK) return rc;
+  persist *p = persist__new(s, dir, mode);
 
   uint64_t epoch = 0, items = 0, content = 0;
-  int rc = persist__ckpt_load(p, &epoch, &items);
+  rc = persist__ckpt_load(p, &epoch, &items);
   if (rc == IB_OK) {
     ri.ckpt_found = true;
     ri.ckpt_epoch = epoch;
@@ -360,44 +417,14 @@ int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
   if (rc == IB_OK && first < nlogs) /* may delete logs at the end of the chain: nlogs drops */
     rc = persist__wal_chain_replay(p, ep + first, &nlogs, nlogs - first, &ri, &content);
   p->epoch = (first < nlogs) ? ep[nlogs - 1] : epoch;
-  if (rc == IB_OK && mode == PERSIST_WAL) {
-    if (first < nlogs) {
-      persist__wal_name(p, p->epoch, p->wal_path, sizeof p->wal_path);
-      p->fd = open(p->wal_path, O_WRONLY | O_APPEND | O_CLOEXEC);
-      struct stat lst;
-      if (p->fd < 0 || fstat(p->fd, &lst) != 0)
-        rc = persist__io_fail("open log for appending", p->wal_path);
-      else
-        p->fd_len = (uint64_t)lst.st_size;
-    } else {
-      rc = persist__wal_create(p, p->epoch, &p->fd, p->wal_path);
-      p->fd_len = WAL_HDR;
-    }
-  }
+  if (rc == IB_OK) rc = persist__open_log(p, first < nlogs);
   if (rc == IB_OK && ri.wal_stale) {
     log_info("persist: removing logs older than checkpoint epoch %llu (their records are in it)",
              (unsigned long long)epoch);
     rc = persist__wal_remove_older(p, epoch, NULL);
   }
-  if (rc != IB_OK) {
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", ib_errmsg());
-    store__lock_all(s);
-    persist__tables_clear(s);
-    store__unlock_all(s);
-    if (p->fd >= 0) close(p->fd);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv);
-    pthread_mutex_destroy(&p->ckpt_mu);
-    free(p->buf);
-    free(p->wbuf);
-    free(p);
-    ib_fail(rc, "%s", msg);
-    return rc;
-  }
-  if (mode == PERSIST_WAL) store_log_hook_set(s, persist__wal_append, persist__wal_sync, p);
-  space_check(p);
-  if (mode == PERSIST_WAL && (content > 0 || ri.wal_dropped_logs > 0)) recovery_ckpt(p, &ri);
+  if (rc != IB_OK) return persist__open_fail(p, rc);
+  persist__open_finish(p, mode == PERSIST_WAL && (content > 0 || ri.wal_dropped_logs > 0), &ri);
   if (info) *info = ri;
   *out = p;
   return IB_OK;

@@ -45,7 +45,7 @@
  * inserts and persist_barrier are refused until a checkpoint succeeds.
  *
  * Refused, with a message saying
- * what differs (the server decides: start empty, use a fallback, or stop): a damaged checkpoint
+ * what differs (the server decides: stop, or keep every intact row with persist_open_salvage): a damaged checkpoint
  * (bad magic, version, CRC, size, a row that is not finite), one whose specs differ from the store's, a damaged log header,
  * a log chain with a gap or starting after the checkpoint (data missing), a log whose records hold
  * more items than the store's max_insert_batch.
@@ -137,6 +137,47 @@ typedef struct persist persist;
  * On success *out is owned by the caller; release it with persist_close. */
 int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
                  persist_restore_info *info);
+
+/* What persist_open_salvage did when the strict restore refused. */
+typedef struct persist_salvage_info {
+  bool salvaged;           /* the strict restore refused and the salvage ran (false: the strict
+                              restore succeeded, or refused for a reason salvage does not take) */
+  char refusal[512];       /* the strict restore's message */
+  char aside[PERSIST_PATH_MAX + 48]; /* dir/damaged-<UTC time>: the files as they were */
+  int files_aside;         /* store files put there (hard links, or copies where links fail) */
+  bool ckpt_loaded;        /* the checkpoint was intact and its rows are in the store */
+  bool ckpt_damaged;       /* a checkpoint was there but unreadable: its rows are lost */
+  uint64_t ckpt_items;     /* rows it gave */
+  int logs_read;           /* log files read (each up to its first damage) */
+  int logs_damaged;        /* of them, those with a bad header, a torn or malformed record, or a
+                              record that does not validate: the rest of each is lost */
+  uint64_t log_items;      /* rows the logs gave (after dedup) */
+  uint64_t log_bytes_lost; /* bytes of the logs past their first damage */
+} persist_salvage_info;
+
+/* As persist_open, but when the restore refuses because files are damaged or missing (IB_EPROTO,
+ * IB_ECHECKSUM, IB_EMISMATCH for a gap in the chain of logs, or IB_EINVAL / IB_ENONFINITE for a
+ * log record that holds what no writer stores, under a valid CRC), it keeps every intact row
+ * instead, for a machine whose disk lost or corrupted data it had acknowledged as flushed
+ * (persist_open refuses such a directory and leaves the decision to the operator):
+ *   1. reads the checkpoint if it is intact, then every log from the checkpoint's epoch on (every
+ *      log when there is no intact checkpoint), each in epoch order up to its first damage,
+ *      across gaps in the chain; duplicates of (actor_id, seq) are stored once;
+ *   2. links every store file into a new directory dir/damaged-<UTC time> (copies it where a hard
+ *      link fails), so nothing is deleted: an operator can still inspect or restore them;
+ *   3. starts a fresh log past every epoch found and writes a checkpoint of what it kept
+ *      (persist__open_finish), which makes the old files stale: the next persist_open takes the
+ *      new checkpoint. Until it is durable a crash leaves the old files in place, and a second
+ *      salvage starts over (in a new damaged-* directory).
+ * Rows of a damaged checkpoint, and the records of a log past its first damage, are lost; so may
+ * be rows an actor was told were stored. Counters other than per-actor history start over.
+ * Still refused, with nothing changed: settings that differ from the files' (IB_EMISMATCH: other
+ * specs, or logs written with a larger max_insert_batch; IB_EFULL: a demo table or max_actors
+ * too small for the rows), I/O errors (IB_EIO) and every error persist_open returns before it
+ * reads a file. `sv` (may be NULL) says what was kept and lost. Memory: as a restore
+ * of the same rows. */
+int persist_open_salvage(persist **out, store *s, const char *dir, persist_mode mode,
+                         persist_restore_info *info, persist_salvage_info *sv);
 
 /* Writes a checkpoint of the whole store atomically (see the top of this file); returns when it
  * is durable. Inserts and samples are held only for the cut (the log switch and the fork, no disk

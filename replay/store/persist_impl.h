@@ -114,6 +114,22 @@ size_t persist__item_bytes(const store_spec *sp);
 
 int persist__write_all(int fd, const void *p, size_t n);
 
+/* persist_open's steps, which persist_salvage.c shares. */
+/* Checks the arguments and that the store is empty; creates the directory (one level). */
+int persist__open_check(store *s, const char *dir, persist_mode mode);
+/* A persist object for `dir`, not attached (no log open, no hook). Released with persist_close. */
+persist *persist__new(store *s, const char *dir, persist_mode mode);
+/* A failed open: empties the store's tables, releases p and returns rc with its message. */
+int persist__open_fail(persist *p, int rc);
+/* PERSIST_WAL: opens the log of p->epoch for appending (`append`: it exists, the newest of the
+ * chain) or creates it fresh; nothing in checkpoint-only mode. */
+int persist__open_log(persist *p, bool append);
+/* Installs the log hook (PERSIST_WAL), warns about free space and, with `recover`, writes the
+ * checkpoint that makes the restored rows durable from memory (PERSIST_WAL: the end-of-recovery
+ * checkpoint; checkpoint-only: a plain one), noting it in ri. Never fails: a failed checkpoint
+ * is in ri and in the health. */
+void persist__open_finish(persist *p, bool recover, persist_restore_info *ri);
+
 /* ---- persist_ckpt.c ---- */
 
 const char *persist__ck_step_name(int step);
@@ -147,6 +163,24 @@ void persist__tables_clear(store *s);
  * record of `ticket` is durable (group commit). */
 int persist__wal_append(void *ctx, int table, const store_item *items, size_t n, uint64_t *ticket);
 int persist__wal_sync(void *ctx, uint64_t ticket);
+
+/* What persist__wal_replay_file found in one log. */
+typedef struct wal_scan {
+  uint64_t file_len;  /* the file's length */
+  uint64_t valid_len; /* the end of its last intact record (== file_len unless torn) */
+  const char *torn;   /* why the record at valid_len does not check out, or NULL */
+  bool link_short;    /* its link says the previous log was longer: nothing of it was applied */
+  uint64_t link_len;  /* the previous log's length its link records (if it has a link) */
+} wal_scan;
+
+/* Replays the log file `path` of epoch `want_epoch` into the store, up to its first record that
+ * fails its length or CRC check. Does not change the file (the caller decides what to cut).
+ * `prev_len` is the intact length of the previous log of the chain, or UINT64_MAX when there is
+ * none to check (the first log replayed): if this log's link says the previous log was longer,
+ * nothing is applied and out->link_short is set. On an error the records before it stay applied
+ * (out->valid_len is where it stopped). */
+int persist__wal_replay_file(persist *p, const char *path, uint64_t want_epoch, uint64_t prev_len,
+                             persist_restore_info *info, wal_scan *out);
 
 /* Replays the chain of logs ep[0..n) (consecutive epochs after the checkpoint) and settles a
  * crash's damage: at the first log that ends early (a torn record, or shorter than the next log's

@@ -235,22 +235,9 @@ int persist__wal_sync(void *ctx, uint64_t ticket) {
 
 /* ---- replaying a log at restore ---- */
 
-/* What wal_replay found in one log. */
-typedef struct wal_scan {
-  uint64_t file_len;  /* the file's length */
-  uint64_t valid_len; /* the end of its last intact record (== file_len unless torn) */
-  const char *torn;   /* why the record at valid_len does not check out, or NULL */
-  bool link_short;    /* its link says the previous log was longer: nothing of it was applied */
-  uint64_t link_len;  /* the previous log's length its link records (if it has a link) */
-} wal_scan;
-
-/* Replays the log file `path` of epoch `want_epoch` into the store, up to its first record that
- * fails its length or CRC check. Does not change the file (the caller decides what to cut).
- * `prev_len` is the intact length of the previous log of the chain, or UINT64_MAX when there is
- * none to check (the first log replayed): if this log's link says the previous log was longer,
- * nothing is applied and out->link_short is set. */
-static int wal_replay(persist *p, const char *path, uint64_t want_epoch, uint64_t prev_len,
-                      persist_restore_info *info, wal_scan *out) {
+/* persist__wal_replay_file (persist_impl.h). */
+int persist__wal_replay_file(persist *p, const char *path, uint64_t want_epoch, uint64_t prev_len,
+                             persist_restore_info *info, wal_scan *out) {
   store *s = p->s;
   memset(out, 0, sizeof *out);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -269,6 +256,7 @@ static int wal_replay(persist *p, const char *path, uint64_t want_epoch, uint64_
     /* A crash while creating a fresh log leaves at most a short tmp file, never a short log (the
      * rename comes after the fsync), so a short header is damage. */
     close(fd);
+    out->valid_len = 0; /* nothing applied */
     return ib_fail(IB_EPROTO,
                    "log '%s' is %llu bytes, shorter than its header (HINT: the file is "
                    "damaged; move it away to restore from the checkpoint alone)",
@@ -285,6 +273,7 @@ static int wal_replay(persist *p, const char *path, uint64_t want_epoch, uint64_
   memcpy(&crc, hdr + 36, 4);
   if (memcmp(hdr, WAL_MAGIC, 8) != 0 || crc != ib_crc32(0, hdr, 36)) {
     close(fd);
+    out->valid_len = 0; /* nothing applied */
     return ib_fail(IB_ECHECKSUM,
                    "log '%s' has a bad magic or header CRC (HINT: not a replay log, or "
                    "damaged; move it away to restore from the checkpoint alone)",
@@ -294,6 +283,7 @@ static int wal_replay(persist *p, const char *path, uint64_t want_epoch, uint64_
   if ((ver != 1 && ver != WAL_VERSION) || endian != ENDIAN_WORD || (int)nt != s->ntables ||
       (int)od != sp->obs_dim || (int)ad != sp->act_dim) {
     close(fd);
+    out->valid_len = 0; /* nothing applied */
     return ib_fail(
         IB_EMISMATCH,
         "log '%s' was written for version %u, %u tables, obs_dim %u, act_dim %u; "
@@ -303,6 +293,7 @@ static int wal_replay(persist *p, const char *path, uint64_t want_epoch, uint64_
   }
   if (epoch != want_epoch) {
     close(fd);
+    out->valid_len = 0; /* nothing applied */
     return ib_fail(IB_EPROTO,
                    "log '%s' says epoch %llu inside but its name says %llu (HINT: log files "
                    "must not be renamed; move it away to restore without it)",
@@ -437,6 +428,7 @@ static int wal_replay(persist *p, const char *path, uint64_t want_epoch, uint64_
     info->wal_items += res.stored;
     off += 8 + rh[0];
   }
+  if (rc != IB_OK) out->valid_len = off;
   free(items);
   close(fd);
   return rc;
@@ -519,9 +511,9 @@ int persist__wal_chain_replay(persist *p, const uint64_t *ep, int *nlogs, int n,
   wal_scan sc = {0, 0, NULL, false, 0};
   for (int i = 0; i < n; i++) {
     persist__wal_name(p, ep[i], path, sizeof path);
-    int rc = wal_replay(p, path, ep[i], prev_len, ri, &sc);
+    int rc = persist__wal_replay_file(p, path, ep[i], prev_len, ri, &sc);
     if (rc != IB_OK) return rc;
-    /* wal_replay refuses a file shorter than its header; a link alone is no content */
+    /* persist__wal_replay_file refuses a file shorter than its header; a link alone is no content */
     *content += sc.file_len - WAL_HDR - (sc.link_len ? 16 + persist__item_bytes(&p->s->tables[0].spec) : 0);
     if (sc.link_short) { /* log i - 1 is whole but shorter than it was at the cut */
       keep = i;

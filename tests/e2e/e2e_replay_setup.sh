@@ -6,7 +6,9 @@
 # before: only "cannot listen", read as a port in use), and so is a key that does not match the
 # certificate (red before, same message); SIGTERM writes a final checkpoint that a
 # restart restores (sizes equal); a flipped byte in that checkpoint is refused (exit 2, CRC,
-# HINT); tables larger than the machine's memory or ulimit -v are refused (exit 2, HINT; red
+# HINT, and names --salvage), and with --salvage a damaged checkpoint followed by a log starts with
+# the log's rows, keeps the damaged file byte for byte in damaged-*, and restarts strictly; tables
+# larger than the machine's memory or ulimit -v are refused (exit 2, HINT; red
 # before: SIGABRT in the allocator). One small shard on 127.0.0.1, port 0; every wait is bounded.
 . "$(dirname "$0")/e2e_lib.sh"
 R=$B/ibrl-replay
@@ -84,3 +86,40 @@ with open(p, "r+b") as f:
     f.seek(off); b = f.read(1); f.seek(off); f.write(bytes([b[0] ^ 0x10]))' "$f" $((size / 2))
 expect_exit "a checkpoint with one flipped byte is refused, with a HINT" 2 "CRC-32.*HINT" \
   timeout 10 "$R" "${DIMS[@]}" --port 0 --ckpt-dir "$W/ck"
+expect_exit "the refusal names --salvage" 2 "restart with --salvage" \
+  timeout 10 "$R" "${DIMS[@]}" --port 0 --ckpt-dir "$W/ck"
+
+# ---- --salvage: a damaged checkpoint with a log after it (what a disk that lost flushed data
+# leaves) starts with the log's rows, keeps the files as they were, and restarts strictly ----
+mkdir -p "$W/ck2"
+ibc_replay r2 0 "${DIMS[@]}" --ckpt-dir "$W/ck2" --durability wal
+timeout 60 "$C" --shards "$IBC_ADDR" import-demos "$W/demos.hdf5" --stack 1 >"$IBC_LOGS/import2.log" 2>&1
+one=$(demo_size "$IBC_ADDR")
+timeout 30 "$C" --shards "$IBC_ADDR" checkpoint >"$IBC_LOGS/ckpt2.log" 2>&1
+timeout 60 "$C" --shards "$IBC_ADDR" import-demos "$W/demos.hdf5" --stack 1 --seq-base 100000 \
+  >>"$IBC_LOGS/import2.log" 2>&1
+two=$(demo_size "$IBC_ADDR")
+check "two imports (${one:-none} then ${two:-none} demo rows)" test "${two:-0}" -eq $((2 * ${one:-0})) -a "${one:-0}" -gt 0
+ibc_stop r2 KILL # no final checkpoint: the second import is only in the log
+f=$W/ck2/store.ckpt
+python3 -c 'import sys
+p = sys.argv[1]
+with open(p, "r+b") as f:
+    f.seek(64); b = f.read(1); f.seek(64); f.write(bytes([b[0] ^ 0x10]))' "$f"
+cp "$f" "$W/flipped.ckpt"
+expect_exit "without --salvage the damaged checkpoint is refused" 2 "CRC-32.*--salvage" \
+  timeout 10 "$R" "${DIMS[@]}" --port 0 --ckpt-dir "$W/ck2" --durability wal
+ibc_replay r3 0 "${DIMS[@]}" --ckpt-dir "$W/ck2" --durability wal --salvage
+kept=$(demo_size "$IBC_ADDR")
+check "--salvage: the shard serves the log's rows (${kept:-none} of ${two:-none}; the checkpoint's are lost)" \
+  test "${kept:-x}" = "$one"
+check "--salvage: the log says what was kept and where the files are" \
+  grep -q "salvaged .*: ${one} rows kept (checkpoint: damaged, lost.*damaged-" "$IBC_LOGS/r3.log"
+aside=$(ls -d "$W"/ck2/damaged-* 2>/dev/null | head -n 1)
+check "--salvage: the damaged checkpoint is kept as it was (${aside:-no damaged-* directory})" \
+  cmp -s "$W/flipped.ckpt" "${aside:-/nonexistent}/store.ckpt"
+ibc_stop r3
+ibc_replay r4 0 "${DIMS[@]}" --ckpt-dir "$W/ck2" --durability wal
+again=$(demo_size "$IBC_ADDR")
+check "a restart without --salvage restores the salvaged rows (${again:-none})" test "${again:-x}" = "$one"
+ibc_stop r4

@@ -73,6 +73,8 @@ typedef struct pcut_journal {
   uint32_t fail_n[PCUT_NKINDS]; /* a call of kind k fails with probability 1/fail_n[k] (0: never) */
   int fail_err[PCUT_NKINDS];
   uint64_t failures[PCUT_NKINDS];
+  uint32_t lie_n[PCUT_NKINDS]; /* a flush of kind k lies with probability 1/lie_n[k] (0: never) */
+  uint64_t lies[PCUT_NKINDS];
   uint32_t hold_fail_kinds; /* the next failure of these kinds sets hold_at (0: none) */
   int64_t hold_fail_ahead;
 } pcut_journal;
@@ -311,6 +313,17 @@ static int fail_draw(int kind) {
   return J->fail_err[kind];
 }
 
+/* Whether a flush of `kind` (PCUT_FSYNC, PCUT_DSYNC) that did not fail lies: returns 0 and makes
+ * nothing durable (mu held). */
+static bool lie_draw(int kind) {
+  uint32_t n = J->lie_n[kind];
+  if (n == 0) return false;
+  J->lcg = J->lcg * 6364136223846793005ull + 1442695040888963407ull;
+  if ((J->lcg >> 33) % n != 0) return false;
+  J->lies[kind]++;
+  return true;
+}
+
 /* ---- the interposed calls ---- */
 
 int open(const char *path, int flags, ...) {
@@ -426,12 +439,13 @@ static int sync_common(int fd, long nr) {
     pthread_mutex_lock(&J->mu);
     ev_begin(PCUT_DSYNC, "");
     int fe = fail_draw(PCUT_DSYNC); /* nothing committed: the operations stay pending */
+    bool lie = !fe && lie_draw(PCUT_DSYNC); /* the same, and it returns 0 */
     uint64_t start = J->op_base + (uint64_t)J->nops;
     pthread_mutex_unlock(&J->mu);
     int rc = fe ? -1 : (int)syscall(nr, fd);
     int e = fe ? fe : errno;
     pthread_mutex_lock(&J->mu);
-    if (rc == 0) dsync_commit(start);
+    if (rc == 0 && !lie) dsync_commit(start);
     gate_pass(PCUT_DSYNC, "", PCUT_GATE_AFTER_CALL);
     pthread_mutex_unlock(&J->mu);
     errno = e;
@@ -449,6 +463,7 @@ static int sync_common(int fd, long nr) {
   IB_CHECK(fstat(fd, &st) == 0);
   uint64_t len0 = (uint64_t)st.st_size;
   int fe = fail_draw(PCUT_FSYNC);
+  bool lie = !fe && lie_draw(PCUT_FSYNC); /* returns 0, the durable length stays */
   long nap = 0;
   if (J->jitter_us > 0) {
     J->lcg = J->lcg * 6364136223846793005ull + 1442695040888963407ull;
@@ -463,7 +478,7 @@ static int sync_common(int fd, long nr) {
   int e = fe ? fe : errno;
   pthread_mutex_lock(&J->mu);
   pcut_file *f = &J->files[fid];
-  if (f->used && f->gen == gen) {
+  if (f->used && f->gen == gen && !lie) {
     if (rc == 0 && f->shrunk) {
       f->dur = len0;
       f->shrunk = 0;
@@ -519,6 +534,8 @@ void pcut_watch(const char *dir) {
   memset(J->per_kind, 0, sizeof J->per_kind);
   memset(J->fail_n, 0, sizeof J->fail_n);
   memset(J->failures, 0, sizeof J->failures);
+  memset(J->lie_n, 0, sizeof J->lie_n);
+  memset(J->lies, 0, sizeof J->lies);
   J->hold_fail_kinds = 0;
   J->nops = 0;
   J->op_base = 0;
@@ -553,6 +570,7 @@ void pcut_unwatch(void) {
   pthread_mutex_lock(&J->mu);
   J->active = 0;
   memset(J->fail_n, 0, sizeof J->fail_n);
+  memset(J->lie_n, 0, sizeof J->lie_n);
   J->hold_fail_kinds = 0;
   J->hold_at = -1;
   J->frozen = J->held = 0;
@@ -638,6 +656,22 @@ void pcut_fail_rate(uint32_t kinds, uint32_t one_in_n, int err) {
     J->fail_err[k] = err;
   }
   pthread_mutex_unlock(&J->mu);
+}
+
+void pcut_lie_rate(uint32_t kinds, uint32_t one_in_n) {
+  IB_CHECK((kinds & ~(PCUT_KIND(PCUT_FSYNC) | PCUT_KIND(PCUT_DSYNC))) == 0);
+  pthread_mutex_lock(&J->mu);
+  for (int k = 1; k < PCUT_NKINDS; k++)
+    if (kinds & PCUT_KIND(k)) J->lie_n[k] = one_in_n;
+  pthread_mutex_unlock(&J->mu);
+}
+
+uint64_t pcut_lies_of(int kind) {
+  IB_CHECK(kind > 0 && kind < PCUT_NKINDS);
+  pthread_mutex_lock(&J->mu);
+  uint64_t n = J->lies[kind];
+  pthread_mutex_unlock(&J->mu);
+  return n;
 }
 
 void pcut_hold_after_failure(uint32_t kinds, int64_t ahead) {

@@ -163,6 +163,16 @@ void pcut_hold_after_failure(uint32_t kinds, int64_t ahead);
 /* Calls of `kind` made to fail since pcut_watch. */
 uint64_t pcut_failures_of(int kind);
 
+/* A disk that lies about flushes (a volatile write cache that ignores flush requests, a virtual
+ * disk configured to skip them): from now on each file flush (PCUT_FSYNC) or directory fsync
+ * (PCUT_DSYNC), as `kinds` names, that does not fail lies with probability 1/one_in_n (0: never):
+ * it returns 0 and makes nothing durable (the durable length stays; the directory operations stay
+ * pending, so a crash may keep any prefix of them). A later honest flush makes everything up to
+ * it durable, as a cache that is written back eventually does. Drawn from the shared generator. */
+void pcut_lie_rate(uint32_t kinds, uint32_t one_in_n);
+/* Flushes of `kind` that lied since pcut_watch. */
+uint64_t pcut_lies_of(int kind);
+
 /* Copies the journal (held or frozen only). */
 void pcut_snapshot(pcut_snap *out);
 /* The namespaces a crash can leave: the durable one plus each prefix of the pending operations

@@ -1,5 +1,5 @@
-/* store_testdir.c: see store_testdir.h. One level deep is enough: the store writes only files into
- * its directory, and the tests plant at most an empty directory. */
+/* store_testdir.c: see store_testdir.h. Directories in the store's directory are the tests' planted
+ * ones and persist_open_salvage's damaged-* (files only): removed recursively. */
 #include "store_testdir.h"
 
 #include <dirent.h>
@@ -23,7 +23,7 @@ void fx_rmdir_all(const char *dir) {
     while ((e = readdir(d)) != NULL) {
       if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
       snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-      if (unlink(p) != 0) rmdir(p);
+      if (unlink(p) != 0 && rmdir(p) != 0) fx_rmdir_all(p); /* a directory with files in it */
     }
     closedir(d);
   }

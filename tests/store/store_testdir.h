@@ -8,8 +8,8 @@
 /* Creates a fresh directory /tmp/<prefix>-XXXXXX and writes its path into out[n] (aborts if it
  * cannot: the tests cannot run without one). */
 void fx_tmpdir(char *out, size_t n, const char *prefix);
-/* Removes every entry of `dir` (files, and a directory planted in it to make a write fail), then
- * `dir` itself. Errors are ignored: it is cleanup. */
+/* Removes every entry of `dir` (files, and directories recursively: one planted to make a write
+ * fail, or a salvage's damaged-*), then `dir` itself. Errors are ignored: it is cleanup. */
 void fx_rmdir_all(const char *dir);
 
 #endif /* IB_STORE_TESTDIR_H */

@@ -44,6 +44,14 @@
  *     to 2 ms; crash states are taken at random moments or just before a journaled call a few
  *     events ahead (every other journaled call waits meanwhile; appends go on, beyond the
  *     lengths the snapshot recorded);
+ *   - random on a lying disk: as under load, but one file flush and one directory fsync in 3
+ *     return 0 and make nothing durable (pcut_lie_rate). Nothing is promised there, so each state
+ *     gets lie_check instead: no restore stores a row nobody sent or one twice, the strict restore
+ *     accepts the state or refuses it as damaged or missing data, and persist_open_salvage (on a
+ *     copy) always succeeds, salvages exactly the refused states, keeps the strict restore's rows
+ *     otherwise, and leaves a directory that the strict restore accepts. The case checks that the
+ *     disk lied, that states were refused and salvaged, and that strict restores lost
+ *     acknowledged rows (the lies reached them);
  *   - random on a failing disk: as above, but the model fails (EIO) one in 8 creates, renames,
  *     unlinks and directory fsyncs and one in 12 file flushes in the store directory, in the
  *     parent and in the checkpoint writer (pcut_fail_rate; pcut_fs.h says what a failed call
@@ -241,6 +249,8 @@ static bool rows_ok(store *s, const ledger *lg, const uint64_t *extra, const cha
 
 typedef struct tally {
   int states, bad, dropped, torn, stale;
+  int refused, salvaged, lost_acked; /* a lying disk: strict restores refused, salvages, and
+                                        strict restores that lost acknowledged rows */
   int damaged, sectors; /* states with sectors damaged past a durable length (pcut_damage) */
   int seeds;
   char seed_dir[MAX_SEEDS][96];
@@ -323,6 +333,120 @@ static bool state_check(const char *dir, const ledger *lg, const char *what, tal
   return ok;
 }
 
+/* ---- one crash state of a disk that lies about flushes ---- */
+
+/* Every online row holds the item of its key, no (actor, seq) twice, only seqs that were sent;
+ * *n gets the rows and *lost (may be NULL) whether acknowledged seqs are missing. */
+static bool rows_valid(store *s, const ledger *lg, const char *what, uint64_t *n, bool *lost) {
+  int t = store_table_find(s, "online");
+  store_batch b;
+  store_batch_init(&b, 64, FX_O, FX_A);
+  static uint8_t seen[NA + 1][CAP];
+  memset(seen, 0, sizeof seen);
+  bool ok = true;
+  *n = 0;
+  for (uint64_t pos = 0; ok; pos += b.n) {
+    IB_CHECK(store_read(s, t, pos, 64, &b, NULL, NULL, NULL) == IB_OK);
+    if (b.n == 0) break;
+    for (uint32_t i = 0; i < b.n && ok; i++) {
+      uint64_t key = b.weight_version[i];
+      uint32_t a = (uint32_t)(key / 10000u);
+      uint64_t q = key % 10000u;
+      if (!fx_row_ok(&b, i) || a < 1 || a > NA || q >= lg->att[a] || q >= CAP || seen[a][q]) {
+        TH_CHECK_MSG(false, "%s: row %llu (key %llu) is %s", what, (unsigned long long)(pos + i),
+                     (unsigned long long)key,
+                     !fx_row_ok(&b, i) ? "not the item of its key"
+                     : (a < 1 || a > NA || q >= lg->att[a] || q >= CAP) ? "a row nobody sent"
+                                                                       : "there twice");
+        ok = false;
+      } else {
+        seen[a][q] = 1;
+        (*n)++;
+      }
+    }
+  }
+  store_batch_free(&b);
+  if (lost) {
+    *lost = false;
+    for (uint32_t a = 1; a <= NA; a++)
+      for (uint64_t q = 0; q < lg->acked[a] && q < CAP; q++) *lost |= !seen[a][q];
+  }
+  return ok;
+}
+
+/* A crash state of a lying disk (pcut_lie_rate): no promise is left, but no restore may crash,
+ * store a row nobody sent, or store one twice. The strict restore either accepts the state or
+ * refuses it as damaged or missing data (nothing else); the salvage (on a copy) always succeeds,
+ * salvages exactly when the strict restore refused, keeps the same rows when it did not, takes
+ * a new batch, and leaves a directory the strict restore accepts with those rows. */
+static bool lie_check(const char *dir, const ledger *lg, const char *what, tally *t) {
+  t->states++;
+  char copy[96];
+  tmpdir(copy, sizeof copy, "lie");
+  copy_dir(dir, copy);
+  store *s = mk();
+  persist *p = NULL;
+  int rc = persist_open(&p, s, dir, PERSIST_WAL, NULL);
+  bool ok = true, strict_ok = rc == IB_OK, lost = false;
+  uint64_t n_strict = 0, n_salv = 0;
+  if (rc == IB_OK) {
+    ok = rows_valid(s, lg, what, &n_strict, &lost);
+    t->lost_acked += lost;
+    persist_close(p);
+  } else if (rc == IB_EPROTO || rc == IB_ECHECKSUM || rc == IB_EMISMATCH) {
+    t->refused++;
+  } else {
+    TH_CHECK_MSG(false, "%s: the strict restore failed with %s: %s", what, ib_strerror(rc), ib_errmsg());
+    ok = false;
+  }
+  store_destroy(s);
+  s = mk();
+  p = NULL;
+  persist_salvage_info sv;
+  char w2[700];
+  snprintf(w2, sizeof w2, "%s, salvaged", what);
+  rc = persist_open_salvage(&p, s, copy, PERSIST_WAL, NULL, &sv);
+  if (rc != IB_OK) {
+    TH_CHECK_MSG(false, "%s: failed: %s", w2, ib_errmsg());
+    ok = false;
+  } else {
+    t->salvaged += sv.salvaged;
+    ok &= rows_valid(s, lg, w2, &n_salv, NULL);
+    if (sv.salvaged == strict_ok || (strict_ok && n_salv != n_strict)) {
+      TH_CHECK_MSG(false, "%s: salvaged %d after a strict restore that %s (%llu rows; salvage kept %llu)",
+                   w2, sv.salvaged, strict_ok ? "succeeded" : "refused", (unsigned long long)n_strict,
+                   (unsigned long long)n_salv);
+      ok = false;
+    }
+    if (ins_raw(s, 1, CAP - 8, CAP - 4, NULL) != IB_OK) {
+      TH_CHECK_MSG(false, "%s: a new batch failed: %s", w2, ib_errmsg());
+      ok = false;
+    }
+    persist_close(p);
+  }
+  store_destroy(s);
+  if (ok) {
+    s = mk();
+    p = NULL;
+    rc = persist_open(&p, s, copy, PERSIST_WAL, NULL);
+    store_table_info ti;
+    store_table_info_get(s, store_table_find(s, "online"), &ti);
+    if (rc != IB_OK || ti.size != n_salv + 4) {
+      TH_CHECK_MSG(false, "%s: the strict restore after it %s (%llu rows, expected %llu)", w2,
+                   rc == IB_OK ? "holds other rows" : ib_errmsg(), (unsigned long long)ti.size,
+                   (unsigned long long)(n_salv + 4));
+      ok = false;
+    }
+    if (rc == IB_OK) persist_close(p);
+    store_destroy(s);
+  }
+  fx_rmdir_all(copy);
+  if (!ok) t->bad++;
+  return ok;
+}
+
+static bool g_lying; /* snap_check checks states with lie_check */
+
 /* ---- every crash state of one moment ---- */
 
 static pcut_ns g_vars[PCUT_MAX_VARIANTS]; /* main thread only */
@@ -396,7 +520,7 @@ static void snap_check(const pcut_snap *sn, const ledger *lg, const char *what, 
         tmpdir(keep, sizeof keep, "seed");
         copy_dir(out, keep);
       }
-      bool ok = state_check(out, lg, w, t, &ri);
+      bool ok = g_lying ? lie_check(out, lg, w, t) : state_check(out, lg, w, t, &ri);
       if (keep[0]) {
         int kind = ri.wal_dropped_logs >= 2 ? 0 : ri.wal_dropped_logs == 1 ? 1
                    : ri.wal_torn_bytes > 0 ? 2 : ri.wal_stale ? 3 : -1;
@@ -753,6 +877,50 @@ static void test_model(void) {
   free(sn);
   pcut_unwatch();
   fx_rmdir_all(out);
+  fx_rmdir_all(dir);
+}
+
+/* The lying model: a lying file flush returns 0 and leaves the durable length, a lying directory
+ * fsync returns 0 and commits nothing; an honest flush after them makes everything durable. */
+static void model_lies(void) {
+  char dir[96], path[160];
+  tmpdir(dir, sizeof dir, "model-lie");
+  pcut_watch(dir);
+  snprintf(path, sizeof path, "%s/a", dir);
+  pcut_lie_rate(PCUT_KIND(PCUT_FSYNC) | PCUT_KIND(PCUT_DSYNC), 1); /* every flush lies */
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+  IB_CHECK(fd >= 0 && dfd >= 0);
+  IB_CHECK(write(fd, "0123456789", 10) == 10);
+  TH_CHECK_EQ_INT(fsync(fd), 0);
+  TH_CHECK_EQ_INT(fsync(dfd), 0);
+  pcut_snap *sn = ib_xmalloc(sizeof *sn);
+  pcut_freeze();
+  pcut_snapshot(sn);
+  pcut_thaw();
+  int nprefix = 0;
+  TH_CHECK_EQ_INT(pcut_variants(sn, false, g_vars, PCUT_MAX_VARIANTS, &nprefix), 2); /* {}, {a} */
+  TH_CHECK_EQ_INT(g_vars[0].n, 0);
+  uint64_t lo, hi;
+  pcut_file_range(sn, g_vars[1].e[0].fid, &lo, &hi);
+  TH_CHECK_EQ_INT(lo, 0);
+  TH_CHECK_EQ_INT(hi, 10);
+  TH_CHECK_EQ_INT(pcut_lies_of(PCUT_FSYNC), 1);
+  TH_CHECK_EQ_INT(pcut_lies_of(PCUT_DSYNC), 1);
+  pcut_lie_rate(PCUT_KIND(PCUT_FSYNC) | PCUT_KIND(PCUT_DSYNC), 0); /* honest again */
+  TH_CHECK_EQ_INT(fsync(fd), 0);
+  TH_CHECK_EQ_INT(fsync(dfd), 0);
+  pcut_freeze();
+  pcut_snapshot(sn);
+  pcut_thaw();
+  TH_CHECK_EQ_INT(pcut_variants(sn, false, g_vars, PCUT_MAX_VARIANTS, NULL), 1);
+  TH_CHECK_EQ_INT(g_vars[0].n, 1);
+  pcut_file_range(sn, g_vars[0].e[0].fid, &lo, &hi);
+  TH_CHECK_EQ_INT(lo, 10);
+  close(fd);
+  close(dfd);
+  free(sn);
+  pcut_unwatch();
   fx_rmdir_all(dir);
 }
 
@@ -1311,9 +1479,86 @@ static void test_random_eio(void) {
   fx_rmdir_all(dir);
 }
 
+/* A disk that lies about flushes: one file flush and one directory fsync in 3 return 0 and make
+ * nothing durable (pcut_lie_rate). Nothing is promised then: a crash can lose acknowledged rows,
+ * and can leave a checkpoint whose rename is durable but not its bytes, or a chain of logs with
+ * a gap. What must hold is lie_check: restores never store a row nobody sent or one twice, the
+ * strict restore refuses only as damaged or missing data, and the salvage keeps every intact row
+ * and leaves a directory the strict restore takes. The case checks that the disk lied, that some
+ * states were refused and salvaged, and that some strict restores lost acknowledged rows (so the
+ * lies reached the restores). */
+static void test_random_lies(void) {
+  enum { COPIES = 20 };
+  char dir[96];
+  persist *p = NULL;
+  store *s = load_open(dir, "lie", &p);
+  pcut_lie_rate(PCUT_KIND(PCUT_FSYNC) | PCUT_KIND(PCUT_DSYNC), 3);
+  worker w[NA + 1];
+  pthread_t th[NA + 1];
+  memset(w, 0, sizeof w);
+  const uint64_t slice = ((CAP / 4 + COPIES - 1) / COPIES + 3) / 4 * 4;
+  uint64_t grant = 2 * slice;
+  workers_start(w, th, s, p, &grant, 0, dir, w_insert, w_ckpt);
+  rng r;
+  rng_seed(&r, 59, "test", 0, "power-lie");
+  tally t;
+  memset(&t, 0, sizeof t);
+  g_lying = true;
+  pcut_snap *sn = ib_xmalloc(sizeof *sn);
+  for (int k = 0; k < COPIES; k++) {
+    __atomic_store_n(&grant, (uint64_t)(k + 2) * slice, __ATOMIC_RELEASE);
+    bool held = false;
+    if (k % 2) {
+      pcut_hold_at((int64_t)pcut_events() + 1 + (int64_t)rng_below(&r, 12));
+      held = pcut_hold_wait(5) == 1;
+      if (!held) pcut_hold_at(-1);
+    } else {
+      struct timespec ts = {0, (long)(1 + rng_below(&r, 8)) * 1000000L};
+      nanosleep(&ts, NULL);
+    }
+    ledger lg;
+    ledger_read(&lg);
+    if (!held) pcut_freeze();
+    pcut_snapshot(sn);
+    ledger after;
+    ledger_read(&after);
+    for (int a = 1; a <= NA; a++) lg.att[a] = after.att[a];
+    char what[64];
+    snprintf(what, sizeof what, "crash %d on a lying disk", k);
+    snap_check(sn, &lg, what, sn->nops <= 3, &r, &t, false);
+    if (held)
+      pcut_hold_release();
+    else
+      pcut_thaw();
+  }
+  g_lying = false;
+  free(sn);
+  for (int i = 0; i <= NA; i++) __atomic_store_n(&w[i].stop, 1, __ATOMIC_RELAXED);
+  for (int i = 0; i <= NA; i++) pthread_join(th[i], NULL);
+  uint64_t lies_f = pcut_lies_of(PCUT_FSYNC), lies_d = pcut_lies_of(PCUT_DSYNC);
+  int errors = 0;
+  for (int i = 0; i <= NA; i++) errors += w[i].errors;
+  TH_CHECK_EQ_INT(errors, 0);
+  persist_close(p);
+  store_destroy(s);
+  pcut_jitter(0);
+  pcut_unwatch();
+  printf("  %d crashes on a lying disk (%llu file flushes and %llu directory fsyncs lied): %d "
+         "states; the strict restore refused %d (each salvaged: %d) and lost acknowledged rows "
+         "in %d it accepted; %d bad; %d checkpoints (%d made to fail)\n",
+         COPIES, (unsigned long long)lies_f, (unsigned long long)lies_d, t.states, t.refused,
+         t.salvaged, t.lost_acked, t.bad, w[NA].ckpts + w[NA].failed, w[NA].failed);
+  TH_CHECK(lies_f > 0 && lies_d > 0);
+  TH_CHECK_MSG(t.refused > 0, "no crash state was refused: the case does not reach the salvage");
+  TH_CHECK_EQ_INT(t.salvaged, t.refused);
+  TH_CHECK_MSG(t.lost_acked > 0, "no strict restore lost acknowledged rows: the lies did not reach it");
+  fx_rmdir_all(dir);
+}
+
 static const th_case cases[] = {
     {"the model loses what no fsync made durable", test_model},
     {"the model damages only sectors past a durable length", model_damage},
+    {"the model's lying flushes make nothing durable", model_lies},
     {"the model fails calls as told, and a failed flush caps the file for good",
      test_model_failures},
     {"every event of a deterministic sequence as a power cut", test_enumerated},
@@ -1322,6 +1567,8 @@ static const th_case cases[] = {
      test_random_under_load},
     {"power cuts at random moments while the disk fails some directory fsyncs, renames and flushes",
      test_random_eio},
+    {"power cuts on a disk that lies about flushes: restores stay valid, refusals are salvaged",
+     test_random_lies},
     {NULL, NULL},
 };
 
