@@ -562,6 +562,7 @@ int rc_info_get(rc_client *c, int i, rc_shard_info *out) {
     out->durability_broken_s = rep->durability_broken_s;
     out->durability_retries = rep->durability_retries;
     out->durability_retry_in_s = rep->durability_retry_in_s;
+    snprintf(out->salvage, sizeof out->salvage, "%s", rep->salvage);
     pthread_mutex_lock(&c->lock);
     c->sh[i].demo_size = dsz;
     c->sh[i].online_size = osz;

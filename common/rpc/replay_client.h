@@ -290,6 +290,8 @@ typedef struct rc_shard_info {
   double durability_broken_s;   /* for how long */
   uint64_t durability_retries;  /* checkpoints that failed since it broke */
   double durability_retry_in_s; /* until the shard's next attempt of its own (0: none due) */
+  char salvage[512];            /* what a --salvage start kept and lost, and where the files are ("" if
+                                   the shard did not need it) */
   double rtt_ms; /* measured round trip of this Info call */
 } rc_shard_info;
 

@@ -106,7 +106,8 @@ static const cmd_help cmds[] = {
      "  the newest weight version on its items, and the success of its recent episodes (the shard keeps\n"
      "  each actor's last 32); params version, size and age; durability: ok, or BROKEN with the cause (a\n"
      "  failed write or fsync of the log: disk full, I/O errors), for how long, the shard's failed\n"
-     "  recovery attempts and when it tries the next (--json: durability_broken, durability_error, ...).\n"},
+     "  recovery attempts and when it tries the next (--json: durability_broken, durability_error, ...);\n"
+     "  and, if the shard started with --salvage and needed it, what it kept and lost (--json: salvage).\n"},
     {"watch", f_watch,
      "watch [--shard I] [--interval S] [--count N]\n"
      "  `info` refreshed in place every --interval seconds (default 2), --count times (default 0 = until\n"
@@ -449,6 +450,11 @@ static void print_info(const ctl_args *a, rc_client *c, const int *ok, const rc_
         printf("null");
       printf(",\"durability_broken_s\":%.3f,\"durability_retries\":%llu,\"durability_retry_in_s\":%.3f",
              s->durability_broken_s, (unsigned long long)s->durability_retries, s->durability_retry_in_s);
+      printf(",\"salvage\":");
+      if (s->salvage[0])
+        ctl_json_str(s->salvage);
+      else
+        printf("null");
       putchar('}');
     }
     printf("]}\n");
@@ -475,6 +481,7 @@ static void print_info(const ctl_args *a, rc_client *c, const int *ok, const rc_
     } else {
       printf("  durability: ok\n");
     }
+    if (s->salvage[0]) printf("  SALVAGED at start (--salvage): %s\n", s->salvage);
     printf("  %-8s %-6s %12s %12s %10s %10s %10s %10s %12s %12s %10s %10s %10s\n", "table", "kind", "size", "capacity",
            "ins/s", "smp/s", "ins/s 10s", "smp/s 10s", "inserted", "sampled", "dups", "MB", "alloc MB");
     for (int t = 0; t < s->n_tables; t++) {

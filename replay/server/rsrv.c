@@ -490,13 +490,18 @@ int rsrv_start(rsrv **out, const rsrv_config *cfg, int insecure) {
       }
       goto fail;
     }
-    if (cfg->salvage && sv.salvaged)
-      log_warn("salvaged %s: %llu rows kept (checkpoint: %s, %llu rows; logs: %d read, %d damaged, %llu rows, "
-               "%llu bytes lost); rows acknowledged before may be missing; the files as they were are in %s",
-               cfg->ckpt_dir, (unsigned long long)(sv.ckpt_items + sv.log_items),
-               sv.ckpt_loaded ? "intact" : sv.ckpt_damaged ? "damaged, lost" : "none",
-               (unsigned long long)sv.ckpt_items, sv.logs_read, sv.logs_damaged,
-               (unsigned long long)sv.log_items, (unsigned long long)sv.log_bytes_lost, sv.aside);
+    if (cfg->salvage && sv.salvaged) {
+      int k = snprintf(s->salvage, sizeof s->salvage,
+                       "%llu rows kept (checkpoint: %s, %llu rows; logs: %d read, %d damaged, %llu rows, %llu bytes "
+                       "lost); the files as they were are in %s",
+                       (unsigned long long)(sv.ckpt_items + sv.log_items),
+                       sv.ckpt_loaded ? "intact" : sv.ckpt_damaged ? "damaged, lost" : "none",
+                       (unsigned long long)sv.ckpt_items, sv.logs_read, sv.logs_damaged,
+                       (unsigned long long)sv.log_items, (unsigned long long)sv.log_bytes_lost, sv.aside);
+      log_warn("salvaged %s: %s; rows acknowledged before may be missing", cfg->ckpt_dir, s->salvage);
+      if (k >= (int)sizeof s->salvage) /* Info's copy cut a very long path */
+        log_warn("salvaged %s: the files as they were are in %s", cfg->ckpt_dir, sv.aside);
+    }
     if (ri.ckpt_found || ri.wal_found)
       log_info("restored from %s: checkpoint %s (epoch %llu, %llu items), log %s (%llu records, %llu items, "
                "%llu torn bytes dropped)", cfg->ckpt_dir, ri.ckpt_found ? "yes" : "no",

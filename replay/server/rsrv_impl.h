@@ -36,6 +36,7 @@ typedef struct sample_slot {
 struct rsrv {
   rsrv_config cfg;
   char durability[8];
+  char salvage[512];      /* Info's salvage: what a --salvage start kept and lost ("" if none) */
   store *st;       /* owned */
   rlim *lim;       /* owned */
   persist *per;    /* owned; NULL without ckpt_dir */

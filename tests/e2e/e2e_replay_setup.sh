@@ -7,7 +7,8 @@
 # certificate (red before, same message); SIGTERM writes a final checkpoint that a
 # restart restores (sizes equal); a flipped byte in that checkpoint is refused (exit 2, CRC,
 # HINT, and names --salvage), and with --salvage a damaged checkpoint followed by a log starts with
-# the log's rows, keeps the damaged file byte for byte in damaged-*, and restarts strictly; tables
+# the log's rows, says so in `ibrl-replayctl info`, keeps the damaged file byte for byte in
+# damaged-*, and restarts strictly; tables
 # larger than the machine's memory or ulimit -v are refused (exit 2, HINT; red
 # before: SIGABRT in the allocator). One small shard on 127.0.0.1, port 0; every wait is bounded.
 . "$(dirname "$0")/e2e_lib.sh"
@@ -118,8 +119,15 @@ check "--salvage: the log says what was kept and where the files are" \
 aside=$(ls -d "$W"/ck2/damaged-* 2>/dev/null | head -n 1)
 check "--salvage: the damaged checkpoint is kept as it was (${aside:-no damaged-* directory})" \
   cmp -s "$W/flipped.ckpt" "${aside:-/nonexistent}/store.ckpt"
+timeout 30 "$C" --shards "$IBC_ADDR" info --rate-ms 0 >"$IBC_LOGS/info3.txt" 2>&1 || true
+check "--salvage: info says the shard was salvaged, with the rows kept" \
+  grep -q "SALVAGED at start (--salvage): ${one} rows kept .*damaged-" "$IBC_LOGS/info3.txt"
+check "--salvage: info --json has it too" \
+  bash -c 'timeout 30 "$0" --shards "$1" --json info --rate-ms 0 | grep -q "\"salvage\":\"$2 rows kept"' "$C" "$IBC_ADDR" "$one"
 ibc_stop r3
 ibc_replay r4 0 "${DIMS[@]}" --ckpt-dir "$W/ck2" --durability wal
 again=$(demo_size "$IBC_ADDR")
 check "a restart without --salvage restores the salvaged rows (${again:-none})" test "${again:-x}" = "$one"
+check "after a strict restart, info --json has no salvage" \
+  bash -c 'timeout 30 "$0" --shards "$1" --json info --rate-ms 0 | grep -q "\"salvage\":null"' "$C" "$IBC_ADDR"
 ibc_stop r4
