@@ -164,7 +164,9 @@ typedef struct persist_salvage_info {
  *      log when there is no intact checkpoint), each in epoch order up to its first damage,
  *      across gaps in the chain; duplicates of (actor_id, seq) are stored once;
  *   2. links every store file into a new directory dir/damaged-<UTC time> (copies it where a hard
- *      link fails), so nothing is deleted: an operator can still inspect or restore them;
+ *      link fails; moves the temporary *.tmp files, which the next checkpoint or log would
+ *      otherwise rewrite through the link), so nothing is deleted: an operator can still inspect
+ *      or restore them;
  *   3. starts a fresh log past every epoch found and writes a checkpoint of what it kept
  *      (persist__open_finish), which makes the old files stale: the next persist_open takes the
  *      new checkpoint. Until it is durable a crash leaves the old files in place, and a second

@@ -68,8 +68,8 @@ static int copy_file(const char *from, const char *to) {
   return rc;
 }
 
-/* Links every store file of p->dir into a new dir/damaged-<UTC time>[-N] (sv->aside), then
- * flushes both directories. */
+/* Links every store file of p->dir into a new dir/damaged-<UTC time>[-N] (sv->aside) (moves the
+ * temporary ones), then flushes both directories. */
 static int set_aside(persist *p, persist_salvage_info *sv) {
   time_t now = time(NULL);
   struct tm tm;
@@ -95,7 +95,15 @@ static int set_aside(persist *p, persist_salvage_info *sv) {
     snprintf(to, sizeof to, "%s/%s", sv->aside, e->d_name);
     struct stat st;
     if (lstat(from, &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    if (link(from, to) != 0) rc = copy_file(from, to); /* e.g. a file system without hard links */
+    size_t nl = strlen(e->d_name);
+    if (nl > 4 && strcmp(e->d_name + nl - 4, ".tmp") == 0) {
+      /* A temporary file (a checkpoint or log a crash cut short) is moved, not linked: the next
+       * checkpoint or log is written under the same name with O_TRUNC, which would write through a
+       * link into the copy set aside. No restore reads it, so moving it changes nothing. */
+      if (rename(from, to) != 0) rc = persist__io_fail("move into the salvage directory", from);
+    } else if (link(from, to) != 0) {
+      rc = copy_file(from, to); /* e.g. a file system without hard links */
+    }
     if (rc == IB_OK) sv->files_aside++;
   }
   closedir(d);
