@@ -216,6 +216,17 @@ static int parse_double(const char *flag, const char *v, double *out) {
   return cli_parse_double(out, "ibrl-replay", flag, v, 0.0, INFINITY);
 }
 
+/* A flag without value: "1" from the command line, or its variable's text, which must be 1/true or
+ * 0/false (`var` is the variable's name after IBRL_REPLAY_). Returns 0, or -1 after printing why. */
+static int parse_switch(const char *var, const char *v, int *out) {
+  if (strcmp(v, "1") != 0 && strcmp(v, "true") != 0 && strcmp(v, "0") != 0 && strcmp(v, "false") != 0) {
+    fprintf(stderr, "ibrl-replay: IBRL_REPLAY_%s '%s' must be 1/true or 0/false\n", var, v);
+    return -1;
+  }
+  *out = strcmp(v, "1") == 0 || strcmp(v, "true") == 0;
+  return 0;
+}
+
 /* Applies one flag's text (for a flag without value: "1" from the command line, the variable's
  * text from the environment); returns 0, or -1 after printing what was wrong. */
 static int apply(args *a, int id, const char *name, const char *v) {
@@ -242,21 +253,14 @@ static int apply(args *a, int id, const char *name, const char *v) {
         return -1;
       }
       return 0;
-    case O_SALVAGE:
-      if (strcmp(v, "1") != 0 && strcmp(v, "true") != 0 && strcmp(v, "0") != 0 && strcmp(v, "false") != 0) {
-        fprintf(stderr, "ibrl-replay: IBRL_REPLAY_SALVAGE '%s' must be 1/true or 0/false\n", v);
-        return -1;
-      }
-      c->salvage = strcmp(v, "1") == 0 || strcmp(v, "true") == 0;
+    case O_SALVAGE: {
+      int on;
+      if (parse_switch("SALVAGE", v, &on)) return -1;
+      c->salvage = on != 0;
       return 0;
+    }
     case O_TOKEN: c->token = v; return 0;
-    case O_INSECURE:
-      if (strcmp(v, "1") != 0 && strcmp(v, "true") != 0 && strcmp(v, "0") != 0 && strcmp(v, "false") != 0) {
-        fprintf(stderr, "ibrl-replay: IBRL_REPLAY_INSECURE '%s' must be 1/true or 0/false\n", v);
-        return -1;
-      }
-      a->insecure = strcmp(v, "1") == 0 || strcmp(v, "true") == 0;
-      return 0;
+    case O_INSECURE: return parse_switch("INSECURE", v, &a->insecure);
     case O_CERT: c->tls_cert = v; return 0;
     case O_KEY: c->tls_key = v; return 0;
     case O_MAXMB: if (parse_long(name, v, 1, 2047, &l)) return -1; c->max_message_bytes = l * 1024 * 1024; return 0;

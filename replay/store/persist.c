@@ -221,11 +221,14 @@ void persist__health_settle(persist *p) {
  * previous log). If it fails, persist_open still succeeds, in that state: persist_health_get
  * says why and the caller retries the checkpoint. */
 static void recovery_ckpt(persist *p, persist_restore_info *ri) {
-  pthread_mutex_lock(&p->mu);
-  p->written = 1;
-  p->broken = true;
-  persist__wal_mark_lost(p); /* (lost_lo, lost_hi] = (0, 1]; starts the "since" clock */
-  pthread_mutex_unlock(&p->mu);
+  bool wal = p->mode == PERSIST_WAL;
+  if (wal) {
+    pthread_mutex_lock(&p->mu);
+    p->written = 1;
+    p->broken = true;
+    persist__wal_mark_lost(p); /* (lost_lo, lost_hi] = (0, 1]; starts the "since" clock */
+    pthread_mutex_unlock(&p->mu);
+  }
   uint64_t t0 = ib_now_ns();
   persist_ckpt_info ci;
   int rc = persist_checkpoint(p, &ci);
@@ -233,6 +236,12 @@ static void recovery_ckpt(persist *p, persist_restore_info *ri) {
   ri->recovery_ckpt_seconds = (double)(ib_now_ns() - t0) * 1e-9;
   if (rc == IB_OK) {
     ri->recovery_ckpt_epoch = ci.epoch;
+    return;
+  }
+  if (!wal) { /* checkpoint-only (a salvage): nothing to refuse, the next checkpoint tries again */
+    ri->recovery_ckpt_failed = true;
+    log_error("persist: the checkpoint after the restore failed; the restored rows are in memory "
+              "only until a checkpoint succeeds: %s", ib_errmsg());
     return;
   }
   pthread_mutex_lock(&p->mu);
@@ -348,24 +357,7 @@ int persist__open_log(persist *p, bool append) {
 void persist__open_finish(persist *p, bool recover, persist_restore_info *ri) {
   if (p->mode == PERSIST_WAL) store_log_hook_set(p->s, persist__wal_append, persist__wal_sync, p);
   space_check(p);
-  if (!recover) return;
-  if (p->mode == PERSIST_WAL) {
-    recovery_ckpt(p, ri);
-    return;
-  }
-  /* Checkpoint-only: the rows are in memory alone until a checkpoint holds them. */
-  uint64_t t0 = ib_now_ns();
-  persist_ckpt_info ci;
-  int rc = persist_checkpoint(p, &ci);
-  ri->recovery_ckpt = true;
-  ri->recovery_ckpt_seconds = (double)(ib_now_ns() - t0) * 1e-9;
-  if (rc == IB_OK) {
-    ri->recovery_ckpt_epoch = ci.epoch;
-  } else {
-    ri->recovery_ckpt_failed = true;
-    log_error("persist: the checkpoint after the restore failed; the restored rows are in memory "
-              "only until a checkpoint succeeds: %s", ib_errmsg());
-  }
+  if (recover) recovery_ckpt(p, ri);
 }
 
 int persist_open(persist **out, store *s, const char *dir, persist_mode mode,

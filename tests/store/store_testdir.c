@@ -3,6 +3,7 @@
 #include "store_testdir.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,4 +29,25 @@ void fx_rmdir_all(const char *dir) {
     closedir(d);
   }
   rmdir(dir);
+}
+
+void fx_flip_byte(const char *dir, const char *name, long off) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  int fd = open(p, O_RDWR);
+  IB_CHECK(fd >= 0);
+  if (off < 0) off += lseek(fd, 0, SEEK_END);
+  unsigned char c;
+  IB_CHECK(pread(fd, &c, 1, off) == 1);
+  c ^= 0x5a;
+  IB_CHECK(pwrite(fd, &c, 1, off) == 1);
+  close(fd);
+}
+
+const char *fx_wal(uint64_t epoch) {
+  static char names[4][40];
+  static int k;
+  char *out = names[k++ % 4];
+  snprintf(out, 40, "store.wal.%016llx", (unsigned long long)epoch);
+  return out;
 }

@@ -35,15 +35,6 @@
 #define LOG_HDR 44
 #define LOG_CUT (LOG_HDR + 16 + (2 * FX_O + FX_A + 2) * 4 + 32)
 
-/* The file name of log `epoch`. */
-static const char *wal(uint64_t epoch) {
-  static char names[4][40];
-  static int k;
-  char *out = names[k++ % 4];
-  snprintf(out, 40, "store.wal.%016llx", (unsigned long long)epoch);
-  return out;
-}
-
 /* How many store.wal.* files `dir` holds. */
 static int count_logs(const char *dir) {
   DIR *d = opendir(dir);
@@ -234,19 +225,6 @@ static void test_ckpt_round_trip(void) {
   fx_rmdir_all(dir);
 }
 
-static void flip_byte(const char *dir, const char *name, long off) {
-  char p[512];
-  snprintf(p, sizeof p, "%s/%s", dir, name);
-  int fd = open(p, O_RDWR);
-  IB_CHECK(fd >= 0);
-  if (off < 0) off += lseek(fd, 0, SEEK_END);
-  unsigned char c;
-  IB_CHECK(pread(fd, &c, 1, off) == 1);
-  c ^= 0x5a;
-  IB_CHECK(pwrite(fd, &c, 1, off) == 1);
-  close(fd);
-}
-
 /* Removes the checkpoint and the logs of `dir` (a restore writes its own checkpoint and log, so
  * a test that damages files in turn starts each from copies). */
 static void clear_store(const char *dir) {
@@ -254,7 +232,7 @@ static void clear_store(const char *dir) {
   snprintf(p, sizeof p, "%s/store.ckpt", dir);
   unlink(p);
   for (uint64_t e = 0; e < 8; e++) {
-    snprintf(p, sizeof p, "%s/%s", dir, wal(e));
+    snprintf(p, sizeof p, "%s/%s", dir, fx_wal(e));
     unlink(p);
   }
 }
@@ -262,7 +240,7 @@ static void clear_store(const char *dir) {
 /* clear_store, then log 0 from the copy `name`. */
 static void restart_from(const char *dir, const char *name) {
   clear_store(dir);
-  copy_file(dir, name, wal(0));
+  copy_file(dir, name, fx_wal(0));
 }
 
 static void truncate_by(const char *dir, const char *name, long bytes) {
@@ -327,7 +305,7 @@ static void test_ckpt_corrupt_and_mismatch_refused(void) {
   long offs[] = {sz / 2, 3, sz - 12};
   for (size_t i = 0; i < IB_ARRAY_LEN(offs); i++) {
     copy_file(dir, "wal.copy", "store.ckpt");
-    flip_byte(dir, "store.ckpt", offs[i]);
+    fx_flip_byte(dir, "store.ckpt", offs[i]);
     expect_refused(dir, 64, 16, IB_ECHECKSUM, "CRC-32");
   }
   /* Truncated: no end marker. Too short to be a checkpoint at all. */
@@ -375,7 +353,7 @@ static void test_wal_recovery_and_truncation(void) {
   persist *pa = NULL;
   persist_restore_info ri;
   TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, &ri), IB_OK);
-  TH_CHECK_EQ_INT(file_size(dir, wal(0)), LOG_HDR);
+  TH_CHECK_EQ_INT(file_size(dir, fx_wal(0)), LOG_HDR);
   fill(a);
   /* "Crash": drop the process state without a checkpoint. */
   persist_close(pa);
@@ -390,11 +368,11 @@ static void test_wal_recovery_and_truncation(void) {
   /* The restore ends with its own checkpoint (1): the replayed log is inside it and deleted. */
   TH_CHECK(ri.recovery_ckpt && !ri.recovery_ckpt_failed);
   TH_CHECK_EQ_INT(ri.recovery_ckpt_epoch, 1);
-  TH_CHECK_EQ_INT(file_size(dir, wal(1)), LOG_CUT);
+  TH_CHECK_EQ_INT(file_size(dir, fx_wal(1)), LOG_CUT);
   TH_CHECK_EQ_INT(count_logs(dir), 1);
   /* Checkpoint truncates the log; later inserts go to the fresh log; restore = ckpt + log. */
   TH_CHECK_EQ_INT(persist_checkpoint(pb, NULL), IB_OK);
-  TH_CHECK_EQ_INT(file_size(dir, wal(2)), LOG_CUT);
+  TH_CHECK_EQ_INT(file_size(dir, fx_wal(2)), LOG_CUT);
   TH_CHECK_EQ_INT(count_logs(dir), 1); /* log 1 is inside checkpoint 2 and was deleted */
   put(b, "online", 3, 0, 9, 4);
   put(a, "online", 3, 0, 9, 4);
@@ -443,7 +421,7 @@ static void test_wal_versions(void) {
   fill(a);
   persist_close(pa);
   /* The first log has no link: as version 1 it replays exactly. */
-  set_log_version(dir, wal(0), 1);
+  set_log_version(dir, fx_wal(0), 1);
   store *b = mk(64, 16);
   persist *pb = NULL;
   TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_WAL, &ri), IB_OK);
@@ -466,12 +444,12 @@ static void test_wal_versions(void) {
   /* The only log now is the restore checkpoint's fresh one: its link, nothing else. */
   uint64_t last = ri.recovery_ckpt_epoch;
   TH_CHECK_EQ_INT(last, 3);
-  TH_CHECK_EQ_INT(file_size(dir, wal(last)), LOG_CUT);
+  TH_CHECK_EQ_INT(file_size(dir, fx_wal(last)), LOG_CUT);
   /* A log from a newer binary is refused by its version. */
-  set_log_version(dir, wal(last), 3);
+  set_log_version(dir, fx_wal(last), 3);
   expect_refused(dir, 64, 16, IB_EMISMATCH, "version 3");
   /* A link record in a version 1 log is damage, not a link. */
-  set_log_version(dir, wal(last), 1);
+  set_log_version(dir, fx_wal(last), 1);
   expect_refused(dir, 64, 16, IB_EPROTO, "link record");
   store_destroy(a);
   store_destroy(b);
@@ -539,9 +517,9 @@ static void test_wal_torn_tail(void) {
   TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, NULL), IB_OK);
   put(a, "online", 1, 0, 12, 4); /* three records */
   persist_close(pa);
-  copy_file(dir, wal(0), "w0.copy"); /* each damage below starts from this log */
+  copy_file(dir, fx_wal(0), "w0.copy"); /* each damage below starts from this log */
   /* Tear the last record: cut 10 bytes off its end. */
-  truncate_by(dir, wal(0), 10);
+  truncate_by(dir, fx_wal(0), 10);
   store *b = mk(8, 64);
   persist *pb = NULL;
   persist_restore_info ri;
@@ -556,7 +534,7 @@ static void test_wal_torn_tail(void) {
    * lands in the fresh log. */
   TH_CHECK(ri.recovery_ckpt && !ri.recovery_ckpt_failed);
   TH_CHECK_EQ_INT(count_logs(dir), 1);
-  TH_CHECK_EQ_INT(file_size(dir, wal(1)), LOG_CUT);
+  TH_CHECK_EQ_INT(file_size(dir, fx_wal(1)), LOG_CUT);
   put(b, "online", 1, 8, 12, 4);
   persist_close(pb);
   store *c = mk(8, 64);
@@ -570,7 +548,7 @@ static void test_wal_torn_tail(void) {
   persist_close(pc);
   /* A flipped byte in the last record's payload is a CRC mismatch: dropped the same way. */
   restart_from(dir, "w0.copy");
-  flip_byte(dir, wal(0), -5);
+  fx_flip_byte(dir, fx_wal(0), -5);
   store *d = mk(8, 64);
   persist *pd = NULL;
   TH_CHECK_EQ_INT(persist_open(&pd, d, dir, PERSIST_WAL, &ri), IB_OK);
@@ -579,11 +557,11 @@ static void test_wal_torn_tail(void) {
   persist_close(pd);
   /* A damaged log header is refused, not silently ignored. */
   restart_from(dir, "w0.copy");
-  flip_byte(dir, wal(0), 20);
+  fx_flip_byte(dir, fx_wal(0), 20);
   store *e = mk(8, 64);
   persist *pe = NULL;
   TH_CHECK_EQ_INT(persist_open(&pe, e, dir, PERSIST_WAL, &ri), IB_ECHECKSUM);
-  TH_CHECK(strstr(ib_errmsg(), wal(0)) != NULL);
+  TH_CHECK(strstr(ib_errmsg(), fx_wal(0)) != NULL);
   store_destroy(a);
   store_destroy(b);
   store_destroy(c);
@@ -632,20 +610,20 @@ static void test_wal_torn_nonlast_log(void) {
   persist_close(pa);
   store_destroy(a);
   const long rec = 16 + 4 * (LOG_CUT - LOG_HDR - 16); /* a record of 4 items */
-  TH_CHECK_EQ_INT(file_size(dir, wal(1)), LOG_CUT + 10 * rec);
-  copy_file(dir, wal(1), "w1.copy");
-  copy_file(dir, wal(2), "w2.copy");
+  TH_CHECK_EQ_INT(file_size(dir, fx_wal(1)), LOG_CUT + 10 * rec);
+  copy_file(dir, fx_wal(1), "w1.copy");
+  copy_file(dir, fx_wal(2), "w2.copy");
   copy_file(dir, "store.ckpt", "ckpt.copy");
   for (int mode = 0; mode < 3; mode++) {
     clear_store(dir); /* each mode starts from the files above */
-    copy_file(dir, "w1.copy", wal(1));
-    copy_file(dir, "w2.copy", wal(2));
+    copy_file(dir, "w1.copy", fx_wal(1));
+    copy_file(dir, "w2.copy", fx_wal(2));
     copy_file(dir, "ckpt.copy", "store.ckpt");
-    if (mode == 0) truncate_by(dir, wal(1), 10);  /* the last record torn */
-    if (mode == 1) truncate_by(dir, wal(1), rec); /* the last record never written back */
+    if (mode == 0) truncate_by(dir, fx_wal(1), 10);  /* the last record torn */
+    if (mode == 1) truncate_by(dir, fx_wal(1), rec); /* the last record never written back */
     if (mode == 2) {                              /* a record more than the link says */
       char p[512];
-      snprintf(p, sizeof p, "%s/%s", dir, wal(1));
+      snprintf(p, sizeof p, "%s/%s", dir, fx_wal(1));
       /* A valid record of 4 items: the first record after the link, appended again. */
       FILE *g = fopen(p, "ab"), *h = fopen(p, "rb");
       IB_CHECK(g != NULL);
@@ -659,14 +637,14 @@ static void test_wal_torn_nonlast_log(void) {
       store *b = mk(8, 4096);
       persist *pb = NULL;
       TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_WAL, NULL), IB_EPROTO);
-      TH_CHECK_MSG(strstr(ib_errmsg(), wal(2)) != NULL && strstr(ib_errmsg(), "link") != NULL,
+      TH_CHECK_MSG(strstr(ib_errmsg(), fx_wal(2)) != NULL && strstr(ib_errmsg(), "link") != NULL,
                    "message: %s", ib_errmsg());
       TH_CHECK(pb == NULL);
-      TH_CHECK(file_size(dir, wal(2)) > LOG_CUT); /* a refusal deletes nothing */
+      TH_CHECK(file_size(dir, fx_wal(2)) > LOG_CUT); /* a refusal deletes nothing */
       store_destroy(b);
       continue;
     }
-    long w2 = file_size(dir, wal(2));
+    long w2 = file_size(dir, fx_wal(2));
     store *b = mk(8, 4096);
     persist *pb = NULL;
     persist_restore_info ri;
@@ -681,8 +659,8 @@ static void test_wal_torn_nonlast_log(void) {
      * the next epoch after log 1) took them in and started a fresh log 2. */
     TH_CHECK(ri.recovery_ckpt && !ri.recovery_ckpt_failed);
     TH_CHECK_EQ_INT(ri.recovery_ckpt_epoch, 2);
-    TH_CHECK_EQ_INT(file_size(dir, wal(1)), -1);
-    TH_CHECK_EQ_INT(file_size(dir, wal(2)), LOG_CUT);
+    TH_CHECK_EQ_INT(file_size(dir, fx_wal(1)), -1);
+    TH_CHECK_EQ_INT(file_size(dir, fx_wal(2)), LOG_CUT);
     TH_CHECK_EQ_INT(count_logs(dir), 1);
     store_actor_info ai;
     TH_CHECK_EQ_INT(store_actor_get(b, 1, 1, &ai), IB_OK);
@@ -720,20 +698,20 @@ static void test_wal_stale_and_orphan(void) {
   persist *pa = NULL;
   TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, NULL), IB_OK);
   put(a, "online", 1, 0, 12, 4);
-  copy_file(dir, wal(0), "wal.copy"); /* the log as it was just before the checkpoint */
+  copy_file(dir, fx_wal(0), "wal.copy"); /* the log as it was just before the checkpoint */
   TH_CHECK_EQ_INT(persist_checkpoint(pa, NULL), IB_OK);
   persist_close(pa);
-  TH_CHECK_EQ_INT(file_size(dir, wal(0)), -1);
+  TH_CHECK_EQ_INT(file_size(dir, fx_wal(0)), -1);
   /* Crash after the checkpoint, before the old log was deleted: log 0 next to checkpoint 1.
    * Its records are in the checkpoint and must not be applied twice. */
-  copy_file(dir, "wal.copy", wal(0));
+  copy_file(dir, "wal.copy", fx_wal(0));
   store *b = mk(8, 64);
   persist *pb = NULL;
   persist_restore_info ri;
   TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_WAL, &ri), IB_OK);
   TH_CHECK(ri.wal_stale);
   TH_CHECK_EQ_INT(ri.wal_records, 0);
-  TH_CHECK_EQ_INT(file_size(dir, wal(0)), -1);
+  TH_CHECK_EQ_INT(file_size(dir, fx_wal(0)), -1);
   same_store(a, b, 8, 64);
   put(b, "online", 1, 12, 16, 4);
   persist_close(pb);
@@ -797,18 +775,18 @@ static void test_failed_checkpoint_keeps_log_chain(void) {
   persist_health_get(pb, &h);
   TH_CHECK(!h.needs_checkpoint && !h.refusing && !h.undurable);
   TH_CHECK_EQ_INT(count_logs(dir), 1);
-  TH_CHECK_EQ_INT(file_size(dir, wal(4)), LOG_CUT);
+  TH_CHECK_EQ_INT(file_size(dir, fx_wal(4)), LOG_CUT);
   persist_close(pb);
   /* A gap in the chain (log 4 kept, log 5 missing, log 6 present) is refused. */
-  copy_file(dir, wal(4), wal(6));
+  copy_file(dir, fx_wal(4), fx_wal(6));
   store *c = mk(8, 64);
   persist *pc = NULL;
   TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_WAL, &ri), IB_EMISMATCH);
   TH_CHECK(strstr(ib_errmsg(), "missing") != NULL);
-  snprintf(p, sizeof p, "%s/%s", dir, wal(6));
+  snprintf(p, sizeof p, "%s/%s", dir, fx_wal(6));
   unlink(p);
   /* A renamed log (file 5 whose header says 4) is refused too. */
-  copy_file(dir, wal(4), wal(5));
+  copy_file(dir, fx_wal(4), fx_wal(5));
   TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_WAL, &ri), IB_EPROTO);
   TH_CHECK(strstr(ib_errmsg(), "renamed") != NULL);
   store_destroy(a);
@@ -829,12 +807,12 @@ static void test_wal_batch_limit_mismatch(void) {
   TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, NULL), IB_OK);
   put(a, "online", 1, 0, 32, 32); /* one record of 32 items */
   persist_close(pa);
-  long before = file_size(dir, wal(0));
+  long before = file_size(dir, fx_wal(0));
   /* A store that only takes batches of 16 refuses the log instead of cutting it as torn. */
   IB_CHECK(store_create(&b, sp, 2, &small) == IB_OK);
   TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_WAL, NULL), IB_EMISMATCH);
   TH_CHECK(strstr(ib_errmsg(), "max_insert_batch 16") != NULL);
-  TH_CHECK_EQ_INT(file_size(dir, wal(0)), before);
+  TH_CHECK_EQ_INT(file_size(dir, fx_wal(0)), before);
   store_destroy(a);
   store_destroy(b);
   fx_rmdir_all(dir);

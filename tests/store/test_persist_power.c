@@ -1219,6 +1219,29 @@ static store *load_open(char *dir, const char *tag, persist **p) {
   return s;
 }
 
+/* A crash point of the random cases: for odd k just before a journaled call a few events ahead
+ * (where directory operations are pending more often), else at a random time 1-8 ms on. Holds or
+ * freezes the journal, copies it into sn and the ledger into lg (acks before the crash, what was
+ * sent after it). Returns whether a caller is held (pcut_hold_release) or not (pcut_thaw). */
+static bool crash_stop(int k, rng *r, pcut_snap *sn, ledger *lg) {
+  bool held = false;
+  if (k % 2) {
+    pcut_hold_at((int64_t)pcut_events() + 1 + (int64_t)rng_below(r, 12));
+    held = pcut_hold_wait(5) == 1;
+    if (!held) pcut_hold_at(-1);
+  } else {
+    struct timespec ts = {0, (long)(1 + rng_below(r, 8)) * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  ledger_read(lg);
+  if (!held) pcut_freeze();
+  pcut_snapshot(sn);
+  ledger after;
+  ledger_read(&after);
+  for (int a = 1; a <= NA; a++) lg->att[a] = after.att[a];
+  return held;
+}
+
 static void test_random_under_load(void) {
   enum { COPIES = 30 };
   char dir[96];
@@ -1240,24 +1263,8 @@ static void test_random_under_load(void) {
   int pending_max = 0, while_inserting = 0, at_event = 0;
   for (int k = 0; k < COPIES; k++) {
     __atomic_store_n(&grant, (uint64_t)(k + 2) * slice, __ATOMIC_RELEASE);
-    /* Half the crashes come just before a journaled call a few events ahead (where directory
-     * operations are pending more often), half at a random time. */
-    bool held = false;
-    if (k % 2) {
-      pcut_hold_at((int64_t)pcut_events() + 1 + (int64_t)rng_below(&r, 12));
-      held = pcut_hold_wait(5) == 1;
-      if (!held) pcut_hold_at(-1);
-    } else {
-      struct timespec ts = {0, (long)(1 + rng_below(&r, 8)) * 1000000L};
-      nanosleep(&ts, NULL);
-    }
     ledger lg;
-    ledger_read(&lg); /* acks before the crash; what was sent is read after it */
-    if (!held) pcut_freeze();
-    pcut_snapshot(sn);
-    ledger after;
-    ledger_read(&after);
-    for (int a = 1; a <= NA; a++) lg.att[a] = after.att[a];
+    bool held = crash_stop(k, &r, sn, &lg);
     if (sn->nops > pending_max) pending_max = sn->nops;
     bool busy = false;
     for (int i = 0; i < NA; i++) busy |= !__atomic_load_n(&w[i].done, __ATOMIC_ACQUIRE);
@@ -1507,22 +1514,8 @@ static void test_random_lies(void) {
   pcut_snap *sn = ib_xmalloc(sizeof *sn);
   for (int k = 0; k < COPIES; k++) {
     __atomic_store_n(&grant, (uint64_t)(k + 2) * slice, __ATOMIC_RELEASE);
-    bool held = false;
-    if (k % 2) {
-      pcut_hold_at((int64_t)pcut_events() + 1 + (int64_t)rng_below(&r, 12));
-      held = pcut_hold_wait(5) == 1;
-      if (!held) pcut_hold_at(-1);
-    } else {
-      struct timespec ts = {0, (long)(1 + rng_below(&r, 8)) * 1000000L};
-      nanosleep(&ts, NULL);
-    }
     ledger lg;
-    ledger_read(&lg);
-    if (!held) pcut_freeze();
-    pcut_snapshot(sn);
-    ledger after;
-    ledger_read(&after);
-    for (int a = 1; a <= NA; a++) lg.att[a] = after.att[a];
+    bool held = crash_stop(k, &r, sn, &lg);
     char what[64];
     snprintf(what, sizeof what, "crash %d on a lying disk", k);
     snap_check(sn, &lg, what, sn->nops <= 3, &r, &t, false);

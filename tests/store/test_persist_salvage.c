@@ -30,14 +30,6 @@
 
 static store *mk(void) { return fx_store_slots(CAP, 16); }
 
-static const char *wal(uint64_t epoch) {
-  static char names[4][40];
-  static int k;
-  char *out = names[k++ % 4];
-  snprintf(out, 40, "store.wal.%016llx", (unsigned long long)epoch);
-  return out;
-}
-
 static void path_of(char *out, size_t n, const char *dir, const char *name) {
   snprintf(out, n, "%s/%s", dir, name);
 }
@@ -166,19 +158,6 @@ static int count_aside(const char *dir) {
   return n;
 }
 
-static void flip_byte(const char *dir, const char *name, long off) {
-  char p[512];
-  path_of(p, sizeof p, dir, name);
-  int fd = open(p, O_RDWR);
-  IB_CHECK(fd >= 0);
-  if (off < 0) off += lseek(fd, 0, SEEK_END);
-  unsigned char c;
-  IB_CHECK(pread(fd, &c, 1, off) == 1);
-  c ^= 0x5a;
-  IB_CHECK(pwrite(fd, &c, 1, off) == 1);
-  close(fd);
-}
-
 /* A directory with checkpoint 1 (actor 1's seqs [0, 8)), then in log 1 actor 1's [8, 16), then
  * (a checkpoint that failed after its cut) in log 2 actor 2's [0, 8), then (another) in log 3
  * actor 3's [0, 8). */
@@ -255,7 +234,7 @@ static void test_damaged_checkpoint(void) {
     persist_mode mode = m ? PERSIST_CKPT_ONLY : PERSIST_WAL;
     char dir[64];
     build(dir, sizeof dir, mode);
-    flip_byte(dir, "store.ckpt", 60);
+    fx_flip_byte(dir, "store.ckpt", 60);
     /* A temporary checkpoint left by a crash: the salvage's own checkpoint is written under the
      * same name, so it must not write through to the copy set aside. */
     char tmp[512];
@@ -292,7 +271,7 @@ static void test_gap_in_chain(void) {
   char dir[64];
   build(dir, sizeof dir, PERSIST_WAL);
   char p2[512];
-  path_of(p2, sizeof p2, dir, wal(2));
+  path_of(p2, sizeof p2, dir, fx_wal(2));
   IB_CHECK(unlink(p2) == 0);
   files before;
   files_read(dir, &before);
@@ -319,15 +298,15 @@ static void test_damaged_log(void) {
   /* Log 2's header, and the last record of log 3 (actor 3's [4, 8)): the strict restore refuses
    * the header (a torn last record alone it would cut off); the salvage loses all of log 2 and
    * log 3 from its damaged record on, and keeps the rest. */
-  flip_byte(dir, wal(2), 20);
+  fx_flip_byte(dir, fx_wal(2), 20);
   const long rec4 = 16 + 4 * ((2 * FX_O + FX_A + 2) * 4 + 32);
-  flip_byte(dir, wal(3), -rec4 / 2);
+  fx_flip_byte(dir, fx_wal(3), -rec4 / 2);
   files before;
   files_read(dir, &before);
   store *s = mk();
   persist *p = NULL;
   TH_CHECK_EQ_INT(persist_open(&p, s, dir, PERSIST_WAL, NULL), IB_ECHECKSUM);
-  TH_CHECK(strstr(ib_errmsg(), wal(2)) != NULL);
+  TH_CHECK(strstr(ib_errmsg(), fx_wal(2)) != NULL);
   store_destroy(s);
   persist_salvage_info sv;
   uint64_t lo[4] = {0, 0, 0, 0}, hi[4] = {0, 16, 0, 4};
@@ -382,7 +361,7 @@ static void test_other_specs_refused(void) {
 static void test_salvage_twice(void) {
   char dir[64];
   build(dir, sizeof dir, PERSIST_WAL);
-  flip_byte(dir, "store.ckpt", 60);
+  fx_flip_byte(dir, "store.ckpt", 60);
   files before;
   files_read(dir, &before);
   char planted[512];
