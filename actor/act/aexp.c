@@ -264,11 +264,11 @@ static void report(aexp *a, int final) {
   double il_win = ratio((double)il, (double)tot);
   if (!x->o->quiet || final)
     log_info("actor %u%s: %ld env steps (%.0f/s), %ld episodes, success %.2f (recent %.2f), il-win %.2f, weights v%llu%s, "
-             "acked %llu (dup %llu), pending %llu, retries %llu, waited for replay %.0f s",
+             "acked %llu (dup %llu, lost by the shard %llu), pending %llu, retries %llu, waited for replay %.0f s",
              x->o->actor_id, final ? " done" : "", a->env_steps, sps, a->episodes,
              ratio((double)a->successes, (double)a->episodes), win_succ, il_win, (unsigned long long)x->version,
              x->version ? "" : " (warm-up: IL policy)", (unsigned long long)ws.acked, (unsigned long long)ws.duplicates,
-             (unsigned long long)ws.pending, (unsigned long long)ws.retries, a->stalled_s);
+             (unsigned long long)ws.lost, (unsigned long long)ws.pending, (unsigned long long)ws.retries, a->stalled_s);
   if (x->o->status[0]) {
     char tmp[TCFG_STR + 8];
     snprintf(tmp, sizeof tmp, "%s.tmp", x->o->status);
@@ -280,12 +280,14 @@ static void report(aexp *a, int final) {
       fprintf(f,
               "{\"actor_id\": %u, \"env_steps\": %ld, \"steps_per_s\": %.1f, \"episodes\": %ld, \"successes\": %ld, "
               "\"recent_success\": %.4f, \"il_win\": %.4f, \"il_act_total\": %ld, \"il_act_il\": %ld, "
-              "\"weight_version\": %llu, \"acked\": %llu, \"duplicates\": %llu, \"pending\": %llu, \"retries\": %llu, "
+              "\"weight_version\": %llu, \"acked\": %llu, \"duplicates\": %llu, \"lost\": %llu, \"pending\": %llu, "
+              "\"retries\": %llu, "
               "\"stalled_s\": %.1f, \"warmup_steps\": %ld, \"wall_s\": %.1f, \"done\": %s}\n",
               x->o->actor_id, a->env_steps, sps, a->episodes, a->successes, isnan(win_succ) ? -1.0 : win_succ,
               isnan(il_win) ? -1.0 : il_win, a->x.ag.metrics.act_total, a->x.ag.metrics.act_il,
               (unsigned long long)x->version, (unsigned long long)ws.acked, (unsigned long long)ws.duplicates,
-              (unsigned long long)ws.pending, (unsigned long long)ws.retries, a->stalled_s, a->warmup_steps, now - x->t0,
+              (unsigned long long)ws.lost, (unsigned long long)ws.pending, (unsigned long long)ws.retries, a->stalled_s,
+              a->warmup_steps, now - x->t0,
               final ? "true" : "false");
       int werr = ferror(f) ? errno : 0;
       if (fclose(f) != 0 || werr != 0) failed = "cannot write", err = werr ? werr : errno;

@@ -120,6 +120,9 @@ typedef struct rc_writer_stats {
                          * may have acknowledged (and made durable) them already */
   uint64_t retries;     /* stream restarts after a failure */
   uint64_t next_seq;    /* the seq the next written item gets */
+  uint64_t lost;        /* acknowledged items the shard no longer holds (found from its replies'
+                         * counts after it restarted: a disk that lost flushed data, --salvage, or
+                         * --durability ckpt); each new loss is also logged. 0 normally */
 } rc_writer_stats;
 
 /* Opens a writer for `actor_id` into table `table` ("online", "demo"; NULL = "online") of

@@ -29,6 +29,7 @@
 
 #include "ib.h"
 #include "itemcodec.h"
+#include "log.h"
 #include "replay_client_impl.h"
 #include "wire.h"
 
@@ -78,6 +79,10 @@ struct rc_writer {
   grpc_byte_buffer *inflight; /* owned: message number base + sent being sent, or NULL */
   int broken;            /* the open stream failed: finish it and resend */
   rc_writer_stats st;
+  uint64_t first_seq;    /* the seq of the first item this writer stamped */
+  int have_prior;        /* prior is set (a reply carried actor_stored) */
+  int64_t prior;         /* a lower bound on the items the shard held for this actor before this
+                          * writer's first (loss_check) */
 };
 
 int rc_writer_open(rc_writer **out, rc_client *c, const char *table, uint32_t actor_id, uint64_t first_seq,
@@ -98,12 +103,42 @@ int rc_writer_open(rc_writer **out, rc_client *c, const char *table, uint32_t ac
   snprintf(w->table, sizeof w->table, "%s", table);
   w->actor_id = actor_id;
   w->next_seq = first_seq;
+  w->first_seq = first_seq;
   w->max_pending = max_pending;
   w->stream_rows = INT_MAX;
   w->msgs = ib_xcalloc((size_t)max_pending, sizeof *w->msgs);
   w->cq = grpc_completion_queue_create_for_pluck(NULL);
   *out = w;
   return IB_OK;
+}
+
+/* Whether the shard still holds what it acknowledged, from an InsertReply's actor_stored (the
+ * items it holds on record for this actor, all time): it holds P items from before this writer
+ * plus this writer's items it stored, at least the acknowledged ones and at most the ones stamped
+ * so far, so P >= stored - stamped at every reply, and without a loss stored >= P + acked. A reply
+ * below max(stored - stamped) + acked means the shard lost acknowledged items: a restart from a
+ * disk that lost data it had reported flushed, a salvage, or, with --durability ckpt, any crash.
+ * Exact for an in-order writer (at each reply everything stamped is acknowledged); a pipelined
+ * writer's bound can be looser by a stream. Counted in st.lost and logged once per new loss.
+ * Never a false alarm: counts only grow unless items vanish (another writer under the same
+ * actor id only adds). 0 (a shard older than the field) is ignored. */
+static void loss_check(rc_writer *w, uint64_t stored, bool durable) {
+  if (stored == 0) return;
+  int64_t stamped = (int64_t)(w->next_seq - w->first_seq);
+  int64_t p = (int64_t)stored - stamped;
+  if (!w->have_prior || p > w->prior) w->prior = p;
+  w->have_prior = 1;
+  int64_t deficit = w->prior + (int64_t)w->st.acked - (int64_t)stored;
+  if (deficit <= (int64_t)w->st.lost) return;
+  uint64_t fresh = (uint64_t)deficit - w->st.lost;
+  w->st.lost = (uint64_t)deficit;
+  log_error("replay shard %d (%s) no longer holds %llu item(s) of actor %u that it acknowledged (%llu in all) HINT: %s",
+            w->shard, w->c->sh[w->shard].target, (unsigned long long)fresh, w->actor_id,
+            (unsigned long long)w->st.lost,
+            durable ? "it restarted from a disk that lost data it had reported flushed, or with --salvage; see its log "
+                      "and `ibrl-replayctl info`"
+                    : "the shard runs with --durability ckpt, which loses the items since its last checkpoint when it "
+                      "dies; use --durability wal");
 }
 
 /* Drops the oldest k pending messages (acknowledged, or given up). */
@@ -263,6 +298,7 @@ static int writer_finish_collect(rc_writer *w, wclose *f, long ms) {
     w->st.inserted += rep.inserted;
     w->st.duplicates += rep.duplicates;
     writer_drop_first(w, f->n_msgs);
+    loss_check(w, rep.actor_stored, rep.durable);
   }
   return rc;
 }

@@ -14,9 +14,12 @@
 
 /* ---- Insert (client stream) ---- */
 
-/* Per-stream state: only the totals for the final reply. */
+/* Per-stream state: the totals for the final reply, and the actor and table of the last item
+ * stored, whose all-time count the reply carries (InsertReply.actor_stored). */
 typedef struct insert_state {
   uint64_t received, inserted, duplicates;
+  int have_actor, table;
+  uint32_t actor;
 } insert_state;
 
 static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_slot *slot,
@@ -37,6 +40,8 @@ int rsrv__h_insert(void *ctx, rpc_call_info *info, const grpc_byte_buffer *msg, 
       r.inserted = st->inserted;
       r.duplicates = st->duplicates;
       r.durable = s->cfg.durability == PERSIST_WAL && s->per != NULL;
+      store_actor_info ai;
+      if (st->have_actor && store_actor_get(s->st, st->table, st->actor, &ai) == IB_OK) r.actor_stored = ai.inserts;
       if (wire_encode(&rep->bb, ibrl_InsertReply_fields, &r) != IB_OK)
         rpc_reply_fail(rep, GRPC_STATUS_INTERNAL, "%s", ib_errmsg());
     }
@@ -109,6 +114,11 @@ static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_s
   }
   st->inserted += res.stored;
   st->duplicates += res.duplicates;
+  if (n > 0 && slot->dec.items[n - 1].seq != STORE_SEQ_NONE) {
+    st->have_actor = 1;
+    st->table = t;
+    st->actor = slot->dec.items[n - 1].actor_id;
+  }
   return 0;
 }
 

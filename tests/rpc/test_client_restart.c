@@ -11,10 +11,16 @@
  * A pipelined writer (rc_writer_pipeline: the previous stream half-closed while the next one goes
  * out) does the same with two streams in flight: its acknowledgements arrive without a flush, a
  * kill lands while both streams are unacknowledged, and after the restart one flush resends both;
- * every seq is then stored exactly once. */
+ * every seq is then stored exactly once. Neither counts a lost item (rc_writer_stats.lost).
+ *
+ * A shard that lost items it had acknowledged (a disk that reported a flush it never did,
+ * modelled by cutting its log back after a SIGKILL) is noticed by the writer from the next
+ * reply's count (InsertReply.actor_stored): exactly the lost items, once. */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ib.h"
@@ -142,6 +148,7 @@ static void test_retry_after_restart(void) {
   TH_CHECK_EQ_INT(st.inserted, 100);   /* batch 1 only */
   TH_CHECK_EQ_INT(st.duplicates, 100); /* batch 2 was already stored */
   TH_CHECK(st.retries >= 1);
+  TH_CHECK_EQ_INT(st.lost, 0); /* nothing acknowledged was lost: no false alarm */
   uint64_t dups = 0;
   TH_CHECK_EQ_INT(online_size(c, &dups), 200); /* batch 1 + batch 2, each once */
   TH_CHECK_EQ_INT(dups, 100);
@@ -213,6 +220,7 @@ static void test_pipelined_restart(void) {
   TH_CHECK_EQ_INT(st.pending, 0);
   TH_CHECK_EQ_INT(st.acked, 1216);
   TH_CHECK(st.acked > acked_before && st.retries >= 1);
+  TH_CHECK_EQ_INT(st.lost, 0);
   /* Then more, on a fresh pair of streams. */
   TH_CHECK_MSG(write_rows(w, &b, 1216, 320, 64) == IB_OK, "%s", ib_errmsg());
   TH_CHECK_MSG(rc_writer_flush(w, -1) == IB_OK, "%s", ib_errmsg());
@@ -247,9 +255,89 @@ static void test_pipelined_restart(void) {
   rt_rmdir(f.dir);
 }
 
+/* The size of the shard's newest log file (its only one here: no checkpoint ran), or -1. */
+static long log_size(const char *dir, char *path, size_t cap) {
+  DIR *d = opendir(dir);
+  long best = -1;
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL) {
+    if (strncmp(e->d_name, "store.wal.", 10) != 0 || strlen(e->d_name) != 26) continue;
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+    struct stat st;
+    if (stat(p, &st) == 0 && (best < 0 || strcmp(p, path) > 0)) {
+      snprintf(path, cap, "%s", p);
+      best = (long)st.st_size;
+    }
+  }
+  if (d) closedir(d);
+  return best;
+}
+
+/* Writes rows [k0, k0 + n) of actor 7 as one batch and flushes; 0 or -1 after a failed check. */
+static int put_flush(rc_writer *w, rc_batch *b, int k0, int n) {
+  fill(b, k0, n);
+  int rc = rc_writer_write(w, b);
+  if (rc == IB_OK) rc = rc_writer_flush(w, 5000);
+  TH_CHECK_MSG(rc == IB_OK, "rows %d..%d: %s", k0, k0 + n - 1, ib_errmsg());
+  return rc == IB_OK ? 0 : -1;
+}
+
+/* A shard that lost items it had acknowledged is noticed by the writer at its next reply: st.lost
+ * counts exactly the lost items. The loss is what a disk that reported a flush it never did
+ * leaves: after a SIGKILL the log is cut back to its length before the last acknowledged batch.
+ * A restart that loses nothing counts none. */
+static void test_lost_items_noticed(void) {
+  wal_shard f;
+  if (wal_shard_start(&f, "client_lost") != 0) return;
+  rc_writer *w = NULL;
+  TH_CHECK(rc_writer_open(&w, f.c, "online", 7, 0, 0) == IB_OK);
+  rc_batch b;
+  rc_batch_init(&b, 100, OD, AD);
+  rc_writer_stats st;
+  if (put_flush(w, &b, 0, 100) != 0) goto out;
+  /* A restart that loses nothing (the restore ends with a checkpoint and a fresh log). */
+  TH_CHECK_EQ_INT(rt_server_stop(&f.s, 9), 128 + 9);
+  if (wal_shard_restart(&f) != 0) goto out;
+  if (put_flush(w, &b, 100, 100) != 0) goto out;
+  rc_writer_stats_get(w, &st);
+  TH_CHECK_EQ_INT(st.acked, 200);
+  TH_CHECK_EQ_INT(st.lost, 0);
+  char path[512] = "";
+  long before = log_size(f.dir, path, sizeof path);
+  if (put_flush(w, &b, 200, 100) != 0) goto out;
+  char path2[512] = "";
+  long after = log_size(f.dir, path2, sizeof path2);
+  TH_CHECK_MSG(before > 44 && after > before && strcmp(path, path2) == 0, "log %s: %ld, then %s: %ld bytes", path,
+               before, path2, after);
+  rc_writer_stats_get(w, &st);
+  TH_CHECK_EQ_INT(st.lost, 0);
+  /* The disk "never wrote" the last batch although its flush returned: kill, cut the log back. */
+  TH_CHECK_EQ_INT(rt_server_stop(&f.s, 9), 128 + 9);
+  TH_CHECK(truncate(path, before) == 0);
+  if (wal_shard_restart(&f) != 0) goto out;
+  TH_CHECK_EQ_INT(online_size(f.c, NULL), 200); /* rows 200..299 are gone */
+  if (put_flush(w, &b, 300, 50) != 0) goto out;
+  rc_writer_stats_get(w, &st);
+  TH_CHECK_EQ_INT(st.acked, 350);
+  TH_CHECK_EQ_INT(st.lost, 100);
+  /* Noticed once: more batches add nothing. */
+  if (put_flush(w, &b, 350, 50) != 0) goto out;
+  rc_writer_stats_get(w, &st);
+  TH_CHECK_EQ_INT(st.lost, 100);
+  TH_CHECK_EQ_INT(rt_server_stop(&f.s, 15), 0);
+out:
+  rc_writer_close(w);
+  rc_client_close(f.c);
+  rc_batch_free(&b);
+  if (f.s.pid > 0) rt_server_stop(&f.s, 9);
+  rt_rmdir(f.dir);
+}
+
 static const th_case cases[] = {
     {"retry after restart does not duplicate", test_retry_after_restart},
     {"pipelined writer: a kill with two streams in flight, then exactly once", test_pipelined_restart},
+    {"a shard that lost acknowledged items is noticed by the writer", test_lost_items_noticed},
     {NULL, NULL},
 };
 
