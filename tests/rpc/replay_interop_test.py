@@ -1,7 +1,7 @@
 """Interop test: Python grpcio (Debian python3-grpcio) against the C ibrl-replay server.
 
 Starts ibrl-replay on 127.0.0.1 with port 0, reads the bound port from its stdout, then with the
-stubs generated from proto/ibrl.proto at build time: streams inserts, samples at a fixed demo
+stubs generated from proto/ibrl.proto at build time: streams inserts (and checks the reply's counts, actor_stored too), samples at a fixed demo
 fraction, reads Info, reads the tables page by page (Read), checks the standard health protocol with raw bytes (the generated
 grpc.health.v1 package would shadow grpcio's own `grpc` package), an unknown method, and a NaN
 insert. Exits nonzero on the first failed check. Bounded: every call has a 5 s deadline and the
@@ -55,6 +55,8 @@ def main():
         rep = stub.Insert(batches(), timeout=5)
         check(rep.received == 45 and rep.inserted == 40 and rep.duplicates == 5,
               "insert stream counts %d/%d/%d" % (rep.received, rep.inserted, rep.duplicates))
+        # The last item's actor (1) holds seqs 0..29 in "online": the count a writer checks.
+        check(rep.actor_stored == 30, "insert reply actor_stored %d (actor 1's rows)" % rep.actor_stored)
 
         s = stub.Sample(ibrl_pb2.SampleRequest(batch_size=40, mix=ibrl_pb2.Mix(demo_fraction=0.25)), timeout=5)
         check(len(s.items) == 40 and s.n_demo == 10 and s.n_online == 30, "sample mix 10/30 of 40")
