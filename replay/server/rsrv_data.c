@@ -80,16 +80,24 @@ static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_s
     return 1;
   }
   st->received += n;
-  int limited = t == s->t_online && n > 0;
-  if (limited && !rlim_try_insert(s->lim, n)) {
-    int could_block = rsrv__block_enter(s), capped = 0;
-    uint64_t dl = could_block ? rsrv__wait_deadline(s, info->deadline, &capped) : 0;
-    if (could_block) rpc_server_will_wait();
-    int rc = rlim_await_insert(s->lim, n, dl);
-    if (could_block) rsrv__block_leave(s);
-    if (rc != IB_OK) {
-      rsrv__limiter_fail(rep, rc, "Insert", capped, could_block, s->cfg.max_block_ms);
-      return 1;
+  /* The rate limiter counts the rows a message would store: `charged`. */
+  uint64_t charged = t == s->t_online ? (uint64_t)n : 0;
+  if (charged > 0 && !rlim_try_insert(s->lim, charged)) {
+    /* It would wait. A writer's retry after a timeout resends rows the shard stored already:
+     * they store nothing, so they do not wait (before, each resent message of duplicates queued
+     * for the limiter again, timed out again and was resent again: under backpressure most of an
+     * actor's acknowledged rows were such duplicates). */
+    charged -= store_stored_count(s->st, t, slot->dec.items, n);
+    if (charged > 0 && !rlim_try_insert(s->lim, charged)) {
+      int could_block = rsrv__block_enter(s), capped = 0;
+      uint64_t dl = could_block ? rsrv__wait_deadline(s, info->deadline, &capped) : 0;
+      if (could_block) rpc_server_will_wait();
+      int rc = rlim_await_insert(s->lim, charged, dl);
+      if (could_block) rsrv__block_leave(s);
+      if (rc != IB_OK) {
+        rsrv__limiter_fail(rep, rc, "Insert", capped, could_block, s->cfg.max_block_ms);
+        return 1;
+      }
     }
   }
   store_insert_result res = {0, 0, 0};
@@ -99,14 +107,16 @@ static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_s
   /* Finiteness was checked inside the decode copy. */
   int rc = store_insert_prechecked(s->st, table, slot->dec.items, n, &res);
   if (rc != IB_OK) {
-    if (limited) rlim_undo_insert(s->lim, n);
+    if (charged > 0) rlim_undo_insert(s->lim, charged);
     if (rc == IB_EIO && s->per != NULL)
       rsrv__insert_io_fail(s, rep, table);
     else
       rpc_reply_fail(rep, rsrv__status_of(rc), "Insert into '%s': %s", table, ib_errmsg());
     return 1;
   }
-  if (limited && res.duplicates > 0) rlim_undo_insert(s->lim, res.duplicates);
+  /* Count what was stored: give back the charged rows that turned out duplicates. (Rows counted
+   * as stored above can only have been stored by now, so res.stored <= charged.) */
+  if (charged > res.stored) rlim_undo_insert(s->lim, charged - res.stored);
   /* Duplicates are acknowledged as stored: only once their originals are durable (top of file). */
   if (res.duplicates > 0 && s->per != NULL && (rc = persist_barrier(s->per)) != IB_OK) {
     rsrv__insert_io_fail(s, rep, table);

@@ -1192,3 +1192,25 @@ int store_actor_get(store *s, int t, uint32_t actor_id, store_actor_info *out) {
   pthread_rwlock_unlock(&tb->lock);
   return rc;
 }
+
+size_t store_stored_count(store *s, int t, const store_item *items, size_t n) {
+  IB_CHECK(s != NULL && t >= 0 && t < s->ntables && (items != NULL || n == 0));
+  store__table *tb = &s->tables[t];
+  size_t k = 0;
+  IB_CHECK(pthread_rwlock_rdlock(&tb->lock) == 0);
+  const store__actor *a = NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (items[i].seq == STORE_SEQ_NONE) continue;
+    if (a == NULL || a->id != items[i].actor_id) { /* a batch is one actor's run: one lookup */
+      const store__actor *b = &tb->actors[actor_pos(tb, items[i].actor_id)];
+      if (!b->used) {
+        a = NULL;
+        continue;
+      }
+      a = b;
+    }
+    k += seq_seen(a, items[i].seq);
+  }
+  pthread_rwlock_unlock(&tb->lock);
+  return k;
+}

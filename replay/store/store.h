@@ -313,6 +313,11 @@ void store_table_info_get(store *s, int t, store_table_info *out);
 uint32_t store_actors_get(store *s, int t, store_actor_info *out, uint32_t max);
 /* The record of one actor of table t, or IB_ENOTFOUND. Thread-safe. */
 int store_actor_get(store *s, int t, uint32_t actor_id, store_actor_info *out);
+/* How many of items[0..n) table t holds already, by (actor_id, seq) as deduplication decides
+ * (items with STORE_SEQ_NONE never count): what a store_insert of them now would skip as
+ * duplicates, unless the same actor's rows are inserted meanwhile. Reads only; no validation.
+ * Thread-safe (the table's read lock). */
+size_t store_stored_count(store *s, int t, const store_item *items, size_t n);
 
 /* ---- memory ---- */
 

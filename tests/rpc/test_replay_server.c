@@ -400,6 +400,17 @@ static void test_rate_limiter(void) {
   TH_CHECK_EQ_INT(rt_insert(&c, "online", &more, NULL, det, sizeof det, 1000), GRPC_STATUS_OK);
   TH_CHECK_EQ_INT(ratelimit(&c, ibrl_RateLimitRequest_Op_RESUME, &rl), GRPC_STATUS_OK);
   TH_CHECK(!rl.limiter.paused);
+  /* Inserts are ahead again (I = 23, S = 4). A retry of rows already stored (a writer's resend
+   * after a timeout) stores nothing and does not wait; one that also holds new rows still does. */
+  t0 = ib_now_s();
+  TH_CHECK_EQ_INT(rt_insert(&c, "online", &more, NULL, det, sizeof det, 300), GRPC_STATUS_OK);
+  TH_CHECK_MSG(ib_now_s() - t0 < 0.25, "a resend of stored rows took %.3f s", ib_now_s() - t0);
+  rt_items half = items(9, 204, 8, 1); /* seqs 204..211: 4 stored, 4 new */
+  expect(rt_insert(&c, "online", &half, NULL, det, sizeof det, 300), GRPC_STATUS_DEADLINE_EXCEEDED, det, NULL,
+         "insert of stored and new rows ahead of samples");
+  TH_CHECK_EQ_INT(ratelimit(&c, ibrl_RateLimitRequest_Op_GET, &rl), GRPC_STATUS_OK);
+  TH_CHECK_MSG(rl.limiter.inserts == 23, "the limiter counts %llu inserts, 23 stored",
+               (unsigned long long)rl.limiter.inserts);
   free(sm);
   rt_client_close(&c);
   rt_shard_stop_ok(&s);

@@ -970,10 +970,44 @@ static void test_concurrent_insert_sample(void) {
   store_destroy(s);
 }
 
+/* store_stored_count says what a store_insert would skip as duplicates, without storing. */
+static void test_stored_count(void) {
+  store *s = fx_store(20000);
+  int t = store_table_find(s, "online");
+  TH_CHECK_EQ_INT(put_range(s, "online", 1, 0, 10, 8, STORE_PROPOSER_RL), 10);
+  fx_item xs[16];
+  store_item v[16];
+  for (int i = 0; i < 16; i++) fx_fill(&xs[i], 1, (uint64_t)(2 + i), STORE_PROPOSER_RL); /* seqs 2..17 */
+  fx_views(v, xs, 16);
+  TH_CHECK_EQ_INT(store_stored_count(s, t, v, 16), 8); /* 2..9 stored, 10..17 new */
+  TH_CHECK_EQ_INT(store_stored_count(s, t, v, 0), 0);
+  v[0].seq = STORE_SEQ_NONE; /* never a duplicate */
+  v[1].actor_id = 2;         /* an actor the table does not know */
+  TH_CHECK_EQ_INT(store_stored_count(s, t, v, 16), 6);
+  TH_CHECK_EQ_INT(store_stored_count(s, store_table_find(s, "demo"), v, 16), 0);
+  /* It agrees with the insert, and changes nothing. */
+  fx_views(v, xs, 16);
+  store_table_info ti;
+  store_table_info_get(s, t, &ti);
+  TH_CHECK_EQ_INT(ti.size, 10);
+  store_insert_result r;
+  TH_CHECK_EQ_INT(store_insert(s, "online", v, 16, &r), IB_OK);
+  TH_CHECK_EQ_INT(r.duplicates, 8);
+  TH_CHECK_EQ_INT(store_stored_count(s, t, v, 16), 16);
+  /* Older than the dedup window: too old to tell, counted as stored (as the insert skips it). */
+  TH_CHECK_EQ_INT(put_range(s, "online", 1, 18, 18 + STORE_DEDUP_WINDOW, 32, STORE_PROPOSER_RL),
+                  STORE_DEDUP_WINDOW);
+  fx_item old;
+  fx_fill(&old, 1, 3, STORE_PROPOSER_RL);
+  TH_CHECK_EQ_INT(store_stored_count(s, t, &old.it, 1), 1);
+  store_destroy(s);
+}
+
 static const th_case cases[] = {
     /* First, while the heap is fresh: arrays from memory an earlier case freed come back touched. */
     {"memory resident from creation", test_memory_resident_from_creation},
     {"round trip: values arrive intact", test_round_trip},
+    {"stored count: what an insert would skip as duplicates", test_stored_count},
     {"record layout from unaligned rows, obs_dim 1..9 x act_dim 1..6", test_record_layout_sweep},
     {"mix: exact demo count round(n*f)", test_mix_exact_count},
     {"mix: proportional and uniform within a table", test_mix_proportional_and_uniform},
