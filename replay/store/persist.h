@@ -167,12 +167,14 @@ typedef struct persist_salvage_info {
  *      link fails; moves the temporary *.tmp files, which the next checkpoint or log would
  *      otherwise rewrite through the link), so nothing is deleted: an operator can still inspect
  *      or restore them;
- *   3. starts a fresh log past every epoch found and writes a checkpoint of what it kept
- *      (persist__open_finish), which makes the old files stale: the next persist_open takes the
- *      new checkpoint. Until it is durable a crash leaves the old files in place, and a second
- *      salvage starts over (in a new damaged-* directory).
+ *   3. starts a fresh log past every epoch found and writes a checkpoint of what it kept, which
+ *      makes the old files stale: the next persist_open takes the new checkpoint. If that
+ *      checkpoint fails, this still succeeds with durability broken, as persist_open does after
+ *      its end-of-recovery checkpoint fails; until one is durable a crash leaves the old files in
+ *      place, and a second salvage starts over (in a new damaged-* directory).
  * Rows of a damaged checkpoint, and the records of a log past its first damage, are lost; so may
- * be rows an actor was told were stored. Counters other than per-actor history start over.
+ * be rows an actor was told were stored. The counters are those of what was kept (an intact
+ * checkpoint's, plus the logs' rows).
  * Still refused, with nothing changed: settings that differ from the files' (IB_EMISMATCH: other
  * specs, or logs written with a larger max_insert_batch; IB_EFULL: a demo table or max_actors
  * too small for the rows), I/O errors (IB_EIO) and every error persist_open returns before it
