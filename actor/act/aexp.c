@@ -19,7 +19,9 @@
  *    acting and retries with backoff (same items, same seqs) until the shard is back or a stop
  *    is requested: bounded memory, nothing dropped, nothing duplicated (the shard deduplicates
  *    the resends). The replay's rate limiter blocks inserts the same way, which is what keeps
- *    actors from outrunning the learner.
+ *    actors from outrunning the learner; the shard then acknowledges what it stored of a held
+ *    stream within the writer's max_wait (below the periodic flush's budget), so only the rest is
+ *    resent.
  *  - Seqs continue after the highest seq this actor_id stored before (asked from the shard), so
  *    a restarted actor is not mistaken for a retry; its episode seeds move on the same way.
  *  - No allocation in the loop: every buffer is sized at setup. */
@@ -66,7 +68,8 @@ typedef struct aexp {
   double last_flush;
   int flush_failing;
   int status_failing;     /* the last --status write failed (warned once; noted when it works again) */
-  double stalled_s;       /* time spent waiting for the replay with a full buffer */
+  double stalled_s;       /* time spent in writes and flushes that waited for the replay (a full buffer
+                           * being acknowledged, partly or not at all) */
   int backpressure;       /* the rate limiter held the last periodic flush: skip them */
   double next_log;        /* time of the next progress report */
 } aexp;
@@ -130,7 +133,11 @@ static int send_rows(aexp *a) {
   double t0 = 0, backoff = 0.05;
   int warned = 0;
   for (;;) {
+    double tw = ib_now_s();
     int rc = rc_writer_write(a->w, &a->out);
+    /* A write returns at once unless it had to flush a full buffer: that time waited for the
+     * replay (acknowledgements held back by its rate limiter, or a shard that is down). */
+    if (t0 == 0 && ib_now_s() - tw > 0.005) a->stalled_s += ib_now_s() - tw;
     if (rc == IB_OK) {
       if (warned) log_info("replay shard accepts items again after %.1f s; no item lost", ib_now_s() - t0);
       if (t0 > 0) a->stalled_s += ib_now_s() - t0;
@@ -168,7 +175,9 @@ static int send_rows(aexp *a) {
 static int flush_periodic(aexp *a) {
   a->last_flush = ib_now_s();
   if (a->backpressure) return IB_OK;
+  double tf = ib_now_s();
   int rc = rc_writer_flush(a->w, IB_MIN(PERIODIC_FLUSH_MS, a->x.o->deadline_ms));
+  if (ib_now_s() - tf > 0.005) a->stalled_s += ib_now_s() - tf; /* as in send_rows */
   if (rc == IB_OK) {
     if (a->flush_failing) log_info("replay shard acknowledges again");
     a->flush_failing = 0;
@@ -214,6 +223,9 @@ static int setup(aexp *a) {
     log_warn("shard %s lists only its first %d actors; if actor %u stored items before, its new items may be taken "
              "for retries (HINT: use fewer actors per shard)", rc_client_target(x->rc, shard), RC_MAX_ACTORS, o->actor_id);
   if ((rc = rc_writer_open(&a->w, x->rc, "online", o->actor_id, a->first_seq, o->max_pending)) != IB_OK) return rc;
+  /* The shard answers a stream its rate limiter holds within this, acknowledging what it stored:
+   * below the periodic flush's budget, so that flush gets the answer instead of cancelling. */
+  IB_CHECK(rc_writer_max_wait(a->w, IB_MAX(1, IB_MIN(PERIODIC_FLUSH_MS * 4 / 5, o->deadline_ms / 2))) == IB_OK);
   rng_seed(&a->r_episode, x->tc.seed ^ (a->first_seq * 0x9e3779b97f4a7c15ull), "actor", (int64_t)o->actor_id, "episode");
   rng_seed(&a->r_random, x->tc.seed ^ a->first_seq, "actor", (int64_t)o->actor_id, "random");
 
@@ -264,11 +276,13 @@ static void report(aexp *a, int final) {
   double il_win = ratio((double)il, (double)tot);
   if (!x->o->quiet || final)
     log_info("actor %u%s: %ld env steps (%.0f/s), %ld episodes, success %.2f (recent %.2f), il-win %.2f, weights v%llu%s, "
-             "acked %llu (dup %llu, lost by the shard %llu), pending %llu, retries %llu, waited for replay %.0f s",
+             "acked %llu (dup %llu, lost by the shard %llu), pending %llu, retries %llu, partial acks %llu, "
+             "waited for replay %.0f s",
              x->o->actor_id, final ? " done" : "", a->env_steps, sps, a->episodes,
              ratio((double)a->successes, (double)a->episodes), win_succ, il_win, (unsigned long long)x->version,
              x->version ? "" : " (warm-up: IL policy)", (unsigned long long)ws.acked, (unsigned long long)ws.duplicates,
-             (unsigned long long)ws.lost, (unsigned long long)ws.pending, (unsigned long long)ws.retries, a->stalled_s);
+             (unsigned long long)ws.lost, (unsigned long long)ws.pending, (unsigned long long)ws.retries,
+             (unsigned long long)ws.partial, a->stalled_s);
   if (x->o->status[0]) {
     char tmp[TCFG_STR + 8];
     snprintf(tmp, sizeof tmp, "%s.tmp", x->o->status);
@@ -281,13 +295,13 @@ static void report(aexp *a, int final) {
               "{\"actor_id\": %u, \"env_steps\": %ld, \"steps_per_s\": %.1f, \"episodes\": %ld, \"successes\": %ld, "
               "\"recent_success\": %.4f, \"il_win\": %.4f, \"il_act_total\": %ld, \"il_act_il\": %ld, "
               "\"weight_version\": %llu, \"acked\": %llu, \"duplicates\": %llu, \"lost\": %llu, \"pending\": %llu, "
-              "\"retries\": %llu, "
+              "\"retries\": %llu, \"partial_acks\": %llu, "
               "\"stalled_s\": %.1f, \"warmup_steps\": %ld, \"wall_s\": %.1f, \"done\": %s}\n",
               x->o->actor_id, a->env_steps, sps, a->episodes, a->successes, isnan(win_succ) ? -1.0 : win_succ,
               isnan(il_win) ? -1.0 : il_win, a->x.ag.metrics.act_total, a->x.ag.metrics.act_il,
               (unsigned long long)x->version, (unsigned long long)ws.acked, (unsigned long long)ws.duplicates,
-              (unsigned long long)ws.lost, (unsigned long long)ws.pending, (unsigned long long)ws.retries, a->stalled_s,
-              a->warmup_steps, now - x->t0,
+              (unsigned long long)ws.lost, (unsigned long long)ws.pending, (unsigned long long)ws.retries,
+              (unsigned long long)ws.partial, a->stalled_s, a->warmup_steps, now - x->t0,
               final ? "true" : "false");
       int werr = ferror(f) ? errno : 0;
       if (fclose(f) != 0 || werr != 0) failed = "cannot write", err = werr ? werr : errno;

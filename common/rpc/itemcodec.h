@@ -45,6 +45,7 @@
 #define IC_REPLY_ITEMS 1   /* SampleReply.items (repeated Item) */
 #define IC_REPLY_N_DEMO 2  /* SampleReply.n_demo, then n_online 3, demo_size 4, online_size 5 */
 #define IC_INSERT_COLUMNS 3 /* InsertRequest.columns (ItemColumns) */
+#define IC_INSERT_MAX_WAIT 4 /* InsertRequest.max_wait_ms (uint32) */
 #define IC_REPLY_COLUMNS 6  /* SampleReply.columns (ItemColumns) */
 
 /* Parse results. */

@@ -507,6 +507,7 @@ static void limiter_from(rc_limiter_info *o, const ibrl_RateLimitInfo *l) {
   o->sample_blocked_s = l->sample_blocked_s;
   o->insert_timeouts = l->insert_timeouts;
   o->sample_timeouts = l->sample_timeouts;
+  o->insert_partial_acks = l->insert_partial_acks;
 }
 
 int rc_info_get(rc_client *c, int i, rc_shard_info *out) {

@@ -119,6 +119,9 @@ typedef struct rc_writer_stats {
   uint64_t awaiting;    /* of those, items of a half-closed stream whose reply is not read yet: the shard
                          * may have acknowledged (and made durable) them already */
   uint64_t retries;     /* stream restarts after a failure */
+  uint64_t partial;     /* streams the shard acknowledged in part: its rate limiter held them past the
+                         * writer's max_wait (rc_writer_max_wait); the rest was resent, not counted in
+                         * retries */
   uint64_t next_seq;    /* the seq the next written item gets */
   uint64_t lost;        /* acknowledged items the shard no longer holds (found from its replies'
                          * counts after it restarted: a disk that lost flushed data, --salvage, or
@@ -151,7 +154,15 @@ int rc_writer_write(rc_writer *w, const rc_batch *b);
  * resent with the same seqs (the shard drops the ones it already stored), with backoff (20 ms
  * doubling to 1 s), until `timeout_ms` (< 0: the client's deadline) has passed. Retried:
  * IB_EUNAVAIL, IB_ETIMEDOUT and IB_EFULL (the shard's rate limiter gave up, or a full demo
- * table). Returns IB_OK (all acknowledged), or the last error with the items still pending.
+ * table). Partial acknowledgements: every message carries the writer's max_wait (see
+ * rc_writer_max_wait), the most time the shard may hold the stream in its rate limiter; past it
+ * the shard stores no more of the stream and acknowledges the messages it stored, which are then
+ * dropped from the pending ones (the rest is resent at once, with no backoff, when some were
+ * acknowledged), so under backpressure rows stored once are not resent and counted as duplicates;
+ * a retry after the rate limiter held the stream is not started unless max_wait (plus 50 ms)
+ * remains, so that the flush does not cancel a stream the shard may still store.
+ * Returns IB_OK (all acknowledged), or the last error with the items still pending (IB_EFULL
+ * "rate limited" when the limiter held the rest for the whole timeout).
  * Refusals a resend cannot fix (IB_EINVAL: a malformed item, NaN/Inf, an unknown table, a
  * missing token; IB_ENOTFOUND, IB_ESTATE, IB_EPROTO) are not retried: the pending items are
  * dropped, and the message says how many. */
@@ -167,6 +178,15 @@ int rc_writer_flush(rc_writer *w, long timeout_ms);
  * Switch only while nothing is pending (after rc_writer_open or a successful flush): IB_ESTATE
  * otherwise. */
 int rc_writer_pipeline(rc_writer *w, int on);
+
+/* Sets the wait budget that the messages written from now on carry (InsertRequest.max_wait_ms):
+ * the most time, summed over a stream, that the shard may hold the stream in its rate limiter
+ * before it acknowledges what it stored and leaves the rest to a resend. Default: half the
+ * client's deadline. Keep it below the timeouts given to rc_writer_flush, or a flush gives up
+ * (cancelling the stream) before the shard's partial acknowledgement comes. 0 = off: a blocked
+ * stream is then cancelled at the flush timeout and resent whole. IB_EINVAL outside
+ * [0, 3600000]. */
+int rc_writer_max_wait(rc_writer *w, int ms);
 
 void rc_writer_stats_get(const rc_writer *w, rc_writer_stats *out);
 
@@ -263,6 +283,8 @@ typedef struct rc_limiter_info {
   uint64_t min_size, inserts, samples;
   double insert_blocked_s, sample_blocked_s;
   uint64_t insert_timeouts, sample_timeouts;
+  uint64_t insert_partial_acks; /* Insert streams acknowledged in part: the limiter held them past their
+                                 * max_wait (each also counts once in insert_timeouts) */
 } rc_limiter_info;
 
 typedef struct rc_actor_info {

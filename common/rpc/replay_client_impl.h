@@ -95,9 +95,9 @@ void rc__info_sizes(const ibrl_InfoReply *rep, uint64_t *demo, uint64_t *online)
 
 /* ---- replay_rows.c ---- */
 
-/* Encodes rows [lo, hi) of b as an InsertRequest for `table` into one new slice (caller unrefs);
- * see replay_rows.c. */
+/* Encodes rows [lo, hi) of b as an InsertRequest for `table` into one new slice (caller unrefs),
+ * with max_wait_ms (0: left out); see replay_rows.c. */
 grpc_slice rc__encode_rows(const rc_batch *b, int lo, int hi, const char *table, int columns, int stamp,
-                           uint32_t actor_id, uint64_t seq0, int *finite);
+                           uint32_t actor_id, uint64_t seq0, uint32_t max_wait_ms, int *finite);
 
 #endif

@@ -67,20 +67,23 @@ static ic_rows rows_of(const rc_batch *b) {
 
 /* Encodes rows [lo, hi) of b as an InsertRequest for `table` into one new slice (caller unrefs),
  * as ItemColumns (`columns`: one copy per column) or as per-item Items.
- * With `stamp`, item k carries actor_id and seq0 + k instead of the rows' own ids. With `finite`
+ * With `stamp`, item k carries actor_id and seq0 + k instead of the rows' own ids. max_wait_ms > 0
+ * is sent as InsertRequest.max_wait_ms (the partial acknowledgement's budget). With `finite`
  * non-NULL, the floats are checked for NaN/Inf inside the copy and *finite says whether all are. */
 grpc_slice rc__encode_rows(const rc_batch *b, int lo, int hi, const char *table, int columns, int stamp,
-                           uint32_t actor_id, uint64_t seq0, int *finite) {
+                           uint32_t actor_id, uint64_t seq0, uint32_t max_wait_ms, int *finite) {
   IB_CHECK(b != NULL && table != NULL && 0 <= lo && lo <= hi && hi <= b->n);
   ic_rows r = rows_of(b);
   ic_stamp st = {actor_id, seq0};
   size_t tl = strlen(table);
   size_t total = (tl ? ic_bytes_field_len(IC_INSERT_TABLE, tl) : 0) +
+                 (max_wait_ms ? ic_varint_field_len(IC_INSERT_MAX_WAIT, max_wait_ms) : 0) +
                  (columns ? ic_cols_len(IC_INSERT_COLUMNS, (size_t)(hi - lo), b->obs_dim, b->act_dim)
                           : ic_items_len(&r, (size_t)lo, (size_t)hi, IC_INSERT_ITEMS, stamp ? &st : NULL));
   grpc_slice s = grpc_slice_malloc(total);
   uint8_t *p = GRPC_SLICE_START_PTR(s);
   if (tl) p = ic_put_bytes_field(p, IC_INSERT_TABLE, table, tl);
+  if (max_wait_ms) p = ic_put_varint_field(p, IC_INSERT_MAX_WAIT, max_wait_ms);
   if (columns) p = ic_cols_put(p, IC_INSERT_COLUMNS, &r, (size_t)lo, (size_t)hi, stamp ? &st : NULL, finite);
   else if (finite != NULL)
     p = ic_items_put_check(p, &r, (size_t)lo, (size_t)hi, IC_INSERT_ITEMS, stamp ? &st : NULL, finite);
@@ -90,14 +93,14 @@ grpc_slice rc__encode_rows(const rc_batch *b, int lo, int hi, const char *table,
 }
 
 grpc_byte_buffer *rc__encode_insert(const rc_batch *b, int lo, int hi, const char *table) {
-  grpc_slice s = rc__encode_rows(b, lo, hi, table, 0, 0, 0, 0, NULL);
+  grpc_slice s = rc__encode_rows(b, lo, hi, table, 0, 0, 0, 0, 0, NULL);
   grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
   grpc_slice_unref(s);
   return bb;
 }
 
 grpc_byte_buffer *rc__encode_insert_columns(const rc_batch *b, int lo, int hi, const char *table) {
-  grpc_slice s = rc__encode_rows(b, lo, hi, table, 1, 0, 0, 0, NULL);
+  grpc_slice s = rc__encode_rows(b, lo, hi, table, 1, 0, 0, 0, 0, NULL);
   grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
   grpc_slice_unref(s);
   return bb;

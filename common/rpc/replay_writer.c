@@ -12,7 +12,10 @@
  * (an actor restarted from the highest stored seq would never fill it). If anything fails it
  * reopens the stream and resends the same bytes, i.e. the same (actor_id, seq), which the
  * shard deduplicates; so an item is stored at most once and, unless the error is permanent,
- * at least once. Each stream op is bounded by the client's deadline by plucking with a timeout and cancelling
+ * at least once. Under backpressure the shard acknowledges part of a stream (InsertRequest.max_wait_ms,
+ * half the client's deadline by default): the messages it stored are dropped and only the rest is
+ * resent, so a stream blocked by the rate limiter no longer ends in a cancel and a resend of rows
+ * already stored (most of an actor's acknowledged rows were such duplicates). Each stream op is bounded by the client's deadline by plucking with a timeout and cancelling
  * the call when it passes (the stream itself may live longer than one deadline). A write
  * leaves its message in flight and returns, so the actor prepares its next batch while the
  * transport sends; the next write (or the flush) waits for it. */
@@ -36,6 +39,7 @@
 #define WRITER_MAX_PENDING 8192 /* the store's STORE_DEDUP_WINDOW */
 #define WRITER_DEFAULT_PENDING 1024
 #define STREAM_LIFETIME_MS (10L * 60 * 1000)
+#define WRITER_REPLY_MARGIN_MS 50 /* a reply's time on the wire, beyond the shard's max_wait */
 
 /* ---- writer ---- */
 
@@ -83,6 +87,8 @@ struct rc_writer {
   int have_prior;        /* prior is set (a reply carried actor_stored) */
   int64_t prior;         /* a lower bound on the items the shard held for this actor before this
                           * writer's first (loss_check) */
+  uint32_t max_wait_ms;  /* InsertRequest.max_wait_ms of the messages it encodes (0: none) */
+  int progress;          /* the last reply that acknowledged part of its stream acknowledged some */
 };
 
 int rc_writer_open(rc_writer **out, rc_client *c, const char *table, uint32_t actor_id, uint64_t first_seq,
@@ -106,6 +112,7 @@ int rc_writer_open(rc_writer **out, rc_client *c, const char *table, uint32_t ac
   w->first_seq = first_seq;
   w->max_pending = max_pending;
   w->stream_rows = INT_MAX;
+  w->max_wait_ms = (uint32_t)IB_MAX(1, c->deadline_ms / 2);
   w->msgs = ib_xcalloc((size_t)max_pending, sizeof *w->msgs);
   w->cq = grpc_completion_queue_create_for_pluck(NULL);
   *out = w;
@@ -278,13 +285,27 @@ static int writer_finish_collect(rc_writer *w, wclose *f, long ms) {
   } else {
     rc = wire_decode(&rep, ibrl_InsertReply_fields, f->bb, "InsertReply");
   }
-  if (rc == IB_OK && rep.received < (uint64_t)f->n_rows) {
+  /* The reply acknowledges the leading k messages: all but unacked_messages, which the shard's
+   * rate limiter held past max_wait_ms and which it did not store. */
+  int k = f->n_msgs, k_rows = f->n_rows;
+  if (rc == IB_OK && rep.unacked_messages > 0) {
+    if (rep.unacked_messages > (uint32_t)f->n_msgs) {
+      rc = ib_fail(IB_EPROTO, "replay shard %d (%s) Insert: %u of %d messages reported unacknowledged HINT: the "
+                   "shard does not speak this client's protocol; run the same ibrl version on actors and replay shards",
+                   w->shard, w->c->sh[w->shard].target, (unsigned)rep.unacked_messages, f->n_msgs);
+    } else {
+      k = f->n_msgs - (int)rep.unacked_messages;
+      k_rows = 0;
+      for (int i = 0; i < k; i++) k_rows += w->msgs[i].rows;
+    }
+  }
+  if (rc == IB_OK && rep.received < (uint64_t)k_rows) {
     /* Every row of these messages went out on this stream; a shard that counts fewer did not
      * read them (one that ignores the columnar field: an older ibrl-replay). Never report such
      * items as acknowledged. */
     rc = ib_fail(IB_EPROTO, "replay shard %d (%s) Insert: acknowledged %llu of %d items HINT: the shard does not "
                  "read this client's columnar inserts; run the same ibrl version on actors and replay shards",
-                 w->shard, w->c->sh[w->shard].target, (unsigned long long)rep.received, f->n_rows);
+                 w->shard, w->c->sh[w->shard].target, (unsigned long long)rep.received, k_rows);
   }
   if (f->bb) grpc_byte_buffer_destroy(f->bb);
   grpc_metadata_array_destroy(&f->md_init);
@@ -297,8 +318,15 @@ static int writer_finish_collect(rc_writer *w, wclose *f, long ms) {
     w->st.acked += rep.received;
     w->st.inserted += rep.inserted;
     w->st.duplicates += rep.duplicates;
-    writer_drop_first(w, f->n_msgs);
+    writer_drop_first(w, k);
     loss_check(w, rep.actor_stored, rep.durable);
+    if (k < f->n_msgs) {
+      w->st.partial++;
+      w->progress = k > 0;
+      rc = ib_fail(IB_EFULL, "replay shard %d (%s) Insert: rate limited: %d of %d items stored within the %u ms "
+                   "wait budget HINT: the learner is behind (backpressure); the rest is resent", w->shard,
+                   w->c->sh[w->shard].target, k_rows, f->n_rows, (unsigned)w->max_wait_ms);
+    }
   }
   return rc;
 }
@@ -367,6 +395,7 @@ int rc_writer_flush(rc_writer *w, long timeout_ms) {
   long backoff = 20;
   int rc = IB_OK;
   for (;;) {
+    w->progress = 0;
     rc = writer_collect_closing(w, IB_MAX(ms_left(t_end), 1));
     if (rc == IB_OK) rc = writer_finish_all(w, IB_MAX(ms_left(t_end), 1));
     if (rc == IB_OK) {
@@ -384,8 +413,21 @@ int rc_writer_flush(rc_writer *w, long timeout_ms) {
     }
     long now_left = ms_left(t_end);
     if (now_left <= 0) return rc;
+    /* Part was acknowledged: send the rest at once. Otherwise back off first. */
+    int resend = rc == IB_EFULL && w->progress;
+    long nap = resend ? 0 : IB_MIN(backoff, now_left);
+    /* An attempt that the shard may hold for max_wait would be cancelled before its reply comes;
+     * rows the shard stores after that (the limiter let them through late) would come back as
+     * duplicates. Leave them to the caller's next flush instead. */
+    if ((rc == IB_EFULL || rc == IB_ETIMEDOUT) && w->max_wait_ms > 0 &&
+        now_left - nap < (long)w->max_wait_ms + WRITER_REPLY_MARGIN_MS)
+      return rc;
+    if (resend) {
+      backoff = 20;
+      continue;
+    }
     w->st.retries++;
-    sleep_ms(IB_MIN(backoff, now_left));
+    sleep_ms(nap);
     backoff = IB_MIN(backoff * 2, 1000);
   }
 }
@@ -440,7 +482,7 @@ int rc_writer_write(rc_writer *w, const rc_batch *b) {
    * the NaN/Inf check inside the copy (one pass over the rows); a bad batch is dropped before it
    * is queued, and batch_check names the bad value. */
   int finite = 0;
-  grpc_slice enc = rc__encode_rows(b, 0, b->n, w->table, 1, 1, w->actor_id, w->next_seq, &finite);
+  grpc_slice enc = rc__encode_rows(b, 0, b->n, w->table, 1, 1, w->actor_id, w->next_seq, w->max_wait_ms, &finite);
   int rc = batch_check(b, w->actor_id, finite);
   if (rc == IB_OK && !finite) /* cannot happen: the scan agrees with the copy's check */
     rc = ib_fail(IB_ENONFINITE, "actor %u insert: a value is not finite HINT: check the policy outputs", w->actor_id);
@@ -474,6 +516,15 @@ int rc_writer_pipeline(rc_writer *w, int on) {
     return ib_fail(IB_ESTATE, "rc_writer_pipeline: actor %u's writer has %d items pending HINT: switch right after "
                    "rc_writer_open or after a successful flush", w->actor_id, w->n_rows);
   w->stream_rows = on ? IB_MAX(1, w->max_pending / 2) : INT_MAX;
+  return IB_OK;
+}
+
+int rc_writer_max_wait(rc_writer *w, int ms) {
+  IB_CHECK(w != NULL);
+  if (ms < 0 || ms > 3600000)
+    return ib_fail(IB_EINVAL, "writer max_wait %d ms is outside [0, 3600000] HINT: 0 turns partial acknowledgements "
+                   "off; keep it below the flush timeouts", ms);
+  w->max_wait_ms = (uint32_t)ms;
   return IB_OK;
 }
 

@@ -102,7 +102,7 @@ static const cmd_help cmds[] = {
      "info [--shard I] [--rate-ms MS]\n"
      "  Per shard and table: size, capacity, inserts/s, samples/s (measured over --rate-ms, default 500;\n"
      "  0 = skip; and the shard's own 10 s meters), totals, duplicates, payload bytes, preallocated bytes;\n"
-     "  the rate limiter (state, ratio, time blocked summed over calls, timeouts); per actor: last seq,\n"
+     "  the rate limiter (state, ratio, time blocked summed over calls, timeouts, partial acks); per actor: last seq,\n"
      "  the newest weight version on its items, and the success of its recent episodes (the shard keeps\n"
      "  each actor's last 32); params version, size and age; durability: ok, or BROKEN with the cause (a\n"
      "  failed write or fsync of the log: disk full, I/O errors), for how long, the shard's failed\n"
@@ -411,10 +411,10 @@ static void print_info(const ctl_args *a, rc_client *c, const int *ok, const rc_
       printf(",\"error_buffer\":");
       json_num(l->error_buffer);
       printf(",\"min_size\":%llu,\"inserts\":%llu,\"samples\":%llu,\"insert_blocked_s\":%.3f,\"sample_blocked_s\":%.3f,"
-             "\"insert_timeouts\":%llu,\"sample_timeouts\":%llu}",
+             "\"insert_timeouts\":%llu,\"sample_timeouts\":%llu,\"insert_partial_acks\":%llu}",
              (unsigned long long)l->min_size, (unsigned long long)l->inserts, (unsigned long long)l->samples,
              l->insert_blocked_s, l->sample_blocked_s, (unsigned long long)l->insert_timeouts,
-             (unsigned long long)l->sample_timeouts);
+             (unsigned long long)l->sample_timeouts, (unsigned long long)l->insert_partial_acks);
       uint64_t wmin = UINT64_MAX, wmax = 0;
       printf(",\"actors\":[");
       for (int k = 0; k < s->n_actors; k++) {
@@ -500,10 +500,11 @@ static void print_info(const ctl_args *a, rc_client *c, const int *ok, const rc_
     char ratio[64];
     limiter_ratio(ratio, sizeof ratio, l->samples_per_insert, l->error_buffer);
     printf("  limiter: %s  %s  min_size %llu  inserts %llu  samples %llu  blocked ins %.2f s / "
-           "smp %.2f s  timeouts ins %llu / smp %llu\n",
+           "smp %.2f s  timeouts ins %llu / smp %llu  partial acks %llu\n",
            l->paused ? "PAUSED" : "active", ratio, (unsigned long long)l->min_size,
            (unsigned long long)l->inserts, (unsigned long long)l->samples, l->insert_blocked_s, l->sample_blocked_s,
-           (unsigned long long)l->insert_timeouts, (unsigned long long)l->sample_timeouts);
+           (unsigned long long)l->insert_timeouts, (unsigned long long)l->sample_timeouts,
+           (unsigned long long)l->insert_partial_acks);
     if (s->n_actors) {
       printf("  %-10s %12s %11s %9s %8s %14s\n", "actor", "last_seq", "recent eps", "successes", "success",
              "weight_ver");

@@ -19,7 +19,10 @@
  *            into the slot too. The insert slot comes from a pool sized to the worker count and is
  *            held only while one message is handled, so memory does not grow with the number of
  *            open streams. Then the limiter (online table only) and one store_insert_prechecked.
- *            Duplicates are given back to the limiter. With a write-ahead log store_insert returns
+ *            Duplicates are given back to the limiter. A stream whose first message carries
+ *            max_wait_ms waits in the limiter at most that long in all: a message that would wait
+ *            longer is not stored, nor any after it (they are not even decoded), and the final
+ *            reply acknowledges the leading messages and counts the rest in unacked_messages. With a write-ahead log store_insert returns
  *            only once the batch is durable, and the reply is sent only after the last batch: the
  *            ack means durable.
  *   Sample   takes a sampling slot (rng + store_batch) from a pool sized to the worker count, so

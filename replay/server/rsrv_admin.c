@@ -30,6 +30,7 @@ static void limiter_info(rsrv *s, ibrl_RateLimitInfo *o) {
   o->sample_blocked_s = (double)li.sample_blocked_ns * 1e-9;
   o->insert_timeouts = li.insert_timeouts;
   o->sample_timeouts = li.sample_timeouts;
+  o->insert_partial_acks = __atomic_load_n(&s->insert_partial, __ATOMIC_RELAXED);
 }
 
 static int actor_cmp(const void *a, const void *b) {

@@ -14,12 +14,18 @@
 
 /* ---- Insert (client stream) ---- */
 
-/* Per-stream state: the totals for the final reply, and the actor and table of the last item
- * stored, whose all-time count the reply carries (InsertReply.actor_stored). */
+/* Per-stream state: the totals for the final reply, the actor and table of the last item stored,
+ * whose all-time count the reply carries (InsertReply.actor_stored), and the partial
+ * acknowledgement: the stream's wait budget (its first message's max_wait_ms), the time its
+ * messages waited in the limiter so far, and the messages not stored once the budget ran out. */
 typedef struct insert_state {
   uint64_t received, inserted, duplicates;
   int have_actor, table;
   uint32_t actor;
+  uint64_t msgs;       /* messages handled (stored or refused by the budget) */
+  uint64_t budget_ns;  /* 0: no budget (a limiter wait that runs out fails the stream) */
+  uint64_t waited_ns;
+  uint32_t unacked;    /* messages not stored since the budget ran out (the rest of the stream) */
 } insert_state;
 
 static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_slot *slot,
@@ -40,6 +46,8 @@ int rsrv__h_insert(void *ctx, rpc_call_info *info, const grpc_byte_buffer *msg, 
       r.inserted = st->inserted;
       r.duplicates = st->duplicates;
       r.durable = s->cfg.durability == PERSIST_WAL && s->per != NULL;
+      r.unacked_messages = st->unacked;
+      if (st->unacked > 0) __atomic_add_fetch(&s->insert_partial, 1, __ATOMIC_RELAXED);
       store_actor_info ai;
       if (st->have_actor && store_actor_get(s->st, st->table, st->actor, &ai) == IB_OK) r.actor_stored = ai.inserts;
       if (wire_encode(&rep->bb, ibrl_InsertReply_fields, &r) != IB_OK)
@@ -53,6 +61,10 @@ int rsrv__h_insert(void *ctx, rpc_call_info *info, const grpc_byte_buffer *msg, 
   if (st == NULL) {
     st = ib_xcalloc(1, sizeof *st);
     info->state = st;
+  }
+  if (st->unacked > 0) { /* the budget ran out: the rest of the stream is not stored (nor read) */
+    st->unacked++;
+    return 0;
   }
   pthread_mutex_lock(&s->mu);
   insert_slot *slot = s->free_islots;
@@ -79,7 +91,7 @@ static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_s
     rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "Insert: %s", ib_errmsg());
     return 1;
   }
-  st->received += n;
+  if (st->msgs++ == 0) st->budget_ns = (uint64_t)slot->dec.max_wait_ms * 1000000ull;
   /* The rate limiter counts the rows a message would store: `charged`. */
   uint64_t charged = t == s->t_online ? (uint64_t)n : 0;
   if (charged > 0 && !rlim_try_insert(s->lim, charged)) {
@@ -90,16 +102,28 @@ static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_s
     charged -= store_stored_count(s->st, t, slot->dec.items, n);
     if (charged > 0 && !rlim_try_insert(s->lim, charged)) {
       int could_block = rsrv__block_enter(s), capped = 0;
+      uint64_t t0 = ib_now_ns();
       uint64_t dl = could_block ? rsrv__wait_deadline(s, info->deadline, &capped) : 0;
+      /* With a budget (InsertRequest.max_wait_ms), the wait ends where the budget does when that
+       * comes first; running out of it, or of blocking slots, is then no error: the stream's
+       * reply acknowledges the messages stored before this one, and says how many were not. */
+      int by_budget = st->budget_ns > 0 && (!could_block || t0 + (st->budget_ns - IB_MIN(st->waited_ns, st->budget_ns)) < dl);
+      if (by_budget && could_block) dl = t0 + (st->budget_ns - IB_MIN(st->waited_ns, st->budget_ns));
       if (could_block) rpc_server_will_wait();
       int rc = rlim_await_insert(s->lim, charged, dl);
       if (could_block) rsrv__block_leave(s);
+      st->waited_ns += ib_now_ns() - t0;
+      if (rc == IB_ETIMEDOUT && by_budget) {
+        st->unacked = 1;
+        return 0;
+      }
       if (rc != IB_OK) {
         rsrv__limiter_fail(rep, rc, "Insert", capped, could_block, s->cfg.max_block_ms);
         return 1;
       }
     }
   }
+  st->received += n;
   store_insert_result res = {0, 0, 0};
   /* With the log, the store (and persist_barrier below) returns once the rows are durable, after a
    * flush: let other calls go on meanwhile. Checkpoint-only, neither waits. */

@@ -44,6 +44,7 @@ struct rsrv {
   int t_demo, t_online;
   int ready; /* atomic: 0 while restoring (calls get UNAVAILABLE), then 1 */
   uint64_t checkpoints;     /* atomic: Info reads it without ckpt_mu, which a checkpoint holds for seconds */
+  uint64_t insert_partial;  /* atomic: Insert streams acknowledged in part (RateLimitInfo.insert_partial_acks) */
   pthread_mutex_t ckpt_mu; /* one checkpoint at a time */
 
   /* Durability, under dmu: written by rsrv_tick and rsrv_checkpoint, read by the handlers. */

@@ -112,6 +112,7 @@ int rins_decode(rins_slot *slot, const grpc_byte_buffer *msg, char *table, size_
                 rpc_reply *rep) {
   table[0] = '\0';
   *n = 0;
+  slot->max_wait_ms = 0;
   ic_msg m;
   if (ic_msg_init(&m, msg, &slot->flat) != 0) {
     rpc_reply_fail(rep, GRPC_STATUS_INVALID_ARGUMENT, "InsertRequest: cannot read the message (compressed?) HINT: send "
@@ -132,6 +133,14 @@ int rins_decode(rins_slot *slot, const grpc_byte_buffer *msg, char *table, size_
     if (more < 0) {
       bad = "truncated or bad field";
       break;
+    }
+    if (f == IC_INSERT_MAX_WAIT) { /* refused as nanopb refuses it (the fuzzer compares the two) */
+      if (wt != 0 || val > UINT32_MAX) {
+        bad = wt != 0 ? "max_wait_ms with a wrong wire type" : "max_wait_ms larger than 2^32 - 1";
+        break;
+      }
+      slot->max_wait_ms = (uint32_t)val;
+      continue;
     }
     if (f != IC_INSERT_TABLE && f != IC_INSERT_ITEMS && f != IC_INSERT_COLUMNS) { /* unknown: skipped */
       if (wt == 2) ic_msg_skip(&m, flen);

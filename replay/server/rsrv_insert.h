@@ -14,6 +14,7 @@
 #define IB_RSRV_INSERT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <grpc/grpc.h>
 
@@ -29,6 +30,7 @@ typedef struct rins_slot {
   store_item *items; /* owned [max_items]: rows [0, n) after a successful rins_decode */
   ic_rows rows;      /* the columns, each owned [max_items x its width]; rows.obs_dim/act_dim are the shard's */
   ic_flat flat;      /* owned: straddling items (ic_msg) */
+  uint32_t max_wait_ms; /* InsertRequest.max_wait_ms of the last decoded message (0: absent) */
 } rins_slot;
 
 /* Sizes a zeroed slot for messages of at most max_items rows of obs_dim x act_dim (all > 0).
@@ -46,7 +48,9 @@ void rins_slot_free(rins_slot *slot);
  * ItemColumns are copied into the slot's columns, each column's length checked against n and the
  * dims before its copy and NaN/Inf inside it. Fields may come in any order and repeat; unknown
  * fields are skipped. On success every row has the slot's dims and finite floats, and *n <=
- * max_items. *table receives the table name ("" if absent; at most table_cap - 1 bytes).
+ * max_items. *table receives the table name ("" if absent; at most table_cap - 1 bytes), and
+ * slot->max_wait_ms the message's max_wait_ms (0 if absent; one that is not a uint32 varint is
+ * refused as malformed).
  * Returns IB_OK, or on a refusal rep->status = INVALID_ARGUMENT with rep->msg naming the item,
  * row or field and giving a HINT, and: IB_ENONFINITE (a NaN or Inf), IB_EMISMATCH (an array of
  * other dims than the shard's), IB_EPROTO (anything else: not valid protobuf for the message,

@@ -1,7 +1,8 @@
 """Interop test: Python grpcio (Debian python3-grpcio) against the C ibrl-replay server.
 
 Starts ibrl-replay on 127.0.0.1 with port 0, reads the bound port from its stdout, then with the
-stubs generated from proto/ibrl.proto at build time: streams inserts (and checks the reply's counts, actor_stored too), samples at a fixed demo
+stubs generated from proto/ibrl.proto at build time: streams inserts (and checks the reply's counts, actor_stored too, and
+a partial acknowledgement under the rate limiter), samples at a fixed demo
 fraction, reads Info, reads the tables page by page (Read), checks the standard health protocol with raw bytes (the generated
 grpc.health.v1 package would shadow grpcio's own `grpc` package), an unknown method, and a NaN
 insert. Exits nonzero on the first failed check. Bounded: every call has a 5 s deadline and the
@@ -125,6 +126,27 @@ def main():
             check(False, "health Watch -> UNIMPLEMENTED")
         except grpc.RpcError as e:
             check(e.code() == grpc.StatusCode.UNIMPLEMENTED, "health Watch -> UNIMPLEMENTED")
+
+        # Partial acknowledgement: a band that admits one more message of 20 rows, then a stream of
+        # three messages with max_wait_ms 200: the first is stored, the second waits 200 ms in the
+        # rate limiter and is not stored, nor the third, and the reply says so instead of hanging.
+        lim = stub.RateLimit(ibrl_pb2.RateLimitRequest(op=ibrl_pb2.RateLimitRequest.GET), timeout=5).limiter
+        eb = float(lim.inserts) - float(lim.samples) + 25
+        check(eb >= 15, "error buffer %g leaves room for exactly one message of 20" % eb)
+        stub.RateLimit(ibrl_pb2.RateLimitRequest(op=ibrl_pb2.RateLimitRequest.SET, samples_per_insert=1,
+                                                 error_buffer=eb, min_size=0), timeout=5)
+
+        def held():
+            yield ibrl_pb2.InsertRequest(items=[item(3, i, float(i)) for i in range(20)], max_wait_ms=200)
+            yield ibrl_pb2.InsertRequest(items=[item(3, i, float(i)) for i in range(20, 30)], max_wait_ms=200)
+            yield ibrl_pb2.InsertRequest(items=[item(3, i, float(i)) for i in range(30, 40)], max_wait_ms=200)
+
+        rep = stub.Insert(held(), timeout=5)
+        check(rep.received == 20 and rep.inserted == 20 and rep.unacked_messages == 2 and rep.actor_stored == 20,
+              "partial ack: received %d inserted %d unacked_messages %d actor_stored %d"
+              % (rep.received, rep.inserted, rep.unacked_messages, rep.actor_stored))
+        lim = stub.Info(ibrl_pb2.InfoRequest(), timeout=5).limiter
+        check(lim.insert_partial_acks == 1, "Info limiter.insert_partial_acks %d" % lim.insert_partial_acks)
 
         rl = stub.RateLimit(ibrl_pb2.RateLimitRequest(op=ibrl_pb2.RateLimitRequest.PAUSE), timeout=5)
         check(rl.limiter.paused, "RateLimit PAUSE")
