@@ -28,6 +28,7 @@ const char *ib_strerror(int code) {
   case IB_EUNAVAIL: return "IB_EUNAVAIL (unavailable)";
   case IB_EFULL: return "IB_EFULL (full)";
   case IB_ESTATE: return "IB_ESTATE (invalid state)";
+  case IB_EMISSING: return "IB_EMISSING (data missing)";
   default: return "unknown ibrl status";
   }
 }

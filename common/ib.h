@@ -24,6 +24,7 @@ enum {
   IB_EUNAVAIL = -9,    /* a peer or resource is not available now; try again */
   IB_EFULL = -10,      /* a bounded buffer or queue is full */
   IB_ESTATE = -11,     /* the call is not valid in the object's current state */
+  IB_EMISSING = -12,   /* data that must be there is not (e.g. a gap in a chain of log files) */
 };
 
 /* The name of a status code, e.g. "IB_EINVAL (invalid argument)". Never NULL. */

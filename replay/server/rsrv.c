@@ -482,10 +482,7 @@ int rsrv_start(rsrv **out, const rsrv_config *cfg, int insecure) {
                       : persist_open(&s->per, s->st, cfg->ckpt_dir, cfg->durability, &ri);
     if (rc != IB_OK) {
       /* Damaged or missing data (not other settings, which --salvage refuses too): name the way out. */
-      const char *m = ib_errmsg();
-      if (!cfg->salvage && (rc == IB_EPROTO || rc == IB_ECHECKSUM ||
-                            (rc == IB_EMISMATCH && strstr(m, "missing") != NULL) ||
-                            ((rc == IB_EINVAL || rc == IB_ENONFINITE) && strstr(m, "cannot be replayed") != NULL))) {
+      if (!cfg->salvage && (rc == IB_EPROTO || rc == IB_ECHECKSUM || rc == IB_EMISSING)) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", ib_errmsg());
         ib_fail(rc, "%s; or restart with --salvage to keep every intact row (the files are kept as they "

@@ -391,7 +391,7 @@ int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
     ri.wal_stale = first > 0;
     if (first < nlogs && ep[first] != epoch)
       rc = ib_fail(
-        IB_EMISMATCH,
+        IB_EMISSING,
           "directory '%s': the oldest log has epoch %llu but the checkpoint has "
           "epoch %llu%s, so the records in between are missing (HINT: put back the matching "
           "store.ckpt, or move the logs away to accept the loss)",
@@ -400,7 +400,7 @@ int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
     for (int i = first + 1; rc == IB_OK && i < nlogs; i++)
       if (ep[i] != ep[i - 1] + 1)
         rc = ib_fail(
-        IB_EMISMATCH,
+        IB_EMISSING,
             "directory '%s': log epoch %llu follows %llu; a log in between is "
             "missing (HINT: restore the missing store.wal.* file, or move the later logs away "
             "to accept the loss)",

@@ -131,9 +131,12 @@ typedef struct persist persist;
  * info->recovery_ckpt_failed set and the health broken (appends and persist_barrier fail with
  * IB_EIO until a persist_checkpoint succeeds). `info` (may be NULL) says what was restored.
  * Errors (nothing attached and the store is left empty): IB_EIO (cannot create or open the
- * directory or files), IB_EPROTO / IB_ECHECKSUM (damaged checkpoint, log header or link record),
- * IB_EMISMATCH (checkpoint specs differ from the store's: the message names the table and field;
- * or logs are missing from the chain), IB_ESTATE (store not empty).
+ * directory or files), IB_EPROTO / IB_ECHECKSUM (damaged checkpoint, log header or link record, or
+ * a log record under a valid CRC that no writer stores), IB_EMISSING (logs are missing from the
+ * chain), IB_EMISMATCH (settings differ: checkpoint specs other than the store's, the message
+ * naming the table and field, or logs written with a larger max_insert_batch), IB_EFULL (a demo
+ * table or max_actors too small for the rows), IB_ESTATE (store not empty). So IB_EPROTO,
+ * IB_ECHECKSUM and IB_EMISSING are the damage that persist_open_salvage takes.
  * On success *out is owned by the caller; release it with persist_close. */
 int persist_open(persist **out, store *s, const char *dir, persist_mode mode,
                  persist_restore_info *info);
@@ -156,8 +159,8 @@ typedef struct persist_salvage_info {
 } persist_salvage_info;
 
 /* As persist_open, but when the restore refuses because files are damaged or missing (IB_EPROTO,
- * IB_ECHECKSUM, IB_EMISMATCH for a gap in the chain of logs, or IB_EINVAL / IB_ENONFINITE for a
- * log record that holds what no writer stores, under a valid CRC), it keeps every intact row
+ * among others for a log record that holds what no writer stores under a valid CRC;
+ * IB_ECHECKSUM; IB_EMISSING for a gap in the chain of logs), it keeps every intact row
  * instead, for a machine whose disk lost or corrupted data it had acknowledged as flushed
  * (persist_open refuses such a directory and leaves the decision to the operator):
  *   1. reads the checkpoint if it is intact, then every log from the checkpoint's epoch on (every
@@ -178,7 +181,8 @@ typedef struct persist_salvage_info {
  * Still refused, with nothing changed: settings that differ from the files' (IB_EMISMATCH: other
  * specs, or logs written with a larger max_insert_batch; IB_EFULL: a demo table or max_actors
  * too small for the rows), I/O errors (IB_EIO) and every error persist_open returns before it
- * reads a file. `sv` (may be NULL) says what was kept and lost. Memory: as a restore
+ * reads a file. Those of persist_open's refusals it returns at once, without reading anything
+ * (the same code and message); the others if the salvage's own read runs into them. `sv` (may be NULL) says what was kept and lost. Memory: as a restore
  * of the same rows. */
 int persist_open_salvage(persist **out, store *s, const char *dir, persist_mode mode,
                          persist_restore_info *info, persist_salvage_info *sv);

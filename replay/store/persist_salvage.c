@@ -168,8 +168,13 @@ int persist_open_salvage(persist **out, store *s, const char *dir, persist_mode 
   int rc = persist__open_check(s, dir, mode); /* so that every refusal below is about the files */
   if (rc != IB_OK) return rc;
   rc = persist_open(out, s, dir, mode, info);
-  if (rc != IB_EPROTO && rc != IB_ECHECKSUM && rc != IB_EMISMATCH && rc != IB_EINVAL && rc != IB_ENONFINITE)
-    return rc;
+  if (rc == IB_OK) return rc;
+  if (rc != IB_EPROTO && rc != IB_ECHECKSUM && rc != IB_EMISSING) { /* not damage */
+    char msg[900];
+    snprintf(msg, sizeof msg, "%s", ib_errmsg());
+    return ib_fail(rc, "salvage of '%s' not attempted, nothing changed (the restore refused for another reason than "
+                   "damaged or missing data): %s", dir, msg);
+  }
   snprintf(sv->refusal, sizeof sv->refusal, "%s", ib_errmsg());
   log_warn("salvage: the restore of '%s' refused: %s; trying to keep every intact row", dir,
            sv->refusal);

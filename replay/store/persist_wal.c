@@ -420,6 +420,9 @@ int persist__wal_replay_file(persist *p, const char *path, uint64_t want_epoch, 
     if (rc != IB_OK) {
       char msg[768];
       snprintf(msg, sizeof msg, "%s", ib_errmsg());
+      /* A record under a valid CRC that no writer stores (a bad value, NaN) is a damaged file;
+       * a full demo table or too many actors (IB_EFULL) are settings and stay what they are. */
+      if (rc == IB_EINVAL || rc == IB_ENONFINITE) rc = IB_EPROTO;
       rc = ib_fail(rc, "log '%s': record at byte %llu cannot be replayed: %s", path,
                    (unsigned long long)off, msg);
       break;

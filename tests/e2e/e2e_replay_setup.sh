@@ -8,7 +8,9 @@
 # restart restores (sizes equal); a flipped byte in that checkpoint is refused (exit 2, CRC,
 # HINT, and names --salvage), and with --salvage a damaged checkpoint followed by a log starts with
 # the log's rows, says so in `ibrl-replayctl info`, keeps the damaged file byte for byte in
-# damaged-*, and restarts strictly; tables
+# damaged-*, and restarts strictly; other dims are refused without suggesting --salvage, and
+# --salvage refuses them too and changes nothing; a gap in the log chain is refused as missing
+# data and suggests --salvage; tables
 # larger than the machine's memory or ulimit -v are refused (exit 2, HINT; red
 # before: SIGABRT in the allocator; the ulimit -v case is skipped with IB_E2E_ASAN=1, under
 # AddressSanitizer). One small shard on 127.0.0.1, port 0; every wait is bounded.
@@ -138,3 +140,28 @@ check "a restart without --salvage restores the salvaged rows (${again:-none})" 
 check "after a strict restart, info --json has no salvage" \
   bash -c 'timeout 30 "$0" --shards "$1" --json info --rate-ms 0 | grep -q "\"salvage\":null"' "$C" "$IBC_ADDR"
 ibc_stop r4
+
+# ---- settings that differ are not damage: the refusal does not suggest --salvage, and --salvage
+# refuses too, without touching the files ----
+other=(--obs-dim 36 --act-dim 2 --online-capacity 1000 --demo-capacity 2000)
+rc=0
+out=$(timeout 10 "$R" "${other[@]}" --port 0 --ckpt-dir "$W/ck2" --durability wal 2>&1) || rc=$?
+check "other dims: refused (exit $rc), naming obs_dim" bash -c '[ "$0" -eq 2 ] && grep -q "obs_dim" <<<"$1"' "$rc" "$out"
+check "other dims: the refusal does not suggest --salvage" bash -c '! grep -q -- "--salvage" <<<"$0"' "$out"
+n_aside=$(ls -d "$W"/ck2/damaged-* | wc -l)
+expect_exit "other dims with --salvage: refused, nothing changed" 2 "salvage of .* not attempted, nothing changed" \
+  timeout 10 "$R" "${other[@]}" --port 0 --ckpt-dir "$W/ck2" --durability wal --salvage
+check "other dims with --salvage: no new damaged-* directory" test "$(ls -d "$W"/ck2/damaged-* | wc -l)" = "$n_aside"
+ibc_replay r5 0 "${DIMS[@]}" --ckpt-dir "$W/ck2" --durability wal
+again=$(demo_size "$IBC_ADDR")
+check "the right dims still restore the same rows (${again:-none})" test "${again:-x}" = "$one"
+ibc_stop r5
+
+# ---- a log missing from the chain is data missing: the refusal suggests --salvage ----
+ls "$W/ck2"/store.wal.* >"$IBC_LOGS/wals.txt" 2>&1
+wal=$(head -n 1 "$IBC_LOGS/wals.txt")
+check "after a clean stop the directory has a log (${wal:-none})" test -n "$wal"
+ep=${wal##*.}
+cp "$wal" "${wal%.*}.$(printf '%016x' $((16#${ep:-0} + 2)))"
+expect_exit "a gap in the log chain is refused as missing data, naming --salvage" 2 "missing.*--salvage" \
+  timeout 10 "$R" "${DIMS[@]}" --port 0 --ckpt-dir "$W/ck2" --durability wal

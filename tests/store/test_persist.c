@@ -722,7 +722,7 @@ static void test_wal_stale_and_orphan(void) {
   unlink(p);
   store *c = mk(8, 64);
   persist *pc = NULL;
-  TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_WAL, &ri), IB_EMISMATCH);
+  TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_WAL, &ri), IB_EMISSING);
   TH_CHECK(strstr(ib_errmsg(), "missing") != NULL);
   copy_file(dir, "ckpt.copy", "store.ckpt");
   store_destroy(a);
@@ -781,7 +781,7 @@ static void test_failed_checkpoint_keeps_log_chain(void) {
   copy_file(dir, fx_wal(4), fx_wal(6));
   store *c = mk(8, 64);
   persist *pc = NULL;
-  TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_WAL, &ri), IB_EMISMATCH);
+  TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_WAL, &ri), IB_EMISSING);
   TH_CHECK(strstr(ib_errmsg(), "missing") != NULL);
   snprintf(p, sizeof p, "%s/%s", dir, fx_wal(6));
   unlink(p);

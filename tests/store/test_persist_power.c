@@ -393,7 +393,7 @@ static bool lie_check(const char *dir, const ledger *lg, const char *what, tally
     ok = rows_valid(s, lg, what, &n_strict, &lost);
     t->lost_acked += lost;
     persist_close(p);
-  } else if (rc == IB_EPROTO || rc == IB_ECHECKSUM || rc == IB_EMISMATCH) {
+  } else if (rc == IB_EPROTO || rc == IB_ECHECKSUM || rc == IB_EMISSING) {
     t->refused++;
   } else {
     TH_CHECK_MSG(false, "%s: the strict restore failed with %s: %s", what, ib_strerror(rc), ib_errmsg());

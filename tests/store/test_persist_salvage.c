@@ -277,7 +277,7 @@ static void test_gap_in_chain(void) {
   files_read(dir, &before);
   store *s = mk();
   persist *p = NULL;
-  TH_CHECK_EQ_INT(persist_open(&p, s, dir, PERSIST_WAL, NULL), IB_EMISMATCH);
+  TH_CHECK_EQ_INT(persist_open(&p, s, dir, PERSIST_WAL, NULL), IB_EMISSING);
   TH_CHECK(strstr(ib_errmsg(), "missing") != NULL);
   store_destroy(s);
   persist_salvage_info sv;
