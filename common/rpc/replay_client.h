@@ -174,7 +174,9 @@ int rc_writer_flush(rc_writer *w, long timeout_ms);
  * store the two streams' rows out of order: if the writer fails for good or its process dies, its
  * unacknowledged rows can be a gap below rows that were stored, where an in-order writer (on = 0,
  * the default) only leaves a tail. For bulk loading (ibrl-bench replay uses it with max_pending
- * 8192); an actor restarted from the shard's highest stored seq would never fill such a gap.
+ * 8192); an actor restarted from the shard's highest stored seq would never fill such a gap. A
+ * partial acknowledgement of the half-closed stream cancels the fresh one (its rows are resent with
+ * the rest, and those the shard stored meanwhile come back as duplicates).
  * Switch only while nothing is pending (after rc_writer_open or a successful flush): IB_ESTATE
  * otherwise. */
 int rc_writer_pipeline(rc_writer *w, int on);

@@ -12,11 +12,12 @@
  * (an actor restarted from the highest stored seq would never fill it). If anything fails it
  * reopens the stream and resends the same bytes, i.e. the same (actor_id, seq), which the
  * shard deduplicates; so an item is stored at most once and, unless the error is permanent,
- * at least once. Under backpressure the shard acknowledges part of a stream (InsertRequest.max_wait_ms,
- * half the client's deadline by default): the messages it stored are dropped and only the rest is
- * resent, so a stream blocked by the rate limiter no longer ends in a cancel and a resend of rows
- * already stored (most of an actor's acknowledged rows were such duplicates). Each stream op is bounded by the client's deadline by plucking with a timeout and cancelling
- * the call when it passes (the stream itself may live longer than one deadline). A write
+ * at least once. Under backpressure the shard acknowledges part of a stream
+ * (InsertRequest.max_wait_ms, half the client's deadline by default): the messages it stored are
+ * dropped and only the rest is resent, so a stream blocked by the rate limiter no longer ends in
+ * a cancel and a resend of rows already stored (most of an actor's acknowledged rows were such
+ * duplicates). Each stream op is bounded by the client's deadline by plucking with a timeout and
+ * cancelling the call when it passes (the stream itself may live longer than one deadline). A write
  * leaves its message in flight and returns, so the actor prepares its next batch while the
  * transport sends; the next write (or the flush) waits for it. */
 #include <errno.h>

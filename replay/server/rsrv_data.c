@@ -107,8 +107,9 @@ static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_s
       /* With a budget (InsertRequest.max_wait_ms), the wait ends where the budget does when that
        * comes first; running out of it, or of blocking slots, is then no error: the stream's
        * reply acknowledges the messages stored before this one, and says how many were not. */
-      int by_budget = st->budget_ns > 0 && (!could_block || t0 + (st->budget_ns - IB_MIN(st->waited_ns, st->budget_ns)) < dl);
-      if (by_budget && could_block) dl = t0 + (st->budget_ns - IB_MIN(st->waited_ns, st->budget_ns));
+      uint64_t budget_end = t0 + (st->budget_ns - IB_MIN(st->waited_ns, st->budget_ns));
+      int by_budget = st->budget_ns > 0 && (!could_block || budget_end < dl);
+      if (by_budget && could_block) dl = budget_end;
       if (could_block) rpc_server_will_wait();
       int rc = rlim_await_insert(s->lim, charged, dl);
       if (could_block) rsrv__block_leave(s);
