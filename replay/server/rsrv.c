@@ -524,7 +524,14 @@ int rsrv_start(rsrv **out, const rsrv_config *cfg, int insecure) {
     store_table_info to, td;
     store_table_info_get(s->st, s->t_online, &to);
     store_table_info_get(s->st, s->t_demo, &td);
-    rlim_counts_set(s->lim, to.total_inserts, to.total_samples + td.total_samples);
+    uint64_t smp = to.total_samples + td.total_samples;
+    uint64_t added = rlim_counts_restore(s->lim, to.total_inserts, smp);
+    if (added > 0)
+      log_info("rate limiter: the restored counts (%llu inserts, %llu samples) put its cursor past the band: samples "
+               "are saved only by checkpoints, so those drawn after the last one before a crash (this restart's or "
+               "an earlier one's) are in no file; counted %llu more, which puts the cursor in the band's middle, so "
+               "inserts do not wait for the learner to sample all that again",
+               (unsigned long long)to.total_inserts, (unsigned long long)smp, (unsigned long long)added);
   }
 
   __atomic_store_n(&s->ready, 1, __ATOMIC_RELEASE);

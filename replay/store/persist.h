@@ -50,7 +50,7 @@
  * a log chain with a gap or starting after the checkpoint (data missing), a log whose records hold
  * more items than the store's max_insert_batch.
  *
- * What a checkpoint does not hold: the rate limiter (re-seed it with rlim_counts_set from
+ * What a checkpoint does not hold: the rate limiter (re-seed it with rlim_counts_restore from
  * store_table_info) and the insert/sample rate meters. What the log does not hold: calls that
  * stored nothing, and samples; so after a log replay the duplicates, rejected_batches and
  * total_samples counters are those of the checkpoint (items, dedup state, per-actor history and

@@ -274,6 +274,21 @@ void rlim_counts_set(rlim *l, uint64_t inserts, uint64_t samples) {
   pthread_mutex_unlock(&l->mu);
 }
 
+uint64_t rlim_counts_restore(rlim *l, uint64_t inserts, uint64_t samples) {
+  pthread_mutex_lock(&l->mu);
+  l->inserts = inserts;
+  l->samples = samples;
+  uint64_t added = 0;
+  if (isfinite(l->max_diff) && cursor(l) > l->max_diff) {
+    double mid = (l->min_diff + l->max_diff) / 2, want = ceil((double)inserts * l->cfg.samples_per_insert - mid);
+    if (want > (double)samples) added = (uint64_t)want - samples;
+    l->samples += added;
+  }
+  pthread_cond_broadcast(&l->cv);
+  pthread_mutex_unlock(&l->mu);
+  return added;
+}
+
 void rlim_shutdown(rlim *l) {
   pthread_mutex_lock(&l->mu);
   l->shut_down = true;

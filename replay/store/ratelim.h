@@ -104,6 +104,16 @@ void rlim_undo_sample(rlim *l, uint64_t n);
 /* Sets the counters, e.g. after a restore from store_table_info (online total_inserts and the
  * total_samples of both tables). Wakes waiters. */
 void rlim_counts_set(rlim *l, uint64_t inserts, uint64_t samples);
+/* As rlim_counts_set, for counts restored after a crash: the log replays every insert, but no
+ * sample (samples are counted only in checkpoints), so the restored cursor can lie far above the
+ * band, and every insert would wait until samplers had drawn again all that the last checkpoint
+ * missed (a checkpoint period's worth; with no periodic checkpoint, the run's). The restored
+ * sample count stays that low in later checkpoints too (they save the store's count), so a later
+ * clean restart can find the cursor past the band as well. The limiter held
+ * the cursor inside the band before the crash, so a cursor above max_diff is moved to the band's
+ * middle (min_size_to_sample * spi) by counting the missing samples. Returns the samples added
+ * (0 when the cursor was in the band, or the band is unbounded). */
+uint64_t rlim_counts_restore(rlim *l, uint64_t inserts, uint64_t samples);
 
 /* Makes every current and future await return IB_EUNAVAIL (server shutdown). Irreversible. */
 void rlim_shutdown(rlim *l);

@@ -15,7 +15,10 @@
  *
  * A shard that lost items it had acknowledged (a disk that reported a flush it never did,
  * modelled by cutting its log back after a SIGKILL) is noticed by the writer from the next
- * reply's count (InsertReply.actor_stored): exactly the lost items, once. */
+ * reply's count (InsertReply.actor_stored): exactly the lost items, once.
+ *
+ * A shard killed while its rate limiter held inserts and samples in step restarts with the
+ * limiter's cursor in its band, although the log holds no sample. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,17 +62,20 @@ static uint64_t online_size(rc_client *c, uint64_t *dups) {
  * port and directory by wal_shard_restart. */
 typedef struct wal_shard {
   char dir[256], port[16];
-  const char *args[11];
+  const char *args[16];
   rt_server s;
   rc_client *c;
 } wal_shard;
 
-/* Returns 0, or -1 (after a failed check) if the shard did not start. */
-static int wal_shard_start(wal_shard *f, const char *name) {
+/* Returns 0, or -1 (after a failed check) if the shard did not start. `extra`: more flags (at most
+ * 4, NULL-terminated) or NULL. */
+static int wal_shard_start(wal_shard *f, const char *name, const char *const *extra) {
   memset(f, 0, sizeof *f);
   rt_tmpdir(f->dir, sizeof f->dir, name);
-  const char *args[] = {"--obs-dim", "4", "--act-dim", "2", "--ckpt-dir", f->dir, "--durability", "wal", NULL, NULL, NULL};
+  const char *args[] = {"--obs-dim", "4", "--act-dim", "2", "--ckpt-dir", f->dir, "--durability", "wal"};
   memcpy(f->args, args, sizeof args);
+  int na = 8;
+  for (int i = 0; extra != NULL && extra[i] != NULL && i < 4; i++) f->args[na++] = extra[i];
   int code;
   if (rt_server_start(&f->s, f->args, &code) != 0) {
     TH_CHECK_MSG(0, "ibrl-replay did not start (%d)", code);
@@ -77,8 +83,8 @@ static int wal_shard_start(wal_shard *f, const char *name) {
     return -1;
   }
   snprintf(f->port, sizeof f->port, "%d", f->s.port);
-  f->args[8] = "--port";
-  f->args[9] = f->port;
+  f->args[na] = "--port";
+  f->args[na + 1] = f->port;
   rc_opts o = {0};
   o.shards = f->s.target;
   o.deadline_ms = 2000;
@@ -104,7 +110,7 @@ static int wal_shard_restart(wal_shard *f) {
 
 static void test_retry_after_restart(void) {
   wal_shard f;
-  if (wal_shard_start(&f, "client_restart") != 0) return;
+  if (wal_shard_start(&f, "client_restart", NULL) != 0) return;
   rc_client *c = f.c;
   rc_writer *w = NULL;
   TH_CHECK(rc_writer_open(&w, c, "online", 5, 1000, 0) == IB_OK);
@@ -189,7 +195,7 @@ static int write_rows(rc_writer *w, rc_batch *b, int k0, int n, int per) {
 
 static void test_pipelined_restart(void) {
   wal_shard f;
-  if (wal_shard_start(&f, "client_restart_pipe") != 0) return;
+  if (wal_shard_start(&f, "client_restart_pipe", NULL) != 0) return;
   rc_client *c = f.c;
   rc_writer *w = NULL;
   TH_CHECK(rc_writer_open(&w, c, "online", 6, 0, 256) == IB_OK); /* streams of 128 rows */
@@ -289,7 +295,7 @@ static int put_flush(rc_writer *w, rc_batch *b, int k0, int n) {
  * A restart that loses nothing counts none. */
 static void test_lost_items_noticed(void) {
   wal_shard f;
-  if (wal_shard_start(&f, "client_lost") != 0) return;
+  if (wal_shard_start(&f, "client_lost", NULL) != 0) return;
   rc_writer *w = NULL;
   TH_CHECK(rc_writer_open(&w, f.c, "online", 7, 0, 0) == IB_OK);
   rc_batch b;
@@ -334,10 +340,50 @@ out:
   rt_rmdir(f.dir);
 }
 
+/* A shard killed while its rate limiter keeps inserts and samples in step restores every insert
+ * from its log but no sample since its last checkpoint (none here): its restored cursor lies far
+ * past the band, and every insert used to wait until the learner had sampled all that again (with
+ * no periodic checkpoint, the whole run's samples). The restore now moves the cursor to the band's
+ * middle: the next insert goes through at once, and Info counts the samples it added. */
+static void test_limiter_after_kill(void) {
+  static const char *const lim[] = {"--samples-per-insert", "1", "--error-buffer", "250", NULL};
+  wal_shard f;
+  if (wal_shard_start(&f, "client_limiter", lim) != 0) return;
+  rc_writer *w = NULL;
+  TH_CHECK(rc_writer_open(&w, f.c, "online", 9, 0, 0) == IB_OK);
+  rc_batch b, sb;
+  rc_batch_init(&b, 200, OD, AD);
+  rc_batch_init(&sb, 200, OD, AD);
+  for (int k = 0; k < 5; k++) { /* inserts and samples in step: I = S = 1000, the cursor at 0 */
+    if (put_flush(w, &b, k * 200, 200) != 0) goto out;
+    TH_CHECK_MSG(rc_sample(f.c, &sb, 200, -1) == IB_OK, "%s", ib_errmsg());
+  }
+  TH_CHECK_EQ_INT(rt_server_stop(&f.s, 9), 128 + 9);
+  if (wal_shard_restart(&f) != 0) goto out;
+  rc_shard_info *info = malloc(sizeof *info);
+  TH_CHECK_MSG(rc_info_get(f.c, 0, info) == IB_OK, "%s", ib_errmsg());
+  TH_CHECK_EQ_INT(info->limiter.inserts, 1000);
+  TH_CHECK_EQ_INT(info->limiter.samples, 1000); /* 0 restored, 1000 counted by the restore */
+  free(info);
+  double t0 = ib_now_s();
+  if (put_flush(w, &b, 1000, 200) != 0) goto out; /* c + 200 = 200 <= 250: at once */
+  TH_CHECK_MSG(ib_now_s() - t0 < 1.0, "the first insert after the restart took %.2f s", ib_now_s() - t0);
+  TH_CHECK_EQ_INT(online_size(f.c, NULL), 1200);
+  TH_CHECK_EQ_INT(rt_server_stop(&f.s, 15), 0);
+out:
+  rc_writer_close(w);
+  rc_client_close(f.c);
+  rc_batch_free(&b);
+  rc_batch_free(&sb);
+  if (f.s.pid > 0) rt_server_stop(&f.s, 9);
+  rt_rmdir(f.dir);
+}
+
 static const th_case cases[] = {
     {"retry after restart does not duplicate", test_retry_after_restart},
     {"pipelined writer: a kill with two streams in flight, then exactly once", test_pipelined_restart},
     {"a shard that lost acknowledged items is noticed by the writer", test_lost_items_noticed},
+    {"a shard killed under its rate limiter restarts with the limiter in its band", test_limiter_after_kill},
     {NULL, NULL},
 };
 

@@ -398,6 +398,39 @@ static void test_try_once(void) {
   rlim_destroy(l);
 }
 
+/* Counts restored after a crash: the inserts replayed from the log, the samples only as of the
+ * last checkpoint. spi 2, error buffer 50, min_size 100: the band is [150, 250], its middle 200. */
+static void test_counts_restore(void) {
+  rlim *l = mk(2, 50, 100);
+  /* In the band: left as it is. */
+  TH_CHECK_EQ_INT(rlim_counts_restore(l, 1000, 1800), 0);
+  rlim_info inf;
+  rlim_info_get(l, &inf);
+  TH_CHECK_NEAR(inf.cursor, 200, 0);
+  TH_CHECK_EQ_INT(rlim_counts_restore(l, 1000, 1750), 0); /* cursor 250: the band's top */
+  /* 300 samples missing: the cursor 550 is moved to 200, counting 350 samples. */
+  TH_CHECK_EQ_INT(rlim_counts_restore(l, 1000, 1450), 350);
+  rlim_info_get(l, &inf);
+  TH_CHECK_NEAR(inf.cursor, 200, 0);
+  TH_CHECK_EQ_INT(inf.samples, 1800);
+  /* Inserts go on at once (25 rows to the top), and samples too (25 rows to the bottom). */
+  TH_CHECK_EQ_INT(rlim_await_insert(l, 25, 0), IB_OK);
+  TH_CHECK_EQ_INT(rlim_await_insert(l, 1, 0), IB_ETIMEDOUT);
+  TH_CHECK_EQ_INT(rlim_await_sample(l, 100, 0), IB_OK);
+  /* No sample at all restored (no checkpoint before the crash). */
+  TH_CHECK_EQ_INT(rlim_counts_restore(l, 100000, 0), 199800);
+  rlim_info_get(l, &inf);
+  TH_CHECK_NEAR(inf.cursor, 200, 0);
+  /* Below the band (samplers ahead): not moved; nor under min_size (warm-up). */
+  TH_CHECK_EQ_INT(rlim_counts_restore(l, 1000, 1900), 0);
+  TH_CHECK_EQ_INT(rlim_counts_restore(l, 50, 0), 0);
+  rlim_destroy(l);
+  /* The ratio off (an unbounded band): never moved. */
+  l = mk(1, INFINITY, 10);
+  TH_CHECK_EQ_INT(rlim_counts_restore(l, 100000, 0), 0);
+  rlim_destroy(l);
+}
+
 static const th_case cases[] = {
     {"config errors", test_config_errors},
     {"worked example of the header", test_worked_example},
@@ -409,6 +442,7 @@ static const th_case cases[] = {
     {"realised ratio with two threads", test_realised_ratio_two_threads},
     {"waiting inserts are served in arrival order, newcomers queue behind", test_fifo_no_barging},
     {"try once: a deadline-0 await's answers without counting timeouts", test_try_once},
+    {"counts restored after a crash: a cursor past the band is moved to its middle", test_counts_restore},
     {NULL, NULL},
 };
 

@@ -55,6 +55,9 @@ typedef struct soak_cfg {
   int fresh_rounds;                 /* --against-fresh R: rounds after the traffic (0 = off) */
   double fresh_window, max_decay;   /* --fresh-window S, --max-decay P (%) */
   uint32_t actor_base;              /* the writers' actor ids start here (0; soak_fresh moves it per window) */
+  double spi;                       /* --samples-per-insert: the shards' rate limiter ratio (0 = off) */
+  int max_wait_ms;                  /* --max-wait-ms: the writers' rc_writer_max_wait (-1 = its default) */
+  int expect_partial;               /* --expect-partial: fail unless some stream was acknowledged in part */
 } soak_cfg;
 
 /* One second of the timeline. */
@@ -74,11 +77,14 @@ typedef struct soak_shared {
   const soak_cfg *cfg;
   rc_client *c; /* borrowed: the shared client of writers, samplers and misc (all shards) */
   const char *target; /* "host:port,..." of the shards, in shard order */
-  atomic_int stop;
+  atomic_int stop;          /* writers and the misc thread stop */
+  atomic_int samplers_stop; /* samplers stop: after the writers, whose last flush a rate limiter
+                             * (--samples-per-insert) lets through only while samples go on */
   atomic_uint_fast64_t rows_written, rows_sampled, errors, bad_sent, bad_refused, churns, infos, reopens;
   atomic_uint_fast64_t errors_down, bad_down; /* calls to a shard that failed while it was down (restarts) */
   atomic_uint_fast64_t samples_down;          /* samples (all shards) that failed while one was down */
   atomic_uint_fast64_t samples_skipped;       /* samples that came back with a down shard skipped */
+  atomic_uint_fast64_t partial_acks, dup_acks; /* the writers' rc_writer_stats.partial and .duplicates */
   /* Each shard's last outage: from down_from_ns (the kill) to down_to_ns (INT64_MAX while it lasts). */
   atomic_int_fast64_t down_from_ns[SOAK_MAX_SHARDS], down_to_ns[SOAK_MAX_SHARDS];
   atomic_uint_fast64_t *acked; /* owned [cfg->actors]: actor a has seqs [0, acked[a]) acknowledged */

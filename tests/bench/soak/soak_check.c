@@ -282,6 +282,9 @@ void soak_check_judge(const soak_cfg *c, const soak_shared *sh, const soak_run *
   v->bad_down = atomic_load(&sh->bad_down);
   v->samples_down = atomic_load(&sh->samples_down);
   v->samples_skipped = atomic_load(&sh->samples_skipped);
+  v->partial_acks = atomic_load(&sh->partial_acks);
+  v->dup_acks = atomic_load(&sh->dup_acks);
+  v->partial_ok = !c->expect_partial || v->partial_acks > 0;
   /* A row lost in a restart stays missing (writers never resend acknowledged rows), so the end's
    * check sees it again, as a hole or a short actor: the distinct rows lost are the larger count. */
   v->lost = run->final_lost > run->lost_restarts ? run->final_lost : run->lost_restarts;

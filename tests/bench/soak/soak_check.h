@@ -37,6 +37,8 @@ typedef struct soak_verdict {
   int bounded, flat, clean, durable; /* every shard's */
   uint64_t rows_written, rows_sampled, errors, bad_sent, bad_refused, churns, infos;
   uint64_t errors_down, bad_down, samples_down, samples_skipped, lost;
+  uint64_t partial_acks, dup_acks; /* the writers' partial acknowledgements and duplicates acknowledged */
+  int partial_ok;                  /* --expect-partial: some stream was acknowledged in part (else 1) */
 } soak_verdict;
 
 /* The memory the configuration predicts for one table, as `ibrl-replay --help` states it. */

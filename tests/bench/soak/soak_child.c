@@ -100,7 +100,7 @@ static int soak_child_port(soak_child *ch) {
 /* ---- start, stop, /proc ---- */
 
 int soak_child_start(soak_child *ch, const soak_cfg *c, const char *dir, int port_want, int index) {
-  char obs[16], act[16], on[24], demo[24], per[32], thr[16], ports[16], idx[16];
+  char obs[16], act[16], on[24], demo[24], per[32], thr[16], ports[16], idx[16], spi[32];
   snprintf(obs, sizeof obs, "%d", c->obs_dim);
   snprintf(act, sizeof act, "%d", c->act_dim);
   snprintf(on, sizeof on, "%ld", c->online_cap);
@@ -113,6 +113,11 @@ int soak_child_start(soak_child *ch, const soak_cfg *c, const char *dir, int por
                           "--demo-capacity", demo, "--threads", thr, "--durability", c->durability, "--ckpt-dir", dir,
                           "--ckpt-period", per, "--shard-index", idx};
   int na = 21;
+  if (c->spi > 0) {
+    snprintf(spi, sizeof spi, "%g", c->spi);
+    argv[na++] = "--samples-per-insert";
+    argv[na++] = spi;
+  }
   if (c->token != NULL) {
     argv[na++] = "--token";
     argv[na++] = c->token;

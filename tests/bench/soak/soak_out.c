@@ -294,6 +294,12 @@ void soak_out_report(const soak_cfg *c, const soak_run *run, const soak_verdict 
          (unsigned long long)v->bad_sent, v->bad_down > 0 ? " + failed while down" : "",
          c->shards > 1 ? "shards" : "shard", run->child_died ? "died during the traffic" : "stopped by SIGTERM",
          exit_worst);
+  printf("soak: writers: %llu partial acknowledgements, %llu duplicates acknowledged%s\n",
+         (unsigned long long)v->partial_acks, (unsigned long long)v->dup_acks,
+         c->expect_partial ? (v->partial_ok ? " (some expected: PASS)"
+                                            : " (some expected: FAIL HINT: the limiter never held a stream past "
+                                              "--max-wait-ms; raise --samples-per-insert or lower --max-wait-ms)")
+                           : "");
   soak_fresh_report(c, &run->fresh);
   if (c->json) {
     /* The memory keys are shard 0's (the one shard of the runs before --shards); per_shard has all. */
@@ -305,8 +311,10 @@ void soak_out_report(const soak_cfg *c, const soak_run *run, const soak_verdict 
            "\"bad_failed_while_down\":%llu,\"samples_failed_while_down\":%llu,\"samples_skipping_a_shard\":%llu,"
            "\"acked_rows\":%llu,\"acked_lost\":%llu,\"online_stored\":%llu,\"token\":%s,\"tls\":%s,\"shards\":%d,"
            "\"restart_mode\":\"%s\",\"outages\":%d,\"tears\":%d,\"tear_bytes\":%llu,\"torn_bytes_dropped\":%llu,"
-           "\"tear_drop_mismatches\":%d,\"acked_not_in_log\":%llu,",
-           v->bounded && v->flat && v->clean && v->durable && (c->fresh_rounds == 0 || run->fresh.ok) ? "true" : "false",
+           "\"tear_drop_mismatches\":%d,\"acked_not_in_log\":%llu,\"partial_acks\":%llu,\"dup_acks\":%llu,",
+           v->bounded && v->flat && v->clean && v->durable && v->partial_ok && (c->fresh_rounds == 0 || run->fresh.ok)
+               ? "true"
+               : "false",
            v->bounded ? "true" : "false",
            v->flat ? "true" : "false", v->clean ? "true" : "false", v->durable ? "true" : "false", t_end,
            run->tables_mb, v->predicted_mb, m0->warm_t, m0->warm_rss, m0->end_rss, m0->peak_hwm, m0->slope,
@@ -318,7 +326,8 @@ void soak_out_report(const soak_cfg *c, const soak_run *run, const soak_verdict 
            (unsigned long long)run->final_acked, (unsigned long long)v->lost, (unsigned long long)run->final_stored,
            c->token != NULL ? "true" : "false", c->tls_cert != NULL ? "true" : "false", c->shards,
            c->restart_all ? "all" : "one", run->rounds, run->tears, (unsigned long long)run->tear_bytes,
-           (unsigned long long)run->drop_seen, run->drop_bad, (unsigned long long)run->tear_missing);
+           (unsigned long long)run->drop_seen, run->drop_bad, (unsigned long long)run->tear_missing,
+           (unsigned long long)v->partial_acks, (unsigned long long)v->dup_acks);
     soak_fresh_json(stdout, &run->fresh);
     printf(",\"per_shard\":[");
     for (int s = 0; s < c->shards; s++) {

@@ -130,6 +130,7 @@ static int soak_writer_session(soak_shared *sh, int k, rc_batch *b, uint32_t id,
   rc_writer *w = NULL;
   int rc = rc_writer_open(&w, sh->c, "online", id, *seq, 0);
   if (rc == IB_OK && pipelined) rc = rc_writer_pipeline(w, 1);
+  if (rc == IB_OK && c->max_wait_ms >= 0) rc = rc_writer_max_wait(w, c->max_wait_ms);
   if (rc != IB_OK) {
     soak_traffic_error(sh, shard, "rc_writer_open", rc, (int64_t)ib_now_ns());
     rc_writer_close(w);
@@ -162,6 +163,8 @@ static int soak_writer_session(soak_shared *sh, int k, rc_batch *b, uint32_t id,
   }
   rc_writer_stats_get(w, &st);
   atomic_fetch_add(&sh->rows_written, st.acked - acked);
+  atomic_fetch_add(&sh->partial_acks, st.partial);
+  atomic_fetch_add(&sh->dup_acks, st.duplicates);
   *seq += st.acked;
   atomic_store(&sh->acked[id - c->actor_base], *seq);
   atomic_store(&sh->maybe[id - c->actor_base], *seq + st.awaiting);
@@ -208,7 +211,7 @@ static void soak_sample_phase(soak_shared *sh, rc_batch *b, int api, double *t_n
       return;
     }
   }
-  for (int i = 0; i < SOAK_SAMPLE_PHASE && !atomic_load(&sh->stop); i++) {
+  for (int i = 0; i < SOAK_SAMPLE_PHASE && !atomic_load(&sh->samplers_stop); i++) {
     int64_t t0 = (int64_t)ib_now_ns();
     int rc = api == 1 ? rc_sampler_next(smp, b) : rc_sample(sh->c, b, c->batch, c->demo_fraction);
     if (rc != IB_OK) {
@@ -229,7 +232,7 @@ static void *soak_sampler_main(void *arg) {
   rc_batch b;
   rc_batch_init(&b, sh->cfg->batch, sh->cfg->obs_dim, sh->cfg->act_dim);
   double t_next = 0;
-  for (int phase = j->k; !atomic_load(&sh->stop); phase++) soak_sample_phase(sh, &b, phase % 2, &t_next);
+  for (int phase = j->k; !atomic_load(&sh->samplers_stop); phase++) soak_sample_phase(sh, &b, phase % 2, &t_next);
   rc_batch_free(&b);
   return NULL;
 }
@@ -428,6 +431,7 @@ void soak_traffic_stop(soak_traffic *t) {
   const soak_cfg *c = t->sh->cfg;
   atomic_store(&t->sh->stop, 1);
   for (int k = 0; k < c->writers; k++) pthread_join(t->writer[k], NULL);
+  atomic_store(&t->sh->samplers_stop, 1);
   for (int k = 0; k < c->samplers; k++) pthread_join(t->sampler[k], NULL);
   pthread_join(t->misc, NULL);
 }
