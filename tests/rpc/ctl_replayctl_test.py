@@ -230,6 +230,9 @@ def audit_cases(tmp, procs):
     code, doc, _ = ctl_json("info", "--rate-ms", "0", shards=target)
     check(code == 0 and all(t["sampled"] == 0 for t in doc["shards"][0]["tables"]),
           "exports are not counted as samples")
+    lim = doc["shards"][0]["limiter"] if code == 0 else {}
+    check(lim.get("insert_partial_acks") == 0 and lim.get("insert_timeouts") == 0,
+          "info --json: the limiter's insert_partial_acks and insert_timeouts (0 here): %r" % lim)
     # A shard that is down: exit 3, nothing written.
     code, _, err = ctl("export", "--table", "demo", "--out", os.path.join(tmp, "down.hdf5"),
                        shards=target + ",127.0.0.1:1")
