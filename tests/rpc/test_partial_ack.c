@@ -71,6 +71,13 @@ static void release(rc_client *c, int n) {
   rc_batch_free(&s);
 }
 
+/* Closes the writer (which must flush cleanly when given) and the client, and stops the shard. */
+static void teardown(rt_server *srv, rc_client *c, rc_writer *w) {
+  if (w != NULL) TH_CHECK_MSG(rc_writer_close(w) == IB_OK, "%s", ib_errmsg());
+  rc_client_close(c);
+  if (srv->pid > 0) TH_CHECK_EQ_INT(rt_server_stop(srv, SIGTERM), 0);
+}
+
 static void online_counts(rc_client *c, uint64_t *size, uint64_t *dups, uint64_t *partial) {
   rc_shard_info si;
   *size = *dups = *partial = UINT64_MAX;
@@ -117,10 +124,8 @@ static void test_partial(void) {
   online_counts(c, &size, &dups, &partial);
   TH_CHECK_EQ_INT(size, 400);
   TH_CHECK_EQ_INT(dups, 0);
-  TH_CHECK_MSG(rc_writer_close(w) == IB_OK, "%s", ib_errmsg());
 out:
-  rc_client_close(c);
-  if (srv.pid > 0) TH_CHECK_EQ_INT(rt_server_stop(&srv, SIGTERM), 0);
+  teardown(&srv, c, w);
 }
 
 /* The same traffic without a budget: the stream blocked in the limiter is cancelled at the flush
@@ -148,10 +153,8 @@ static void test_without_budget(void) {
   online_counts(c, &size, &dups, &partial);
   TH_CHECK_EQ_INT(size, 400);
   TH_CHECK_EQ_INT(partial, 0);
-  TH_CHECK_MSG(rc_writer_close(w) == IB_OK, "%s", ib_errmsg());
 out:
-  rc_client_close(c);
-  if (srv.pid > 0) TH_CHECK_EQ_INT(rt_server_stop(&srv, SIGTERM), 0);
+  teardown(&srv, c, w);
 }
 
 /* A budget the shard cannot meet at all (the limiter never admits the first message) acknowledges
@@ -182,10 +185,8 @@ static void test_no_progress(void) {
   rc_writer_stats_get(w, &st);
   TH_CHECK_EQ_INT(st.duplicates, 0);
   TH_CHECK_EQ_INT(st.acked, 400);
-  TH_CHECK_MSG(rc_writer_close(w) == IB_OK, "%s", ib_errmsg());
 out:
-  rc_client_close(c);
-  if (srv.pid > 0) TH_CHECK_EQ_INT(rt_server_stop(&srv, SIGTERM), 0);
+  teardown(&srv, c, w);
 }
 
 static void test_bad_budget(void) {
