@@ -1156,6 +1156,10 @@ typedef struct worker {
 } worker;
 
 /* Starts NA inserters (actors 1..NA, `ins`) and one checkpointer (`ck`, last) on s and p. */
+/* The step by which a crash loop raises the inserters' grant: an inserter's `rows` spread over
+ * `steps` crashes, rounded up to whole batches of 4 seqs. */
+static uint64_t grant_slice(uint64_t rows, uint64_t steps) { return ((rows + steps - 1) / steps + 3) / 4 * 4; }
+
 static void workers_start(worker *w, pthread_t *th, store *s, persist *p, const uint64_t *grant,
                           uint64_t rows, const char *dir, void *(*ins)(void *), void *(*ck)(void *)) {
   for (int i = 0; i <= NA; i++) {
@@ -1252,7 +1256,7 @@ static void test_random_under_load(void) {
   memset(w, 0, sizeof w);
   /* Each crash k lets the inserters reach (k + 2) slices of their CAP / 4 rows: they finish only
    * near the last crashes. */
-  const uint64_t slice = ((CAP / 4 + COPIES - 1) / COPIES + 3) / 4 * 4;
+  const uint64_t slice = grant_slice(CAP / 4, COPIES);
   uint64_t grant = 2 * slice;
   workers_start(w, th, s, p, &grant, 0, dir, w_insert, w_ckpt);
   rng r;
@@ -1371,7 +1375,7 @@ static void test_random_eio(void) {
   worker w[NA + 1];
   pthread_t th[NA + 1];
   memset(w, 0, sizeof w);
-  const uint64_t slice = ((ROWS + COPIES - 1) / COPIES + 3) / 4 * 4;
+  const uint64_t slice = grant_slice(ROWS, COPIES);
   uint64_t grant = 2 * slice;
   workers_start(w, th, s, p, &grant, ROWS, dir, w_insert_eio, w_ckpt_eio);
   rng r;
@@ -1503,7 +1507,7 @@ static void test_random_lies(void) {
   worker w[NA + 1];
   pthread_t th[NA + 1];
   memset(w, 0, sizeof w);
-  const uint64_t slice = ((CAP / 4 + COPIES - 1) / COPIES + 3) / 4 * 4;
+  const uint64_t slice = grant_slice(CAP / 4, COPIES);
   uint64_t grant = 2 * slice;
   workers_start(w, th, s, p, &grant, 0, dir, w_insert, w_ckpt);
   rng r;
