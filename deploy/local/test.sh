@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The ibrl test command (README, .ci/run): installs what is missing, builds with -Werror, runs
 # every CTest suite, then the unit, nn, env, mpi and rpc suites again under AddressSanitizer +
-# UBSan, without the long ones (five soaks, test_probe, learner_e2e), which the first pass runs.
+# UBSan, without the long ones (six soaks, test_probe, learner_e2e), which the first pass runs.
 #   IB_TEST_LABELS=regex  run only the suites whose label matches (e.g. "unit|nn")
 #   IB_SKIP_ASAN=1        skip the sanitizer pass (quicker local runs)
 #   IB_ASAN_E2E=1         also run the long ones and the whole-system suites under the sanitizers
@@ -13,7 +13,7 @@ usage: bash deploy/local/test.sh [--help]
 The ibrl test command (README, .ci/run): installs what is missing (deploy/local/deps.sh --with-dev),
 builds into ./build with -Werror, runs every CTest suite, then builds ./build-asan and runs the
 unit, nn, env, mpi and rpc suites again under AddressSanitizer + UBSan, without the long ones
-(five soaks, test_probe, learner_e2e). It takes no flags; settings come from the environment:
+(six soaks, test_probe, learner_e2e). It takes no flags; settings come from the environment:
   IB_TEST_LABELS=regex  run only the suites whose CTest label matches (e.g. "unit|nn")
   IB_SKIP_ASAN=1        skip the sanitizer pass (quicker local runs)
   IB_ASAN_E2E=1         then also run learner_e2e, the e2e suite and deploy_mpi_launch under the
@@ -52,7 +52,7 @@ if [ -z "${IB_SKIP_ASAN:-}" ]; then
   cmake --build build-asan -j"$jobs"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j2 -L 'unit|nn|env|mpi|rpc' \
-    -E '^(test_probe|learner_e2e|replay_soak|replay_soak_fresh|replay_soak_restart|replay_soak_shards|replay_soak_crash)$'
+    -E '^(test_probe|learner_e2e|replay_soak|replay_soak_fresh|replay_soak_restart|replay_soak_shards|replay_soak_crash|replay_soak_limited)$'
   if [ -n "${IB_ASAN_E2E:-}" ]; then
     # The learner runs under mpirun: LeakSanitizer needs whole stacks (fast_unwind_on_malloc=0)
     # to see that OpenMPI's allocations are the library's. e2e_replay_setup skips its ulimit -v
