@@ -174,9 +174,10 @@ int rc_writer_flush(rc_writer *w, long timeout_ms);
  * store the two streams' rows out of order: if the writer fails for good or its process dies, its
  * unacknowledged rows can be a gap below rows that were stored, where an in-order writer (on = 0,
  * the default) only leaves a tail. For bulk loading (ibrl-bench replay uses it with max_pending
- * 8192); an actor restarted from the shard's highest stored seq would never fill such a gap. A
- * partial acknowledgement of the half-closed stream cancels the fresh one (its rows are resent with
- * the rest, and those the shard stored meanwhile come back as duplicates).
+ * 8192); an actor restarted from the shard's highest stored seq would never fill such a gap. When
+ * the half-closed stream is acknowledged in part, the fresh one is half-closed too and its reply
+ * read (within the shard's wait budget), so the rows the shard stored from either are dropped and
+ * only the rest are resent.
  * Switch only while nothing is pending (after rc_writer_open or a successful flush): IB_ESTATE
  * otherwise. */
 int rc_writer_pipeline(rc_writer *w, int on);
@@ -286,7 +287,7 @@ typedef struct rc_limiter_info {
   double insert_blocked_s, sample_blocked_s;
   uint64_t insert_timeouts, sample_timeouts;
   uint64_t insert_partial_acks; /* Insert streams acknowledged in part: the limiter held them past their
-                                 * max_wait (each also counts once in insert_timeouts) */
+                                 * max_wait (not counted in insert_timeouts, which are failed calls) */
 } rc_limiter_info;
 
 typedef struct rc_actor_info {

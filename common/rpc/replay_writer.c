@@ -51,10 +51,11 @@ typedef struct pmsg {
   int rows;
 } pmsg;
 
-/* A half-closed Insert stream whose reply (the acknowledgement of its messages, the oldest
- * n_msgs pending ones) has not been read yet: where its final batch puts the results. */
+/* A half-closed Insert stream whose reply (the acknowledgement of its messages, the n_msgs
+ * pending ones from msgs[first]) has not been read yet: where its final batch puts the results. */
 typedef struct wclose {
   grpc_call *call; /* owned, or NULL: no stream is closing */
+  int first;       /* its first message's index in msgs: 0 for the closing stream */
   int n_msgs, n_rows;
   int broken;      /* it was cancelled before the half-close: its reply is an error */
   grpc_metadata_array md_init, md_trail;
@@ -149,19 +150,19 @@ static void loss_check(rc_writer *w, uint64_t stored, bool durable) {
                       "dies; use --durability wal");
 }
 
-/* Drops the oldest k pending messages (acknowledged, or given up). */
-static void writer_drop_first(rc_writer *w, int k) {
-  IB_ASSERT(k >= 0 && k <= w->n_msgs);
-  for (int i = 0; i < k; i++) {
+/* Drops the k pending messages from msgs[first] (acknowledged, or given up). */
+static void writer_drop_range(rc_writer *w, int first, int k) {
+  IB_ASSERT(first >= 0 && k >= 0 && first + k <= w->n_msgs);
+  for (int i = first; i < first + k; i++) {
     w->n_rows -= w->msgs[i].rows;
     grpc_slice_unref(w->msgs[i].s);
   }
-  memmove(w->msgs, w->msgs + k, (size_t)(w->n_msgs - k) * sizeof *w->msgs);
+  memmove(w->msgs + first, w->msgs + first + k, (size_t)(w->n_msgs - first - k) * sizeof *w->msgs);
   w->n_msgs -= k;
 }
 
 /* Drops every pending message. */
-static void writer_drop(rc_writer *w) { writer_drop_first(w, w->n_msgs); }
+static void writer_drop(rc_writer *w) { writer_drop_range(w, 0, w->n_msgs); }
 
 /* Waits for the batch tagged `tag` of `call` for at most ms; on timeout cancels the call and
  * waits for the (then prompt) completion. Returns the event's success flag (1/0), or -1 after a
@@ -237,6 +238,7 @@ static void writer_finish_start(rc_writer *w, wclose *f) {
   writer_send_wait(w);
   if (w->base + w->sent < w->n_msgs) w->broken = 1; /* unsent messages: this stream cannot ack them */
   f->call = w->call;
+  f->first = w->base;
   f->n_msgs = w->n_msgs - w->base;
   f->n_rows = 0;
   for (int k = w->base; k < w->n_msgs; k++) f->n_rows += w->msgs[k].rows;
@@ -267,9 +269,10 @@ static void writer_finish_start(rc_writer *w, wclose *f) {
   w->broken = 0;
 }
 
-/* Waits (at most ms) for the reply of the stream in f, whose messages are the oldest f->n_msgs
- * pending ones. On success they are acknowledged: counted and dropped. Returns IB_OK or the
- * error (the messages stay pending). The call is released either way. */
+/* Waits (at most ms) for the reply of the stream in f, whose messages are the f->n_msgs pending
+ * ones from msgs[f->first]. On success they are acknowledged: counted and dropped (on a partial
+ * acknowledgement, the leading ones, and IB_EFULL is returned). Returns IB_OK or the error (the
+ * messages stay pending). The call is released either way. */
 static int writer_finish_collect(rc_writer *w, wclose *f, long ms) {
   IB_CHECK(f->call != NULL);
   int ok = writer_wait_call(w, f->call, f, ms);
@@ -297,7 +300,7 @@ static int writer_finish_collect(rc_writer *w, wclose *f, long ms) {
     } else {
       k = f->n_msgs - (int)rep.unacked_messages;
       k_rows = 0;
-      for (int i = 0; i < k; i++) k_rows += w->msgs[i].rows;
+      for (int i = 0; i < k; i++) k_rows += w->msgs[f->first + i].rows;
     }
   }
   if (rc == IB_OK && rep.received < (uint64_t)k_rows) {
@@ -319,7 +322,7 @@ static int writer_finish_collect(rc_writer *w, wclose *f, long ms) {
     w->st.acked += rep.received;
     w->st.inserted += rep.inserted;
     w->st.duplicates += rep.duplicates;
-    writer_drop_first(w, k);
+    writer_drop_range(w, f->first, k);
     loss_check(w, rep.actor_stored, rep.durable);
     if (k < f->n_msgs) {
       w->st.partial++;
@@ -333,25 +336,38 @@ static int writer_finish_collect(rc_writer *w, wclose *f, long ms) {
 }
 
 /* Collects the closing stream's reply, if there is one: the open stream then carries the oldest
- * pending messages. On failure the open stream is cancelled too (its messages count on the
- * acknowledgement of the closing one's: a retry resends them all on one fresh stream). */
+ * pending messages. If the shard acknowledged only part of the closing stream (its rate limiter
+ * held the rest past max_wait), the open stream is half-closed and its reply read too: the shard
+ * may have stored its messages meanwhile, and only a reply says which (a cancel would send them
+ * again as duplicates). Its acknowledged messages are dropped from the middle of the pending
+ * ones, the rest are resent in order by the next flush, and IB_EFULL is returned. On any other
+ * failure the open stream is cancelled (its messages count on the acknowledgement of the closing
+ * one's: a retry resends them all on one fresh stream). */
 static int writer_collect_closing(rc_writer *w, long ms) {
   if (w->closing.call == NULL) return IB_OK;
+  int n_before = w->n_msgs;
   int rc = writer_finish_collect(w, &w->closing, ms);
-  w->base = 0;
-  if (rc != IB_OK && w->call != NULL) {
+  w->base -= n_before - w->n_msgs; /* the open stream's first message, after the drop */
+  if (rc == IB_OK || w->call == NULL) {
+    w->base = 0;
+    return rc;
+  }
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s", ib_errmsg());
+  if (rc != IB_EFULL) {
     grpc_call_cancel(w->call, NULL);
     w->broken = 1;
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s", ib_errmsg());
-    wclose f;
-    memset(&f, 0, sizeof f);
-    writer_finish_start(w, &f);
-    f.n_msgs = 0; /* nothing of it is acknowledged: it was cancelled */
-    (void)writer_finish_collect(w, &f, 100);
-    ib_fail(rc, "%s", msg);
   }
-  return rc;
+  int progress = w->progress;
+  wclose f;
+  memset(&f, 0, sizeof f);
+  writer_finish_start(w, &f);
+  if (f.broken) f.n_msgs = 0; /* nothing of it is acknowledged: it was cancelled */
+  n_before = w->n_msgs;
+  (void)writer_finish_collect(w, &f, rc == IB_EFULL ? ms : 100);
+  w->progress = progress || w->n_msgs < n_before;
+  w->base = 0;
+  return ib_fail(rc, "%s", msg);
 }
 
 /* Half-closes the open stream without waiting for its reply, so the next rows go out on a fresh

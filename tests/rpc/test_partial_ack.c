@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ib.h"
 #include "replay_client.h"
@@ -112,6 +113,10 @@ static void test_partial(void) {
   TH_CHECK_EQ_INT(size, 200);
   TH_CHECK_MSG(partial >= 2 && partial <= st.partial, "shard's partial acks %llu, writer's %llu",
                (unsigned long long)partial, (unsigned long long)st.partial);
+  rc_shard_info si;
+  TH_CHECK_MSG(rc_info_get(c, 0, &si) == IB_OK, "%s", ib_errmsg());
+  TH_CHECK_MSG(si.limiter.insert_timeouts == 0, "%llu insert timeouts: a budget that ran out is a partial "
+               "acknowledgement, not a failed call", (unsigned long long)si.limiter.insert_timeouts);
   /* A sample of 200 makes room: the rest goes through, and nothing was stored twice. */
   release(c, 200);
   TH_CHECK_MSG(rc_writer_flush(w, 3000) == IB_OK, "%s", ib_errmsg());
@@ -189,6 +194,75 @@ out:
   teardown(&srv, c, w);
 }
 
+/* Writes one batch of 100 rows (values from k0) with w. */
+static void write100(rc_writer *w, int k0) {
+  rc_batch b;
+  rc_batch_init(&b, 100, OD, AD);
+  fill(&b, k0, 100);
+  TH_CHECK_MSG(rc_writer_write(w, &b) == IB_OK, "%s", ib_errmsg());
+  rc_batch_free(&b);
+}
+
+/* A pipelined writer (two streams of two messages) whose half-closed stream is acknowledged in
+ * part while the fresh stream got a message stored: that message must be acknowledged by the
+ * fresh stream's reply, not cancelled and resent as a duplicate (before 25 Nov it was). The band
+ * (250 rows) is filled to 100 by another actor; message 1 is stored and message 2 held past its
+ * 100 ms budget, so the first stream is acknowledged in part. Messages 3 and 4 carry a budget of
+ * 1 s; a sample of 100 lets message 3 through while 4 is held. The write of message 4 rotates the
+ * streams and reads both replies. */
+static void test_pipelined(void) {
+  rt_server srv = {0};
+  rc_client *c = NULL;
+  rc_writer *w = NULL;
+  if (rt_server_start(&srv, limited_args, NULL) != 0) {
+    TH_CHECK_MSG(0, "ibrl-replay with a rate limiter did not start");
+    srv.pid = 0;
+    goto out;
+  }
+  c = rt_rc_open(srv.target, NULL, 3);
+  if (c == NULL) goto out;
+  rc_writer *other = NULL;
+  TH_CHECK(rc_writer_open(&other, c, "online", 8, 0, 0) == IB_OK);
+  write100(other, 1000);
+  TH_CHECK_MSG(rc_writer_close(other) == IB_OK, "%s", ib_errmsg());
+  TH_CHECK(rc_writer_open(&w, c, "online", 7, 0, 400) == IB_OK);
+  TH_CHECK_EQ_INT(rc_writer_pipeline(w, 1), IB_OK);
+  TH_CHECK_EQ_INT(rc_writer_max_wait(w, 100), IB_OK);
+  write100(w, 0);
+  write100(w, 100); /* the first stream is half-closed: message 1 stored, 2 held */
+  usleep(300000); /* its budget is spent: the shard has acknowledged message 1 alone */
+  TH_CHECK_EQ_INT(rc_writer_max_wait(w, 1000), IB_OK);
+  write100(w, 200); /* on the fresh stream, held */
+  release(c, 100);  /* lets message 3 through */
+  uint64_t size = 0, dups, partial;
+  for (int i = 0; i < 100; i++) {
+    online_counts(c, &size, &dups, &partial);
+    if (size >= 300) break;
+    usleep(20000);
+  }
+  TH_CHECK_MSG(size == 300, "online size %llu, want 300 (messages 1 and 3 stored)", (unsigned long long)size);
+  write100(w, 300); /* the fresh stream is full: both replies are read */
+  rc_writer_stats st;
+  rc_writer_stats_get(w, &st);
+  TH_CHECK_EQ_INT(st.acked, 200);
+  TH_CHECK_EQ_INT(st.duplicates, 0);
+  TH_CHECK_EQ_INT(st.pending, 200);
+  TH_CHECK_EQ_INT(st.awaiting, 0);
+  TH_CHECK_MSG(st.partial >= 2, "partial %llu (both streams)", (unsigned long long)st.partial);
+  release(c, 200);
+  TH_CHECK_MSG(rc_writer_flush(w, 3000) == IB_OK, "%s", ib_errmsg());
+  rc_writer_stats_get(w, &st);
+  TH_CHECK_EQ_INT(st.acked, 400);
+  TH_CHECK_EQ_INT(st.inserted, 400);
+  TH_CHECK_EQ_INT(st.duplicates, 0);
+  TH_CHECK_EQ_INT(st.lost, 0);
+  online_counts(c, &size, &dups, &partial);
+  TH_CHECK_EQ_INT(size, 500);
+  TH_CHECK_EQ_INT(dups, 0);
+out:
+  teardown(&srv, c, w);
+}
+
 static void test_bad_budget(void) {
   rc_opts o = {0};
   o.shards = "127.0.0.1:1";
@@ -209,6 +283,8 @@ static const th_case cases[] = {
     {"without a budget the blocked stream is cancelled and its stored rows come back as duplicates",
      test_without_budget},
     {"a budget that admits nothing backs off and keeps every row pending", test_no_progress},
+    {"a pipelined writer reads the fresh stream's reply when the closing one is acknowledged in part",
+     test_pipelined},
     {"bad budgets are refused", test_bad_budget},
     {NULL, NULL},
 };
