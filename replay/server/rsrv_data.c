@@ -111,7 +111,7 @@ static int insert_batch(rsrv *s, rpc_call_info *info, insert_state *st, insert_s
       int by_budget = st->budget_ns > 0 && (!could_block || budget_end < dl);
       if (by_budget && could_block) dl = budget_end;
       if (could_block) rpc_server_will_wait();
-      int rc = rlim_await_insert(s->lim, charged, dl);
+      int rc = by_budget ? rlim_await_insert_budget(s->lim, charged, dl) : rlim_await_insert(s->lim, charged, dl);
       if (could_block) rsrv__block_leave(s);
       st->waited_ns += ib_now_ns() - t0;
       if (rc == IB_ETIMEDOUT && by_budget) {

@@ -159,8 +159,9 @@ static void count_pass(rlim *l, uint64_t n, bool is_insert) {
   pthread_cond_broadcast(&l->cv);
 }
 
-/* The common wait loop; `is_insert` selects the predicate, the queue and the counters. */
-static int await(rlim *l, uint64_t n, uint64_t deadline_ns, bool is_insert) {
+/* The common wait loop; `is_insert` selects the predicate, the queue and the counters; a timeout
+ * is counted unless `budget` says the deadline was the caller's own budget. */
+static int await(rlim *l, uint64_t n, uint64_t deadline_ns, bool is_insert, bool budget) {
   IB_CHECK(l != NULL);
   if (n == 0) return IB_OK;
   const int side = is_insert ? 0 : 1;
@@ -182,10 +183,12 @@ static int await(rlim *l, uint64_t n, uint64_t deadline_ns, bool is_insert) {
     if (first && (is_insert ? can_insert(l, n) : can_sample(l, n))) break;
     uint64_t now = ib_now_ns();
     if (now >= deadline_ns) {
-      if (is_insert)
-        l->insert_timeouts++;
-      else
-        l->sample_timeouts++;
+      if (!budget) {
+        if (is_insert)
+          l->insert_timeouts++;
+        else
+          l->sample_timeouts++;
+      }
       rc = ib_fail(
           IB_ETIMEDOUT,
           "rate limiter: %s of %llu items timed out (inserts %llu, samples "
@@ -244,10 +247,13 @@ bool rlim_try_insert(rlim *l, uint64_t n) { return try_once(l, n, true); }
 bool rlim_try_sample(rlim *l, uint64_t n) { return try_once(l, n, false); }
 
 int rlim_await_insert(rlim *l, uint64_t n, uint64_t deadline_ns) {
-  return await(l, n, deadline_ns, true);
+  return await(l, n, deadline_ns, true, false);
+}
+int rlim_await_insert_budget(rlim *l, uint64_t n, uint64_t deadline_ns) {
+  return await(l, n, deadline_ns, true, true);
 }
 int rlim_await_sample(rlim *l, uint64_t n, uint64_t deadline_ns) {
-  return await(l, n, deadline_ns, false);
+  return await(l, n, deadline_ns, false, false);
 }
 
 void rlim_undo_insert(rlim *l, uint64_t n) {

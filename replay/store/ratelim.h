@@ -65,7 +65,7 @@ typedef struct rlim_info {
   uint32_t waiting_samples;
   uint64_t insert_blocked_ns; /* total time insert calls spent waiting */
   uint64_t sample_blocked_ns;
-  uint64_t insert_timeouts; /* calls that returned IB_ETIMEDOUT */
+  uint64_t insert_timeouts; /* calls that returned IB_ETIMEDOUT (not rlim_await_insert_budget's) */
   uint64_t sample_timeouts;
   bool shut_down;
 } rlim_info;
@@ -88,6 +88,10 @@ void rlim_pause(rlim *l, bool paused);
  * Returns IB_OK; IB_ETIMEDOUT if deadline_ns passed first (nothing counted; deadline 0 means
  * "do not wait": try once); IB_EUNAVAIL after rlim_shutdown. n == 0 returns IB_OK at once. */
 int rlim_await_insert(rlim *l, uint64_t n, uint64_t deadline_ns);
+/* The same, for a deadline that is the caller's own wait budget (a stream's max_wait_ms, which
+ * ends in a partial acknowledgement, not an error): running out of it is not counted in
+ * insert_timeouts. */
+int rlim_await_insert_budget(rlim *l, uint64_t n, uint64_t deadline_ns);
 /* Waits until a sample of n items may proceed, then counts them (S += n). Same returns. */
 int rlim_await_sample(rlim *l, uint64_t n, uint64_t deadline_ns);
 /* Try once without waiting, as a caller does before it prepares to wait: counts the items and

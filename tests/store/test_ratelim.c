@@ -122,6 +122,11 @@ static void test_blocks_then_released(void) {
   rlim *m = mk(8, 8, 0);                              /* band [-8, 8] */
   TH_CHECK_EQ_INT(rlim_await_insert(m, 1, 0), IB_OK); /* c = 8 */
   TH_CHECK_EQ_INT(rlim_await_insert(m, 1, 0), IB_ETIMEDOUT);
+  /* A wait that ends at the caller's own budget times out alike but is not counted. */
+  TH_CHECK_EQ_INT(rlim_await_insert_budget(m, 1, ib_now_ns() + 20 * MS), IB_ETIMEDOUT);
+  rlim_info_get(m, &inf);
+  TH_CHECK_EQ_INT(inf.insert_timeouts, 1);
+  TH_CHECK_MSG(inf.insert_blocked_ns >= 15 * MS, "blocked %.1f ms", (double)inf.insert_blocked_ns / 1e6);
   later y = {m, 100, 1};
   pthread_create(&th, NULL, do_later, &y);
   t0 = ib_now_ns();
