@@ -38,19 +38,24 @@ static void fill(rc_batch *b, int k0, int n) {
   }
 }
 
-/* Starts the limited shard and a client with a 3 s deadline; writes 4 messages of 100 rows for
- * actor 7 with the writer's wait budget set to max_wait_ms. Returns the writer, or NULL (failed
- * check). */
-static rc_writer *setup(rt_server *srv, rc_client **c, int max_wait_ms) {
+/* Starts the limited shard and a client with a 3 s deadline. Returns 0, or -1 (failed check). */
+static int start_limited(rt_server *srv, rc_client **c) {
   int code;
   *c = NULL;
   if (rt_server_start(srv, limited_args, &code) != 0) {
     TH_CHECK_MSG(0, "ibrl-replay with a rate limiter did not start (exit %d)", code);
     srv->pid = 0;
-    return NULL;
+    return -1;
   }
   *c = rt_rc_open(srv->target, NULL, 3);
-  if (*c == NULL) return NULL;
+  return *c == NULL ? -1 : 0;
+}
+
+/* Starts the limited shard and a client with a 3 s deadline; writes 4 messages of 100 rows for
+ * actor 7 with the writer's wait budget set to max_wait_ms. Returns the writer, or NULL (failed
+ * check). */
+static rc_writer *setup(rt_server *srv, rc_client **c, int max_wait_ms) {
+  if (start_limited(srv, c) != 0) return NULL;
   rc_writer *w = NULL;
   TH_CHECK(rc_writer_open(&w, *c, "online", 7, 0, 0) == IB_OK);
   TH_CHECK_MSG(rc_writer_max_wait(w, max_wait_ms) == IB_OK, "%s", ib_errmsg());
@@ -88,6 +93,23 @@ static void online_counts(rc_client *c, uint64_t *size, uint64_t *dups, uint64_t
   *partial = si.limiter.insert_partial_acks;
 }
 
+/* Flushes w, whose 400 rows must then all be acknowledged and stored once, with the online table
+ * holding online_size rows and no duplicate. */
+static void check_all_stored(rc_client *c, rc_writer *w, uint64_t online_size) {
+  TH_CHECK_MSG(rc_writer_flush(w, 3000) == IB_OK, "%s", ib_errmsg());
+  rc_writer_stats st;
+  rc_writer_stats_get(w, &st);
+  TH_CHECK_EQ_INT(st.acked, 400);
+  TH_CHECK_EQ_INT(st.inserted, 400);
+  TH_CHECK_EQ_INT(st.duplicates, 0);
+  TH_CHECK_EQ_INT(st.pending, 0);
+  TH_CHECK_EQ_INT(st.lost, 0);
+  uint64_t size, dups, partial;
+  online_counts(c, &size, &dups, &partial);
+  TH_CHECK_EQ_INT(size, online_size);
+  TH_CHECK_EQ_INT(dups, 0);
+}
+
 static void test_partial(void) {
   rt_server srv = {0};
   rc_client *c;
@@ -119,16 +141,7 @@ static void test_partial(void) {
                "acknowledgement, not a failed call", (unsigned long long)si.limiter.insert_timeouts);
   /* A sample of 200 makes room: the rest goes through, and nothing was stored twice. */
   release(c, 200);
-  TH_CHECK_MSG(rc_writer_flush(w, 3000) == IB_OK, "%s", ib_errmsg());
-  rc_writer_stats_get(w, &st);
-  TH_CHECK_EQ_INT(st.acked, 400);
-  TH_CHECK_EQ_INT(st.inserted, 400);
-  TH_CHECK_EQ_INT(st.duplicates, 0);
-  TH_CHECK_EQ_INT(st.pending, 0);
-  TH_CHECK_EQ_INT(st.lost, 0);
-  online_counts(c, &size, &dups, &partial);
-  TH_CHECK_EQ_INT(size, 400);
-  TH_CHECK_EQ_INT(dups, 0);
+  check_all_stored(c, w, 400);
 out:
   teardown(&srv, c, w);
 }
@@ -205,7 +218,7 @@ static void write100(rc_writer *w, int k0) {
 
 /* A pipelined writer (two streams of two messages) whose half-closed stream is acknowledged in
  * part while the fresh stream got a message stored: that message must be acknowledged by the
- * fresh stream's reply, not cancelled and resent as a duplicate (before 25 Nov it was). The band
+ * fresh stream's reply, not cancelled and resent as a duplicate (before 24 Nov it was). The band
  * (250 rows) is filled to 100 by another actor; message 1 is stored and message 2 held past its
  * 100 ms budget, so the first stream is acknowledged in part. Messages 3 and 4 carry a budget of
  * 1 s; a sample of 100 lets message 3 through while 4 is held. The write of message 4 rotates the
@@ -214,13 +227,7 @@ static void test_pipelined(void) {
   rt_server srv = {0};
   rc_client *c = NULL;
   rc_writer *w = NULL;
-  if (rt_server_start(&srv, limited_args, NULL) != 0) {
-    TH_CHECK_MSG(0, "ibrl-replay with a rate limiter did not start");
-    srv.pid = 0;
-    goto out;
-  }
-  c = rt_rc_open(srv.target, NULL, 3);
-  if (c == NULL) goto out;
+  if (start_limited(&srv, &c) != 0) goto out;
   rc_writer *other = NULL;
   TH_CHECK(rc_writer_open(&other, c, "online", 8, 0, 0) == IB_OK);
   write100(other, 1000);
@@ -250,15 +257,7 @@ static void test_pipelined(void) {
   TH_CHECK_EQ_INT(st.awaiting, 0);
   TH_CHECK_MSG(st.partial >= 2, "partial %llu (both streams)", (unsigned long long)st.partial);
   release(c, 200);
-  TH_CHECK_MSG(rc_writer_flush(w, 3000) == IB_OK, "%s", ib_errmsg());
-  rc_writer_stats_get(w, &st);
-  TH_CHECK_EQ_INT(st.acked, 400);
-  TH_CHECK_EQ_INT(st.inserted, 400);
-  TH_CHECK_EQ_INT(st.duplicates, 0);
-  TH_CHECK_EQ_INT(st.lost, 0);
-  online_counts(c, &size, &dups, &partial);
-  TH_CHECK_EQ_INT(size, 500);
-  TH_CHECK_EQ_INT(dups, 0);
+  check_all_stored(c, w, 500);
 out:
   teardown(&srv, c, w);
 }
