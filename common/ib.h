@@ -67,6 +67,20 @@ double ib_now_s(void);    /* the same, in seconds */
  * result to continue over more bytes. */
 uint32_t ib_crc32(uint32_t crc, const void *data, size_t n);
 
+/* ---- fixed-width fields in byte buffers (native byte order, any alignment) ---- */
+static inline void ib_put_u32(void *p, uint32_t v) { __builtin_memcpy(p, &v, 4); }
+static inline void ib_put_u64(void *p, uint64_t v) { __builtin_memcpy(p, &v, 8); }
+static inline uint32_t ib_get_u32(const void *p) {
+  uint32_t v;
+  __builtin_memcpy(&v, p, 4);
+  return v;
+}
+static inline uint64_t ib_get_u64(const void *p) {
+  uint64_t v;
+  __builtin_memcpy(&v, p, 8);
+  return v;
+}
+
 /* ---- small numeric helpers ---- */
 /* Index of the first non-finite element of x[0..n), or -1 if all are finite. */
 long ib_first_nonfinite(const float *x, size_t n);

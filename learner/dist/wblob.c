@@ -10,19 +10,6 @@
 
 #include "ib.h"
 
-static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
-static uint32_t get32(const uint8_t *p) {
-  uint32_t v;
-  memcpy(&v, p, 4);
-  return v;
-}
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v;
-  memcpy(&v, p, 8);
-  return v;
-}
-
 size_t wblob_size(const agent *a) { return WBLOB_HEADER_BYTES + agent_acting_size(a) * sizeof(float); }
 
 void wblob_pack(void *dst, const agent *a, uint64_t weight_version, uint64_t updates) {
@@ -32,16 +19,16 @@ void wblob_pack(void *dst, const agent *a, uint64_t weight_version, uint64_t upd
   float *payload = (float *)(p + WBLOB_HEADER_BYTES);
   agent_acting_pack(a, payload);
   memcpy(p, WBLOB_MAGIC, 4);
-  put32(p + 4, WBLOB_FORMAT);
-  put64(p + 8, weight_version);
-  put64(p + 16, updates);
-  put32(p + 24, (uint32_t)a->cfg.method);
-  put32(p + 28, (uint32_t)a->cfg.backbone);
-  put32(p + 32, (uint32_t)a->cfg.obs_dim);
-  put32(p + 36, (uint32_t)a->cfg.act_dim);
-  put64(p + 40, (uint64_t)n);
-  put32(p + 48, ib_crc32(0, payload, n * sizeof(float)));
-  put32(p + 52, 0);
+  ib_put_u32(p + 4, WBLOB_FORMAT);
+  ib_put_u64(p + 8, weight_version);
+  ib_put_u64(p + 16, updates);
+  ib_put_u32(p + 24, (uint32_t)a->cfg.method);
+  ib_put_u32(p + 28, (uint32_t)a->cfg.backbone);
+  ib_put_u32(p + 32, (uint32_t)a->cfg.obs_dim);
+  ib_put_u32(p + 36, (uint32_t)a->cfg.act_dim);
+  ib_put_u64(p + 40, (uint64_t)n);
+  ib_put_u32(p + 48, ib_crc32(0, payload, n * sizeof(float)));
+  ib_put_u32(p + 52, 0);
 }
 
 int wblob_header_read(wblob_header *h, const void *src, size_t len) {
@@ -52,18 +39,18 @@ int wblob_header_read(wblob_header *h, const void *src, size_t len) {
                    len, WBLOB_HEADER_BYTES);
   if (memcmp(p, WBLOB_MAGIC, 4) != 0)
     return ib_fail(IB_EPROTO, "weight blob: bad magic (HINT: the Params blob was not written by ibrl-learner)");
-  h->format = get32(p + 4);
+  h->format = ib_get_u32(p + 4);
   if (h->format != WBLOB_FORMAT)
     return ib_fail(IB_EPROTO, "weight blob: format version %u, this build reads %u (HINT: run actors and learner from the same release)",
                    (unsigned)h->format, WBLOB_FORMAT);
-  h->weight_version = get64(p + 8);
-  h->updates = get64(p + 16);
-  h->method = get32(p + 24);
-  h->backbone = get32(p + 28);
-  h->obs_dim = get32(p + 32);
-  h->act_dim = get32(p + 36);
-  h->n_floats = get64(p + 40);
-  h->crc = get32(p + 48);
+  h->weight_version = ib_get_u64(p + 8);
+  h->updates = ib_get_u64(p + 16);
+  h->method = ib_get_u32(p + 24);
+  h->backbone = ib_get_u32(p + 28);
+  h->obs_dim = ib_get_u32(p + 32);
+  h->act_dim = ib_get_u32(p + 36);
+  h->n_floats = ib_get_u64(p + 40);
+  h->crc = ib_get_u32(p + 48);
   if (h->n_floats > (len - WBLOB_HEADER_BYTES) / sizeof(float) ||
       len != WBLOB_HEADER_BYTES + h->n_floats * sizeof(float))
     return ib_fail(IB_EPROTO, "weight blob: header says %llu floats but the blob has %zu bytes (HINT: truncated message?)",

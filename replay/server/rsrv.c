@@ -292,9 +292,35 @@ static void heal_attempt(rsrv *s, const persist_health *h) {
   pthread_mutex_unlock(&s->dmu);
 }
 
+/* Saves the counters that the log does not hold (persist_counts_save) once a second when they
+ * changed, so a restart after a crash does not set Info's samples and the limiter's count back
+ * to the last checkpoint. */
+static void counts_tick(rsrv *s, double now) {
+  if (now < s->next_counts) return;
+  s->next_counts = now + RSRV_COUNTS_PERIOD_S;
+  uint64_t sum = 0;
+  for (int t = 0; t < 2; t++) {
+    store_table_info ti;
+    store_table_info_get(s->st, t == 0 ? s->t_demo : s->t_online, &ti);
+    sum += ti.total_samples + ti.duplicates + ti.rejected_batches;
+  }
+  if (sum == s->counts_saved) return;
+  if (persist_counts_save(s->per) != IB_OK) {
+    if (!s->counts_failing)
+      log_warn("saving the sample counters failed (retried each second; a crash would set them back to the last "
+               "checkpoint's, no row is at risk): %s", ib_errmsg());
+    s->counts_failing = 1;
+    return;
+  }
+  if (s->counts_failing) log_info("saving the sample counters works again");
+  s->counts_failing = 0;
+  s->counts_saved = sum;
+}
+
 void rsrv_tick(rsrv *s) {
   IB_CHECK(s != NULL);
   if (s->per == NULL) return;
+  counts_tick(s, ib_now_s());
   persist_health h;
   persist_health_get(s->per, &h);
   double now = ib_now_s();
@@ -528,9 +554,10 @@ int rsrv_start(rsrv **out, const rsrv_config *cfg, int insecure) {
     uint64_t added = rlim_counts_restore(s->lim, to.total_inserts, smp);
     if (added > 0)
       log_info("rate limiter: the restored counts (%llu inserts, %llu samples) put its cursor past the band: samples "
-               "are saved only by checkpoints, so those drawn after the last one before a crash (this restart's or "
-               "an earlier one's) are in no file; counted %llu more, which puts the cursor in the band's middle, so "
-               "inserts do not wait for the learner to sample all that again",
+               "are saved by checkpoints and about once a second to store.counts, so those drawn after the last "
+               "save before a crash (this restart's or an earlier one's) are in no file; counted %llu more, which "
+               "puts the cursor in the band's middle, so inserts do not wait for the learner to sample all that "
+               "again",
                (unsigned long long)to.total_inserts, (unsigned long long)smp, (unsigned long long)added);
   }
 

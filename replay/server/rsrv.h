@@ -89,10 +89,12 @@ int rsrv_checkpoint(rsrv *s, persist_ckpt_info *info);
  * also at least (1 / RSRV_HEAL_DUTY - 1) times its duration (within the cap), so a large store
  * spends at most about this share of the time writing checkpoints the disk refuses. */
 #define RSRV_HEAL_DUTY 0.1
+#define RSRV_COUNTS_PERIOD_S 1.0 /* the counters file (persist_counts_save) is saved this often */
 
 /* The shard's timed work; the controlling thread calls it every ~100 ms (ibrl-replay's main loop
  * does; an in-process server that never calls it neither checkpoints on its period nor heals).
- * Runs the periodic checkpoint when due (a failed one is retried at the period, logged each
+ * Saves the counters file once a second when the counters changed (persist_counts_save; a failure
+ * is logged once). Runs the periodic checkpoint when due (a failed one is retried at the period, logged each
  * time), and, while persistence says only a checkpoint can restore durability, a healing
  * checkpoint with backoff (RSRV_HEAL_MIN_S doubling to RSRV_HEAL_MAX_S, capped by the period,
  * at least 9 times the failed attempt's duration within that cap: RSRV_HEAL_DUTY; reset on

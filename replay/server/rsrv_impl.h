@@ -57,6 +57,10 @@ struct rsrv {
   uint64_t ckpt_failures;   /* consecutive failed checkpoints (any: periodic, healing, requested) */
   double ckpt_fail_since_s; /* ib_now_s() of the first of them */
   char ckpt_error[384];     /* the last one's message */
+  /* The counters file (persist_counts_save), touched by rsrv_tick alone. */
+  double next_counts;       /* ib_now_s() of the next save */
+  uint64_t counts_saved;    /* the sum of the counters it saved last */
+  int counts_failing;       /* the last save failed (logged once) */
 
   pthread_mutex_t mu;      /* guards the slot pool and the blocking counter */
   sample_slot *slots_all;  /* owned array */

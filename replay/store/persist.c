@@ -355,6 +355,7 @@ int persist__open_log(persist *p, bool append) {
 }
 
 void persist__open_finish(persist *p, bool recover, persist_restore_info *ri) {
+  persist__counts_apply(p, ri);
   if (p->mode == PERSIST_WAL) store_log_hook_set(p->s, persist__wal_append, persist__wal_sync, p);
   space_check(p);
   if (recover) recovery_ckpt(p, ri);
@@ -439,9 +440,9 @@ int persist_checkpoint(persist *p, persist_ckpt_info *info) {
   pthread_mutex_lock(&p->ckpt_mu);
   uint64_t t0 = ib_now_ns();
   /* Only checkpoints change the epoch and the log fds, and they are serialised by ckpt_mu, so the
-   * epoch can be read here without the log mutex. The next log is created (and fsynced) before
-   * the store is held: if we crash before the cut it is just an empty log at the end of the
-   * chain. */
+   * epoch can be read here without the log mutex (they change it under mu as well). The next log
+   * is created (and fsynced) before the store is held: if we crash before the cut it is just an
+   * empty log at the end of the chain. */
   uint64_t next = p->epoch + 1;
   int nfd = -1;
   char npath[PATH_MAX_LEN + 32];
@@ -457,13 +458,13 @@ int persist_checkpoint(persist *p, persist_ckpt_info *info) {
   uint64_t t_lock = ib_now_ns();
   store__lock_all(s);
   uint64_t cut_at = 0; /* every ticket <= cut_at is a row this checkpoint holds */
+  pthread_mutex_lock(&p->mu); /* persist_counts_save reads the epoch under mu alone */
   if (p->mode == PERSIST_WAL) {
-    pthread_mutex_lock(&p->mu);
     cut_at = p->written;
     persist__wal_cut(p, nfd, npath);
-    pthread_mutex_unlock(&p->mu);
   }
   p->epoch = next;
+  pthread_mutex_unlock(&p->mu);
   int rc = IB_OK;
   uint64_t samples[STORE_MAX_TABLES] = {0}, items = 0;
   for (int t = 0; t < s->ntables; t++) {

@@ -54,7 +54,8 @@
  * store_table_info) and the insert/sample rate meters. What the log does not hold: calls that
  * stored nothing, and samples; so after a log replay the duplicates, rejected_batches and
  * total_samples counters are those of the checkpoint (items, dedup state, per-actor history and
- * total_inserts are exact).
+ * total_inserts are exact), raised to those of dir/store.counts when persist_counts_save wrote
+ * one since (per-actor duplicate counts stay the checkpoint's).
  *
  * Thread safety: persist_open and persist_close must not race with other calls on the store.
  * persist_checkpoint is thread-safe with respect to inserts, samples and other checkpoints (which
@@ -91,6 +92,8 @@ typedef struct persist_restore_info {
   bool recovery_ckpt_failed;  /* it failed: durability starts broken (persist_health_get) */
   uint64_t recovery_ckpt_epoch;   /* the epoch it wrote (0 if failed or not attempted) */
   double recovery_ckpt_seconds;   /* how long it took, failed or not */
+  uint64_t counts_samples;        /* samples that store.counts added to the restored counters */
+  uint64_t counts_duplicates;     /* duplicates it added */
 } persist_restore_info;
 
 /* What one persist_checkpoint wrote. */
@@ -236,6 +239,14 @@ void persist_health_get(persist *p, persist_health *out);
  * must not promise more than they have. Returns IB_OK, or IB_EIO when some are not durable and
  * cannot be until a checkpoint succeeds. Thread-safe (one fdatasync shared with the inserts). */
 int persist_barrier(persist *p);
+
+/* Saves the tables' total_samples, duplicates and rejected_batches, which the log does not hold,
+ * to dir/store.counts (written and renamed, not flushed: see persist_counts.c), so a restore after
+ * a crash counts the samples since the last checkpoint too: persist_open raises each counter to
+ * the file's value (persist_restore_info.counts_samples says by how much). A server calls it
+ * about once a second. Returns IB_OK or IB_EIO (nothing depends on the file: log and go on).
+ * Thread-safe. */
+int persist_counts_save(persist *p);
 
 /* Detaches from the store (removes the log hook), closes the files, frees p. Does not write a
  * checkpoint. Accepts NULL. */

@@ -54,7 +54,8 @@ struct persist {
   char dir[PATH_MAX_LEN];
   char ckpt_path[PATH_MAX_LEN + 16];
   char ckpt_tmp[PATH_MAX_LEN + 32];
-  uint64_t epoch;                   /* epoch of the current log: the next checkpoint is epoch + 1 */
+  uint64_t epoch;                   /* epoch of the current log: the next checkpoint is epoch + 1;
+                                       changed under ckpt_mu and mu */
   pthread_mutex_t ckpt_mu;          /* one checkpoint at a time */
   uint8_t *wbuf;                    /* [WBUF_BYTES] owned: the checkpoint writer's buffer */
   uint64_t huge_at_ns, huge_ns;     /* under ckpt_mu: when the last store_huge_collapse ended, its length */
@@ -88,6 +89,13 @@ struct persist {
   size_t buf_cap;
 };
 
+
+/* ---- persist_counts.c ---- */
+
+/* After a restore (p->epoch set, before the recovery checkpoint): raises the tables' counters to
+ * those of dir/store.counts when it belongs to the restored chain, or deletes it when nothing was
+ * restored. Never fails: a file it cannot use is logged and ignored. */
+void persist__counts_apply(persist *p, persist_restore_info *ri);
 
 /* ---- persist.c ---- */
 

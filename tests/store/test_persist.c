@@ -52,10 +52,11 @@ static long file_size(const char *dir, const char *name) {
   return stat(p, &st) == 0 ? (long)st.st_size : -1;
 }
 
-static void copy_file(const char *dir, const char *from, const char *to) {
+/* Copies file dir_a/name_a to dir_b/name_b. */
+static void copy_path(const char *dir_a, const char *name_a, const char *dir_b, const char *name_b) {
   char a[512], b[512];
-  snprintf(a, sizeof a, "%s/%s", dir, from);
-  snprintf(b, sizeof b, "%s/%s", dir, to);
+  snprintf(a, sizeof a, "%s/%s", dir_a, name_a);
+  snprintf(b, sizeof b, "%s/%s", dir_b, name_b);
   FILE *f = fopen(a, "rb"), *g = fopen(b, "wb");
   IB_CHECK(f && g);
   char buf[4096];
@@ -64,6 +65,8 @@ static void copy_file(const char *dir, const char *from, const char *to) {
   fclose(f);
   fclose(g);
 }
+
+static void copy_file(const char *dir, const char *from, const char *to) { copy_path(dir, from, dir, to); }
 
 static store *mk(uint64_t demo_cap, uint64_t online_cap) {
   store_spec sp[2];
@@ -1119,6 +1122,110 @@ static void test_restore_v1_window_checkpoint(void) {
   fx_rmdir_all(dir);
 }
 
+/* ---- the counters file ---- */
+
+/* Samples n rows (half demo) from s. */
+static void draw(store *s, uint32_t n) {
+  store_batch b;
+  store_batch_init(&b, n, FX_O, FX_A);
+  rng r;
+  rng_seed(&r, 5, "test", n, "draw");
+  TH_CHECK_MSG(store_sample(s, &r, n, 0.5, &b) == IB_OK, "%s", ib_errmsg());
+  store_batch_free(&b);
+}
+
+/* Both tables' total_samples, and their duplicates. */
+static uint64_t samples_of(store *s, uint64_t *dups) {
+  uint64_t n = 0;
+  if (dups) *dups = 0;
+  for (int t = 0; t < 2; t++) {
+    store_table_info ti;
+    store_table_info_get(s, t, &ti);
+    n += ti.total_samples;
+    if (dups) *dups += ti.duplicates;
+  }
+  return n;
+}
+
+/* The log holds no samples: without store.counts a crash sets total_samples back to the last
+ * checkpoint's. With it, the restore counts what was sampled up to its last save; a damaged file,
+ * one of another lineage (an epoch past the restored chain) and one in a directory that restores
+ * nothing are not used. */
+static void test_counts_survive_crash(void) {
+  char dir[64], dir2[64];
+  fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
+  fx_tmpdir(dir2, sizeof dir2, "ibrl-store-test");
+  store *a = mk(64, 16);
+  persist *pa = NULL;
+  persist_restore_info ri;
+  TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, &ri), IB_OK);
+  fill(a);
+  draw(a, 40);
+  TH_CHECK_EQ_INT(persist_checkpoint(pa, NULL), IB_OK); /* 40 samples, 10 duplicates in it */
+  draw(a, 100);
+  put(a, "online", 1, 30, 40, 5);
+  put(a, "online", 1, 35, 38, 3); /* 30..33 and these 3: 7 more duplicates */
+  TH_CHECK_EQ_INT(persist_counts_save(pa), IB_OK);
+  uint64_t dups_saved, saved = samples_of(a, &dups_saved);
+  TH_CHECK_EQ_INT(saved, 140);
+  TH_CHECK_EQ_INT(dups_saved, 17);
+  draw(a, 25); /* after the last save: lost with the crash */
+  persist_close(pa); /* "crash" */
+
+  store *b = mk(64, 16);
+  persist *pb = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_WAL, &ri), IB_OK);
+  uint64_t dups;
+  TH_CHECK_MSG(samples_of(b, &dups) == saved, "restored %llu samples, saved %llu (the checkpoint had 40)",
+               (unsigned long long)samples_of(b, NULL), (unsigned long long)saved);
+  TH_CHECK_EQ_INT(dups, dups_saved);
+  TH_CHECK_EQ_INT(ri.counts_samples, 100);
+  TH_CHECK_EQ_INT(ri.counts_duplicates, 7);
+  draw(b, 30);
+  TH_CHECK_EQ_INT(persist_counts_save(pb), IB_OK);
+  persist_close(pb);
+
+  /* A damaged file is ignored: the recovery checkpoint's 140 stand. */
+  fx_flip_byte(dir, "store.counts", 40);
+  store *c = mk(64, 16);
+  persist *pc = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_WAL, &ri), IB_OK);
+  TH_CHECK_EQ_INT(samples_of(c, NULL), 140);
+  TH_CHECK_EQ_INT(ri.counts_samples, 0);
+  draw(c, 7);
+  TH_CHECK_EQ_INT(persist_counts_save(pc), IB_OK); /* epoch 2 or later */
+  persist_close(pc);
+
+  /* Another lineage: a store of epoch 0 in dir2, then dir's file put beside it. */
+  store *d = mk(64, 16);
+  persist *pd = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pd, d, dir2, PERSIST_WAL, &ri), IB_OK);
+  fill(d);
+  persist_close(pd);
+  copy_path(dir, "store.counts", dir2, "store.counts");
+  store *e = mk(64, 16);
+  persist *pe = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pe, e, dir2, PERSIST_WAL, &ri), IB_OK);
+  TH_CHECK_EQ_INT(samples_of(e, NULL), 0);
+  TH_CHECK_EQ_INT(ri.counts_samples, 0);
+  persist_close(pe);
+
+  /* A directory that restores nothing deletes the file. */
+  fx_rmdir_all(dir2);
+  IB_CHECK(mkdir(dir2, 0755) == 0);
+  copy_path(dir, "store.counts", dir2, "store.counts");
+  store *f = mk(64, 16);
+  persist *pf = NULL;
+  TH_CHECK_EQ_INT(persist_open(&pf, f, dir2, PERSIST_WAL, &ri), IB_OK);
+  TH_CHECK_EQ_INT(samples_of(f, NULL), 0);
+  TH_CHECK_MSG(file_size(dir2, "store.counts") < 0, "a fresh store kept another store's counters file");
+  persist_close(pf);
+  store *all[] = {a, b, c, d, e, f};
+  for (int i = 0; i < 6; i++) store_destroy(all[i]);
+  fx_rmdir_all(dir);
+  fx_rmdir_all(dir2);
+}
+
 static const th_case cases[] = {
     {"checkpoint round trip", test_ckpt_round_trip},
     {"corrupt or mismatching checkpoint refused", test_ckpt_corrupt_and_mismatch_refused},
@@ -1136,6 +1243,7 @@ static const th_case cases[] = {
     {"crash during checkpoints keeps every acknowledged item", test_crash_during_checkpoints},
     {"restore a checkpoint from before the metadata copy", test_restore_prepad_checkpoint},
     {"restore a format-1 checkpoint (1024-seq windows)", test_restore_v1_window_checkpoint},
+    {"the counters file brings back the samples since the last checkpoint", test_counts_survive_crash},
     {NULL, NULL},
 };
 
