@@ -11,6 +11,9 @@
  *               store_insert returns only after its record, and every log byte before it, is
  *               fsync'ed (group commit: one fdatasync serves every batch written before it), so an
  *               acknowledged item survives a crash of the process or the machine.
+ *   store.counts  the counters the log does not hold (samples, duplicates, rejected batches),
+ *               when the server saves them (persist_counts_save, about once a second): advisory,
+ *               written and renamed without a flush (persist_counts.c).
  *
  * A checkpoint does not stop the store: it holds every table's write lock only for the cut (switch
  * appends to log epoch+1, fork()); no disk flush runs under the locks. A child process then writes

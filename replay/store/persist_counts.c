@@ -86,8 +86,8 @@ int persist_counts_save(persist *p) {
 }
 
 /* Reads dir/store.counts into rows[0..s->ntables) (by table name; a table the file lacks gets
- * zeros) and *epoch. Returns IB_OK, IB_ENOTFOUND (no file) or IB_EPROTO (damaged, another
- * layout), with a message. */
+ * zeros) and *epoch. Returns IB_OK, IB_ENOTFOUND (no file), IB_EIO (cannot open it), IB_EPROTO
+ * (another layout, or cut short) or IB_ECHECKSUM, with a message. */
 static int counts_read(persist *p, counts_row *rows, uint64_t *epoch) {
   char path[PATH_MAX_LEN + 32];
   counts_path(p, path, sizeof path, false);
