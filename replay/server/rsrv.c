@@ -292,19 +292,12 @@ static void heal_attempt(rsrv *s, const persist_health *h) {
   pthread_mutex_unlock(&s->dmu);
 }
 
-/* Saves the counters that the log does not hold (persist_counts_save) once a second when they
- * changed, so a restart after a crash does not set Info's samples and the limiter's count back
- * to the last checkpoint. */
+/* Saves the counters that the log does not hold (persist_counts_save, which writes only when they
+ * changed) once a second, so a restart after a crash does not set Info's samples and the
+ * limiter's count back to the last checkpoint. */
 static void counts_tick(rsrv *s, double now) {
   if (now < s->next_counts) return;
   s->next_counts = now + RSRV_COUNTS_PERIOD_S;
-  uint64_t sum = 0;
-  for (int t = 0; t < 2; t++) {
-    store_table_info ti;
-    store_table_info_get(s->st, t == 0 ? s->t_demo : s->t_online, &ti);
-    sum += ti.total_samples + ti.duplicates + ti.rejected_batches;
-  }
-  if (sum == s->counts_saved) return;
   if (persist_counts_save(s->per) != IB_OK) {
     if (!s->counts_failing)
       log_warn("saving the sample counters failed (retried each second; a crash would set them back to the last "
@@ -314,7 +307,6 @@ static void counts_tick(rsrv *s, double now) {
   }
   if (s->counts_failing) log_info("saving the sample counters works again");
   s->counts_failing = 0;
-  s->counts_saved = sum;
 }
 
 void rsrv_tick(rsrv *s) {

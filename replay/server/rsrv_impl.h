@@ -59,7 +59,6 @@ struct rsrv {
   char ckpt_error[384];     /* the last one's message */
   /* The counters file (persist_counts_save), touched by rsrv_tick alone. */
   double next_counts;       /* ib_now_s() of the next save */
-  uint64_t counts_saved;    /* the sum of the counters it saved last */
   int counts_failing;       /* the last save failed (logged once) */
 
   pthread_mutex_t mu;      /* guards the slot pool and the blocking counter */

@@ -246,9 +246,10 @@ int persist_barrier(persist *p);
 /* Saves the tables' total_samples, duplicates and rejected_batches, which the log does not hold,
  * to dir/store.counts (written and renamed, not flushed: see persist_counts.c), so a restore after
  * a crash counts the samples since the last checkpoint too: persist_open raises each counter to
- * the file's value (persist_restore_info.counts_samples says by how much). A server calls it
- * about once a second. Returns IB_OK or IB_EIO (nothing depends on the file: log and go on).
- * Thread-safe. */
+ * the file's value (persist_restore_info.counts_samples says by how much). Writes nothing when no
+ * counter changed since its last write. A server calls it about once a second, from one thread
+ * (it may run beside inserts, samples and checkpoints, not beside itself). Returns IB_OK or IB_EIO
+ * (nothing depends on the file: log and go on). */
 int persist_counts_save(persist *p);
 
 /* Detaches from the store (removes the log hook), closes the files, frees p. Does not write a

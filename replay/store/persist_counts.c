@@ -4,8 +4,8 @@
  * The log replays inserts, and nothing else: a table's total_samples, duplicates and
  * rejected_batches are saved only by checkpoints. A shard killed 5 minutes after its last
  * checkpoint came back with 5 minutes of samples missing from Info and from the rate limiter's
- * count. So the server calls persist_counts_save about once a second, which writes
- * dir/store.counts (tmp + rename, no fsync: the file is advisory, a row depends on it nowhere):
+ * count. So the server calls persist_counts_save about once a second, which, when a counter
+ * changed since its last write, writes dir/store.counts (tmp + rename, no fsync: the file is advisory, a row depends on it nowhere):
  *   magic "IBRLCNT1", u32 version, u32 endian word, u32 ntables, u32 0, u64 epoch (the log's at
  *   the save), ntables x { char name[STORE_NAME_MAX], u64 total_samples, u64 duplicates,
  *   u64 rejected_batches }, u32 CRC-32 of every byte before it.
@@ -56,6 +56,7 @@ int persist_counts_save(persist *p) {
   uint64_t epoch = p->epoch;
   pthread_mutex_unlock(&p->mu);
   uint8_t *w = buf;
+  uint64_t sum = 0;
   memcpy(w, COUNTS_MAGIC, 8);
   w += 8;
   put32(&w, COUNTS_VERSION);
@@ -71,7 +72,9 @@ int persist_counts_save(persist *p) {
     put64(&w, ti.total_samples);
     put64(&w, ti.duplicates);
     put64(&w, ti.rejected_batches);
+    sum += ti.total_samples + ti.duplicates + ti.rejected_batches;
   }
+  if (sum == p->counts_sum) return IB_OK; /* they only grow: nothing changed since the last write */
   put32(&w, ib_crc32(0, buf, (size_t)(w - buf)));
   char tmp[PATH_MAX_LEN + 32], path[PATH_MAX_LEN + 32];
   counts_path(p, tmp, sizeof tmp, true);
@@ -82,6 +85,7 @@ int persist_counts_save(persist *p) {
   if (close(fd) != 0 && rc == IB_OK) rc = persist__io_fail("close the counters file", tmp);
   if (rc == IB_OK && rename(tmp, path) != 0) rc = persist__io_fail("rename the counters file", tmp);
   if (rc != IB_OK) (void)unlink(tmp);
+  else p->counts_sum = sum;
   return rc;
 }
 

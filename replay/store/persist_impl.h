@@ -85,6 +85,7 @@ struct persist {
   uint64_t failed_ckpts;    /* since the trouble began */
   uint64_t io_errors;       /* all time */
   int ckpt_errno;           /* errno of the last failed checkpoint (0 if unknown) */
+  uint64_t counts_sum;               /* persist_counts_save: the counters' sum it wrote last */
   uint8_t *buf;                      /* record buffer for max_insert_batch items */
   size_t buf_cap;
 };

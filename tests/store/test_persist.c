@@ -1194,6 +1194,15 @@ static void test_counts_survive_crash(void) {
   TH_CHECK_EQ_INT(ri.counts_samples, 0);
   draw(c, 7);
   TH_CHECK_EQ_INT(persist_counts_save(pc), IB_OK); /* epoch 2 or later */
+  /* Nothing changed since: a save writes nothing; a sample later, it writes again. */
+  char path[128];
+  snprintf(path, sizeof path, "%s/store.counts", dir);
+  TH_CHECK_EQ_INT(unlink(path), 0);
+  TH_CHECK_EQ_INT(persist_counts_save(pc), IB_OK);
+  TH_CHECK_MSG(file_size(dir, "store.counts") < 0, "a save with no counter changed wrote the file");
+  draw(c, 1);
+  TH_CHECK_EQ_INT(persist_counts_save(pc), IB_OK);
+  TH_CHECK_MSG(file_size(dir, "store.counts") > 0, "a save after a sample wrote nothing");
   persist_close(pc);
 
   /* Another lineage: a store of epoch 0 in dir2, then dir's file put beside it. */
