@@ -551,6 +551,8 @@ int rc_info_get(rc_client *c, int i, rc_shard_info *out) {
       out->actors[a].episodes = rep->actors[a].episodes;
       out->actors[a].successes = rep->actors[a].successes;
       out->actors[a].weight_version = rep->actors[a].weight_version;
+      out->actors[a].inserted = rep->actors[a].inserted;
+      out->actors[a].duplicates = rep->actors[a].duplicates;
     }
     out->params_version = rep->params_version;
     out->checkpoints = rep->checkpoints;

@@ -295,6 +295,8 @@ typedef struct rc_actor_info {
   uint64_t last_seq;
   uint32_t episodes, successes;
   uint64_t weight_version;
+  uint64_t inserted;   /* its items stored in the online table, all time */
+  uint64_t duplicates; /* its items dropped as already stored */
 } rc_actor_info;
 
 typedef struct rc_shard_info {

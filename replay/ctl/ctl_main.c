@@ -427,7 +427,9 @@ static void print_info(const ctl_args *a, rc_client *c, const int *ok, const rc_
           printf("%.4f", (double)ai->successes / ai->episodes);
         else
           printf("null");
-        printf(",\"weight_version\":%llu}", (unsigned long long)ai->weight_version);
+        printf(",\"weight_version\":%llu,\"inserted\":%llu,\"duplicates\":%llu}",
+               (unsigned long long)ai->weight_version, (unsigned long long)ai->inserted,
+               (unsigned long long)ai->duplicates);
       }
       printf("],\"weight_versions\":");
       if (s->n_actors)
@@ -506,14 +508,15 @@ static void print_info(const ctl_args *a, rc_client *c, const int *ok, const rc_
            (unsigned long long)l->insert_timeouts, (unsigned long long)l->sample_timeouts,
            (unsigned long long)l->insert_partial_acks);
     if (s->n_actors) {
-      printf("  %-10s %12s %11s %9s %8s %14s\n", "actor", "last_seq", "recent eps", "successes", "success",
-             "weight_ver");
+      printf("  %-10s %12s %11s %9s %8s %14s %12s %10s\n", "actor", "last_seq", "recent eps", "successes", "success",
+             "weight_ver", "stored", "dups");
       for (int k = 0; k < s->n_actors; k++) {
         const rc_actor_info *ai = &s->actors[k];
         char rate[16] = "-";
         if (ai->episodes) snprintf(rate, sizeof rate, "%.0f%%", 100.0 * ai->successes / ai->episodes);
-        printf("  %-10u %12llu %11u %9u %8s %14llu\n", ai->actor_id, (unsigned long long)ai->last_seq, ai->episodes,
-               ai->successes, rate, (unsigned long long)ai->weight_version);
+        printf("  %-10u %12llu %11u %9u %8s %14llu %12llu %10llu\n", ai->actor_id, (unsigned long long)ai->last_seq,
+               ai->episodes, ai->successes, rate, (unsigned long long)ai->weight_version,
+               (unsigned long long)ai->inserted, (unsigned long long)ai->duplicates);
       }
     } else {
       printf("  no actors yet\n");

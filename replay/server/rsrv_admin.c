@@ -78,6 +78,8 @@ void rsrv__h_info(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb
     o->episodes = ai[i].recent_episodes;
     o->successes = ai[i].recent_successes;
     o->weight_version = ai[i].last_weight_version;
+    o->inserted = ai[i].inserts;
+    o->duplicates = ai[i].duplicates;
   }
   free(ai);
   pthread_mutex_lock(&s->pmu);

@@ -11,7 +11,8 @@
  *               store_insert returns only after its record, and every log byte before it, is
  *               fsync'ed (group commit: one fdatasync serves every batch written before it), so an
  *               acknowledged item survives a crash of the process or the machine.
- *   store.counts  the counters the log does not hold (samples, duplicates, rejected batches),
+ *   store.counts  the counters the log does not hold (samples, duplicates, each actor's
+ *               duplicates, rejected batches),
  *               when the server saves them (persist_counts_save, about once a second): advisory,
  *               written and renamed without a flush (persist_counts.c).
  *
@@ -58,7 +59,7 @@
  * stored nothing, and samples; so after a log replay the duplicates, rejected_batches and
  * total_samples counters are those of the checkpoint (items, dedup state, per-actor history and
  * total_inserts are exact), raised to those of dir/store.counts when persist_counts_save wrote
- * one since (per-actor duplicate counts stay the checkpoint's).
+ * one since (each actor's duplicates too).
  *
  * Thread safety: persist_open and persist_close must not race with other calls on the store.
  * persist_checkpoint is thread-safe with respect to inserts, samples and other checkpoints (which
@@ -243,8 +244,8 @@ void persist_health_get(persist *p, persist_health *out);
  * cannot be until a checkpoint succeeds. Thread-safe (one fdatasync shared with the inserts). */
 int persist_barrier(persist *p);
 
-/* Saves the tables' total_samples, duplicates and rejected_batches, which the log does not hold,
- * to dir/store.counts (written and renamed, not flushed: see persist_counts.c), so a restore after
+/* Saves the tables' total_samples, duplicates and rejected_batches, and each actor's duplicates,
+ * which the log does not hold, to dir/store.counts (written and renamed, not flushed: see persist_counts.c), so a restore after
  * a crash counts the samples since the last checkpoint too: persist_open raises each counter to
  * the file's value (persist_restore_info.counts_samples says by how much). Writes nothing when no
  * counter changed since its last write. A server calls it about once a second, from one thread

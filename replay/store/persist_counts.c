@@ -5,18 +5,24 @@
  * rejected_batches are saved only by checkpoints. A shard killed 5 minutes after its last
  * checkpoint came back with 5 minutes of samples missing from Info and from the rate limiter's
  * count. So the server calls persist_counts_save about once a second, which, when a counter
- * changed since its last write, writes dir/store.counts (tmp + rename, no fsync: the file is advisory, a row depends on it nowhere):
+ * changed since its last write, writes dir/store.counts (tmp + rename, no fsync: the file is
+ * advisory, a row depends on it nowhere). Version 2 (all little-endian on this machine's order):
  *   magic "IBRLCNT1", u32 version, u32 endian word, u32 ntables, u32 0, u64 epoch (the log's at
- *   the save), ntables x { char name[STORE_NAME_MAX], u64 total_samples, u64 duplicates,
- *   u64 rejected_batches }, u32 CRC-32 of every byte before it.
- * The counters only grow, so a restore takes, per table, the larger of the restored value and the
- * file's: a file older than the checkpoint changes nothing. A file from another lineage (an epoch
- * past the restored chain) is ignored, and so is a damaged one (a crash may leave it empty: it is
- * not flushed). A start that restored nothing deletes the file, so a store begun afresh in the
- * same directory never inherits it. Per-actor duplicate counts are not in it. */
+ *   the save);
+ *   ntables x { char name[STORE_NAME_MAX], u64 total_samples, u64 duplicates,
+ *   u64 rejected_batches, u32 nactors, u32 0 };
+ *   then each table's nactors x { u32 actor_id, u32 0, u64 duplicates }, for the actors with any;
+ *   u32 CRC-32 of every byte before it.
+ * Version 1 (before 24 Nov) has no nactors field and no actors; a restore reads both.
+ * The counters only grow, so a restore takes, per table and per actor, the larger of the restored
+ * value and the file's: a file older than the checkpoint changes nothing. A file from another
+ * lineage (an epoch past the restored chain) is ignored, and so is a damaged one (a crash may leave
+ * it empty: it is not flushed). A start that restored nothing deletes the file, so a store begun
+ * afresh in the same directory never inherits it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -25,12 +31,17 @@
 #include "persist_impl.h"
 
 #define COUNTS_MAGIC "IBRLCNT1"
-#define COUNTS_VERSION 1u
+#define COUNTS_VERSION 2u
 #define COUNTS_HDR 32
-#define COUNTS_ROW (STORE_NAME_MAX + 24)
+#define COUNTS_ROW_V1 (STORE_NAME_MAX + 24)
+#define COUNTS_ROW (STORE_NAME_MAX + 32)
+#define COUNTS_ACTOR 16
+#define COUNTS_MAX_BYTES (64u << 20) /* far above 2 tables of 1 M actors with duplicates */
 
 typedef struct counts_row {
   uint64_t samples, duplicates, rejected;
+  uint32_t nactors;
+  const uint8_t *actors; /* nactors x {u32 id, u32 0, u64 duplicates}, in the read buffer */
 } counts_row;
 
 /* Appends a field at *w and moves past it. */
@@ -47,16 +58,47 @@ static void counts_path(const persist *p, char *out, size_t n, bool tmp) {
   snprintf(out, n, "%s/store.counts%s", p->dir, tmp ? ".tmp" : "");
 }
 
+/* Writes buf[0..len) to dir/store.counts through a temporary file and a rename. */
+static int counts_write(persist *p, const uint8_t *buf, size_t len) {
+  char tmp[PATH_MAX_LEN + 32], path[PATH_MAX_LEN + 32];
+  counts_path(p, tmp, sizeof tmp, true);
+  counts_path(p, path, sizeof path, false);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return persist__io_fail("create the counters file", tmp);
+  int rc = persist__write_all(fd, buf, len);
+  if (close(fd) != 0 && rc == IB_OK) rc = persist__io_fail("close the counters file", tmp);
+  if (rc == IB_OK && rename(tmp, path) != 0) rc = persist__io_fail("rename the counters file", tmp);
+  if (rc != IB_OK) (void)unlink(tmp);
+  return rc;
+}
+
 int persist_counts_save(persist *p) {
   IB_CHECK(p != NULL);
   store *s = p->s;
-  uint8_t buf[COUNTS_HDR + STORE_MAX_TABLES * COUNTS_ROW + 4];
-  memset(buf, 0, sizeof buf);
+  store_table_info ti[STORE_MAX_TABLES];
+  uint64_t sum = 0;
+  for (int t = 0; t < s->ntables; t++) {
+    store_table_info_get(s, t, &ti[t]);
+    sum += ti[t].total_samples + ti[t].duplicates + ti[t].rejected_batches;
+  }
+  if (sum == p->counts_sum) return IB_OK; /* they only grow: nothing changed since the last write */
   pthread_mutex_lock(&p->mu);
   uint64_t epoch = p->epoch;
   pthread_mutex_unlock(&p->mu);
-  uint8_t *w = buf;
-  uint64_t sum = 0;
+  /* Every actor of every table, then only those with duplicates go in the file. */
+  store_actor_info *act[STORE_MAX_TABLES] = {0};
+  uint32_t nact[STORE_MAX_TABLES] = {0}, ndup[STORE_MAX_TABLES] = {0};
+  size_t len = COUNTS_HDR + (size_t)s->ntables * COUNTS_ROW + 4;
+  for (int t = 0; t < s->ntables; t++) {
+    uint32_t cap = s->tables[t].max_actors;
+    act[t] = ib_xmalloc((size_t)IB_MAX(cap, 1u) * sizeof *act[t]);
+    nact[t] = IB_MIN(store_actors_get(s, t, act[t], cap), cap);
+    for (uint32_t i = 0; i < nact[t]; i++)
+      if (act[t][i].duplicates > 0) act[t][ndup[t]++] = act[t][i];
+    len += (size_t)ndup[t] * COUNTS_ACTOR;
+  }
+  uint8_t *buf = ib_xmalloc(len), *w = buf;
+  memset(buf, 0, len);
   memcpy(w, COUNTS_MAGIC, 8);
   w += 8;
   put32(&w, COUNTS_VERSION);
@@ -65,62 +107,89 @@ int persist_counts_save(persist *p) {
   put32(&w, 0);
   put64(&w, epoch);
   for (int t = 0; t < s->ntables; t++) {
-    store_table_info ti;
-    store_table_info_get(s, t, &ti);
     memcpy(w, s->tables[t].spec.name, STORE_NAME_MAX);
     w += STORE_NAME_MAX;
-    put64(&w, ti.total_samples);
-    put64(&w, ti.duplicates);
-    put64(&w, ti.rejected_batches);
-    sum += ti.total_samples + ti.duplicates + ti.rejected_batches;
+    put64(&w, ti[t].total_samples);
+    put64(&w, ti[t].duplicates);
+    put64(&w, ti[t].rejected_batches);
+    put32(&w, ndup[t]);
+    put32(&w, 0);
   }
-  if (sum == p->counts_sum) return IB_OK; /* they only grow: nothing changed since the last write */
+  for (int t = 0; t < s->ntables; t++)
+    for (uint32_t i = 0; i < ndup[t]; i++) {
+      put32(&w, act[t][i].actor_id);
+      put32(&w, 0);
+      put64(&w, act[t][i].duplicates);
+    }
   put32(&w, ib_crc32(0, buf, (size_t)(w - buf)));
-  char tmp[PATH_MAX_LEN + 32], path[PATH_MAX_LEN + 32];
-  counts_path(p, tmp, sizeof tmp, true);
-  counts_path(p, path, sizeof path, false);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return persist__io_fail("create the counters file", tmp);
-  int rc = persist__write_all(fd, buf, (size_t)(w - buf));
-  if (close(fd) != 0 && rc == IB_OK) rc = persist__io_fail("close the counters file", tmp);
-  if (rc == IB_OK && rename(tmp, path) != 0) rc = persist__io_fail("rename the counters file", tmp);
-  if (rc != IB_OK) (void)unlink(tmp);
-  else p->counts_sum = sum;
+  IB_CHECK((size_t)(w - buf) == len);
+  int rc = counts_write(p, buf, len);
+  if (rc == IB_OK) p->counts_sum = sum;
+  free(buf);
+  for (int t = 0; t < s->ntables; t++) free(act[t]);
   return rc;
 }
 
-/* Reads dir/store.counts into rows[0..s->ntables) (by table name; a table the file lacks gets
- * zeros) and *epoch. Returns IB_OK, IB_ENOTFOUND (no file), IB_EIO (cannot open it), IB_EPROTO
- * (another layout, or cut short) or IB_ECHECKSUM, with a message. */
-static int counts_read(persist *p, counts_row *rows, uint64_t *epoch) {
+/* Reads dir/store.counts (version 1, without actors, or 2) into rows[0..s->ntables) (by table
+ * name; a table the file lacks gets zeros) and *epoch; the rows' actors point into *owned, which
+ * the caller frees. Returns IB_OK, IB_ENOTFOUND (no file), IB_EIO (cannot open or read it),
+ * IB_EPROTO (another layout, or cut short) or IB_ECHECKSUM, with a message. */
+static int counts_read(persist *p, counts_row *rows, uint64_t *epoch, uint8_t **owned) {
   char path[PATH_MAX_LEN + 32];
   counts_path(p, path, sizeof path, false);
-  uint8_t buf[COUNTS_HDR + STORE_MAX_TABLES * COUNTS_ROW + 8];
+  *owned = NULL;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return IB_ENOTFOUND;
     return persist__io_fail("open the counters file", path);
   }
-  ssize_t n = 0, k;
-  while ((size_t)n < sizeof buf && (k = read(fd, buf + n, sizeof buf - (size_t)n)) > 0) n += k;
+  size_t cap = 4096, n = 0;
+  uint8_t *buf = ib_xmalloc(cap);
+  ssize_t k;
+  for (;;) {
+    if (n == cap) {
+      if (cap >= COUNTS_MAX_BYTES) break;
+      cap *= 2;
+      buf = ib_xrealloc(buf, cap);
+    }
+    k = read(fd, buf + n, cap - n);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) break;
+    n += (size_t)k;
+  }
+  int err = k < 0 ? errno : 0;
   close(fd);
-  if (n < COUNTS_HDR + 4 || memcmp(buf, COUNTS_MAGIC, 8) != 0 || ib_get_u32(buf + 8) != COUNTS_VERSION ||
+  *owned = buf;
+  if (err != 0) {
+    errno = err;
+    return persist__io_fail("read the counters file", path);
+  }
+  uint32_t ver = n >= COUNTS_HDR ? ib_get_u32(buf + 8) : 0;
+  if (n < COUNTS_HDR + 4 || memcmp(buf, COUNTS_MAGIC, 8) != 0 || (ver != 1 && ver != COUNTS_VERSION) ||
       ib_get_u32(buf + 12) != ENDIAN_WORD)
-    return ib_fail(IB_EPROTO, "'%s': not a counters file of this version (%zd bytes)", path, n);
+    return ib_fail(IB_EPROTO, "'%s': not a counters file of version 1 or %u (%zu bytes)", path, COUNTS_VERSION, n);
   uint32_t nt = ib_get_u32(buf + 16);
-  if (nt > STORE_MAX_TABLES || (size_t)n != COUNTS_HDR + (size_t)nt * COUNTS_ROW + 4)
-    return ib_fail(IB_EPROTO, "'%s': %zd bytes do not hold %u tables", path, n, nt);
-  if (ib_crc32(0, buf, (size_t)n - 4) != ib_get_u32(buf + n - 4))
+  size_t row = ver == 1 ? COUNTS_ROW_V1 : COUNTS_ROW;
+  size_t need = COUNTS_HDR + (size_t)nt * row + 4;
+  if (nt <= STORE_MAX_TABLES && ver > 1 && n >= need)
+    for (uint32_t i = 0; i < nt; i++)
+      need += (size_t)ib_get_u32(buf + COUNTS_HDR + (size_t)i * row + STORE_NAME_MAX + 24) * COUNTS_ACTOR;
+  if (nt > STORE_MAX_TABLES || n != need)
+    return ib_fail(IB_EPROTO, "'%s': %zu bytes do not hold %u tables and their actors", path, n, nt);
+  if (ib_crc32(0, buf, n - 4) != ib_get_u32(buf + n - 4))
     return ib_fail(IB_ECHECKSUM, "'%s': CRC mismatch", path);
   *epoch = ib_get_u64(buf + 24);
   memset(rows, 0, (size_t)p->s->ntables * sizeof *rows);
+  const uint8_t *act = buf + COUNTS_HDR + (size_t)nt * row;
   for (uint32_t i = 0; i < nt; i++) {
-    const uint8_t *r = buf + COUNTS_HDR + (size_t)i * COUNTS_ROW;
+    const uint8_t *r = buf + COUNTS_HDR + (size_t)i * row;
     if (r[STORE_NAME_MAX - 1] != '\0') return ib_fail(IB_EPROTO, "'%s': table %u has no name", path, i);
+    uint32_t na = ver == 1 ? 0 : ib_get_u32(r + STORE_NAME_MAX + 24);
     for (int t = 0; t < p->s->ntables; t++)
       if (strcmp((const char *)r, p->s->tables[t].spec.name) == 0)
         rows[t] = (counts_row){ib_get_u64(r + STORE_NAME_MAX), ib_get_u64(r + STORE_NAME_MAX + 8),
-                               ib_get_u64(r + STORE_NAME_MAX + 16)};
+                               ib_get_u64(r + STORE_NAME_MAX + 16), na, act};
+    act += (size_t)na * COUNTS_ACTOR;
   }
   return IB_OK;
 }
@@ -143,17 +212,20 @@ void persist__counts_apply(persist *p, persist_restore_info *ri) {
   }
   counts_row rows[STORE_MAX_TABLES];
   uint64_t epoch = 0;
-  int rc = counts_read(p, rows, &epoch);
-  if (rc == IB_ENOTFOUND) return;
+  uint8_t *owned = NULL;
+  int rc = counts_read(p, rows, &epoch, &owned);
   if (rc == IB_OK && epoch > p->epoch)
     rc = ib_fail(IB_EMISMATCH, "'%s' was saved at epoch %llu, past the restored chain's %llu", path,
                  (unsigned long long)epoch, (unsigned long long)p->epoch);
   if (rc != IB_OK) {
-    log_warn("persist: the saved counters are not used (samples and duplicates since the last checkpoint "
-             "stay uncounted): %s", ib_errmsg());
+    if (rc != IB_ENOTFOUND)
+      log_warn("persist: the saved counters are not used (samples and duplicates since the last checkpoint "
+               "stay uncounted): %s", ib_errmsg());
+    free(owned);
     return;
   }
-  uint64_t smp = 0, dup = 0, rej = 0;
+  uint64_t smp = 0, dup = 0, rej = 0, adup = 0;
+  uint32_t nact = 0, gone = 0;
   for (int t = 0; t < s->ntables; t++) {
     store__table *tb = &s->tables[t];
     dup += raise_to(&tb->duplicates, rows[t].duplicates);
@@ -161,11 +233,27 @@ void persist__counts_apply(persist *p, persist_restore_info *ri) {
     pthread_mutex_lock(&tb->stat_mu);
     smp += raise_to(&tb->total_samples, rows[t].samples);
     pthread_mutex_unlock(&tb->stat_mu);
+    for (uint32_t i = 0; i < rows[t].nactors; i++) {
+      const uint8_t *r = rows[t].actors + (size_t)i * COUNTS_ACTOR;
+      store__actor *a = store__actor_find(tb, ib_get_u32(r), false);
+      if (a == NULL) { /* an actor the restore does not hold: none of its rows survived */
+        gone++;
+        continue;
+      }
+      uint64_t add = raise_to(&a->duplicates, ib_get_u64(r + 8));
+      adup += add;
+      nact += add > 0;
+    }
   }
+  free(owned);
   ri->counts_samples = smp;
   ri->counts_duplicates = dup;
-  if (smp + dup + rej > 0)
-    log_info("persist: '%s' (epoch %llu) adds what the checkpoint did not count: %llu samples, %llu duplicates, "
-             "%llu rejected batches", path, (unsigned long long)epoch, (unsigned long long)smp,
-             (unsigned long long)dup, (unsigned long long)rej);
+  if (smp + dup + rej + adup > 0)
+    log_info("persist: '%s' (epoch %llu) adds what the checkpoint did not count: %llu samples, %llu duplicates "
+             "(%llu to the counts of %u actor(s)), %llu rejected batches", path, (unsigned long long)epoch,
+             (unsigned long long)smp, (unsigned long long)dup, (unsigned long long)adup, nact,
+             (unsigned long long)rej);
+  if (gone > 0)
+    log_info("persist: '%s' counts duplicates of %u actor(s) the restored store does not know; not used", path,
+             gone);
 }

@@ -208,6 +208,9 @@ def audit_cases(tmp, procs):
             if code == 0 and {t["name"]: t["size"] for t in doc["shards"][0]["tables"]}["online"] >= 12000:
                 break
             time.sleep(0.1)
+        a3 = [a for a in doc["shards"][0]["actors"] if a["actor_id"] == 3] if code == 0 else []
+        check(len(a3) == 1 and a3[0]["inserted"] >= 12000 and a3[0]["duplicates"] == 0,
+              "info --json: the feeder's actor 3 stored >= 12000 rows, no duplicates (%r)" % a3)
         for _ in range(3):
             code, doc, err = ctl_json("export", "--table", "online", "--out", os.path.join(tmp, "live.hdf5"),
                                       shards=target3)

@@ -73,6 +73,8 @@ def main():
         sizes = {t.name: t.size for t in info.tables}
         check(sizes == {"demo": 10, "online": 30}, "Info table sizes %r" % sizes)
         check(info.obs_dim == OBS and info.act_dim == ACT, "Info dims")
+        a1 = [(a.inserted, a.duplicates) for a in info.actors if a.actor_id == 1]
+        check(a1 == [(30, 5)], "Info actor 1: 30 stored, 5 duplicates (got %r)" % a1)
 
         # Read: the online table page by page in age order (seqs 0..29 of actor 1), as Items and as
         # ItemColumns; not counted as samples; bad start, table and count refused with their names.

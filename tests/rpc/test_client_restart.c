@@ -385,9 +385,20 @@ static uint64_t sampled_total(rc_client *c) {
   return n;
 }
 
+/* Actor `actor`'s duplicates as Info reports them (UINT64_MAX if Info fails or lacks the actor). */
+static uint64_t actor_dups(rc_client *c, uint32_t actor) {
+  rc_shard_info *info = malloc(sizeof *info);
+  uint64_t n = UINT64_MAX;
+  if (rc_info_get(c, 0, info) == IB_OK)
+    for (int a = 0; a < info->n_actors; a++)
+      if (info->actors[a].actor_id == actor) n = info->actors[a].duplicates;
+  free(info);
+  return n;
+}
+
 /* The log holds no samples, and this shard never checkpoints: before store.counts, a SIGKILL set
- * Info's sampled counts back to 0. The shard saves them about once a second, so after 1.5 s of
- * quiet the kill loses none. */
+ * Info's sampled counts back to 0, and the actors' duplicate counts too. The shard saves them about
+ * once a second, so after 1.5 s of quiet the kill loses none. */
 static void test_samples_after_kill(void) {
   wal_shard f;
   if (wal_shard_start(&f, "client_counts", NULL) != 0) return;
@@ -397,6 +408,12 @@ static void test_samples_after_kill(void) {
   rc_batch_init(&b, 200, OD, AD);
   rc_batch_init(&sb, 200, OD, AD);
   if (put_flush(w, &b, 0, 200) != 0) goto out;
+  rc_writer *again = NULL; /* a second writer of actor 9 resends rows 0..49 */
+  TH_CHECK(rc_writer_open(&again, f.c, "online", 9, 0, 0) == IB_OK);
+  int rc = put_flush(again, &b, 0, 50);
+  rc_writer_close(again);
+  if (rc != 0) goto out;
+  TH_CHECK_EQ_INT(actor_dups(f.c, 9), 50);
   for (int k = 0; k < 3; k++) TH_CHECK_MSG(rc_sample(f.c, &sb, 200, -1) == IB_OK, "%s", ib_errmsg());
   TH_CHECK_EQ_INT(sampled_total(f.c), 600);
   usleep(1500 * 1000);
@@ -404,6 +421,8 @@ static void test_samples_after_kill(void) {
   if (wal_shard_restart(&f) != 0) goto out;
   TH_CHECK_MSG(sampled_total(f.c) == 600, "Info counts %llu samples after the kill, 600 were drawn",
                (unsigned long long)sampled_total(f.c));
+  TH_CHECK_MSG(actor_dups(f.c, 9) == 50, "Info counts %llu duplicates of actor 9 after the kill, 50 were sent",
+               (unsigned long long)actor_dups(f.c, 9));
   TH_CHECK_EQ_INT(online_size(f.c, NULL), 200);
   TH_CHECK_EQ_INT(rt_server_stop(&f.s, 15), 0);
 out:

@@ -106,6 +106,8 @@ static void test_dedup(void) {
   TH_CHECK_EQ_INT(info->actors_count, 1);
   TH_CHECK_EQ_INT(info->actors[0].actor_id, 3);
   TH_CHECK_EQ_INT(info->actors[0].last_seq, 74);
+  TH_CHECK_EQ_INT(info->actors[0].inserted, 75);
+  TH_CHECK_EQ_INT(info->actors[0].duplicates, 75);
   free(info);
   rt_client_close(&c);
   rt_shard_stop_ok(&s);
