@@ -566,6 +566,7 @@ int rc_info_get(rc_client *c, int i, rc_shard_info *out) {
     out->durability_retries = rep->durability_retries;
     out->durability_retry_in_s = rep->durability_retry_in_s;
     snprintf(out->salvage, sizeof out->salvage, "%s", rep->salvage);
+    out->restore_missing_acked = rep->restore_missing_acked;
     pthread_mutex_lock(&c->lock);
     c->sh[i].demo_size = dsz;
     c->sh[i].online_size = osz;

@@ -322,6 +322,8 @@ typedef struct rc_shard_info {
   double durability_retry_in_s; /* until the shard's next attempt of its own (0: none due) */
   char salvage[512];            /* what a --salvage start kept and lost, and where the files are ("" if
                                    the shard did not need it) */
+  uint64_t restore_missing_acked; /* acknowledged rows its restore at start did not find (a disk that
+                                     lost flushed data); 0 normally */
   double rtt_ms; /* measured round trip of this Info call */
 } rc_shard_info;
 

@@ -103,11 +103,13 @@ static const cmd_help cmds[] = {
      "  Per shard and table: size, capacity, inserts/s, samples/s (measured over --rate-ms, default 500;\n"
      "  0 = skip; and the shard's own 10 s meters), totals, duplicates, payload bytes, preallocated bytes;\n"
      "  the rate limiter (state, ratio, time blocked summed over calls, timeouts, partial acks); per actor: last seq,\n"
-     "  the newest weight version on its items, and the success of its recent episodes (the shard keeps\n"
-     "  each actor's last 32); params version, size and age; durability: ok, or BROKEN with the cause (a\n"
-     "  failed write or fsync of the log: disk full, I/O errors), for how long, the shard's failed\n"
-     "  recovery attempts and when it tries the next (--json: durability_broken, durability_error, ...);\n"
-     "  and, if the shard started with --salvage and needed it, what it kept and lost (--json: salvage).\n"},
+     "  the newest weight version on its items, the success of its recent episodes (the shard keeps\n"
+     "  each actor's last 32), its rows stored and its duplicates; params version, size and age;\n"
+     "  durability: ok, or BROKEN with the cause (a failed write or fsync of the log: disk full, I/O\n"
+     "  errors), for how long, the shard's failed recovery attempts and when it tries the next (--json:\n"
+     "  durability_broken, durability_error, ...); if the shard started with --salvage and needed it,\n"
+     "  what it kept and lost (--json: salvage); and, if its restore found fewer rows than it had\n"
+     "  acknowledged as durable, how many (LOST AT START; --json: restore_missing_acked).\n"},
     {"watch", f_watch,
      "watch [--shard I] [--interval S] [--count N]\n"
      "  `info` refreshed in place every --interval seconds (default 2), --count times (default 0 = until\n"
@@ -457,6 +459,7 @@ static void print_info(const ctl_args *a, rc_client *c, const int *ok, const rc_
         ctl_json_str(s->salvage);
       else
         printf("null");
+      printf(",\"restore_missing_acked\":%llu", (unsigned long long)s->restore_missing_acked);
       putchar('}');
     }
     printf("]}\n");
@@ -484,6 +487,10 @@ static void print_info(const ctl_args *a, rc_client *c, const int *ok, const rc_
       printf("  durability: ok\n");
     }
     if (s->salvage[0]) printf("  SALVAGED at start (--salvage): %s\n", s->salvage);
+    if (s->restore_missing_acked > 0)
+      printf("  LOST AT START: %llu row(s) acknowledged as durable were missing after the restore: a disk that "
+             "lost data it reported flushed, or log files moved away (the shard's log says more)\n",
+             (unsigned long long)s->restore_missing_acked);
     printf("  %-8s %-6s %12s %12s %10s %10s %10s %10s %12s %12s %10s %10s %10s\n", "table", "kind", "size", "capacity",
            "ins/s", "smp/s", "ins/s 10s", "smp/s 10s", "inserted", "sampled", "dups", "MB", "alloc MB");
     for (int t = 0; t < s->n_tables; t++) {

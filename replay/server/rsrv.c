@@ -538,6 +538,7 @@ int rsrv_start(rsrv **out, const rsrv_config *cfg, int insecure) {
       log_error("the checkpoint after the restore failed after %.3f s: the shard serves samples but refuses inserts "
                 "until a checkpoint succeeds, which it retries on its own HINT: free space in %s, or fix the disk",
                 ri.recovery_ckpt_seconds, cfg->ckpt_dir);
+    s->restore_missing_acked = ri.acked_missing; /* persist logged the details; Info shows the count */
     /* Re-seed the limiter from the restored counters (checkpoints do not hold it). */
     store_table_info to, td;
     store_table_info_get(s->st, s->t_online, &to);

@@ -102,6 +102,7 @@ void rsrv__h_info(void *ctx, rpc_call_info *info, const grpc_byte_buffer *req_bb
   r->durability_retries = d.retries;
   r->durability_retry_in_s = d.retry_in_s;
   snprintf(r->salvage, sizeof r->salvage, "%s", s->salvage); /* set once, before the shard serves */
+  r->restore_missing_acked = s->restore_missing_acked;         /* likewise */
   if (wire_encode(&rep->bb, ibrl_InfoReply_fields, r) != IB_OK)
     rpc_reply_fail(rep, GRPC_STATUS_INTERNAL, "Info: %s", ib_errmsg());
   free(r);

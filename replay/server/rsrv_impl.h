@@ -37,6 +37,7 @@ struct rsrv {
   rsrv_config cfg;
   char durability[8];
   char salvage[512];      /* Info's salvage: what a --salvage start kept and lost ("" if none) */
+  uint64_t restore_missing_acked; /* Info's: acknowledged rows the restore did not find (set once) */
   store *st;       /* owned */
   rlim *lim;       /* owned */
   persist *per;    /* owned; NULL without ckpt_dir */

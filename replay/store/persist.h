@@ -12,7 +12,7 @@
  *               fsync'ed (group commit: one fdatasync serves every batch written before it), so an
  *               acknowledged item survives a crash of the process or the machine.
  *   store.counts  the counters the log does not hold (samples, duplicates, each actor's
- *               duplicates, rejected batches),
+ *               duplicates, rejected batches) and how many rows were acknowledged as durable,
  *               when the server saves them (persist_counts_save, about once a second): advisory,
  *               written and renamed without a flush (persist_counts.c).
  *
@@ -98,6 +98,13 @@ typedef struct persist_restore_info {
   double recovery_ckpt_seconds;   /* how long it took, failed or not */
   uint64_t counts_samples;        /* samples that store.counts added to the restored counters */
   uint64_t counts_duplicates;     /* duplicates it added */
+  /* Rows store.counts says were acknowledged as durable (PERSIST_WAL) that the restore does not
+   * hold, all tables: only a disk that lost flushed data (or a salvage) leaves any. A lower bound
+   * of the loss: the file is saved about once a second and not flushed, and is not used when it
+   * is damaged, of a later epoch than the restored chain, or when nothing was restored. */
+  uint64_t acked_missing;
+  uint64_t counts_acked;          /* that file's count of acknowledged rows, all tables (0 when
+                                     the file was not used) */
 } persist_restore_info;
 
 /* What one persist_checkpoint wrote. */
@@ -244,10 +251,12 @@ void persist_health_get(persist *p, persist_health *out);
  * cannot be until a checkpoint succeeds. Thread-safe (one fdatasync shared with the inserts). */
 int persist_barrier(persist *p);
 
-/* Saves the tables' total_samples, duplicates and rejected_batches, and each actor's duplicates,
- * which the log does not hold, to dir/store.counts (written and renamed, not flushed: see persist_counts.c), so a restore after
- * a crash counts the samples since the last checkpoint too: persist_open raises each counter to
- * the file's value (persist_restore_info.counts_samples says by how much). Writes nothing when no
+/* Saves what the log does not hold to dir/store.counts (written and renamed, not flushed: see
+ * persist_counts.c): the tables' total_samples, duplicates and rejected_batches, and each actor's
+ * duplicates, so a restore after a crash counts the samples since the last checkpoint too
+ * (persist_open raises each counter to the file's value; persist_restore_info.counts_samples says
+ * by how much); and, with PERSIST_WAL, how many rows were acknowledged as durable, so a restore
+ * that holds fewer reports them (persist_restore_info.acked_missing). Writes nothing when no
  * counter changed since its last write. A server calls it about once a second, from one thread
  * (it may run beside inserts, samples and checkpoints, not beside itself). Returns IB_OK or IB_EIO
  * (nothing depends on the file: log and go on). */

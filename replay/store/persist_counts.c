@@ -10,15 +10,24 @@
  *   magic "IBRLCNT1", u32 version, u32 endian word, u32 ntables, u32 0, u64 epoch (the log's at
  *   the save);
  *   ntables x { char name[STORE_NAME_MAX], u64 total_samples, u64 duplicates,
- *   u64 rejected_batches, u32 nactors, u32 0 };
+ *   u64 rejected_batches, u64 acked_inserts, u32 nactors, u32 0 };
  *   then each table's nactors x { u32 actor_id, u32 0, u64 duplicates }, for the actors with any;
  *   u32 CRC-32 of every byte before it.
- * Version 1 (before 24 Nov) has no nactors field and no actors; a restore reads both.
+ * Version 1 (before 24 Nov) has no acked_inserts, no nactors and no actors; a restore reads both.
  * The counters only grow, so a restore takes, per table and per actor, the larger of the restored
  * value and the file's: a file older than the checkpoint changes nothing. A file from another
  * lineage (an epoch past the restored chain) is ignored, and so is a damaged one (a crash may leave
  * it empty: it is not flushed). A start that restored nothing deletes the file, so a store begun
- * afresh in the same directory never inherits it. */
+ * afresh in the same directory never inherits it.
+ *
+ * acked_inserts (PERSIST_WAL; 0 otherwise) is a watermark: that many of the table's rows (its
+ * total_inserts, all time) were durable by the rule inserts are acknowledged by, at a save (see
+ * acked_update). An honest disk keeps them all, so a restore that holds fewer rows found a disk
+ * that lost data it reported flushed: it logs an error and reports the shortfall
+ * (persist_restore_info.acked_missing). That is a lower bound of the loss: the file trails the
+ * inserts by up to two saves, it is not flushed (a lying disk may lose it too), and it is not used
+ * when the restore holds nothing or ends at an earlier epoch than the file's (a lost log or
+ * checkpoint rename): those losses go unnoticed here. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -34,12 +43,12 @@
 #define COUNTS_VERSION 2u
 #define COUNTS_HDR 32
 #define COUNTS_ROW_V1 (STORE_NAME_MAX + 24)
-#define COUNTS_ROW (STORE_NAME_MAX + 32)
+#define COUNTS_ROW (STORE_NAME_MAX + 40)
 #define COUNTS_ACTOR 16
 #define COUNTS_MAX_BYTES (64u << 20) /* far above 2 tables of 1 M actors with duplicates */
 
 typedef struct counts_row {
-  uint64_t samples, duplicates, rejected;
+  uint64_t samples, duplicates, rejected, acked;
   uint32_t nactors;
   const uint8_t *actors; /* nactors x {u32 id, u32 0, u64 duplicates}, in the read buffer */
 } counts_row;
@@ -72,19 +81,49 @@ static int counts_write(persist *p, const uint8_t *buf, size_t len) {
   return rc;
 }
 
+/* Whether every log ticket up to logical position `pos` is durable (mu held): flushed through it
+ * or before a completed checkpoint's cut, and none of the lost tickets at or below it uncovered.
+ * The rule persist__wal_sync acknowledges by. */
+static bool durable_through(const persist *p, uint64_t pos) {
+  if (p->synced < pos && p->covered_pos < pos) return false;
+  if (p->lost_hi > p->lost_lo && p->lost_lo < pos && p->covered_pos < IB_MIN(p->lost_hi, pos)) return false;
+  return true;
+}
+
+/* Raises the watermark of acknowledged rows (mu held; ti read before mu was taken). A row is
+ * counted in total_inserts after its log record was appended, under the table's write lock, so
+ * `written` read now is past the records of every row in ti: once the tickets up to it are
+ * durable, so are those rows. This save's pair (rows, written) joins the last saves' pairs, and
+ * the newest durable one sets the watermark: it trails the inserts by the flush that was running
+ * (a save or more). */
+static void acked_update(persist *p, const store_table_info *ti) {
+  store *s = p->s;
+  if (p->mode != PERSIST_WAL) return;
+  uint32_t k = p->pend_next++ % PERSIST_COUNTS_PENDING;
+  for (int t = 0; t < s->ntables; t++) p->pend_ins[k][t] = ti[t].total_inserts;
+  p->pend_written[k] = p->written;
+  for (uint32_t i = 0; i < PERSIST_COUNTS_PENDING; i++) { /* newest first */
+    uint32_t j = (k + PERSIST_COUNTS_PENDING - i) % PERSIST_COUNTS_PENDING;
+    if (!durable_through(p, p->pend_written[j])) continue;
+    for (int t = 0; t < s->ntables; t++)
+      if (p->pend_ins[j][t] > p->acked_ins[t]) p->acked_ins[t] = p->pend_ins[j][t];
+    break;
+  }
+}
+
 int persist_counts_save(persist *p) {
   IB_CHECK(p != NULL);
   store *s = p->s;
   store_table_info ti[STORE_MAX_TABLES];
-  uint64_t sum = 0;
-  for (int t = 0; t < s->ntables; t++) {
-    store_table_info_get(s, t, &ti[t]);
-    sum += ti[t].total_samples + ti[t].duplicates + ti[t].rejected_batches;
-  }
-  if (sum == p->counts_sum) return IB_OK; /* they only grow: nothing changed since the last write */
+  for (int t = 0; t < s->ntables; t++) store_table_info_get(s, t, &ti[t]);
   pthread_mutex_lock(&p->mu);
   uint64_t epoch = p->epoch;
+  acked_update(p, ti);
   pthread_mutex_unlock(&p->mu);
+  uint64_t sum = 0;
+  for (int t = 0; t < s->ntables; t++)
+    sum += ti[t].total_samples + ti[t].duplicates + ti[t].rejected_batches + p->acked_ins[t];
+  if (sum == p->counts_sum) return IB_OK; /* they only grow: nothing changed since the last write */
   /* Every actor of every table, then only those with duplicates go in the file. */
   store_actor_info *act[STORE_MAX_TABLES] = {0};
   uint32_t nact[STORE_MAX_TABLES] = {0}, ndup[STORE_MAX_TABLES] = {0};
@@ -112,6 +151,7 @@ int persist_counts_save(persist *p) {
     put64(&w, ti[t].total_samples);
     put64(&w, ti[t].duplicates);
     put64(&w, ti[t].rejected_batches);
+    put64(&w, p->acked_ins[t]);
     put32(&w, ndup[t]);
     put32(&w, 0);
   }
@@ -173,7 +213,7 @@ static int counts_read(persist *p, counts_row *rows, uint64_t *epoch, uint8_t **
   size_t need = COUNTS_HDR + (size_t)nt * row + 4;
   if (nt <= STORE_MAX_TABLES && ver > 1 && n >= need)
     for (uint32_t i = 0; i < nt; i++)
-      need += (size_t)ib_get_u32(buf + COUNTS_HDR + (size_t)i * row + STORE_NAME_MAX + 24) * COUNTS_ACTOR;
+      need += (size_t)ib_get_u32(buf + COUNTS_HDR + (size_t)i * row + STORE_NAME_MAX + 32) * COUNTS_ACTOR;
   if (nt > STORE_MAX_TABLES || n != need)
     return ib_fail(IB_EPROTO, "'%s': %zu bytes do not hold %u tables and their actors", path, n, nt);
   if (ib_crc32(0, buf, n - 4) != ib_get_u32(buf + n - 4))
@@ -184,11 +224,12 @@ static int counts_read(persist *p, counts_row *rows, uint64_t *epoch, uint8_t **
   for (uint32_t i = 0; i < nt; i++) {
     const uint8_t *r = buf + COUNTS_HDR + (size_t)i * row;
     if (r[STORE_NAME_MAX - 1] != '\0') return ib_fail(IB_EPROTO, "'%s': table %u has no name", path, i);
-    uint32_t na = ver == 1 ? 0 : ib_get_u32(r + STORE_NAME_MAX + 24);
+    uint32_t na = ver == 1 ? 0 : ib_get_u32(r + STORE_NAME_MAX + 32);
+    uint64_t acked = ver == 1 ? 0 : ib_get_u64(r + STORE_NAME_MAX + 24);
     for (int t = 0; t < p->s->ntables; t++)
       if (strcmp((const char *)r, p->s->tables[t].spec.name) == 0)
         rows[t] = (counts_row){ib_get_u64(r + STORE_NAME_MAX), ib_get_u64(r + STORE_NAME_MAX + 8),
-                               ib_get_u64(r + STORE_NAME_MAX + 16), na, act};
+                               ib_get_u64(r + STORE_NAME_MAX + 16), acked, na, act};
     act += (size_t)na * COUNTS_ACTOR;
   }
   return IB_OK;
@@ -228,6 +269,18 @@ void persist__counts_apply(persist *p, persist_restore_info *ri) {
   uint32_t nact = 0, gone = 0;
   for (int t = 0; t < s->ntables; t++) {
     store__table *tb = &s->tables[t];
+    ri->counts_acked += rows[t].acked;
+    if (rows[t].acked > tb->total_inserts) {
+      uint64_t miss = rows[t].acked - tb->total_inserts;
+      ri->acked_missing += miss;
+      log_error("persist: table '%s' holds %llu rows ever stored, but '%s' (epoch %llu) counted %llu of them "
+                "acknowledged as durable: %llu acknowledged row(s) are gone. Unless log files were moved away or "
+                "--salvage dropped them, the disk lost data it reported flushed HINT: a write cache without "
+                "power-loss protection, or a virtual disk that ignores flushes (e.g. cache=unsafe); actors "
+                "whose rows are gone will not resend them",
+                tb->spec.name, (unsigned long long)tb->total_inserts, path, (unsigned long long)epoch,
+                (unsigned long long)rows[t].acked, (unsigned long long)miss);
+    }
     dup += raise_to(&tb->duplicates, rows[t].duplicates);
     rej += raise_to(&tb->rejected_batches, rows[t].rejected);
     pthread_mutex_lock(&tb->stat_mu);

@@ -48,6 +48,8 @@ typedef struct ck_result {
   uint64_t bytes; /* file size written (CK_RESERVE: the size it could not reserve) */
 } ck_result;
 
+#define PERSIST_COUNTS_PENDING 8 /* saves whose rows may still wait for their flush */
+
 struct persist {
   store *s;
   persist_mode mode;
@@ -86,6 +88,13 @@ struct persist {
   uint64_t io_errors;       /* all time */
   int ckpt_errno;           /* errno of the last failed checkpoint (0 if unknown) */
   uint64_t counts_sum;               /* persist_counts_save: the counters' sum it wrote last */
+  /* persist_counts_save's watermark of acknowledged rows (PERSIST_WAL; only its caller's thread):
+   * acked_ins[t] rows of table t are known durable; the last saves' pairs: pend_ins[k][t] rows
+   * were stored when the log had pend_written[k] bytes, and are durable once every ticket up to
+   * there is (a ring, pend_next the next to fill). */
+  uint64_t acked_ins[STORE_MAX_TABLES];
+  uint64_t pend_ins[PERSIST_COUNTS_PENDING][STORE_MAX_TABLES], pend_written[PERSIST_COUNTS_PENDING];
+  uint32_t pend_next;
   uint8_t *buf;                      /* record buffer for max_insert_batch items */
   size_t buf_cap;
 };

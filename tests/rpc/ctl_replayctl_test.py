@@ -236,6 +236,8 @@ def audit_cases(tmp, procs):
     lim = doc["shards"][0]["limiter"] if code == 0 else {}
     check(lim.get("insert_partial_acks") == 0 and lim.get("insert_timeouts") == 0,
           "info --json: the limiter's insert_partial_acks and insert_timeouts (0 here): %r" % lim)
+    check(code == 0 and doc["shards"][0].get("restore_missing_acked") == 0,
+          "info --json: restore_missing_acked 0 (a shard that lost nothing)")
     # A shard that is down: exit 3, nothing written.
     code, _, err = ctl("export", "--table", "demo", "--out", os.path.join(tmp, "down.hdf5"),
                        shards=target + ",127.0.0.1:1")

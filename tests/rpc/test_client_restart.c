@@ -291,9 +291,18 @@ static int put_flush(rc_writer *w, rc_batch *b, int k0, int n) {
   return rc == IB_OK ? 0 : -1;
 }
 
+/* Info's count of acknowledged rows the shard's restore did not find (UINT64_MAX if Info fails). */
+static uint64_t missing_acked(rc_client *c) {
+  rc_shard_info *info = malloc(sizeof *info);
+  uint64_t n = rc_info_get(c, 0, info) == IB_OK ? info->restore_missing_acked : UINT64_MAX;
+  free(info);
+  return n;
+}
+
 /* A shard that lost items it had acknowledged is noticed by the writer at its next reply: st.lost
  * counts exactly the lost items. The loss is what a disk that reported a flush it never did
  * leaves: after a SIGKILL the log is cut back to its length before the last acknowledged batch.
+ * The shard's restore notices it as well, from its counters file (Info.restore_missing_acked).
  * A restart that loses nothing counts none. */
 static void test_lost_items_noticed(void) {
   wal_shard f;
@@ -305,8 +314,10 @@ static void test_lost_items_noticed(void) {
   rc_writer_stats st;
   if (put_flush(w, &b, 0, 100) != 0) goto out;
   /* A restart that loses nothing (the restore ends with a checkpoint and a fresh log). */
+  usleep(1500 * 1000);
   TH_CHECK_EQ_INT(rt_server_stop(&f.s, 9), 128 + 9);
   if (wal_shard_restart(&f) != 0) goto out;
+  TH_CHECK_EQ_INT(missing_acked(f.c), 0);
   if (put_flush(w, &b, 100, 100) != 0) goto out;
   rc_writer_stats_get(w, &st);
   TH_CHECK_EQ_INT(st.acked, 200);
@@ -320,11 +331,15 @@ static void test_lost_items_noticed(void) {
                before, path2, after);
   rc_writer_stats_get(w, &st);
   TH_CHECK_EQ_INT(st.lost, 0);
+  usleep(1500 * 1000); /* the shard's counters file (once a second) counts the batch as acknowledged */
   /* The disk "never wrote" the last batch although its flush returned: kill, cut the log back. */
   TH_CHECK_EQ_INT(rt_server_stop(&f.s, 9), 128 + 9);
   TH_CHECK(truncate(path, before) == 0);
   if (wal_shard_restart(&f) != 0) goto out;
   TH_CHECK_EQ_INT(online_size(f.c, NULL), 200); /* rows 200..299 are gone */
+  /* The shard notices too, from its counters file: Info says how many. */
+  TH_CHECK_MSG(missing_acked(f.c) == 100, "Info: %llu acknowledged rows missing after the restart, 100 lost",
+               (unsigned long long)missing_acked(f.c));
   if (put_flush(w, &b, 300, 50) != 0) goto out;
   rc_writer_stats_get(w, &st);
   TH_CHECK_EQ_INT(st.acked, 350);

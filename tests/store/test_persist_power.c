@@ -251,6 +251,8 @@ typedef struct tally {
   int states, bad, dropped, torn, stale;
   int refused, salvaged, lost_acked; /* a lying disk: strict restores refused, salvages, and
                                         strict restores that lost acknowledged rows */
+  int counted;  /* restores that used store.counts with a watermark of acknowledged rows > 0 */
+  int noticed;  /* a lying disk: strict restores whose watermark showed rows missing */
   int damaged, sectors; /* states with sectors damaged past a durable length (pcut_damage) */
   int seeds;
   char seed_dir[MAX_SEEDS][96];
@@ -266,6 +268,7 @@ static bool state_check(const char *dir, const ledger *lg, const char *what, tal
   store *s = mk();
   persist *p = NULL;
   persist_restore_info ri;
+  bool ok_watermark = true;
   int rc = persist_open(&p, s, dir, PERSIST_WAL, &ri);
   if (rc != IB_OK) {
     TH_CHECK_MSG(false, "%s: restore refused: %s", what, ib_errmsg());
@@ -274,11 +277,17 @@ static bool state_check(const char *dir, const ledger *lg, const char *what, tal
     return false;
   }
   if (ri_out) *ri_out = ri;
+  t->counted += ri.counts_acked > 0;
+  if (ri.acked_missing > 0) { /* an honest disk keeps every row the watermark counted */
+    TH_CHECK_MSG(false, "%s: the restore reports %llu acknowledged rows missing (store.counts counted %llu)",
+                 what, (unsigned long long)ri.acked_missing, (unsigned long long)ri.counts_acked);
+    ok_watermark = false;
+  }
   t->dropped += ri.wal_dropped_logs > 0;
   t->torn += ri.wal_torn_bytes > 0;
   t->stale += ri.wal_stale;
   uint64_t have[NA + 1] = {0};
-  bool ok = rows_ok(s, lg, NULL, what, have);
+  bool ok = rows_ok(s, lg, NULL, what, have) && ok_watermark;
   /* The retry: each actor sends again what was not acknowledged; rows the crash kept come back
    * as duplicates, the others must be stored. */
   for (uint32_t a = 1; ok && a <= NA; a++) {
@@ -386,12 +395,20 @@ static bool lie_check(const char *dir, const ledger *lg, const char *what, tally
   copy_dir(dir, copy);
   store *s = mk();
   persist *p = NULL;
-  int rc = persist_open(&p, s, dir, PERSIST_WAL, NULL);
+  persist_restore_info ri;
+  int rc = persist_open(&p, s, dir, PERSIST_WAL, &ri);
   bool ok = true, strict_ok = rc == IB_OK, lost = false;
   uint64_t n_strict = 0, n_salv = 0;
   if (rc == IB_OK) {
     ok = rows_valid(s, lg, what, &n_strict, &lost);
     t->lost_acked += lost;
+    t->counted += ri.counts_acked > 0;
+    t->noticed += ri.acked_missing > 0;
+    if (ri.acked_missing > ri.counts_acked) {
+      TH_CHECK_MSG(false, "%s: %llu rows reported missing of the %llu store.counts counted", what,
+                   (unsigned long long)ri.acked_missing, (unsigned long long)ri.counts_acked);
+      ok = false;
+    }
     persist_close(p);
   } else if (rc == IB_EPROTO || rc == IB_ECHECKSUM || rc == IB_EMISSING) {
     t->refused++;
@@ -1173,6 +1190,39 @@ static void workers_start(worker *w, pthread_t *th, store *s, persist *p, const 
   }
 }
 
+/* The server's counters saver (persist_counts_save, once a second there), every `period_us` here
+ * so that its watermark of acknowledged rows follows the inserts closely; saves that fail (a
+ * failing disk) are counted. */
+typedef struct saver {
+  persist *p;
+  long period_us;
+  int stop, saves, failed;
+  pthread_t th;
+} saver;
+
+static void *w_counts(void *arg) {
+  saver *v = arg;
+  while (!__atomic_load_n(&v->stop, __ATOMIC_RELAXED)) {
+    if (persist_counts_save(v->p) == IB_OK) v->saves++;
+    else v->failed++;
+    struct timespec ts = {0, v->period_us * 1000L};
+    nanosleep(&ts, NULL);
+  }
+  return NULL;
+}
+
+static void saver_start(saver *v, persist *p, long period_us) {
+  memset(v, 0, sizeof *v);
+  v->p = p;
+  v->period_us = period_us;
+  IB_CHECK(pthread_create(&v->th, NULL, w_counts, v) == 0);
+}
+
+static void saver_stop(saver *v) {
+  __atomic_store_n(&v->stop, 1, __ATOMIC_RELAXED);
+  pthread_join(v->th, NULL);
+}
+
 static void *w_insert(void *arg) {
   worker *w = arg;
   for (uint64_t q = 0; q + 4 <= CAP / 4 && !__atomic_load_n(&w->stop, __ATOMIC_RELAXED); q += 4) {
@@ -1259,6 +1309,8 @@ static void test_random_under_load(void) {
   const uint64_t slice = grant_slice(CAP / 4, COPIES);
   uint64_t grant = 2 * slice;
   workers_start(w, th, s, p, &grant, 0, dir, w_insert, w_ckpt);
+  saver sv;
+  saver_start(&sv, p, 1000);
   rng r;
   rng_seed(&r, 47, "test", 0, "power-load");
   tally t;
@@ -1285,6 +1337,7 @@ static void test_random_under_load(void) {
   free(sn);
   for (int i = 0; i <= NA; i++) __atomic_store_n(&w[i].stop, 1, __ATOMIC_RELAXED);
   for (int i = 0; i <= NA; i++) pthread_join(th[i], NULL);
+  saver_stop(&sv);
   int errors = 0;
   for (int i = 0; i <= NA; i++) errors += w[i].errors;
   TH_CHECK_EQ_INT(errors, 0);
@@ -1298,12 +1351,13 @@ static void test_random_under_load(void) {
   printf("  %d random crashes (%d while inserting, %d just before a journaled call): %d states "
          "restored (%d dropped logs, %d torn, %d stale, %d with damaged sectors), %d bad; "
          "up to %d pending directory operations; %d checkpoints (%d made to fail); acked "
-         "%llu/%llu/%llu rows\n",
+         "%llu/%llu/%llu rows; %d restores checked store.counts' count of acknowledged rows\n",
          COPIES, while_inserting, at_event, t.states, t.dropped, t.torn, t.stale, t.damaged, t.bad,
          pending_max,
          w[NA].ckpts + w[NA].failed, w[NA].failed, (unsigned long long)LG.acked[1],
-         (unsigned long long)LG.acked[2], (unsigned long long)LG.acked[3]);
+         (unsigned long long)LG.acked[2], (unsigned long long)LG.acked[3], t.counted);
   TH_CHECK(t.states > COPIES);
+  TH_CHECK_MSG(t.counted > 0, "no restore used store.counts: its watermark went unchecked");
   TH_CHECK(t.damaged > 0);
   fx_rmdir_all(dir);
 }
@@ -1378,6 +1432,8 @@ static void test_random_eio(void) {
   const uint64_t slice = grant_slice(ROWS, COPIES);
   uint64_t grant = 2 * slice;
   workers_start(w, th, s, p, &grant, ROWS, dir, w_insert_eio, w_ckpt_eio);
+  saver sv; /* slower: directory operations pile up while directory fsyncs fail */
+  saver_start(&sv, p, 10000);
   rng r;
   rng_seed(&r, 53, "test", 0, "power-eio");
   tally t;
@@ -1436,6 +1492,7 @@ static void test_random_eio(void) {
   }
   for (int i = 0; i <= NA; i++) __atomic_store_n(&w[i].stop, 1, __ATOMIC_RELAXED);
   for (int i = 0; i <= NA; i++) pthread_join(th[i], NULL);
+  saver_stop(&sv);
   uint64_t nf[PCUT_NKINDS] = {0}, ev = pcut_events();
   for (int k = 1; k < PCUT_NKINDS; k++) nf[k] = pcut_failures_of(k);
   pcut_fail_rate(dir_ops | PCUT_KIND(PCUT_FSYNC), 0, 0);
@@ -1471,14 +1528,15 @@ static void test_random_eio(void) {
          "with damaged sectors), %d bad; failed: %llu directory fsyncs, %llu renames, %llu file "
          "flushes, %llu creates, %llu unlinks; %d checkpoints (%d failed, %d good after a "
          "failure); %d batches refused and sent again, %d acks after a refusal; acked "
-         "%llu/%llu/%llu rows\n",
+         "%llu/%llu/%llu rows; %d restores checked store.counts' count of acknowledged rows\n",
          COPIES, (unsigned long long)ev, while_inserting, at_event, after_failure, while_broken,
          t.states, t.dropped, t.torn, t.stale, t.damaged,
          t.bad, (unsigned long long)nf[PCUT_DSYNC], (unsigned long long)nf[PCUT_RENAME],
          (unsigned long long)nf[PCUT_FSYNC], (unsigned long long)nf[PCUT_CREATE],
          (unsigned long long)nf[PCUT_UNLINK], w[NA].ckpts + w[NA].failed, w[NA].failed,
          w[NA].healed, refused, healed, (unsigned long long)lg.acked[1],
-         (unsigned long long)lg.acked[2], (unsigned long long)lg.acked[3]);
+         (unsigned long long)lg.acked[2], (unsigned long long)lg.acked[3], t.counted);
+  TH_CHECK_MSG(t.counted > 0, "no restore used store.counts: its watermark went unchecked");
   TH_CHECK_MSG(nf[PCUT_DSYNC] > 0 && nf[PCUT_RENAME] > 0 && nf[PCUT_FSYNC] > 0,
                "the disk should have failed directory fsyncs, renames and flushes");
   TH_CHECK_MSG(refused > 0 && healed > 0, "inserts should be refused, then acknowledged again");
@@ -1510,6 +1568,8 @@ static void test_random_lies(void) {
   const uint64_t slice = grant_slice(CAP / 4, COPIES);
   uint64_t grant = 2 * slice;
   workers_start(w, th, s, p, &grant, 0, dir, w_insert, w_ckpt);
+  saver sv;
+  saver_start(&sv, p, 1000);
   rng r;
   rng_seed(&r, 59, "test", 0, "power-lie");
   tally t;
@@ -1532,6 +1592,7 @@ static void test_random_lies(void) {
   free(sn);
   for (int i = 0; i <= NA; i++) __atomic_store_n(&w[i].stop, 1, __ATOMIC_RELAXED);
   for (int i = 0; i <= NA; i++) pthread_join(th[i], NULL);
+  saver_stop(&sv);
   uint64_t lies_f = pcut_lies_of(PCUT_FSYNC), lies_d = pcut_lies_of(PCUT_DSYNC);
   int errors = 0;
   for (int i = 0; i <= NA; i++) errors += w[i].errors;
@@ -1542,9 +1603,10 @@ static void test_random_lies(void) {
   pcut_unwatch();
   printf("  %d crashes on a lying disk (%llu file flushes and %llu directory fsyncs lied): %d "
          "states; the strict restore refused %d (each salvaged: %d) and lost acknowledged rows "
-         "in %d it accepted; %d bad; %d checkpoints (%d made to fail)\n",
+         "in %d it accepted; store.counts was used in %d and showed rows missing in %d; %d bad; "
+         "%d checkpoints (%d made to fail)\n",
          COPIES, (unsigned long long)lies_f, (unsigned long long)lies_d, t.states, t.refused,
-         t.salvaged, t.lost_acked, t.bad, w[NA].ckpts + w[NA].failed, w[NA].failed);
+         t.salvaged, t.lost_acked, t.counted, t.noticed, t.bad, w[NA].ckpts + w[NA].failed, w[NA].failed);
   TH_CHECK(lies_f > 0 && lies_d > 0);
   TH_CHECK_MSG(t.refused > 0, "no crash state was refused: the case does not reach the salvage");
   TH_CHECK_EQ_INT(t.salvaged, t.refused);
