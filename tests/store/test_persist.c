@@ -1147,6 +1147,29 @@ static uint64_t samples_of(store *s, uint64_t *dups) {
   return n;
 }
 
+/* A store (64 demo rows, `online_cap` online) opened on dir by persist_open, which must succeed. */
+static store *open_store(const char *dir, uint64_t online_cap, persist_mode mode, persist **p,
+                         persist_restore_info *ri) {
+  store *s = mk(64, online_cap);
+  *p = NULL;
+  TH_CHECK_MSG(persist_open(p, s, dir, mode, ri) == IB_OK, "open %s: %s", dir, ib_errmsg());
+  return s;
+}
+
+static store_table_info online_info(store *s) {
+  store_table_info ti;
+  store_table_info_get(s, store_table_find(s, "online"), &ti);
+  return ti;
+}
+
+/* Writes buf[0..n) to dir/name. */
+static void put_file(const char *dir, const char *name, const void *buf, size_t n) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "wb");
+  IB_CHECK(f != NULL && fwrite(buf, 1, n, f) == n && fclose(f) == 0);
+}
+
 /* Actor `actor`'s duplicates in the online table (0 if it has no record). */
 static uint64_t actor_dups(store *s, uint32_t actor) {
   store_actor_info ai;
@@ -1169,10 +1192,7 @@ static void write_counts_v1(const char *dir, uint64_t samples) {
     ib_put_u64(w + STORE_NAME_MAX, t == 1 ? samples : 0);
   }
   ib_put_u32(w, ib_crc32(0, buf, (size_t)(w - buf)));
-  char path[128];
-  snprintf(path, sizeof path, "%s/store.counts", dir);
-  FILE *f = fopen(path, "wb");
-  IB_CHECK(f != NULL && fwrite(buf, 1, sizeof buf, f) == sizeof buf && fclose(f) == 0);
+  put_file(dir, "store.counts", buf, sizeof buf);
 }
 
 /* The log holds no samples: without store.counts a crash sets total_samples back to the last
@@ -1204,9 +1224,8 @@ static void test_counts_survive_crash(void) {
   draw(a, 25); /* after the last save: lost with the crash */
   persist_close(pa); /* "crash" */
 
-  store *b = mk(64, 16);
-  persist *pb = NULL;
-  TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_WAL, &ri), IB_OK);
+  persist *pb;
+  store *b = open_store(dir, 16, PERSIST_WAL, &pb, &ri);
   uint64_t dups;
   TH_CHECK_MSG(samples_of(b, &dups) == saved, "restored %llu samples, saved %llu (the checkpoint had 40)",
                (unsigned long long)samples_of(b, NULL), (unsigned long long)saved);
@@ -1222,9 +1241,8 @@ static void test_counts_survive_crash(void) {
 
   /* A damaged file is ignored: the recovery checkpoint's 140 stand. */
   fx_flip_byte(dir, "store.counts", 40);
-  store *c = mk(64, 16);
-  persist *pc = NULL;
-  TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_WAL, &ri), IB_OK);
+  persist *pc;
+  store *c = open_store(dir, 16, PERSIST_WAL, &pc, &ri);
   TH_CHECK_EQ_INT(samples_of(c, NULL), 140);
   TH_CHECK_EQ_INT(ri.counts_samples, 0);
   draw(c, 7);
@@ -1241,15 +1259,13 @@ static void test_counts_survive_crash(void) {
   persist_close(pc);
 
   /* Another lineage: a store of epoch 0 in dir2, then dir's file put beside it. */
-  store *d = mk(64, 16);
-  persist *pd = NULL;
-  TH_CHECK_EQ_INT(persist_open(&pd, d, dir2, PERSIST_WAL, &ri), IB_OK);
+  persist *pd;
+  store *d = open_store(dir2, 16, PERSIST_WAL, &pd, &ri);
   fill(d);
   persist_close(pd);
   copy_path(dir, "store.counts", dir2, "store.counts");
-  store *e = mk(64, 16);
-  persist *pe = NULL;
-  TH_CHECK_EQ_INT(persist_open(&pe, e, dir2, PERSIST_WAL, &ri), IB_OK);
+  persist *pe;
+  store *e = open_store(dir2, 16, PERSIST_WAL, &pe, &ri);
   TH_CHECK_EQ_INT(samples_of(e, NULL), 0);
   TH_CHECK_EQ_INT(ri.counts_samples, 0);
   persist_close(pe);
@@ -1258,21 +1274,17 @@ static void test_counts_survive_crash(void) {
   fx_rmdir_all(dir2);
   IB_CHECK(mkdir(dir2, 0755) == 0);
   copy_path(dir, "store.counts", dir2, "store.counts");
-  store *f = mk(64, 16);
-  persist *pf = NULL;
-  TH_CHECK_EQ_INT(persist_open(&pf, f, dir2, PERSIST_WAL, &ri), IB_OK);
+  persist *pf;
+  store *f = open_store(dir2, 16, PERSIST_WAL, &pf, &ri);
   TH_CHECK_EQ_INT(samples_of(f, NULL), 0);
   TH_CHECK_MSG(file_size(dir2, "store.counts") < 0, "a fresh store kept another store's counters file");
   persist_close(pf);
 
   /* A version-1 file, as a shard from before the actors' section left it, is still read. */
   write_counts_v1(dir, 5000);
-  store *g = mk(64, 16);
-  persist *pg = NULL;
-  TH_CHECK_EQ_INT(persist_open(&pg, g, dir, PERSIST_WAL, &ri), IB_OK);
-  store_table_info ti;
-  store_table_info_get(g, store_table_find(g, "online"), &ti);
-  TH_CHECK_EQ_INT(ti.total_samples, 5000);
+  persist *pg;
+  store *g = open_store(dir, 16, PERSIST_WAL, &pg, &ri);
+  TH_CHECK_EQ_INT(online_info(g).total_samples, 5000);
   TH_CHECK(ri.counts_samples > 0);
   TH_CHECK_EQ_INT(actor_dups(g, 1), 17);
   persist_close(pg);
@@ -1291,9 +1303,8 @@ static void test_counts_notice_lost_rows(void) {
   fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
   persist_restore_info ri;
   for (int lie = 0; lie < 2; lie++) {
-    store *a = mk(64, 256);
-    persist *pa = NULL;
-    TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, &ri), IB_OK);
+    persist *pa;
+    store *a = open_store(dir, 256, PERSIST_WAL, &pa, &ri);
     put(a, "online", 1, 0, 40, 8);
     put(a, "demo", 9, 0, 10, 5);
     long before = file_size(dir, fx_wal(0));
@@ -1303,12 +1314,9 @@ static void test_counts_notice_lost_rows(void) {
     persist_close(pa); /* "crash" */
     store_destroy(a);
     if (lie) truncate_by(dir, fx_wal(0), after - before); /* the disk never wrote the flushed record */
-    store *b = mk(64, 256);
-    persist *pb = NULL;
-    TH_CHECK_EQ_INT(persist_open(&pb, b, dir, PERSIST_WAL, &ri), IB_OK);
-    store_table_info ti;
-    store_table_info_get(b, store_table_find(b, "online"), &ti);
-    TH_CHECK_EQ_INT(ti.total_inserts, lie ? 40 : 46);
+    persist *pb;
+    store *b = open_store(dir, 256, PERSIST_WAL, &pb, &ri);
+    TH_CHECK_EQ_INT(online_info(b).total_inserts, lie ? 40 : 46);
     TH_CHECK_MSG(ri.acked_missing == (lie ? 6u : 0u), "%s: the restore reports %llu acknowledged rows missing",
                  lie ? "a lost flushed record (6 rows)" : "an honest crash", (unsigned long long)ri.acked_missing);
     persist_close(pb);
@@ -1317,20 +1325,16 @@ static void test_counts_notice_lost_rows(void) {
     IB_CHECK(mkdir(dir, 0755) == 0);
   }
   /* Checkpoint-only: a crash loses every row since the checkpoint, which none was promised. */
-  store *c = mk(64, 256);
-  persist *pc = NULL;
-  TH_CHECK_EQ_INT(persist_open(&pc, c, dir, PERSIST_CKPT_ONLY, &ri), IB_OK);
+  persist *pc;
+  store *c = open_store(dir, 256, PERSIST_CKPT_ONLY, &pc, &ri);
   put(c, "online", 1, 0, 20, 5);
   TH_CHECK_EQ_INT(persist_checkpoint(pc, NULL), IB_OK);
   put(c, "online", 1, 20, 30, 5);
   TH_CHECK_EQ_INT(persist_counts_save(pc), IB_OK);
   persist_close(pc);
-  store *d = mk(64, 256);
-  persist *pd = NULL;
-  TH_CHECK_EQ_INT(persist_open(&pd, d, dir, PERSIST_CKPT_ONLY, &ri), IB_OK);
-  store_table_info ti;
-  store_table_info_get(d, store_table_find(d, "online"), &ti);
-  TH_CHECK_EQ_INT(ti.total_inserts, 20);
+  persist *pd;
+  store *d = open_store(dir, 256, PERSIST_CKPT_ONLY, &pd, &ri);
+  TH_CHECK_EQ_INT(online_info(d).total_inserts, 20);
   TH_CHECK_EQ_INT(ri.acked_missing, 0);
   persist_close(pd);
   store_destroy(c);
@@ -1356,17 +1360,14 @@ static size_t slurp(const char *dir, const char *name, uint8_t *buf, size_t cap)
 static void test_counts_file_fuzz(void) {
   char dir[64];
   fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
-  store *a = mk(64, 16);
-  persist *pa = NULL;
   persist_restore_info ri;
-  TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, &ri), IB_OK);
+  persist *pa;
+  store *a = open_store(dir, 16, PERSIST_WAL, &pa, &ri);
   fill(a);
   draw(a, 40);
   put(a, "online", 2, 5, 12, 3);
   TH_CHECK_EQ_INT(persist_counts_save(pa), IB_OK);
-  store_table_info ti;
-  store_table_info_get(a, store_table_find(a, "online"), &ti);
-  uint64_t inserted = ti.total_inserts;
+  uint64_t inserted = online_info(a).total_inserts;
   persist_close(pa);
   store_destroy(a);
   uint8_t good[4096], buf[4096];
@@ -1388,27 +1389,21 @@ static void test_counts_file_fuzz(void) {
       }
       ib_put_u32(buf + n - 4, ib_crc32(0, buf, n - 4));
     }
-    char path[128];
-    snprintf(path, sizeof path, "%s/store.counts", dir);
-    FILE *f = fopen(path, "wb");
-    IB_CHECK(f != NULL && fwrite(buf, 1, len, f) == len && fclose(f) == 0);
+    put_file(dir, "store.counts", buf, len);
     store *b = mk(64, 16);
     persist *pb = NULL;
     int rc = persist_open(&pb, b, dir, PERSIST_WAL, &ri);
     TH_CHECK_MSG(rc == IB_OK, "iteration %d: a counters file of %zu bytes stopped the restore: %s", it, len,
                  ib_errmsg());
     if (rc == IB_OK) {
-      store_table_info_get(b, store_table_find(b, "online"), &ti);
-      TH_CHECK_EQ_INT(ti.total_inserts, inserted); /* the log's rows, whatever the file says */
+      TH_CHECK_EQ_INT(online_info(b).total_inserts, inserted); /* the log's rows, whatever the file says */
       if (ri.counts_samples + ri.counts_duplicates > 0) applied++;
       else ignored++;
       persist_close(pb);
     }
     store_destroy(b);
-    if (it % 3 == 2) { /* keep the next restores' counters low: put the good file back, restore once */
-      f = fopen(path, "wb");
-      IB_CHECK(f != NULL && fwrite(good, 1, n, f) == n && fclose(f) == 0);
-    }
+    if (it % 3 == 2) /* keep the next restores' counters low: put the good file back, restore once */
+      put_file(dir, "store.counts", good, n);
   }
   TH_CHECK_MSG(applied > 0 && ignored > 0, "fuzzed files applied %d, ignored %d: both should happen", applied,
                ignored);
