@@ -45,15 +45,29 @@ static void fill(rc_batch *b, int k0, int n) {
   }
 }
 
-static uint64_t online_size(rc_client *c, uint64_t *dups) {
+/* Shard 0's Info (malloc'd; the caller frees it), or NULL if the call fails. */
+static rc_shard_info *shard_info(rc_client *c) {
   rc_shard_info *info = malloc(sizeof *info);
+  if (rc_info_get(c, 0, info) == IB_OK) return info;
+  free(info);
+  return NULL;
+}
+
+/* The record of actor `id` in info, or NULL. */
+static const rc_actor_info *actor_of(const rc_shard_info *info, uint32_t id) {
+  for (int a = 0; info != NULL && a < info->n_actors; a++)
+    if (info->actors[a].actor_id == id) return &info->actors[a];
+  return NULL;
+}
+
+static uint64_t online_size(rc_client *c, uint64_t *dups) {
+  rc_shard_info *info = shard_info(c);
   uint64_t n = UINT64_MAX;
-  if (rc_info_get(c, 0, info) == IB_OK)
-    for (int t = 0; t < info->n_tables; t++)
-      if (info->tables[t].kind == 1) {
-        n = info->tables[t].size;
-        if (dups) *dups = info->tables[t].duplicates;
-      }
+  for (int t = 0; info != NULL && t < info->n_tables; t++)
+    if (info->tables[t].kind == 1) {
+      n = info->tables[t].size;
+      if (dups) *dups = info->tables[t].duplicates;
+    }
   free(info);
   return n;
 }
@@ -233,12 +247,9 @@ static void test_pipelined_restart(void) {
   TH_CHECK_MSG(write_rows(w, &b, 1216, 320, 64) == IB_OK, "%s", ib_errmsg());
   TH_CHECK_MSG(rc_writer_flush(w, -1) == IB_OK, "%s", ib_errmsg());
   TH_CHECK_EQ_INT(online_size(c, NULL), 1536); /* seqs 0..1535, each once */
-  rc_shard_info *info = calloc(1, sizeof *info);
-  TH_CHECK(rc_info_get(c, 0, info) == IB_OK);
-  uint64_t last = 0;
-  for (int i = 0; i < info->n_actors; i++)
-    if (info->actors[i].actor_id == 6) last = info->actors[i].last_seq;
-  TH_CHECK_EQ_INT(last, 1535);
+  rc_shard_info *info = shard_info(c);
+  const rc_actor_info *a6 = actor_of(info, 6);
+  TH_CHECK_EQ_INT(a6 ? a6->last_seq : 0, 1535);
   free(info);
   /* Every row is the one written under its seq (reward = obs = seq). */
   rc_batch sb;
@@ -293,8 +304,8 @@ static int put_flush(rc_writer *w, rc_batch *b, int k0, int n) {
 
 /* Info's count of acknowledged rows the shard's restore did not find (UINT64_MAX if Info fails). */
 static uint64_t missing_acked(rc_client *c) {
-  rc_shard_info *info = malloc(sizeof *info);
-  uint64_t n = rc_info_get(c, 0, info) == IB_OK ? info->restore_missing_acked : UINT64_MAX;
+  rc_shard_info *info = shard_info(c);
+  uint64_t n = info ? info->restore_missing_acked : UINT64_MAX;
   free(info);
   return n;
 }
@@ -373,10 +384,10 @@ static void test_limiter_after_kill(void) {
   }
   TH_CHECK_EQ_INT(rt_server_stop(&f.s, 9), 128 + 9);
   if (wal_shard_restart(&f) != 0) goto out;
-  rc_shard_info *info = malloc(sizeof *info);
-  TH_CHECK_MSG(rc_info_get(f.c, 0, info) == IB_OK, "%s", ib_errmsg());
-  TH_CHECK_EQ_INT(info->limiter.inserts, 1000);
-  TH_CHECK_EQ_INT(info->limiter.samples, 1000); /* 0 restored, 1000 counted by the restore */
+  rc_shard_info *info = shard_info(f.c);
+  TH_CHECK_MSG(info != NULL, "%s", ib_errmsg());
+  TH_CHECK_EQ_INT(info ? info->limiter.inserts : 0, 1000);
+  TH_CHECK_EQ_INT(info ? info->limiter.samples : 0, 1000); /* 0 restored, 1000 counted by the restore */
   free(info);
   double t0 = ib_now_s();
   if (put_flush(w, &b, 1000, 200) != 0) goto out; /* c + 200 = 200 <= 250: at once */
@@ -390,23 +401,18 @@ out:
 
 /* Both tables' sampled counts in Info (UINT64_MAX if Info fails). */
 static uint64_t sampled_total(rc_client *c) {
-  rc_shard_info *info = malloc(sizeof *info);
-  uint64_t n = UINT64_MAX;
-  if (rc_info_get(c, 0, info) == IB_OK) {
-    n = 0;
-    for (int t = 0; t < info->n_tables; t++) n += info->tables[t].sampled;
-  }
+  rc_shard_info *info = shard_info(c);
+  uint64_t n = info ? 0 : UINT64_MAX;
+  for (int t = 0; info != NULL && t < info->n_tables; t++) n += info->tables[t].sampled;
   free(info);
   return n;
 }
 
 /* Actor `actor`'s duplicates as Info reports them (UINT64_MAX if Info fails or lacks the actor). */
 static uint64_t actor_dups(rc_client *c, uint32_t actor) {
-  rc_shard_info *info = malloc(sizeof *info);
-  uint64_t n = UINT64_MAX;
-  if (rc_info_get(c, 0, info) == IB_OK)
-    for (int a = 0; a < info->n_actors; a++)
-      if (info->actors[a].actor_id == actor) n = info->actors[a].duplicates;
+  rc_shard_info *info = shard_info(c);
+  const rc_actor_info *a = actor_of(info, actor);
+  uint64_t n = a ? a->duplicates : UINT64_MAX;
   free(info);
   return n;
 }

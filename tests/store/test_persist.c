@@ -1204,10 +1204,9 @@ static void test_counts_survive_crash(void) {
   char dir[64], dir2[64];
   fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
   fx_tmpdir(dir2, sizeof dir2, "ibrl-store-test");
-  store *a = mk(64, 16);
-  persist *pa = NULL;
   persist_restore_info ri;
-  TH_CHECK_EQ_INT(persist_open(&pa, a, dir, PERSIST_WAL, &ri), IB_OK);
+  persist *pa;
+  store *a = open_store(dir, 16, PERSIST_WAL, &pa, &ri);
   fill(a);
   draw(a, 40);
   TH_CHECK_EQ_INT(persist_checkpoint(pa, NULL), IB_OK); /* 40 samples, 10 duplicates in it */
