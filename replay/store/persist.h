@@ -101,7 +101,8 @@ typedef struct persist_restore_info {
   /* Rows store.counts says were acknowledged as durable (PERSIST_WAL) that the restore does not
    * hold, all tables: only a disk that lost flushed data (or a salvage) leaves any. A lower bound
    * of the loss: the file is saved about once a second and not flushed, and is not used when it
-   * is damaged, of a later epoch than the restored chain, or when nothing was restored. */
+   * is damaged or when nothing was restored. A file of a later epoch than the restored chain is
+   * compared (the chain lost a log or checkpoint), though its other counters are not used. */
   uint64_t acked_missing;
   uint64_t counts_acked;          /* that file's count of acknowledged rows, all tables (0 when
                                      the file was not used) */

@@ -15,19 +15,22 @@
  *   u32 CRC-32 of every byte before it.
  * Version 1 (before 24 Nov) has no acked_inserts, no nactors and no actors; a restore reads both.
  * The counters only grow, so a restore takes, per table and per actor, the larger of the restored
- * value and the file's: a file older than the checkpoint changes nothing. A file from another
- * lineage (an epoch past the restored chain) is ignored, and so is a damaged one (a crash may leave
- * it empty: it is not flushed). A start that restored nothing deletes the file, so a store begun
- * afresh in the same directory never inherits it.
+ * value and the file's: a file older than the checkpoint changes nothing. The counters of a file
+ * saved at an epoch past the restored chain are not used (that chain lost a later log or
+ * checkpoint, or the file is another store's), and a damaged file is ignored whole (a crash may
+ * leave it empty: it is not flushed). A start that restored nothing deletes the file, so a store
+ * begun afresh in the same directory never inherits it.
  *
  * acked_inserts (PERSIST_WAL; 0 otherwise) is a watermark: that many of the table's rows (its
  * total_inserts, all time) were durable by the rule inserts are acknowledged by, at a save (see
  * acked_update). An honest disk keeps them all, so a restore that holds fewer rows found a disk
  * that lost data it reported flushed: it logs an error and reports the shortfall
- * (persist_restore_info.acked_missing). That is a lower bound of the loss: the file trails the
- * inserts by up to two saves, it is not flushed (a lying disk may lose it too), and it is not used
- * when the restore holds nothing or ends at an earlier epoch than the file's (a lost log or
- * checkpoint rename): those losses go unnoticed here. */
+ * (persist_restore_info.acked_missing). It does so too when the restored chain ends at an earlier
+ * epoch than the file's: a log or checkpoint the disk said it had made durable is missing (unless
+ * the files were put back from a backup or come from another store, which the file cannot tell
+ * apart). That is a lower bound of the loss: the file trails the inserts by up to two saves, it is
+ * not flushed (a disk that loses the log's last flushes usually loses the newer file with them),
+ * and it is not used when the restore holds nothing: those losses go unnoticed here. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -241,6 +244,38 @@ static uint64_t raise_to(uint64_t *v, uint64_t to) {
   return add;
 }
 
+/* Compares the file's watermarks of acknowledged rows with the rows the restore holds, table by
+ * table, and logs and counts (ri->acked_missing) any shortfall. `epoch` is the file's: past the
+ * restored chain's, the chain lost a later log or checkpoint the disk had reported durable, and the
+ * message says so. */
+static void acked_check(persist *p, persist_restore_info *ri, const counts_row *rows, const char *path,
+                        uint64_t epoch) {
+  store *s = p->s;
+  bool later = epoch > p->epoch;
+  for (int t = 0; t < s->ntables; t++) {
+    store__table *tb = &s->tables[t];
+    ri->counts_acked += rows[t].acked;
+    if (rows[t].acked <= tb->total_inserts) continue;
+    uint64_t miss = rows[t].acked - tb->total_inserts;
+    ri->acked_missing += miss;
+    char chain[160] = "";
+    if (later && epoch == p->epoch + 1)
+      snprintf(chain, sizeof chain, " (a log or checkpoint of epoch %llu is missing: the restored chain ends at %llu)",
+               (unsigned long long)epoch, (unsigned long long)p->epoch);
+    else if (later)
+      snprintf(chain, sizeof chain, " (logs or checkpoints of epochs %llu to %llu are missing: the restored chain "
+               "ends at %llu)", (unsigned long long)p->epoch + 1, (unsigned long long)epoch,
+               (unsigned long long)p->epoch);
+    log_error("persist: table '%s' holds %llu rows ever stored, but '%s' (epoch %llu) counted %llu of them "
+              "acknowledged as durable: %llu acknowledged row(s) are gone%s. Unless log files were moved away, "
+              "files were put back from a backup or another shard, or --salvage dropped them, the disk lost "
+              "data it reported flushed HINT: a write cache without power-loss protection, or a virtual disk "
+              "that ignores flushes (e.g. cache=unsafe); actors whose rows are gone will not resend them",
+              tb->spec.name, (unsigned long long)tb->total_inserts, path, (unsigned long long)epoch,
+              (unsigned long long)rows[t].acked, (unsigned long long)miss, chain);
+  }
+}
+
 void persist__counts_apply(persist *p, persist_restore_info *ri) {
   store *s = p->s;
   char path[PATH_MAX_LEN + 32];
@@ -255,6 +290,7 @@ void persist__counts_apply(persist *p, persist_restore_info *ri) {
   uint64_t epoch = 0;
   uint8_t *owned = NULL;
   int rc = counts_read(p, rows, &epoch, &owned);
+  if (rc == IB_OK) acked_check(p, ri, rows, path, epoch);
   if (rc == IB_OK && epoch > p->epoch)
     rc = ib_fail(IB_EMISMATCH, "'%s' was saved at epoch %llu, past the restored chain's %llu", path,
                  (unsigned long long)epoch, (unsigned long long)p->epoch);
@@ -269,18 +305,6 @@ void persist__counts_apply(persist *p, persist_restore_info *ri) {
   uint32_t nact = 0, gone = 0;
   for (int t = 0; t < s->ntables; t++) {
     store__table *tb = &s->tables[t];
-    ri->counts_acked += rows[t].acked;
-    if (rows[t].acked > tb->total_inserts) {
-      uint64_t miss = rows[t].acked - tb->total_inserts;
-      ri->acked_missing += miss;
-      log_error("persist: table '%s' holds %llu rows ever stored, but '%s' (epoch %llu) counted %llu of them "
-                "acknowledged as durable: %llu acknowledged row(s) are gone. Unless log files were moved away or "
-                "--salvage dropped them, the disk lost data it reported flushed HINT: a write cache without "
-                "power-loss protection, or a virtual disk that ignores flushes (e.g. cache=unsafe); actors "
-                "whose rows are gone will not resend them",
-                tb->spec.name, (unsigned long long)tb->total_inserts, path, (unsigned long long)epoch,
-                (unsigned long long)rows[t].acked, (unsigned long long)miss);
-    }
     dup += raise_to(&tb->duplicates, rows[t].duplicates);
     rej += raise_to(&tb->rejected_batches, rows[t].rejected);
     pthread_mutex_lock(&tb->stat_mu);
