@@ -1197,9 +1197,9 @@ static void write_counts_v1(const char *dir, uint64_t samples) {
 
 /* The log holds no samples: without store.counts a crash sets total_samples back to the last
  * checkpoint's. With it, the restore counts what was sampled up to its last save, and the
- * duplicates of each table and actor; a damaged file, one of another lineage (an epoch past the
- * restored chain) and one in a directory that restores nothing are not used; a version-1 file
- * (tables only) still is. */
+ * duplicates of each table and actor; a damaged file and one in a directory that restores nothing
+ * are not used, nor are the counters of one of another lineage (an epoch past the restored chain:
+ * only its watermark is compared); a version-1 file (tables only) still is. */
 static void test_counts_survive_crash(void) {
   char dir[64], dir2[64];
   fx_tmpdir(dir, sizeof dir, "ibrl-store-test");
