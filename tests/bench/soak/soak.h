@@ -129,6 +129,8 @@ typedef struct soak_restart {
   uint64_t tear_missing;  /* acknowledged rows that were not in the log before the tear */
   uint64_t drop_want;     /* bytes the restore should drop: the torn record and the garbage */
   int64_t drop_seen;      /* bytes the restarted shard said it dropped (-1: no "restored" line seen) */
+  uint64_t lost_reported; /* rows its restore said were acknowledged as durable and are gone (Info's
+                             restore_missing_acked): at most the rows the tear cut, 0 without a tear */
 } soak_restart;
 
 /* What one loss check of one shard found (checks (1)-(3) in soak_check.c's design comment). */
@@ -189,6 +191,8 @@ typedef struct soak_run {
   int tears, tear_failed, tear_garbled, drop_bad; /* tears made, failed, with garbage; drops not as predicted */
   uint64_t tear_bytes, tear_rows_cut, tear_missing;  /* bytes cut or garbled, rows cut, acked rows not logged */
   uint64_t drop_seen;                                /* torn bytes the shards said they dropped */
+  uint64_t lost_reported;  /* rows the restarted shards' restores reported gone (restore_missing_acked) */
+  int lost_report_bad;     /* restarts whose report exceeded the rows the tear cut (any report without a tear) */
   rng tear_rng;                                      /* the tears' cut points and garbage (--tear-seed) */
   int restart_failed; /* a restart did not come back, or did not answer Info */
   int term_bad;       /* SIGTERM restarts whose shard did not exit 0 */

@@ -17,9 +17,11 @@
  *            concurrent messages after a stall) that tilt a short window's least-squares line,
  *            while a leak per message grows it every second and moves the median fully;
  *   clean    no call failed, and every bad request was refused as it should be;
- *   durable  (restarts only) no acknowledged row lost, and the counts below hold; with --crash-tear
- *            also every tear made, no acknowledged row missing from a log before its tear, and every
- *            restore dropping exactly the torn bytes (soak_tear.c).
+ *   durable  (restarts only) no acknowledged row lost, and the counts below hold; no restart whose
+ *            shard reports rows lost at start (Info's restore_missing_acked) beyond what its tear cut
+ *            (none without a tear); with --crash-tear also every tear made, no acknowledged row
+ *            missing from a log before its tear, and every restore dropping exactly the torn bytes
+ *            (soak_tear.c).
  * With restarts memory is judged per incarnation: each one's peak under the prediction, and the
  * last one with enough points after its own warm-up (a checkpoint done in it and --warmup of its
  * length) flat. With several shards, per shard (each its own prediction, incarnations and window).
@@ -294,6 +296,6 @@ void soak_check_judge(const soak_cfg *c, const soak_shared *sh, const soak_run *
    * or a restore that dropped other than the torn bytes fails durability too. */
   v->durable = c->restart_every <= 0 || (v->lost == 0 && run->counts_bad_restarts == 0 && !run->final_counts_bad &&
                                          run->final_checked && !run->restart_failed && run->tear_failed == 0 &&
-                                         run->tear_missing == 0 && run->drop_bad == 0);
+                                         run->tear_missing == 0 && run->drop_bad == 0 && run->lost_report_bad == 0);
 }
 

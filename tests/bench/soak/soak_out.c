@@ -205,6 +205,16 @@ static void soak_report_restarts(const soak_cfg *c, const soak_run *run, const s
          wrapped ? "a ring wrapped: checked by the shard's insert count against the actors' highest seqs"
                  : "no ring wrapped: exact, the online table holds every acknowledged row",
          v->durable ? "PASS" : "FAIL");
+  if (run->n_rs > 0)
+    printf("soak: rows the shards reported lost at start (their counters file against the restore): %llu after %d "
+           "restarts%s; %d restarts reported more than their tear cut %s\n", (unsigned long long)run->lost_reported,
+           run->n_rs, c->crash_tear ? " (a tear may cut flushed rows not yet acknowledged, as no honest disk would)"
+                                    : " (want 0: a kill loses nothing flushed)",
+           run->lost_report_bad, run->lost_report_bad == 0 ? "PASS" : "FAIL");
+  if (run->lost_report_bad > 0)
+    printf("soak: FAIL durable: %d restarted shards reported more acknowledged rows lost at start than their tear cut "
+           "(any, without a tear) HINT: a false alarm of the counters file's watermark; see the restart lines\n",
+           run->lost_report_bad);
   if (run->counts_bad_restarts > 0 || run->final_counts_bad)
     printf("soak: FAIL durable: a shard's counts disagree (rows counted twice, or a ring holding the wrong number of "
            "rows) after %d restarts%s HINT: see the messages above; the store's restore (persist.c) is suspect\n",
@@ -311,7 +321,8 @@ void soak_out_report(const soak_cfg *c, const soak_run *run, const soak_verdict 
            "\"bad_failed_while_down\":%llu,\"samples_failed_while_down\":%llu,\"samples_skipping_a_shard\":%llu,"
            "\"acked_rows\":%llu,\"acked_lost\":%llu,\"online_stored\":%llu,\"token\":%s,\"tls\":%s,\"shards\":%d,"
            "\"restart_mode\":\"%s\",\"outages\":%d,\"tears\":%d,\"tear_bytes\":%llu,\"torn_bytes_dropped\":%llu,"
-           "\"tear_drop_mismatches\":%d,\"acked_not_in_log\":%llu,\"partial_acks\":%llu,\"dup_acks\":%llu,",
+           "\"tear_drop_mismatches\":%d,\"acked_not_in_log\":%llu,\"partial_acks\":%llu,\"dup_acks\":%llu,"
+           "\"lost_reported_at_start\":%llu,\"lost_report_mismatches\":%d,",
            v->bounded && v->flat && v->clean && v->durable && v->partial_ok && (c->fresh_rounds == 0 || run->fresh.ok)
                ? "true"
                : "false",
@@ -327,7 +338,8 @@ void soak_out_report(const soak_cfg *c, const soak_run *run, const soak_verdict 
            c->token != NULL ? "true" : "false", c->tls_cert != NULL ? "true" : "false", c->shards,
            c->restart_all ? "all" : "one", run->rounds, run->tears, (unsigned long long)run->tear_bytes,
            (unsigned long long)run->drop_seen, run->drop_bad, (unsigned long long)run->tear_missing,
-           (unsigned long long)v->partial_acks, (unsigned long long)v->dup_acks);
+           (unsigned long long)v->partial_acks, (unsigned long long)v->dup_acks,
+           (unsigned long long)run->lost_reported, run->lost_report_bad);
     soak_fresh_json(stdout, &run->fresh);
     printf(",\"per_shard\":[");
     for (int s = 0; s < c->shards; s++) {
