@@ -131,6 +131,12 @@
 #        ibrl-bench replay                              > 2026-11-24-0424-default-$i.txt
 #        ibrl-bench replay --only sample --no-prefetch  > 2026-11-24-0424-no-prefetch-$i.txt
 #      done
+#    On the next session's VM (24 Nov 21:28-21:34 UTC, "AMD EPYC", 2 vCPUs, binaries of 783b6a1, the
+#    data path of the 04:24 window), nothing else running, 5 runs of each in turn:
+#      for i in 1 2 3 4 5; do
+#        ibrl-bench replay                              > 2026-11-24-2128-default-$i.txt
+#        ibrl-bench replay --only sample --no-prefetch  > 2026-11-24-2128-no-prefetch-$i.txt
+#      done
 #    and before the third, calls per polling turn (EXPERIMENT ONLY, calls-per-turn.patch, never merged:
 #    EXP_CPT=N gives one turn per N calls in progress, every server alike; 2 is the shipped policy):
 #      for i in 1 2 3; do for c in 2 1; do
