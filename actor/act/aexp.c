@@ -274,15 +274,29 @@ static void report(aexp *a, int final) {
   double sps = (double)(a->env_steps - a->w_steps) / dt;
   double win_succ = ratio((double)(a->successes - a->w_succ), (double)(a->episodes - a->w_eps));
   double il_win = ratio((double)il, (double)tot);
-  if (!x->o->quiet || final)
-    log_info("actor %u%s: %ld env steps (%.0f/s), %ld episodes, success %.2f (recent %.2f), il-win %.2f, weights v%llu%s, "
+  if (final) {
+    /* The last window is often empty (the stop came while the rate limiter held the actor), so
+     * the closing line gives the whole run: its rate and its share of IL actions. */
+    double run_sps = (double)a->env_steps / fmax(now - x->t0, 1e-9);
+    double run_il = ratio((double)a->x.ag.metrics.act_il, (double)a->x.ag.metrics.act_total);
+    log_info("actor %u done: %ld env steps in %.0f s (%.0f/s), %ld episodes, success %.2f, il-win %.2f, weights v%llu%s, "
              "acked %llu (dup %llu, lost by the shard %llu), pending %llu, retries %llu, partial acks %llu, "
              "waited for replay %.0f s",
-             x->o->actor_id, final ? " done" : "", a->env_steps, sps, a->episodes,
-             ratio((double)a->successes, (double)a->episodes), win_succ, il_win, (unsigned long long)x->version,
+             x->o->actor_id, a->env_steps, now - x->t0, run_sps, a->episodes,
+             ratio((double)a->successes, (double)a->episodes), run_il, (unsigned long long)x->version,
              x->version ? "" : " (warm-up: IL policy)", (unsigned long long)ws.acked, (unsigned long long)ws.duplicates,
              (unsigned long long)ws.lost, (unsigned long long)ws.pending, (unsigned long long)ws.retries,
              (unsigned long long)ws.partial, a->stalled_s);
+  } else if (!x->o->quiet) {
+    log_info("actor %u: %ld env steps (%.0f/s), %ld episodes, success %.2f (recent %.2f), il-win %.2f, weights v%llu%s, "
+             "acked %llu (dup %llu, lost by the shard %llu), pending %llu, retries %llu, partial acks %llu, "
+             "waited for replay %.0f s",
+             x->o->actor_id, a->env_steps, sps, a->episodes, ratio((double)a->successes, (double)a->episodes), win_succ,
+             il_win, (unsigned long long)x->version, x->version ? "" : " (warm-up: IL policy)",
+             (unsigned long long)ws.acked, (unsigned long long)ws.duplicates, (unsigned long long)ws.lost,
+             (unsigned long long)ws.pending, (unsigned long long)ws.retries, (unsigned long long)ws.partial,
+             a->stalled_s);
+  }
   if (x->o->status[0]) {
     char tmp[TCFG_STR + 8];
     snprintf(tmp, sizeof tmp, "%s.tmp", x->o->status);

@@ -66,6 +66,9 @@ for i in 0 1; do
   wait "$p" || rc=$?
   check "actor $i exits 0 on SIGTERM" test "$rc" -eq 0
   check "actor $i reported its totals" grep -q "actor $i done" "$IBC_LOGS/a$i.log"
+  # The closing line gives the whole run (its last window may hold no step: 0/s and nan before)
+  check "actor $i's totals give the run's rate and IL share" \
+    grep -Eq "actor $i done: [0-9]+ env steps in [0-9]+ s \([1-9][0-9]*/s\), .* il-win [01]\.[0-9]+," "$IBC_LOGS/a$i.log"
   v=$(grep -o "actor $i done: .* weights v[0-9]*" "$IBC_LOGS/a$i.log" | sed 's/.* weights v//')
   check "actor $i took the advancing weights (last version ${v:-none} >= 10)" test "${v:-0}" -ge 10
 done
