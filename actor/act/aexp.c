@@ -471,7 +471,17 @@ int arun_explore(const arun_opts *o, const tcfg *tc, volatile sig_atomic_t *stop
     if (src == IB_OK) a->out.n = 0;
   }
   int frc = rc_writer_flush(a->w, -1);
-  if (frc != IB_OK) log_warn("actor %u: final acknowledgement failed: %s", o->actor_id, ib_errmsg());
+  if (frc != IB_OK) {
+    rc_writer_stats ws;
+    rc_writer_stats_get(a->w, &ws);
+    if (frc == IB_EFULL) /* the usual end of a run: the learner stopped first, so the limiter holds inserts */
+      log_info("actor %u: %llu rows not stored at exit: the shard's rate limiter held them (the learner has stopped or "
+               "is behind); they were never acknowledged, so no acknowledged row is lost", o->actor_id,
+               (unsigned long long)ws.pending);
+    else
+      log_warn("actor %u: final acknowledgement failed; %llu rows never acknowledged are dropped at exit: %s",
+               o->actor_id, (unsigned long long)ws.pending, ib_errmsg());
+  }
   report(a, 1);
   rc_writer_close(a->w); /* nothing left to flush, or already reported */
   a->w = NULL;
