@@ -121,7 +121,9 @@ static void usage(FILE *f) {
           "                         bf16, or auto (bf16x3 with AMX-BF16, else fp32) [fp32; paper-state: auto]\n"
           "  --quiet                no progress lines\n"
           "  --help                 this text\n"
-          "Runs until a limit or SIGTERM / SIGINT (then: hands over complete items, exit 0).\n"
+          "Runs until a limit or SIGTERM / SIGINT (then: hands over complete items, waits up to --deadline-ms\n"
+          "for their acknowledgement, exit 0; rows the shard's rate limiter still holds then, as when the\n"
+          "learner stopped first, are not stored and were never acknowledged).\n"
           "Exit codes: 0 done, 1 runtime error, 2 bad flags or settings.\n");
 }
 
