@@ -264,6 +264,13 @@ static int setup(aexp *a) {
 
 static double ratio(double a, double b) { return b > 0 ? a / b : NAN; }
 
+/* A ratio for a progress line: "-" when there is nothing to divide (no episode, no action yet). */
+static const char *ratio_str(char buf[16], double v) {
+  if (isnan(v)) return "-";
+  snprintf(buf, 16, "%.2f", v);
+  return buf;
+}
+
 /* Progress line and status file. */
 static void report(aexp *a, int final) {
   arun_ctx *x = &a->x;
@@ -279,20 +286,24 @@ static void report(aexp *a, int final) {
      * the closing line gives the whole run: its rate and its share of IL actions. */
     double run_sps = (double)a->env_steps / fmax(now - x->t0, 1e-9);
     double run_il = ratio((double)a->x.ag.metrics.act_il, (double)a->x.ag.metrics.act_total);
-    log_info("actor %u done: %ld env steps in %.0f s (%.0f/s), %ld episodes, success %.2f, il-win %.2f, weights v%llu%s, "
+    char b1[16], b2[16];
+    log_info("actor %u done: %ld env steps in %.0f s (%.0f/s), %ld episodes, success %s, il-win %s, weights v%llu%s, "
              "acked %llu (dup %llu, lost by the shard %llu), pending %llu, retries %llu, partial acks %llu, "
              "waited for replay %.0f s",
              x->o->actor_id, a->env_steps, now - x->t0, run_sps, a->episodes,
-             ratio((double)a->successes, (double)a->episodes), run_il, (unsigned long long)x->version,
+             ratio_str(b1, ratio((double)a->successes, (double)a->episodes)), ratio_str(b2, run_il),
+             (unsigned long long)x->version,
              x->version ? "" : " (warm-up: IL policy)", (unsigned long long)ws.acked, (unsigned long long)ws.duplicates,
              (unsigned long long)ws.lost, (unsigned long long)ws.pending, (unsigned long long)ws.retries,
              (unsigned long long)ws.partial, a->stalled_s);
   } else if (!x->o->quiet) {
-    log_info("actor %u: %ld env steps (%.0f/s), %ld episodes, success %.2f (recent %.2f), il-win %.2f, weights v%llu%s, "
+    char b1[16], b2[16], b3[16];
+    log_info("actor %u: %ld env steps (%.0f/s), %ld episodes, success %s (recent %s), il-win %s, weights v%llu%s, "
              "acked %llu (dup %llu, lost by the shard %llu), pending %llu, retries %llu, partial acks %llu, "
              "waited for replay %.0f s",
-             x->o->actor_id, a->env_steps, sps, a->episodes, ratio((double)a->successes, (double)a->episodes), win_succ,
-             il_win, (unsigned long long)x->version, x->version ? "" : " (warm-up: IL policy)",
+             x->o->actor_id, a->env_steps, sps, a->episodes,
+             ratio_str(b1, ratio((double)a->successes, (double)a->episodes)), ratio_str(b2, win_succ),
+             ratio_str(b3, il_win), (unsigned long long)x->version, x->version ? "" : " (warm-up: IL policy)",
              (unsigned long long)ws.acked, (unsigned long long)ws.duplicates, (unsigned long long)ws.lost,
              (unsigned long long)ws.pending, (unsigned long long)ws.retries, (unsigned long long)ws.partial,
              a->stalled_s);
