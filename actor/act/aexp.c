@@ -281,29 +281,21 @@ static void report(aexp *a, int final) {
   double sps = (double)(a->env_steps - a->w_steps) / dt;
   double win_succ = ratio((double)(a->successes - a->w_succ), (double)(a->episodes - a->w_eps));
   double il_win = ratio((double)il, (double)tot);
-  if (final) {
-    /* The last window is often empty (the stop came while the rate limiter held the actor), so
-     * the closing line gives the whole run: its rate and its share of IL actions. */
-    double run_sps = (double)a->env_steps / fmax(now - x->t0, 1e-9);
-    double run_il = ratio((double)a->x.ag.metrics.act_il, (double)a->x.ag.metrics.act_total);
-    char b1[16], b2[16];
-    log_info("actor %u done: %ld env steps in %.0f s (%.0f/s), %ld episodes, success %s, il-win %s, weights v%llu%s, "
-             "acked %llu (dup %llu, lost by the shard %llu), pending %llu, retries %llu, partial acks %llu, "
-             "waited for replay %.0f s",
-             x->o->actor_id, a->env_steps, now - x->t0, run_sps, a->episodes,
-             ratio_str(b1, ratio((double)a->successes, (double)a->episodes)), ratio_str(b2, run_il),
-             (unsigned long long)x->version,
-             x->version ? "" : " (warm-up: IL policy)", (unsigned long long)ws.acked, (unsigned long long)ws.duplicates,
-             (unsigned long long)ws.lost, (unsigned long long)ws.pending, (unsigned long long)ws.retries,
-             (unsigned long long)ws.partial, a->stalled_s);
-  } else if (!x->o->quiet) {
-    char b1[16], b2[16], b3[16];
-    log_info("actor %u: %ld env steps (%.0f/s), %ld episodes, success %s (recent %s), il-win %s, weights v%llu%s, "
-             "acked %llu (dup %llu, lost by the shard %llu), pending %llu, retries %llu, partial acks %llu, "
-             "waited for replay %.0f s",
-             x->o->actor_id, a->env_steps, sps, a->episodes,
-             ratio_str(b1, ratio((double)a->successes, (double)a->episodes)), ratio_str(b2, win_succ),
-             ratio_str(b3, il_win), (unsigned long long)x->version, x->version ? "" : " (warm-up: IL policy)",
+  if (final || !x->o->quiet) {
+    /* The closing line gives the whole run: its last window is often empty (the stop came while
+     * the rate limiter held the actor). The progress lines give the window. */
+    char head[160], b1[16], b2[16], b3[16];
+    const char *all = ratio_str(b1, ratio((double)a->successes, (double)a->episodes));
+    if (final)
+      snprintf(head, sizeof head, " done: %ld env steps in %.0f s (%.0f/s), %ld episodes, success %s, il-win %s",
+               a->env_steps, now - x->t0, (double)a->env_steps / fmax(now - x->t0, 1e-9), a->episodes, all,
+               ratio_str(b2, ratio((double)a->x.ag.metrics.act_il, (double)a->x.ag.metrics.act_total)));
+    else
+      snprintf(head, sizeof head, ": %ld env steps (%.0f/s), %ld episodes, success %s (recent %s), il-win %s",
+               a->env_steps, sps, a->episodes, all, ratio_str(b2, win_succ), ratio_str(b3, il_win));
+    log_info("actor %u%s, weights v%llu%s, acked %llu (dup %llu, lost by the shard %llu), pending %llu, retries %llu, "
+             "partial acks %llu, waited for replay %.0f s",
+             x->o->actor_id, head, (unsigned long long)x->version, x->version ? "" : " (warm-up: IL policy)",
              (unsigned long long)ws.acked, (unsigned long long)ws.duplicates, (unsigned long long)ws.lost,
              (unsigned long long)ws.pending, (unsigned long long)ws.retries, (unsigned long long)ws.partial,
              a->stalled_s);
