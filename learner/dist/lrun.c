@@ -57,7 +57,8 @@
 #include "runlog.h"
 #include "wblob.h"
 
-#define LRUN_EXTRA_HEADER ",updates_per_s,samples_per_s,staleness_mean,staleness_max,allreduce_ms,weight_version"
+#define LRUN_EXTRA_HEADER \
+  ",updates_per_s,samples_per_s,staleness_mean,staleness_max,allreduce_ms,weight_version,sample_ms"
 
 typedef struct lrun {
   const lrun_opts *o;
@@ -91,6 +92,8 @@ typedef struct lrun {
   long w_boot_il0, w_boot_total0;
   double w_online, w_il_rows, w_stale_sum, w_stale_n, w_stale_max, w_samples;
   double w_allreduce_s0;
+  double sample_s;     /* this process's time waiting for batches (sample_share), seconds */
+  double w_sample_s0;
   long env_steps;      /* last known online items inserted over all shards */
   double train_success;
   int publish_warned;
@@ -314,7 +317,9 @@ static int metrics_prepare(lrun *L, int resume) {
     if (row++ == 0) {
       if (strncmp(line, RUNLOG_HEADER, strlen(RUNLOG_HEADER)) != 0)
         rc = ib_fail(IB_EPROTO, "%s: not a learner metrics file (HINT: is --out a run directory of ibrl-learner?)", path);
-      fputs(line, out);
+      /* Today's header: a file of an older ibrl-learner gets the columns added since at the end
+       * (its rows lack them; readers go by name). */
+      fprintf(out, "%s%s\n", RUNLOG_HEADER, LRUN_EXTRA_HEADER);
       continue;
     }
     long es = 0, up = 0;
@@ -485,7 +490,17 @@ static int version_sync(lrun *L) {
 
 /* This rank's share into L->batch. Returns IB_OK, 1 (stop requested while waiting) or an
  * error after --wait seconds without a batch. */
+static int sample_share_wait(lrun *L, int stop_pending);
+
+/* sample_share_wait, with the time it took added to L->sample_s (the sample_ms column). */
 static int sample_share(lrun *L, int stop_pending) {
+  double t0 = ib_now_s();
+  int rc = sample_share_wait(L, stop_pending);
+  L->sample_s += ib_now_s() - t0;
+  return rc;
+}
+
+static int sample_share_wait(lrun *L, int stop_pending) {
   double t0 = ib_now_s(), backoff = 0.02;
   int warned = 0;
   for (;;) {
@@ -549,6 +564,7 @@ static void window_reset(lrun *L) {
   L->w_boot_total0 = L->ag.metrics.boot_total;
   L->w_online = L->w_il_rows = L->w_stale_sum = L->w_stale_n = L->w_stale_max = L->w_samples = 0.0;
   L->w_allreduce_s0 = ds.allreduce_s;
+  L->w_sample_s0 = L->sample_s;
 }
 
 static double ratio(double a, double b) { return b > 0 ? a / b : NAN; }
@@ -582,12 +598,13 @@ static void replay_progress(lrun *L) {
 static int log_row(lrun *L) {
   dist_stats ds;
   dist_stats_get(&ds);
-  double s[12] = {L->w_closs, L->w_aloss, L->w_q, (double)L->w_nc, (double)L->w_na,
+  double s[13] = {L->w_closs, L->w_aloss, L->w_q, (double)L->w_nc, (double)L->w_na,
                   (double)(L->ag.metrics.boot_il - L->w_boot_il0), (double)(L->ag.metrics.boot_total - L->w_boot_total0),
-                  L->w_online, L->w_il_rows, L->w_stale_sum, L->w_stale_n, ds.allreduce_s - L->w_allreduce_s0};
+                  L->w_online, L->w_il_rows, L->w_stale_sum, L->w_stale_n, ds.allreduce_s - L->w_allreduce_s0,
+                  L->sample_s - L->w_sample_s0};
   double m[1] = {L->w_stale_max};
   double samples = L->w_samples;
-  int rc = dist_allreduce_sum_d(s, 12);
+  int rc = dist_allreduce_sum_d(s, 13);
   if (rc == IB_OK) rc = dist_allreduce_sum_d(&samples, 1);
   if (rc == IB_OK) rc = dist_allreduce_max_d(m, 1);
   if (rc != IB_OK) return rc;
@@ -612,6 +629,7 @@ static int log_row(lrun *L) {
     double ups = du / dt, sps = samples / dt;
     double st_mean = ratio(s[9], s[10]), st_max = s[10] > 0 ? m[0] : NAN;
     double ar_ms = du > 0 ? 1e3 * s[11] / L->size / du : NAN;
+    double sample_ms = du > 0 ? 1e3 * s[12] / L->size / du : NAN; /* per update, mean over the ranks */
     char path[TCFG_STR + 64];
     path_join(path, sizeof path, L->tc.out, "metrics.csv");
     FILE *f = fopen(path, "a");
@@ -622,14 +640,15 @@ static int log_row(lrun *L) {
       double cols[] = {r.eval_success, r.train_success, r.il_win_act, r.il_win_bootstrap, r.il_win_eval,
                        r.critic_loss, r.actor_loss, r.q_mean, ups, sps, st_mean, st_max, ar_ms};
       for (size_t i = 0; i < IB_ARRAY_LEN(cols); i++) put(f, cols[i], 0);
-      fprintf(f, "%llu\n", (unsigned long long)L->weight_version);
+      fprintf(f, "%llu,", (unsigned long long)L->weight_version);
+      put(f, sample_ms, 1);
       if (fclose(f) != 0) rc = ib_fail(IB_EIO, "writing %s failed (HINT: is the disk full?)", path);
     }
     if (!L->o->quiet)
       log_info("updates %llu  %.1f upd/s  %.0f samples/s  critic %.4g  actor %.4g  q %.4g  il_boot %.2f  "
-               "stale %.1f (max %.0f)  allreduce %.3f ms/upd  version %llu",
+               "stale %.1f (max %.0f)  allreduce %.3f ms/upd  sample %.3f ms/upd  version %llu",
                (unsigned long long)L->updates, ups, sps, r.critic_loss, r.actor_loss, r.q_mean, r.il_win_bootstrap,
-               st_mean, st_max, ar_ms, (unsigned long long)L->weight_version);
+               st_mean, st_max, ar_ms, sample_ms, (unsigned long long)L->weight_version);
   }
   window_reset(L);
   return agree(rc, "metrics row");
@@ -832,10 +851,12 @@ int lrun_main(const lrun_opts *o, const tcfg *tc, volatile sig_atomic_t *stop) {
     dist_stats ds;
     dist_stats_get(&ds);
     if (!o->quiet)
-      log_info("done: %llu critic updates, %llu actor updates, weight version %llu, allreduce %.3f ms per update (%ld calls, %.1f MB each)",
+      log_info("done: %llu critic updates, %llu actor updates, weight version %llu, allreduce %.3f ms per update (%ld calls, "
+               "%.1f MB each), waiting for batches %.3f ms per update (rank 0)",
                (unsigned long long)L->updates, (unsigned long long)L->actor_updates, (unsigned long long)L->weight_version,
                L->updates > L->updates0 ? 1e3 * ds.allreduce_s / (double)(L->updates - L->updates0) : 0.0, ds.allreduce_calls,
-               ds.allreduce_calls ? ds.allreduce_bytes / ds.allreduce_calls / 1e6 : 0.0);
+               ds.allreduce_calls ? ds.allreduce_bytes / ds.allreduce_calls / 1e6 : 0.0,
+               L->updates > L->updates0 ? 1e3 * L->sample_s / (double)(L->updates - L->updates0) : 0.0);
   }
   if (train_rc != IB_OK) {
     ib_fail(train_rc, "%s", train_msg);

@@ -9,7 +9,9 @@
  * Run directory (same files as ibrl-train where they apply): config.json (the tcfg of the
  * hyperparameters), learner.json (the learner's own settings), metrics.csv (RUNLOG_HEADER's
  * columns, then updates_per_s, samples_per_s, staleness_mean, staleness_max, allreduce_ms,
- * weight_version), summary.json, curve.png, agent-<updates>.ckpt + learner.state (lstate.h).
+ * weight_version, sample_ms), summary.json, curve.png, agent-<updates>.ckpt + learner.state (lstate.h).
+ * sample_ms is the time a rank waited for its share of the batch, per update, mean over the ranks
+ * (anchors.md's T5: under 5% of the step time).
  * staleness_* is the age of the sampled online items in weight versions (current version minus
  * the version that acted): the age of replayed data, which grows with the replay's capacity
  * (about half the versions so far while nothing is evicted), not the actors' lag behind the

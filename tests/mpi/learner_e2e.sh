@@ -2,7 +2,8 @@
 # learner_e2e.sh (label mpi): the real ibrl-learner under mpirun -np 2 against an ibrl-replay
 # started here on 127.0.0.1 with preloaded nav2d demos and a fake actor (fake_actor.c) that
 # inserts online transitions stamped with the published weight versions.
-#   A. 60 updates: exit 0, weight versions advance, losses finite, staleness measured, files.
+#   A. 60 updates: exit 0, weight versions advance, losses finite, staleness and the wait for
+#      batches measured, files.
 #   B. --resume to 100 updates: continues from 60 (rows appended, versions keep rising).
 #   C. a replay whose rate limiter blocks (samples-per-insert, no inserts): the learner waits
 #      without hanging and exits 0 with a final checkpoint on SIGTERM.
@@ -87,6 +88,8 @@ check "critic loss finite at 60" finite "$(col run/metrics.csv critic_loss 60)"
 check "actor loss finite at 60" finite "$(col run/metrics.csv actor_loss 60)"
 check "throughput logged" finite "$(col run/metrics.csv updates_per_s 60)"
 check "staleness measured from the actor's rows" finite "$(col run/metrics.csv staleness_mean 60)"
+check "time waiting for batches logged" finite "$(col run/metrics.csv sample_ms 60)"
+check "and on the closing line" grep -q "waiting for batches [0-9.]* ms per update" a.log
 check "weights checked equal across ranks" grep -q "weights crc" a.log
 check "agent checkpoint of update 60" test -f run/agent-60.ckpt
 
@@ -101,6 +104,7 @@ check "rows continue at 80, 100" test "$(awk -F, 'NR>1{printf "%s ", $3}' run/me
 V100=$(col run/metrics.csv weight_version 100)
 check "versions keep rising ($V60 -> $V100)" test "${V100:-0}" -gt "${V60:-0}"
 check "critic loss finite at 100" finite "$(col run/metrics.csv critic_loss 100)"
+check "sample_ms after the resume" finite "$(col run/metrics.csv sample_ms 100)"
 check "old agent checkpoints removed" test "$(ls run/agent-*.ckpt | wc -l)" = 1
 "$BIN/ibrl-replayctl" --shards "$R1" info >info.log 2>&1
 kill -TERM $FAKE_PID 2>/dev/null
