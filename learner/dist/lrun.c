@@ -67,6 +67,7 @@ typedef struct lrun {
   int rank, size, share;
   int obs_dim, act_dim;
   rc_client *rc;       /* replay shards */
+  rc_sampler *sampler; /* this rank's batches, the next one in flight while it trains (on rc) */
   rc_client *pc;       /* the Params shard (== rc when it is one of the replay shards) */
   int params_shard;
   il_policy il;
@@ -489,7 +490,9 @@ static int version_sync(lrun *L) {
 /* ---- sampling ---- */
 
 /* This rank's share into L->batch. Returns IB_OK, 1 (stop requested while waiting) or an
- * error after --wait seconds without a batch. */
+ * error after --wait seconds without a batch. The batches come from an rc_sampler: the shards
+ * draw, gather and send the next one while this rank trains on this one, so an update waits for
+ * its batch only when the shards are slower than the update (sample_ms says how long). */
 static int sample_share_wait(lrun *L, int stop_pending);
 
 /* sample_share_wait, with the time it took added to L->sample_s (the sample_ms column). */
@@ -505,7 +508,8 @@ static int sample_share_wait(lrun *L, int stop_pending) {
   int warned = 0;
   for (;;) {
     if (stop_pending || *L->stop) return 1;
-    int rc = rc_sample(L->rc, &L->batch, L->share, (double)L->tc.demo_ratio);
+    int rc = L->sampler ? IB_OK : rc_sampler_open(&L->sampler, L->rc, L->share, (double)L->tc.demo_ratio);
+    if (rc == IB_OK) rc = rc_sampler_next(L->sampler, &L->batch);
     if (rc == IB_OK) {
       if (warned && !L->o->quiet) log_info("sampling resumed after %.1f s", ib_now_s() - t0);
       return IB_OK;
@@ -714,6 +718,7 @@ static int train(lrun *L) {
 }
 
 static void lrun_free(lrun *L) {
+  rc_sampler_close(L->sampler); /* cancels the batch in flight */
   if (L->pc && L->pc != L->rc) rc_client_close(L->pc);
   rc_client_close(L->rc);
   rc_batch_free(&L->batch);

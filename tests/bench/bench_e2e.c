@@ -11,7 +11,8 @@
  * rate limiter, so actors run as fast as they can), that many ibrl-actor processes and
  * `mpirun -np --ranks ibrl-learner` (nav2d-quick, IBRL, a quickly trained IL policy), waits
  * --warmup seconds, then measures over --window seconds: env steps/s (online items the shard
- * received, from Info, x chunk 1) and learner updates/s (its metrics.csv). Every process is
+ * received, from Info, x chunk 1), learner updates/s and the learner's wait for batches (its
+ * metrics.csv: sample_ms, ms per update, and its share of the update's time). Every process is
  * stopped (SIGTERM, then SIGKILL after 15 s) before the next count. It prints the scaling ratio
  * of env steps/s against 1 actor and the load average, because the machine is shared: on 2 cores
  * actors and learner ranks compete, and the figures say how much.
@@ -205,24 +206,45 @@ static int wait_listen(char *addr, size_t cap, const char *log) {
   return ib_fail(IB_ETIMEDOUT, "the replay shard did not listen within 30 s (see %s)", path);
 }
 
-/* The last metrics.csv row of the learner: updates (column 3) and wall_s (column 2). */
-static int learner_progress(long *updates, double *wall) {
+/* The last metrics.csv row of the learner: updates (column 3) and wall_s (column 2); *wait_s
+ * receives the time a rank waited for batches up to that row (the sample_ms column, per update,
+ * times each row's updates; NAN when the learner does not write the column). */
+static int learner_progress(long *updates, double *wall, double *wait_s) {
   char path[PATH_MAX + 64];
   snprintf(path, sizeof path, "%s/learner/metrics.csv", g_dir);
   FILE *f = fopen(path, "r");
   if (!f) return 0;
   char line[4096];
-  int got = 0;
+  int got = 0, col = -1;
+  long prev = 0;
+  double wait = 0;
   while (fgets(line, sizeof line, f)) {
+    if (col < 0 && strncmp(line, "env_steps,", 10) == 0) { /* the header: find sample_ms */
+      int c = 0;
+      for (char *tok = strtok(line, ",\n"); tok; tok = strtok(NULL, ",\n"), c++)
+        if (strcmp(tok, "sample_ms") == 0) col = c;
+      if (col < 0) wait = NAN;
+      continue;
+    }
     long es, u;
     double w;
-    if (sscanf(line, "%ld,%lf,%ld", &es, &w, &u) == 3) {
-      *updates = u;
-      *wall = w;
-      got = 1;
+    if (sscanf(line, "%ld,%lf,%ld", &es, &w, &u) != 3) continue;
+    if (col >= 0) {
+      const char *p = line;
+      for (int c = 0; c < col && p; c++) { /* past `col` commas */
+        p = strchr(p, ',');
+        if (p) p++;
+      }
+      double ms = p ? strtod(p, NULL) : NAN;
+      wait += ms * 1e-3 * (double)(u - prev);
     }
+    prev = u;
+    *updates = u;
+    *wall = w;
+    got = 1;
   }
   fclose(f);
+  *wait_s = wait;
   return got;
 }
 
@@ -251,6 +273,7 @@ static double loadavg(void) {
 
 typedef struct sys_result {
   double env_sps, ups, load;
+  double wait_ms; /* the learner's wait for batches, ms per update (sample_ms over the window) */
 } sys_result;
 
 static int bench_system(int n_actors, int ranks, double warmup, double window, sys_result *res) {
@@ -295,19 +318,20 @@ static int bench_system(int n_actors, int ranks, double warmup, double window, s
   /* Warm-up: the learner starts (its first metrics row, at most 90 s), then the actors get
    * their first weights and everything settles for `warmup` seconds. */
   long u0 = 0, u1 = 0;
-  double w0 = 0, w1 = 0;
-  for (double t = ib_now_s(); ib_now_s() - t < 90.0 && !learner_progress(&u0, &w0);) nap(0.2);
+  double w0 = 0, w1 = 0, s0 = 0, s1 = 0;
+  for (double t = ib_now_s(); ib_now_s() - t < 90.0 && !learner_progress(&u0, &w0, &s0);) nap(0.2);
   nap(warmup);
-  int have0 = learner_progress(&u0, &w0);
+  int have0 = learner_progress(&u0, &w0, &s0);
   long i0 = online_inserted(c);
   double t0 = ib_now_s();
   nap(window);
   long i1 = online_inserted(c);
   double t1 = ib_now_s();
-  int have1 = learner_progress(&u1, &w1);
+  int have1 = learner_progress(&u1, &w1, &s1);
   res->load = loadavg();
   res->env_sps = i0 >= 0 && i1 >= 0 ? (double)(i1 - i0) / (t1 - t0) : NAN;
   res->ups = have0 && have1 && w1 > w0 ? (double)(u1 - u0) / (w1 - w0) : NAN;
+  res->wait_ms = have0 && have1 && u1 > u0 ? 1e3 * (s1 - s0) / (double)(u1 - u0) : NAN;
   rc_client_close(c);
   stop_all(&P);
   return IB_OK;
@@ -442,7 +466,8 @@ int bench_e2e(int argc, char **argv) {
     fprintf(stderr, "ibrl-bench e2e: demos or IL training failed (see %s)\n", g_dir);
     return 1;
   }
-  printf("  %-7s %14s %14s %16s %8s\n", "actors", "env steps/s", "updates/s", "steps/s vs 1", "load");
+  printf("  %-7s %14s %14s %16s %8s %16s\n", "actors", "env steps/s", "updates/s", "steps/s vs 1", "load",
+         "batch wait");
   double base = NAN;
   for (int k = 0; k < n_counts; k++) {
     sys_result r;
@@ -452,10 +477,14 @@ int bench_e2e(int argc, char **argv) {
     }
     if (k == 0) base = r.env_sps / actors[0];
     double scale = r.env_sps / base;
-    printf("  %-7d %14.0f %14.1f %15.2fx %8.2f\n", actors[k], r.env_sps, r.ups, scale, r.load);
+    /* The wait's share of an update's time: ms per update x updates per second. */
+    printf("  %-7d %14.0f %14.1f %15.2fx %8.2f %7.3f ms %4.1f%%\n", actors[k], r.env_sps, r.ups, scale, r.load,
+           r.wait_ms, r.wait_ms * r.ups / 10.0);
     fflush(stdout);
   }
   printf("  (steps/s vs 1: env steps/s divided by the 1-actor figure per actor; ideal = the actor count)\n");
+  printf("  (batch wait: the learner's time waiting for its batch, ms per update and share of the update's time;\n"
+         "   anchors.md's T5 asks for under 5%%)\n");
   char *rm_argv[] = {"rm", "-rf", g_dir, NULL};
   run("rm.log", rm_argv);
   return 0;

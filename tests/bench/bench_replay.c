@@ -60,7 +60,7 @@
  *
  * Latest figures (2026-11-23 05:58-06:01 UTC, a quiet "AMD EPYC" 2-vCPU VM, 3 runs, each the median
  * of 5 rounds): full/proto insert 72-88% with 1 client thread and 80-88% with 4; sample one at a
- * time (rc_sample, the learner's call) 75-79% and 77-85%; sample one ahead (rc_sampler) 47-57% and
+ * time (rc_sample, then the learner's call) 75-79% and 77-85%; sample one ahead (rc_sampler) 47-57% and
  * 54-79%. Against bare raw: insert 73-85% and 59-73%, one at a time 72-74% and 62-74%, one ahead
  * 43-56% and 50-56%. The 70% target is not met for sampling one ahead, nor against bare raw with
  * 4 inserting clients.

@@ -3,7 +3,7 @@
 # started here on 127.0.0.1 with preloaded nav2d demos and a fake actor (fake_actor.c) that
 # inserts online transitions stamped with the published weight versions.
 #   A. 60 updates: exit 0, weight versions advance, losses finite, staleness and the wait for
-#      batches measured, files.
+#      batches measured, the next batch fetched while training, files.
 #   B. --resume to 100 updates: continues from 60 (rows appended, versions keep rising).
 #   C. a replay whose rate limiter blocks (samples-per-insert, no inserts): the learner waits
 #      without hanging and exits 0 with a final checkpoint on SIGTERM.
@@ -92,6 +92,14 @@ check "time waiting for batches logged" finite "$(col run/metrics.csv sample_ms 
 check "and on the closing line" grep -q "waiting for batches [0-9.]* ms per update" a.log
 check "weights checked equal across ranks" grep -q "weights crc" a.log
 check "agent checkpoint of update 60" test -f run/agent-60.ckpt
+# Each rank keeps its next batch in flight while it trains (rc_sampler): after 60 updates the shard
+# has served 61 batches per rank, the last one while the update of batch 60 ran (it is cancelled
+# unread at exit). Fetched one at a time, it would be exactly 60 x the global batch.
+G=$(grep -o "global batch [0-9]*" a.log | grep -o "[0-9]*$")
+SAMPLED=$("$BIN/ibrl-replayctl" --shards "$R1" info --json 2>/dev/null | grep -o '"sampled":[0-9]*' |
+  awk -F: '{s += $2} END {print s + 0}')
+check "the next batch was in flight ($SAMPLED rows sampled, 60 batches of ${G:-?} used)" \
+  test "${SAMPLED:-0}" -ge $((61 * ${G:-1000000}))
 
 echo "B. --resume to 100 updates"
 mpi "$BIN/ibrl-learner" --replay "$R1" --il il.ckpt --wait 30 --publish-every 10 --check-every 10 --log-every 20 \
