@@ -223,9 +223,9 @@ progress() {
     prev_steps=$steps
     prev_t=$now
   fi
-  local lrow ups stale ver upd erow ev
+  local lrow ups stale ver upd wait erow ev
   lrow=$(last_csv_row "$out/learner/metrics.csv")
-  upd=$(col "$lrow" 3); ups=$(col "$lrow" 13); stale=$(col "$lrow" 15); ver=$(col "$lrow" 18)
+  upd=$(col "$lrow" 3); ups=$(col "$lrow" 13); stale=$(col "$lrow" 15); ver=$(col "$lrow" 18); wait=$(col "$lrow" 19)
   erow=$(last_csv_row "$out/eval/metrics.csv")
   ev=$(col "$erow" 5)
   local sizes
@@ -239,7 +239,8 @@ progress() {
     "$(fmt "$(awk -v a="$succ" -v b="$eps" 'BEGIN{if (b > 0) print a / b; else print ""}')" "%.2f")" \
     "$(fmt "$(awk -v a="$ilw" -v b="$ilt" 'BEGIN{if (b > 0) print a / b; else print ""}')" "%.2f")" \
     "$(fmt "$ev" "%.2f")" "$(fmt "$(ibc_json_num "$out/eval/summary.json" il_eval_success)" "%.2f")")
-  l3=$(printf "           replay online sizes %s" "${sizes:-(unreachable)}")
+  l3=$(printf "           replay online sizes %s | the learner waits %s ms an update for its batch" \
+    "${sizes:-(unreachable)}" "$(fmt "$wait" "%.2f")")
   if [ "$tty" -eq 1 ]; then
     [ "$drawn" -eq 1 ] && printf '\033[3A'
     printf '\r\033[K%s\n\033[K%s\n\033[K%s\n' "$l1" "$l2" "$l3"
