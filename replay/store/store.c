@@ -17,8 +17,8 @@
  *    by transparent huge pages where the kernel allows (arena_alloc). A checkpoint's fork splits
  *    those the inserts write while its child lives; store_huge_collapse mends them afterwards.
  *  - A sample draws all slots first (one rng_below per row), then gathers the rows with a software
- *    prefetch a few records ahead, which roughly halves the gather time of random 600-byte records
- *    from DRAM (anchors.md, "replay batch gathering"); huge pages cut it further. The prefetch is an
+ *    prefetch 32 records ahead into the L2 cache, which roughly halves the gather time of random
+ *    600-byte records from DRAM (anchors.md, "replay batch gathering"); huge pages cut it further. The prefetch is an
  *    asm statement (prefetch_line): GCC 12 silently deleted the builtin's. The gather is
  *    bound by how many cache misses can be in flight, so a row's metadata is read from the copy
  *    in its record's pad when there is room (store_impl.h): 10 lines a row instead of 15. Both
@@ -57,8 +57,8 @@ static void store_fence(void) {
 #endif
 }
 
-/* Rows ahead of the one being copied whose record is prefetched. */
-#define PREFETCH_AHEAD 8
+/* Rows ahead of the one being copied whose record is prefetched (prefetch_line says why 32). */
+#define PREFETCH_AHEAD 32
 
 /* madvise advice 25 of Linux 6.1's uapi (store_huge_collapse), which glibc 2.36 does not name; an
  * older kernel answers EINVAL. */
@@ -874,17 +874,21 @@ void store_batch_free(store_batch *b) {
   memset(b, 0, sizeof *b);
 }
 
-/* Starts fetching the cache line of p for a read soon (non-temporal: the copy reads it once). An
- * asm statement, not __builtin_prefetch: GCC 12 at -O2 deleted every __builtin_prefetch of
+/* Starts fetching the cache line of p into the L2 cache for a read soon. prefetcht2, 32 rows (320
+ * lines, 20 kB) ahead: the gather is bound by how many misses are in flight, and the L2 tracks more
+ * of them than the L1, which prefetchnta fills on AMD. On the "AMD EPYC" VMs of 24 Nov this took a
+ * batch of 256 rows from 23.4 to 18.6 us at 300,000 rows and from 27.4 to 23.6 us at 1.8 M
+ * (docs/results/replay-throughput.md, "Tuning the prefetch"); the earlier VM of that day showed no
+ * setting apart from the noise. An asm statement, not __builtin_prefetch: GCC 12 at -O2 deleted every __builtin_prefetch of
  * prefetch_record below (its side-effect analysis, ipa-modref, finds that a static function which
  * only prefetches does nothing, and drops the calls), so until 24 Nov the gather ran without any
  * prefetch. The compiler keeps a volatile asm; tests/store/store_prefetch.sh checks the code. Off
  * x86 the builtin stays, and prefetch_record is forced inline, which keeps it there too. */
 static inline void prefetch_line(const void *p) {
 #if defined(__x86_64__) || defined(__i386__)
-  __asm__ volatile("prefetchnta %0" : : "m"(*(const char *)p));
+  __asm__ volatile("prefetcht2 %0" : : "m"(*(const char *)p));
 #else
-  __builtin_prefetch(p, 0, 0);
+  __builtin_prefetch(p, 0, 1);
 #endif
 }
 
