@@ -137,6 +137,10 @@
 #        ibrl-bench replay                              > 2026-11-24-2128-default-$i.txt
 #        ibrl-bench replay --only sample --no-prefetch  > 2026-11-24-2128-no-prefetch-$i.txt
 #      done
+#    On the same VM (24 Nov 23:55 - 25 Nov 00:00 UTC, binaries of e671c2f: the gather's prefetch
+#    prefetcht2 32 rows ahead, the learner on rc_sampler), nothing else running, the same loop:
+#        ibrl-bench replay                              > 2026-11-24-2355-default-$i.txt
+#        ibrl-bench replay --only sample --no-prefetch  > 2026-11-24-2355-no-prefetch-$i.txt
 #    and before the third, calls per polling turn (EXPERIMENT ONLY, calls-per-turn.patch, never merged:
 #    EXP_CPT=N gives one turn per N calls in progress, every server alike; 2 is the shipped policy):
 #      for i in 1 2 3; do for c in 2 1; do

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # The gather's prefetch distance and hint (replay-throughput.md, "Tuning the prefetch"): builds
 # ibrl-bench from a scratch clone with prefetch-knobs.patch (PF_AHEAD = rows ahead, PF_KIND =
-# 0 prefetchnta as shipped, 1 prefetcht0, 2 prefetcht2, 3 no prefetch), then times the in-process
+# 0 prefetchnta (shipped at 8 rows until e671c2f), 1 prefetcht0, 2 prefetcht2 (shipped at 32 rows
+# since), 3 no prefetch; the patch is made for the code since e671c2f), then times the in-process
 # gather (`ibrl-bench store --what gather`) for every pair, interleaved, ROUNDS rounds per size.
 # Usage: run.sh OUTDIR [ROUNDS [SETTING ...]]   (from anywhere; about 6 minutes with 3 rounds)
 # A SETTING is "KIND AHEAD"; without any, every kind at 4, 8, 16 and 32 rows (none only at 8).
 # Files: gather.txt is `run.sh DIR 3` (24 Nov, 20:54); gather-2026-11-24-2135.txt `run.sh DIR 2`
-# on the evening's VM; gather-2026-11-24-2137-focus.txt the shipped "0 8" against "2 16" and
+# on the evening's VM; gather-2026-11-24-2137-focus.txt the then shipped "0 8" against "2 16" and
 # "2 32", 8 rounds, made with the rounds outside the sizes (this script runs the sizes outside):
 #   bash run.sh DIR 8 "0 8" "2 16" "2 32"
+# gather-2026-11-24-2346.txt: `run.sh DIR 3 "0 8" "2 16" "2 32" "1 16"`, with the code and patch
+# before e671c2f, the window that made the change; gather-2026-11-24-2353.txt: `run.sh DIR 3 "0 8"
+# "2 16" "2 32" "2 64"` with the code of e671c2f (prefetcht2 at 32 rows) and today's patch.
 set -euo pipefail
 out=${1:?usage: run.sh OUTDIR [ROUNDS [SETTING ...]]}
 rounds=${2:-3}
