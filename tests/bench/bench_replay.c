@@ -58,12 +58,12 @@
  *
  * --variant full|client|raw|proto runs one variant alone (ratios then show nan), to profile it.
  *
- * Latest figures (2026-11-23 05:58-06:01 UTC, a quiet "AMD EPYC" 2-vCPU VM, 3 runs, each the median
- * of 5 rounds): full/proto insert 72-88% with 1 client thread and 80-88% with 4; sample one at a
- * time (rc_sample, then the learner's call) 75-79% and 77-85%; sample one ahead (rc_sampler) 47-57% and
- * 54-79%. Against bare raw: insert 73-85% and 59-73%, one at a time 72-74% and 62-74%, one ahead
- * 43-56% and 50-56%. The 70% target is not met for sampling one ahead, nor against bare raw with
- * 4 inserting clients.
+ * Latest figures (2026-11-24 23:55 - 11-25 00:00 UTC, a quiet "AMD EPYC" 2-vCPU VM in a fast phase,
+ * 5 runs, each the median of 5 rounds): full/proto insert 82-90% with 1 client thread and 75-88%
+ * with 4; sample one at a time (rc_sample) 76-88% and 72-85%; sample one ahead (rc_sampler, the
+ * learner's since then) 69-111% and 71-77%. Against bare raw: insert 70-91% and 63-73%, one at a
+ * time 72-83% and 67-79%, one ahead 62-105% and 61-65%. In the same VM's slower evening window
+ * one ahead was at 61-74% of proto: the ratios move with the machine's phase.
  * docs/results/replay-throughput.md has the figures, the ceiling experiments and the history. */
 #include <errno.h>
 #include <fcntl.h>
