@@ -18,10 +18,10 @@
  *    those the inserts write while its child lives; store_huge_collapse mends them afterwards.
  *  - A sample draws all slots first (one rng_below per row), then gathers the rows with a software
  *    prefetch 32 records ahead into the L2 cache, which roughly halves the gather time of random
- *    600-byte records from DRAM (anchors.md, "replay batch gathering"); huge pages cut it further. The prefetch is an
- *    asm statement (prefetch_line): GCC 12 silently deleted the builtin's. The gather is
- *    bound by how many cache misses can be in flight, so a row's metadata is read from the copy
- *    in its record's pad when there is room (store_impl.h): 10 lines a row instead of 15. Both
+ *    600-byte records from DRAM (anchors.md, "replay batch gathering"); huge pages cut it further.
+ *    The prefetch is an asm statement (prefetch_line): GCC 12 silently deleted the builtin's. The
+ *    gather is bound by how many cache misses can be in flight, so a row's metadata is read from
+ *    the copy in its record's pad when there is room (store_impl.h): 10 lines a row instead of 15. Both
  *    tables' read locks are held together (in index order, as every multi-lock path does) so the
  *    sizes and the rows agree. The rows go either into the caller's store_batch or,
  *    with store_sample_cols, into byte columns of the caller's choosing (the replay server's
@@ -879,11 +879,12 @@ void store_batch_free(store_batch *b) {
  * of them than the L1, which prefetchnta fills on AMD. On the "AMD EPYC" VMs of 24 Nov this took a
  * batch of 256 rows from 23.4 to 18.6 us at 300,000 rows and from 27.4 to 23.6 us at 1.8 M
  * (docs/results/replay-throughput.md, "Tuning the prefetch"); the earlier VM of that day showed no
- * setting apart from the noise. An asm statement, not __builtin_prefetch: GCC 12 at -O2 deleted every __builtin_prefetch of
- * prefetch_record below (its side-effect analysis, ipa-modref, finds that a static function which
- * only prefetches does nothing, and drops the calls), so until 24 Nov the gather ran without any
- * prefetch. The compiler keeps a volatile asm; tests/store/store_prefetch.sh checks the code. Off
- * x86 the builtin stays, and prefetch_record is forced inline, which keeps it there too. */
+ * setting apart from the noise. An asm statement, not __builtin_prefetch: GCC 12 at -O2 deleted
+ * every __builtin_prefetch of prefetch_record below (its side-effect analysis, ipa-modref, finds
+ * that a static function which only prefetches does nothing, and drops the calls), so until 24 Nov
+ * the gather ran without any prefetch. The compiler keeps a volatile asm;
+ * tests/store/store_prefetch.sh checks the code. Off x86 the builtin stays (locality 1: the L2 as
+ * well), and prefetch_record is forced inline, which keeps it there too. */
 static inline void prefetch_line(const void *p) {
 #if defined(__x86_64__) || defined(__i386__)
   __asm__ volatile("prefetcht2 %0" : : "m"(*(const char *)p));
