@@ -141,7 +141,8 @@
 #    prefetcht2 32 rows ahead, the learner on rc_sampler), nothing else running, the same loop:
 #        ibrl-bench replay                              > 2026-11-24-2355-default-$i.txt
 #        ibrl-bench replay --only sample --no-prefetch  > 2026-11-24-2355-no-prefetch-$i.txt
-#    and again at 25 Nov 00:15-00:20 UTC, after a fresh-clone CI run: 2026-11-25-0015-*.txt
+#    and again at 25 Nov 00:15-00:20 UTC, after a fresh-clone CI run: 2026-11-25-0015-*.txt, and
+#    at 00:21-00:26 UTC: 2026-11-25-0021-*.txt
 #    and before the third, calls per polling turn (EXPERIMENT ONLY, calls-per-turn.patch, never merged:
 #    EXP_CPT=N gives one turn per N calls in progress, every server alike; 2 is the shipped policy):
 #      for i in 1 2 3; do for c in 2 1; do
